@@ -1,0 +1,167 @@
+"""API server benchmark: creates/s, get and list latency at 10k objects, watch fan-out
+latency to 100 watchers, and server RSS, each printed beside its goal and anchor.
+
+Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it over
+HTTPS with keep-alive connections, as kubectl and controllers do.
+
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import start_server  # noqa: E402
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def service(name: str) -> bytes:
+    return orjson.dumps({"apiVersion": "v1", "kind": "Service",
+                         "metadata": {"name": name, "labels": {"app": name, "bench": "yes"}},
+                         "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}})
+
+
+async def create_many(session, url: str, names: list[str], concurrency: int = 32) -> float:
+    queue = list(reversed(names))
+
+    async def worker():
+        while queue:
+            name = queue.pop()
+            async with session.post(f"{url}/api/v1/namespaces/default/services", data=service(name),
+                                    headers={"Content-Type": "application/json"}) as r:
+                if r.status != 201:
+                    raise RuntimeError(f"create {name}: {r.status} {await r.text()}")
+                await r.read()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - t0
+
+
+async def timed(session, method: str, url: str, n: int, headers=None) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        async with session.request(method, url, headers=headers) as r:
+            await r.read()
+            assert r.status == 200, r.status
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def watch_latency(session, url: str, watchers: int, events: int) -> list[float]:
+    rv_resp = await session.get(f"{url}/api/v1/namespaces/default/configmaps?limit=1")
+    rv = (await rv_resp.json())["metadata"]["resourceVersion"]
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+    ready = asyncio.Event()
+    opened = 0
+
+    async def watcher():
+        nonlocal opened
+        async with session.get(f"{url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}",
+                               timeout=aiohttp.ClientTimeout(total=None)) as r:
+            opened += 1
+            if opened == watchers:
+                ready.set()
+            seen = 0
+            async for line in r.content:
+                ev = orjson.loads(line)
+                name = ev["object"]["metadata"]["name"]
+                lat.append((time.perf_counter() - sent[name]) * 1000)
+                seen += 1
+                if seen == events:
+                    return
+
+    tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
+    await asyncio.wait_for(ready.wait(), 30)
+    await asyncio.sleep(0.2)
+    for i in range(events):
+        name = f"w{i}"
+        sent[name] = time.perf_counter()
+        async with session.post(f"{url}/api/v1/namespaces/default/configmaps",
+                                data=orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                                   "metadata": {"name": name}}),
+                                headers={"Content-Type": "application/json"}) as r:
+            await r.read()
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return lat
+
+
+def row(what: str, value: float, unit: str, goal: float, better: str, anchor: str = "") -> str:
+    ratio = goal / value if better == "lower" else value / goal
+    verdict = "meets goal" if ratio >= 1 else "MISSES goal"
+    return f"{what:<42} {value:>10.1f} {unit:<6} goal {better}-is-better {goal:g} {unit}  " \
+           f"ratio {ratio:5.2f}x  {verdict}  {anchor}"
+
+
+async def main_async(args) -> None:
+    data = tempfile.mkdtemp(prefix="pk-bench-")
+    srv = start_server(data, datastore="sqlite")
+    try:
+        ctx = ssl.create_default_context(cafile=srv.ca)
+        conn = aiohttp.TCPConnector(ssl=ctx, limit=0)
+        async with aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {srv.token}"}) as s:
+            lines = []
+            secs = await create_many(s, srv.url, [f"svc-{i:05d}" for i in range(1000)])
+            lines.append(row("creates/s (1,000 Services, 32 clients)", 1000 / secs, "/s", 1000, "higher",
+                             "anchor: k8s SLO p99<=1s per mutating call"))
+            await create_many(s, srv.url, [f"svc-{i:05d}" for i in range(1000, args.services)])
+            get = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services/svc-00042", 300)
+            lines.append(row("get p50 (at 10k objects)", statistics.median(get), "ms", 10, "lower"))
+            lines.append(row("get p99 (at 10k objects)", pct(get, 99), "ms", 20, "lower",
+                             "anchor: k3s/SQLite avg 170 ms"))
+            lst = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services", 15)
+            lines.append(row("list 10k Services JSON p50", statistics.median(lst), "ms", 300, "lower"))
+            tbl = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services", 15,
+                              headers={"Accept": TABLE})
+            lines.append(row("list 10k Services as Table p50", statistics.median(tbl), "ms", 300, "lower"))
+            lines.append(row("list 10k Services as Table p99", pct(tbl, 99), "ms", 300, "lower"))
+            lat = await watch_latency(s, srv.url, args.watchers, 50)
+            lines.append(row(f"watch delivery p50 ({args.watchers} watchers)", statistics.median(lat), "ms",
+                             20, "lower"))
+            lines.append(row(f"watch delivery p99 ({args.watchers} watchers)", pct(lat, 99), "ms", 20, "lower"))
+            lines.append(row("server RSS with 10k Services", rss_mb(srv.proc.pid), "MB", 150, "lower",
+                             "anchor: k3s server ~1.6 GB with workload"))
+        print(f"\npocketkube API server benchmark ({args.services} Services, SQLite datastore)")
+        for line in lines:
+            print("  " + line)
+    finally:
+        srv.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--services", type=int, default=10_000)
+    p.add_argument("--watchers", type=int, default=100)
+    asyncio.run(main_async(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

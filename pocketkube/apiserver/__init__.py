@@ -1,0 +1,1 @@
+"""The API server: HTTP handlers, discovery, OpenAPI, Tables, watch cache, admission."""

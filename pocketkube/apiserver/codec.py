@@ -1,0 +1,146 @@
+"""Content negotiation: request bodies in, response bodies out.
+
+Request bodies arrive as JSON, YAML, Kubernetes protobuf or one of the four patch types;
+responses are JSON objects, meta.k8s.io Tables or PartialObjectMetadata, chosen from
+the Accept header as the apiserver does (kubectl-compat.md 1.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import yaml
+
+from pocketkube.apiserver import schema
+from pocketkube.core import errors, protobuf
+
+MAX_BODY = 3 * 1024 * 1024  # the apiserver's request body limit
+JSON = "application/json"
+YAML = "application/yaml"
+PROTOBUF = protobuf.PROTOBUF_CONTENT_TYPE
+ACCEPTED_BODY_TYPES = [JSON, YAML, PROTOBUF]
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+ACCEPTED_PATCH_TYPES = list(PATCH_TYPES)
+
+
+def media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+@dataclass
+class Decoded:
+    obj: object
+    duplicates: list[str]
+
+
+def decode_body(body: bytes, content_type: str | None) -> Decoded:
+    """An object body (create, update). Raises 415 for unknown types, 400 for bad data."""
+    if len(body) > MAX_BODY:
+        raise errors.too_large()
+    mt = media_type(content_type)
+    if mt == JSON:
+        return _json(body)
+    if mt in (YAML, "application/x-yaml", "text/yaml"):
+        return Decoded(_yaml(body), [])
+    if mt == PROTOBUF:
+        return Decoded(protobuf.decode(body), [])
+    raise errors.unsupported_media_type(mt, ACCEPTED_BODY_TYPES)
+
+
+def decode_patch(body: bytes, content_type: str | None) -> tuple[str, object, list[str]]:
+    """A PATCH body: (patch type, parsed body, duplicate fields)."""
+    if len(body) > MAX_BODY:
+        raise errors.too_large()
+    mt = media_type(content_type)
+    kind = PATCH_TYPES.get(mt)
+    if kind is None:
+        raise errors.unsupported_media_type(mt, ACCEPTED_PATCH_TYPES)
+    if kind == "apply":
+        return kind, _yaml(body), []
+    d = _json(body)
+    return kind, d.obj, d.duplicates
+
+
+def _json(body: bytes) -> Decoded:
+    try:
+        obj, dups = schema.parse_json_strict(body)
+    except ValueError as exc:
+        raise errors.bad_request(f"couldn't get version/kind; json parse error: {_short(exc)}") from None
+    return Decoded(obj, dups)
+
+
+def _yaml(body: bytes) -> object:
+    try:
+        obj = yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        raise errors.bad_request(f"error converting YAML to JSON: {_short(exc)}") from None
+    return _jsonable(obj)
+
+
+def _jsonable(value):
+    """YAML may hold dates or non-string keys; the API sees what JSON would carry."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+@dataclass(frozen=True)
+class Accept:
+    """What the client asked to get back."""
+
+    table: bool = False
+    partial_metadata: bool = False
+    include_object: str = "Metadata"  # for tables: None | Metadata | Object
+    protobuf_only: bool = False
+
+
+def parse_accept(header: str | None, include_object: str | None) -> Accept:
+    table = partial = False
+    ok_json = False
+    only_protobuf = True
+    for part in (header or "").split(","):
+        fields = [f.strip() for f in part.split(";")]
+        mt = fields[0].lower()
+        params = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+        if mt in ("application/json", "*/*", "application/*", ""):
+            only_protobuf = False
+            as_ = params.get("as")
+            if as_ == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+                table = True
+                break
+            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList") and params.get("g") == "meta.k8s.io":
+                partial = True
+                break
+            if as_ is None:
+                ok_json = True
+                break
+        elif mt in ("application/yaml",):
+            only_protobuf = False
+        elif mt != PROTOBUF:
+            only_protobuf = False
+    if not header:
+        only_protobuf = False
+    return Accept(table=table, partial_metadata=partial, include_object=include_object or "Metadata",
+                  protobuf_only=only_protobuf and not ok_json and not table and not partial)
+
+
+def dumps(obj: object) -> bytes:
+    return orjson.dumps(obj)
+
+
+def partial_object_metadata(obj: dict) -> dict:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}

@@ -1,0 +1,643 @@
+"""HTTP handlers: URL routing, verbs, subresources, watch streams, errors as Status.
+
+One catch-all route parses the Kubernetes URL layout (kubectl-compat.md 1.3) into a
+`Target` and dispatches on verb. Bodies go through `codec`, objects through `storage`,
+Tables through `printers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web
+
+from pocketkube.apiserver import codec, discovery, printers, schema
+from pocketkube.apiserver.cache import WatchCache
+from pocketkube.apiserver.kinds import registry
+from pocketkube.apiserver.kinds.base import KindInfo
+from pocketkube.apiserver.openapi import OpenAPIV3
+from pocketkube.apiserver.storage import Storage, WriteOptions
+from pocketkube.core import errors, fieldsets, selectors
+from pocketkube.core.objects import deep_copy, utc_now
+
+log = logging.getLogger(__name__)
+
+JSON_CT = "application/json"
+TABLE_CT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+BOOKMARK_INTERVAL = 10.0
+NAMESPACE_SUBRESOURCES = ("status", "finalize")
+
+
+@dataclass
+class Target:
+    info: KindInfo
+    namespace: str | None  # None: all namespaces (or cluster-scoped)
+    name: str = ""
+    subresource: str = ""
+
+
+class Handlers:
+    def __init__(self, storage: Storage, cache: WatchCache, server_address: str):
+        self.storage = storage
+        self.cache = cache
+        self.server_address = server_address
+        self.openapi = OpenAPIV3()
+        self._aggregated_core = orjson.dumps(discovery.aggregated(core=True))
+        self._aggregated_groups = orjson.dumps(discovery.aggregated(core=False))
+        # Extra handlers for subresources served elsewhere (logs, exec, ...): (resource, sub) -> fn
+        self.subresource_handlers: dict[tuple[str, str], Callable] = {}
+
+    # ---- entry ---------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        warnings: list[str] = []
+        try:
+            resp = await self._route(request, warnings)
+        except errors.APIError as exc:
+            resp = status_response(exc)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # a bug: answer like the apiserver would, keep serving
+            log.exception("internal error on %s %s", request.method, request.path)
+            resp = status_response(errors.internal(str(exc) or exc.__class__.__name__))
+        if warnings and not resp.prepared:
+            for w in warnings:
+                resp.headers.add("Warning", '299 - ' + errors.go_quote(w))
+        return resp
+
+    async def _route(self, request: web.Request, warnings: list[str]) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return json_response({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3",
+                                            "/readyz", "/version"]})
+        head = parts[0]
+        if head == "api":
+            if len(parts) == 1:
+                return self._discovery_root(request, core=True)
+            if parts[1] != "v1":
+                raise errors.not_found_path()
+            if len(parts) == 2:
+                return json_response(discovery.legacy_resources("", "v1"))
+            return await self._resource(request, "", "v1", parts[2:], warnings)
+        if head == "apis":
+            if len(parts) == 1:
+                return self._discovery_root(request, core=False)
+            if len(parts) == 2:
+                doc = discovery.legacy_group(parts[1])
+                if doc is None:
+                    raise errors.not_found_path()
+                return json_response(doc)
+            if len(parts) == 3:
+                doc = discovery.legacy_resources(parts[1], parts[2])
+                if doc is None:
+                    raise errors.not_found_path()
+                return json_response(doc)
+            return await self._resource(request, parts[1], parts[2], parts[3:], warnings)
+        if head == "version" and len(parts) == 1:
+            return json_response(discovery.version_info())
+        if head in ("healthz", "livez", "readyz"):
+            return web.Response(text="ok", content_type="text/plain")
+        if head == "openapi":
+            return self._openapi(request, parts)
+        raise errors.not_found_path()
+
+    def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if "as=APIGroupDiscoveryList" in accept and "g=apidiscovery.k8s.io" in accept:
+            ct = discovery.AGGREGATED_CONTENT_TYPE if "v=v2;" in accept or accept.find("v=v2") >= 0 \
+                else discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
+            if "v=v2" not in accept:
+                ct = discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
+            body = self._aggregated_core if core else self._aggregated_groups
+            return web.Response(body=body, headers={"Content-Type": ct})
+        if core:
+            return json_response(discovery.legacy_api_versions(self.server_address))
+        return json_response(discovery.legacy_groups())
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+        if len(parts) >= 2 and parts[1] == "v3":
+            if len(parts) == 2:
+                return web.Response(body=self.openapi.index, headers={"Content-Type": JSON_CT})
+            doc = self.openapi.docs.get("/".join(parts[2:]))
+            if doc is not None:
+                return web.Response(body=doc, headers={"Content-Type": JSON_CT,
+                                                       "Cache-Control": "public, immutable"})
+        raise errors.not_found_path()
+
+    # ---- resources -----------------------------------------------------------------
+
+    def _target(self, group: str, version: str, parts: list[str]) -> Target:
+        namespace: str | None = None
+        if parts[0] == "namespaces" and len(parts) >= 3 and not (
+                len(parts) == 3 and parts[2] in NAMESPACE_SUBRESOURCES):
+            namespace, parts = parts[1], parts[2:]
+        resource = parts[0]
+        info = registry.by_resource(group, version, resource)
+        if info is None or info.resource == "scale":
+            raise errors.not_found_path()
+        if namespace is not None and not info.namespaced:
+            raise errors.not_found_path()
+        if len(parts) > 3:
+            raise errors.not_found_path()
+        name = parts[1] if len(parts) > 1 else ""
+        sub = parts[2] if len(parts) > 2 else ""
+        if sub and sub not in info.subresources:
+            raise errors.not_found_path()
+        if info.namespaced and name and namespace is None:
+            raise errors.not_found_path()
+        return Target(info, namespace, name, sub)
+
+    async def _resource(self, request: web.Request, group: str, version: str, parts: list[str],
+                        warnings: list[str]) -> web.StreamResponse:
+        t = self._target(group, version, parts)
+        method = request.method
+        q = request.query
+        if t.subresource and (t.info.resource, t.subresource) in self.subresource_handlers:
+            return await self.subresource_handlers[(t.info.resource, t.subresource)](request, t)
+        if t.subresource == "scale":
+            return await self._scale(request, t, warnings)
+        if t.subresource in ("log", "exec", "attach", "portforward", "proxy", "eviction", "ephemeralcontainers"):
+            raise errors.APIError(503, "ServiceUnavailable",
+                                  f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
+        if t.subresource == "binding":
+            return await self._binding(request, t)
+        if not t.name:
+            if method == "GET":
+                if q.get("watch") in ("true", "1"):
+                    return await self._watch(request, t)
+                return await self._list(request, t)
+            if method == "POST":
+                return await self._create(request, t, warnings)
+            if method == "DELETE":
+                return await self._delete_collection(request, t)
+            raise errors.method_not_allowed(method.lower(), t.info.resource)
+        if method == "GET":
+            obj = await self.storage.get(t.info, t.namespace or "", t.name)
+            return self._object_response(request, t.info, obj)
+        if method == "PUT":
+            return await self._update(request, t, warnings)
+        if method == "PATCH":
+            return await self._patch(request, t, warnings)
+        if method == "DELETE" and not t.subresource:
+            return await self._delete(request, t)
+        raise errors.method_not_allowed(method.lower(), t.info.resource)
+
+    # ---- reads ---------------------------------------------------------------------
+
+    def _matcher(self, info: KindInfo, q) -> Callable[[dict], bool] | None:
+        ls = q.get("labelSelector", "")
+        fs = q.get("fieldSelector", "")
+        label_sel = selectors.parse_label_selector(ls) if ls else None
+        field_sel = None
+        if fs:
+            field_sel = fieldsets.convert_field_selector(selectors.parse_field_selector(fs), info.kind, info.group)
+        if label_sel is None and field_sel is None:
+            return None
+        kind = info.kind
+
+        def match(obj: dict) -> bool:
+            if label_sel is not None and not label_sel.matches((obj.get("metadata") or {}).get("labels") or {}):
+                return False
+            if field_sel is not None and not field_sel.matches(fieldsets.fields_for(kind, obj)):
+                return False
+            return True
+
+        return match
+
+    async def _list(self, request: web.Request, t: Target) -> web.Response:
+        q = request.query
+        limit = _int_param(q, "limit", 0)
+        result = await self.storage.list(t.info, t.namespace, self._matcher(t.info, q), limit,
+                                         q.get("continue", ""))
+        accept = codec.parse_accept(request.headers.get("Accept"), q.get("includeObject"))
+        list_meta: dict[str, Any] = {"resourceVersion": str(result.revision)}
+        if result.continue_token:
+            list_meta["continue"] = result.continue_token
+            list_meta["remainingItemCount"] = result.remaining
+        if accept.table:
+            table = self._table(t.info, result.items, accept)
+            table["metadata"] = list_meta
+            return web.Response(body=orjson.dumps(table), headers={"Content-Type": TABLE_CT})
+        if accept.partial_metadata:
+            body = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+                    "items": [codec.partial_object_metadata(o) for o in result.items]}
+            return json_response(body)
+        _not_protobuf_only(accept)
+        prefix = (b'{"kind":' + orjson.dumps(t.info.list_kind) + b',"apiVersion":' +
+                  orjson.dumps(t.info.api_version) + b',"metadata":' + orjson.dumps(list_meta) + b',"items":[')
+        items = b",".join(_with_type(t.info, o) for o in result.items)
+        return web.Response(body=prefix + items + b"]}", headers={"Content-Type": JSON_CT})
+
+    def _table(self, info: KindInfo, objs: list[dict], accept: codec.Accept, with_columns: bool = True) -> dict:
+        columns, cells = printers.table_for(info.kind, info.group, objs, utc_now())
+        rows = []
+        for obj, row_cells in zip(objs, cells):
+            row: dict[str, Any] = {"cells": row_cells}
+            if accept.include_object == "Object":
+                row["object"] = _typed(info, obj)
+            elif accept.include_object != "None":
+                row["object"] = codec.partial_object_metadata(obj)
+            rows.append(row)
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+                "columnDefinitions": columns if with_columns else None, "rows": rows}
+
+    def _object_response(self, request: web.Request, info: KindInfo, obj: dict, status: int = 200) -> web.Response:
+        accept = codec.parse_accept(request.headers.get("Accept"), request.query.get("includeObject"))
+        if accept.table:
+            table = self._table(info, [obj], accept)
+            table["metadata"] = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+            return web.Response(body=orjson.dumps(table), status=status, headers={"Content-Type": TABLE_CT})
+        if accept.partial_metadata:
+            return json_response(codec.partial_object_metadata(obj), status)
+        return web.Response(body=_with_type(info, obj), status=status, headers={"Content-Type": JSON_CT})
+
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        accept = codec.parse_accept(request.headers.get("Accept"), q.get("includeObject"))
+        match = self._matcher(t.info, q)
+        rv = q.get("resourceVersion", "")
+        after: int | None = None
+        if rv not in ("", "0"):
+            try:
+                after = int(rv)
+            except ValueError:
+                raise errors.bad_request(f'invalid resource version: "{rv}"') from None
+            await self.cache.wait_for(after)
+        else:
+            await self.cache.wait_fresh()
+        from pocketkube.apiserver.storage import collection_prefix
+        prefix = collection_prefix(t.info, t.namespace)
+        watcher, backlog = self.cache.watch(prefix, after, match)
+        timeout = _int_param(q, "timeoutSeconds", 0) or random.randint(1800, 3600)
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        resp = web.StreamResponse(headers={"Content-Type": JSON_CT, "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        first_table = [True]
+
+        def encode(etype: str, obj: dict) -> bytes:
+            if accept.table:
+                table = self._table(t.info, [obj], accept, with_columns=first_table[0])
+                first_table[0] = False
+                table["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                body = table
+            elif accept.partial_metadata:
+                body = codec.partial_object_metadata(obj)
+            else:
+                return b'{"type":"' + etype.encode() + b'","object":' + _with_type(t.info, obj) + b"}\n"
+            return orjson.dumps({"type": etype, "object": body}) + b"\n"
+
+        deadline = time.monotonic() + timeout
+        try:
+            if backlog:
+                await resp.write(b"".join(encode(ev.type, ev.obj) for ev in backlog))
+            last_bookmark = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                wait = deadline - now
+                if bookmarks:
+                    wait = min(wait, max(0.0, last_bookmark + BOOKMARK_INTERVAL - now))
+                ev = await watcher.next(wait)
+                if ev is None:
+                    if watcher.closed:
+                        break
+                    if bookmarks and time.monotonic() >= last_bookmark + BOOKMARK_INTERVAL:
+                        await resp.write(self._bookmark(t.info, accept))
+                        last_bookmark = time.monotonic()
+                    continue
+                chunks = [encode(ev.type, ev.obj)]
+                while not watcher.queue.empty():  # drain what is ready in one write
+                    more = watcher.queue.get_nowait()
+                    if more is None:
+                        watcher.closed = True
+                        break
+                    chunks.append(encode(more.type, more.obj))
+                await resp.write(b"".join(chunks))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            watcher.close()
+        try:
+            await resp.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+    def _bookmark(self, info: KindInfo, accept: codec.Accept) -> bytes:
+        rv = str(self.cache.revision)
+        if accept.table:
+            obj = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+                   "columnDefinitions": None, "rows": None}
+        else:
+            obj = {"kind": info.kind, "apiVersion": info.api_version, "metadata": {"resourceVersion": rv}}
+        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+    # ---- writes --------------------------------------------------------------------
+
+    def _write_options(self, q, subresource: str = "") -> WriteOptions:
+        dry = q.getall("dryRun", [])
+        for value in dry:
+            if value != "All":
+                raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+        force = q.get("force") in ("true", "1")
+        return WriteOptions(dry_run=bool(dry), field_manager=q.get("fieldManager", ""), subresource=subresource,
+                            force=force)
+
+    def _check_body(self, info: KindInfo, body: Any, q, duplicates: list[str], warnings: list[str],
+                    name_hint: str = "") -> dict:
+        if not isinstance(body, dict):
+            raise errors.bad_request(
+                f"{info.kind} in version \"{info.version}\" cannot be handled as a {info.kind}: "
+                f"json: cannot unmarshal {_json_type(body)} into Go value of type struct")
+        av = body.get("apiVersion")
+        kind = body.get("kind")
+        if av and av != info.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({av}) does not match the expected API version ({info.api_version})")
+        if kind and kind != info.kind:
+            raise errors.bad_request(
+                f"{kind} in version \"{info.version}\" cannot be handled as a {info.kind}: "
+                f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
+        type_err = schema.type_errors(info.api_version, info.kind, body)
+        if type_err:
+            raise errors.bad_request(type_err[0])
+        mode = _validation_mode(q)
+        unknown = schema.unknown_fields(info.api_version, info.kind, body)
+        if mode == "Strict" and (unknown or duplicates):
+            raise errors.bad_request(schema.strict_error_message(info.api_version, info.kind, unknown, duplicates))
+        if mode == "Warn":
+            warnings.extend(f'unknown field "{f}"' for f in unknown)
+            warnings.extend(f'duplicate field "{f}"' for f in duplicates)
+        body = schema.prune_unknown(info.api_version, info.kind, body) if unknown else body
+        body["apiVersion"] = info.api_version
+        body["kind"] = info.kind
+        return body
+
+    async def _create(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
+        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"))
+        obj = self._check_body(t.info, decoded.obj, request.query, decoded.duplicates, warnings)
+        opts = self._write_options(request.query)
+        created = await self.storage.create(t.info, t.namespace or "", obj, opts)
+        return self._object_response(request, t.info, created, 201)
+
+    async def _update(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
+        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"))
+        obj = self._check_body(t.info, decoded.obj, request.query, decoded.duplicates, warnings)
+        sub = t.subresource
+        if sub == "finalize":
+            current = await self.storage.get(t.info, "", t.name)
+            new = deep_copy(current)
+            new.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers") or []
+            if not new["spec"]["finalizers"]:
+                del new["spec"]["finalizers"]
+            rv = obj.get("metadata", {}).get("resourceVersion")
+            new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
+            obj, sub = new, "finalize"
+        updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj,
+                                                     self._write_options(request.query, sub))
+        return self._object_response(request, t.info, updated, 201 if created else 200)
+
+    async def _patch(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
+        ptype, body, dups = codec.decode_patch(await _read(request), request.headers.get("Content-Type"))
+        q = request.query
+        opts = self._write_options(q, t.subresource)
+        if ptype == "apply":
+            if not opts.field_manager:
+                raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager parameter")
+            if not isinstance(body, dict):
+                raise errors.bad_request("error decoding YAML: the apply patch is not an object")
+        if ptype in ("merge", "strategic") and not isinstance(body, dict):
+            raise errors.bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of type "
+                                     "map[string]interface {}")
+        mode = _validation_mode(q)
+        info = t.info
+
+        def validate_fields(new: dict) -> None:
+            type_err = schema.type_errors(info.api_version, info.kind, new)
+            if type_err:
+                raise errors.bad_request(type_err[0])
+            unknown = schema.unknown_fields(info.api_version, info.kind, new)
+            if mode == "Strict" and (unknown or dups):
+                detail = "strict decoding error: " + ", ".join(
+                    [f'unknown field "{u}"' for u in unknown] + [f'duplicate field "{d}"' for d in dups])
+                raise errors.invalid(info.kind, info.group, t.name, [errors.invalid_value(
+                    "patch", orjson.dumps(body).decode(), detail)])
+            if mode == "Warn":
+                warnings.extend(f'unknown field "{f}"' for f in unknown)
+            if unknown:
+                pruned = schema.prune_unknown(info.api_version, info.kind, new)
+                new.clear()
+                new.update(pruned)
+
+        updated, created = await self.storage.patch(info, t.namespace or "", t.name, ptype, body, opts,
+                                                    validate_fields)
+        return self._object_response(request, info, updated, 201 if created else 200)
+
+    async def _delete(self, request: web.Request, t: Target) -> web.Response:
+        options = await self._delete_options(request)
+        dry = bool(request.query.getall("dryRun", [])) or "All" in (options.get("dryRun") or [])
+        obj, deleted = await self.storage.delete(t.info, t.namespace or "", t.name, options, dry)
+        if deleted and t.info.resource not in ("pods", "services", "namespaces", "endpoints"):
+            details = {"name": t.name, "kind": t.info.resource, "uid": obj["metadata"].get("uid")}
+            if t.info.group:
+                details["group"] = t.info.group
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "details": details})
+        return self._object_response(request, t.info, obj)
+
+    async def _delete_options(self, request: web.Request) -> dict:
+        raw = await _read(request)
+        options: dict = {}
+        if raw.strip():
+            decoded = codec.decode_body(raw, request.headers.get("Content-Type") or JSON_CT)
+            if not isinstance(decoded.obj, dict):
+                raise errors.bad_request("DeleteOptions must be a JSON object")
+            options = decoded.obj
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            options["gracePeriodSeconds"] = _int_param(q, "gracePeriodSeconds", 0)
+        if "propagationPolicy" in q:
+            options["propagationPolicy"] = q["propagationPolicy"]
+        policy = options.get("propagationPolicy")
+        if policy is not None and policy not in ("Orphan", "Background", "Foreground"):
+            raise errors.invalid("DeleteOptions", "", "", [errors.not_supported(
+                "propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])])
+        return options
+
+    async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        if "deletecollection" not in t.info.verbs:
+            raise errors.method_not_allowed("deletecollection", t.info.resource)
+        options = await self._delete_options(request)
+        dry = bool(request.query.getall("dryRun", []))
+        result = await self.storage.list(t.info, t.namespace, self._matcher(t.info, request.query))
+        deleted = []
+        for obj in result.items:
+            m = obj["metadata"]
+            try:
+                gone, _ = await self.storage.delete(t.info, m.get("namespace", ""), m["name"], options, dry)
+                deleted.append(gone)
+            except errors.APIError as exc:
+                if exc.code != 404:
+                    raise
+        body = {"kind": t.info.list_kind, "apiVersion": t.info.api_version,
+                "metadata": {"resourceVersion": str(self.cache.revision)}, "items": deleted}
+        return json_response(body)
+
+    # ---- subresources --------------------------------------------------------------
+
+    async def _scale(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
+        from pocketkube.core import patch as patching
+
+        ns = t.namespace or ""
+        if request.method == "GET":
+            return json_response(scale_of(await self.storage.get(t.info, ns, t.name)))
+        opts = self._write_options(request.query)
+        for _ in range(5):
+            parent = await self.storage.get(t.info, ns, t.name)
+            scale = scale_of(parent)
+            if request.method == "PUT":
+                body = codec.decode_body(await _read(request), request.headers.get("Content-Type")).obj
+                if not isinstance(body, dict):
+                    raise errors.bad_request("the body is not a Scale object")
+                new_scale = body
+            elif request.method == "PATCH":
+                ptype, body, _ = codec.decode_patch(await _read(request), request.headers.get("Content-Type"))
+                if ptype == "json":
+                    new_scale = patching.json_patch(scale, body)
+                elif ptype == "merge":
+                    new_scale = patching.merge_patch(scale, body)
+                elif ptype == "strategic":
+                    new_scale = patching.strategic_merge_patch(scale, body, "Scale")
+                else:
+                    raise errors.unsupported_media_type(ptype, codec.ACCEPTED_PATCH_TYPES[:3])
+            else:
+                raise errors.method_not_allowed(request.method.lower(), f"{t.info.resource}/scale")
+            replicas = (new_scale.get("spec") or {}).get("replicas", 0)
+            if not isinstance(replicas, int) or isinstance(replicas, bool):
+                raise errors.bad_request("Scale in version \"v1\" cannot be handled as a Scale: "
+                                         "json: cannot unmarshal into Go struct field ScaleSpec.spec.replicas "
+                                         "of type int32")
+            if replicas < 0:
+                raise errors.invalid("Scale", "autoscaling", t.name, [errors.invalid_value(
+                    "spec.replicas", replicas, "must be greater than or equal to 0")])
+            want_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+            if want_rv and want_rv != parent["metadata"]["resourceVersion"]:
+                raise errors.stale(t.info.resource, t.info.group, t.name)
+            new_parent = deep_copy(parent)
+            new_parent["spec"]["replicas"] = replicas
+            if not want_rv:
+                new_parent["metadata"].pop("resourceVersion", None)
+            try:
+                updated, _ = await self.storage.update(t.info, ns, t.name, new_parent, opts)
+            except errors.APIError as exc:
+                if exc.reason == "Conflict" and not want_rv:
+                    continue
+                raise
+            return json_response(scale_of(updated))
+        raise errors.stale(t.info.resource, t.info.group, t.name)
+
+    async def _binding(self, request: web.Request, t: Target) -> web.Response:
+        if request.method != "POST":
+            raise errors.method_not_allowed(request.method.lower(), "pods/binding")
+        body = codec.decode_body(await _read(request), request.headers.get("Content-Type")).obj
+        target = (body or {}).get("target") or {}
+        node = target.get("name", "")
+        if not node:
+            raise errors.invalid("Binding", "", t.name, [errors.required("target.name")])
+        pod = await self.storage.get(t.info, t.namespace or "", t.name)
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise errors.conflict("pods", "", t.name, f"pod {t.name} is already assigned to node \"{current}\"")
+        if pod["metadata"].get("deletionTimestamp"):
+            raise errors.conflict("pods", "", t.name, f"pod {t.name} is being deleted, cannot be assigned to a host")
+        new = deep_copy(pod)
+        new["spec"]["nodeName"] = node
+        await self.storage.update(t.info, t.namespace or "", t.name, new,
+                                  self._write_options(request.query))
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def scale_of(parent: dict) -> dict:
+    m = parent["metadata"]
+    spec = parent.get("spec") or {}
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
+        "spec": {"replicas": spec.get("replicas", 0)},
+        "status": {"replicas": (parent.get("status") or {}).get("replicas", 0),
+                   "selector": str(selectors.selector_from_object(spec.get("selector")))},
+    }
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers={"Content-Type": JSON_CT})
+
+
+def status_response(exc: errors.APIError) -> web.Response:
+    return web.Response(body=orjson.dumps(exc.status()), status=exc.code, headers={"Content-Type": JSON_CT})
+
+
+def _typed(info: KindInfo, obj: dict) -> dict:
+    if obj.get("kind") == info.kind and obj.get("apiVersion") == info.api_version:
+        return obj
+    return {"kind": info.kind, "apiVersion": info.api_version, **obj}
+
+
+def _with_type(info: KindInfo, obj: dict) -> bytes:
+    return orjson.dumps(_typed(info, obj))
+
+
+def _int_param(q, name: str, default: int) -> int:
+    value = q.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.bad_request(f'invalid value for {name}: "{value}"') from None
+
+
+def _validation_mode(q) -> str:
+    mode = q.get("fieldValidation", "Warn") or "Warn"
+    if mode not in ("Ignore", "Warn", "Strict"):
+        raise errors.bad_request(
+            f'fieldValidation parameter unsupported: {mode}. Expected one of "Ignore", "Warn", "Strict"')
+    return mode
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if value is None:
+        return "null"
+    return "object"
+
+
+def _not_protobuf_only(accept: codec.Accept) -> None:
+    if accept.protobuf_only:
+        raise errors.not_acceptable(["application/json", "application/yaml"])
+
+
+async def _read(request: web.Request) -> bytes:
+    if request.content_length and request.content_length > codec.MAX_BODY:
+        raise errors.too_large()
+    return await request.read()

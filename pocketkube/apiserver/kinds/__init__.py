@@ -1,0 +1,1 @@
+"""One module per API kind: defaults, validation, strategy. `registry` lists them all."""

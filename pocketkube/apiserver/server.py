@@ -1,0 +1,153 @@
+"""The API server as a component: store, watch cache, HTTPS listener, token, kubeconfig.
+
+`APIServer(data_dir, ...)` follows the component shape of DESIGN.md: `await start()`,
+`await stop()`, and a `ready` event. It writes DATA_DIR/kubeconfig (context
+`pocketkube`) so the real kubectl and the `kubernetes` client can reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import os
+import secrets
+import ssl
+
+import yaml
+from aiohttp import web
+
+from pocketkube.apiserver import certs
+from pocketkube.apiserver.cache import WatchCache
+from pocketkube.apiserver.handlers import Handlers, status_response
+from pocketkube.apiserver.kinds import registry
+from pocketkube.apiserver.storage import Storage, WriteOptions
+from pocketkube.core import errors
+from pocketkube.store import open_store
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+CERT_HOSTS = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+              "kubernetes.default.svc.cluster.local", "10.96.0.1"]
+
+
+class APIServer:
+    def __init__(self, data_dir: str, port: int = 6443, datastore: str = "sqlite",
+                 bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True):
+        self.data_dir = os.path.abspath(data_dir)
+        self.port = port
+        self.datastore = datastore
+        self.bind = bind
+        self.extra_addresses = tuple(extra_addresses)
+        self.tls = tls
+        self.ready = asyncio.Event()
+        self.store = None
+        self.cache: WatchCache | None = None
+        self.storage: Storage | None = None
+        self.handlers: Handlers | None = None
+        self._runner: web.AppRunner | None = None
+        self.token = ""
+        self.kubeconfig_path = os.path.join(self.data_dir, "kubeconfig")
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.store = open_store(self.datastore, self.data_dir)
+        await self.store.start()
+        self.cache = WatchCache(self.store)
+        await self.cache.start()
+        self.storage = Storage(self.store, self.cache)
+        await self._bootstrap()
+        self.token = self._load_token()
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])
+        self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}")
+        app.router.add_route("*", "/{tail:.*}", self.handlers.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        ssl_ctx = self._ssl_context() if self.tls else None
+        hosts = [self.bind, *self.extra_addresses]
+        for host in hosts:
+            site = web.TCPSite(self._runner, host, self.port, ssl_context=ssl_ctx, reuse_address=True)
+            await site.start()
+        if self.port == 0:  # tests: learn the port the OS chose
+            self.port = self._runner.addresses[0][1]
+            self.handlers.server_address = f"127.0.0.1:{self.port}"
+        self._write_kubeconfig()
+        self.ready.set()
+        log.info("API server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+        if self.cache:
+            await self.cache.stop()
+        if self.store:
+            await self.store.stop()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not hmac.compare_digest(header[7:].strip(), self.token):
+            return status_response(errors.unauthorized())
+        return await handler(request)
+
+    async def _bootstrap(self) -> None:
+        """The namespaces every cluster has."""
+        ns_info = registry.by_resource("", "v1", "namespaces")
+        for name in SYSTEM_NAMESPACES:
+            if self.cache.get(f"/registry/core/namespaces/{name}") is None:
+                try:
+                    await self.storage.create(ns_info, "", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": name}},
+                                              WriteOptions(field_manager="kube-apiserver"))
+                except errors.APIError as exc:
+                    if exc.code != 409:
+                        raise
+
+    def _load_token(self) -> str:
+        path = os.path.join(self.data_dir, "token")
+        if os.path.exists(path):
+            with open(path) as f:
+                token = f.read().strip()
+            if token:
+                return token
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        hosts = CERT_HOSTS + [a for a in (self.bind, *self.extra_addresses) if a not in CERT_HOSTS]
+        pki = certs.ensure_pki(os.path.join(self.data_dir, "pki"), hosts)
+        self.pki = pki
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(pki.server_cert, pki.server_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def _write_kubeconfig(self) -> None:
+        cluster: dict = {"server": self.url}
+        if self.tls:
+            with open(self.pki.ca_cert, "rb") as f:
+                cluster["certificate-authority-data"] = base64.b64encode(f.read()).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "pocketkube", "cluster": cluster}],
+            "users": [{"name": "pocketkube-admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "pocketkube", "context": {"cluster": "pocketkube", "user": "pocketkube-admin",
+                                                             "namespace": "default"}}],
+            "current-context": "pocketkube",
+            "preferences": {},
+        }
+        tmp = self.kubeconfig_path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config, f, default_flow_style=False, sort_keys=False)
+        os.replace(tmp, self.kubeconfig_path)

@@ -1,0 +1,426 @@
+"""The generic registry: create, get, list, update, patch and delete for every kind.
+
+This is where a write becomes an object in the store, the way Kubernetes' generic
+registry Store does it: admission (namespace exists and is not terminating, defaults),
+the kind's strategy (prepare, validate), metadata the server owns (uid,
+creationTimestamp, generation, resourceVersion, managedFields), optimistic concurrency,
+finalizers and graceful deletion. Reads are served from the watch cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+
+from pocketkube.apiserver import fieldmanager
+from pocketkube.apiserver.cache import WatchCache
+from pocketkube.apiserver.kinds.base import KindInfo
+from pocketkube.core import errors, patch as patching
+from pocketkube.core.objects import deep_copy, meta, new_uid, rfc3339
+from pocketkube.store.base import KeyExists, KeyNotFound, RevisionMismatch, Store
+
+GENERATE_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+# Resources whose DELETE answers with the deleted object rather than a Status.
+RETURNS_DELETED_OBJECT = {"pods", "services", "namespaces", "endpoints"}
+# Kinds an update (PUT) may create when the object is missing (AllowCreateOnUpdate).
+CREATE_ON_UPDATE = {"endpoints", "events", "leases", "nodes", "endpointslices"}
+SERVER_METADATA = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+
+
+def object_key(info: KindInfo, namespace: str, name: str) -> str:
+    base = f"/registry/{info.group or 'core'}/{info.resource}/"
+    return f"{base}{namespace}/{name}" if info.namespaced else f"{base}{name}"
+
+
+def collection_prefix(info: KindInfo, namespace: str | None) -> str:
+    base = f"/registry/{info.group or 'core'}/{info.resource}/"
+    return f"{base}{namespace}/" if info.namespaced and namespace else base
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_manager: str = ""
+    subresource: str = ""  # "" or "status"
+    force: bool = False  # server-side apply
+
+
+@dataclass
+class ListResult:
+    items: list[dict]
+    revision: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+Admission = Callable[[str, KindInfo, dict, dict | None], Any]
+
+
+class Storage:
+    """Generic CRUD over the store, with the watch cache for reads."""
+
+    def __init__(self, store: Store, cache: WatchCache):
+        self.store = store
+        self.cache = cache
+        # Hooks run on create and update after defaults (operation, info, obj, old);
+        # they may mutate obj or raise APIError. Later issues add allocators here.
+        self.admission: list[Admission] = []
+
+    # ---- reads -------------------------------------------------------------------------
+
+    async def get(self, info: KindInfo, namespace: str, name: str) -> dict:
+        await self.cache.wait_fresh()
+        obj = self.cache.get(object_key(info, namespace, name))
+        if obj is None:
+            raise errors.not_found(info.resource, info.group, name)
+        return obj
+
+    async def list(self, info: KindInfo, namespace: str | None, match: Callable[[dict], bool] | None,
+                   limit: int = 0, continue_token: str = "") -> ListResult:
+        await self.cache.wait_fresh()
+        prefix = collection_prefix(info, namespace)
+        items = self.cache.list(prefix)
+        revision = self.cache.revision
+        start_after = ""
+        if continue_token:
+            revision, start_after = _decode_continue(continue_token)
+            items = [o for o in items if _sort_key(info, o) > start_after]
+        if match is not None:
+            items = [o for o in items if match(o)]
+        if limit and len(items) > limit:
+            rest = len(items) - limit
+            items = items[:limit]
+            token = _encode_continue(revision, _sort_key(info, items[-1]))
+            return ListResult(items, revision, token, rest)
+        return ListResult(items, revision)
+
+    # ---- create ------------------------------------------------------------------------
+
+    async def create(self, info: KindInfo, namespace: str, obj: dict, opts: WriteOptions) -> dict:
+        m = meta(obj)
+        if info.namespaced:
+            if m.get("namespace") and m["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request")
+            m["namespace"] = namespace
+        else:
+            m.pop("namespace", None)
+        if not m.get("name") and m.get("generateName"):
+            m["name"] = m["generateName"] + "".join(random.choices(GENERATE_NAME_CHARS, k=5))
+        if m.get("resourceVersion"):
+            raise errors.internal("resourceVersion should not be set on objects to be created")
+        if info.namespaced:
+            await self._check_namespace(namespace)
+        for field in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            m.pop(field, None)
+        info.strategy.default(obj)
+        info.strategy.prepare_for_create(obj)
+        m["uid"] = new_uid()
+        m["creationTimestamp"] = rfc3339()
+        for hook in self.admission:
+            await _maybe_await(hook("CREATE", info, obj, None))
+        self._validate(info, obj, None)
+        if opts.field_manager or not m.get("managedFields"):
+            m["managedFields"] = fieldmanager.update_managed_fields(
+                None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"])
+        key = object_key(info, namespace, m["name"])
+        if opts.dry_run:
+            if self.cache.get(key) is not None:
+                raise errors.already_exists(info.resource, info.group, m["name"])
+            return obj
+        try:
+            kv = await self.store.create(key, _encode(obj))
+        except KeyExists:
+            raise errors.already_exists(info.resource, info.group, m["name"]) from None
+        m["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    async def _check_namespace(self, namespace: str) -> None:
+        from pocketkube.apiserver.kinds import registry as kinds
+
+        ns = self.cache.get(object_key(kinds.by_resource("", "v1", "namespaces"), "", namespace))
+        if ns is None:
+            raise errors.not_found("namespaces", "", namespace)
+        if ns.get("metadata", {}).get("deletionTimestamp") or ns.get("status", {}).get("phase") == "Terminating":
+            raise errors.APIError(
+                403, "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                {"name": namespace, "kind": "namespaces",
+                 "causes": [{"reason": "NamespaceTerminating",
+                             "message": f"namespace {namespace} is being terminated",
+                             "field": "metadata.namespace"}]})
+
+    def _validate(self, info: KindInfo, obj: dict, old: dict | None) -> None:
+        errs = info.strategy.validate(obj) if old is None else info.strategy.validate_update(obj, old)
+        if errs:
+            raise errors.invalid(info.kind, info.group, meta(obj).get("name", ""), errs)
+
+    # ---- update and patch ------------------------------------------------------------
+
+    async def update(self, info: KindInfo, namespace: str, name: str, obj: dict, opts: WriteOptions) -> tuple[dict, bool]:
+        """PUT. Returns (object, created)."""
+        m = meta(obj)
+        if m.get("name") and m["name"] != name:
+            raise errors.bad_request("the name of the object (%s) does not match the name on the URL (%s)"
+                                     % (m["name"], name))
+        if info.namespaced and m.get("namespace") and m["namespace"] != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request")
+        key = object_key(info, namespace, name)
+        kv = await self.store.get(key)
+        if kv is None:
+            if info.resource in CREATE_ON_UPDATE and not opts.subresource:
+                m.pop("resourceVersion", None)
+                m["name"] = name
+                return await self.create(info, namespace, obj, opts), True
+            raise errors.not_found(info.resource, info.group, name)
+        want_rv = m.get("resourceVersion")
+        if want_rv and want_rv != str(kv.mod_revision):
+            raise errors.stale(info.resource, info.group, name)
+        old = _decode(kv.value, kv.mod_revision)
+        return await self._write_update(info, key, obj, old, kv.mod_revision, opts), False
+
+    async def patch(self, info: KindInfo, namespace: str, name: str, patch_type: str, body: Any,
+                    opts: WriteOptions, validate_fields: Callable[[dict], None] | None = None) -> tuple[dict, bool]:
+        """PATCH: read, apply the patch, write; retried on a concurrent write."""
+        key = object_key(info, namespace, name)
+        for _ in range(10):
+            kv = await self.store.get(key)
+            if kv is None:
+                if patch_type == "apply":
+                    obj = fieldmanager.apply(None, body, opts.field_manager, opts.force, info.api_version, rfc3339())
+                    obj.setdefault("metadata", {})["name"] = name
+                    if info.namespaced:
+                        obj["metadata"]["namespace"] = namespace
+                    if validate_fields:
+                        validate_fields(obj)
+                    obj.setdefault("apiVersion", info.api_version)
+                    obj.setdefault("kind", info.kind)
+                    opts_apply = WriteOptions(opts.dry_run, "", opts.subresource)
+                    return await self.create(info, namespace, obj, opts_apply), True
+                raise errors.not_found(info.resource, info.group, name)
+            old = _decode(kv.value, kv.mod_revision)
+            current = deep_copy(old)
+            if patch_type == "json":
+                new = patching.json_patch(current, body)
+            elif patch_type == "merge":
+                new = patching.merge_patch(current, body)
+            elif patch_type == "strategic":
+                new = patching.strategic_merge_patch(current, body, info.kind)
+            elif patch_type == "apply":
+                new = fieldmanager.apply(current, body, opts.field_manager, opts.force, info.api_version, rfc3339())
+            else:
+                raise errors.unsupported_media_type(patch_type, [])
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patch produced an object that is not a JSON object")
+            if validate_fields:
+                validate_fields(new)
+            new["apiVersion"] = info.api_version
+            new["kind"] = info.kind
+            nm = meta(new)
+            if nm.get("name") != name:
+                raise errors.bad_request("the name of the object (%s) does not match the name on the URL (%s)"
+                                         % (nm.get("name"), name))
+            want_rv = nm.get("resourceVersion")
+            if want_rv and want_rv != str(kv.mod_revision):
+                raise errors.stale(info.resource, info.group, name)
+            try:
+                manager_op = "Apply" if patch_type == "apply" else "Update"
+                return await self._write_update(info, key, new, old, kv.mod_revision, opts, manager_op), False
+            except _Retry:
+                continue
+        raise errors.stale(info.resource, info.group, name)
+
+    async def _write_update(self, info: KindInfo, key: str, obj: dict, old: dict, mod_revision: int,
+                            opts: WriteOptions, operation: str = "Update") -> dict:
+        m = meta(obj)
+        om = old["metadata"]
+        for field in SERVER_METADATA:
+            if field in om:
+                m[field] = om[field]
+            else:
+                m.pop(field, None)
+        m["name"] = om["name"]
+        if "namespace" in om:
+            m["namespace"] = om["namespace"]
+        info.strategy.default(obj)
+        if opts.subresource == "status":
+            info.strategy.prepare_for_status_update(obj, old)
+            m["labels"], m["annotations"] = m.get("labels"), m.get("annotations")
+            for k in ("labels", "annotations"):
+                if m[k] is None:
+                    m.pop(k)
+        else:
+            info.strategy.prepare_for_update(obj, old)
+        for hook in self.admission:
+            await _maybe_await(hook("UPDATE", info, obj, old))
+        self._validate(info, obj, old)
+        if operation == "Update":
+            m["managedFields"] = fieldmanager.update_managed_fields(
+                old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),
+                opts.subresource)
+        m["resourceVersion"] = om["resourceVersion"]
+        if obj == old:
+            return old  # a no-op write changes nothing, not even the resourceVersion
+        # Finalizers gone from an object being deleted: it is deleted now.
+        if m.get("deletionTimestamp") and not m.get("finalizers") and not _graceful_pending(info, obj):
+            if opts.dry_run:
+                return obj
+            return await self._delete_now(info, key, obj, mod_revision)
+        if opts.dry_run:
+            return obj
+        m.pop("resourceVersion", None)
+        try:
+            kv = await self.store.update(key, _encode(obj), expected_mod_revision=mod_revision)
+        except RevisionMismatch:
+            if om.get("resourceVersion") and meta(obj).get("resourceVersion"):
+                raise errors.stale(info.resource, info.group, om["name"]) from None
+            raise _Retry() from None
+        except KeyNotFound:
+            raise errors.not_found(info.resource, info.group, om["name"]) from None
+        m["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    # ---- delete --------------------------------------------------------------------
+
+    async def delete(self, info: KindInfo, namespace: str, name: str, options: dict,
+                     dry_run: bool = False) -> tuple[dict, bool]:
+        """DELETE. Returns (object, deleted_now)."""
+        key = object_key(info, namespace, name)
+        for _ in range(10):
+            kv = await self.store.get(key)
+            if kv is None:
+                raise errors.not_found(info.resource, info.group, name)
+            obj = _decode(kv.value, kv.mod_revision)
+            m = obj["metadata"]
+            pre = options.get("preconditions") or {}
+            if pre.get("uid") and pre["uid"] != m.get("uid"):
+                raise errors.conflict(info.resource, info.group, name,
+                                      f"Precondition failed: UID in precondition: {pre['uid']}, "
+                                      f"UID in object meta: {m.get('uid')}")
+            if pre.get("resourceVersion") and pre["resourceVersion"] != m.get("resourceVersion"):
+                raise errors.conflict(info.resource, info.group, name,
+                                      f"Precondition failed: ResourceVersion in precondition: "
+                                      f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                      f"{m.get('resourceVersion')}")
+            finalizers = list(m.get("finalizers") or [])
+            policy = options.get("propagationPolicy")
+            if policy is None and options.get("orphanDependents") is not None:
+                policy = "Orphan" if options["orphanDependents"] else "Background"
+            if policy == "Orphan" and "orphan" not in finalizers and _has_dependents_possible(info):
+                finalizers.append("orphan")
+            elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            grace = _grace_period(info, obj, options)
+            if m.get("deletionTimestamp"):
+                # Already being deleted: a shorter grace period may end it sooner.
+                if grace == 0 and not finalizers and info.resource == "pods":
+                    return (obj if dry_run else await self._delete_now(info, key, obj, kv.mod_revision)), True
+                return obj, False
+            if finalizers or grace:
+                m["finalizers"] = finalizers or m.get("finalizers")
+                if not m["finalizers"]:
+                    m.pop("finalizers")
+                m["deletionTimestamp"] = rfc3339()
+                m["deletionGracePeriodSeconds"] = grace or 0
+                if info.resource == "namespaces":
+                    obj.setdefault("status", {})["phase"] = "Terminating"
+                if dry_run:
+                    return obj, False
+                m.pop("resourceVersion", None)
+                try:
+                    nkv = await self.store.update(key, _encode(obj), expected_mod_revision=kv.mod_revision)
+                except RevisionMismatch:
+                    continue
+                m["resourceVersion"] = str(nkv.mod_revision)
+                return obj, False
+            if dry_run:
+                return obj, True
+            try:
+                return await self._delete_now(info, key, obj, kv.mod_revision), True
+            except _Retry:
+                continue
+        raise errors.stale(info.resource, info.group, name)
+
+    async def _delete_now(self, info: KindInfo, key: str, obj: dict, mod_revision: int) -> dict:
+        try:
+            kv = await self.store.delete(key, expected_mod_revision=mod_revision)
+        except RevisionMismatch:
+            raise _Retry() from None
+        except KeyNotFound:
+            raise errors.not_found(info.resource, info.group, obj["metadata"]["name"]) from None
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+
+class _Retry(Exception):
+    """A concurrent write won; read again and retry."""
+
+
+def _grace_period(info: KindInfo, obj: dict, options: dict) -> int:
+    """Graceful deletion applies to pods bound to a node that are not finished."""
+    if info.resource != "pods":
+        return 0
+    spec = obj.get("spec") or {}
+    phase = (obj.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return 0
+    grace = options.get("gracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+    return max(int(grace), 0)
+
+
+def _graceful_pending(info: KindInfo, obj: dict) -> bool:
+    """A pod with a grace period is removed by its node agent, not by the last finalizer."""
+    return info.resource == "pods" and bool(obj["metadata"].get("deletionGracePeriodSeconds"))
+
+
+def _has_dependents_possible(info: KindInfo) -> bool:
+    return True
+
+
+def _encode(obj: dict) -> bytes:
+    m = obj.get("metadata", {})
+    rv = m.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            m["resourceVersion"] = rv
+
+
+def _decode(value: bytes, revision: int) -> dict:
+    obj = orjson.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj
+
+
+def _sort_key(info: KindInfo, obj: dict) -> str:
+    m = obj.get("metadata", {})
+    return f"{m.get('namespace', '')}/{m.get('name', '')}" if info.namespaced else m.get("name", "")
+
+
+def _encode_continue(revision: int, start_after: str) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": start_after})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = orjson.loads(raw)
+        return int(data["rv"]), str(data["start"])
+    except Exception:
+        raise errors.bad_request("continue key is not valid: illegal base64 data at input byte 0") from None
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value

@@ -1,0 +1,1 @@
+"""The `pocketkube` command line."""

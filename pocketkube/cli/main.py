@@ -1,0 +1,61 @@
+"""`pocketkube` entry point: parses the command line and runs the asked-for command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+
+def _server(args: argparse.Namespace) -> int:
+    from pocketkube.apiserver.server import APIServer
+
+    async def run() -> None:
+        server = APIServer(args.data_dir, port=args.port, datastore=args.datastore, bind=args.bind)
+        await server.start()
+        print(f"pocketkube API server listening on {server.url}", flush=True)
+        print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    _run(run())
+    return 0
+
+
+def _run(coro) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pocketkube", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("server", help="run the API server (and, later, the controllers)")
+    p.add_argument("--data-dir", required=True, help="where the store, certificates and kubeconfig live")
+    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--datastore", choices=("sqlite", "memory"), default="sqlite")
+    p.set_defaults(func=_server)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

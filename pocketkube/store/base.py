@@ -1,0 +1,112 @@
+"""The store interface: keys, values and revisions as etcd has them.
+
+- Every successful write (create, update, delete) takes the next revision of the whole
+  store, a strictly increasing integer starting at 1. A key's `mod_revision` is the
+  revision of its last write and `create_revision` the one that created it.
+- `watch(prefix, after)` yields every event with revision > `after` for keys under the
+  prefix, in revision order, then live ones. Asking for history older than the last
+  compaction raises `Compacted`.
+- Values are opaque bytes (the API server stores JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class KeyExists(StoreError):
+    """create() of a key that is already there."""
+
+
+class KeyNotFound(StoreError):
+    """update() or delete() of a key that is not there."""
+
+
+class RevisionMismatch(StoreError):
+    """update() or delete() whose expected mod_revision is not the key's current one."""
+
+    def __init__(self, current: "KeyValue"):
+        super().__init__(f"mod_revision is {current.mod_revision}")
+        self.current = current
+
+
+class Compacted(StoreError):
+    """watch() from a revision whose history was compacted away."""
+
+    def __init__(self, requested: int, compacted: int):
+        super().__init__(f"required revision {requested} has been compacted (compacted to {compacted})")
+        self.requested = requested
+        self.compacted = compacted
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change. `type` is "PUT" or "DELETE". For a DELETE, `kv` holds the last value
+    with `mod_revision` set to the deletion's revision; `prev` is the value before."""
+
+    type: str
+    kv: KeyValue
+    prev: KeyValue | None
+
+    @property
+    def revision(self) -> int:
+        return self.kv.mod_revision
+
+
+class Watch(Protocol):
+    """An async iterator of events that can be cancelled."""
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+    async def __anext__(self) -> Event: ...
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    async def start(self) -> None:
+        """Open files or connections; after this, reads and writes work."""
+
+    async def stop(self) -> None:
+        """Close everything; open watches end."""
+
+    @property
+    def revision(self) -> int:
+        """The revision of the last write (0 for an empty store)."""
+
+    @property
+    def compacted_revision(self) -> int:
+        """History at or below this revision is gone (0 when nothing was compacted)."""
+
+    async def get(self, key: str) -> KeyValue | None: ...
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Every key under the prefix, sorted by key, and the store revision read at."""
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        """Raises KeyExists."""
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> KeyValue:
+        """Raises KeyNotFound, RevisionMismatch (when expected_mod_revision is given)."""
+
+    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+        """Returns the deleted value with mod_revision = the deletion's revision.
+        Raises KeyNotFound, RevisionMismatch."""
+
+    def watch(self, prefix: str, after_revision: int) -> Watch:
+        """Events with revision > after_revision under prefix. Raises Compacted (at once or
+        on first iteration) when after_revision < compacted_revision."""
+
+    async def compact(self, revision: int) -> None:
+        """Forget history (old versions and delete markers) at or below revision."""
