@@ -35,21 +35,38 @@ def media_type(header: str | None) -> str:
 
 @dataclass
 class Decoded:
+    """A decoded object body, with what a strict Go decoder would have said about it:
+    unknown or duplicate fields (`unknown field "spec.x"`, in body order) and the first
+    wrong JSON type, if any (which wins over the strict errors, as in Go)."""
+
     obj: object
-    duplicates: list[str]
+    strict_errors: list[str]
+    type_error: str | None = None
 
 
-def decode_body(body: bytes, content_type: str | None) -> Decoded:
-    """An object body (create, update). Raises 415 for unknown types, 400 for bad data."""
+def decode_body(body: bytes, content_type: str | None, expected: tuple[str, str]) -> Decoded:
+    """An object body (create, update) for the (apiVersion, kind) the URL names.
+    Raises 415 for unknown types, 400 for data that does not parse."""
     if len(body) > MAX_BODY:
         raise errors.too_large()
-    mt = media_type(content_type)
+    mt = media_type(content_type) or JSON  # no Content-Type: the first supported type, as the apiserver does
+    api_version, kind = expected
     if mt == JSON:
-        return _json(body)
+        try:
+            r = schema.decode_json(api_version, kind, body)
+        except ValueError as exc:
+            raise errors.bad_request(f"couldn't get version/kind; json parse error: {_short(exc)}") from None
+        return Decoded(r.obj, r.strict_errors, r.type_error)
     if mt in (YAML, "application/x-yaml", "text/yaml"):
-        return Decoded(_yaml(body), [])
+        obj = _yaml(body)
+        if not isinstance(obj, dict):
+            return Decoded(obj, [])
+        type_error = schema.first_type_error(api_version, kind, obj)
+        if type_error:
+            return Decoded(obj, [], type_error)
+        return Decoded(obj, [f'unknown field "{f}"' for f in schema.unknown_fields(api_version, kind, obj)])
     if mt == PROTOBUF:
-        return Decoded(protobuf.decode(body), [])
+        return Decoded(protobuf.decode(body, expected), [])
     raise errors.unsupported_media_type(mt, ACCEPTED_BODY_TYPES)
 
 
@@ -63,16 +80,11 @@ def decode_patch(body: bytes, content_type: str | None) -> tuple[str, object, li
         raise errors.unsupported_media_type(mt, ACCEPTED_PATCH_TYPES)
     if kind == "apply":
         return kind, _yaml(body), []
-    d = _json(body)
-    return kind, d.obj, d.duplicates
-
-
-def _json(body: bytes) -> Decoded:
     try:
         obj, dups = schema.parse_json_strict(body)
     except ValueError as exc:
-        raise errors.bad_request(f"couldn't get version/kind; json parse error: {_short(exc)}") from None
-    return Decoded(obj, dups)
+        raise errors.bad_request(f"error decoding patch: {_short(exc)}") from None
+    return kind, obj, dups
 
 
 def _yaml(body: bytes) -> object:

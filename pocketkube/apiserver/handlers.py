@@ -352,12 +352,13 @@ class Handlers:
         return WriteOptions(dry_run=bool(dry), field_manager=q.get("fieldManager", ""), subresource=subresource,
                             force=force)
 
-    def _check_body(self, info: KindInfo, body: Any, q, duplicates: list[str], warnings: list[str],
-                    name_hint: str = "") -> dict:
+    def _check_body(self, info: KindInfo, decoded: codec.Decoded, q, warnings: list[str]) -> dict:
+        """Type, kind and field checks of a create/update body, per fieldValidation."""
+        body = decoded.obj
         if not isinstance(body, dict):
-            raise errors.bad_request(
-                f"{info.kind} in version \"{info.version}\" cannot be handled as a {info.kind}: "
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type struct")
+            raise errors.bad_request(schema.cannot_handle_message(
+                info.api_version, info.kind,
+                f"json: cannot unmarshal {_json_type(body)} into Go value of type struct"))
         av = body.get("apiVersion")
         kind = body.get("kind")
         if av and av != info.api_version:
@@ -367,31 +368,32 @@ class Handlers:
             raise errors.bad_request(
                 f"{kind} in version \"{info.version}\" cannot be handled as a {info.kind}: "
                 f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
-        type_err = schema.type_errors(info.api_version, info.kind, body)
-        if type_err:
-            raise errors.bad_request(type_err[0])
+        if decoded.type_error:
+            raise errors.bad_request(schema.cannot_handle_message(info.api_version, info.kind, decoded.type_error))
         mode = _validation_mode(q)
-        unknown = schema.unknown_fields(info.api_version, info.kind, body)
-        if mode == "Strict" and (unknown or duplicates):
-            raise errors.bad_request(schema.strict_error_message(info.api_version, info.kind, unknown, duplicates))
-        if mode == "Warn":
-            warnings.extend(f'unknown field "{f}"' for f in unknown)
-            warnings.extend(f'duplicate field "{f}"' for f in duplicates)
-        body = schema.prune_unknown(info.api_version, info.kind, body) if unknown else body
+        if decoded.strict_errors:
+            if mode == "Strict":
+                raise errors.bad_request(schema.cannot_handle_message(
+                    info.api_version, info.kind, schema.strict_decoding_error(decoded.strict_errors)))
+            if mode == "Warn":
+                warnings.extend(decoded.strict_errors)
+            body = schema.prune_unknown(info.api_version, info.kind, body)
         body["apiVersion"] = info.api_version
         body["kind"] = info.kind
         return body
 
     async def _create(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
-        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"))
-        obj = self._check_body(t.info, decoded.obj, request.query, decoded.duplicates, warnings)
+        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"),
+                                    (t.info.api_version, t.info.kind))
+        obj = self._check_body(t.info, decoded, request.query, warnings)
         opts = self._write_options(request.query)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
         return self._object_response(request, t.info, created, 201)
 
     async def _update(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
-        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"))
-        obj = self._check_body(t.info, decoded.obj, request.query, decoded.duplicates, warnings)
+        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"),
+                                    (t.info.api_version, t.info.kind))
+        obj = self._check_body(t.info, decoded, request.query, warnings)
         sub = t.subresource
         if sub == "finalize":
             current = await self.storage.get(t.info, "", t.name)
@@ -415,24 +417,20 @@ class Handlers:
                 raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager parameter")
             if not isinstance(body, dict):
                 raise errors.bad_request("error decoding YAML: the apply patch is not an object")
-        if ptype in ("merge", "strategic") and not isinstance(body, dict):
-            raise errors.bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of type "
-                                     "map[string]interface {}")
         mode = _validation_mode(q)
         info = t.info
 
         def validate_fields(new: dict) -> None:
-            type_err = schema.type_errors(info.api_version, info.kind, new)
+            type_err = schema.first_type_error(info.api_version, info.kind, new)
             if type_err:
-                raise errors.bad_request(type_err[0])
-            unknown = schema.unknown_fields(info.api_version, info.kind, new)
-            if mode == "Strict" and (unknown or dups):
-                detail = "strict decoding error: " + ", ".join(
-                    [f'unknown field "{u}"' for u in unknown] + [f'duplicate field "{d}"' for d in dups])
+                raise errors.bad_request(schema.cannot_handle_message(info.api_version, info.kind, type_err))
+            unknown = [f'unknown field "{u}"' for u in schema.unknown_fields(info.api_version, info.kind, new)]
+            strict = unknown + [f'duplicate field "{d}"' for d in dups]
+            if mode == "Strict" and strict:
                 raise errors.invalid(info.kind, info.group, t.name, [errors.invalid_value(
-                    "patch", orjson.dumps(body).decode(), detail)])
+                    "patch", orjson.dumps(body).decode(), schema.strict_decoding_error(strict))])
             if mode == "Warn":
-                warnings.extend(f'unknown field "{f}"' for f in unknown)
+                warnings.extend(strict)
             if unknown:
                 pruned = schema.prune_unknown(info.api_version, info.kind, new)
                 new.clear()
@@ -458,7 +456,8 @@ class Handlers:
         raw = await _read(request)
         options: dict = {}
         if raw.strip():
-            decoded = codec.decode_body(raw, request.headers.get("Content-Type") or JSON_CT)
+            decoded = codec.decode_body(raw, request.headers.get("Content-Type") or JSON_CT,
+                                        ("meta/v1", "DeleteOptions"))
             if not isinstance(decoded.obj, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
             options = decoded.obj
@@ -505,7 +504,8 @@ class Handlers:
             parent = await self.storage.get(t.info, ns, t.name)
             scale = scale_of(parent)
             if request.method == "PUT":
-                body = codec.decode_body(await _read(request), request.headers.get("Content-Type")).obj
+                body = codec.decode_body(await _read(request), request.headers.get("Content-Type"),
+                                         ("autoscaling/v1", "Scale")).obj
                 if not isinstance(body, dict):
                     raise errors.bad_request("the body is not a Scale object")
                 new_scale = body
@@ -548,7 +548,7 @@ class Handlers:
     async def _binding(self, request: web.Request, t: Target) -> web.Response:
         if request.method != "POST":
             raise errors.method_not_allowed(request.method.lower(), "pods/binding")
-        body = codec.decode_body(await _read(request), request.headers.get("Content-Type")).obj
+        body = codec.decode_body(await _read(request), request.headers.get("Content-Type"), ("v1", "Binding")).obj
         target = (body or {}).get("target") or {}
         node = target.get("name", "")
         if not node:

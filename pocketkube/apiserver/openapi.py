@@ -65,7 +65,7 @@ def group_version_doc(group: str, version: str) -> dict:
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0"},
         "paths": paths,
-        "components": {"schemas": schema.openapi_v3_components(gv)},
+        "components": schema.openapi_v3_components(gv),
     }
 
 

@@ -122,12 +122,12 @@ class Storage:
         info.strategy.prepare_for_create(obj)
         m["uid"] = new_uid()
         m["creationTimestamp"] = rfc3339()
+        if opts.field_manager or not m.get("managedFields"):
+            _set_managed_fields(m, fieldmanager.update_managed_fields(
+                None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"]))
         for hook in self.admission:
             await _maybe_await(hook("CREATE", info, obj, None))
         self._validate(info, obj, None)
-        if opts.field_manager or not m.get("managedFields"):
-            m["managedFields"] = fieldmanager.update_managed_fields(
-                None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"])
         key = object_key(info, namespace, m["name"])
         if opts.dry_run:
             if self.cache.get(key) is not None:
@@ -193,7 +193,8 @@ class Storage:
             kv = await self.store.get(key)
             if kv is None:
                 if patch_type == "apply":
-                    obj = fieldmanager.apply(None, body, opts.field_manager, opts.force, info.api_version, rfc3339())
+                    obj = fieldmanager.apply(None, body, opts.field_manager, opts.force, info.api_version, rfc3339(),
+                                             kind=info.kind, subresource=opts.subresource)
                     obj.setdefault("metadata", {})["name"] = name
                     if info.namespaced:
                         obj["metadata"]["namespace"] = namespace
@@ -213,7 +214,8 @@ class Storage:
             elif patch_type == "strategic":
                 new = patching.strategic_merge_patch(current, body, info.kind)
             elif patch_type == "apply":
-                new = fieldmanager.apply(current, body, opts.field_manager, opts.force, info.api_version, rfc3339())
+                new = fieldmanager.apply(current, body, opts.field_manager, opts.force, info.api_version, rfc3339(),
+                                         kind=info.kind, subresource=opts.subresource)
             else:
                 raise errors.unsupported_media_type(patch_type, [])
             if not isinstance(new, dict):
@@ -257,13 +259,13 @@ class Storage:
                     m.pop(k)
         else:
             info.strategy.prepare_for_update(obj, old)
+        if operation == "Update":
+            _set_managed_fields(m, fieldmanager.update_managed_fields(
+                old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),
+                opts.subresource))
         for hook in self.admission:
             await _maybe_await(hook("UPDATE", info, obj, old))
         self._validate(info, obj, old)
-        if operation == "Update":
-            m["managedFields"] = fieldmanager.update_managed_fields(
-                old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),
-                opts.subresource)
         m["resourceVersion"] = om["resourceVersion"]
         if obj == old:
             return old  # a no-op write changes nothing, not even the resourceVersion
@@ -360,6 +362,13 @@ class Storage:
 
 class _Retry(Exception):
     """A concurrent write won; read again and retry."""
+
+
+def _set_managed_fields(m: dict, entries: list[dict]) -> None:
+    if entries:
+        m["managedFields"] = entries
+    else:
+        m.pop("managedFields", None)
 
 
 def _grace_period(info: KindInfo, obj: dict, options: dict) -> int:

@@ -1,0 +1,45 @@
+"""Every kind the API server serves, looked up by resource or kind, and the API groups in
+the order a real 1.32 cluster lists them in discovery (core first, then by group priority)."""
+
+from __future__ import annotations
+
+from pocketkube.apiserver.kinds import (
+    configmap, core_event, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
+    lease, namespace, node, pod, replicaset, secret, service, serviceaccount, statefulset,
+)
+from pocketkube.apiserver.kinds.base import KindInfo
+
+ALL_KINDS: list[KindInfo] = [
+    namespace.INFO, pod.INFO, service.INFO, endpoints.INFO, node.INFO, secret.INFO, configmap.INFO,
+    serviceaccount.INFO, core_event.INFO,
+    deployment.INFO, replicaset.INFO, statefulset.INFO, daemonset.INFO,
+    events_event.INFO,
+    ingress.INFO, ingressclass.INFO,
+    lease.INFO,
+    endpointslice.INFO,
+]
+
+# Served only as the `scale` subresource of deployments, replicasets and statefulsets.
+SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scale", singular="scale",
+                 namespaced=True, verbs=("get", "patch", "update"))
+
+# kube-aggregator's group priorities, highest first, restricted to the groups we serve.
+_GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "networking.k8s.io", "coordination.k8s.io",
+                "discovery.k8s.io")
+
+_BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
+_BY_KIND = {(k.group, k.version, k.kind): k for k in ALL_KINDS + [SCALE]}
+
+
+def by_resource(group: str, version: str, resource: str) -> KindInfo | None:
+    return _BY_RESOURCE.get((group, version, resource))
+
+
+def by_kind(group: str, version: str, kind: str) -> KindInfo | None:
+    return _BY_KIND.get((group, version, kind))
+
+
+def groups() -> list[tuple[str, list[str]]]:
+    """(group, [versions]) with "" for the core group, preferred version first."""
+    served = {k.group for k in ALL_KINDS} | {SCALE.group}
+    return [(group, ["v1"]) for group in _GROUP_ORDER if group in served]
