@@ -1,8 +1,10 @@
-"""HTTP handlers: URL routing, verbs, subresources, watch streams, errors as Status.
+"""API request handling: URL routing, verbs, subresources, watch streams, errors as Status.
 
-One catch-all route parses the Kubernetes URL layout (kubectl-compat.md 1.3) into a
-`Target` and dispatches on verb. Bodies go through `codec`, objects through `storage`,
-Tables through `printers`.
+`Handlers.serve(Request) -> Reply | StreamReply` knows nothing of sockets: the aiohttp
+adapter (`Handlers.handle`) and the in-process transport (`LocalTransport`, used by the
+controllers that run inside the server) both call it, so both see exactly the same API.
+The URL layout (kubectl-compat.md 1.3) is parsed into a `Target`; bodies go through
+`codec`, objects through `storage`, Tables through `printers`.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from pocketkube.apiserver import codec, discovery, printers, schema
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
-from pocketkube.apiserver.storage import Storage, WriteOptions
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
 from pocketkube.core import errors, fieldsets, selectors
 from pocketkube.core.objects import deep_copy, utc_now
 
@@ -32,6 +35,34 @@ JSON_CT = "application/json"
 TABLE_CT = "application/json;as=Table;v=v1;g=meta.k8s.io"
 BOOKMARK_INTERVAL = 10.0
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
+
+
+@dataclass
+class Request:
+    """One API request, however it arrived."""
+
+    method: str
+    path: str
+    query: MultiDictProxy | MultiDict
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StreamReply:
+    """A watch: chunks to send as they come; closing the iterator ends the watch."""
+
+    chunks: AsyncIterator[bytes]
+    content_type: str = "application/json"
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -55,24 +86,74 @@ class Handlers:
 
     # ---- entry ---------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def serve(self, req: Request) -> Reply | StreamReply:
+        """Answer one request; every failure becomes a metav1.Status reply."""
         warnings: list[str] = []
         try:
-            resp = await self._route(request, warnings)
+            reply = await self._route(req, warnings)
         except errors.APIError as exc:
-            resp = status_response(exc)
-        except (asyncio.CancelledError, ConnectionResetError):
+            reply = status_reply(exc)
+        except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: answer like the apiserver would, keep serving
-            log.exception("internal error on %s %s", request.method, request.path)
-            resp = status_response(errors.internal(str(exc) or exc.__class__.__name__))
-        if warnings and not resp.prepared:
-            for w in warnings:
-                resp.headers.add("Warning", '299 - ' + errors.go_quote(w))
+            log.exception("internal error on %s %s", req.method, req.path)
+            reply = status_reply(errors.internal(str(exc) or exc.__class__.__name__))
+        reply.warnings = warnings
+        return reply
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp adapter: HTTP in, `serve`, HTTP out."""
+        raw = self._streaming_subresource(request.path)
+        if raw is not None:
+            handler, target = raw
+            try:
+                return await handler(request, target)
+            except errors.APIError as exc:
+                return status_response(exc)
+        try:
+            if request.content_length and request.content_length > codec.MAX_BODY:
+                raise errors.too_large()
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return status_response(errors.too_large())
+        except errors.APIError as exc:
+            return status_response(exc)
+        reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body))
+        headers = CIMultiDict({"Content-Type": reply.content_type})
+        for w in reply.warnings:
+            headers.add("Warning", "299 - " + errors.go_quote(w))
+        if isinstance(reply, Reply):
+            return web.Response(body=reply.body, status=reply.status, headers=headers)
+        headers["Cache-Control"] = "no-cache, private"
+        resp = web.StreamResponse(headers=headers)
+        resp.enable_chunked_encoding()
+        try:
+            await resp.prepare(request)
+            async for chunk in reply.chunks:
+                await resp.write(chunk)
+            await resp.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        finally:
+            await reply.chunks.aclose()
         return resp
 
-    async def _route(self, request: web.Request, warnings: list[str]) -> web.StreamResponse:
-        path = request.path.rstrip("/") or "/"
+    def _streaming_subresource(self, path: str) -> tuple[Callable, Target] | None:
+        """exec, attach, portforward and log are served on the raw HTTP connection."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 6 or parts[-1] not in ("log", "exec", "attach", "portforward"):
+            return None
+        try:
+            t = self._target("", "v1", parts[2:]) if parts[0] == "api" else None
+        except errors.APIError:
+            return None
+        if t is None:
+            return None
+        handler = self.subresource_handlers.get((t.info.resource, t.subresource))
+        return (handler, t) if handler else None
+
+    async def _route(self, req: Request, warnings: list[str]) -> Reply | StreamReply:
+        path = req.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         if not parts:
             return json_response({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3",
@@ -80,15 +161,15 @@ class Handlers:
         head = parts[0]
         if head == "api":
             if len(parts) == 1:
-                return self._discovery_root(request, core=True)
+                return self._discovery_root(req, core=True)
             if parts[1] != "v1":
                 raise errors.not_found_path()
             if len(parts) == 2:
                 return json_response(discovery.legacy_resources("", "v1"))
-            return await self._resource(request, "", "v1", parts[2:], warnings)
+            return await self._resource(req, "", "v1", parts[2:], warnings)
         if head == "apis":
             if len(parts) == 1:
-                return self._discovery_root(request, core=False)
+                return self._discovery_root(req, core=False)
             if len(parts) == 2:
                 doc = discovery.legacy_group(parts[1])
                 if doc is None:
@@ -99,36 +180,35 @@ class Handlers:
                 if doc is None:
                     raise errors.not_found_path()
                 return json_response(doc)
-            return await self._resource(request, parts[1], parts[2], parts[3:], warnings)
+            return await self._resource(req, parts[1], parts[2], parts[3:], warnings)
         if head == "version" and len(parts) == 1:
             return json_response(discovery.version_info())
         if head in ("healthz", "livez", "readyz"):
-            return web.Response(text="ok", content_type="text/plain")
+            return Reply(200, b"ok", "text/plain")
         if head == "openapi":
-            return self._openapi(request, parts)
+            return self._openapi(req, parts)
         raise errors.not_found_path()
 
-    def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
-        accept = request.headers.get("Accept", "")
+    def _discovery_root(self, req: Request, core: bool) -> Reply:
+        accept = req.headers.get("Accept", "")
         if "as=APIGroupDiscoveryList" in accept and "g=apidiscovery.k8s.io" in accept:
             ct = discovery.AGGREGATED_CONTENT_TYPE if "v=v2;" in accept or accept.find("v=v2") >= 0 \
                 else discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
             if "v=v2" not in accept:
                 ct = discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
             body = self._aggregated_core if core else self._aggregated_groups
-            return web.Response(body=body, headers={"Content-Type": ct})
+            return Reply(200, body, ct)
         if core:
             return json_response(discovery.legacy_api_versions(self.server_address))
         return json_response(discovery.legacy_groups())
 
-    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+    def _openapi(self, req: Request, parts: list[str]) -> Reply:
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
-                return web.Response(body=self.openapi.index, headers={"Content-Type": JSON_CT})
+                return Reply(200, self.openapi.index)
             doc = self.openapi.docs.get("/".join(parts[2:]))
             if doc is not None:
-                return web.Response(body=doc, headers={"Content-Type": JSON_CT,
-                                                       "Cache-Control": "public, immutable"})
+                return Reply(200, doc)
         raise errors.not_found_path()
 
     # ---- resources -----------------------------------------------------------------
@@ -154,39 +234,37 @@ class Handlers:
             raise errors.not_found_path()
         return Target(info, namespace, name, sub)
 
-    async def _resource(self, request: web.Request, group: str, version: str, parts: list[str],
-                        warnings: list[str]) -> web.StreamResponse:
+    async def _resource(self, req: Request, group: str, version: str, parts: list[str],
+                        warnings: list[str]) -> Reply | StreamReply:
         t = self._target(group, version, parts)
-        method = request.method
-        q = request.query
-        if t.subresource and (t.info.resource, t.subresource) in self.subresource_handlers:
-            return await self.subresource_handlers[(t.info.resource, t.subresource)](request, t)
+        method = req.method
+        q = req.query
         if t.subresource == "scale":
-            return await self._scale(request, t, warnings)
+            return await self._scale(req, t, warnings)
         if t.subresource in ("log", "exec", "attach", "portforward", "proxy", "eviction", "ephemeralcontainers"):
             raise errors.APIError(503, "ServiceUnavailable",
                                   f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
         if t.subresource == "binding":
-            return await self._binding(request, t)
+            return await self._binding(req, t)
         if not t.name:
             if method == "GET":
                 if q.get("watch") in ("true", "1"):
-                    return await self._watch(request, t)
-                return await self._list(request, t)
+                    return await self._watch(req, t)
+                return await self._list(req, t)
             if method == "POST":
-                return await self._create(request, t, warnings)
+                return await self._create(req, t, warnings)
             if method == "DELETE":
-                return await self._delete_collection(request, t)
+                return await self._delete_collection(req, t)
             raise errors.method_not_allowed(method.lower(), t.info.resource)
         if method == "GET":
             obj = await self.storage.get(t.info, t.namespace or "", t.name)
-            return self._object_response(request, t.info, obj)
+            return self._object_response(req, t.info, obj)
         if method == "PUT":
-            return await self._update(request, t, warnings)
+            return await self._update(req, t, warnings)
         if method == "PATCH":
-            return await self._patch(request, t, warnings)
+            return await self._patch(req, t, warnings)
         if method == "DELETE" and not t.subresource:
-            return await self._delete(request, t)
+            return await self._delete(req, t)
         raise errors.method_not_allowed(method.lower(), t.info.resource)
 
     # ---- reads ---------------------------------------------------------------------
@@ -211,12 +289,12 @@ class Handlers:
 
         return match
 
-    async def _list(self, request: web.Request, t: Target) -> web.Response:
-        q = request.query
+    async def _list(self, req: Request, t: Target) -> Reply:
+        q = req.query
         limit = _int_param(q, "limit", 0)
         result = await self.storage.list(t.info, t.namespace, self._matcher(t.info, q), limit,
                                          q.get("continue", ""))
-        accept = codec.parse_accept(request.headers.get("Accept"), q.get("includeObject"))
+        accept = codec.parse_accept(req.headers.get("Accept"), q.get("includeObject"))
         list_meta: dict[str, Any] = {"resourceVersion": str(result.revision)}
         if result.continue_token:
             list_meta["continue"] = result.continue_token
@@ -224,7 +302,7 @@ class Handlers:
         if accept.table:
             table = self._table(t.info, result.items, accept)
             table["metadata"] = list_meta
-            return web.Response(body=orjson.dumps(table), headers={"Content-Type": TABLE_CT})
+            return Reply(200, orjson.dumps(table), TABLE_CT)
         if accept.partial_metadata:
             body = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
                     "items": [codec.partial_object_metadata(o) for o in result.items]}
@@ -233,7 +311,7 @@ class Handlers:
         prefix = (b'{"kind":' + orjson.dumps(t.info.list_kind) + b',"apiVersion":' +
                   orjson.dumps(t.info.api_version) + b',"metadata":' + orjson.dumps(list_meta) + b',"items":[')
         items = b",".join(_with_type(t.info, o) for o in result.items)
-        return web.Response(body=prefix + items + b"]}", headers={"Content-Type": JSON_CT})
+        return Reply(200, prefix + items + b"]}")
 
     def _table(self, info: KindInfo, objs: list[dict], accept: codec.Accept, with_columns: bool = True) -> dict:
         columns, cells = printers.table_for(info.kind, info.group, objs, utc_now())
@@ -248,19 +326,19 @@ class Handlers:
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
                 "columnDefinitions": columns if with_columns else None, "rows": rows}
 
-    def _object_response(self, request: web.Request, info: KindInfo, obj: dict, status: int = 200) -> web.Response:
-        accept = codec.parse_accept(request.headers.get("Accept"), request.query.get("includeObject"))
+    def _object_response(self, req: Request, info: KindInfo, obj: dict, status: int = 200) -> Reply:
+        accept = codec.parse_accept(req.headers.get("Accept"), req.query.get("includeObject"))
         if accept.table:
             table = self._table(info, [obj], accept)
             table["metadata"] = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
-            return web.Response(body=orjson.dumps(table), status=status, headers={"Content-Type": TABLE_CT})
+            return Reply(status, orjson.dumps(table), TABLE_CT)
         if accept.partial_metadata:
             return json_response(codec.partial_object_metadata(obj), status)
-        return web.Response(body=_with_type(info, obj), status=status, headers={"Content-Type": JSON_CT})
+        return Reply(status, _with_type(info, obj))
 
-    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
-        q = request.query
-        accept = codec.parse_accept(request.headers.get("Accept"), q.get("includeObject"))
+    async def _watch(self, req: Request, t: Target) -> StreamReply:
+        q = req.query
+        accept = codec.parse_accept(req.headers.get("Accept"), q.get("includeObject"))
         match = self._matcher(t.info, q)
         rv = q.get("resourceVersion", "")
         after: int | None = None
@@ -272,32 +350,34 @@ class Handlers:
             await self.cache.wait_for(after)
         else:
             await self.cache.wait_fresh()
-        from pocketkube.apiserver.storage import collection_prefix
-        prefix = collection_prefix(t.info, t.namespace)
-        watcher, backlog = self.cache.watch(prefix, after, match)
+        watcher, backlog = self.cache.watch(collection_prefix(t.info, t.namespace), after, match)
         timeout = _int_param(q, "timeoutSeconds", 0) or random.randint(1800, 3600)
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        resp = web.StreamResponse(headers={"Content-Type": JSON_CT, "Cache-Control": "no-cache, private"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
+        return StreamReply(self._watch_stream(t.info, accept, watcher, backlog, timeout, bookmarks))
+
+    async def _watch_stream(self, info: KindInfo, accept: codec.Accept, watcher, backlog, timeout: float,
+                            bookmarks: bool) -> AsyncIterator[bytes]:
+        """Watch events as JSON lines (Tables when asked), then the end after `timeout`."""
         first_table = [True]
 
         def encode(etype: str, obj: dict) -> bytes:
             if accept.table:
-                table = self._table(t.info, [obj], accept, with_columns=first_table[0])
+                table = self._table(info, [obj], accept, with_columns=first_table[0])
                 first_table[0] = False
                 table["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
                 body = table
             elif accept.partial_metadata:
                 body = codec.partial_object_metadata(obj)
             else:
-                return b'{"type":"' + etype.encode() + b'","object":' + _with_type(t.info, obj) + b"}\n"
+                return b'{"type":"' + etype.encode() + b'","object":' + _with_type(info, obj) + b"}\n"
             return orjson.dumps({"type": etype, "object": body}) + b"\n"
 
         deadline = time.monotonic() + timeout
         try:
             if backlog:
-                await resp.write(b"".join(encode(ev.type, ev.obj) for ev in backlog))
+                yield b"".join(encode(ev.type, ev.obj) for ev in backlog)
+            else:
+                yield b""  # send the headers at once, as the apiserver does
             last_bookmark = time.monotonic()
             while True:
                 now = time.monotonic()
@@ -311,26 +391,19 @@ class Handlers:
                     if watcher.closed:
                         break
                     if bookmarks and time.monotonic() >= last_bookmark + BOOKMARK_INTERVAL:
-                        await resp.write(self._bookmark(t.info, accept))
+                        yield self._bookmark(info, accept)
                         last_bookmark = time.monotonic()
                     continue
                 chunks = [encode(ev.type, ev.obj)]
-                while not watcher.queue.empty():  # drain what is ready in one write
+                while not watcher.queue.empty():  # send what is ready in one write
                     more = watcher.queue.get_nowait()
                     if more is None:
                         watcher.closed = True
                         break
                     chunks.append(encode(more.type, more.obj))
-                await resp.write(b"".join(chunks))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+                yield b"".join(chunks)
         finally:
             watcher.close()
-        try:
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass
-        return resp
 
     def _bookmark(self, info: KindInfo, accept: codec.Accept) -> bytes:
         rv = str(self.cache.revision)
@@ -382,18 +455,18 @@ class Handlers:
         body["kind"] = info.kind
         return body
 
-    async def _create(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
-        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"),
+    async def _create(self, req: Request, t: Target, warnings: list[str]) -> Reply:
+        decoded = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                     (t.info.api_version, t.info.kind))
-        obj = self._check_body(t.info, decoded, request.query, warnings)
-        opts = self._write_options(request.query)
+        obj = self._check_body(t.info, decoded, req.query, warnings)
+        opts = self._write_options(req.query)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
-        return self._object_response(request, t.info, created, 201)
+        return self._object_response(req, t.info, created, 201)
 
-    async def _update(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
-        decoded = codec.decode_body(await _read(request), request.headers.get("Content-Type"),
+    async def _update(self, req: Request, t: Target, warnings: list[str]) -> Reply:
+        decoded = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                     (t.info.api_version, t.info.kind))
-        obj = self._check_body(t.info, decoded, request.query, warnings)
+        obj = self._check_body(t.info, decoded, req.query, warnings)
         sub = t.subresource
         if sub == "finalize":
             current = await self.storage.get(t.info, "", t.name)
@@ -405,12 +478,12 @@ class Handlers:
             new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
             obj, sub = new, "finalize"
         updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj,
-                                                     self._write_options(request.query, sub))
-        return self._object_response(request, t.info, updated, 201 if created else 200)
+                                                     self._write_options(req.query, sub))
+        return self._object_response(req, t.info, updated, 201 if created else 200)
 
-    async def _patch(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
-        ptype, body, dups = codec.decode_patch(await _read(request), request.headers.get("Content-Type"))
-        q = request.query
+    async def _patch(self, req: Request, t: Target, warnings: list[str]) -> Reply:
+        ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
+        q = req.query
         opts = self._write_options(q, t.subresource)
         if ptype == "apply":
             if not opts.field_manager:
@@ -438,11 +511,11 @@ class Handlers:
 
         updated, created = await self.storage.patch(info, t.namespace or "", t.name, ptype, body, opts,
                                                     validate_fields)
-        return self._object_response(request, info, updated, 201 if created else 200)
+        return self._object_response(req, info, updated, 201 if created else 200)
 
-    async def _delete(self, request: web.Request, t: Target) -> web.Response:
-        options = await self._delete_options(request)
-        dry = bool(request.query.getall("dryRun", [])) or "All" in (options.get("dryRun") or [])
+    async def _delete(self, req: Request, t: Target) -> Reply:
+        options = await self._delete_options(req)
+        dry = bool(req.query.getall("dryRun", [])) or "All" in (options.get("dryRun") or [])
         obj, deleted = await self.storage.delete(t.info, t.namespace or "", t.name, options, dry)
         if deleted and t.info.resource not in ("pods", "services", "namespaces", "endpoints"):
             details = {"name": t.name, "kind": t.info.resource, "uid": obj["metadata"].get("uid")}
@@ -450,18 +523,18 @@ class Handlers:
                 details["group"] = t.info.group
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "details": details})
-        return self._object_response(request, t.info, obj)
+        return self._object_response(req, t.info, obj)
 
-    async def _delete_options(self, request: web.Request) -> dict:
-        raw = await _read(request)
+    async def _delete_options(self, req: Request) -> dict:
+        raw = req.body
         options: dict = {}
         if raw.strip():
-            decoded = codec.decode_body(raw, request.headers.get("Content-Type") or JSON_CT,
+            decoded = codec.decode_body(raw, req.headers.get("Content-Type") or JSON_CT,
                                         ("meta/v1", "DeleteOptions"))
             if not isinstance(decoded.obj, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
             options = decoded.obj
-        q = request.query
+        q = req.query
         if "gracePeriodSeconds" in q:
             options["gracePeriodSeconds"] = _int_param(q, "gracePeriodSeconds", 0)
         if "propagationPolicy" in q:
@@ -472,12 +545,12 @@ class Handlers:
                 "propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])])
         return options
 
-    async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
+    async def _delete_collection(self, req: Request, t: Target) -> Reply:
         if "deletecollection" not in t.info.verbs:
             raise errors.method_not_allowed("deletecollection", t.info.resource)
-        options = await self._delete_options(request)
-        dry = bool(request.query.getall("dryRun", []))
-        result = await self.storage.list(t.info, t.namespace, self._matcher(t.info, request.query))
+        options = await self._delete_options(req)
+        dry = bool(req.query.getall("dryRun", []))
+        result = await self.storage.list(t.info, t.namespace, self._matcher(t.info, req.query))
         deleted = []
         for obj in result.items:
             m = obj["metadata"]
@@ -493,24 +566,24 @@ class Handlers:
 
     # ---- subresources --------------------------------------------------------------
 
-    async def _scale(self, request: web.Request, t: Target, warnings: list[str]) -> web.Response:
+    async def _scale(self, req: Request, t: Target, warnings: list[str]) -> Reply:
         from pocketkube.core import patch as patching
 
         ns = t.namespace or ""
-        if request.method == "GET":
+        if req.method == "GET":
             return json_response(scale_of(await self.storage.get(t.info, ns, t.name)))
-        opts = self._write_options(request.query)
+        opts = self._write_options(req.query)
         for _ in range(5):
             parent = await self.storage.get(t.info, ns, t.name)
             scale = scale_of(parent)
-            if request.method == "PUT":
-                body = codec.decode_body(await _read(request), request.headers.get("Content-Type"),
+            if req.method == "PUT":
+                body = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                          ("autoscaling/v1", "Scale")).obj
                 if not isinstance(body, dict):
                     raise errors.bad_request("the body is not a Scale object")
                 new_scale = body
-            elif request.method == "PATCH":
-                ptype, body, _ = codec.decode_patch(await _read(request), request.headers.get("Content-Type"))
+            elif req.method == "PATCH":
+                ptype, body, _ = codec.decode_patch(req.body, req.headers.get("Content-Type"))
                 if ptype == "json":
                     new_scale = patching.json_patch(scale, body)
                 elif ptype == "merge":
@@ -520,7 +593,7 @@ class Handlers:
                 else:
                     raise errors.unsupported_media_type(ptype, codec.ACCEPTED_PATCH_TYPES[:3])
             else:
-                raise errors.method_not_allowed(request.method.lower(), f"{t.info.resource}/scale")
+                raise errors.method_not_allowed(req.method.lower(), f"{t.info.resource}/scale")
             replicas = (new_scale.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool):
                 raise errors.bad_request("Scale in version \"v1\" cannot be handled as a Scale: "
@@ -545,10 +618,10 @@ class Handlers:
             return json_response(scale_of(updated))
         raise errors.stale(t.info.resource, t.info.group, t.name)
 
-    async def _binding(self, request: web.Request, t: Target) -> web.Response:
-        if request.method != "POST":
-            raise errors.method_not_allowed(request.method.lower(), "pods/binding")
-        body = codec.decode_body(await _read(request), request.headers.get("Content-Type"), ("v1", "Binding")).obj
+    async def _binding(self, req: Request, t: Target) -> Reply:
+        if req.method != "POST":
+            raise errors.method_not_allowed(req.method.lower(), "pods/binding")
+        body = codec.decode_body(req.body, req.headers.get("Content-Type"), ("v1", "Binding")).obj
         target = (body or {}).get("target") or {}
         node = target.get("name", "")
         if not node:
@@ -562,7 +635,7 @@ class Handlers:
         new = deep_copy(pod)
         new["spec"]["nodeName"] = node
         await self.storage.update(t.info, t.namespace or "", t.name, new,
-                                  self._write_options(request.query))
+                                  self._write_options(req.query))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 
@@ -582,11 +655,16 @@ def scale_of(parent: dict) -> dict:
     }
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, headers={"Content-Type": JSON_CT})
+def json_response(body: Any, status: int = 200) -> Reply:
+    return Reply(status, orjson.dumps(body))
+
+
+def status_reply(exc: errors.APIError) -> Reply:
+    return Reply(exc.code, orjson.dumps(exc.status()))
 
 
 def status_response(exc: errors.APIError) -> web.Response:
+    """A Status as an aiohttp response (for the HTTP-only paths: auth, streaming subresources)."""
     return web.Response(body=orjson.dumps(exc.status()), status=exc.code, headers={"Content-Type": JSON_CT})
 
 
@@ -636,8 +714,3 @@ def _not_protobuf_only(accept: codec.Accept) -> None:
     if accept.protobuf_only:
         raise errors.not_acceptable(["application/json", "application/yaml"])
 
-
-async def _read(request: web.Request) -> bytes:
-    if request.content_length and request.content_length > codec.MAX_BODY:
-        raise errors.too_large()
-    return await request.read()

@@ -10,11 +10,21 @@ import sys
 
 
 def _server(args: argparse.Namespace) -> int:
+    from pocketkube.apiserver.local import LocalTransport
     from pocketkube.apiserver.server import APIServer
+    from pocketkube.cli.supervisor import Supervisor
+    from pocketkube.controllers.base import Settings
+    from pocketkube.controllers.manager import ControllerManager
+    from pocketkube.core.client import Client
 
     async def run() -> None:
-        server = APIServer(args.data_dir, port=args.port, datastore=args.datastore, bind=args.bind)
-        await server.start()
+        sup = Supervisor()
+        server = await sup.start(APIServer(args.data_dir, port=args.port, datastore=args.datastore,
+                                           bind=args.bind))
+        if not args.no_controllers:
+            client = Client(LocalTransport(server.handlers), field_manager="kube-controller-manager")
+            settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port)
+            await sup.start(ControllerManager(client, settings=settings))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
         stop = asyncio.Event()
@@ -22,7 +32,7 @@ def _server(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await server.stop()
+        await sup.stop()
 
     _run(run())
     return 0
@@ -46,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--datastore", choices=("sqlite", "memory"), default="sqlite")
+    p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.add_argument("--advertise-address", default="127.0.0.1",
+                   help="the address the `kubernetes` Service's endpoints point at")
     p.set_defaults(func=_server)
     return parser
 

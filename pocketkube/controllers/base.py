@@ -1,0 +1,98 @@
+"""The shape every controller has: informers feed keys into a work queue; workers call
+`sync(key)`; a failed sync is retried with backoff; an optional periodic resync.
+
+A controller subclass sets `name`, registers its informer handlers in `setup()` and
+implements `sync(key)`. It reads from informers (never lists the API in a hot path) and
+writes through `self.client`, as kube-controller-manager's controllers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from pocketkube.core import errors
+from pocketkube.core.client import Client
+from pocketkube.core.events import EventRecorder
+from pocketkube.core.informer import InformerFactory
+from pocketkube.core.workqueue import WorkQueue
+
+MAX_RETRIES = 15
+
+
+@dataclass
+class Settings:
+    """Cluster facts controllers need and cannot read from the API."""
+
+    # Where pods and nodes reach the API server: the `kubernetes` Service's endpoint.
+    apiserver_address: str = "127.0.0.1"
+    apiserver_port: int = 6443
+    # Resync period (seconds) for controllers that want one.
+    resync_seconds: float = 300.0
+    extra: dict = field(default_factory=dict)
+
+
+class Controller:
+    name = "controller"
+    workers = 2
+
+    def __init__(self, client: Client, informers: InformerFactory, settings: Settings | None = None):
+        self.client = client
+        self.informers = informers
+        self.settings = settings or Settings()
+        self.queue = WorkQueue()
+        self.recorder = EventRecorder(client, self.name)
+        self.log = logging.getLogger(f"pocketkube.controllers.{self.name}")
+        self._tasks: list[asyncio.Task] = []
+
+    def setup(self) -> None:
+        """Register informer handlers (called before the informers start)."""
+
+    async def sync(self, key: str) -> None:
+        raise NotImplementedError
+
+    def enqueue(self, obj_or_key) -> None:
+        from pocketkube.core.informer import object_key
+
+        self.queue.add(obj_or_key if isinstance(obj_or_key, str) else object_key(obj_or_key))
+
+    async def start(self) -> None:
+        for i in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"{self.name}-{i}"))
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.recorder.flush()
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.sync(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.queue.retries(key) < MAX_RETRIES:
+                    level = logging.DEBUG if isinstance(exc, errors.APIError) and exc.code == 409 else logging.INFO
+                    self.log.log(level, "sync %s failed (will retry): %s", key, _describe(exc))
+                    self.queue.add_rate_limited(key)
+                else:
+                    self.log.error("sync %s failed %d times, dropping: %s", key, MAX_RETRIES, _describe(exc))
+                    self.queue.forget(key)
+            finally:
+                self.queue.done(key)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, errors.APIError):
+        return f"{exc.code} {exc.reason}: {exc.message}"
+    return f"{exc.__class__.__name__}: {exc}"

@@ -1,0 +1,50 @@
+"""Runs every controller in one place, over shared informers (kube-controller-manager).
+
+A component in the DESIGN.md shape: `await start()` builds the controllers, starts the
+shared informers, waits for them to sync, then starts the workers; `ready` is set then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pocketkube.controllers.base import Controller, Settings
+from pocketkube.core.client import Client
+from pocketkube.core.informer import InformerFactory
+
+log = logging.getLogger(__name__)
+
+
+def default_controllers() -> list[type[Controller]]:
+    """Every controller pocketkube runs, in start order."""
+    from pocketkube.controllers import registry
+
+    return registry.CONTROLLERS
+
+
+class ControllerManager:
+    def __init__(self, client: Client, controllers: list[type[Controller]] | None = None,
+                 settings: Settings | None = None):
+        self.client = client
+        self.settings = settings or Settings()
+        self.informers = InformerFactory(client)
+        self.controller_classes = controllers if controllers is not None else default_controllers()
+        self.controllers: list[Controller] = []
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self.controllers = [cls(self.client, self.informers, self.settings) for cls in self.controller_classes]
+        for c in self.controllers:
+            c.setup()
+        await self.informers.start()
+        await self.informers.wait_synced()
+        for c in self.controllers:
+            await c.start()
+        self.ready.set()
+        log.info("controllers running: %s", ", ".join(c.name for c in self.controllers))
+
+    async def stop(self) -> None:
+        for c in reversed(self.controllers):
+            await c.stop()
+        await self.informers.stop()

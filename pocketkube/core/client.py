@@ -1,0 +1,233 @@
+"""The one API client of pocketkube, over two transports.
+
+`Client` speaks the Kubernetes REST API (paths, verbs, Status errors, watch streams) over
+a `Transport`: `HTTPTransport` for every process that is not the API server (agents, the
+proxy, DNS, the CLI), and the API server's own in-process transport for the controllers
+that run inside it (apiserver/local.py), which skips only the socket. Controller code is
+the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, AsyncIterator, Protocol
+from urllib.parse import quote
+
+import orjson
+
+from pocketkube.core import errors
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class Transport(Protocol):
+    async def request(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None,
+                      content_type: str | None) -> tuple[int, bytes]:
+        """One request; returns (HTTP status, body)."""
+
+    def watch(self, path: str, query: list[tuple[str, str]]) -> AsyncIterator[bytes]:
+        """A watch stream: yields one JSON event per item. Raises APIError when refused."""
+
+    async def close(self) -> None: ...
+
+
+def resource_path(api_version: str, resource: str, namespace: str | None = None, name: str = "",
+                  subresource: str = "") -> str:
+    """`/api/v1/namespaces/ns/pods/name/status`, `/apis/apps/v1/deployments`, ..."""
+    root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    path = f"{root}/namespaces/{quote(namespace, safe='')}/{resource}" if namespace else f"{root}/{resource}"
+    if name:
+        path += "/" + quote(name, safe="")
+    if subresource:
+        path += "/" + subresource
+    return path
+
+
+def error_from(status: int, body: bytes) -> errors.APIError:
+    """The APIError a Status body describes (or a generic one for other bodies)."""
+    try:
+        s = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        s = None
+    if isinstance(s, dict) and s.get("kind") == "Status":
+        return errors.APIError(int(s.get("code") or status), s.get("reason", ""), s.get("message", ""),
+                               s.get("details"))
+    text = body.decode(errors="replace")[:500]
+    return errors.APIError(status, "", text or f"the server responded with status {status}")
+
+
+class Client:
+    def __init__(self, transport: Transport, field_manager: str = "pocketkube"):
+        self.transport = transport
+        self.field_manager = field_manager
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def _call(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+                    body: Any = None, content_type: str = JSON) -> dict:
+        data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
+        status, raw = await self.transport.request(method, path, query or [], data,
+                                                   content_type if data is not None else None)
+        if status >= 300:
+            raise error_from(status, raw)
+        return orjson.loads(raw) if raw else {}
+
+    def _write_query(self, dry_run: bool, field_manager: str | None) -> list[tuple[str, str]]:
+        q = [("fieldManager", field_manager or self.field_manager)]
+        if dry_run:
+            q.append(("dryRun", "All"))
+        return q
+
+    async def get(self, api_version: str, resource: str, name: str, namespace: str | None = None,
+                  subresource: str = "") -> dict:
+        return await self._call("GET", resource_path(api_version, resource, namespace, name, subresource))
+
+    async def list(self, api_version: str, resource: str, namespace: str | None = None,
+                   label_selector: str = "", field_selector: str = "") -> dict:
+        q = []
+        if label_selector:
+            q.append(("labelSelector", label_selector))
+        if field_selector:
+            q.append(("fieldSelector", field_selector))
+        return await self._call("GET", resource_path(api_version, resource, namespace), q)
+
+    async def create(self, api_version: str, resource: str, obj: dict, namespace: str | None = None,
+                     dry_run: bool = False, field_manager: str | None = None, subresource: str = "",
+                     name: str = "") -> dict:
+        path = resource_path(api_version, resource, namespace, name, subresource)
+        return await self._call("POST", path, self._write_query(dry_run, field_manager), obj)
+
+    async def update(self, api_version: str, resource: str, obj: dict, namespace: str | None = None,
+                     subresource: str = "", field_manager: str | None = None) -> dict:
+        name = obj["metadata"]["name"]
+        path = resource_path(api_version, resource, namespace, name, subresource)
+        return await self._call("PUT", path, self._write_query(False, field_manager), obj)
+
+    async def patch(self, api_version: str, resource: str, name: str, patch: Any, namespace: str | None = None,
+                    patch_type: str = MERGE_PATCH, subresource: str = "", field_manager: str | None = None,
+                    force: bool = False) -> dict:
+        q = self._write_query(False, field_manager)
+        if force:
+            q.append(("force", "true"))
+        path = resource_path(api_version, resource, namespace, name, subresource)
+        return await self._call("PATCH", path, q, patch, patch_type)
+
+    async def delete(self, api_version: str, resource: str, name: str, namespace: str | None = None,
+                     propagation_policy: str | None = None, grace_period_seconds: int | None = None,
+                     preconditions: dict | None = None) -> dict:
+        opts: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy:
+            opts["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            opts["gracePeriodSeconds"] = grace_period_seconds
+        if preconditions:
+            opts["preconditions"] = preconditions
+        return await self._call("DELETE", resource_path(api_version, resource, namespace, name), None, opts)
+
+    async def watch(self, api_version: str, resource: str, namespace: str | None = None,
+                    resource_version: str = "", label_selector: str = "", field_selector: str = "",
+                    timeout_seconds: int = 300, bookmarks: bool = True) -> AsyncIterator[tuple[str, dict]]:
+        """(type, object) pairs: ADDED, MODIFIED, DELETED, BOOKMARK. An ERROR event raises
+        the APIError it carries (410 Expired: list again)."""
+        q = [("watch", "true"), ("timeoutSeconds", str(timeout_seconds))]
+        if resource_version:
+            q.append(("resourceVersion", resource_version))
+        if bookmarks:
+            q.append(("allowWatchBookmarks", "true"))
+        if label_selector:
+            q.append(("labelSelector", label_selector))
+        if field_selector:
+            q.append(("fieldSelector", field_selector))
+        stream = self.transport.watch(resource_path(api_version, resource, namespace), q)
+        try:
+            async for line in stream:
+                ev = orjson.loads(line)
+                if ev.get("type") == "ERROR":
+                    raise error_from(ev["object"].get("code", 500), orjson.dumps(ev["object"]))
+                yield ev["type"], ev["object"]
+        finally:
+            await stream.aclose()
+
+
+class HTTPTransport:
+    """HTTPS with a bearer token, keep-alive connections (aiohttp)."""
+
+    def __init__(self, server: str, token: str, ca_file: str | None = None, insecure: bool = False):
+        import aiohttp
+
+        self.server = server.rstrip("/")
+        if server.startswith("https"):
+            ctx = ssl.create_default_context(cafile=ca_file)
+            if insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = False
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
+            headers={"Authorization": f"Bearer {token}", "Accept": JSON},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+
+    async def request(self, method, path, query, body, content_type):
+        headers = {"Content-Type": content_type} if content_type else None
+        async with self._session.request(method, self.server + path, params=query, data=body,
+                                          headers=headers, timeout=_timeout(60)) as resp:
+            return resp.status, await resp.read()
+
+    async def watch(self, path, query):
+        async with self._session.get(self.server + path, params=query) as resp:
+            if resp.status >= 300:
+                raise error_from(resp.status, await resp.read())
+            async for line in resp.content:
+                if line.strip():
+                    yield line
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _timeout(seconds: float):
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=seconds)
+
+
+def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
+    """A client for the current context of a kubeconfig written by pocketkube (token + CA)."""
+    import base64
+    import os
+    import tempfile
+
+    import yaml
+
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    ctx_name = cfg.get("current-context")
+    ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+    user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+    ca_file = cluster.get("certificate-authority")
+    if cluster.get("certificate-authority-data"):
+        fd, ca_file = tempfile.mkstemp(prefix="pk-ca-", suffix=".crt")
+        with os.fdopen(fd, "wb") as f:
+            f.write(base64.b64decode(cluster["certificate-authority-data"]))
+    return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
+
+
+async def wait_for_api(client: Client, timeout: float = 30.0) -> None:
+    """Retry a cheap request until the API answers (components that start before it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await client.get("v1", "namespaces", "default")
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)

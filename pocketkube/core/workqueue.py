@@ -1,0 +1,85 @@
+"""A work queue of keys, as client-go's rate-limited queue behaves.
+
+A key is queued at most once at a time; a key being processed that is added again is
+processed again after `done()`. Failed keys come back with per-key exponential backoff
+(`add_rate_limited`), and `forget` resets it after a success. Workers never run the same
+key concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class WorkQueue:
+    def __init__(self, base_delay: float = 0.005, max_delay: float = 30.0):
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._processing: set[str] = set()
+        self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.shutting_down = False
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def add(self, key: str) -> None:
+        if self.shutting_down:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        self._queue.put_nowait(key)
+
+    def add_after(self, key: str, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        old = self._timers.pop(key, None)
+        loop = asyncio.get_running_loop()
+        if old is not None:
+            # keep the earlier of the two deadlines
+            if old.when() <= loop.time() + delay:
+                self._timers[key] = old
+                return
+            old.cancel()
+        self._timers[key] = loop.call_later(delay, self._fire_timer, key)
+
+    def _fire_timer(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def add_rate_limited(self, key: str) -> None:
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        self.add_after(key, min(self.base_delay * (2 ** n), self.max_delay))
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def retries(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+    async def get(self) -> str:
+        key = await self._queue.get()
+        self._queued.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+        for t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
