@@ -62,12 +62,14 @@ class RunningServer:
                 self.proc.wait()
 
 
-def start_server(data_dir: str, datastore: str = "memory", port: int = 0) -> RunningServer:
+def start_server(data_dir: str, datastore: str = "memory", port: int = 0,
+                 controllers: bool = True) -> RunningServer:
     """Start `pocketkube server` in its own process group and wait for it to listen."""
     log = open(os.path.join(data_dir, "server.log"), "ab")
+    extra = [] if controllers else ["--no-controllers"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pocketkube.cli.main", "server", "--data-dir", data_dir,
-         "--port", str(port), "--datastore", datastore],
+         "--port", str(port), "--datastore", datastore, *extra],
         stdout=subprocess.PIPE, stderr=log, cwd=ROOT, start_new_session=True)
     url = ""
     deadline = time.monotonic() + 30

@@ -35,6 +35,10 @@ JSON_CT = "application/json"
 TABLE_CT = "application/json;as=Table;v=v1;g=meta.k8s.io"
 BOOKMARK_INTERVAL = 10.0
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
+# Bodies above this go out in slices: a socket transport's write buffer is a bytearray that
+# never shrinks, so one 20 MB list would pin 20 MB on every keep-alive connection.
+LARGE_BODY = 1 << 20
+SLICE = 256 * 1024
 
 
 @dataclass
@@ -123,7 +127,9 @@ class Handlers:
         for w in reply.warnings:
             headers.add("Warning", "299 - " + errors.go_quote(w))
         if isinstance(reply, Reply):
-            return web.Response(body=reply.body, status=reply.status, headers=headers)
+            if len(reply.body) <= LARGE_BODY:
+                return web.Response(body=reply.body, status=reply.status, headers=headers)
+            return await _send_in_slices(request, reply, headers)
         headers["Cache-Control"] = "no-cache, private"
         resp = web.StreamResponse(headers=headers)
         resp.enable_chunked_encoding()
@@ -653,6 +659,17 @@ def scale_of(parent: dict) -> dict:
         "status": {"replicas": (parent.get("status") or {}).get("replicas", 0),
                    "selector": str(selectors.selector_from_object(spec.get("selector")))},
     }
+
+
+async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDict) -> web.StreamResponse:
+    resp = web.StreamResponse(status=reply.status, headers=headers)
+    resp.content_length = len(reply.body)
+    await resp.prepare(request)
+    view = memoryview(reply.body)
+    for start in range(0, len(view), SLICE):
+        await resp.write(view[start:start + SLICE])
+    await resp.write_eof()
+    return resp
 
 
 def json_response(body: Any, status: int = 200) -> Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -38,13 +39,33 @@ def _server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_malloc() -> None:
+    """Keep glibc from raising its mmap threshold after a large free (its default), which
+    makes every later multi-megabyte response (a list of 10k objects) land on the heap and
+    stay there as fragmentation: RSS grew by ~19 MB per 10k-object list without this."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 256 * 1024)
+        libc.mallopt(m_trim_threshold, 1024 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def _run(coro) -> None:
+    _tune_malloc()
+    if os.environ.get("POCKETKUBE_LOOP") == "asyncio":
+        asyncio.run(coro)
+        return
     try:
         import uvloop
-
-        uvloop.run(coro)
     except ImportError:
         asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def build_parser() -> argparse.ArgumentParser:
