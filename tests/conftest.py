@@ -101,6 +101,16 @@ def server(tmp_path_factory):
         srv.stop()
 
 
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    """The API server alone (no controllers), for tests of the API itself."""
+    srv = start_server(str(tmp_path_factory.mktemp("pk-api")), controllers=False)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture
 def ns(server):
     """A fresh namespace for one test, so tests sharing a server do not see each other."""

@@ -25,9 +25,9 @@ from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
-from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, served
 from pocketkube.core import errors, fieldsets, selectors
-from pocketkube.core.objects import deep_copy, utc_now
+from pocketkube.core.objects import deep_copy, rfc3339, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ NAMESPACE_SUBRESOURCES = ("status", "finalize")
 # Bodies above this go out in slices: a socket transport's write buffer is a bytearray that
 # never shrinks, so one 20 MB list would pin 20 MB on every keep-alive connection.
 LARGE_BODY = 1 << 20
+OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",
+                "DELETE": "DeleteOptions"}
 SLICE = 256 * 1024
 
 
@@ -116,6 +118,7 @@ class Handlers:
                 return status_response(exc)
         try:
             if request.content_length and request.content_length > codec.MAX_BODY:
+                codec.check_body_type(request.method, request.headers.get("Content-Type"))
                 raise errors.too_large()
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -243,11 +246,14 @@ class Handlers:
     async def _resource(self, req: Request, group: str, version: str, parts: list[str],
                         warnings: list[str]) -> Reply | StreamReply:
         t = self._target(group, version, parts)
+        if not codec.parse_accept(req.headers.get("Accept"), None).acceptable:
+            raise errors.not_acceptable([codec.JSON, codec.YAML, codec.PROTOBUF])
         method = req.method
         q = req.query
         if t.subresource == "scale":
             return await self._scale(req, t, warnings)
         if t.subresource in ("log", "exec", "attach", "portforward", "proxy", "eviction", "ephemeralcontainers"):
+            await self.storage.get(t.info, t.namespace or "", t.name)
             raise errors.APIError(503, "ServiceUnavailable",
                                   f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
         if t.subresource == "binding":
@@ -313,7 +319,6 @@ class Handlers:
             body = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
                     "items": [codec.partial_object_metadata(o) for o in result.items]}
             return json_response(body)
-        _not_protobuf_only(accept)
         prefix = (b'{"kind":' + orjson.dumps(t.info.list_kind) + b',"apiVersion":' +
                   orjson.dumps(t.info.api_version) + b',"metadata":' + orjson.dumps(list_meta) + b',"items":[')
         items = b",".join(_with_type(t.info, o) for o in result.items)
@@ -366,7 +371,8 @@ class Handlers:
         """Watch events as JSON lines (Tables when asked), then the end after `timeout`."""
         first_table = [True]
 
-        def encode(etype: str, obj: dict) -> bytes:
+        def encode(etype: str, stored: dict) -> bytes:
+            obj = served(info, stored)
             if accept.table:
                 table = self._table(info, [obj], accept, with_columns=first_table[0])
                 first_table[0] = False
@@ -422,14 +428,32 @@ class Handlers:
 
     # ---- writes --------------------------------------------------------------------
 
-    def _write_options(self, q, subresource: str = "") -> WriteOptions:
-        dry = q.getall("dryRun", [])
-        for value in dry:
+    def _write_options(self, q, method: str, subresource: str = "", apply: bool = False) -> WriteOptions:
+        """The request's Create/Update/Patch options, validated as the apiserver does (422)."""
+        kind = OPTIONS_KIND[method]
+        errs = []
+        for value in q.getall("dryRun", []):
             if value != "All":
-                raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
-        force = q.get("force") in ("true", "1")
-        return WriteOptions(dry_run=bool(dry), field_manager=q.get("fieldManager", ""), subresource=subresource,
-                            force=force)
+                errs.append(errors.not_supported("dryRun", value, ["All"]))
+        mode = q.get("fieldValidation")
+        if mode is not None and mode not in ("Ignore", "Warn", "Strict", ""):
+            errs.append(errors.not_supported("fieldValidation", mode, ["", "Ignore", "Strict", "Warn"]))
+        force = q.get("force")
+        if force is not None and force not in ("true", "1", "false", "0"):
+            raise errors.bad_request(f'strconv.ParseBool: parsing "{force}": invalid syntax')
+        forced = force in ("true", "1")
+        manager = q.get("fieldManager", "")
+        if method == "PATCH":
+            if forced and not apply:
+                errs.append(errors.forbidden("force", "may not be specified for non-apply patch"))
+            if apply and not manager:
+                errs.append(errors.required("fieldManager", "is required for apply patch"))
+        if len(manager) > 128:
+            errs.append(errors.too_long("fieldManager", "", 128))
+        if errs:
+            raise errors.invalid(kind, "meta.k8s.io", "", errs)
+        return WriteOptions(dry_run=bool(q.getall("dryRun", [])), field_manager=manager,
+                            subresource=subresource, force=forced)
 
     def _check_body(self, info: KindInfo, decoded: codec.Decoded, q, warnings: list[str]) -> dict:
         """Type, kind and field checks of a create/update body, per fieldValidation."""
@@ -465,7 +489,7 @@ class Handlers:
         decoded = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                     (t.info.api_version, t.info.kind))
         obj = self._check_body(t.info, decoded, req.query, warnings)
-        opts = self._write_options(req.query)
+        opts = self._write_options(req.query, "POST")
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
         return self._object_response(req, t.info, created, 201)
 
@@ -484,25 +508,31 @@ class Handlers:
             new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
             obj, sub = new, "finalize"
         updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj,
-                                                     self._write_options(req.query, sub))
+                                                     self._write_options(req.query, "PUT", sub))
         return self._object_response(req, t.info, updated, 201 if created else 200)
 
     async def _patch(self, req: Request, t: Target, warnings: list[str]) -> Reply:
-        ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
+        # The apiserver's order: content type (415), options (422), the object (404), the body (400).
+        ptype = codec.patch_type(req.headers.get("Content-Type"))
         q = req.query
-        opts = self._write_options(q, t.subresource)
+        opts = self._write_options(q, "PATCH", t.subresource, apply=ptype == "apply")
+        if ptype != "apply":
+            await self.storage.get(t.info, t.namespace or "", t.name)
+        ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
         if ptype == "apply":
-            if not opts.field_manager:
-                raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager parameter")
             if not isinstance(body, dict):
                 raise errors.bad_request("error decoding YAML: the apply patch is not an object")
+            type_err = schema.first_type_error(t.info.api_version, t.info.kind, body)
+            if type_err:
+                raise errors.bad_request(schema.cannot_handle_message(t.info.api_version, t.info.kind, type_err))
         mode = _validation_mode(q)
         info = t.info
 
         def validate_fields(new: dict) -> None:
             type_err = schema.first_type_error(info.api_version, info.kind, new)
             if type_err:
-                raise errors.bad_request(schema.cannot_handle_message(info.api_version, info.kind, type_err))
+                raise errors.invalid("", "", "", [errors.invalid_value(
+                    "patch", orjson.dumps(new).decode(), type_err)])
             unknown = [f'unknown field "{u}"' for u in schema.unknown_fields(info.api_version, info.kind, new)]
             strict = unknown + [f'duplicate field "{d}"' for d in dups]
             if mode == "Strict" and strict:
@@ -545,10 +575,16 @@ class Handlers:
             options["gracePeriodSeconds"] = _int_param(q, "gracePeriodSeconds", 0)
         if "propagationPolicy" in q:
             options["propagationPolicy"] = q["propagationPolicy"]
+        errs = []
         policy = options.get("propagationPolicy")
         if policy is not None and policy not in ("Orphan", "Background", "Foreground"):
-            raise errors.invalid("DeleteOptions", "", "", [errors.not_supported(
-                "propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])])
+            errs.append(errors.not_supported("propagationPolicy", policy, ["Foreground", "Background", "Orphan",
+                                                                           "nil"]))
+        for value in q.getall("dryRun", []) + list(options.get("dryRun") or []):
+            if value != "All":
+                errs.append(errors.not_supported("dryRun", value, ["All"]))
+        if errs:
+            raise errors.invalid("DeleteOptions", "meta.k8s.io", "", errs)
         return options
 
     async def _delete_collection(self, req: Request, t: Target) -> Reply:
@@ -578,7 +614,9 @@ class Handlers:
         ns = t.namespace or ""
         if req.method == "GET":
             return json_response(scale_of(await self.storage.get(t.info, ns, t.name)))
-        opts = self._write_options(req.query)
+        if req.method == "PATCH":
+            codec.patch_type(req.headers.get("Content-Type"))
+        opts = self._write_options(req.query, req.method if req.method in OPTIONS_KIND else "PUT")
         for _ in range(5):
             parent = await self.storage.get(t.info, ns, t.name)
             scale = scale_of(parent)
@@ -628,7 +666,14 @@ class Handlers:
         if req.method != "POST":
             raise errors.method_not_allowed(req.method.lower(), "pods/binding")
         body = codec.decode_body(req.body, req.headers.get("Content-Type"), ("v1", "Binding")).obj
-        target = (body or {}).get("target") or {}
+        if not isinstance(body, dict):
+            raise errors.bad_request(schema.cannot_handle_message(
+                "v1", "Binding", f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.Binding"))
+        target = body.get("target") or {}
+        if not isinstance(target, dict):
+            raise errors.bad_request(schema.cannot_handle_message(
+                "v1", "Binding", f"json: cannot unmarshal {_json_type(target)} into Go struct field "
+                                 "Binding.target of type v1.ObjectReference"))
         node = target.get("name", "")
         if not node:
             raise errors.invalid("Binding", "", t.name, [errors.required("target.name")])
@@ -640,8 +685,11 @@ class Handlers:
             raise errors.conflict("pods", "", t.name, f"pod {t.name} is being deleted, cannot be assigned to a host")
         new = deep_copy(pod)
         new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
+            {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": rfc3339()}]
         await self.storage.update(t.info, t.namespace or "", t.name, new,
-                                  self._write_options(req.query))
+                                  self._write_options(req.query, "POST", subresource="binding"))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 
@@ -706,11 +754,8 @@ def _int_param(q, name: str, default: int) -> int:
 
 
 def _validation_mode(q) -> str:
-    mode = q.get("fieldValidation", "Warn") or "Warn"
-    if mode not in ("Ignore", "Warn", "Strict"):
-        raise errors.bad_request(
-            f'fieldValidation parameter unsupported: {mode}. Expected one of "Ignore", "Warn", "Strict"')
-    return mode
+    """Ignore, Warn or Strict (validated with the write options); Warn when unset."""
+    return q.get("fieldValidation") or "Warn"
 
 
 def _json_type(value: Any) -> str:
@@ -725,9 +770,4 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return "object"
-
-
-def _not_protobuf_only(accept: codec.Accept) -> None:
-    if accept.protobuf_only:
-        raise errors.not_acceptable(["application/json", "application/yaml"])
 

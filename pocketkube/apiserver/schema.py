@@ -103,12 +103,20 @@ def served_kinds() -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- parsing with duplicates
 
 
+def _go_int(text: str) -> int | float:
+    """An integer as Go decodes it into interface{}: beyond int64 it is a float64 (the typed
+    decode then reports it as a number that does not fit), never an unbounded int."""
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 63) else float(value)
+
+
 class _Parsed:
     """A parsed body plus the original key/value pairs of every object that had duplicates."""
 
     def __init__(self, body: bytes | str):
         self.pairs: dict[int, list] = {}
-        self.obj = json.loads(body, object_pairs_hook=self._hook, parse_constant=_reject_constant)
+        self.obj = json.loads(body, object_pairs_hook=self._hook, parse_constant=_reject_constant,
+                              parse_int=_go_int)
 
     def _hook(self, pairs: list) -> dict:
         obj = dict(pairs)  # the last value wins, as in Go

@@ -18,7 +18,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import certs
+from pocketkube.apiserver import allocators, certs
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import Handlers, status_response
 from pocketkube.apiserver.kinds import registry
@@ -62,11 +62,12 @@ class APIServer:
         self.cache = WatchCache(self.store)
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
+        self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])
         self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}")
-        app.router.add_route("*", "/{tail:.*}", self.handlers.handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         ssl_ctx = self._ssl_context() if self.tls else None
@@ -77,6 +78,7 @@ class APIServer:
         if self.port == 0:  # tests: learn the port the OS chose
             self.port = self._runner.addresses[0][1]
             self.handlers.server_address = f"127.0.0.1:{self.port}"
+        await allocators.ensure_kubernetes_service(self.storage, self.service_allocators, self.port)
         self._write_kubeconfig()
         self.ready.set()
         log.info("API server listening on %s", self.url)

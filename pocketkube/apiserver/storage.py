@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,14 +33,26 @@ CREATE_ON_UPDATE = {"endpoints", "events", "leases", "nodes", "endpointslices"}
 SERVER_METADATA = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 
+def _storage_base(info: KindInfo) -> str:
+    group = info.group if info.storage_group is None else info.storage_group
+    return f"/registry/{group or 'core'}/{info.resource}/"
+
+
 def object_key(info: KindInfo, namespace: str, name: str) -> str:
-    base = f"/registry/{info.group or 'core'}/{info.resource}/"
+    base = _storage_base(info)
     return f"{base}{namespace}/{name}" if info.namespaced else f"{base}{name}"
 
 
 def collection_prefix(info: KindInfo, namespace: str | None) -> str:
-    base = f"/registry/{info.group or 'core'}/{info.resource}/"
+    base = _storage_base(info)
     return f"{base}{namespace}/" if info.namespaced and namespace else base
+
+
+def served(info: KindInfo, stored: dict) -> dict:
+    """A stored object in the form `info` serves (identity for most kinds)."""
+    if info.storage_group is None:
+        return stored
+    return info.strategy.from_storage(stored)
 
 
 @dataclass
@@ -59,6 +72,8 @@ class ListResult:
 
 
 Admission = Callable[[str, KindInfo, dict, dict | None], Any]
+# begin(operation, info, obj, old, dry_run) -> finish(stored) or None; see Storage.reservations.
+Reservation = Callable[[str, KindInfo, dict, dict | None, bool], Callable[[bool], None] | None]
 
 
 class Storage:
@@ -70,6 +85,14 @@ class Storage:
         # Hooks run on create and update after defaults (operation, info, obj, old);
         # they may mutate obj or raise APIError. Later issues add allocators here.
         self.admission: list[Admission] = []
+        # Hooks that hold something outside the store for the object being written (cluster
+        # IPs, node ports), as Kubernetes' BeginCreate/BeginUpdate: run after admission, before
+        # validation; they must not await (so two concurrent writes cannot take the same
+        # thing), may mutate obj or raise APIError, and return None or finish(stored), called
+        # with True once the write is stored (or the dry run passed), False if it failed.
+        self.reservations: list[Reservation] = []
+        # Called with (info, object) after an object is removed from the store.
+        self.on_deleted: list[Callable[[KindInfo, dict], None]] = []
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -78,13 +101,15 @@ class Storage:
         obj = self.cache.get(object_key(info, namespace, name))
         if obj is None:
             raise errors.not_found(info.resource, info.group, name)
-        return obj
+        return served(info, obj)
 
     async def list(self, info: KindInfo, namespace: str | None, match: Callable[[dict], bool] | None,
                    limit: int = 0, continue_token: str = "") -> ListResult:
         await self.cache.wait_fresh()
         prefix = collection_prefix(info, namespace)
         items = self.cache.list(prefix)
+        if info.storage_group is not None:
+            items = [served(info, o) for o in items]
         revision = self.cache.revision
         start_after = ""
         if continue_token:
@@ -92,7 +117,7 @@ class Storage:
             items = [o for o in items if _sort_key(info, o) > start_after]
         if match is not None:
             items = [o for o in items if match(o)]
-        if limit and len(items) > limit:
+        if limit > 0 and len(items) > limit:
             rest = len(items) - limit
             items = items[:limit]
             token = _encode_continue(revision, _sort_key(info, items[-1]))
@@ -127,18 +152,37 @@ class Storage:
                 None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"]))
         for hook in self.admission:
             await _maybe_await(hook("CREATE", info, obj, None))
-        self._validate(info, obj, None)
-        key = object_key(info, namespace, m["name"])
-        if opts.dry_run:
-            if self.cache.get(key) is not None:
-                raise errors.already_exists(info.resource, info.group, m["name"])
-            return obj
-        try:
-            kv = await self.store.create(key, _encode(obj))
-        except KeyExists:
-            raise errors.already_exists(info.resource, info.group, m["name"]) from None
+        with self._reserving("CREATE", info, obj, None, opts.dry_run):
+            self._validate(info, obj, None)
+            key = object_key(info, namespace, m["name"])
+            if opts.dry_run:
+                if self.cache.get(key) is not None:
+                    raise errors.already_exists(info.resource, info.group, m["name"])
+                return obj
+            try:
+                kv = await self.store.create(key, _encode(info, obj))
+            except KeyExists:
+                raise errors.already_exists(info.resource, info.group, m["name"]) from None
         m["resourceVersion"] = str(kv.mod_revision)
         return obj
+
+    @contextlib.contextmanager
+    def _reserving(self, operation: str, info: KindInfo, obj: dict, old: dict | None, dry_run: bool):
+        """Run the reservations; settle them when the block has stored the write or failed.
+        A cancelled write settles nothing: holding a value too long beats handing it out twice."""
+        finishes: list[Callable[[bool], None]] = []
+        try:
+            for reserve in self.reservations:
+                finish = reserve(operation, info, obj, old, dry_run)
+                if finish is not None:
+                    finishes.append(finish)
+            yield
+        except Exception:
+            for finish in finishes:
+                finish(False)
+            raise
+        for finish in finishes:
+            finish(True)
 
     async def _check_namespace(self, namespace: str) -> None:
         from pocketkube.apiserver.kinds import registry as kinds
@@ -158,32 +202,40 @@ class Storage:
     def _validate(self, info: KindInfo, obj: dict, old: dict | None) -> None:
         errs = info.strategy.validate(obj) if old is None else info.strategy.validate_update(obj, old)
         if errs:
-            raise errors.invalid(info.kind, info.group, meta(obj).get("name", ""), errs)
+            raise errors.invalid(info.kind, info.group, meta(obj).get("name") or "", errs)
 
     # ---- update and patch ------------------------------------------------------------
 
     async def update(self, info: KindInfo, namespace: str, name: str, obj: dict, opts: WriteOptions) -> tuple[dict, bool]:
         """PUT. Returns (object, created)."""
         m = meta(obj)
-        if m.get("name") and m["name"] != name:
+        if not m.get("name"):
+            raise errors.bad_request(f"the name of the object ({name} based on URL) was undeterminable: "
+                                     "name must be provided")
+        if m["name"] != name:
             raise errors.bad_request("the name of the object (%s) does not match the name on the URL (%s)"
                                      % (m["name"], name))
         if info.namespaced and m.get("namespace") and m["namespace"] != namespace:
             raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request")
         key = object_key(info, namespace, name)
-        kv = await self.store.get(key)
-        if kv is None:
-            if info.resource in CREATE_ON_UPDATE and not opts.subresource:
-                m.pop("resourceVersion", None)
-                m["name"] = name
-                return await self.create(info, namespace, obj, opts), True
-            raise errors.not_found(info.resource, info.group, name)
         want_rv = m.get("resourceVersion")
-        if want_rv and want_rv != str(kv.mod_revision):
-            raise errors.stale(info.resource, info.group, name)
-        old = _decode(kv.value, kv.mod_revision)
-        return await self._write_update(info, key, obj, old, kv.mod_revision, opts), False
+        for _ in range(10):  # an unconditional PUT retries when a concurrent write wins
+            kv = await self.store.get(key)
+            if kv is None:
+                if info.resource in CREATE_ON_UPDATE and not opts.subresource:
+                    m.pop("resourceVersion", None)
+                    m["name"] = name
+                    return await self.create(info, namespace, obj, opts), True
+                raise errors.not_found(info.resource, info.group, name)
+            if want_rv and want_rv != str(kv.mod_revision):
+                raise errors.stale(info.resource, info.group, name)
+            old = served(info, _decode(kv.value, kv.mod_revision))
+            try:
+                return await self._write_update(info, key, deep_copy(obj), old, kv.mod_revision, opts), False
+            except _Retry:
+                continue
+        raise errors.stale(info.resource, info.group, name)
 
     async def patch(self, info: KindInfo, namespace: str, name: str, patch_type: str, body: Any,
                     opts: WriteOptions, validate_fields: Callable[[dict], None] | None = None) -> tuple[dict, bool]:
@@ -205,7 +257,7 @@ class Storage:
                     opts_apply = WriteOptions(opts.dry_run, "", opts.subresource)
                     return await self.create(info, namespace, obj, opts_apply), True
                 raise errors.not_found(info.resource, info.group, name)
-            old = _decode(kv.value, kv.mod_revision)
+            old = served(info, _decode(kv.value, kv.mod_revision))
             current = deep_copy(old)
             if patch_type == "json":
                 new = patching.json_patch(current, body)
@@ -251,13 +303,21 @@ class Storage:
         if "namespace" in om:
             m["namespace"] = om["namespace"]
         info.strategy.default(obj)
-        if opts.subresource == "status":
+        if opts.subresource == "finalize":
+            # Only spec.finalizers changes through namespaces/NAME/finalize.
+            finalizers = (obj.get("spec") or {}).get("finalizers")
+            obj["spec"], obj["status"] = deep_copy(old.get("spec") or {}), deep_copy(old.get("status") or {})
+            if finalizers:
+                obj["spec"]["finalizers"] = finalizers
+            else:
+                obj["spec"].pop("finalizers", None)
+        elif opts.subresource == "status":
             info.strategy.prepare_for_status_update(obj, old)
             m["labels"], m["annotations"] = m.get("labels"), m.get("annotations")
             for k in ("labels", "annotations"):
                 if m[k] is None:
                     m.pop(k)
-        else:
+        elif opts.subresource != "binding":  # a binding sets nodeName and PodScheduled, nothing else
             info.strategy.prepare_for_update(obj, old)
         if operation == "Update":
             _set_managed_fields(m, fieldmanager.update_managed_fields(
@@ -265,26 +325,29 @@ class Storage:
                 opts.subresource))
         for hook in self.admission:
             await _maybe_await(hook("UPDATE", info, obj, old))
-        self._validate(info, obj, old)
-        m["resourceVersion"] = om["resourceVersion"]
-        if obj == old:
-            return old  # a no-op write changes nothing, not even the resourceVersion
-        # Finalizers gone from an object being deleted: it is deleted now.
-        if m.get("deletionTimestamp") and not m.get("finalizers") and not _graceful_pending(info, obj):
+        with self._reserving("UPDATE", info, obj, old, opts.dry_run):
+            if opts.subresource != "binding":
+                self._validate(info, obj, old)
+            m["resourceVersion"] = om["resourceVersion"]
+            if obj == old:
+                return old  # a no-op write changes nothing, not even the resourceVersion
+            # Finalizers gone from an object being deleted: it is deleted now.
+            if m.get("deletionTimestamp") and not m.get("finalizers") and not _graceful_pending(info, obj) \
+                    and not _namespace_finalizers(info, obj):
+                if opts.dry_run:
+                    return obj
+                return await self._delete_now(info, key, obj, mod_revision)
             if opts.dry_run:
                 return obj
-            return await self._delete_now(info, key, obj, mod_revision)
-        if opts.dry_run:
-            return obj
-        m.pop("resourceVersion", None)
-        try:
-            kv = await self.store.update(key, _encode(obj), expected_mod_revision=mod_revision)
-        except RevisionMismatch:
-            if om.get("resourceVersion") and meta(obj).get("resourceVersion"):
-                raise errors.stale(info.resource, info.group, om["name"]) from None
-            raise _Retry() from None
-        except KeyNotFound:
-            raise errors.not_found(info.resource, info.group, om["name"]) from None
+            m.pop("resourceVersion", None)
+            try:
+                kv = await self.store.update(key, _encode(info, obj), expected_mod_revision=mod_revision)
+            except RevisionMismatch:
+                if om.get("resourceVersion") and meta(obj).get("resourceVersion"):
+                    raise errors.stale(info.resource, info.group, om["name"]) from None
+                raise _Retry() from None
+            except KeyNotFound:
+                raise errors.not_found(info.resource, info.group, om["name"]) from None
         m["resourceVersion"] = str(kv.mod_revision)
         return obj
 
@@ -298,7 +361,7 @@ class Storage:
             kv = await self.store.get(key)
             if kv is None:
                 raise errors.not_found(info.resource, info.group, name)
-            obj = _decode(kv.value, kv.mod_revision)
+            obj = served(info, _decode(kv.value, kv.mod_revision))
             m = obj["metadata"]
             pre = options.get("preconditions") or {}
             if pre.get("uid") and pre["uid"] != m.get("uid"):
@@ -314,7 +377,7 @@ class Storage:
             policy = options.get("propagationPolicy")
             if policy is None and options.get("orphanDependents") is not None:
                 policy = "Orphan" if options["orphanDependents"] else "Background"
-            if policy == "Orphan" and "orphan" not in finalizers and _has_dependents_possible(info):
+            if policy == "Orphan" and "orphan" not in finalizers:
                 finalizers.append("orphan")
             elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
@@ -324,7 +387,7 @@ class Storage:
                 if grace == 0 and not finalizers and info.resource == "pods":
                     return (obj if dry_run else await self._delete_now(info, key, obj, kv.mod_revision)), True
                 return obj, False
-            if finalizers or grace:
+            if finalizers or grace or _namespace_finalizers(info, obj):
                 m["finalizers"] = finalizers or m.get("finalizers")
                 if not m["finalizers"]:
                     m.pop("finalizers")
@@ -336,7 +399,7 @@ class Storage:
                     return obj, False
                 m.pop("resourceVersion", None)
                 try:
-                    nkv = await self.store.update(key, _encode(obj), expected_mod_revision=kv.mod_revision)
+                    nkv = await self.store.update(key, _encode(info, obj), expected_mod_revision=kv.mod_revision)
                 except RevisionMismatch:
                     continue
                 m["resourceVersion"] = str(nkv.mod_revision)
@@ -357,6 +420,8 @@ class Storage:
         except KeyNotFound:
             raise errors.not_found(info.resource, info.group, obj["metadata"]["name"]) from None
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        for callback in self.on_deleted:
+            callback(info, obj)
         return obj
 
 
@@ -390,15 +455,18 @@ def _graceful_pending(info: KindInfo, obj: dict) -> bool:
     return info.resource == "pods" and bool(obj["metadata"].get("deletionGracePeriodSeconds"))
 
 
-def _has_dependents_possible(info: KindInfo) -> bool:
-    return True
+def _namespace_finalizers(info: KindInfo, obj: dict) -> bool:
+    """A namespace goes only once its spec.finalizers (the namespace controller's) are gone."""
+    return info.resource == "namespaces" and bool((obj.get("spec") or {}).get("finalizers"))
 
 
-def _encode(obj: dict) -> bytes:
-    m = obj.get("metadata", {})
+def _encode(info: KindInfo, obj: dict) -> bytes:
+    """The stored bytes: the storage form, without resourceVersion (derived on reads)."""
+    stored = obj if info.storage_group is None else info.strategy.to_storage(obj)
+    m = stored.get("metadata", {})
     rv = m.pop("resourceVersion", None)
     try:
-        return orjson.dumps(obj)
+        return orjson.dumps(stored)
     finally:
         if rv is not None:
             m["resourceVersion"] = rv

@@ -227,7 +227,7 @@ def forbidden_status(message: str) -> APIError:
 
 
 def not_found_path() -> APIError:
-    return APIError(404, "NotFound", "the server could not find the requested resource")
+    return APIError(404, "NotFound", "the server could not find the requested resource", {})
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> APIError:

@@ -21,6 +21,12 @@ import textwrap
 import pytest
 import yaml
 
+@pytest.fixture(scope="module")
+def server(api_server):
+    """The API server alone: these tests write by hand what controllers and kubelets would,
+    to pin exactly what kubectl prints for each kind."""
+    return api_server
+
 pytestmark = pytest.mark.kubectl
 
 NS = "shop"
@@ -1444,9 +1450,6 @@ def test_get_watch_prints_a_row_per_change(shop):
 
 # --- where pocketkube still differs from a real cluster -----------------------------------
 
-@pytest.mark.xfail(strict=True, reason="storage.py keeps events.k8s.io Events under their own key "
-                   "(/registry/events.k8s.io/events/...), apart from core/v1 Events; a real cluster stores "
-                   "both APIs' events once and converts (kinds/events_event.py to_core/from_core is unused)")
 def test_events_of_both_apis_are_one_list(shop):
     scheduled = ("30m         Normal    Scheduled           pod/web-7c5ddbdf54-x7pvd    "
                  "Successfully assigned shop/web-7c5ddbdf54-x7pvd to node-1\n")
@@ -1489,9 +1492,6 @@ def test_describe_namespace(shop):
         """)
 
 
-@pytest.mark.xfail(strict=True, reason="no ClusterIP / NodePort / healthCheckNodePort allocator yet "
-                   "(storage.py create path, 'Later issues add allocators here'): services created without "
-                   "them keep clusterIP unset and ports without nodePort")
 def test_services_get_allocated_addresses_and_ports(shop):
     shop.kubectl("create", "service", "nodeport", "alloc", "--tcp=80:8080", "-n", NS)
     shop.kubectl("create", "service", "loadbalancer", "alloc-lb", "--tcp=443:8443", "-n", NS)

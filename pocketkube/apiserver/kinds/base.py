@@ -70,6 +70,14 @@ class Strategy:
     def validate(self, obj: dict) -> list[FieldError]:
         return []
 
+    # Kinds served in one form and stored in another (events.k8s.io/v1 Event is stored as
+    # core/v1 Event, as Kubernetes stores one list for both) convert here.
+    def to_storage(self, obj: dict) -> dict:
+        return obj
+
+    def from_storage(self, obj: dict) -> dict:
+        return obj
+
     def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
         return self.validate(obj)
 
@@ -88,6 +96,8 @@ class KindInfo:
     # Subresources beyond the main resource: "status", "scale", "log", "exec", ...
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    # The group whose storage holds these objects, when not its own (see Strategy.to_storage).
+    storage_group: str | None = None
 
     @property
     def api_version(self) -> str:

@@ -41,6 +41,12 @@ def from_core(event: dict) -> dict:
 class EventsEventStrategy(Strategy):
     tracks_generation = False
 
+    def to_storage(self, obj: dict) -> dict:
+        return to_core(obj)
+
+    def from_storage(self, obj: dict) -> dict:
+        return from_core(obj)
+
     def validate(self, obj: dict) -> list[FieldError]:
         core = to_core(obj)
         errs = validate_legacy_event(core, "reportingController")
@@ -69,5 +75,5 @@ class EventsEventStrategy(Strategy):
 
 INFO = KindInfo(
     group="events.k8s.io", version="v1", kind="Event", resource="events", singular="event", namespaced=True,
-    strategy=EventsEventStrategy(),
+    strategy=EventsEventStrategy(), storage_group="",
 )
