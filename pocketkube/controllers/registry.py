@@ -2,4 +2,29 @@
 
 from __future__ import annotations
 
-CONTROLLERS: list = []
+from pocketkube.controllers.endpoints import EndpointsController, KubernetesEndpointsController
+from pocketkube.controllers.endpointslice import EndpointSliceController
+from pocketkube.controllers.endpointslicemirroring import EndpointSliceMirroringController
+from pocketkube.controllers.daemonset import DaemonSetController
+from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.garbagecollector import GarbageCollector
+from pocketkube.controllers.namespace import NamespaceController
+from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.scheduler import Scheduler
+from pocketkube.controllers.serviceaccount import ServiceAccountController
+from pocketkube.controllers.statefulset import StatefulSetController
+
+CONTROLLERS: list = [
+    Scheduler,
+    DeploymentController,
+    ReplicaSetController,
+    EndpointsController,
+    EndpointSliceController,
+    EndpointSliceMirroringController,
+    KubernetesEndpointsController,
+    StatefulSetController,
+    DaemonSetController,
+    GarbageCollector,
+    NamespaceController,
+    ServiceAccountController,
+]

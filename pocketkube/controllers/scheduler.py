@@ -1,0 +1,450 @@
+"""The scheduler ("default-scheduler"): binds each pod that has no node and asks for the
+default scheduler to a node that fits, through POST pods/NAME/binding, as kube-scheduler does.
+
+Filters, in kube-scheduler's order and with its reasons: NodeUnschedulable, TaintToleration
+(NoSchedule / NoExecute, and the not-ready / unreachable taints of a node that is not Ready),
+NodeAffinity (nodeSelector and requiredDuringScheduling terms), NodePorts, NodeResourcesFit
+(pods, cpu, memory). Scoring spreads: fewest pods of the same owner, then fewest untolerated
+PreferNoSchedule taints, then fewest pods. A pod that fits nowhere gets PodScheduled=False
+(Unschedulable) with the scheduler's FitError message and a FailedScheduling event, and is
+tried again when a node or a pod changes in a way that may make room, and every 5 minutes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from pocketkube.controllers import podcontrol
+from pocketkube.controllers.base import Controller
+from pocketkube.core import errors
+from pocketkube.core.informer import object_key
+from pocketkube.core.objects import rfc3339
+
+SCHEDULER_NAME = "default-scheduler"
+NO_NODES_MESSAGE = "no nodes available to schedule pods"
+# podMaxInUnschedulablePodsDuration: an unschedulable pod is tried again at least this often.
+UNSCHEDULABLE_RETRY_SECONDS = 300.0
+
+TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+
+REASON_UNSCHEDULABLE = "node(s) were unschedulable"
+REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+REASON_PORTS = "node(s) didn't have free ports for the requested pod ports"
+REASON_TOO_MANY_PODS = "Too many pods"
+PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+PREEMPTION_NO_VICTIMS = "No preemption victims found for incoming pod"
+
+
+# ---- quantities -------------------------------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|([a-zA-Z]*))$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
+            "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
+            "P": Fraction(10**15), "E": Fraction(10**18)}
+
+
+def parse_quantity(text) -> Fraction | None:
+    """resource.Quantity's value (None when it does not parse)."""
+    if isinstance(text, (int, float)):
+        return Fraction(text)
+    match = _QUANTITY.match(str(text).strip())
+    if not match:
+        return None
+    number, exponent, suffix = match.group(1), match.group(2), match.group(3) or ""
+    value = Fraction(number)
+    if exponent:
+        return value * Fraction(10) ** int(exponent[1:])
+    if suffix in _BINARY:
+        return value * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return value * _DECIMAL[suffix]
+    return None
+
+
+# ---- what a pod asks for -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodDemand:
+    owner: str = ""
+    cpu: Fraction = Fraction(0)
+    memory: Fraction = Fraction(0)
+    host_ports: frozenset = frozenset()
+
+
+def _requests(containers: list) -> Counter:
+    total: Counter = Counter()
+    for container in containers or []:
+        for name, value in ((container.get("resources") or {}).get("requests") or {}).items():
+            parsed = parse_quantity(value)
+            if parsed is not None:
+                total[name] += parsed
+    return total
+
+
+def pod_demand(pod: dict) -> PodDemand:
+    """computePodResourceRequest (containers summed, the largest init container if bigger,
+    plus overhead), the host ports, and the controlling owner for spreading."""
+    spec = pod.get("spec") or {}
+    total = _requests(spec.get("containers"))
+    for init in spec.get("initContainers") or []:
+        single = _requests([init])
+        for name, value in single.items():
+            total[name] = max(total[name], value)
+    for name, value in (spec.get("overhead") or {}).items():
+        parsed = parse_quantity(value)
+        if parsed is not None:
+            total[name] += parsed
+    ports = set()
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for port in container.get("ports") or []:
+            if port.get("hostPort"):
+                ports.add((port.get("protocol") or "TCP", port.get("hostIP") or "0.0.0.0", port["hostPort"]))
+    ref = podcontrol.controller_of(pod)
+    return PodDemand(ref.get("uid", "") if ref else "", total["cpu"], total["memory"], frozenset(ports))
+
+
+@dataclass
+class NodeUsage:
+    """What the pods bound (or assumed bound) to one node take from it."""
+
+    pods: dict[str, PodDemand] = field(default_factory=dict)
+    by_owner: Counter = field(default_factory=Counter)
+    ports: Counter = field(default_factory=Counter)
+    cpu: Fraction = Fraction(0)
+    memory: Fraction = Fraction(0)
+
+    def put(self, key: str, demand: PodDemand) -> None:
+        if self.pods.get(key) == demand:
+            return
+        self.remove(key)
+        self.pods[key] = demand
+        self.cpu += demand.cpu
+        self.memory += demand.memory
+        if demand.owner:
+            self.by_owner[demand.owner] += 1
+        for port in demand.host_ports:
+            self.ports[port] += 1
+
+    def remove(self, key: str) -> None:
+        demand = self.pods.pop(key, None)
+        if demand is None:
+            return
+        self.cpu -= demand.cpu
+        self.memory -= demand.memory
+        if demand.owner:
+            self.by_owner[demand.owner] -= 1
+        for port in demand.host_ports:
+            self.ports[port] -= 1
+
+
+# ---- node facts ---------------------------------------------------------------------------------
+
+
+def node_taints(node: dict) -> list[dict]:
+    """The node's taints, with the not-ready / unreachable NoSchedule taint the node
+    lifecycle controller puts on a node whose Ready condition is not True."""
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is None or ready.get("status") != "True":
+        key = TAINT_UNREACHABLE if ready is not None and ready.get("status") == "Unknown" else TAINT_NOT_READY
+        if not any(t.get("key") == key and t.get("effect") == "NoSchedule" for t in taints):
+            taints.append({"key": key, "effect": "NoSchedule"})
+    return taints
+
+
+def tolerates(toleration: dict, taint: dict) -> bool:
+    """Toleration.ToleratesTaint."""
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("key") and toleration["key"] != taint.get("key"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def first_untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
+    for taint in taints:
+        if taint.get("effect") in effects and not any(tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+def _requirement_matches(requirement: dict, value: str | None) -> bool:
+    operator = requirement.get("operator")
+    values = requirement.get("values") or []
+    if operator == "In":
+        return value is not None and value in values
+    if operator == "NotIn":
+        return value is None or value not in values
+    if operator == "Exists":
+        return value is not None
+    if operator == "DoesNotExist":
+        return value is None
+    if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
+        try:
+            have, want = int(value), int(values[0])
+        except ValueError:
+            return False
+        return have > want if operator == "Gt" else have < want
+    return False
+
+
+def _term_matches(term: dict, node: dict) -> bool:
+    expressions = term.get("matchExpressions") or []
+    fields = term.get("matchFields") or []
+    if not expressions and not fields:
+        return False
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if not all(_requirement_matches(r, labels.get(r.get("key", ""))) for r in expressions):
+        return False
+    node_fields = {"metadata.name": (node.get("metadata") or {}).get("name")}
+    return all(_requirement_matches(r, node_fields.get(r.get("key", ""))) for r in fields)
+
+
+def matches_node_affinity(pod: dict, node: dict) -> bool:
+    """NodeAffinity filter: nodeSelector (all labels equal) and, when set, one of the
+    requiredDuringSchedulingIgnoredDuringExecution terms."""
+    spec = pod.get("spec") or {}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    for key, value in (spec.get("nodeSelector") or {}).items():
+        if labels.get(key) != value:
+            return False
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution"))
+    if required is None:
+        return True
+    return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
+
+
+def _ports_conflict(wanted: frozenset, used: Counter) -> bool:
+    for protocol, ip, port in wanted:
+        for (used_protocol, used_ip, used_port), count in used.items():
+            if count <= 0 or used_protocol != protocol or used_port != port:
+                continue
+            if ip == used_ip or "0.0.0.0" in (ip, used_ip):
+                return True
+    return False
+
+
+def unfit_reasons(pod: dict, demand: PodDemand, node: dict, usage: NodeUsage) -> tuple[list[str], bool]:
+    """Why the pod does not fit the node ([] when it does), and whether preemption could
+    help (False for UnschedulableAndUnresolvable reasons)."""
+    spec = pod.get("spec") or {}
+    tolerations = spec.get("tolerations") or []
+    if (node.get("spec") or {}).get("unschedulable") and not any(
+            tolerates(t, {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}) for t in tolerations):
+        return [REASON_UNSCHEDULABLE], False
+    taint = first_untolerated(node_taints(node), tolerations, ("NoSchedule", "NoExecute"))
+    if taint is not None:
+        return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"], False
+    if not matches_node_affinity(pod, node):
+        return [REASON_AFFINITY], False
+    if demand.host_ports and _ports_conflict(demand.host_ports, usage.ports):
+        return [REASON_PORTS], True
+    return _insufficient(demand, node, usage), True
+
+
+def _insufficient(demand: PodDemand, node: dict, usage: NodeUsage) -> list[str]:
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    reasons = []
+    max_pods = parse_quantity(allocatable["pods"]) if "pods" in allocatable else None
+    if max_pods is not None and len(usage.pods) + 1 > max_pods:
+        reasons.append(REASON_TOO_MANY_PODS)
+    for name, wanted, used in (("cpu", demand.cpu, usage.cpu), ("memory", demand.memory, usage.memory)):
+        capacity = parse_quantity(allocatable[name]) if name in allocatable else None
+        if wanted and capacity is not None and used + wanted > capacity:
+            reasons.append(f"Insufficient {name}")
+    return reasons
+
+
+def fit_error_message(node_count: int, failures: dict[str, tuple[list[str], bool]]) -> str:
+    """FitError.Error() with the default preemption plugin's PostFilter message."""
+    counts = Counter(reason for reasons, _ in failures.values() for reason in reasons)
+    message = f"0/{node_count} nodes are available:"
+    histogram = sorted(f"{n} {reason}" for reason, n in counts.items())
+    if histogram:
+        message += f" {', '.join(histogram)}."
+    unresolvable = sum(1 for _, resolvable in failures.values() if not resolvable)
+    resolvable = len(failures) - unresolvable
+    preemption = []
+    if unresolvable:
+        preemption.append(f"{unresolvable} {PREEMPTION_NOT_HELPFUL}")
+    if resolvable:
+        preemption.append(f"{resolvable} {PREEMPTION_NO_VICTIMS}")
+    return message + f" preemption: 0/{node_count} nodes are available: {', '.join(sorted(preemption))}."
+
+
+def _node_schedulable_view(node: dict) -> tuple:
+    """The parts of a node that decide whether a pod fits (a change may make room)."""
+    ready = next((c.get("status") for c in (node.get("status") or {}).get("conditions") or []
+                  if c.get("type") == "Ready"), None)
+    spec = node.get("spec") or {}
+    return ((node.get("metadata") or {}).get("labels"), spec.get("taints"), spec.get("unschedulable"),
+            (node.get("status") or {}).get("allocatable"), ready)
+
+
+def needs_scheduling(pod: dict) -> bool:
+    spec = pod.get("spec") or {}
+    return not spec.get("nodeName") and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME and \
+        podcontrol.is_pod_active(pod)
+
+
+class Scheduler(Controller):
+    name = SCHEDULER_NAME
+    workers = 4
+
+    def setup(self) -> None:
+        self.pods = self.informers.informer("v1", "pods")
+        self.nodes = self.informers.informer("v1", "nodes")
+        self.usage: dict[str, NodeUsage] = {}
+        self._pod_node: dict[str, str] = {}  # pod key -> node it counts against
+        self.assumed: dict[str, str] = {}  # pod key -> node, bound but not yet seen bound
+        self.unschedulable: set[str] = set()
+        self.pods.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.nodes.add_handlers(lambda node: self._retry_unschedulable(), self._node_updated)
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def _account(self, key: str, pod: dict | None) -> None:
+        """Count the pod against its node (the one it is bound or assumed bound to)."""
+        node = None
+        if pod is not None:
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node:
+                self.assumed.pop(key, None)
+            else:
+                node = self.assumed.get(key)
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                node = None
+        previous = self._pod_node.get(key)
+        if previous and previous != node:
+            self.usage[previous].remove(key)
+            del self._pod_node[key]
+        if node:
+            self.usage.setdefault(node, NodeUsage()).put(key, pod_demand(pod))
+            self._pod_node[key] = node
+
+    def _pod_added(self, pod: dict) -> None:
+        key = object_key(pod)
+        self._account(key, pod)
+        if needs_scheduling(pod):
+            self.enqueue(key)
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        key = object_key(new)
+        self._account(key, new)
+        if not needs_scheduling(new):
+            self.unschedulable.discard(key)
+            if old.get("spec", {}).get("nodeName") and (new.get("status") or {}).get("phase") in (
+                    "Succeeded", "Failed"):
+                self._retry_unschedulable()
+            return
+        if key in self.unschedulable and old.get("spec") == new.get("spec") and \
+                old["metadata"].get("labels") == new["metadata"].get("labels"):
+            return  # only its status changed (our own condition write): nothing new to try
+        self.enqueue(key)
+
+    def _pod_deleted(self, pod: dict) -> None:
+        key = object_key(pod)
+        self.assumed.pop(key, None)
+        self.unschedulable.discard(key)
+        had_node = key in self._pod_node
+        self._account(key, None)
+        if had_node:
+            self._retry_unschedulable()
+
+    def _node_updated(self, old: dict, new: dict) -> None:
+        if _node_schedulable_view(old) != _node_schedulable_view(new):
+            self._retry_unschedulable()
+
+    def _retry_unschedulable(self) -> None:
+        for key in list(self.unschedulable):
+            self.enqueue(key)
+
+    # ---- scheduling -----------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if pod is None or not needs_scheduling(pod) or key in self.assumed:
+            return
+        nodes = self.nodes.list()
+        if not nodes:
+            await self._mark_unschedulable(key, pod, NO_NODES_MESSAGE)
+            return
+        demand = pod_demand(pod)
+        feasible: list[dict] = []
+        failures: dict[str, tuple[list[str], bool]] = {}
+        for node in nodes:
+            name = node["metadata"]["name"]
+            reasons, resolvable = unfit_reasons(pod, demand, node, self.usage.get(name) or NodeUsage())
+            if reasons:
+                failures[name] = (reasons, resolvable)
+            else:
+                feasible.append(node)
+        if not feasible:
+            await self._mark_unschedulable(key, pod, fit_error_message(len(nodes), failures))
+            return
+        target = min(feasible, key=lambda node: self._score(pod, demand, node))["metadata"]["name"]
+        await self._bind(key, pod, target)
+
+    def _score(self, pod: dict, demand: PodDemand, node: dict) -> tuple:
+        """Lower is better: spread a controller's pods, avoid PreferNoSchedule taints, then
+        prefer the emptier node; the name breaks ties."""
+        usage = self.usage.get(node["metadata"]["name"]) or NodeUsage()
+        tolerations = (pod.get("spec") or {}).get("tolerations") or []
+        prefer_not = sum(1 for taint in node_taints(node) if taint.get("effect") == "PreferNoSchedule"
+                         and not any(tolerates(t, taint) for t in tolerations))
+        same_owner = usage.by_owner.get(demand.owner, 0) if demand.owner else 0
+        return (same_owner, prefer_not, len(usage.pods), node["metadata"]["name"])
+
+    async def _bind(self, key: str, pod: dict, node: str) -> None:
+        m = pod["metadata"]
+        self.assumed[key] = node
+        self._account(key, pod)
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m.get("uid")},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        try:
+            await self.client.create("v1", "pods", binding, namespace=m["namespace"], subresource="binding",
+                                     name=m["name"])
+        except errors.APIError as exc:
+            self.assumed.pop(key, None)
+            self._account(key, self.pods.get(key))
+            if exc.code in (404, 409):
+                return  # gone, already bound, or being deleted
+            raise
+        self.unschedulable.discard(key)
+        self.recorder.event(podcontrol.with_kind(pod, "v1", "Pod"), "Normal", "Scheduled",
+                            f"Successfully assigned {m['namespace']}/{m['name']} to {node}")
+
+    async def _mark_unschedulable(self, key: str, pod: dict, message: str) -> None:
+        """handleSchedulingFailure: the FailedScheduling event and PodScheduled=False."""
+        self.unschedulable.add(key)
+        self.queue.add_after(key, UNSCHEDULABLE_RETRY_SECONDS)
+        self.recorder.event(podcontrol.with_kind(pod, "v1", "Pod"), "Warning", "FailedScheduling", message)
+        conditions = list((pod.get("status") or {}).get("conditions") or [])
+        current = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+        if current is not None and current.get("status") == "False" and \
+                current.get("reason") == "Unschedulable" and current.get("message") == message:
+            return
+        transition = current.get("lastTransitionTime") if current is not None and \
+            current.get("status") == "False" else rfc3339()
+        condition = {"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                     "lastTransitionTime": transition, "reason": "Unschedulable", "message": message}
+        conditions = [c for c in conditions if c.get("type") != "PodScheduled"] + [condition]
+        m = pod["metadata"]
+        try:
+            await self.client.patch("v1", "pods", m["name"], {"status": {"conditions": conditions}},
+                                    m["namespace"], subresource="status")
+        except errors.APIError as exc:
+            if exc.code != 404:
+                raise

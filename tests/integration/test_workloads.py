@@ -1,0 +1,349 @@
+"""Deployments, ReplicaSets and the scheduler with the real kubectl against `pocketkube
+server`: create / scale / set image / rollout status, history and undo, scale to 0, and
+pods that cannot be scheduled (no node, nodeSelector, taint). A helper plays the kubelet:
+it marks bound pods Running and Ready, and finishes the deletion of terminating pods.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("server")
+
+
+def eventually(fn, timeout: float = 15, interval: float = 0.2):
+    """Call fn until it returns a truthy value (returned) or raises no AssertionError."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            result = fn()
+            if result:
+                return result
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            if last is not None:
+                raise last
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def core(k8s_client):
+    client, api_client = k8s_client
+    return client.CoreV1Api(api_client)
+
+
+def make_node(server, core, name: str, labels: dict | None = None, taints: list | None = None) -> None:
+    """Register a node as a kubelet does: create it, then report Ready through /status."""
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}}}
+    if taints:
+        node["spec"] = {"taints": taints}
+    server.kubectl("create", "-f", "-", input=json.dumps(node))
+    core.patch_node_status(name, {"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status"}],
+        "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+        "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"}}})
+
+
+def pods(server, ns: str, selector: str = "") -> list[dict]:
+    args = ["get", "pods", "-n", ns]
+    if selector:
+        args += ["-l", selector]
+    return server.kubectl_json(*args)["items"]
+
+
+def kubelet_step(core, server, ns: str) -> None:
+    """One pass of a fake kubelet: bound pods become Running and Ready; terminating pods go."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for pod in pods(server, ns):
+        name = pod["metadata"]["name"]
+        if pod["metadata"].get("deletionTimestamp"):
+            core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+            continue
+        node = pod["spec"].get("nodeName")
+        if not node or pod["status"].get("phase") == "Running":
+            continue
+        core.patch_namespaced_pod_status(name, ns, {"status": {
+            "phase": "Running", "podIP": "10.244.0.10", "hostIP": "172.18.0.2",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
+                           {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}})
+
+
+def run_kubelet_until(core, server, ns: str, check, timeout: float = 30):
+    def step():
+        kubelet_step(core, server, ns)
+        return check()
+    return eventually(step, timeout)
+
+
+@pytest.fixture(scope="module")
+def node(server, core):
+    name = "node-" + uuid.uuid4().hex[:6]
+    make_node(server, core, name)
+    return name
+
+
+def test_without_nodes_a_pod_stays_pending(server, ns):
+    """Runs before the module's node exists: the scheduler's message for an empty cluster."""
+    server.kubectl("run", "lonely", "--image=nginx", "-n", ns)
+    out = eventually(lambda: "FailedScheduling" in (o := server.kubectl("describe", "pod", "lonely", "-n", ns)
+                                                     .stdout) and o)
+    assert "default-scheduler  no nodes available to schedule pods" in out
+    assert server.kubectl_json("get", "pod", "lonely", "-n", ns)["status"]["phase"] == "Pending"
+
+
+def test_create_deployment_makes_a_replicaset_and_a_bound_pod(server, ns, node):
+    server.kubectl("create", "deployment", "nginx", "--image=nginx", "-n", ns)
+
+    def one_bound_pod():
+        items = pods(server, ns, "app=nginx")
+        assert len(items) == 1 and items[0]["spec"].get("nodeName") == node, items
+        return items[0]
+
+    pod = eventually(one_bound_pod)
+    rs = server.kubectl_json("get", "rs", "-n", ns)["items"]
+    assert len(rs) == 1
+    rs_name = rs[0]["metadata"]["name"]
+    pod_hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
+    assert rs_name == f"nginx-{pod_hash}"
+    assert rs[0]["spec"]["selector"]["matchLabels"] == {"app": "nginx", "pod-template-hash": pod_hash}
+    assert rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    assert rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "1"
+    assert rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"] == "2"
+    owner = rs[0]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"], owner["blockOwnerDeletion"]) == \
+        ("Deployment", "nginx", True, True)
+    assert pod["metadata"]["name"].startswith(rs_name + "-") and len(pod["metadata"]["name"]) == len(rs_name) + 6
+    assert pod["metadata"]["labels"] == {"app": "nginx", "pod-template-hash": pod_hash}
+    assert pod["metadata"]["ownerReferences"][0]["name"] == rs_name
+    scheduled = [c for c in pod["status"].get("conditions", []) if c["type"] == "PodScheduled"]
+    assert scheduled and scheduled[0]["status"] == "True"
+    describe = server.kubectl("describe", "pod", pod["metadata"]["name"], "-n", ns).stdout
+    assert f"Successfully assigned {ns}/{pod['metadata']['name']} to {node}" in describe
+    rs_events = server.kubectl("describe", "rs", rs_name, "-n", ns).stdout
+    assert f"Created pod: {pod['metadata']['name']}" in rs_events
+
+
+def test_scale_rollout_status_set_image_history_undo(server, core, ns, node):
+    server.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns)
+    server.kubectl("scale", "deployment", "web", "--replicas=3", "-n", ns)
+    eventually(lambda: len(pods(server, ns, "app=web")) == 3)
+    run_kubelet_until(core, server, ns, lambda: server.kubectl_json("get", "deploy", "web", "-n", ns)
+                      ["status"].get("availableReplicas") == 3)
+    out = server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s").stdout
+    assert 'deployment "web" successfully rolled out' in out
+    table = server.kubectl("get", "deploy", "web", "-n", ns).stdout
+    assert "3/3" in table.splitlines()[1]
+    status = server.kubectl_json("get", "deploy", "web", "-n", ns)["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Available"]["reason"] == "MinimumReplicasAvailable"
+    assert conditions["Available"]["message"] == "Deployment has minimum availability."
+    assert conditions["Progressing"]["reason"] == "NewReplicaSetAvailable"
+    first_rs = server.kubectl_json("get", "rs", "-n", ns, "-l", "app=web")["items"][0]["metadata"]["name"]
+    assert conditions["Progressing"]["message"] == f'ReplicaSet "{first_rs}" has successfully progressed.'
+
+    server.kubectl("set", "image", "deployment/web", "nginx=nginx:1.27", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: _rolled_out(server, ns, "web", 3, "nginx:1.27"), timeout=60)
+    out = server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s").stdout
+    assert 'deployment "web" successfully rolled out' in out
+    replicasets = {rs["metadata"]["name"]: rs for rs in
+                   server.kubectl_json("get", "rs", "-n", ns, "-l", "app=web")["items"]}
+    assert len(replicasets) == 2
+    assert replicasets[first_rs]["spec"]["replicas"] == 0
+    new_rs = next(name for name in replicasets if name != first_rs)
+    assert replicasets[new_rs]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    describe = server.kubectl("describe", "deploy", "web", "-n", ns).stdout
+    assert f"NewReplicaSet:   {new_rs} (3/3 replicas created)" in describe
+    assert f"Scaled up replica set {new_rs} from 0 to 1" in describe
+    assert f"Scaled down replica set {first_rs} from 3 to 2" in describe
+
+    history = server.kubectl("rollout", "history", "deployment/web", "-n", ns).stdout
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+
+    server.kubectl("rollout", "undo", "deployment/web", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: _rolled_out(server, ns, "web", 3, "nginx"), timeout=60)
+    replicasets = {rs["metadata"]["name"]: rs for rs in
+                   server.kubectl_json("get", "rs", "-n", ns, "-l", "app=web")["items"]}
+    assert replicasets[first_rs]["spec"]["replicas"] == 3
+    assert replicasets[first_rs]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert replicasets[first_rs]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
+    history = server.kubectl("rollout", "history", "deployment/web", "-n", ns).stdout
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+
+    server.kubectl("scale", "deployment", "web", "--replicas=0", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: pods(server, ns, "app=web") == [])
+    eventually(lambda: "0/0" in server.kubectl("get", "deploy", "web", "-n", ns).stdout)
+
+
+def _rolled_out(server, ns: str, name: str, replicas: int, image: str) -> bool:
+    d = server.kubectl_json("get", "deploy", name, "-n", ns)
+    status = d["status"]
+    current = [p for p in pods(server, ns, f"app={name}") if not p["metadata"].get("deletionTimestamp")]
+    return status.get("observedGeneration") == d["metadata"]["generation"] and \
+        status.get("updatedReplicas") == replicas and status.get("replicas") == replicas and \
+        status.get("availableReplicas") == replicas and len(current) == replicas and \
+        all(p["spec"]["containers"][0]["image"] == image for p in current)
+
+
+def test_paused_deployment_waits_for_resume(server, core, ns, node):
+    server.kubectl("create", "deployment", "pz", "--image=nginx", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: _rolled_out(server, ns, "pz", 1, "nginx"))
+    server.kubectl("rollout", "pause", "deployment/pz", "-n", ns)
+    server.kubectl("set", "image", "deployment/pz", "nginx=nginx:1.27", "-n", ns)
+
+    def paused_condition():
+        d = server.kubectl_json("get", "deploy", "pz", "-n", ns)
+        progressing = next(c for c in d["status"]["conditions"] if c["type"] == "Progressing")
+        assert (progressing["status"], progressing["reason"], progressing["message"]) == \
+            ("Unknown", "DeploymentPaused", "Deployment is paused"), progressing
+        return d["status"]["observedGeneration"] == d["metadata"]["generation"]
+
+    eventually(paused_condition)
+    assert len(server.kubectl_json("get", "rs", "-n", ns, "-l", "app=pz")["items"]) == 1
+    server.kubectl("rollout", "resume", "deployment/pz", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: _rolled_out(server, ns, "pz", 1, "nginx:1.27"), timeout=60)
+    assert len(server.kubectl_json("get", "rs", "-n", ns, "-l", "app=pz")["items"]) == 2
+
+
+def test_recreate_strategy_replaces_all_pods(server, core, ns, node):
+    manifest = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "re"},
+        "spec": {"replicas": 2, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": {"app": "re"}},
+                 "template": {"metadata": {"labels": {"app": "re"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+    run_kubelet_until(core, server, ns, lambda: _rolled_out(server, ns, "re", 2, "nginx"))
+    server.kubectl("set", "image", "deployment/re", "c=nginx:1.27", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: _rolled_out(server, ns, "re", 2, "nginx:1.27"), timeout=60)
+    events = server.kubectl("describe", "deploy", "re", "-n", ns).stdout
+    assert "Scaled down replica set" in events and "from 2 to 0" in events
+
+
+def test_replicaset_adopts_orphans_and_releases_mismatches(server, core, ns, node):
+    orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "labels": {"app": "rs1"}},
+              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(orphan))
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs1"},
+          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "rs1"}},
+                   "template": {"metadata": {"labels": {"app": "rs1"}},
+                                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(rs))
+
+    def adopted_plus_one():
+        items = pods(server, ns, "app=rs1")
+        assert len(items) == 2, [p["metadata"]["name"] for p in items]
+        stray = next(p for p in items if p["metadata"]["name"] == "stray")
+        assert stray["metadata"]["ownerReferences"][0]["name"] == "rs1"
+        return True
+
+    eventually(adopted_plus_one)
+    server.kubectl("label", "pod", "stray", "app=other", "--overwrite", "-n", ns)
+
+    def released_and_replaced():
+        stray = server.kubectl_json("get", "pod", "stray", "-n", ns)
+        assert not stray["metadata"].get("ownerReferences"), stray["metadata"]
+        assert len(pods(server, ns, "app=rs1")) == 2
+        return True
+
+    eventually(released_and_replaced)
+    run_kubelet_until(core, server, ns, lambda: server.kubectl_json("get", "rs", "rs1", "-n", ns)
+                      ["status"].get("availableReplicas") == 2)
+    status = server.kubectl_json("get", "rs", "rs1", "-n", ns)["status"]
+    assert status["replicas"] == 2 and status["fullyLabeledReplicas"] == 2 and status["readyReplicas"] == 2
+    assert status["observedGeneration"] == 1
+
+
+def test_scale_down_deletes_pending_pods_first(server, core, ns, node):
+    server.kubectl("create", "deployment", "sd", "--image=nginx", "--replicas=2", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: server.kubectl_json("get", "deploy", "sd", "-n", ns)
+                      ["status"].get("readyReplicas") == 2)
+    ready = {p["metadata"]["name"] for p in pods(server, ns, "app=sd")}
+    server.kubectl("scale", "deployment", "sd", "--replicas=3", "-n", ns)
+    eventually(lambda: len(pods(server, ns, "app=sd")) == 3)
+    server.kubectl("scale", "deployment", "sd", "--replicas=2", "-n", ns)
+
+    def newest_went():
+        live = {p["metadata"]["name"] for p in pods(server, ns, "app=sd")
+                if not p["metadata"].get("deletionTimestamp")}
+        assert live == ready, (live, ready)
+        return True
+
+    eventually(newest_went)
+
+
+def test_no_node_leaves_pod_pending_with_failed_scheduling(server, ns):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "picky"},
+           "spec": {"nodeSelector": {"disk": "ssd-" + uuid.uuid4().hex[:6]},
+                    "containers": [{"name": "c", "image": "nginx"}]}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pod))
+
+    def failed_scheduling():
+        out = server.kubectl("describe", "pod", "picky", "-n", ns).stdout
+        assert "FailedScheduling" in out, out
+        return out
+
+    out = eventually(failed_scheduling)
+    assert "node(s) didn't match Pod's node affinity/selector" in out
+    assert "Preemption is not helpful for scheduling." in out
+    got = server.kubectl_json("get", "pod", "picky", "-n", ns)
+    assert got["status"]["phase"] == "Pending" and not got["spec"].get("nodeName")
+    condition = next(c for c in got["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert (condition["status"], condition["reason"]) == ("False", "Unschedulable")
+    assert condition["message"].startswith("0/")
+
+
+def test_taint_blocks_until_tolerated_and_new_node_unblocks(server, core, ns):
+    label = "zone-" + uuid.uuid4().hex[:6]
+    tainted = "tainted-" + uuid.uuid4().hex[:6]
+    make_node(server, core, tainted, labels={"zone": label},
+              taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t1"},
+           "spec": {"nodeSelector": {"zone": label}, "containers": [{"name": "c", "image": "nginx"}]}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pod))
+    out = eventually(lambda: "FailedScheduling" in (o := server.kubectl("describe", "pod", "t1", "-n", ns).stdout)
+                     and o)
+    assert "1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }" in out
+
+    tolerant = dict(pod, metadata={"name": "t2"})
+    tolerant["spec"] = dict(pod["spec"], tolerations=[{"key": "node-role.kubernetes.io/control-plane",
+                                                       "operator": "Exists", "effect": "NoSchedule"}])
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(tolerant))
+    eventually(lambda: server.kubectl_json("get", "pod", "t2", "-n", ns)["spec"].get("nodeName") == tainted)
+
+    plain = "plain-" + uuid.uuid4().hex[:6]
+    make_node(server, core, plain, labels={"zone": label})
+    eventually(lambda: server.kubectl_json("get", "pod", "t1", "-n", ns)["spec"].get("nodeName") == plain)
+
+
+def test_selector_not_matching_template_is_refused(server, ns):
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+                "spec": {"selector": {"matchLabels": {"app": "x"}},
+                         "template": {"metadata": {"labels": {"app": "y"}},
+                                      "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    cp = server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest), check=False)
+    assert cp.returncode != 0
+    assert 'The Deployment "bad" is invalid: spec.template.metadata.labels: Invalid value: ' \
+           'map[string]string{"app":"y"}: `selector` does not match template `labels`' in cp.stderr
+    assert server.kubectl("get", "rs", "-n", ns).stderr.startswith("No resources found")
+
+
+def test_deleting_owner_midway_leaves_nothing_behind(server, core, ns, node):
+    server.kubectl("create", "deployment", "gone", "--image=nginx", "--replicas=20", "-n", ns)
+    server.kubectl("delete", "deployment", "gone", "-n", ns, "--cascade=foreground", "--wait=false")
+
+    def all_gone():
+        kubelet_step(core, server, ns)
+        assert pods(server, ns, "app=gone") == []
+        assert server.kubectl_json("get", "rs", "-n", ns, "-l", "app=gone")["items"] == []
+        return server.kubectl("get", "deploy", "gone", "-n", ns, check=False).returncode != 0
+    eventually(all_gone, timeout=60)
+    with open(server.data_dir + "/server.log") as log:
+        assert "Traceback" not in log.read()
