@@ -26,6 +26,7 @@ SUBRESOURCES = {
     "ephemeralcontainers": ("", "", None, ["get", "patch", "update"]),
     "finalize": ("", "", None, ["update"]),
     "proxy": ("", "", None, ["create", "delete", "get", "patch", "update"]),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
 }
 PROXY_KINDS = {"pods": "PodProxyOptions", "services": "ServiceProxyOptions", "nodes": "NodeProxyOptions"}
 

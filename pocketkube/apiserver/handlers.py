@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
-from pocketkube.apiserver import codec, discovery, printers, schema
+from pocketkube.apiserver import codec, discovery, printers, schema, tokens
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
@@ -80,8 +80,10 @@ class Target:
 
 
 class Handlers:
-    def __init__(self, storage: Storage, cache: WatchCache, server_address: str):
+    def __init__(self, storage: Storage, cache: WatchCache, server_address: str,
+                 token_issuer: "tokens.TokenIssuer | None" = None):
         self.storage = storage
+        self.tokens = token_issuer
         self.cache = cache
         self.server_address = server_address
         self.openapi = OpenAPIV3()
@@ -258,6 +260,8 @@ class Handlers:
                                   f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
         if t.subresource == "binding":
             return await self._binding(req, t)
+        if t.subresource == "token":
+            return await self._token_request(req, t)
         if not t.name:
             if method == "GET":
                 if q.get("watch") in ("true", "1"):
@@ -662,6 +666,33 @@ class Handlers:
             return json_response(scale_of(updated))
         raise errors.stale(t.info.resource, t.info.group, t.name)
 
+    async def _token_request(self, req: Request, t: Target) -> Reply:
+        """POST serviceaccounts/NAME/token: a TokenRequest answered with a signed token."""
+        if req.method != "POST":
+            raise errors.method_not_allowed(req.method.lower(), "serviceaccounts/token")
+        if self.tokens is None:
+            raise errors.APIError(503, "ServiceUnavailable", "no token issuer is configured")
+        body = codec.decode_body(req.body, req.headers.get("Content-Type"),
+                                 ("authentication.k8s.io/v1", "TokenRequest")).obj
+        if not isinstance(body, dict):
+            raise errors.bad_request(schema.cannot_handle_message(
+                "authentication.k8s.io/v1", "TokenRequest",
+                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.TokenRequest"))
+        sa = await self.storage.get(t.info, t.namespace or "", t.name)
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds") or tokens.DEFAULT_SECONDS
+        if not isinstance(seconds, int) or seconds < tokens.MIN_SECONDS:
+            raise errors.invalid("TokenRequest", "authentication.k8s.io", "", [errors.invalid_value(
+                "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes")])
+        token, exp = self.tokens.issue(t.namespace or "", sa, list(spec.get("audiences") or []), seconds,
+                                       spec.get("boundObjectRef"))
+        out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"name": t.name, "namespace": t.namespace, "creationTimestamp": None},
+               "spec": {"audiences": list(spec.get("audiences") or []) or [tokens.ISSUER],
+                        "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},
+               "status": {"token": token, "expirationTimestamp": rfc3339_at(exp)}}
+        return json_response(out, 201)
+
     async def _binding(self, req: Request, t: Target) -> Reply:
         if req.method != "POST":
             raise errors.method_not_allowed(req.method.lower(), "pods/binding")
@@ -718,6 +749,10 @@ async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDi
         await resp.write(view[start:start + SLICE])
     await resp.write_eof()
     return resp
+
+
+def rfc3339_at(epoch_seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
 
 
 def json_response(body: Any, status: int = 200) -> Reply:

@@ -18,7 +18,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import allocators, certs
+from pocketkube.apiserver import allocators, certs, tokens
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import Handlers, status_response
 from pocketkube.apiserver.kinds import registry
@@ -66,7 +66,8 @@ class APIServer:
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])
-        self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}")
+        self.tokens = tokens.TokenIssuer(os.path.join(self.data_dir, "sa.key"))
+        self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}", self.tokens)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -94,7 +95,8 @@ class APIServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler):
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not hmac.compare_digest(header[7:].strip(), self.token):
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        if not token or not (hmac.compare_digest(token, self.token) or self.tokens.verify(token)):
             return status_response(errors.unauthorized())
         return await handler(request)
 

@@ -24,7 +24,10 @@ def _server(args: argparse.Namespace) -> int:
                                            bind=args.bind))
         if not args.no_controllers:
             client = Client(LocalTransport(server.handlers), field_manager="kube-controller-manager")
-            settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port)
+            with open(server.pki.ca_cert, "rb") as f:
+                root_ca = f.read()
+            settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
+                                root_ca=root_ca)
             await sup.start(ControllerManager(client, settings=settings))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
@@ -34,6 +37,31 @@ def _server(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await sup.stop()
+
+    _run(run())
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from pocketkube.cli.supervisor import Supervisor
+    from pocketkube.core.client import from_kubeconfig, wait_for_api
+    from pocketkube.node.agent import NodeAgent
+
+    async def run() -> None:
+        client = from_kubeconfig(args.kubeconfig, field_manager="kubelet")
+        await wait_for_api(client, timeout=30)
+        sup = Supervisor()
+        await sup.start(NodeAgent(client, node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr,
+                                  state_dir=args.state_dir,
+                                  netns=args.netns, port=args.port))
+        print(f"pocketkube agent for node {args.node_name} ready on {args.node_ip}:{args.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await sup.stop()
+        await client.close()
 
     _run(run())
     return 0
@@ -81,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise-address", default="127.0.0.1",
                    help="the address the `kubernetes` Service's endpoints point at")
     p.set_defaults(func=_server)
+    a = sub.add_parser("agent", help="run a node agent (pocketkube's kubelet); `up` starts these")
+    a.add_argument("--kubeconfig", required=True, help="how to reach the API server")
+    a.add_argument("--node-name", required=True)
+    a.add_argument("--node-ip", required=True, help="this node's address (InternalIP)")
+    a.add_argument("--pod-cidr", required=True, help="this node's pod range, e.g. 10.244.1.0/24")
+    a.add_argument("--state-dir", required=True, help="where pod sandboxes and logs are kept")
+    a.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
+    a.add_argument("--port", type=int, default=10250, help="exec/attach/logs/port-forward port")
+    a.set_defaults(func=_agent)
     return parser
 
 

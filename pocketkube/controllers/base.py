@@ -30,6 +30,8 @@ class Settings:
     apiserver_port: int = 6443
     # Resync period (seconds) for controllers that want one.
     resync_seconds: float = 300.0
+    # The cluster CA (PEM), published to every namespace as kube-root-ca.crt.
+    root_ca: bytes = b""
     extra: dict = field(default_factory=dict)
 
 

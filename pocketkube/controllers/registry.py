@@ -10,6 +10,7 @@ from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.rootca import RootCACertPublisher
 from pocketkube.controllers.scheduler import Scheduler
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 from pocketkube.controllers.statefulset import StatefulSetController
@@ -27,4 +28,5 @@ CONTROLLERS: list = [
     GarbageCollector,
     NamespaceController,
     ServiceAccountController,
+    RootCACertPublisher,
 ]

@@ -1019,6 +1019,27 @@ MESSAGES: dict[str, dict[int, tuple]] = {
     "IntOrString": {1: ("type", INT64), 2: ("intVal", INT32), 3: ("strVal", STRING)},
     "Quantity": {1: ("string", STRING)},
     "FieldsV1": {1: ("Raw", RAW)},
+    # --- authentication.k8s.io/v1: `kubectl create token` ---
+    "TokenRequest": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "TokenRequestSpec"),
+        3: ("status", "TokenRequestStatus"),
+    },
+    "TokenRequestSpec": {
+        1: ("audiences", STRING, REP),
+        4: ("expirationSeconds", INT64, PTR),
+        3: ("boundObjectRef", "BoundObjectReference", PTR),
+    },
+    "BoundObjectReference": {
+        1: ("kind", STRING),
+        2: ("apiVersion", STRING),
+        3: ("name", STRING),
+        4: ("uid", STRING),
+    },
+    "TokenRequestStatus": {
+        1: ("token", STRING),
+        2: ("expirationTimestamp", TIME),
+    },
 }
 
 # (apiVersion, kind) -> top-level message
@@ -1038,9 +1059,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
+    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
 }
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
-_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery"}
+_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
+                     "authentication.k8s.io": "authentication"}
 
 
 class Field(NamedTuple):

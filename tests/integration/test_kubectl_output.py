@@ -1462,9 +1462,6 @@ def test_events_of_both_apis_are_one_list(shop):
     assert len(via_new_api.splitlines()) == 7
 
 
-@pytest.mark.xfail(strict=True, reason="the ServiceAccount admission of kinds/pod.py does not add the "
-                   "kube-api-access-<random> projected token volume and its mount (and there is no "
-                   "kube-root-ca.crt ConfigMap publisher), so describe pod shows Mounts/Volumes <none>")
 def test_describe_pod_shows_the_service_account_token_volume(shop):
     described = out(shop, "describe", "pod", "-n", NS, PODS[0])
     assert re.search(r"    Mounts:\n      /var/run/secrets/kubernetes.io/serviceaccount from "

@@ -4,6 +4,7 @@ admission defaults), validation, update immutability and the write strategy."""
 from __future__ import annotations
 
 import copy
+import random
 
 from pocketkube.apiserver.kinds import podspec
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
@@ -55,6 +56,7 @@ class PodStrategy(Strategy):
         account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = account
         spec["serviceAccount"] = account
+        _mount_service_account_token(spec)
         # Priority admission: no PriorityClass means priority 0.
         spec.setdefault("priority", 0)
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
@@ -145,3 +147,30 @@ INFO = KindInfo(
     strategy=PodStrategy(), short_names=("po",), categories=("all",),
     subresources=("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers"),
 )
+
+
+TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _mount_service_account_token(spec: dict) -> None:
+    """ServiceAccount admission: a projected `kube-api-access-xxxxx` volume (token, ca.crt,
+    namespace) mounted read-only in every container, unless automountServiceAccountToken is
+    false or a container already mounts something at the token path."""
+    if spec.get("automountServiceAccountToken") is False:
+        return
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    if any(m.get("mountPath") == TOKEN_MOUNT_PATH for c in containers for m in c.get("volumeMounts") or []):
+        return
+    volumes = spec.setdefault("volumes", [])
+    name = next((v["name"] for v in volumes if v.get("name", "").startswith("kube-api-access-")), None)
+    if name is None:
+        name = "kube-api-access-" + "".join(random.choices(_NAME_CHARS, k=5))
+        volumes.append({"name": name, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}})
+    for c in containers:
+        c.setdefault("volumeMounts", []).append({"name": name, "readOnly": True, "mountPath": TOKEN_MOUNT_PATH})

@@ -30,5 +30,5 @@ def _validate_references(obj: dict) -> list[FieldError]:
 
 INFO = KindInfo(
     group="", version="v1", kind="ServiceAccount", resource="serviceaccounts", singular="serviceaccount",
-    namespaced=True, strategy=ServiceAccountStrategy(), short_names=("sa",),
+    namespaced=True, strategy=ServiceAccountStrategy(), short_names=("sa",), subresources=("token",),
 )
