@@ -21,7 +21,7 @@ def _server(args: argparse.Namespace) -> int:
     async def run() -> None:
         sup = Supervisor()
         server = await sup.start(APIServer(args.data_dir, port=args.port, datastore=args.datastore,
-                                           bind=args.bind))
+                                           bind=args.bind, extra_addresses=tuple(args.extra_bind)))
         if not args.no_controllers:
             client = Client(LocalTransport(server.handlers), field_manager="kube-controller-manager")
             with open(server.pki.ca_cert, "rb") as f:
@@ -104,11 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="where the store, certificates and kubeconfig live")
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--extra-bind", action="append", default=[], metavar="ADDRESS",
+                   help="another address to listen on (repeatable; `up` adds the node bridge's)")
     p.add_argument("--datastore", choices=("sqlite", "memory"), default="sqlite")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
     p.add_argument("--advertise-address", default="127.0.0.1",
                    help="the address the `kubernetes` Service's endpoints point at")
     p.set_defaults(func=_server)
+    from pocketkube.cli import up
+
+    up.add_parsers(sub)
     a = sub.add_parser("agent", help="run a node agent (pocketkube's kubelet); `up` starts these")
     a.add_argument("--kubeconfig", required=True, help="how to reach the API server")
     a.add_argument("--node-name", required=True)

@@ -1,0 +1,752 @@
+"""`pocketkube up | down | status`: a whole cluster on this machine, as kind does it.
+
+`up` makes the node network (node/network.py), starts `pocketkube server` in the host
+namespace and one `pocketkube agent` per node inside that node's namespace (each a daemon in
+its own session, with a pid file and a log file under the data dir), waits with a progress
+display until every node is Ready, and merges a `pocketkube-NAME` context into the user's
+kubeconfig. `down` stops all of it (agents, server, then every process left in the cluster's
+namespaces), removes the network, the data it made and the context. `status` says what runs.
+
+Files: /run/pocketkube/NAME.json records a cluster (data dir, nodes, port) while it exists;
+DATA_DIR (default /var/lib/pocketkube/NAME) holds .pocketkube-cluster (the name, so a data dir
+is never mistaken for another's), server/ (the API server's data dir), nodes/<node>/ (agent
+state, kubeconfig, agent.log), run/*.pid ("PID STARTTIME", so a reused PID is never
+signalled), server.log.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+
+from pocketkube.node import network
+from pocketkube.node.network import ClusterNetwork
+
+REGISTRY_DIR = "/run/pocketkube"
+DATA_ROOT = "/var/lib/pocketkube"
+MARKER = ".pocketkube-cluster"
+AGENT_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "agent")
+SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STOP_GRACE_SECONDS = 10.0  # SIGTERM, then this long, then SIGKILL
+POLL_SECONDS = 0.05
+
+
+class UpError(Exception):
+    """A reason to stop with a message and exit code 1."""
+
+
+# ---- the record of a cluster ----------------------------------------------------------
+
+
+@dataclass
+class ClusterRecord:
+    name: str
+    data_dir: str
+    nodes: int
+    port: int
+
+    @staticmethod
+    def path(name: str) -> str:
+        return os.path.join(REGISTRY_DIR, f"{name}.json")
+
+    @classmethod
+    def load(cls, name: str) -> ClusterRecord | None:
+        try:
+            with open(cls.path(name)) as f:
+                return cls(**json.load(f))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def save(self) -> None:
+        os.makedirs(REGISTRY_DIR, exist_ok=True)
+        _write_file(self.path(self.name), json.dumps(asdict(self)) + "\n")
+
+    def remove(self) -> None:
+        _remove(self.path(self.name))
+
+    @property
+    def network(self) -> ClusterNetwork:
+        return ClusterNetwork(self.name, self.nodes)
+
+    @property
+    def server_dir(self) -> str:
+        return os.path.join(self.data_dir, "server")
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def node_dir(self, node: network.NodeNetwork) -> str:
+        return os.path.join(self.data_dir, "nodes", node.name)
+
+    def pid_file(self, process: str) -> str:
+        return os.path.join(self.data_dir, "run", f"{process}.pid")
+
+    @property
+    def server_log(self) -> str:
+        return os.path.join(self.data_dir, "server.log")
+
+    def agent_log(self, node: network.NodeNetwork) -> str:
+        return os.path.join(self.node_dir(node), "agent.log")
+
+
+def known_clusters() -> list[str]:
+    try:
+        return sorted(f[:-5] for f in os.listdir(REGISTRY_DIR) if f.endswith(".json"))
+    except FileNotFoundError:
+        return []
+
+
+def default_data_dir(name: str) -> str:
+    return os.path.join(DATA_ROOT, name)
+
+
+# ---- processes -------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write_file(path, f"{pid} {_start_time(pid) or 0}\n")
+
+
+def live_pid(path: str) -> int | None:
+    """The PID in a pid file if that very process (same start time) still runs."""
+    try:
+        with open(path) as f:
+            pid_text, started = f.read().split()
+        pid = int(pid_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _start_time(pid) == started else None
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    return _start_time(pid) is not None
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our child (`up` run in-process, as tests do)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    """Every process below `roots` in the process tree (pods an agent started, their children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _signal(pid: int, sig: int, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_processes(pids: set[int], group_leaders: set[int], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM (to the whole process group for `group_leaders`), wait up to `grace`, SIGKILL."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM, pid in group_leaders)
+    deadline = time.monotonic() + grace
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    for pid in pids:
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL, pid in group_leaders)
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+
+
+def _spawn(argv: list[str], log_path: str, pid_path: str, netns: str | None = None) -> subprocess.Popen:
+    """Start a daemon: own session (so its group can be signalled), output to its log file."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd="/",
+                                start_new_session=True,
+                                preexec_fn=network.enter_netns(netns) if netns else None)
+    write_pid_file(pid_path, proc.pid)
+    return proc
+
+
+# ---- the API, as the CLI sees it -------------------------------------------------------
+
+
+def _api_get(record: ClusterRecord, path: str, timeout: float = 2.0) -> dict:
+    ctx = ssl.create_default_context(cafile=os.path.join(record.server_dir, "pki", "ca.crt"))
+    with open(os.path.join(record.server_dir, "token")) as f:
+        token = f.read().strip()
+    req = urllib.request.Request(record.url + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+        return json.load(resp)
+
+
+def node_ready(node: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or [])
+
+
+# ---- kubeconfigs -----------------------------------------------------------------------
+
+
+def context_name(name: str) -> str:
+    return f"pocketkube-{name}"
+
+
+def user_kubeconfig_path() -> str:
+    """$KUBECONFIG's first file, else ~/.kube/config (as kubectl picks the file to write)."""
+    for entry in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+        if entry:
+            return entry
+    return os.path.join(os.path.expanduser("~"), ".kube", "config")
+
+
+def kubeconfig_dict(name: str, server: str, ca_pem: bytes, token: str) -> dict:
+    """A kubeconfig with cluster, user and context all named `name`."""
+    return {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": name, "cluster": {"certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                                                 "server": server}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+
+
+def merge_kubeconfig(config: dict, entry: dict) -> dict:
+    """`config` with `entry`'s cluster, user and context added or replaced (same names), and
+    its current context made current; other entries untouched."""
+    merged = dict(config or {})
+    merged.setdefault("apiVersion", "v1")
+    merged.setdefault("kind", "Config")
+    merged.setdefault("preferences", {})
+    for key in ("clusters", "users", "contexts"):
+        new = entry[key][0]
+        merged[key] = [e for e in (merged.get(key) or []) if e.get("name") != new["name"]] + [new]
+    merged["current-context"] = entry["current-context"]
+    return merged
+
+
+def remove_from_kubeconfig(config: dict, name: str) -> tuple[dict, bool]:
+    """`config` without the cluster, user and context called `name` (the current context is
+    unset if it was that one, as `kind delete` does); and whether anything was removed."""
+    result = dict(config or {})
+    removed = False
+    for key in ("clusters", "users", "contexts"):
+        kept = [e for e in (result.get(key) or []) if e.get("name") != name]
+        removed |= len(kept) != len(result.get(key) or [])
+        result[key] = kept
+    if result.get("current-context") == name:
+        result["current-context"] = ""
+        removed = True
+    return result, removed
+
+
+def _edit_kubeconfig(path: str, edit) -> None:
+    """Apply `edit(config) -> config | None` to a kubeconfig file under a lock (None: leave it)."""
+    import yaml
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path) as f:
+                config = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            config = None
+        result = edit(config)
+        if result is not None:
+            _write_file(path, yaml.safe_dump(result, default_flow_style=False, sort_keys=False), private=True)
+    _remove(path + ".lock")
+
+
+def _write_file(path: str, text: str, private: bool = False) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+
+class Progress:
+    """One line per step. On a terminal the current step is rewritten in place (with a
+    spinner) and ends with ✓ or ✗; otherwise plain lines: a step's outcome, and the
+    changes of a counting step (nodes Ready 1/2, ...) as they come."""
+
+    SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.tty = hasattr(out, "isatty") and out.isatty()
+        self.text = ""  # the current step's text, "" between steps
+        self.tick = 0
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.tick += 1
+            self.out.write(f"\r\033[K {self.SPINNER[self.tick % len(self.SPINNER)]} {text}")
+        elif self.text and text != self.text:
+            self.out.write(f" {text}\n")
+        self.text = text
+        self.out.flush()
+
+    def done(self, text: str | None = None, mark: str = "✓") -> None:
+        text = text or self.text
+        self.out.write(f"\r\033[K {text} {mark}\n" if self.tty else f" {text} {mark}\n")
+        self.out.flush()
+        self.text = ""
+
+    def fail(self) -> None:
+        self.done(mark="✗")
+
+
+# ---- up ----------------------------------------------------------------------------------
+
+
+@dataclass
+class UpOptions:
+    name: str = network.DEFAULT_NAME
+    nodes: int = 1
+    data_dir: str | None = None
+    port: int = 6443
+    wait: float = 60.0
+    kubeconfig: str | None = None  # the user's kubeconfig to merge into (None: $KUBECONFIG or ~/.kube/config)
+    agent_command: tuple[str, ...] = AGENT_COMMAND
+
+
+def require_root(command: str) -> None:
+    if not sys.platform.startswith("linux"):
+        raise UpError(f"pocketkube {command} runs on Linux only (it uses network namespaces)")
+    if os.geteuid() != 0:
+        raise UpError(f"pocketkube {command} needs root: it creates network namespaces, a bridge and routes. "
+                      f"Run it as root (e.g. `sudo pocketkube {command}`).")
+
+
+def cluster_processes(record: ClusterRecord) -> dict[str, int]:
+    """The server's and agents' PIDs that still run, by process name."""
+    names = ["server"] + [f"agent-{n.name}" for n in record.network.node_list()]
+    return {n: pid for n in names if (pid := live_pid(record.pid_file(n)))}
+
+
+@contextlib.contextmanager
+def machine_lock():
+    """One `up` or `down` at a time on this machine (clusters share the address ranges)."""
+    os.makedirs(REGISTRY_DIR, exist_ok=True)
+    with open(os.path.join(REGISTRY_DIR, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def up(opts: UpOptions, out=sys.stdout) -> int:
+    """`pocketkube up`: returns the exit code; messages go to `out`; raises UpError (or
+    ValueError, NetworkError) with the message to print."""
+    started = time.monotonic()
+    require_root("up")
+    net = ClusterNetwork(opts.name, opts.nodes)
+    with machine_lock():
+        return _up(opts, net, out, started)
+
+
+def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
+    _refuse_if_running(net)
+    found = leftovers(opts.name)
+    if found:
+        out.write(f"Cleaning up what a previous run of cluster {opts.name!r} left behind ({', '.join(found)})\n")
+        teardown(opts.name, kubeconfig=None)
+    _refuse_conflicts(net, opts.port)
+    record = ClusterRecord(opts.name, os.path.abspath(opts.data_dir or default_data_dir(opts.name)), opts.nodes,
+                           opts.port)
+    _prepare_data_dir(record)
+    record.save()
+    progress = Progress(out)
+    try:
+        progress.show("Creating node network")
+        network.create_network(net)
+        progress.done()
+        ca_pem, token = _write_credentials(record)
+        _start_processes(record, ca_pem, token, opts.agent_command)
+        _wait_until_ready(record, progress, opts.wait)
+    except BaseException:
+        if progress.text:
+            progress.fail()
+        _stop_cluster_processes(record)
+        network.delete_network(network.inventory(record.name, tuple(known_clusters())))
+        record.remove()
+        raise
+    kubeconfig = opts.kubeconfig or user_kubeconfig_path()
+    entry = kubeconfig_dict(context_name(record.name), record.url, ca_pem, token)
+    _edit_kubeconfig(kubeconfig, lambda config: merge_kubeconfig(config, entry))
+    _print_ready(out, record, time.monotonic() - started, kubeconfig)
+    return 0
+
+
+def _refuse_if_running(net: ClusterNetwork) -> None:
+    record = ClusterRecord.load(net.name)
+    if record and cluster_processes(record):
+        raise UpError(f"cluster {net.name!r} is already running; `pocketkube down --name {net.name}` first")
+    with_network = network.running_clusters()
+    for other in sorted((set(known_clusters()) | with_network) - {net.name}):
+        other_record = ClusterRecord.load(other)
+        if other in with_network or (other_record and cluster_processes(other_record)):
+            ranges = ", ".join(str(r) for r in net.ranges)
+            raise UpError(f"cluster {other!r} holds the ranges {ranges}; stop it first "
+                          f"(`pocketkube down --name {other}`)")
+
+
+def _refuse_conflicts(net: ClusterNetwork, port: int) -> None:
+    routes = network.conflicting_routes(net)
+    if routes:
+        raise UpError("the cluster's address ranges are already in use on this machine: "
+                      + "; ".join(routes) + ". pocketkube will not share them.")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise UpError(f"port {port} on 127.0.0.1 is in use; pick another with --port") from None
+
+
+def _prepare_data_dir(record: ClusterRecord) -> None:
+    """Make DATA_DIR ours and empty of a previous run's state: refuse a directory that holds
+    anything but a pocketkube data dir of the same cluster."""
+    marker = os.path.join(record.data_dir, MARKER)
+    if os.path.isdir(record.data_dir) and os.listdir(record.data_dir):
+        try:
+            with open(marker) as f:
+                owner = f.read().strip()
+        except FileNotFoundError:
+            raise UpError(f"data dir {record.data_dir} is not empty and is not a pocketkube data dir; "
+                          "pick an empty or new one with --data-dir") from None
+        if owner != record.name:
+            raise UpError(f"data dir {record.data_dir} belongs to cluster {owner!r}")
+        _remove_data(record.data_dir)
+    os.makedirs(record.data_dir, mode=0o700, exist_ok=True)
+    _write_file(marker, record.name + "\n")
+
+
+def _remove_data(data_dir: str) -> None:
+    """Remove what pocketkube made in a data dir (never anything else), then the dir if empty."""
+    for sub in ("server", "nodes", "run"):
+        shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
+    for leftover in ("server.log", MARKER):
+        _remove(os.path.join(data_dir, leftover))
+    try:
+        os.rmdir(data_dir)
+    except OSError:
+        pass  # something of the user's is there, or it is gone already
+
+
+def _write_credentials(record: ClusterRecord) -> tuple[bytes, str]:
+    """The CA and the admin token, made before the server starts so agents can start with it."""
+    from pocketkube.apiserver import certs
+
+    net = record.network
+    hosts = ["127.0.0.1", "localhost", net.host_ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local", str(net.service_cidr.network_address + 1)]
+    pki = certs.ensure_pki(os.path.join(record.server_dir, "pki"), hosts)
+    token = secrets.token_urlsafe(32)
+    _write_file(os.path.join(record.server_dir, "token"), token + "\n", private=True)
+    with open(pki.ca_cert, "rb") as f:
+        return f.read(), token
+
+
+def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_command: tuple[str, ...]) -> None:
+    import yaml
+
+    net = record.network
+    _spawn([*SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
+            "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip],
+           record.server_log, record.pid_file("server"))
+    agent_url = f"https://{net.host_ip}:{record.port}"
+    for node in net.node_list():
+        state_dir = record.node_dir(node)
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        kubeconfig = os.path.join(state_dir, "kubeconfig")
+        _write_file(kubeconfig, yaml.safe_dump(kubeconfig_dict("pocketkube", agent_url, ca_pem, token),
+                                               sort_keys=False), private=True)
+        _spawn([*agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
+                "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns],
+               record.agent_log(node), record.pid_file(f"agent-{node.name}"), netns=node.netns)
+
+
+def _wait_until_ready(record: ClusterRecord, progress: Progress, timeout: float) -> None:
+    """Poll the API until every node is Ready, showing three steps: the server answers,
+    the agents registered their Nodes, the Nodes are Ready."""
+    nodes = record.network.node_list()
+    expected = {n.name for n in nodes}
+    steps = ["Starting API server", f"Starting {len(nodes)} node agent" + ("s" if len(nodes) > 1 else ""),
+             "Waiting for nodes to be Ready"]
+    step = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        _check_processes(record)
+        try:
+            items = _api_get(record, "/api/v1/nodes", timeout=1.0).get("items") or []
+        except (OSError, urllib.error.URLError, ValueError):
+            items = None
+        registered = [n for n in items or [] if n["metadata"]["name"] in expected]
+        if step == 0 and items is not None:
+            progress.done(steps[0])
+            step = 1
+        if step == 1 and len(registered) == len(expected):
+            progress.done(steps[1])
+            step = 2
+        text = steps[step]
+        if step == 2:
+            ready = sum(node_ready(n) for n in registered)
+            text = f"{steps[2]} ({ready}/{len(expected)})"
+            if ready == len(expected):
+                progress.done(text)
+                return
+        progress.show(text)
+        if time.monotonic() > deadline:
+            raise UpError(f"timed out after {timeout:g}s: {text}. Logs: {record.server_log}, "
+                          + ", ".join(record.agent_log(n) for n in nodes))
+        time.sleep(POLL_SECONDS)
+
+
+def _check_processes(record: ClusterRecord) -> None:
+    """Fail at once, with the end of its log, if the server or an agent has exited."""
+    logs = {"server": record.server_log}
+    logs.update({f"agent-{n.name}": record.agent_log(n) for n in record.network.node_list()})
+    for process, log_path in logs.items():
+        if live_pid(record.pid_file(process)) is None:
+            raise UpError(f"{process} exited while the cluster was starting; the end of {log_path}:\n"
+                          + _tail(log_path))
+
+
+def _tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str) -> None:
+    ctx = context_name(record.name)
+    down = "pocketkube down" + ("" if record.name == network.DEFAULT_NAME else f" --name {record.name}")
+    out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
+              f"{'s' if record.nodes > 1 else ''}, API server {record.url}\n"
+              f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
+              f"You can now use your cluster with:\n\n"
+              f"kubectl cluster-info --context {ctx}\n\n"
+              f"Stop it with `{down}`.\n")
+    out.flush()
+
+
+# ---- down --------------------------------------------------------------------------------
+
+
+def leftovers(name: str) -> list[str]:
+    """What of cluster `name` exists on this machine (processes, network, record)."""
+    found: list[str] = []
+    record = ClusterRecord.load(name)
+    if record:
+        found += [f"{process} (pid {pid})" for process, pid in cluster_processes(record).items()]
+        found.append(ClusterRecord.path(name))
+    found += network.inventory(name, tuple(known_clusters())).describe()
+    return found
+
+
+def _stop_cluster_processes(record: ClusterRecord) -> None:
+    """Agents, then the server (each with its process group and what it started), then every
+    process left in the cluster's namespaces (nodes, pods named or held by a process),
+    until none is left."""
+    running = cluster_processes(record)
+    agents = {pid for process, pid in running.items() if process != "server"}
+    below_agents = _descendants(agents)
+    stop_processes(agents, group_leaders=agents)
+    if "server" in running:
+        stop_processes({running["server"]}, group_leaders={running["server"]})
+    stop_processes({p for p in below_agents if _alive(p)}, group_leaders=set(), grace=2.0)
+    for _ in range(5):  # a process may fork while we sweep
+        owned = [n for n in network.list_netns() if network.owns_netns(record.name, n)]
+        nodes = [n for n in owned if network.cluster_of_netns(n) == record.name]
+        left = set(network.pids_in_netns(owned)) | network.pod_pids(nodes)
+        left.discard(os.getpid())
+        if not left:
+            return
+        stop_processes(left, group_leaders=set(), grace=2.0)
+
+
+def teardown(name: str, kubeconfig: str | None) -> list[str]:
+    """Stop and remove everything of cluster `name`; the kubeconfig context too unless
+    `kubeconfig` is None. Returns what could not be removed."""
+    record = ClusterRecord.load(name) or ClusterRecord(name, default_data_dir(name), network.MAX_NODES, 0)
+    _stop_cluster_processes(record)
+    problems = network.delete_network(network.inventory(name, tuple(known_clusters())))
+    marker = os.path.join(record.data_dir, MARKER)
+    if os.path.exists(marker):
+        _remove_data(record.data_dir)
+    record.remove()
+    if kubeconfig is not None:
+        forget_context(kubeconfig, name)
+    remaining = leftovers(name)
+    return problems + [f"still there: {item}" for item in remaining]
+
+
+def down(name: str, kubeconfig: str | None = None, out=sys.stdout) -> int:
+    """`pocketkube down`: returns the exit code."""
+    require_root("down")
+    network.validate_cluster_name(name)
+    with machine_lock():
+        return _down(name, kubeconfig or user_kubeconfig_path(), out)
+
+
+def _down(name: str, kubeconfig: str, out) -> int:
+    if not leftovers(name):
+        forget_context(kubeconfig, name)
+        out.write(f"cluster {name!r} is not running; nothing to do\n")
+        return 0
+    out.write(f"Deleting cluster {name!r} ...\n")
+    problems = teardown(name, kubeconfig)
+    for problem in problems:
+        print(f"WARNING: {problem}", file=sys.stderr)
+    if not problems:
+        out.write(f"Deleted cluster {name!r}\n")
+    return 1 if problems else 0
+
+
+def forget_context(kubeconfig: str, name: str) -> None:
+    """Remove cluster `name`'s entries from a kubeconfig file, if it has any."""
+    def edit(config: dict | None) -> dict | None:
+        if not config:
+            return None
+        result, removed = remove_from_kubeconfig(config, context_name(name))
+        return result if removed else None
+
+    if os.path.exists(kubeconfig):
+        _edit_kubeconfig(kubeconfig, edit)
+
+
+# ---- status ------------------------------------------------------------------------------
+
+
+def status(name: str, out=sys.stdout) -> int:
+    """`pocketkube status`: 0 when the cluster runs, 1 when it does not (or crashed)."""
+    network.validate_cluster_name(name)
+    record = ClusterRecord.load(name)
+    running = cluster_processes(record) if record else {}
+    if not record or not running:
+        others = [c for c in known_clusters() if c != name]
+        extra = f" (clusters on this machine: {', '.join(others)})" if others else ""
+        if record or (os.geteuid() == 0 and leftovers(name)):
+            out.write(f"cluster {name!r} is not running, but a previous run left things behind; "
+                      f"`pocketkube down --name {name}` removes them{extra}\n")
+        else:
+            out.write(f"cluster {name!r} is not running{extra}\n")
+        return 1
+    out.write(f"cluster {name!r}: running (data dir {record.data_dir})\n")
+    server = running.get("server")
+    out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url} "
+              f"(log {record.server_log})\n")
+    try:
+        nodes = {n["metadata"]["name"]: n for n in _api_get(record, "/api/v1/nodes").get("items") or []}
+        pods = len(_api_get(record, "/api/v1/pods").get("items") or [])
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        nodes, pods = None, None
+        out.write(f"  the API server does not answer: {exc}\n")
+    for node in record.network.node_list():
+        agent = running.get(f"agent-{node.name}")
+        state = "" if nodes is None else (
+            "Ready" if node.name in nodes and node_ready(nodes[node.name]) else
+            "NotReady" if node.name in nodes else "not registered")
+        out.write(f"  node {node.name}: {node.ip}, pods {node.pod_cidr}, netns {node.netns}, "
+                  f"agent {f'pid {agent}' if agent else 'NOT RUNNING'}{', ' + state if state else ''}\n")
+    if pods is not None:
+        out.write(f"  pods: {pods}\n")
+    out.write(f"  kubectl cluster-info --context {context_name(name)}\n")
+    return 0
+
+
+# ---- command line ------------------------------------------------------------------------
+
+
+def add_parsers(sub) -> None:
+    """Register `up`, `down` and `status` on main.py's subcommand parser."""
+    p = sub.add_parser("up", help="start a cluster: node network, API server, one agent per node")
+    p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    p.add_argument("--nodes", type=int, default=1, help="number of nodes (default %(default)s)")
+    p.add_argument("--data-dir", help=f"where the cluster's data lives (default {DATA_ROOT}/NAME)")
+    p.add_argument("--port", type=int, default=6443, help="API server port (default %(default)s)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the nodes to be Ready (default %(default)s)")
+    p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait))))
+    p = sub.add_parser("down", help="stop a cluster and remove everything it made")
+    p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    p.set_defaults(func=_cli(lambda a: down(a.name)))
+    p = sub.add_parser("status", help="say what runs")
+    p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    p.set_defaults(func=_cli(lambda a: status(a.name)))
+
+
+def _cli(command):
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (UpError, ValueError, network.NetworkError) as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    return run

@@ -1,0 +1,438 @@
+"""The cluster network on the host: names, addresses and the plumbing that makes and removes it.
+
+Owns the layout of DESIGN.md ("The network"): the host bridge (`pk0` for the default cluster,
+`pk-<name>` otherwise) holding 172.18.0.1/24; one network namespace per node
+(`pk-<name>-n<N>`) with `eth0` = 172.18.0.(N+1)/24 (a veth whose host side is on the bridge),
+a `cni0` bridge holding 10.244.N.1/24, routes to the other nodes' pod /24s and NO default
+route; on the host, each node's pod /24 via that node and `unreachable` routes for the pod and
+service ranges, so a packet for a cluster address is delivered inside the cluster or refused.
+
+Every name carries the cluster name: namespaces by their name (`pk-<name>-n<N>` for nodes,
+`pk-<name>-p-<hex>` for pods), host links by their alias (`pocketkube cluster <name>`; their
+names are cut to 15 characters), nftables tables by their name (`pk-<name>` or
+`pk-<name>-<what>` / `pk-<name>_<what>`). `delete_network` removes exactly what
+`inventory` finds for one cluster name; the host's own interfaces and routes are never touched.
+
+All plumbing goes through iproute2 (`ip -batch -`), nftables (`nft`) and sysctl; inside a
+node's namespace through setns(2) in the child before exec (never `ip netns exec`, whose
+private mount namespace would hide the pod namespaces an agent bind-mounts under /run/netns).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+
+DEFAULT_NAME = "pocketkube"
+NODE_SUBNET = ipaddress.IPv4Network("172.18.0.0/24")
+POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
+UNREACHABLE_METRIC = 4242  # high: any specific route (a node's pod /24, the proxy's) wins
+ROUTE_PROTOCOL = 242  # tags the routes pocketkube adds on the host (`ip route ... proto 242`)
+MAX_NAME_LENGTH = 20  # keeps `pk-<name>-p-<8 hex>` under 32 characters
+MAX_NODES = 64
+IFNAMSIZ = 15
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class NetworkError(RuntimeError):
+    """A plumbing command failed; the message holds the command's own error."""
+
+
+def validate_cluster_name(name: str) -> None:
+    """Raise ValueError unless `name` can name a cluster (a short DNS label: it becomes part of
+    node names, namespace names and interface names)."""
+    if not name or len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+        raise ValueError(f"invalid cluster name {name!r}: use at most {MAX_NAME_LENGTH} lowercase letters, "
+                         "digits and '-', starting and ending with a letter or digit")
+
+
+def interface_name(prefix: str, cluster: str, suffix: str = "") -> str:
+    """`prefix + cluster + suffix`, or, when that passes the kernel's 15 characters, the
+    cluster name cut short and followed by 4 hex digits of its hash (stable, and distinct
+    for two names that share their first letters)."""
+    full = prefix + cluster + suffix
+    if len(full) <= IFNAMSIZ:
+        return full
+    digest = hashlib.sha1(cluster.encode()).hexdigest()[:4]
+    keep = IFNAMSIZ - len(prefix) - len(suffix) - len(digest)
+    return prefix + cluster[:keep] + digest + suffix
+
+
+def pod_netns_name(node_netns: str, pod_uid: str) -> str:
+    """The name of a pod's network namespace, from its node's (`pk-<name>-n<N>`) and the pod's
+    uid: `pk-<name>-p-<first 8 hex of the uid>`, which `down` recognises as the cluster's."""
+    match = re.match(r"^(pk-.+)-n\d+$", node_netns)
+    if not match:
+        raise ValueError(f"not a node namespace name: {node_netns!r}")
+    return f"{match.group(1)}-p-{pod_uid.replace('-', '')[:8].lower()}"
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    """One node's names and addresses."""
+    index: int  # 1-based
+    name: str  # the Node object's name: <cluster>-node-<N>
+    netns: str
+    host_veth: str
+    ip: str  # eth0's address in the node subnet
+    prefixlen: int  # of the node subnet
+    pod_cidr: str  # 10.244.N.0/24
+    pod_gateway: str  # 10.244.N.1, on cni0
+
+    @property
+    def netns_path(self) -> str:
+        return os.path.join(NETNS_DIR, self.netns)
+
+
+@dataclass(frozen=True)
+class ClusterNetwork:
+    """The names and addresses of cluster `name` with `nodes` nodes (pure: no I/O)."""
+    name: str
+    nodes: int = 1
+    node_subnet: ipaddress.IPv4Network = NODE_SUBNET
+    pod_cidr: ipaddress.IPv4Network = POD_CIDR
+    service_cidr: ipaddress.IPv4Network = SERVICE_CIDR
+
+    def __post_init__(self) -> None:
+        validate_cluster_name(self.name)
+        if not 1 <= self.nodes <= MAX_NODES:
+            raise ValueError(f"--nodes must be between 1 and {MAX_NODES}, not {self.nodes}")
+
+    @property
+    def bridge(self) -> str:
+        return "pk0" if self.name == DEFAULT_NAME else interface_name("pk-", self.name)
+
+    @property
+    def host_ip(self) -> str:
+        """The host's address on the bridge: agents reach the API server there."""
+        return str(self.node_subnet.network_address + 1)
+
+    @property
+    def link_alias(self) -> str:
+        return link_alias(self.name)
+
+    @property
+    def unreachable_ranges(self) -> tuple[str, ...]:
+        return (str(self.pod_cidr), str(self.service_cidr))
+
+    @property
+    def ranges(self) -> tuple[ipaddress.IPv4Network, ...]:
+        return (self.node_subnet, self.pod_cidr, self.service_cidr)
+
+    def node(self, index: int) -> NodeNetwork:
+        if not 1 <= index <= self.nodes:
+            raise ValueError(f"node {index} is not in 1..{self.nodes}")
+        pod_net = list(self.pod_cidr.subnets(new_prefix=24))[index]
+        return NodeNetwork(
+            index=index, name=f"{self.name}-node-{index}", netns=f"pk-{self.name}-n{index}",
+            host_veth=interface_name("pkv-", self.name, f"-n{index}"),
+            ip=str(self.node_subnet.network_address + 1 + index), prefixlen=self.node_subnet.prefixlen,
+            pod_cidr=str(pod_net), pod_gateway=str(pod_net.network_address + 1))
+
+    def node_list(self) -> list[NodeNetwork]:
+        return [self.node(i) for i in range(1, self.nodes + 1)]
+
+    def host_batch(self) -> str:
+        """`ip -batch` lines for the host side: namespaces, bridge, veths, routes."""
+        lines = [f"netns add {n.netns}" for n in self.node_list()]
+        lines += [f"link add {self.bridge} type bridge",
+                  f"link set {self.bridge} alias {_quote(self.link_alias)}",
+                  f"addr add {self.host_ip}/{self.node_subnet.prefixlen} dev {self.bridge}",
+                  f"link set {self.bridge} up"]
+        for n in self.node_list():
+            lines += [f"link add {n.host_veth} type veth peer name eth0 netns {n.netns}",
+                      f"link set {n.host_veth} alias {_quote(self.link_alias)} master {self.bridge} up"]
+        lines += [f"route add {n.pod_cidr} via {n.ip} dev {self.bridge} proto {ROUTE_PROTOCOL}"
+                  for n in self.node_list()]
+        lines += [f"route add unreachable {r} metric {UNREACHABLE_METRIC} proto {ROUTE_PROTOCOL}"
+                  for r in self.unreachable_ranges]
+        return "\n".join(lines) + "\n"
+
+    def node_batch(self, node: NodeNetwork) -> str:
+        """`ip -batch` lines run inside `node`'s namespace: eth0, cni0, routes to the other
+        nodes' pods. No default route: nothing inside a node can reach the outside."""
+        lines = ["link set lo up",
+                 f"addr add {node.ip}/{node.prefixlen} dev eth0",
+                 "link set eth0 up",
+                 "link add cni0 type bridge",
+                 f"addr add {node.pod_gateway}/24 dev cni0",
+                 "link set cni0 up"]
+        lines += [f"route add {other.pod_cidr} via {other.ip} dev eth0"
+                  for other in self.node_list() if other.index != node.index]
+        return "\n".join(lines) + "\n"
+
+
+def link_alias(cluster: str) -> str:
+    return f"pocketkube cluster {cluster}"
+
+
+def _quote(text: str) -> str:
+    return '"' + text + '"'
+
+
+def owns_netns(cluster: str, netns: str) -> bool:
+    """Whether a namespace name is one of cluster's nodes (`pk-<c>-n<N>`) or pods
+    (`pk-<c>-p-<hex>`). No other cluster's names can match: hex digits hold no 'n' and no '-'."""
+    return re.fullmatch(rf"pk-{re.escape(cluster)}-(n\d+|p-[0-9a-f]+)", netns) is not None
+
+
+def owns_nft_table(cluster: str, table: str, other_clusters: tuple[str, ...] = ()) -> bool:
+    """Whether an nftables table name is cluster's: `pk-<c>`, `pk-<c>-<what>` or `pk-<c>_<what>`,
+    unless a longer cluster name among `other_clusters` claims it (`pk-a-b` is cluster a-b's)."""
+    def claims(name: str) -> bool:
+        base = f"pk-{name}"
+        return table == base or table.startswith(base + "-") or table.startswith(base + "_")
+
+    if not claims(cluster):
+        return False
+    return not any(len(other) > len(cluster) and claims(other) for other in other_clusters)
+
+
+def cluster_of_netns(netns: str) -> str | None:
+    """The cluster a node namespace (`pk-<c>-n<N>`) belongs to, or None."""
+    match = re.fullmatch(r"pk-(.+)-n\d+", netns)
+    return match.group(1) if match else None
+
+
+# ---- plumbing -----------------------------------------------------------------------------
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def enter_netns(netns: str):
+    """A `preexec_fn` that moves the child into network namespace `netns` (a name under
+    /run/netns, or a path such as /proc/PID/ns/net) before exec."""
+    path = netns if netns.startswith("/") else os.path.join(NETNS_DIR, netns)
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _libc().setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns({path})")
+        finally:
+            os.close(fd)
+
+    return enter
+
+
+def _run(argv: list[str], stdin: str | None = None, netns: str | None = None,
+         check: bool = True) -> subprocess.CompletedProcess:
+    cp = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                        preexec_fn=enter_netns(netns) if netns else None)
+    if check and cp.returncode != 0:
+        where = f" in {netns}" if netns else ""
+        raise NetworkError(f"`{' '.join(argv)}`{where} failed: {(cp.stderr or cp.stdout).strip()}")
+    return cp
+
+
+def create_network(net: ClusterNetwork) -> None:
+    """Make the whole network of `net` (the caller removed leftovers first). On failure
+    raises NetworkError; the caller removes what was made with `delete_network`."""
+    _run(["ip", "-batch", "-"], net.host_batch())
+    for node in net.node_list():
+        _run(["ip", "-batch", "-"], net.node_batch(node), netns=node.netns)
+        _run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], netns=node.netns)
+
+
+@dataclass
+class Inventory:
+    """What exists on this machine that belongs to one cluster."""
+    netns: list[str]
+    links: list[str]  # host links
+    routes: list[str]  # host routes, as `ip route del` arguments
+    nft_tables: list[tuple[str, str]]  # (family, name) in the host namespace
+
+    def empty(self) -> bool:
+        return not (self.netns or self.links or self.routes or self.nft_tables)
+
+    def describe(self) -> list[str]:
+        return ([f"netns {n}" for n in self.netns] + [f"link {n}" for n in self.links]
+                + [f"route {r}" for r in self.routes] + [f"nftables table {f} {t}" for f, t in self.nft_tables])
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def _links() -> list[dict]:
+    return json.loads(_run(["ip", "-j", "link", "show"]).stdout or "[]")
+
+
+def _routes() -> list[dict]:
+    return json.loads(_run(["ip", "-j", "route", "show", "table", "main"]).stdout or "[]")
+
+
+def nft_tables() -> list[tuple[str, str]]:
+    cp = _run(["nft", "-j", "list", "tables"], check=False)
+    if cp.returncode != 0:
+        return []  # nftables missing or unusable: we cannot have made tables either
+    return [(item["table"]["family"], item["table"]["name"])
+            for item in json.loads(cp.stdout or "{}").get("nftables", []) if "table" in item]
+
+
+def _our_route(route: dict, ranges: tuple[str, ...]) -> bool:
+    return (route.get("type") == "unreachable" and route.get("dst") in ranges
+            and route.get("metric") == UNREACHABLE_METRIC and str(route.get("protocol")) == str(ROUTE_PROTOCOL))
+
+
+def running_clusters() -> set[str]:
+    """Clusters that have a node namespace on this machine."""
+    return {c for c in map(cluster_of_netns, list_netns()) if c}
+
+
+def inventory(cluster: str, known_clusters: tuple[str, ...] = ()) -> Inventory:
+    """Everything of `cluster` on this machine: its namespaces, its host links (by alias, or
+    by the names it would give them), its unreachable routes (only when no other cluster's
+    network remains, since every cluster uses the same ranges), its nftables tables."""
+    net = ClusterNetwork(cluster, MAX_NODES)
+    names = {net.bridge} | {n.host_veth for n in net.node_list()}
+    links = [link["ifname"] for link in _links()
+             if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
+    others = running_clusters() - {cluster}
+    routes = []
+    if not others:
+        routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
+                  if _our_route(r, net.unreachable_ranges)]
+    other_names = tuple(set(known_clusters) | others)
+    tables = [(f, t) for f, t in nft_tables() if owns_nft_table(cluster, t, other_names)]
+    return Inventory(netns=[n for n in list_netns() if owns_netns(cluster, n)],
+                     links=sorted(links), routes=routes, nft_tables=tables)
+
+
+def delete_network(found: Inventory) -> list[str]:
+    """Remove what `inventory` found: pod namespaces, then nodes (their veths go with them),
+    then the host links still there, the routes, the tables. Best effort on every item;
+    returns the errors."""
+    problems: list[str] = []
+    pods_first = sorted(found.netns, key=lambda n: re.search(r"-n\d+$", n) is not None)
+    problems += _batch([f"netns del {n}" for n in pods_first])
+    present = {link["ifname"] for link in _links()}
+    problems += _batch([f"link del {link}" for link in found.links if link in present])
+    problems += _batch([f"route del {r}" for r in found.routes])
+    for family, table in found.nft_tables:
+        cp = _run(["nft", "delete", "table", family, table], check=False)
+        if cp.returncode != 0:
+            problems.append(cp.stderr.strip())
+    return problems
+
+
+_GONE_ALREADY = ("Cannot find device", "No such process", "No such file or directory", "Command failed -:")
+
+
+def _batch(lines: list[str]) -> list[str]:
+    """Run `ip` commands, going on after a failure; returns the errors, except those saying
+    the thing is gone already (a node's veth goes with its namespace, asynchronously)."""
+    if not lines:
+        return []
+    cp = _run(["ip", "-force", "-batch", "-"], "\n".join(lines) + "\n", check=False)
+    return [line for line in cp.stderr.splitlines() if line.strip() and not any(gone in line for gone in _GONE_ALREADY)]
+
+
+def conflicting_routes(net: ClusterNetwork) -> list[str]:
+    """Host routes (other than pocketkube's own unreachable routes) that overlap the cluster's
+    ranges: another network already uses those addresses (Docker often takes 172.18.0.0/16)."""
+    found = []
+    for route in _routes():
+        dst = route.get("dst")
+        if not dst or dst == "default" or _our_route(route, net.unreachable_ranges):
+            continue
+        try:
+            network = ipaddress.ip_network(dst, strict=False)
+        except ValueError:
+            continue
+        if any(network.version == r.version and network.overlaps(r) for r in net.ranges):
+            found.append(f"{dst} {route.get('type', '')} dev {route.get('dev', '-')}".replace("  ", " "))
+    return found
+
+
+def netns_inodes(names: list[str]) -> dict[tuple[int, int], str]:
+    """(device, inode) of each named namespace that can be opened -> its name."""
+    inodes = {}
+    for name in names:
+        try:
+            st = os.stat(os.path.join(NETNS_DIR, name))
+        except OSError:
+            continue
+        inodes[(st.st_dev, st.st_ino)] = name
+    return inodes
+
+
+def pids_in_netns(names: list[str]) -> dict[int, str]:
+    """Every process whose network namespace is one of `names` (as `ip netns pids`, in one pass
+    over /proc for all of them) -> the namespace's name."""
+    inodes = netns_inodes(names)
+    found: dict[int, str] = {}
+    if not inodes:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue  # gone, or a kernel thread
+        name = inodes.get((st.st_dev, st.st_ino))
+        if name is not None:
+            found[int(entry)] = name
+    return found
+
+
+def _veth_pairs(netns: str, master: str | None = None) -> set[tuple[int, int]]:
+    """(ifindex, peer ifindex) of the veths in a namespace (those on bridge `master` if given)."""
+    cp = _run(["ip", "-j", "link", "show", "type", "veth"], netns=netns, check=False)
+    if cp.returncode != 0:
+        return set()
+    return {(link["ifindex"], link["link_index"]) for link in json.loads(cp.stdout or "[]")
+            if "link_index" in link and (master is None or link.get("master") == master)}
+
+
+def _interfaces(pid: int) -> set[str]:
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            return {line.split(":", 1)[0].strip() for line in f.readlines()[2:]}
+    except OSError:
+        return set()
+
+
+def pod_pids(node_netns: list[str]) -> set[int]:
+    """Processes of the pods of these nodes, named namespace or not: those whose network
+    namespace holds only lo and a veth whose peer is on a node's cni0 (pods whose namespace
+    is held by a process, as the sandbox does, have no name to find them by)."""
+    on_cni0 = set().union(*(_veth_pairs(n, "cni0") for n in node_netns)) if node_netns else set()
+    if not on_cni0:
+        return set()
+    host = os.stat("/proc/self/ns/net").st_ino
+    named = {ino for _, ino in netns_inodes(list_netns())}
+    by_netns: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ino = os.stat(f"/proc/{entry}/ns/net").st_ino
+            except OSError:
+                continue
+            if ino != host and ino not in named:
+                by_netns.setdefault(ino, []).append(int(entry))
+    found: set[int] = set()
+    for pids in by_netns.values():
+        if _interfaces(pids[0]) - {"lo"} != {"eth0"}:
+            continue
+        pod_side = _veth_pairs(f"/proc/{pids[0]}/ns/net")
+        if any((peer, index) in on_cni0 for index, peer in pod_side):
+            found.update(pids)
+    return found

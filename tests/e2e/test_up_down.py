@@ -1,0 +1,263 @@
+"""`pocketkube up | down | status` on a real machine (root): the network layout, the safety
+routes, the kubeconfig context, a second `up`, `up` after a crash, `down` twice, and that
+`down` leaves nothing (namespaces, links, routes, nftables tables, processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pocketkube.cli import up as up_cmd
+from pocketkube.node import network
+
+pytestmark = pytest.mark.e2e
+
+
+def ip_json(*args: str, netns: str | None = None) -> list[dict]:
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", *args]
+    return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout or "[]")
+
+
+def addresses(netns: str | None, dev: str) -> list[str]:
+    return [f"{a['local']}/{a['prefixlen']}" for link in ip_json("addr", "show", "dev", dev, netns=netns)
+            for a in link["addr_info"] if a["family"] == "inet"]
+
+
+def route_get(dst: str, netns: str | None = None) -> subprocess.CompletedProcess:
+    """What the kernel would do with a packet to `dst` (nothing is sent)."""
+    return subprocess.run(["ip", *(["-n", netns] if netns else []), "route", "get", dst],
+                          capture_output=True, text=True)
+
+
+def start_in_netns(netns: str) -> subprocess.Popen:
+    """A stray process in a namespace, as a pod's would be (its own session)."""
+    return subprocess.Popen(["sleep", "600"], preexec_fn=network.enter_netns(netns), start_new_session=True)
+
+
+def start_unnamed_pod(node_netns: str) -> subprocess.Popen:
+    """A pod as the sandbox makes one: an unnamed namespace held by a process, with `eth0` a
+    veth whose peer is on the node's cni0."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "600"], start_new_session=True)
+    deadline = time.monotonic() + 5
+    while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+        assert time.monotonic() < deadline, "unshare did not make a namespace"
+        time.sleep(0.01)
+    peer = "vethe2e" + str(holder.pid % 100000)
+    subprocess.run(["ip", "-n", node_netns, "-batch", "-"], check=True, text=True, input=(
+        f"link add {peer} type veth peer name eth0 netns {holder.pid}\n"
+        f"link set {peer} master cni0 up\n"))
+    return holder
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def what_remains(cluster) -> list[str]:
+    """Everything of the cluster still on the machine, checked independently of `down`'s code."""
+    name = cluster.name
+    found = [f"netns {n}" for n in os.listdir(network.NETNS_DIR) if n.startswith(f"pk-{name}-")] \
+        if os.path.isdir(network.NETNS_DIR) else []
+    found += [f"link {link['ifname']}" for link in ip_json("link", "show")
+              if link.get("ifalias") == f"pocketkube cluster {name}" or name in link["ifname"]
+              or link["ifname"] in {cluster.net.bridge} | {n.host_veth for n in cluster.net.node_list()}]
+    found += [f"route {r['dst']}" for r in ip_json("route", "show", "table", "main")
+              if str(r.get("protocol")) == str(network.ROUTE_PROTOCOL) or r.get("dev") == cluster.net.bridge]
+    found += [f"nft table {t}" for _, t in network.nft_tables() if name in t]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cluster.data_dir in cmdline:
+                found.append(f"process {entry}: {cmdline}")
+    if os.path.exists(up_cmd.ClusterRecord.path(name)):
+        found.append(up_cmd.ClusterRecord.path(name))
+    return found
+
+
+def test_nodes_have_their_namespace_addresses_and_routes_and_no_default_route(cluster):
+    net = cluster.net
+    for node in net.node_list():
+        assert os.path.exists(node.netns_path)
+        assert addresses(node.netns, "eth0") == [f"{node.ip}/24"]
+        assert addresses(node.netns, "cni0") == [f"{node.pod_gateway}/24"]
+        routes = {(r["dst"], r.get("gateway")) for r in ip_json("route", "show", netns=node.netns)}
+        expected = {("172.18.0.0/24", None), (node.pod_cidr, None)}
+        expected |= {(other.pod_cidr, other.ip) for other in net.node_list() if other.index != node.index}
+        assert routes == expected
+        assert "Network is unreachable" in route_get("8.8.8.8", node.netns).stderr
+        forward = subprocess.run(["sysctl", "-n", "net.ipv4.ip_forward"], capture_output=True, text=True,
+                                 preexec_fn=network.enter_netns(node.netns)).stdout.strip()
+        assert forward == "1"
+
+
+def test_host_has_bridge_pod_routes_and_unreachable_routes(cluster):
+    net = cluster.net
+    assert ip_json("link", "show", "dev", net.bridge)[0]["ifalias"] == f"pocketkube cluster {cluster.name}"
+    assert addresses(None, net.bridge) == ["172.18.0.1/24"]
+    routes = ip_json("route", "show", "table", "main")
+    for node in net.node_list():
+        assert {"dst": node.pod_cidr, "gateway": node.ip, "dev": net.bridge}.items() <= \
+            next(r for r in routes if r["dst"] == node.pod_cidr).items()
+        veth = ip_json("link", "show", "dev", node.host_veth)[0]
+        assert veth["master"] == net.bridge and veth["ifalias"] == f"pocketkube cluster {cluster.name}"
+    unreachable = {r["dst"]: r for r in routes if r.get("type") == "unreachable"}
+    assert set(unreachable) >= {"10.244.0.0/16", "10.96.0.0/12"}
+    assert all(unreachable[d]["metric"] == network.UNREACHABLE_METRIC for d in ("10.244.0.0/16", "10.96.0.0/12"))
+    # a cluster address no node holds is refused on the spot, never sent to the default route
+    for dst in ("10.244.200.7", "10.96.0.1", "10.111.1.1"):
+        assert "No route to host" in route_get(dst).stderr
+    assert f"via {net.node(1).ip}" in route_get("10.244.1.9").stdout
+
+
+def test_nodes_reach_the_api_server_on_the_bridge(cluster):
+    probe = ("import socket; s = socket.create_connection(('172.18.0.1', %d), timeout=3); "
+             "print(s.getsockname()[0])" % cluster.port)
+    for node in cluster.net.node_list():
+        cp = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=10,
+                            preexec_fn=network.enter_netns(node.netns))
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout.strip() == node.ip
+
+
+def test_kubeconfig_context_is_merged_and_current(cluster):
+    assert cluster.kubectl("config", "current-context").stdout.strip() == cluster.context
+    info = cluster.kubectl("cluster-info", "--context", cluster.context).stdout
+    assert f"https://127.0.0.1:{cluster.port}" in info
+    names = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
+    assert names == [f"node/{n.name}" for n in cluster.net.node_list()]
+
+
+def test_status_says_what_runs(cluster):
+    cp = cluster.pocketkube("status", "--name", cluster.name)
+    assert cp.returncode == 0, cp.stderr
+    pids = cluster.pids()
+    assert f"API server: pid {pids['server']}, https://127.0.0.1:{cluster.port}" in cp.stdout
+    for node in cluster.net.node_list():
+        assert f"node {node.name}: {node.ip}" in cp.stdout
+        assert f"agent pid {pids['agent-' + node.name]}, Ready" in cp.stdout
+    assert "pods: " in cp.stdout
+
+
+def test_status_of_a_cluster_that_does_not_run(cluster):
+    cp = cluster.pocketkube("status", "--name", "no-such-cluster")
+    assert cp.returncode == 1
+    assert "cluster 'no-such-cluster' is not running" in cp.stdout
+
+
+def test_nodes_are_ready_with_the_real_agent(cluster):
+    if cluster.standin_agent:
+        pytest.skip("the real `pocketkube agent` cannot run pods yet (pocketkube.node.pods is missing); "
+                    "the cluster runs tests/e2e/standin_agent.py")
+    nodes = cluster.kubectl_json("get", "nodes")["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == [n.name for n in cluster.net.node_list()]
+    assert all(up_cmd.node_ready(n) for n in nodes)
+    external = cluster.kubectl("get", "nodes", "-o",
+                               'jsonpath={.items[*].status.addresses[?(@.type=="ExternalIP")].address}').stdout
+    assert external.split() == [n.ip for n in cluster.net.node_list()]
+
+
+def test_a_second_up_is_refused_and_changes_nothing(cluster):
+    before = cluster.pids()
+    cp = cluster.up()
+    assert cp.returncode == 1
+    assert f"cluster '{cluster.name}' is already running; `pocketkube down --name {cluster.name}` first" in cp.stderr
+    assert cluster.pids() == before
+    cluster.kubectl("get", "nodes")
+
+
+def test_up_of_another_cluster_is_refused_while_this_one_holds_the_ranges(cluster):
+    other = cluster.name + "-b"
+    cp = cluster.pocketkube("up", "--name", other, "--data-dir", cluster.data_dir + "-b")
+    assert cp.returncode == 1
+    assert f"cluster '{cluster.name}' holds the ranges 172.18.0.0/24, 10.244.0.0/16, 10.96.0.0/12" in cp.stderr
+    assert not os.path.exists(cluster.data_dir + "-b")
+    assert not os.path.exists(up_cmd.ClusterRecord.path(other))
+
+
+def test_up_after_a_crash_cleans_the_leftovers_and_starts(cluster):
+    crashed = cluster.pids()
+    stray = start_in_netns(cluster.net.node(1).netns)
+    try:
+        for pid in crashed.values():
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in crashed.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = cluster.pocketkube("status", "--name", cluster.name)
+        assert status.returncode == 1 and "left things behind" in status.stdout
+        cp = cluster.up()
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert f"Cleaning up what a previous run of cluster '{cluster.name}' left behind" in cp.stdout
+        assert stray.wait(10) is not None  # the process in the old node namespace was stopped
+        now = cluster.pids()
+        assert set(now) == set(crashed) and not set(now.values()) & set(crashed.values())
+        names = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
+        assert names == [f"node/{n.name}" for n in cluster.net.node_list()]
+    finally:
+        stop(stray)
+        cluster.ensure_up()
+
+
+def test_down_removes_everything_and_a_second_down_has_nothing_to_do(cluster):
+    pod_netns = network.pod_netns_name(cluster.net.node(1).netns, "deadbeef-0000")
+    table = f"pk-{cluster.name}-e2e"
+    strays = []
+    try:
+        subprocess.run(["ip", "netns", "add", pod_netns], check=True)
+        subprocess.run(["nft", "add", "table", "inet", table], check=True)
+        strays = [start_in_netns(pod_netns), start_in_netns(cluster.net.node(2).netns),
+                  start_unnamed_pod(cluster.net.node(1).netns)]
+        pids = cluster.pids()
+        cp = cluster.down()
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert f"Deleted cluster '{cluster.name}'" in cp.stdout
+        assert what_remains(cluster) == []
+        assert not any(alive(p) for p in pids.values())
+        assert all(s.wait(10) is not None for s in strays)
+        assert not os.path.exists(cluster.data_dir)
+        contexts = cluster.kubectl("config", "get-contexts", "-o", "name").stdout.split()
+        assert cluster.context not in contexts
+        again = cluster.down()
+        assert again.returncode == 0
+        assert f"cluster '{cluster.name}' is not running; nothing to do" in again.stdout
+    finally:
+        for stray in strays:
+            stop(stray)
+        if os.path.exists(os.path.join(network.NETNS_DIR, pod_netns)):
+            subprocess.run(["ip", "netns", "del", pod_netns])
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+        cluster.ensure_up()
+
+
+def test_an_agent_that_dies_fails_up_with_its_log_and_leaves_nothing(cluster):
+    try:
+        assert cluster.down().returncode == 0
+        failing = (sys.executable, "-c", "import sys; print('agent: cannot start', flush=True); sys.exit(3)")
+        cp = cluster.up(agent_command=failing)
+        assert cp.returncode == 1
+        assert "exited while the cluster was starting" in cp.stderr
+        assert "agent: cannot start" in cp.stderr  # the end of its log
+        assert "✗" in cp.stdout
+        assert what_remains(cluster) == []
+    finally:
+        cluster.ensure_up()
