@@ -18,7 +18,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import allocators, certs, tokens
+from pocketkube.apiserver import allocators, certs, streaming, tokens
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import Handlers, status_response
 from pocketkube.apiserver.kinds import registry
@@ -68,6 +68,7 @@ class APIServer:
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])
         self.tokens = tokens.TokenIssuer(os.path.join(self.data_dir, "sa.key"))
         self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}", self.tokens)
+        streaming.install(self.handlers, self.storage, agent_token=self.token)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()

@@ -162,6 +162,7 @@ class HTTPTransport:
         import aiohttp
 
         self.server = server.rstrip("/")
+        self.token = token
         if server.startswith("https"):
             ctx = ssl.create_default_context(cafile=ca_file)
             if insecure:
