@@ -642,6 +642,16 @@ class Handlers:
                     raise errors.unsupported_media_type(ptype, codec.ACCEPTED_PATCH_TYPES[:3])
             else:
                 raise errors.method_not_allowed(req.method.lower(), f"{t.info.resource}/scale")
+            if not isinstance(new_scale, dict):
+                raise errors.bad_request(schema.cannot_handle_message(
+                    "autoscaling/v1", "Scale", f"json: cannot unmarshal {_json_type(new_scale)} into Go value "
+                                               "of type v1.Scale"))
+            type_err = schema.first_type_error("autoscaling/v1", "Scale", new_scale)
+            if type_err and req.method == "PATCH":
+                raise errors.invalid("", "", "", [errors.invalid_value("patch", orjson.dumps(new_scale).decode(),
+                                                                       type_err)])
+            if type_err:
+                raise errors.bad_request(schema.cannot_handle_message("autoscaling/v1", "Scale", type_err))
             replicas = (new_scale.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool):
                 raise errors.bad_request("Scale in version \"v1\" cannot be handled as a Scale: "

@@ -34,6 +34,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 
 from pocketkube.node import network
+from pocketkube.node import pods as node_pods
 from pocketkube.node.network import ClusterNetwork
 
 REGISTRY_DIR = "/run/pocketkube"
@@ -536,6 +537,7 @@ def _wait_until_ready(record: ClusterRecord, progress: Progress, timeout: float)
              "Waiting for nodes to be Ready"]
     step = 0
     deadline = time.monotonic() + timeout
+    progress.show(steps[0])  # so a process that dies at once still ends a step with ✗
     while True:
         _check_processes(record)
         try:
@@ -633,6 +635,9 @@ def teardown(name: str, kubeconfig: str | None) -> list[str]:
     `kubeconfig` is None. Returns what could not be removed."""
     record = ClusterRecord.load(name) or ClusterRecord(name, default_data_dir(name), network.MAX_NODES, 0)
     _stop_cluster_processes(record)
+    for node in record.network.node_list():  # pods' holders, containers and cgroups
+        if os.path.isdir(record.node_dir(node)):
+            node_pods.cleanup_node_state(record.node_dir(node), node.name)
     problems = network.delete_network(network.inventory(name, tuple(known_clusters())))
     marker = os.path.join(record.data_dir, MARKER)
     if os.path.exists(marker):

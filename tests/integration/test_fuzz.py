@@ -782,3 +782,9 @@ def test_integers_beyond_int64_are_not_a_500(fuzz):
     reply = fuzz.exchange("POST", KINDS["configmaps"].collection,
                           b'{"metadata": {"name": "fz-big", "labels": {"a": 99999999999999999999}}}', JSON)
     assert reply.status == 400
+
+
+def test_scale_patch_result_of_wrong_type_is_422(fuzz):
+    reply = fuzz.exchange("PATCH", sentinel_url("deployments") + "/scale", b'{"spec": true}', MERGE)
+    assert reply.status == 422
+    assert [c["field"] for c in _status(reply)["details"]["causes"]] == ["patch"]

@@ -1,0 +1,325 @@
+"""The node agent (pocketkube's kubelet): registers its Node, keeps its Lease, and runs
+the pods bound to it.
+
+It watches pods with `spec.nodeName=<node>`, hands each to the `PodManager` (sandbox,
+containers, probes, status) and writes the status back through pods/NAME/status; pods
+being deleted are stopped gracefully, then removed with gracePeriodSeconds=0, as the
+kubelet does. Component shape of DESIGN.md: `start()`, `stop()`, `ready`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+
+from pocketkube import __version__
+from pocketkube.core import errors
+from pocketkube.core.client import Client
+from pocketkube.core.events import EventRecorder
+from pocketkube.core.informer import Informer, object_key
+from pocketkube.core.objects import rfc3339, rfc3339_micro
+from pocketkube.core.workqueue import WorkQueue
+from pocketkube.node.env import EnvResolver
+
+log = logging.getLogger(__name__)
+
+KUBELET_VERSION = "v1.32.0"
+LEASE_SECONDS = 40
+HEARTBEAT_SECONDS = 10
+RESYNC_SECONDS = 1.0  # how often a running pod is re-checked (probes, exits, restarts)
+KUBELET_PORT = 10250
+
+
+def node_object(name: str, ip: str, pod_cidr: str, port: int) -> dict:
+    """The Node as the agent registers it (kubelet's initialNode + first status)."""
+    mem_kib = _mem_total_kib()
+    cpus = str(os.cpu_count() or 1)
+    now = rfc3339()
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                            "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+        "status": node_status(name, ip, port, cpus, mem_kib, now),
+    }
+
+
+def node_status(name: str, ip: str, port: int, cpus: str, mem_kib: int, now: str,
+                transitions: dict | None = None) -> dict:
+    transitions = transitions or {}
+    resources = {"cpu": cpus, "memory": f"{mem_kib}Ki", "pods": "110", "ephemeral-storage": "102400000Ki",
+                 "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+
+    def cond(type_, status, reason, message):
+        return {"type": type_, "status": status, "lastHeartbeatTime": now,
+                "lastTransitionTime": transitions.get(type_, now), "reason": reason, "message": message}
+
+    uname = platform.uname()
+    return {
+        "capacity": resources, "allocatable": dict(resources),
+        "conditions": [
+            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "ExternalIP", "address": ip},
+                      {"type": "Hostname", "address": name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": {"machineID": _machine_id(), "systemUUID": _machine_id(), "bootID": _boot_id(),
+                     "kernelVersion": uname.release, "osImage": _os_image(),
+                     "containerRuntimeVersion": f"pocketkube://{__version__}",
+                     "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
+                     "operatingSystem": "linux", "architecture": "amd64"},
+    }
+
+
+class NodeAgent:
+    def __init__(self, client: Client, *, node_name: str, node_ip: str, pod_cidr: str, state_dir: str,
+                 netns: str | None = None, port: int = KUBELET_PORT,
+                 pod_manager=None, streaming: bool = True, stream_token: str | None = None):
+        from pocketkube.node.pods import PodManager
+
+        self.client = client
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.pod_cidr = pod_cidr
+        self.state_dir = state_dir
+        self.port = port
+        self.ready = asyncio.Event()
+        self.recorder = EventRecorder(client, "kubelet", host=node_name)
+        self.pods = pod_manager or PodManager(node_name=node_name, node_ip=node_ip, pod_cidr=pod_cidr,
+                                              state_dir=state_dir, netns=netns, on_event=self._pod_event,
+                                              on_change=lambda pod: self.queue.add(object_key(pod)))
+        self.pod_informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={node_name}")
+        self.service_informer = Informer(client, "v1", "services")
+        self.env = EnvResolver(client, self.service_informer)
+        self.queue = WorkQueue(base_delay=0.5, max_delay=10.0)
+        self._statuses: dict[str, dict] = {}  # uid -> last status written
+        self._terminating: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._streaming_server = None
+        self._want_streaming = streaming
+        self.stream_token = stream_token  # the API server presents it on exec/attach/logs/port-forward
+        self._transitions: dict[str, str] = {}
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        os.makedirs(self.state_dir, exist_ok=True)
+        await self.pods.start()
+        if self._want_streaming:
+            from pocketkube.node.streaming import StreamingServer
+
+            self._streaming_server = StreamingServer(self.pods, host=self.node_ip, port=self.port,
+                                                     token=self.stream_token)
+            await self._streaming_server.start()
+            self.port = getattr(self._streaming_server, "port", self.port)
+        await self._register()
+        self.pod_informer.add_handlers(self._on_pod, lambda old, new: self._on_pod(new), self._on_pod_deleted)
+        await self.service_informer.start()
+        await self.pod_informer.start()
+        await self.pod_informer.wait_synced(30)
+        await self.service_informer.wait_synced(30)
+        self._tasks = [asyncio.create_task(self._heartbeat(), name="node-heartbeat"),
+                       asyncio.create_task(self._resync(), name="pod-resync")]
+        self._tasks += [asyncio.create_task(self._worker(), name=f"pod-worker-{i}") for i in range(8)]
+        # pods that vanished from the API while the agent was down
+        live = {p["metadata"]["uid"] for p in self.pod_informer.list()}
+        for uid in self.pods.running_pods():
+            if uid not in live:
+                self.queue.add("orphan/" + uid)
+        self.ready.set()
+        log.info("node %s ready (%s, pods %s)", self.node_name, self.node_ip, self.pod_cidr)
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.pod_informer.stop()
+        await self.service_informer.stop()
+        if self._streaming_server is not None:
+            await self._streaming_server.stop()
+        await self.pods.stop()  # pods keep running, as they do when a kubelet restarts
+        await self.recorder.flush()
+
+    # ---- node and lease ------------------------------------------------------------
+
+    async def _register(self) -> None:
+        node = node_object(self.node_name, self.node_ip, self.pod_cidr, self.port)
+        try:
+            await self.client.create("v1", "nodes", node)
+            self.recorder.event(node, "Normal", "Starting", "Starting kubelet.")
+            self.recorder.event(node, "Normal", "NodeReady", f"Node {self.node_name} status is now: NodeReady")
+        except errors.APIError as exc:
+            if exc.code != 409:
+                raise
+            await self._post_status()
+
+    async def _post_status(self) -> None:
+        status = node_status(self.node_name, self.node_ip, self.port, str(os.cpu_count() or 1),
+                             _mem_total_kib(), rfc3339(), self._transitions)
+        for c in status["conditions"]:
+            self._transitions.setdefault(c["type"], c["lastTransitionTime"])
+        await self.client.patch("v1", "nodes", self.node_name, {"status": status}, subresource="status",
+                                field_manager="kubelet")
+
+    async def _renew_lease(self) -> None:
+        now = rfc3339_micro()
+        try:
+            await self.client.patch("coordination.k8s.io/v1", "leases", self.node_name,
+                                    {"spec": {"renewTime": now, "holderIdentity": self.node_name}},
+                                    namespace="kube-node-lease", field_manager="kubelet")
+        except errors.APIError as exc:
+            if exc.code != 404:
+                raise
+            node = await self.client.get("v1", "nodes", self.node_name)
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": self.node_name, "namespace": "kube-node-lease",
+                                  "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": self.node_name,
+                                                       "uid": node["metadata"]["uid"]}]},
+                     "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_SECONDS,
+                              "renewTime": now}}
+            await self.client.create("coordination.k8s.io/v1", "leases", lease, namespace="kube-node-lease",
+                                     field_manager="kubelet")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await self._renew_lease()
+                await self._post_status()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node heartbeat failed: %s", exc)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    # ---- pods ----------------------------------------------------------------------
+
+    def _on_pod(self, pod: dict) -> None:
+        self.queue.add(object_key(pod))
+
+    def _on_pod_deleted(self, pod: dict) -> None:
+        self.queue.add("orphan/" + pod["metadata"]["uid"])
+
+    def _pod_event(self, pod: dict, type_: str, reason: str, message: str) -> None:
+        ref = {"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}}
+        self.recorder.event(ref, type_, reason, message)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            for pod in self.pod_informer.list():
+                self.queue.add(object_key(pod))
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self._sync(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("pod %s: sync failed (will retry): %s", key, exc)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    async def _sync(self, key: str) -> None:
+        if key.startswith("orphan/"):
+            uid = key.split("/", 1)[1]
+            if uid in self.pods.running_pods():
+                await self.pods.terminate({"metadata": {"uid": uid}}, 0)
+            self._statuses.pop(uid, None)
+            return
+        pod = self.pod_informer.get(key)
+        if pod is None:
+            return
+        uid = pod["metadata"]["uid"]
+        if pod["metadata"].get("deletionTimestamp"):
+            await self._finish_deletion(pod)
+            return
+        status = await self.pods.sync(pod, self.env)
+        if status is not None and status != self._statuses.get(uid):
+            await self._write_status(pod, status)
+
+    async def _write_status(self, pod: dict, status: dict) -> None:
+        m = pod["metadata"]
+        try:
+            await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
+                                    subresource="status", field_manager="kubelet")
+            self._statuses[m["uid"]] = status
+        except errors.APIError as exc:
+            if exc.code != 404:
+                raise
+
+    async def _finish_deletion(self, pod: dict) -> None:
+        m = pod["metadata"]
+        uid = m["uid"]
+        if uid in self._terminating:
+            return
+        self._terminating.add(uid)
+        try:
+            grace = m.get("deletionGracePeriodSeconds")
+            if grace is None:
+                grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            if uid in self.pods.running_pods():
+                await self.pods.terminate(pod, int(grace))
+            try:
+                await self.client.delete("v1", "pods", m["name"], namespace=m["namespace"], grace_period_seconds=0,
+                                         preconditions={"uid": uid})
+            except errors.APIError as exc:
+                if exc.code not in (404, 409):
+                    raise
+            self._statuses.pop(uid, None)
+        finally:
+            self._terminating.discard(uid)
+
+
+def _mem_total_kib() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 4 * 1024 * 1024
+
+
+def _read_first(path: str, default: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip() or default
+    except OSError:
+        return default
+
+
+def _machine_id() -> str:
+    return _read_first("/etc/machine-id", "0" * 32)
+
+
+def _boot_id() -> str:
+    return _read_first("/proc/sys/kernel/random/boot_id", "00000000-0000-0000-0000-000000000000")
+
+
+def _os_image() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"

@@ -1,0 +1,1 @@
+"""Programs the catalog's images run inside pods (standard library only, run as scripts)."""
