@@ -52,8 +52,8 @@ def _agent(args: argparse.Namespace) -> int:
         await wait_for_api(client, timeout=30)
         sup = Supervisor()
         await sup.start(NodeAgent(client, node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr,
-                                  state_dir=args.state_dir,
-                                  netns=args.netns, port=args.port))
+                                  state_dir=args.state_dir, netns=args.netns, port=args.port,
+                                  stream_token=client.transport.token))
         print(f"pocketkube agent for node {args.node_name} ready on {args.node_ip}:{args.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
