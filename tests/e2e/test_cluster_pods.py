@@ -1,0 +1,140 @@
+"""Pods on a real cluster, through the real kubectl: they run in their own network
+namespaces, answer on their IPs from the host, the nodes and other pods, and exec, logs,
+`run -i --rm` and restarts behave as on a real cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def eventually(check, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, subprocess.CalledProcessError, ValueError, KeyError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"not true after {timeout}s (last: {last})")
+
+
+@pytest.fixture
+def ns(cluster):
+    name = "e2e-" + uuid.uuid4().hex[:6]
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pods(cluster, ns: str, selector: str) -> list[dict]:
+    return cluster.kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"]
+
+
+def ready_ips(cluster, ns: str, selector: str, count: int) -> list[str]:
+    def check():
+        items = pods(cluster, ns, selector)
+        ready = [p for p in items if any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in p["status"].get("conditions", []))]
+        return [p["status"]["podIP"] for p in ready] if len(ready) == count else None
+    return eventually(check)
+
+
+def test_deployment_pods_answer_from_host_nodes_and_pods(cluster, ns):
+    cluster.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2", "-n", ns)
+    cluster.kubectl("expose", "deployment", "web", "--port=80", "-n", ns)
+    ips = ready_ips(cluster, ns, "app=web", 2)
+    assert all(ip.startswith("10.244.") for ip in ips)
+    nodes = {p["spec"]["nodeName"] for p in pods(cluster, ns, "app=web")}
+    assert nodes <= {n.name for n in cluster.net.node_list()}
+    # from the host, through the host's route to each node's pod range
+    for ip in ips:
+        out = subprocess.run(["curl", "-s", "-m", "5", f"http://{ip}/"], capture_output=True, text=True).stdout
+        assert "<title>Welcome to nginx!</title>" in out
+    # from inside each node's network namespace
+    for node in cluster.net.node_list():
+        for ip in ips:
+            out = subprocess.run(["ip", "netns", "exec", node.netns, "curl", "-s", "-m", "5", f"http://{ip}/"],
+                                 capture_output=True, text=True).stdout
+            assert "Welcome to nginx!" in out, (node.netns, ip)
+    # from a pod: kubectl run -i --rm with a scripted stdin
+    script = "".join(f"wget -qO- http://{ip} | grep -o '<title>.*</title>'\n" for ip in ips) + "exit\n"
+    cp = cluster.kubectl("run", "-i", "--rm", "--restart=Never", "client", "--image=busybox", "-n", ns,
+                         "--", "sh", input=script, timeout=60)
+    assert cp.stdout.count("<title>Welcome to nginx!</title>") == 2
+    assert f'pod "client" deleted' in cp.stdout + cp.stderr
+    # the Endpoints list both pods
+    ep = cluster.kubectl_json("get", "endpoints", "web", "-n", ns)
+    assert sorted(a["ip"] for a in ep["subsets"][0]["addresses"]) == sorted(ips)
+    # and nginx logged the requests
+    logs = "".join(cluster.kubectl("logs", p["metadata"]["name"], "-n", ns).stdout
+                   for p in pods(cluster, ns, "app=web"))
+    assert '"GET / HTTP/1.1" 200' in logs
+
+
+def test_exec_hostname_resolv_conf_env_and_service_account(cluster, ns):
+    cluster.kubectl("create", "service", "clusterip", "my-nginx", "--tcp=80:80", "-n", ns)
+    cluster.kubectl("run", "bb", "--image=busybox", "-n", ns, "--", "sleep", "3600")
+    eventually(lambda: cluster.kubectl_json("get", "pod", "bb", "-n", ns)["status"]["phase"] == "Running")
+    assert cluster.kubectl("exec", "bb", "-n", ns, "--", "hostname").stdout.strip() == "bb"
+    resolv = cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", "/etc/resolv.conf").stdout
+    assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "nameserver 10.96.0.10" in resolv and "options ndots:5" in resolv
+    env = cluster.kubectl("exec", "bb", "-n", ns, "--", "env").stdout
+    svc_ip = cluster.kubectl_json("get", "svc", "my-nginx", "-n", ns)["spec"]["clusterIP"]
+    assert f"MY_NGINX_SERVICE_HOST={svc_ip}" in env and "MY_NGINX_SERVICE_PORT=80" in env
+    assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in env
+    sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/namespace").stdout == ns
+    token = cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/token").stdout
+    assert token.count(".") == 2
+    assert "BEGIN CERTIFICATE" in cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/ca.crt").stdout
+    # the token authenticates against the API, as a pod's in-cluster client would use it
+    cp = cluster.kubectl("get", "svc", "my-nginx", "-n", ns, f"--token={token}", "--kubeconfig=/dev/null",
+                         f"--server=https://127.0.0.1:{cluster.port}", "--insecure-skip-tls-verify")
+    assert "my-nginx" in cp.stdout
+    bad = cluster.kubectl("exec", "bb", "-n", ns, "--", "sh", "-c", "exit 3", check=False)
+    assert bad.returncode == 3 and "command terminated with exit code 3" in bad.stderr
+
+
+def test_failing_container_restarts_with_back_off(cluster, ns):
+    cluster.kubectl("run", "crash", "--image=busybox", "-n", ns, "--", "sh", "-c", "echo started; exit 3")
+
+    def crashlooping():
+        st = cluster.kubectl_json("get", "pod", "crash", "-n", ns)["status"]["containerStatuses"][0]
+        return st["restartCount"] >= 1 and st["lastState"]["terminated"]["exitCode"] == 3
+    eventually(crashlooping, timeout=45)
+    assert cluster.kubectl("logs", "crash", "-n", ns, "--previous").stdout.strip() == "started"
+    events = cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=crash").stdout
+    assert "BackOff" in events or "Started" in events
+
+
+def test_unknown_image_is_image_pull_back_off(cluster, ns):
+    cluster.kubectl("run", "nope", "--image=example.com/no/such:1.0", "-n", ns)
+
+    def pulling_failed():
+        st = cluster.kubectl_json("get", "pod", "nope", "-n", ns)["status"]["containerStatuses"][0]
+        return st["state"].get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff") and st
+    st = eventually(pulling_failed)
+    assert "pocketkube catalog" in st["state"]["waiting"]["message"]
+    row = cluster.kubectl("get", "pod", "nope", "-n", ns).stdout.splitlines()[1]
+    assert "ErrImagePull" in row or "ImagePullBackOff" in row
+
+
+def test_deleted_pods_go_and_their_namespaces_with_them(cluster, ns):
+    cluster.kubectl("run", "gone", "--image=nginx", "-n", ns)
+    eventually(lambda: cluster.kubectl_json("get", "pod", "gone", "-n", ns)["status"].get("podIP"))
+    ip = cluster.kubectl_json("get", "pod", "gone", "-n", ns)["status"]["podIP"]
+    cp = cluster.kubectl("delete", "pod", "gone", "-n", ns, timeout=90)
+    assert cp.stdout.strip() == 'pod "gone" deleted'
+    out = subprocess.run(["curl", "-s", "-m", "2", f"http://{ip}/"], capture_output=True, text=True)
+    assert "Welcome" not in out.stdout
