@@ -31,11 +31,7 @@ def _server(args: argparse.Namespace) -> int:
             await sup.start(ControllerManager(client, settings=settings))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_signalled()
         await sup.stop()
 
     _run(run())
@@ -55,16 +51,21 @@ def _agent(args: argparse.Namespace) -> int:
                                   state_dir=args.state_dir, netns=args.netns, port=args.port,
                                   stream_token=client.transport.token))
         print(f"pocketkube agent for node {args.node_name} ready on {args.node_ip}:{args.port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_signalled()
         await sup.stop()
         await client.close()
 
     _run(run())
     return 0
+
+
+async def _until_signalled() -> None:
+    """Return on SIGINT or SIGTERM (a component's process then stops its supervisor)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def _tune_malloc() -> None:

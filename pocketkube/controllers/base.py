@@ -12,7 +12,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from pocketkube.core import errors
 from pocketkube.core.client import Client
 from pocketkube.core.events import EventRecorder
 from pocketkube.core.informer import InformerFactory
@@ -75,26 +74,4 @@ class Controller:
         await self.recorder.flush()
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.queue.retries(key) < MAX_RETRIES:
-                    level = logging.DEBUG if isinstance(exc, errors.APIError) and exc.code == 409 else logging.INFO
-                    self.log.log(level, "sync %s failed (will retry): %s", key, _describe(exc))
-                    self.queue.add_rate_limited(key)
-                else:
-                    self.log.error("sync %s failed %d times, dropping: %s", key, MAX_RETRIES, _describe(exc))
-                    self.queue.forget(key)
-            finally:
-                self.queue.done(key)
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, errors.APIError):
-        return f"{exc.code} {exc.reason}: {exc.message}"
-    return f"{exc.__class__.__name__}: {exc}"
+        await self.queue.run_worker(self.sync, self.log, MAX_RETRIES)

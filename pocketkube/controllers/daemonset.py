@@ -14,6 +14,7 @@ import datetime as _dt
 import math
 
 from pocketkube.controllers.base import Controller
+from pocketkube.controllers.nodefit import matches_node_affinity, tolerates
 from pocketkube.controllers.podcontrol import (
     Expectations, OwnerIndex, controller_of, controller_ref, is_being_deleted, is_pod_available, is_pod_ready,
     label_selector, pod_from_template, pod_name_prefix,
@@ -89,62 +90,6 @@ def target_node(pod: dict) -> str:
     return ""
 
 
-def _requirement_matches(req: dict, value: str | None) -> bool:
-    op = req.get("operator")
-    values = req.get("values") or []
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            have, bound = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > bound if op == "Gt" else have < bound
-    return False
-
-
-def _term_matches(term: dict, node: dict) -> bool:
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False  # an empty term matches no objects
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    node_fields = {"metadata.name": node["metadata"]["name"]}
-    return (all(_requirement_matches(r, labels.get(r.get("key"))) for r in expressions)
-            and all(_requirement_matches(r, node_fields.get(r.get("key"))) for r in fields))
-
-
-def fits_node_affinity(pod_spec: dict, node: dict) -> bool:
-    """nodeSelector and the required node affinity (terms ORed, requirements ANDed)."""
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    for key, value in (pod_spec.get("nodeSelector") or {}).items():
-        if labels.get(key) != value:
-            return False
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    if required is None:
-        return True
-    return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
-
-
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Toleration.ToleratesTaint."""
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def has_untolerated_taint(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> bool:
     return any(t.get("effect") in effects and not any(tolerates(tol, t) for tol in tolerations) for t in taints)
 
@@ -160,7 +105,7 @@ def node_should_run(ds: dict, node: dict, pod_spec: dict | None = None) -> tuple
     pod_spec = pod_spec if pod_spec is not None else daemon_pod_spec(ds)
     if pod_spec.get("nodeName") and pod_spec["nodeName"] != node["metadata"]["name"]:
         return False, False
-    if not fits_node_affinity(pod_spec, node):
+    if not matches_node_affinity(pod_spec, node):
         return False, False
     taints = (node.get("spec") or {}).get("taints") or []
     tolerations = pod_spec.get("tolerations") or []

@@ -19,6 +19,7 @@ from fractions import Fraction
 
 from pocketkube.controllers import podcontrol
 from pocketkube.controllers.base import Controller
+from pocketkube.controllers.nodefit import matches_node_affinity, tolerates
 from pocketkube.core import errors
 from pocketkube.core.informer import object_key
 from pocketkube.core.objects import rfc3339
@@ -159,70 +160,11 @@ def node_taints(node: dict) -> list[dict]:
     return taints
 
 
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Toleration.ToleratesTaint."""
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def first_untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
     for taint in taints:
         if taint.get("effect") in effects and not any(tolerates(t, taint) for t in tolerations):
             return taint
     return None
-
-
-def _requirement_matches(requirement: dict, value: str | None) -> bool:
-    operator = requirement.get("operator")
-    values = requirement.get("values") or []
-    if operator == "In":
-        return value is not None and value in values
-    if operator == "NotIn":
-        return value is None or value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            have, want = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > want if operator == "Gt" else have < want
-    return False
-
-
-def _term_matches(term: dict, node: dict) -> bool:
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    if not all(_requirement_matches(r, labels.get(r.get("key", ""))) for r in expressions):
-        return False
-    node_fields = {"metadata.name": (node.get("metadata") or {}).get("name")}
-    return all(_requirement_matches(r, node_fields.get(r.get("key", ""))) for r in fields)
-
-
-def matches_node_affinity(pod: dict, node: dict) -> bool:
-    """NodeAffinity filter: nodeSelector (all labels equal) and, when set, one of the
-    requiredDuringSchedulingIgnoredDuringExecution terms."""
-    spec = pod.get("spec") or {}
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    for key, value in (spec.get("nodeSelector") or {}).items():
-        if labels.get(key) != value:
-            return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    if required is None:
-        return True
-    return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
 
 
 def _ports_conflict(wanted: frozenset, used: Counter) -> bool:
@@ -246,7 +188,7 @@ def unfit_reasons(pod: dict, demand: PodDemand, node: dict, usage: NodeUsage) ->
     taint = first_untolerated(node_taints(node), tolerations, ("NoSchedule", "NoExecute"))
     if taint is not None:
         return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"], False
-    if not matches_node_affinity(pod, node):
+    if not matches_node_affinity(pod.get("spec") or {}, node):
         return [REASON_AFFINITY], False
     if demand.host_ports and _ports_conflict(demand.host_ports, usage.ports):
         return [REASON_PORTS], True

@@ -9,6 +9,8 @@ key concurrently.
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Awaitable, Callable
 
 
 class WorkQueue:
@@ -83,3 +85,30 @@ class WorkQueue:
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()
+
+    async def run_worker(self, sync: Callable[[str], Awaitable[None]], log: logging.Logger,
+                         max_retries: int | None = None) -> None:
+        """Take keys forever and `sync` them: success forgets the key's failures, failure
+        puts it back with back-off (dropped after `max_retries`, when given)."""
+        from pocketkube.core import errors
+
+        while True:
+            key = await self.get()
+            try:
+                await sync(key)
+                self.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                what = (f"{exc.code} {exc.reason}: {exc.message}" if isinstance(exc, errors.APIError)
+                        else f"{exc.__class__.__name__}: {exc}")
+                if max_retries is not None and self.retries(key) >= max_retries:
+                    log.error("sync %s failed %d times, dropping: %s", key, max_retries, what)
+                    self.forget(key)
+                else:
+                    conflict = isinstance(exc, errors.APIError) and exc.code == 409
+                    log.log(logging.DEBUG if conflict else logging.INFO, "sync %s failed (will retry): %s",
+                            key, what)
+                    self.add_rate_limited(key)
+            finally:
+                self.done(key)

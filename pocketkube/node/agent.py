@@ -223,18 +223,7 @@ class NodeAgent:
                 self.queue.add(object_key(pod))
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self._sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("pod %s: sync failed (will retry): %s", key, exc)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        await self.queue.run_worker(self._sync, log)
 
     async def _sync(self, key: str) -> None:
         if key.startswith("orphan/"):

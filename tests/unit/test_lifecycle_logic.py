@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from pocketkube.controllers import daemonset as ds_logic
+from pocketkube.controllers import nodefit
 from pocketkube.controllers import garbagecollector as gc
 from pocketkube.controllers import namespace as ns_logic
 from pocketkube.controllers import statefulset as sts_logic
@@ -235,7 +236,7 @@ def test_node_should_run(template_spec, the_node, expected):
     ({"key": "b", "operator": "Exists"}, {"key": "a", "effect": "NoSchedule"}, False),
 ])
 def test_tolerates(toleration, taint, expected):
-    assert ds_logic.tolerates(toleration, taint) is expected
+    assert nodefit.tolerates(toleration, taint) is expected
 
 
 @pytest.mark.parametrize("value, desired, expected", [(1, 10, 1), (3, 10, 3), ("10%", 10, 1), ("25%", 10, 3),
