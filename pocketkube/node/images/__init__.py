@@ -130,9 +130,9 @@ class Resolved:
 
 
 def _families():
-    from pocketkube.node.images import apps, busybox, nginx, pause
+    from pocketkube.node.images import apps, busybox, nginx, pause, system
 
-    return (nginx, busybox, apps, pause)
+    return (nginx, busybox, apps, pause, system)
 
 
 def catalog() -> dict:
