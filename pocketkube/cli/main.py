@@ -59,6 +59,92 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dns(args: argparse.Namespace) -> int:
+    from pocketkube.cli.supervisor import Supervisor
+    from pocketkube.core.client import wait_for_api
+    from pocketkube.dns.server import ClusterDNS
+
+    async def run() -> None:
+        from pocketkube.core.client import from_in_cluster, from_kubeconfig
+
+        if args.kubeconfig == "in-cluster":
+            client = from_in_cluster(field_manager="coredns")
+        else:
+            client = from_kubeconfig(args.kubeconfig, field_manager="coredns")
+        await wait_for_api(client, timeout=30)
+        upstreams = None
+        if args.upstream:
+            upstreams = [(u.rsplit(":", 1)[0], int(u.rsplit(":", 1)[1])) if u.count(":") == 1 else (u, 53)
+                         for u in args.upstream]
+        sup = Supervisor()
+        dns = await sup.start(ClusterDNS(client, address=args.listen, port=args.port, zone=args.zone, ttl=args.ttl,
+                                         pod_mode=args.pods, upstreams=upstreams, resolv_conf=args.resolv_conf,
+                                         metrics_port=args.metrics_port,
+                                         health_port=args.health_port, ready_port=args.ready_port))
+        print(f"pocketkube dns serving {args.zone} on {args.listen}:{dns.port}", flush=True)
+        await _until_signalled()
+        await sup.stop()
+        await client.close()
+
+    _run(run())
+    return 0
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    if args.mode == "userspace":
+        print("error: --mode userspace is not implemented yet; use --mode nftables", file=sys.stderr)
+        return 2
+    from pocketkube.cli.supervisor import Supervisor
+    from pocketkube.core.client import from_in_cluster, from_kubeconfig, wait_for_api
+    from pocketkube.proxy.proxier import Proxier
+
+    failed = []
+
+    async def run() -> None:
+        in_cluster = args.kubeconfig in (None, "in-cluster")
+        try:
+            client = (from_in_cluster(field_manager="kube-proxy") if in_cluster
+                      else from_kubeconfig(args.kubeconfig, field_manager="kube-proxy"))
+        except (RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed.append(exc)
+            return
+        await wait_for_api(client, timeout=30)
+        sup = Supervisor()
+        await sup.start(Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name,
+                                netns=args.netns, node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
+                                service_cidr=args.service_cidr))
+        print(f"pocketkube proxy ({args.mode}) for node {args.node_name} started", flush=True)
+        await _until_signalled()
+        await sup.stop()
+        await client.close()
+
+    _run(run())
+    return 1 if failed else 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from pocketkube.cli import up
+    from pocketkube.core.client import from_kubeconfig
+    from pocketkube.node.network import ClusterNetwork
+    from pocketkube.proxy.trace import TraceError, trace_in_cluster
+
+    async def run() -> int:
+        client = from_kubeconfig(args.kubeconfig or up.user_kubeconfig_path(), field_manager="pocketkube-trace")
+        try:
+            print(await trace_in_cluster(client, source=args.source, to=args.to, protocol=args.proto,
+                                         namespace=args.namespace, cluster_name=args.cluster_name,
+                                         host_address=ClusterNetwork(args.cluster_name).host_ip))
+            return 0
+        except TraceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
 async def _until_signalled() -> None:
     """Return on SIGINT or SIGTERM (a component's process then stops its supervisor)."""
     stop = asyncio.Event()
@@ -124,6 +210,41 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
     a.add_argument("--port", type=int, default=10250, help="exec/attach/logs/port-forward port")
     a.set_defaults(func=_agent)
+    x = sub.add_parser("proxy", help="run a node's service proxy (pocketkube's kube-proxy)")
+    x.add_argument("--kubeconfig", default=None,
+                   help="how to reach the API server; `in-cluster` (the default): the pod's service account")
+    x.add_argument("--node-name", required=True)
+    x.add_argument("--mode", choices=("nftables", "userspace"), default="nftables")
+    x.add_argument("--cluster-name", default="pocketkube", help="names the nftables table pk-<name>-proxy")
+    x.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
+    x.add_argument("--node-ip", default=None,
+                   help="source address of the node's own Service traffic (default: the Node's InternalIP)")
+    x.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the pod range (not masqueraded)")
+    x.add_argument("--service-cidr", default="10.96.0.0/12")
+    x.set_defaults(func=_proxy)
+    t = sub.add_parser("trace", help="follow a packet through the Service rules a node's proxy programs")
+    t.add_argument("--from", dest="source", required=True, metavar="POD|node/NAME|host")
+    t.add_argument("--to", required=True, metavar="ADDR:PORT")
+    t.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
+    t.add_argument("-n", "--namespace", default="default", help="the namespace of --from POD")
+    t.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
+    t.add_argument("--cluster-name", default="pocketkube")
+    t.set_defaults(func=_trace)
+    d = sub.add_parser("dns", help="run the cluster DNS server (pocketkube's CoreDNS); kube-system/coredns runs this")
+    d.add_argument("--kubeconfig", required=True, help="a kubeconfig path, or `in-cluster` (service account)")
+    d.add_argument("--listen", default="0.0.0.0", help="address to serve DNS on")
+    d.add_argument("--port", type=int, default=53)
+    d.add_argument("--zone", default="cluster.local", help="the cluster domain")
+    d.add_argument("--ttl", type=int, default=30, help="TTL of cluster records (kubeadm's Corefile: 30)")
+    d.add_argument("--pods", choices=("insecure", "verified", "disabled"), default="insecure",
+                   help="pod A records (CoreDNS `pods`; kubeadm: insecure)")
+    d.add_argument("--upstream", action="append", default=[], metavar="HOST[:PORT]",
+                   help="resolver for names outside the cluster (repeatable; default: --resolv-conf's)")
+    d.add_argument("--resolv-conf", default="/etc/resolv.conf", help="where the upstream resolvers are listed")
+    d.add_argument("--metrics-port", type=int, default=9153, help="Prometheus /metrics (and /health, /ready)")
+    d.add_argument("--health-port", type=int, default=8080, help="/health, as CoreDNS's health plugin")
+    d.add_argument("--ready-port", type=int, default=8181, help="/ready, as CoreDNS's ready plugin")
+    d.set_defaults(func=_dns)
     return parser
 
 

@@ -221,6 +221,24 @@ def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
     return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def from_in_cluster(field_manager: str = "pocketkube", directory: str = SERVICE_ACCOUNT_DIR) -> Client:
+    """A client from inside a pod, as client-go's InClusterConfig: the API server at
+    KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT, the service account's token and ca.crt."""
+    import os
+
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise RuntimeError("unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and "
+                           "KUBERNETES_SERVICE_PORT must be defined")
+    with open(os.path.join(directory, "token")) as f:
+        token = f.read().strip()
+    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    return Client(HTTPTransport(server, token, os.path.join(directory, "ca.crt")), field_manager)
+
+
 async def wait_for_api(client: Client, timeout: float = 30.0) -> None:
     """Retry a cheap request until the API answers (components that start before it)."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -9,7 +9,7 @@ import asyncio
 from pocketkube import addons
 from pocketkube.core.client import from_kubeconfig
 
-PARAMS = {"api_server": "https://172.18.0.1:6443", "cluster_name": "t", "proxy_mode": "nftables"}
+PARAMS = {"api_host": "172.18.0.1", "api_port": "6443", "cluster_name": "t", "proxy_mode": "nftables"}
 
 
 def test_addons_apply_twice_and_look_like_kubeadms(server):
@@ -31,7 +31,8 @@ def test_addons_apply_twice_and_look_like_kubeadms(server):
     pod = ds["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert "--node-name=$(NODE_NAME)" in pod["containers"][0]["args"]
-    assert "--server=https://172.18.0.1:6443" in pod["containers"][0]["args"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["KUBERNETES_SERVICE_HOST"] == "172.18.0.1" and env["KUBERNETES_SERVICE_PORT"] == "6443"
     deploy = server.kubectl_json("get", "deploy", "coredns", "-n", "kube-system")
     assert deploy["metadata"]["labels"] == {"k8s-app": "kube-dns"}
     assert deploy["metadata"]["generation"] == 1  # the second apply changed nothing
