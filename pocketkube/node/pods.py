@@ -7,6 +7,11 @@ restarts them per restartPolicy with the kubelet's crash back-off (10 s doubling
 CrashLoopBackOff), runs the startup, liveness and readiness probes, and on deletion stops
 everything gracefully (preStop, SIGTERM, grace period, SIGKILL) and removes the sandbox.
 
+Each container instance runs in a PID namespace of its own, where its main process is
+PID 1, or in the pod's with shareProcessNamespace (runtime.py, sandbox.py); exec sessions
+and exec probes join it. `spec.hostPID` is not honoured: a pod never shares the machine's
+PID namespace (here the node is the machine).
+
 The pod status is computed by pure functions (`generate_pod_status`, `pod_phase`, ...) from
 a snapshot of the worker's state, as the kubelet's generateAPIPodStatus does; `sync()`
 returns it. Everything needed to report status again survives an agent restart in
@@ -861,11 +866,13 @@ class PodWorker:
         cgroup = self.m.cgroups.create(self.uid, f"{slot.name}-{instance}")  # one per instance
         log_path = self.log_path(slot, instance)
         try:
-            process = runtime.start_container(
-                name=slot.name, container_id=container_id, holder_pid=self.sandbox.holder_pid, argv=argv,
+            process = await runtime.start_container(
+                spawner=self.m.sandboxes.spawner, name=slot.name, container_id=container_id,
+                holder_pid=self.sandbox.holder_pid, argv=argv,
                 env=merged, working_dir=slot.working_dir, log_path=log_path, cgroup=cgroup,
                 restart_count=slot.restart_count + (1 if restarting else 0), tty=bool(spec.get("tty")),
-                stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")))
+                stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")),
+                pid_namespace=self.sandbox.pid_namespace_path)
         except runtime.StartError as exc:
             if cgroup:
                 runtime.remove_cgroup(cgroup)
@@ -920,12 +927,15 @@ class PodWorker:
         self.wake.set()
 
     # lifecycle hooks and probes
-    async def _run_handler(self, slot: ContainerSlot, handler: dict, timeout: float) -> runtime.ProbeResult:
-        """An exec / httpGet / tcpSocket handler (probes and lifecycle hooks)."""
+    async def _run_handler(self, slot: ContainerSlot, process: runtime.ContainerProcess, handler: dict,
+                           timeout: float) -> runtime.ProbeResult:
+        """An exec / httpGet / tcpSocket handler (probes and lifecycle hooks) of the container
+        instance `process` (exec runs in its namespaces)."""
         host = self.pod_ip or self.m.node_ip
         if "exec" in handler:
             command = handler["exec"].get("command") or []
-            argv = runtime.exec_argv(self.sandbox.holder_pid, slot.working_dir, slot.env, command)
+            argv = runtime.exec_argv(process.pid, slot.working_dir, slot.env, command,
+                                     cgroup=process.record.cgroup)
             return await runtime.probe_exec(argv, command, timeout)
         if "httpGet" in handler:
             get = handler["httpGet"]
@@ -947,7 +957,7 @@ class PodWorker:
         hook = (slot.spec.get("lifecycle") or {}).get("postStart")
         if not hook:
             return
-        result = await self._run_handler(slot, hook, 30)
+        result = await self._run_handler(slot, slot.process, hook, 30)
         if not result.success:
             self.event("Warning", "FailedPostStartHook", f"PostStartHook failed: {result.message}")
             self.event("Normal", "Killing", "FailedPostStartHook")
@@ -1000,7 +1010,7 @@ class PodWorker:
         await asyncio.sleep(int(probe.get("initialDelaySeconds") or 0))
         successes = failures = 0
         while slot.process is process and process.running:
-            result = await self._run_handler(slot, probe, timeout)
+            result = await self._run_handler(slot, process, probe, timeout)
             if not (slot.process is process and process.running):
                 return
             if not result.success and time.monotonic() - started < PROBE_WARMUP_SECONDS:
@@ -1043,7 +1053,7 @@ class PodWorker:
         hook = (slot.spec.get("lifecycle") or {}).get("preStop")
         if hook and process.running and grace > 0:
             try:
-                result = await asyncio.wait_for(self._run_handler(slot, hook, grace), grace)
+                result = await asyncio.wait_for(self._run_handler(slot, process, hook, grace), grace)
                 if not result.success:
                     self.event("Warning", "FailedPreStopHook", f"PreStopHook failed: {result.message}")
             except asyncio.TimeoutError:
@@ -1330,15 +1340,17 @@ class PodManager:
         return worker.sandbox.netns_path
 
     def container_pid(self, uid: str, container: str) -> int | None:
+        """The host PID of the running container's main process (PID 1 inside it)."""
         worker = self.workers.get(uid)
         slot = worker.slot(container) if worker else None
         return slot.process.pid if slot is not None and slot.running else None
 
     def exec_command(self, uid: str, container: str, argv: list[str], tty: bool = False) -> list[str]:
-        """An argv running `argv` in the container (namespaces, root, working dir, env,
-        cgroup); with tty=True its stdin must be a terminal (it becomes the controlling one)."""
-        worker, slot = self._running_slot(uid, container)
-        return runtime.exec_argv(worker.sandbox.holder_pid, slot.working_dir, slot.env, argv,
+        """An argv running `argv` in the container: as a child of nsenter in its PID, mount,
+        UTS, IPC and network namespaces, with its root, working dir, env and cgroup; with
+        tty=True its stdin must be a terminal (it becomes the controlling one)."""
+        _, slot = self._running_slot(uid, container)
+        return runtime.exec_argv(slot.process.pid, slot.working_dir, slot.env, argv,
                                  cgroup=slot.process.record.cgroup, tty=tty)
 
     def attach(self, uid: str, container: str) -> runtime.AttachHandle:

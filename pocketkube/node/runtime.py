@@ -1,11 +1,24 @@
 """The container runtime: processes in a pod's sandbox, their cgroups, logs, attach and probes.
 
-A container is one process started with nsenter into the sandbox holder's namespaces (its
-root, network, hostname, IPC), with the environment the kubelet computes, its stdout and
-stderr appended to a log file (one file per instance, so `--previous` works), stdin from a
-pipe for `stdin: true` and a pseudo-terminal for `tty: true`. Where a cgroup v2 hierarchy is
-available each container gets its own cgroup, and stopping the container kills the whole
-cgroup so nothing it forked is left behind; otherwise its process group is killed.
+A container is one process, a child of the agent, in the sandbox holder's network, UTS and
+IPC namespaces, with the environment the kubelet computes, its stdout and stderr appended to
+a log file (one file per instance, so `--previous` works), stdin from a pipe for `stdin:
+true` and a pseudo-terminal for `tty: true`. Where a cgroup v2 hierarchy is available each
+container gets its own cgroup, and stopping the container kills the whole cgroup so nothing
+it forked is left behind; otherwise its process group is killed.
+
+PIDs as in Kubernetes: each container instance has its own PID namespace whose PID 1 is its
+main process (so `kill 1` in the container ends it, and `kill -9 -1` or `pkill` inside reach
+nothing outside); with shareProcessNamespace the containers join the pod's PID namespace
+(PID 1: the holder). The node's sandbox spawner (sandbox.py) starts each main process with
+clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
+agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
+after a restart finds it by that PID). Before exec the process enters the pod's mount
+namespace, then a copy of its own where a fresh /proc shows its PID namespace. Exec sessions
+and exec probes join the container's PID and mount namespaces (nsenter --target=<main
+process>). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
+drops it otherwise): stopping such a container waits for the grace period, then SIGKILL, as
+on a real node.
 
 Exits are seen through pidfds on the event loop (no thread per process). A container's
 state is persisted by the pod manager, so a restarted agent adopts running containers (their
@@ -24,6 +37,7 @@ import ctypes
 import datetime
 import errno
 import fcntl
+import functools
 import os
 import pty
 import signal
@@ -37,7 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Callable
 
-from pocketkube.node.sandbox import CLONE_NEWNET, process_alive, process_start_ticks
+from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, host_program, process_alive, process_start_ticks
 
 START_ERROR_EXIT_CODE = 128
 PROBE_USER_AGENT = "kube-probe/1.32"
@@ -274,15 +288,29 @@ def start_error_message(program: str) -> str:
             f"runc create failed: unable to start container process: {why}: unknown")
 
 
-def nsenter_argv(holder_pid: int, working_dir: str) -> list[str]:
-    """nsenter into the holder's namespaces; the working dir is opened through the holder's
-    root so it names the pod's directory."""
-    return ["nsenter", f"--target={holder_pid}", "--mount", "--uts", "--ipc", "--net",
-            f"--wd=/proc/{holder_pid}/root{working_dir}", "--"]
+# ---- a container's namespaces ----------------------------------------------------------------
+
+# exec sessions: a command on a terminal leads its own session there (as runc makes it), so
+# the terminal's ^C reaches it and not nsenter, which waits for it
+TERMINAL_SESSION_SCRIPT = 'if [ -t 0 ]; then exec {setsid} -c "$@"; fi; exec "$@"'
+
+
+def nsenter_argv(container_pid: int, working_dir: str) -> list[str]:
+    """nsenter into a running container's namespaces (PID, its own mount namespace, UTS, IPC,
+    network): the command runs as nsenter's child in them; the working dir is opened through
+    the container's root."""
+    return ["nsenter", f"--target={container_pid}", "--pid", "--mount", "--uts", "--ipc", "--net",
+            f"--wd=/proc/{container_pid}/root{working_dir}", "--"]
+
+
+@functools.cache
+def _terminal_session_argv() -> tuple[str, ...]:
+    return host_program("sh"), "-c", TERMINAL_SESSION_SCRIPT.format(setsid=host_program("setsid")), "sh"
 
 
 def cgroup_wrapper(cgroup: str | None) -> list[str]:
-    """A shell that moves itself into the cgroup, then becomes the container (same pid)."""
+    """A shell that moves itself into the cgroup, then execs the rest of the argv (exec
+    sessions and probes join their container's cgroup this way)."""
     if not cgroup:
         return []
     return ["sh", "-c", 'echo $$ > "$1" 2>/dev/null; shift; exec "$@"', "sh", os.path.join(cgroup, "cgroup.procs")]
@@ -313,13 +341,14 @@ class Fanout:
 class ContainerProcess:
     """A running (or finished) container instance."""
 
-    def __init__(self, record: ContainerRecord, popen: subprocess.Popen | None = None):
+    def __init__(self, record: ContainerRecord, child: bool = False):
         self.record = record
-        self.popen = popen
+        self.child = child          # a child of this process: reaped here, its exit code known
+        self.reaped = False
         self.exit_code: int | None = None
         self.finished_at: str | None = None
         self.exited = asyncio.Event()
-        self.exit_known = popen is not None
+        self.exit_known = child
         self.on_exit: Callable[["ContainerProcess"], None] | None = None
         self.stdin_fd: int | None = None
         self.stdin_once = False
@@ -345,7 +374,7 @@ class ContainerProcess:
             self._finish()
             return
         loop.add_reader(self._pidfd, self._on_pidfd)
-        if self.popen is None and not process_alive(self.pid, self.record.start_ticks):
+        if not self.child and not process_alive(self.pid, self.record.start_ticks):
             self._on_pidfd()
 
     def _on_pidfd(self) -> None:
@@ -358,18 +387,15 @@ class ContainerProcess:
     def _finish(self) -> None:
         if self.exited.is_set():
             return
-        if self.popen is not None:
-            # what the main process left behind dies with it (as with a container's pid
-            # namespace); the exited, unreaped leader keeps its group id from being reused
+        if self.child:
+            # what the main process left behind dies with it (its PID namespace does that
+            # unless shared); the exited, unreaped leader keeps its group id from being reused
             if not self.record.cgroup:
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-            try:
-                code = self.popen.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                code = None
+            code = self._reap()
             if code is not None:
                 self.exit_code = 128 - code if code < 0 else code
         self.finished_at = rfc3339()
@@ -394,9 +420,7 @@ class ContainerProcess:
             self.tty_master = None
         self._close_stdin()
         self._close_log()
-        if self.popen is not None:
-            self.popen.returncode = 0  # never reaped by subprocess' own cleanup
-            self.popen = None
+        self.child = False  # whoever adopts it watches it by pid and start time
 
     def _close_stdin(self) -> None:
         if self.stdin_fd is not None:
@@ -431,11 +455,25 @@ class ContainerProcess:
         self._close_log()
         self.fanout.publish(None)
 
+    def _reap(self) -> int | None:
+        """The exit status of our exited child (waiting up to a second); None if unknown."""
+        for _ in range(100):
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.reaped = True
+                return None
+            if pid:
+                self.reaped = True
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.01)
+        return None
+
     def _is_ours(self) -> bool:
         """Whether the pid still names this container's process: a child we have not reaped
         cannot be reused; an adopted one is checked by its start time."""
-        if self.popen is not None:
-            return self.popen.returncode is None
+        if self.child:
+            return not self.reaped
         return process_alive(self.pid, self.record.start_ticks)
 
     def signal(self, sig: int) -> None:
@@ -502,11 +540,14 @@ class ContainerProcess:
             fcntl.ioctl(self.tty_master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
-def start_container(*, name: str, container_id: str, holder_pid: int, argv: list[str], env: dict[str, str],
-                    working_dir: str, log_path: str, cgroup: str | None, restart_count: int,
-                    tty: bool, stdin: bool, stdin_once: bool) -> ContainerProcess:
-    """Start a container's process in the sandbox of `holder_pid`; raises StartError when its
-    program does not exist in the pod."""
+async def start_container(*, spawner: Spawner, name: str, container_id: str, holder_pid: int, argv: list[str],
+                          env: dict[str, str], working_dir: str, log_path: str, cgroup: str | None,
+                          restart_count: int, tty: bool, stdin: bool, stdin_once: bool,
+                          pid_namespace: str | None = None) -> ContainerProcess:
+    """Start a container's process in the sandbox of `holder_pid` (through the node's
+    spawner, as a child of this process), as PID 1 of a new PID namespace or in
+    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one); raises StartError when
+    its program does not exist in the pod or cannot be started."""
     root = f"/proc/{holder_pid}/root"
     program = find_executable(root, argv[0], env.get("PATH", ""))
     if program is None:
@@ -516,35 +557,36 @@ def start_container(*, name: str, container_id: str, holder_pid: int, argv: list
                          f"failed: runc create failed: unable to start container process: chdir to cwd "
                          f"(\"{working_dir}\") set in config.json failed: no such file or directory: unknown")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    full = cgroup_wrapper(cgroup) + (["setsid", "-c"] if tty else []) + nsenter_argv(holder_pid, working_dir) + argv
-    log_file = open(log_path, "ab", buffering=0)
-    stdin_read = stdin_write = master = None
+    log_file = open(log_path, "ab", buffering=0) if tty else None  # a terminal's output is copied by us
+    stdin_read = stdin_write = master = slave = None
+    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "program": program, "argv": argv,
+              "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path}
     try:
         if tty:
             master, slave = pty.openpty()
-            io = {"stdin": slave, "stdout": slave, "stderr": slave}
-        else:
-            if stdin:
-                stdin_read, stdin_write = os.pipe()
-            io = {"stdin": stdin_read if stdin else subprocess.DEVNULL, "stdout": log_file, "stderr": log_file}
+            config["tty_fd"] = slave
+        elif stdin:
+            stdin_read, stdin_write = os.pipe()
+            config["stdin_fd"] = stdin_read
         try:
-            popen = subprocess.Popen(full, env=env, close_fds=True, start_new_session=not tty, **io)
+            pid = await spawner.start_container(config)
         except OSError as exc:
             raise StartError(f"failed to start container process: {exc}") from None
         finally:
-            for fd in (slave if tty else None, stdin_read):
+            for fd in (slave, stdin_read):
                 if fd is not None:
                     os.close(fd)
     except BaseException:
         for fd in (master, stdin_write):
             if fd is not None:
                 os.close(fd)
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
         raise
-    record = ContainerRecord(name=name, container_id=container_id, pid=popen.pid,
-                             start_ticks=process_start_ticks(popen.pid), cgroup=cgroup, log_path=log_path,
-                             started_at=rfc3339(), restart_count=restart_count, tty=tty)
-    process = ContainerProcess(record, popen)
+    record = ContainerRecord(name=name, container_id=container_id, pid=pid, start_ticks=process_start_ticks(pid),
+                             cgroup=cgroup, log_path=log_path, started_at=rfc3339(), restart_count=restart_count,
+                             tty=tty)
+    process = ContainerProcess(record, child=True)
     process.stdin_once = stdin_once
     if stdin_write is not None:
         os.set_blocking(stdin_write, False)
@@ -554,8 +596,6 @@ def start_container(*, name: str, container_id: str, holder_pid: int, argv: list
         process.tty_master = master
         process._log_file = log_file
         asyncio.get_running_loop().add_reader(master, process._pump_tty)
-    else:
-        log_file.close()
     process.watch()
     return process
 
@@ -567,13 +607,15 @@ def adopt_container(record: ContainerRecord) -> ContainerProcess:
     return process
 
 
-def exec_argv(holder_pid: int, working_dir: str, env: dict[str, str], argv: list[str],
+def exec_argv(container_pid: int, working_dir: str, env: dict[str, str], argv: list[str],
               cgroup: str | None = None, tty: bool = False) -> list[str]:
-    """An argv running `argv` inside the container: its cgroup, a controlling terminal when
-    `tty` (stdin must then be a terminal), its namespaces and working dir, its environment."""
+    """An argv running `argv` inside the container whose main process is `container_pid`:
+    its cgroup, its namespaces (PID included) and working dir, its environment; a command
+    whose stdin is a terminal leads a session on it (`tty`: make stdin the controlling
+    terminal first; it must be one)."""
     env_args = ["env", "-i", *[f"{k}={v}" for k, v in env.items()]]
-    return cgroup_wrapper(cgroup) + (["setsid", "-c"] if tty else []) + nsenter_argv(holder_pid, working_dir) \
-        + env_args + argv
+    return cgroup_wrapper(cgroup) + (["setsid", "-c"] if tty else []) + nsenter_argv(container_pid, working_dir) \
+        + list(_terminal_session_argv()) + env_args + argv
 
 
 # ---- logs ----------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
 """Pod sandboxes: the namespaces a pod's containers share (pocketkube's pause container).
 
 A sandbox is one holder process, `sleep infinity` renamed `pocketkube-pause`, that owns the
-pod's network, UTS, IPC and mount namespaces; containers join them with nsenter. The network
+pod's network, UTS, IPC and mount namespaces; containers join them (runtime.py). The network
 namespace is unnamed: it lives exactly as long as the processes in it, so a pod killed by
 any means leaves no namespace or veth behind (`pod_netns_path` is /proc/<holder>/ns/net).
+
+PIDs: each container gets its own PID namespace, as Kubernetes does by default. With
+`shareProcessNamespace: true` the holder is PID 1 of a PID namespace for the whole pod (the
+containers join it), and then it is a small shell loop that reaps the orphans of the pod
+and exits on SIGTERM or SIGINT, as the pause process does.
 
 The pod's root is a small tmpfs whose top-level entries are recursive bind mounts of this
 machine's (/usr, /etc, ...), except its private /tmp, /run and /dev/shm, a fresh /sys for
@@ -20,21 +25,29 @@ via the cni0 gateway. hostNetwork pods stay in the node's network and UTS namesp
 Run as a script (`python -I -S sandbox.py`) this module is the node's sandbox spawner: a
 small process that forks one child per sandbox request, which unshares, builds the root,
 mounts, pivots and execs the holder (a fork costs far less than starting an interpreter per
-pod). That part (everything above `HOSTS_HEADER`) uses only the standard library.
+pod). It starts the containers' main processes too, as children of the agent
+(clone(CLONE_PARENT)) in their own PID namespace (or the pod's), each in a mount namespace
+of its own (a copy of the pod's) with a fresh /proc for that PID namespace. That part
+(everything above `HOSTS_HEADER`) uses only the standard library.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import platform
+import selectors
+import signal
 import sys
+import termios
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -45,17 +58,26 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
+CLONE_PARENT = 0x00008000
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}
+PR_SET_CHILD_SUBREAPER = 36
+PF_EXITING = 0x4  # in /proc/<pid>/stat's flags
 HOLDER_NAME = "pocketkube-pause"
+# the holder of a shared PID namespace: PID 1 of the pod, reaping orphans (a shell waiting
+# for any child reaps them all), leaving on SIGTERM / SIGINT as the pause process does
+REAPER_SCRIPT = 'trap "exit 0" INT TERM; while :; do {sleep} 2147483647 & wait $!; done'
 
 
 # ---- the sandbox init (runs in its own process, standard library only) -----------------------
 
-class _Sys:
+class Syscalls:
     """The few system calls Python's os module does not offer."""
 
     def __init__(self):
         self.libc = ctypes.CDLL(None, use_errno=True)
+        for name in ("setns", "unshare", "mount", "umount2", "syscall", "prctl"):
+            getattr(self.libc, name)  # looked up once here, not in each forked child
 
     def _check(self, result: int, what: str) -> None:
         if result != 0:
@@ -68,9 +90,28 @@ class _Sys:
     def setns(self, path: str, nstype: int) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
-            self._check(self.libc.setns(fd, nstype), f"setns {path}")
+            self.setns_fd(fd, nstype, path)
         finally:
             os.close(fd)
+
+    def setns_fd(self, fd: int, nstype: int, what: str = "") -> None:
+        self._check(self.libc.setns(fd, nstype), f"setns {what or fd}")
+
+    def clone(self, flags: int) -> int:
+        """fork() with clone flags (CLONE_PARENT, CLONE_NEWPID): 0 in the child, its pid in
+        the caller. Only for a single-threaded caller that execs or exits in the child."""
+        number = CLONE_SYSCALL.get(platform.machine())
+        if number is None:
+            raise OSError(errno.ENOSYS, f"clone: unknown architecture {platform.machine()}")
+        args = (0, flags) if platform.machine() == "s390x" else (flags, 0)  # s390 swaps them
+        pid = self.libc.syscall(number, ctypes.c_ulong(args[0]), ctypes.c_ulong(args[1]), None, None, None)
+        if pid < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"clone: {os.strerror(err)}")
+        return pid
+
+    def become_subreaper(self) -> None:
+        self._check(self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
     def mount(self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None):
         self._check(self.libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
@@ -118,7 +159,7 @@ class RootBuilder:
     /run come from the pod's state directory, /dev is a small tmpfs with the usual device
     nodes, /proc/sys is read-only and network pods get their own sysfs."""
 
-    def __init__(self, sys_: _Sys, config: dict):
+    def __init__(self, sys_: Syscalls, config: dict):
         self.sys = sys_
         self.config = config
         self.root = config["root"]
@@ -272,7 +313,7 @@ class RootBuilder:
 
 def sandbox_init(config: dict) -> None:
     """Set up the namespaces and root described by `config`, then exec the holder."""
-    sys_ = _Sys()
+    sys_ = Syscalls()
     if config.get("join_netns"):
         sys_.setns(config["join_netns"], CLONE_NEWNET)
     flags = CLONE_NEWNS | CLONE_NEWIPC
@@ -294,32 +335,183 @@ def sandbox_init(config: dict) -> None:
 
 
 def _become_holder(request_id: str, config: dict) -> None:
-    """In a fresh child of the spawner: set the sandbox up, report, exec the holder."""
-    import signal
-
+    """In a fresh child of the spawner: set the sandbox up, report, exec the holder. With
+    `new_pid` the holder is PID 1 of a new PID namespace: the first child forked after
+    unshare(CLONE_NEWPID), reported by its parent (which alone knows its pid here)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    report = 1
     try:
         os.setsid()
+        if config.get("new_pid"):
+            report = _fork_pid_namespace_init(request_id)
         sandbox_init(config)
         holder = config["holder"]
         null = os.open("/dev/null", os.O_RDWR)
-        os.write(1, f"{request_id} ok {os.getpid()}\n".encode())
-        for fd in (0, 1, 2):
+        os.write(report, f"{request_id} ok {os.getpid()}\n".encode())
+        for fd in (0, 1, 2, report):
             os.dup2(null, fd)
         os.execv(holder[0], [HOLDER_NAME, *holder[1:]])
     except BaseException as exc:  # reported to the agent, which fails the sandbox with it
         message = " ".join(str(exc).split())[:3000]
-        os.write(1, f"{request_id} error {message}\n".encode())
+        os.write(report, f"{request_id} error {message}\n".encode())
     os._exit(1)
+
+
+def _fork_pid_namespace_init(request_id: str) -> int:
+    """Returns, in the new PID namespace's init only, the fd on which it reports; the parent
+    relays that report with the init's real pid and exits."""
+    Syscalls().unshare(CLONE_NEWPID)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        return write_end
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        answer = reader.readline().decode(errors="replace").strip()
+    _, _, rest = answer.partition(" ")
+    status, _, _ = rest.partition(" ")
+    if status == "ok":
+        rest = f"ok {pid}"
+    elif not rest:
+        rest = "error the sandbox init exited"
+    os.write(1, f"{request_id} {rest}\n".encode())
+    os._exit(0)
+
+
+# what runc makes read-only in a container's /proc
+READONLY_PROC_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# the holder's namespaces a container joins (the mount namespace last: paths are the agent's until then)
+SANDBOX_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS))
+
+
+def _start_container(sys_: Syscalls, config: dict) -> tuple[int, int]:
+    """Start a container's main process as a child of the agent (CLONE_PARENT: the agent
+    reaps it and gets its exit code) and as PID 1 of a new PID namespace, or in the pod's
+    (`pid_namespace`). Returns its pid and a pipe that ends once it has exec'd its program,
+    carrying why not if it could not (`ContainerStarts` waits for it)."""
+    error_read, error_write = os.pipe()
+    flags = CLONE_PARENT | signal.SIGCHLD  # the exit signal goes to the agent
+    own_pid_namespace = None
+    pid = -1
+    try:
+        if config.get("pid_namespace"):
+            own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            sys_.setns(config["pid_namespace"], CLONE_NEWPID)  # for the next child only
+        else:
+            flags |= CLONE_NEWPID
+        try:
+            pid = sys_.clone(flags)
+        finally:
+            if own_pid_namespace is not None and pid != 0:
+                sys_.setns_fd(own_pid_namespace, CLONE_NEWPID, "back to the spawner's PID namespace")
+                os.close(own_pid_namespace)
+    except OSError:
+        os.close(error_read)
+        os.close(error_write)
+        raise
+    if pid == 0:
+        os.close(error_read)
+        try:
+            _become_container(sys_, config, error_write)
+        except BaseException as exc:
+            os.write(error_write, " ".join(str(exc).split()).encode(errors="replace")[:3000])
+        os._exit(127)
+    os.close(error_write)
+    return pid, error_read
+
+
+class ContainerStarts:
+    """The spawner's containers that are starting: it goes on serving requests meanwhile and
+    answers `<id> ok <pid>` once one has exec'd its program, or `<id> error <pid or 0>
+    <message>` (the agent reaps a failed child)."""
+
+    def __init__(self, selector: selectors.BaseSelector):
+        self.selector = selector
+
+    def start(self, sys_: Syscalls, request_id: str, config: dict) -> None:
+        try:
+            pid, errors = _start_container(sys_, config)
+        except OSError as exc:
+            _answer(f"{request_id} error 0 {exc}")
+            return
+        self.selector.register(errors, selectors.EVENT_READ, (request_id, pid, []))
+
+    def readable(self, fd: int, starting: tuple[str, int, list]) -> None:
+        request_id, pid, message = starting
+        data = os.read(fd, 4096)
+        if data:
+            message.append(data)
+            return
+        self.selector.unregister(fd)
+        os.close(fd)
+        text = b"".join(message).decode(errors="replace")
+        _answer(f"{request_id} error {pid} {text}" if text else f"{request_id} ok {pid}")
+
+
+def _answer(line: str) -> None:
+    os.write(1, (line + "\n").encode())
+
+
+def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
+    """In the container's fresh process: its stdio (the agent's pipe or terminal through
+    /proc/<agent>/fd), a session of its own (the terminal as its controlling one), its
+    cgroup, the sandbox's IPC, UTS, network and mount namespaces, then a mount namespace of
+    its own (private) where the pod's /proc is replaced by a fresh one for the container's
+    PID namespace with runc's read-only paths, its working dir, and exec."""
+    for number in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):  # as Python found them
+        signal.signal(number, signal.SIG_DFL)
+    agent_fd = "/proc/{}/fd/{}".format
+    if config.get("tty_fd") is not None:
+        terminal = os.open(agent_fd(config["agent_pid"], config["tty_fd"]), os.O_RDWR)
+        stdio = (terminal, terminal, terminal)
+    else:
+        stdin = (os.open(agent_fd(config["agent_pid"], config["stdin_fd"]), os.O_RDONLY)
+                 if config.get("stdin_fd") is not None else os.open("/dev/null", os.O_RDONLY))
+        log = os.open(config["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        stdio = (stdin, log, log)
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2 and int(name) != error_fd:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass
+    os.setsid()
+    if config.get("tty_fd") is not None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    if config.get("cgroup"):
+        try:
+            with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as procs:
+                procs.write("0")
+        except OSError:
+            pass  # best effort, as cgroups are
+    holder = config["holder_pid"]
+    namespaces = [(name, nstype, os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY))
+                  for name, nstype in SANDBOX_NAMESPACES]
+    for name, nstype, fd in namespaces:
+        sys_.setns_fd(fd, nstype, f"the pod's {name} namespace")
+        os.close(fd)
+    sys_.unshare(CLONE_NEWNS)
+    sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates anywhere
+    sys_.umount("/proc", MNT_DETACH)
+    sys_.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in READONLY_PROC_PATHS:
+        if os.path.lexists(path):
+            sys_.mount(path, path, None, MS_BIND | MS_REC)
+            sys_.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(config["working_dir"])
+    os.execve(config["program"], config["argv"], config["env"])
 
 
 def spawner_main() -> int:
     """The node's sandbox spawner: one small process that forks a holder per request line
-    (`<id> <config json>`), so a pod costs a fork, not an interpreter start. Children
-    report on stdout themselves (one short line, written atomically). Exits at the end of
-    its input (its agent is gone); the holders live on."""
-    import signal
-
+    (`<id> <config json>`), so a pod costs a fork, not an interpreter start; holders report
+    on stdout themselves (one short line, written atomically). It also starts containers
+    (config kind "container") as children of the agent: a fork of this small process costs
+    far less than one of the agent. Exits at the end of its input (its agent is gone); the
+    holders live on."""
     def reap(_signum, _frame):
         while True:
             try:
@@ -330,11 +522,30 @@ def spawner_main() -> int:
                 return
 
     signal.signal(signal.SIGCHLD, reap)
-    for line in sys.stdin:
-        request_id, _, payload = line.strip().partition(" ")
-        if payload and os.fork() == 0:
-            _become_holder(request_id, json.loads(payload))
-    return 0
+    sys_ = Syscalls()
+    sys_.become_subreaper()  # holders whose parent exited (shared PID namespaces) stay ours to reap
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    containers = ContainerStarts(selector)
+    pending = b""
+    while True:
+        for key, _ in selector.select():
+            if key.fd != 0:
+                containers.readable(key.fd, key.data)
+                continue
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return 0
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                request_id, _, payload = line.decode().strip().partition(" ")
+                if not payload:
+                    continue
+                config = json.loads(payload)
+                if config.get("kind") == "container":
+                    containers.start(sys_, request_id, config)
+                elif os.fork() == 0:
+                    _become_holder(request_id, config)
 
 
 # ---- the agent's side ---------------------------------------------------------------------
@@ -507,14 +718,15 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
 
 def process_start_ticks(pid: int) -> int | None:
     """A process's start time (clock ticks since boot): with the pid, it names a process
-    for good, even if the pid is reused later."""
+    for good, even if the pid is reused later. None for a process that is gone, a zombie
+    or exiting (the init of a PID namespace exits only once the others are reaped)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2:].split()
-    if fields[0] == b"Z":
+    if fields[0] in (b"Z", b"X") or int(fields[6]) & PF_EXITING:
         return None
     return int(fields[19])
 
@@ -556,7 +768,8 @@ def veth_name(uid: str) -> str:
 class SandboxInfo:
     """A live sandbox, as persisted in pods/<uid>/sandbox.json."""
 
-    FIELDS = ("uid", "name", "namespace", "holder_pid", "holder_start", "ip", "veth", "host_network", "created")
+    FIELDS = ("uid", "name", "namespace", "holder_pid", "holder_start", "ip", "veth", "host_network", "created",
+              "shared_pid_namespace")
 
     def __init__(self, **values):
         for name in self.FIELDS:
@@ -575,6 +788,28 @@ class SandboxInfo:
     @property
     def root_path(self) -> str:
         return f"/proc/{self.holder_pid}/root"
+
+    @property
+    def pid_namespace_path(self) -> str | None:
+        """The pod's PID namespace (shareProcessNamespace), None when each container has its own."""
+        return f"/proc/{self.holder_pid}/ns/pid" if self.shared_pid_namespace else None
+
+
+def _kill_unwanted(answer: "asyncio.Future[str]") -> None:
+    """The answer to a request given up on (cancelled, timed out): kill what it started."""
+    status, _, detail = ("" if answer.cancelled() else answer.result()).partition(" ")
+    pid = detail.split(" ", 1)[0]
+    if not pid.isdigit() or int(pid) <= 0:
+        return
+    if status == "ok":
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(int(pid), 0)  # a container's process is this process' child
+    except ChildProcessError:
+        pass
 
 
 class Spawner:
@@ -612,8 +847,8 @@ class Spawner:
                 future.set_result("error the sandbox spawner exited")
         self.pending.clear()
 
-    async def spawn(self, config: dict) -> int:
-        """Start a holder for `config`; returns its pid."""
+    async def _request(self, config: dict) -> tuple[str, str]:
+        """Send one request; returns the answer's status ("ok" or "error") and the rest."""
         import asyncio
 
         await self._ensure()
@@ -622,12 +857,39 @@ class Spawner:
         future = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         self.proc.stdin.write(f"{request_id} {json.dumps(config)}\n".encode())
-        await self.proc.stdin.drain()
-        answer = await asyncio.wait_for(future, 30)
+        try:
+            await self.proc.stdin.drain()
+            answer = await asyncio.wait_for(asyncio.shield(future), 30)
+        except BaseException:
+            future.add_done_callback(_kill_unwanted)  # what starts after all must not live on
+            raise
         status, _, detail = answer.partition(" ")
+        return status, detail
+
+    async def spawn(self, config: dict) -> int:
+        """Start a holder for `config`; returns its pid."""
+        status, detail = await self._request(config)
         if status != "ok":
             raise SandboxError("failed to create pod sandbox: " + detail)
         return int(detail)
+
+    async def start_container(self, config: dict) -> int:
+        """Start a container's main process (`_start_container`: holder_pid, pid_namespace,
+        program, argv, env, working_dir, cgroup, log_path, stdin_fd / tty_fd: fds of this
+        process, open until this returns); returns its pid, a child of this process. Raises
+        OSError with the reason it could not start (a failed child is reaped here)."""
+        status, detail = await self._request({**config, "kind": "container", "agent_pid": os.getpid()})
+        if status == "ok":
+            return int(detail)
+        pid, _, message = detail.partition(" ")
+        if not pid.isdigit():
+            raise OSError(detail)
+        if int(pid) > 0:
+            try:
+                os.waitpid(int(pid), 0)
+            except ChildProcessError:
+                pass
+        raise OSError(message)
 
     async def close(self) -> None:
         """Stop the spawner (the holders it started keep running)."""
@@ -696,6 +958,7 @@ class SandboxManager:
         meta = pod["metadata"]
         uid = meta["uid"]
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
+        shared_pids = bool((pod.get("spec") or {}).get("shareProcessNamespace"))
         pod_dir = self.pod_dir(uid)
         for sub in ("root", "tmp", "run", "overlay"):
             os.makedirs(os.path.join(pod_dir, sub), exist_ok=True)
@@ -717,11 +980,13 @@ class SandboxManager:
                     {"target": "/run", "source": os.path.join(pod_dir, "run")}] + top,
             "mounts": all_mounts,
             "dirs": dirs,
-            "holder": [_which("sleep"), "infinity"],
+            "new_pid": shared_pids,
+            "holder": ([host_program("sh"), "-c", REAPER_SCRIPT.format(sleep=host_program("sleep"))] if shared_pids
+                       else [host_program("sleep"), "infinity"]),
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
                            veth=None if host_network else veth_name(uid), host_network=host_network,
-                           created=_now())
+                           created=_now(), shared_pid_namespace=shared_pids)
         try:
             info.holder_pid = await self.spawner.spawn(config)
             info.holder_start = process_start_ticks(info.holder_pid)
@@ -750,7 +1015,6 @@ class SandboxManager:
         """Kill the holder (its namespaces and veth go with it once the containers are
         gone), release the IP and remove the sandbox's files (not the logs)."""
         import asyncio
-        import signal
 
         if info.holder_pid and info.alive():
             try:
@@ -806,7 +1070,7 @@ def _interpreter_mounts() -> list[dict]:
     return mounts
 
 
-def _which(program: str) -> str:
+def host_program(program: str) -> str:
     import shutil
 
     found = shutil.which(program, path="/usr/bin:/bin:/usr/sbin:/sbin")

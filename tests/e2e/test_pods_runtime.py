@@ -154,6 +154,26 @@ def holder_pids(state_dir: str) -> list[int]:
     return pids
 
 
+def host_pid(container_pid: int, ns_pid: int) -> int:
+    """The host PID of process `ns_pid` of the PID namespace of `container_pid`."""
+    namespace = os.readlink(f"/proc/{container_pid}/ns/pid")
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                with open(f"/proc/{entry}/status") as f:
+                    nspid = next(line for line in f if line.startswith("NSpid:")).split()
+                if int(nspid[-1]) == ns_pid:
+                    return int(entry)
+        except OSError:
+            continue
+    raise AssertionError(f"no process {ns_pid} in {namespace}")
+
+
+def start_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
 @pytest.fixture
 async def node(tmp_path):
     netns = "pk-test-" + secrets.token_hex(3)
@@ -269,7 +289,8 @@ async def test_children_die_with_the_container(node):
     await node.running(pod)
     await asyncio.sleep(0.3)
     worker = node.manager.workers[pod["metadata"]["uid"]]
-    child = int(open(f"/proc/{worker.sandbox.holder_pid}/root/tmp/child").read())
+    in_container = int(open(f"/proc/{worker.sandbox.holder_pid}/root/tmp/child").read())
+    child = host_pid(worker.slot("c").process.pid, in_container)
     ticks = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[19]
     await node.manager.terminate(pod, 1)
     assert not process_alive(child, int(ticks))
@@ -393,6 +414,16 @@ async def test_tty_stdin_attach(node):
     handle.close()
 
 
+async def test_stdin_without_tty_is_a_pipe_to_the_container(node):
+    pod = make_pod("reader", [busybox("c", "read line; echo got $line; sleep 3600", stdin=True)])
+    await node.running(pod)
+    handle = node.manager.attach(pod["metadata"]["uid"], "c")
+    assert handle.stdin and not handle.tty
+    await handle.write_stdin(b"hello\n")
+    await wait_for_log(node, pod, "got hello")
+    handle.close()
+
+
 async def test_host_network_pod_uses_the_node_namespace(node):
     pod = make_pod("hostnet", [busybox("c", "ip -o link; cat /etc/hosts | head -1; sleep 3600")], hostNetwork=True)
     status = await node.running(pod)
@@ -463,6 +494,8 @@ async def test_agent_killed_then_restarted_adopts_its_pods(node):
     assert status["podIP"] == keep_ip and cs["restartCount"] == 0
     assert cs["containerID"] == before[keep_ip]["containerStatuses"][0]["containerID"]
     assert "Welcome to nginx!" in node.curl(f"http://{keep_ip}/")
+    cmdline = exec_in(node, keep, "nginx", "cat", "/proc/1/cmdline").stdout  # exec finds the adopted one
+    assert cmdline.startswith("nginx: master process")
     # the dead sandbox was cleaned; the pod gets a new one and its container restarts
     status = await node.running(lost)
     assert status["containerStatuses"][0]["restartCount"] == 1
@@ -495,3 +528,154 @@ async def test_changed_image_restarts_the_container(node):
                              s["containerStatuses"][0]["ready"], what="restart with the new image")
     assert status["containerStatuses"][0]["image"] == "docker.io/luksa/kubia:v2"
     assert node.curl(f"http://{ip}:8080/") == "This is v2 running in pod swap\n"
+
+
+# ---- PID namespaces: what a container reaches --------------------------------------------
+#
+# Signals sent from inside a pod in these tests go through `guarded`, which refuses to run
+# them in the machine's PID namespace, and only after `assert_pid_1_is` proved with a
+# harmless read that PID 1 there is the pod's own process.
+
+MACHINE_PID_NAMESPACE = os.readlink("/proc/self/ns/pid")
+GUARD = 'test "$(readlink /proc/self/ns/pid)" != "$0" || exit 99; '
+
+
+def exec_in(node: Node, pod: dict, container: str, *argv: str) -> subprocess.CompletedProcess:
+    command = node.manager.exec_command(pod["metadata"]["uid"], container, list(argv))
+    assert "--pid" in command, command  # an exec joins the container's PID namespace
+    return run(*command, check=False)
+
+
+def guarded(node: Node, pod: dict, container: str, script: str) -> subprocess.CompletedProcess:
+    cp = exec_in(node, pod, container, "sh", "-c", GUARD + script, MACHINE_PID_NAMESPACE)
+    assert cp.returncode != 99, "refused: the exec ran in the machine's PID namespace"
+    return cp
+
+
+def assert_pid_1_is(node: Node, pod: dict, container: str, argv: list[str]) -> None:
+    cp = exec_in(node, pod, container, "cat", "/proc/1/cmdline")
+    assert cp.returncode == 0 and cp.stdout.split("\0")[:-1] == argv, (cp.stdout, cp.stderr)
+    own = exec_in(node, pod, container, "readlink", "/proc/self/ns/pid").stdout.strip()
+    assert own.startswith("pid:[") and own != MACHINE_PID_NAMESPACE
+
+
+def ps_commands(node: Node, pod: dict, container: str) -> dict[int, str]:
+    """`ps` in the container (busybox): pid -> command."""
+    cp = exec_in(node, pod, container, "ps")
+    assert cp.returncode == 0, cp.stderr
+    rows = [line.split(None, 2) for line in cp.stdout.splitlines()[1:]]
+    return {int(pid): command for pid, _user, command in rows}
+
+
+async def wait_for_log(node: Node, pod: dict, text: str) -> None:
+    for _ in range(200):
+        if text in await node.logs(pod):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never logged")
+
+
+async def test_a_container_is_pid_1_of_its_own_pid_namespace(node):
+    script = "sleep 3601 & while true; do sleep 1; done"
+    pod = make_pod("pid1", [busybox("c", script)])
+    await node.running(pod)
+    main = node.manager.container_pid(pod["metadata"]["uid"], "c")
+    assert_pid_1_is(node, pod, "c", ["sh", "-c", script])
+    assert host_pid(main, 1) == main  # PID 1 inside is the main process the agent started
+    with open(f"/proc/{main}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()  # as its child
+    commands = ps_commands(node, pod, "c")
+    assert commands[1] == f"sh -c {script}"
+    assert "sleep 3601" in commands.values()
+    assert set(commands.values()) <= {f"sh -c {script}", "sleep 3601", "sleep 1", "ps"}, commands
+    # its own /proc, with runc's read-only paths
+    cp = exec_in(node, pod, "c", "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+    assert cp.returncode != 0 and "Read-only file system" in cp.stderr
+    # exec probes run there too
+    probe = {"exec": {"command": ["sh", "-c", "test $$ -lt 100 && grep -q 3601 /proc/*/cmdline"]}, "periodSeconds": 1}
+    ready = make_pod("probed", [busybox("c", "sleep 3601", readinessProbe=probe)])
+    await node.running(ready, ready=True)
+
+
+async def test_kill_1_in_a_container_restarts_it_and_spares_the_machine(node):
+    script = "trap 'echo terminated; exit 143' TERM; echo started; sleep 3600 & wait"
+    pod = make_pod("victim", [busybox("c", script)])
+    await node.running(pod)
+    await wait_for_log(node, pod, "started")  # the trap is set
+    machine_init = start_ticks(1)
+    assert_pid_1_is(node, pod, "c", ["sh", "-c", script])
+    cp = guarded(node, pod, "c", "kill 1")
+    assert cp.returncode in (0, -signal.SIGKILL), cp.stderr  # it may die with the namespace's init
+    status = await node.wait(pod, lambda s: s["containerStatuses"][0]["restartCount"] == 1 and
+                             "running" in s["containerStatuses"][0]["state"], what="the restart")
+    last = status["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 143 and last["reason"] == "Error"
+    assert (await node.logs(pod, previous=True)).split() == ["started", "terminated"]
+    assert "Killing" not in node.event_reasons("victim")  # the container ended itself
+    assert start_ticks(1) == machine_init
+
+
+async def test_killing_everything_inside_a_pod_reaches_nothing_outside_it(node):
+    marker = subprocess.Popen(["sleep", "300"])  # a process of the machine, named as the pod's
+    try:
+        neighbour = make_pod("neighbour", [busybox("c", "sleep 3600")])
+        script = "sleep 3601 & while true; do sleep 1; done"
+        pod = make_pod("killer", [busybox("c", script)])
+        await asyncio.gather(node.running(neighbour), node.running(pod))
+        neighbour_pid = node.manager.container_pid(neighbour["metadata"]["uid"], "c")
+        neighbour_ticks = start_ticks(neighbour_pid)
+        machine_init = start_ticks(1)
+        assert_pid_1_is(node, pod, "c", ["sh", "-c", script])
+        assert guarded(node, pod, "c", "pkill sleep").returncode == 0
+        assert "sleep 3601" not in ps_commands(node, pod, "c").values()
+        guarded(node, pod, "c", "sleep 3602 >/dev/null 2>&1 & sleep 3603 >/dev/null 2>&1 &")
+        assert {"sleep 3602", "sleep 3603"} <= set(ps_commands(node, pod, "c").values())
+        guarded(node, pod, "c", "kill -9 -1")
+        await asyncio.sleep(0.2)
+        left = ps_commands(node, pod, "c")
+        assert "sleep 3602" not in left.values() and "sleep 3603" not in left.values()
+        assert left[1] == f"sh -c {script}"  # the kernel spares the namespace's init
+        assert marker.poll() is None
+        assert process_alive(neighbour_pid, neighbour_ticks)
+        assert start_ticks(1) == machine_init
+        status = await node.sync(pod)
+        assert status["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        marker.kill()
+        marker.wait()
+
+
+async def test_shared_process_namespace_shows_every_container_under_the_pause(node):
+    pod = make_pod("shared", [busybox("a", "sleep 3601"), busybox("b", "sleep 3602")], shareProcessNamespace=True)
+    await node.running(pod)
+    worker = node.manager.workers[pod["metadata"]["uid"]]
+    holder = worker.sandbox.holder_pid
+    assert exec_in(node, pod, "b", "cat", "/proc/1/cmdline").stdout.split("\0")[0] == "pocketkube-pause"
+    assert host_pid(worker.slot("a").process.pid, 1) == holder
+    commands = ps_commands(node, pod, "b").values()
+    assert "sleep 3601" in commands and "sleep 3602" in commands
+    assert "sleep 3602" in ps_commands(node, pod, "a").values()
+    # the pause reaps what is orphaned in the pod
+    exec_in(node, pod, "a", "sh", "-c", "sleep 0.1 & exit 0")
+    await asyncio.sleep(0.5)
+    assert "Z" not in process_states(os.readlink(f"/proc/{holder}/ns/pid"))
+    # `kill 1` there ends the pause: the kubelet makes a new sandbox and restarts the containers
+    assert guarded(node, pod, "b", "kill 1").returncode in (0, -signal.SIGKILL)
+    status = await node.wait(pod, lambda s: all(c["restartCount"] == 1 and "running" in c["state"]
+                                                for c in s["containerStatuses"]), what="the restarts")
+    assert "SandboxChanged" in node.event_reasons("shared")
+    assert node.manager.workers[pod["metadata"]["uid"]].sandbox.holder_pid != holder
+    assert {c["lastState"]["terminated"]["exitCode"] for c in status["containerStatuses"]} == {137}
+
+
+def process_states(namespace: str) -> list[str]:
+    """The states (R, S, Z, ...) of the processes in the PID namespace `namespace`."""
+    states = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                with open(f"/proc/{entry}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue
+    return states

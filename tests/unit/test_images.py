@@ -119,9 +119,10 @@ def test_bundled_app_images(image, command, args, tail):
     assert resolved.argv[4:] == tail
 
 
-def test_pause_image_sleeps():
+def test_pause_image_sleeps_until_sigterm():
     resolved = resolve("registry.k8s.io/pause:3.9")
-    assert resolved.argv[1:] == ["infinity"] and resolved.argv[0].endswith("sleep")
+    assert resolved.argv[0].endswith("sh") and resolved.argv[1] == "-c"
+    assert 'trap "exit 0" TERM' in resolved.argv[2] and "sleep" in resolved.argv[2]
 
 
 def test_unknown_image_with_a_command_runs_the_command():

@@ -12,6 +12,8 @@ HEADLINE = ("registry.k8s.io/pause",)
 
 
 def image_config(ctx: ImageContext) -> ImageConfig:
-    sleep = shutil.which("sleep") or "/usr/bin/sleep"
-    return ImageConfig(entrypoint=["/pause"], programs={"/pause": [sleep, "infinity"]},
-                       size=file_size(sleep))
+    """The real pause exits on SIGTERM even as PID 1; a shell that traps it does the same."""
+    sh = shutil.which("sh") or "/bin/sh"
+    return ImageConfig(entrypoint=["/pause"],
+                       programs={"/pause": [sh, "-c", 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done']},
+                       size=file_size(sh))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import signal
 import sys
 import threading
 import time
@@ -252,6 +253,9 @@ def main(argv: list[str]) -> int:
     if isinstance(app, HttpEcho) and not app.flags["text"]:
         print("Missing -text option!", file=sys.stderr)
         return 127
+    # As PID 1 of its container a process gets no default SIGTERM action; these servers stop
+    # on it, as the real images (Go http servers) do, so deletion does not wait out the grace period.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         app.serve()
     except KeyboardInterrupt:
