@@ -1,134 +1,546 @@
-"""Node benchmarks (root: a real cluster), each printed beside its goal and anchors in one table.
+"""Node benchmarks (root: real clusters), each figure printed beside its goal in one table.
 
-One function per measurement; each returns table rows and cleans up after itself.
+One function per measurement (MEASUREMENTS); each brings up its own cluster with a unique
+name (`bench-<6 hex>`, a private kubeconfig), returns table rows, and takes the cluster down
+at the end, even when it fails.
 
 - `pocketkube up` to Ready: wall time of `pocketkube up --nodes N` (network, API server,
   agents, every node Ready, kubeconfig merged), median of --runs runs, for 1 and 2 nodes.
   Goal 3 s; anchors to a working cluster: k3d 20 s, kind 33 s, minikube 51 s.
+- Pod startup latency, created -> Running and Ready: from just before the POST of a pod to
+  the watch event that shows it Running with Ready=True (p50, p99), for images
+  registry.k8s.io/pause and nginx, one pod at a time (--samples, default 30; each pod is
+  deleted, and gone, before the next) and 50 pods created at once (the latency of each of
+  the 50, --rounds rounds, default 3). One warm-up pod per cluster is not counted (it is shown
+  on its own line). Goal p99 < 500 ms; anchor: Kubernetes' pod startup SLO, 5 s.
+- Memory: sum of VmRSS of the API server's processes and of the agent's (the agent and its
+  helpers, pods excluded), with none of our pods (the add-ons run) and with 50 idle pods
+  (pause, then nginx); separately the pods' own processes (holder and containers; their PSS
+  beside, since most of their RSS is shared). Goal: control plane (server + agent) < 200 MB.
 
-    sudo .venv/bin/python -m bench.pods [--runs 3] [--only NAME] [--standin-agent]
+    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 3] [--only NAME]
 
---standin-agent times `up` with tests/e2e/standin_agent.py in place of `pocketkube agent`
-(a Node registered Ready, nothing more): for while the real agent cannot run.
+Only one cluster runs at a time on a machine: when another holds the address ranges, the
+bench waits for it (at most --machine-timeout seconds) instead of failing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from pocketkube.cli import up as up_cmd  # noqa: E402
+from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
 
-STANDIN_AGENT = os.path.join(ROOT, "tests", "e2e", "standin_agent.py")
 UP_GOAL_SECONDS = 3.0
 UP_ANCHORS = (("k3d", 20.0), ("kind", 33.0), ("minikube", 51.0))
-BENCH_CLUSTER = "bench-up"
+POD_P99_GOAL_MS = 500.0
+POD_ANCHORS = (("Kubernetes SLO", 5000.0),)
+CONTROL_PLANE_GOAL_MB = 200.0
+IMAGES = ("registry.k8s.io/pause", "nginx")
+BURST = 50
+BENCH_LABEL = "pocketkube-bench"
+BUSY_MESSAGES = ("holds the ranges", "already in use on this machine")
+BUSY_RETRY_SECONDS = 30.0
+WAIT_SECONDS = 120.0
 
 
-def row(what: str, value: float, unit: str, goal: float, anchors: tuple[tuple[str, float], ...] = ()) -> str:
-    """One line: the value, the goal (lower is better), the ratio, and the anchors' ratios."""
-    ratio = goal / value
-    verdict = "meets goal" if ratio >= 1 else "MISSES goal"
-    peers = ", ".join(f"{name} {seconds:g} {unit} ({seconds / value:.0f}x)" for name, seconds in anchors)
-    return (f"{what:<50} {value:>8.2f} {unit:<3} goal {goal:g} {unit}  ratio {ratio:5.2f}x  {verdict}"
-            + (f"  anchors: {peers}" if peers else ""))
+# ---- the table -----------------------------------------------------------------------------
 
 
-def _run_up(name: str, nodes: int, data_dir: str, env: dict, standin: bool) -> subprocess.CompletedProcess:
-    if not standin:
-        argv = [sys.executable, "-m", "pocketkube.cli.main", "up", "--name", name, "--nodes", str(nodes),
-                "--data-dir", data_dir, "--port", str(_free_port())]
-    else:
-        options = {"name": name, "nodes": nodes, "data_dir": data_dir, "port": _free_port(),
-                   "agent_command": (sys.executable, STANDIN_AGENT)}
-        argv = [sys.executable, "-c", "import sys; from pocketkube.cli import up; "
-                f"sys.exit(up._cli(lambda o: up.up(up.UpOptions(**o)))({options!r}))"]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+@dataclass
+class Row:
+    """One line of the table: a figure, and its goal when it has one (lower is better)."""
+    what: str
+    value: float
+    unit: str
+    goal: float | None = None
+    anchors: tuple[tuple[str, float], ...] = ()
+    detail: str = ""
+
+    def render(self) -> str:
+        text = f"{self.what:<58} {self.value:>9.{self._decimals()}f} {self.unit:<3}"
+        if self.detail:
+            text += f" {self.detail}"
+        if self.goal is not None:
+            ratio = self.goal / self.value if self.value else float("inf")
+            verdict = "meets goal" if ratio >= 1 else "MISSES goal"
+            text += f"  goal < {self.goal:g} {self.unit}  ratio {ratio:5.2f}x  {verdict}"
+        if self.anchors:
+            text += "  anchors: " + ", ".join(f"{name} {value:g} {self.unit} ({value / self.value:.0f}x)"
+                                             for name, value in self.anchors)
+        return text
+
+    def _decimals(self) -> int:
+        return 2 if self.unit == "s" else 1 if self.unit == "MB" else 0
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """The p-th percentile (0 < p < 100), linear interpolation between closest ranks."""
+    ordered = sorted(samples)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[round(p) - 1]
+
+
+# ---- clusters ------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def time_up(nodes: int, runs: int, standin: bool) -> float:
-    """Median seconds of `pocketkube up --nodes N` until it returns with every node Ready;
-    `down` after each run (not timed)."""
-    work = tempfile.mkdtemp(prefix="pk-bench-up-")
-    env = {**os.environ, "KUBECONFIG": os.path.join(work, "kubeconfig"), "PYTHONPATH": ROOT}
-    samples = []
-    try:
-        for _ in range(runs):
+def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pocketkube.cli.main", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=180)
+
+
+@dataclass
+class BenchCluster:
+    name: str
+    nodes: int
+    work: str  # private dir: kubeconfig and data dir
+    machine_timeout: float
+
+    @property
+    def env(self) -> dict:
+        return {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": ROOT}
+
+    @property
+    def kubeconfig(self) -> str:
+        return os.path.join(self.work, "kubeconfig")
+
+    def up(self) -> float:
+        """`pocketkube up` (the real CLI); returns its wall time in seconds. Waits while another
+        cluster holds the machine's ranges."""
+        deadline = time.monotonic() + self.machine_timeout
+        while True:
             started = time.monotonic()
-            cp = _run_up(BENCH_CLUSTER, nodes, os.path.join(work, "data"), env, standin)
+            cp = _cli("up", "--name", self.name, "--nodes", str(self.nodes), "--port", str(_free_port()),
+                      "--data-dir", os.path.join(self.work, "data"), env=self.env)
             elapsed = time.monotonic() - started
-            if cp.returncode != 0:
-                raise RuntimeError(f"pocketkube up failed:\n{cp.stdout}\n{cp.stderr}")
-            samples.append(elapsed)
-            down = subprocess.run([sys.executable, "-m", "pocketkube.cli.main", "down", "--name", BENCH_CLUSTER],
-                                  capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-            if down.returncode != 0:
-                raise RuntimeError(f"pocketkube down failed:\n{down.stdout}\n{down.stderr}")
+            if cp.returncode == 0:
+                return elapsed
+            if not any(m in cp.stderr for m in BUSY_MESSAGES) or time.monotonic() > deadline:
+                raise RuntimeError(f"pocketkube up --name {self.name} failed:\n{cp.stdout}\n{cp.stderr}")
+            print(f"  (another cluster runs here: {cp.stderr.strip()}; retrying in {BUSY_RETRY_SECONDS:g}s)",
+                  file=sys.stderr, flush=True)
+            time.sleep(BUSY_RETRY_SECONDS)
+
+    def down(self) -> None:
+        """`pocketkube down`; if it fails or leaves anything, tear down directly."""
+        cp = _cli("down", "--name", self.name, env=self.env)
+        if cp.returncode != 0 or up_cmd.leftovers(self.name):
+            problems = up_cmd.teardown(self.name, self.kubeconfig)
+            print(f"  WARNING: pocketkube down --name {self.name} failed ({cp.stdout}{cp.stderr}); "
+                  f"teardown: {problems or 'done'}", file=sys.stderr)
+
+    def record(self) -> up_cmd.ClusterRecord:
+        record = up_cmd.ClusterRecord.load(self.name)
+        if record is None:
+            raise RuntimeError(f"cluster {self.name!r} is not running")
+        return record
+
+
+@contextlib.contextmanager
+def bench_cluster(args, nodes: int = 1):
+    """A cluster of our own, up for the block and down after it, whatever happens."""
+    work = tempfile.mkdtemp(prefix="pk-bench-")
+    cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout)
+    try:
+        yield cluster
     finally:
-        if up_cmd.leftovers(BENCH_CLUSTER):
-            up_cmd.teardown(BENCH_CLUSTER, env["KUBECONFIG"])
-        shutil.rmtree(work, ignore_errors=True)
-    return statistics.median(samples)
+        try:
+            cluster.down()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_up_to_ready(args) -> list[str]:
+# ---- `pocketkube up` to Ready --------------------------------------------------------------
+
+
+def measure_up_to_ready(args) -> list[Row]:
     rows = []
-    agent = " (stand-in agent)" if args.standin_agent else ""
     for nodes in (1, 2):
-        seconds = time_up(nodes, args.runs, args.standin_agent)
-        rows.append(row(f"pocketkube up to Ready, {nodes} node{'s' if nodes > 1 else ''}{agent}", seconds, "s",
-                        UP_GOAL_SECONDS, UP_ANCHORS))
+        samples = []
+        for _ in range(args.runs):
+            with bench_cluster(args, nodes) as cluster:
+                samples.append(cluster.up())
+        rows.append(Row(f"pocketkube up to Ready, {nodes} node{'s' if nodes > 1 else ''} "
+                        f"(median of {args.runs})", statistics.median(samples), "s", UP_GOAL_SECONDS,
+                        UP_ANCHORS, detail=f"(min {min(samples):.2f})"))
     return rows
 
 
-MEASUREMENTS = [measure_up_to_ready]
+# ---- pods ----------------------------------------------------------------------------------
+
+
+def pod_manifest(name: str, image: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {BENCH_LABEL: "1"}},
+            "spec": {"containers": [{"name": "main", "image": image}], "terminationGracePeriodSeconds": 2}}
+
+
+def running_and_ready(pod: dict) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+class PodTimer:
+    """Watches the bench's pods from before they are created; `ready_at[name]` is when the
+    first event showing the pod Running and Ready arrived (time.monotonic)."""
+
+    def __init__(self, client: api.Client, namespace: str):
+        self.client = client
+        self.namespace = namespace
+        self.ready_at: dict[str, float] = {}
+        self.present: set[str] = set()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        listed = await self.client.list("v1", "pods", self.namespace, label_selector=f"{BENCH_LABEL}=1")
+        self.present = {p["metadata"]["name"] for p in listed["items"]}
+        started = asyncio.Event()
+        self._task = asyncio.create_task(self._watch(listed["metadata"]["resourceVersion"], started))
+        await started.wait()
+
+    async def _watch(self, resource_version: str, started: asyncio.Event) -> None:
+        stream = self.client.watch("v1", "pods", self.namespace, resource_version=resource_version,
+                                   label_selector=f"{BENCH_LABEL}=1", timeout_seconds=3600)
+        started.set()  # the request goes out on the first iteration, before any pod is created
+        async for kind, pod in stream:
+            now = time.monotonic()
+            name = (pod.get("metadata") or {}).get("name")
+            if kind == "BOOKMARK" or name is None:
+                continue
+            if kind == "DELETED":
+                self.present.discard(name)
+            else:
+                self.present.add(name)
+                if name not in self.ready_at and running_and_ready(pod):
+                    self.ready_at[name] = now
+            self._changed.set()
+
+    async def wait_for(self, done, what: str, timeout: float = WAIT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if self._task and self._task.done():
+                raise RuntimeError(f"the pod watch ended: {self._task.exception()!r}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+async def _wait_for_admission_prerequisites(client: api.Client, namespace: str) -> None:
+    """The namespace's default ServiceAccount and kube-root-ca.crt exist (controllers make
+    them just after start; a pod created earlier is refused or waits for its token volume)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    for resource, name in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt")):
+        while True:
+            try:
+                await client.get("v1", resource, name, namespace)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+async def _create_timed(client: api.Client, namespace: str, names: list[str], image: str) -> dict[str, float]:
+    """POST the pods all at once; each one's time is taken just before its own POST."""
+    posted: dict[str, float] = {}
+
+    async def create(name: str) -> None:
+        posted[name] = time.monotonic()
+        await client.create("v1", "pods", pod_manifest(name, image), namespace)
+
+    await asyncio.gather(*(create(n) for n in names))
+    return posted
+
+
+async def _delete_all(client: api.Client, timer: PodTimer, namespace: str) -> None:
+    """Delete the bench's pods and wait until they are gone (not timed)."""
+    names = sorted(timer.present)
+    results = await asyncio.gather(*(client.delete("v1", "pods", n, namespace) for n in names),
+                                   return_exceptions=True)
+    for name, result in zip(names, results):
+        if isinstance(result, Exception) and getattr(result, "code", None) != 404:
+            raise result
+    await timer.wait_for(lambda: not timer.present, f"{len(names)} pods to be deleted")
+
+
+async def _startup_latencies(client: api.Client, timer: PodTimer, namespace: str, image: str,
+                             count: int, prefix: str) -> list[float]:
+    """Create `count` pods at once; each one's seconds from POST to Running and Ready."""
+    names = [f"{prefix}-{i}" for i in range(count)]
+    posted = await _create_timed(client, namespace, names, image)
+    await timer.wait_for(lambda: all(n in timer.ready_at for n in names),
+                         f"{count} {image} pods to be Running and Ready")
+    return [timer.ready_at[n] - posted[n] for n in names]
+
+
+def _short(image: str) -> str:
+    return image.rsplit("/", 1)[-1]
+
+
+def _latency_rows(label: str, samples: list[float]) -> list[Row]:
+    ms = [s * 1000 for s in samples]
+    return [Row(f"{label}: p50", statistics.median(ms), "ms"),
+            Row(f"{label}: p99", percentile(ms, 99), "ms", POD_P99_GOAL_MS, POD_ANCHORS,
+                detail=f"(max {max(ms):.0f})")]
+
+
+async def _pod_startup(cluster: BenchCluster, args) -> list[Row]:
+    namespace = "default"
+    client = api.from_kubeconfig(cluster.kubeconfig, field_manager="pocketkube-bench")
+    timer = PodTimer(client, namespace)
+    rows: list[Row] = []
+    try:
+        await _wait_for_admission_prerequisites(client, namespace)
+        await timer.start()
+        warm_up = await _startup_latencies(client, timer, namespace, IMAGES[0], 1, "warm-up")
+        rows.append(Row("first pod after up (warm-up, not counted below)", warm_up[0] * 1000, "ms"))
+        await _delete_all(client, timer, namespace)
+        for image in IMAGES:
+            single = []
+            for i in range(args.samples):
+                single += await _startup_latencies(client, timer, namespace, image, 1, f"one-{_short(image)}-{i}")
+                await _delete_all(client, timer, namespace)
+            rows += _latency_rows(f"pod startup, {_short(image)}, 1 at a time ({len(single)} pods)", single)
+        for image in IMAGES:
+            burst = []
+            for r in range(args.rounds):
+                burst += await _startup_latencies(client, timer, namespace, image, BURST,
+                                                  f"burst-{_short(image)}-{r}")
+                await _delete_all(client, timer, namespace)
+            rows += _latency_rows(f"pod startup, {_short(image)}, {BURST} at once "
+                                  f"({args.rounds} rounds, {len(burst)} pods)", burst)
+    finally:
+        await timer.stop()
+        await client.close()
+    return rows
+
+
+def measure_pod_startup(args) -> list[Row]:
+    with bench_cluster(args) as cluster:
+        cluster.up()
+        return asyncio.run(_pod_startup(cluster, args))
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+
+def _status_kib(pid: int, field: str, path: str = "status") -> int:
+    try:
+        with open(f"/proc/{pid}/{path}") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith(field + ":")), 0)
+    except (OSError, ValueError):
+        return 0  # gone meanwhile
+
+
+def vm_rss_mb(pids: set[int]) -> float:
+    """Sum of VmRSS of these processes, in MB (10^6 bytes)."""
+    return sum(_status_kib(pid, "VmRSS") for pid in pids) * 1024 / 1e6
+
+
+def pss_mb(pids: set[int]) -> float:
+    """Sum of Pss (shared pages divided among their users), in MB: what they cost together."""
+    return sum(_status_kib(pid, "Pss", "smaps_rollup") for pid in pids) * 1024 / 1e6
+
+
+def process_tree(root: int) -> set[int]:
+    """`root` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def _mount_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _pod_hostname(pid: int) -> str:
+    """The /etc/hostname the pod's processes see (the pod name, except hostNetwork pods)."""
+    try:
+        with open(f"/proc/{pid}/root/etc/hostname") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class ClusterProcesses:
+    server: set[int]
+    agent: set[int]
+    pods: dict[str, set[int]]  # the pod's hostname -> its processes
+
+    def pods_named(self, prefix: str) -> set[int]:
+        return set().union(*(pids for hostname, pids in self.pods.items() if hostname.startswith(prefix)))
+
+
+def cluster_processes(cluster: BenchCluster) -> ClusterProcesses:
+    """The server's processes; the agent's (the agent and its helpers); and the pods'. A pod's
+    processes (its sandbox holder and containers, hostNetwork pods too) are those below the
+    agent, or in a pod's network namespace, that live in a mount namespace other than the
+    agent's; they are grouped by the /etc/hostname they see (the pod's name; all hostNetwork
+    pods share the machine's)."""
+    record = cluster.record()
+    running = up_cmd.cluster_processes(record)
+    agents = [pid for name, pid in running.items() if name != "server"]
+    below_agents = set().union(*(process_tree(pid) for pid in agents))
+    candidates = below_agents | network.pod_pids([n.netns for n in record.network.node_list()])
+    agent_namespaces = {_mount_ns(pid) for pid in agents}
+    by_namespace: dict[str, set[int]] = {}
+    for pid in candidates:
+        namespace = _mount_ns(pid)
+        if namespace is not None and namespace not in agent_namespaces:
+            by_namespace.setdefault(namespace, set()).add(pid)
+    pods: dict[str, set[int]] = {}
+    for namespace, pids in by_namespace.items():
+        hostname = next((h for pid in sorted(pids) if (h := _pod_hostname(pid))), namespace)
+        pods.setdefault(hostname, set()).update(pids)
+    in_pods = set().union(*pods.values())
+    return ClusterProcesses(server=process_tree(running["server"]) - in_pods, agent=below_agents - in_pods, pods=pods)
+
+
+async def _fill(cluster: BenchCluster, image: str, count: int, prefix: str, settle: float) -> None:
+    """Leave exactly `count` bench pods of `image` running (none: only the add-ons), then idle."""
+    client = api.from_kubeconfig(cluster.kubeconfig, field_manager="pocketkube-bench")
+    timer = PodTimer(client, "default")
+    try:
+        await _wait_for_admission_prerequisites(client, "default")
+        await timer.start()
+        await _delete_all(client, timer, "default")
+        if count:
+            await _startup_latencies(client, timer, "default", image, count, prefix)
+        await asyncio.sleep(settle)  # idle: status writes and probes settle
+    finally:
+        await timer.stop()
+        await client.close()
+
+
+def _control_plane_row(what: str, memory: ClusterProcesses) -> Row:
+    server, agent = vm_rss_mb(memory.server), vm_rss_mb(memory.agent)
+    return Row(f"control plane RSS (server + agent), {what}", server + agent, "MB", CONTROL_PLANE_GOAL_MB,
+               detail=f"(server {server:.1f} + agent {agent:.1f}, {len(memory.agent)} processes)")
+
+
+def _pods_row(what: str, pids: set[int], pods: int) -> Row:
+    rss = vm_rss_mb(pids)
+    return Row(what, rss, "MB", detail=f"({pods} pods, {len(pids)} processes, {rss / max(pods, 1):.2f} MB a pod; "
+                                       f"PSS {pss_mb(pids):.1f} MB)")
+
+
+def measure_memory(args) -> list[Row]:
+    rows = []
+    with bench_cluster(args) as cluster:
+        cluster.up()
+        asyncio.run(_fill(cluster, IMAGES[0], 0, "", args.settle))
+        empty = cluster_processes(cluster)
+        rows.append(_control_plane_row("no pod of ours", empty))
+        rows.append(_pods_row("  the add-on pods' processes (kube-system)", set().union(*empty.pods.values()),
+                              len(empty.pods)))
+        for image in IMAGES:
+            prefix = f"idle-{_short(image)}-"
+            asyncio.run(_fill(cluster, image, BURST, prefix.rstrip("-"), args.settle))
+            full = cluster_processes(cluster)
+            rows.append(_control_plane_row(f"{BURST} idle {_short(image)} pods", full))
+            rows.append(_pods_row(f"  the {BURST} {_short(image)} pods' processes", full.pods_named(prefix),
+                                  sum(h.startswith(prefix) for h in full.pods)))
+    return rows
+
+
+MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_memory]
+
+
+# ---- main ----------------------------------------------------------------------------------
 
 
 def _refuse_to_run() -> str | None:
     if os.geteuid() != 0:
         return "bench/pods.py needs root: it starts real clusters (network namespaces, bridge, routes)"
-    others = network.running_clusters() | {c for c in up_cmd.known_clusters()
-                                           if (r := up_cmd.ClusterRecord.load(c)) and up_cmd.cluster_processes(r)}
-    if others:
-        return f"a pocketkube cluster runs here ({', '.join(sorted(others))}); stop it first"
     return None
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every cluster the bench started is taken down."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube node benchmarks (root)")
-    p.add_argument("--runs", type=int, default=3, help="runs per measurement; the median is shown")
+    p.add_argument("--runs", type=int, default=3, help="`up` runs per node count; the median is shown")
+    p.add_argument("--samples", type=int, default=30, help="pods created one at a time, per image")
+    p.add_argument("--rounds", type=int, default=3, help=f"rounds of {BURST} pods created at once, per image")
+    p.add_argument("--settle", type=float, default=3.0, help="seconds pods stay idle before RSS is read")
+    p.add_argument("--machine-timeout", type=float, default=600.0,
+                   help="how long to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
-    p.add_argument("--standin-agent", action="store_true",
-                   help="time `up` with tests/e2e/standin_agent.py instead of `pocketkube agent`")
     args = p.parse_args()
     reason = _refuse_to_run()
     if reason:
         sys.exit(reason)
-    lines = []
+    _stop_on_sigterm()
+    load_before = os.getloadavg()[0]
+    rows: list[Row] = []
     for measure in MEASUREMENTS:
         if args.only and measure.__name__ != args.only:
             continue
-        lines += measure(args)
-    print("\npocketkube node benchmark")
-    for line in lines:
-        print("  " + line)
+        print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        rows += measure(args)
+        print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    print(f"\npocketkube node benchmark ({os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after)")
+    for row in rows:
+        print("  " + row.render())
 
 
 if __name__ == "__main__":

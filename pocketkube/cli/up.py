@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 
+from pocketkube import addons
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
 from pocketkube.node.network import ClusterNetwork
@@ -371,6 +372,8 @@ class UpOptions:
     wait: float = 60.0
     kubeconfig: str | None = None  # the user's kubeconfig to merge into (None: $KUBECONFIG or ~/.kube/config)
     agent_command: tuple[str, ...] = AGENT_COMMAND
+    disable: tuple[str, ...] = ()  # built-in add-ons not to apply
+    proxy_mode: str = "nftables"
 
 
 def require_root(command: str) -> None:
@@ -425,6 +428,11 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         ca_pem, token = _write_credentials(record)
         _start_processes(record, ca_pem, token, opts.agent_command)
         _wait_until_ready(record, progress, opts.wait)
+        wanted = [a for a in addons.ADDONS if a not in opts.disable]
+        if wanted:
+            progress.show("Applying add-ons (" + ", ".join(wanted) + ")")
+            _apply_addons(record, wanted, opts.proxy_mode)
+            progress.done()
     except BaseException:
         if progress.text:
             progress.fail()
@@ -526,6 +534,26 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         _spawn([*agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
                 "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns],
                record.agent_log(node), record.pid_file(f"agent-{node.name}"), netns=node.netns)
+
+
+def _apply_addons(record: ClusterRecord, names: list[str], proxy_mode: str) -> None:
+    """Server-side apply the built-in add-ons through the cluster's own API."""
+    import asyncio
+
+    from pocketkube.core.client import from_kubeconfig
+
+    params = {"api_host": record.network.host_ip, "api_port": str(record.port), "cluster_name": record.name,
+              "proxy_mode": proxy_mode}
+
+    async def apply_all() -> None:
+        client = from_kubeconfig(os.path.join(record.server_dir, "kubeconfig"), field_manager="pocketkube-addons")
+        try:
+            for name in names:
+                await addons.apply(client, addons.render(name, **params))
+        finally:
+            await client.close()
+
+    asyncio.run(apply_all())
 
 
 def _wait_until_ready(record: ClusterRecord, progress: Progress, timeout: float) -> None:
@@ -735,7 +763,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--port", type=int, default=6443, help="API server port (default %(default)s)")
     p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for the nodes to be Ready (default %(default)s)")
-    p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait))))
+    p.add_argument("--disable", action="append", default=[], choices=addons.ADDONS, metavar="ADDON",
+                   help="do not apply this built-in add-on (" + ", ".join(addons.ADDONS) + "); repeatable")
+    p.add_argument("--proxy-mode", choices=("nftables", "userspace"), default="nftables",
+                   help="how the service proxy routes Service traffic (default %(default)s)")
+    p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
+                                                    disable=tuple(a.disable), proxy_mode=a.proxy_mode))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: down(a.name)))

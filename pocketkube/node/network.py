@@ -155,6 +155,9 @@ class ClusterNetwork:
                       f"link set {n.host_veth} alias {_quote(self.link_alias)} master {self.bridge} up"]
         lines += [f"route add {n.pod_cidr} via {n.ip} dev {self.bridge} proto {ROUTE_PROTOCOL}"
                   for n in self.node_list()]
+        # The host is a client like any other: Service addresses go to node 1, whose proxy
+        # rules deliver them (DESIGN.md, "The network").
+        lines.append(f"route add {self.service_cidr} via {self.node(1).ip} dev {self.bridge} proto {ROUTE_PROTOCOL}")
         lines += [f"route add unreachable {r} metric {UNREACHABLE_METRIC} proto {ROUTE_PROTOCOL}"
                   for r in self.unreachable_ranges]
         return "\n".join(lines) + "\n"

@@ -484,6 +484,7 @@ class PodWorker:
         self.init_slots: list[ContainerSlot] = []
         self.slots: list[ContainerSlot] = []
         self.wake = asyncio.Event()
+        self.notified_status: dict | None = None  # the last status reported through on_change
         self.task: asyncio.Task | None = None
         self.terminating = False
         self.sandbox_retry_at = 0.0
@@ -1394,11 +1395,19 @@ class PodManager:
 
     # internals
     def changed(self, worker: PodWorker) -> None:
-        if self.on_change is not None and worker.pod.get("metadata", {}).get("name"):
-            try:
-                self.on_change(worker.pod)
-            except Exception:
-                log.exception("change callback failed")
+        """Tell the agent a pod's status changed — only when it did: the agent's sync wakes the
+        worker, whose reconcile calls this again, so notifying on every reconcile kept the agent
+        at 100% CPU per running pod."""
+        if self.on_change is None or not worker.pod.get("metadata", {}).get("name"):
+            return
+        status = worker.status()
+        if status == worker.notified_status:
+            return
+        worker.notified_status = status
+        try:
+            self.on_change(worker.pod)
+        except Exception:
+            log.exception("change callback failed")
 
     async def _index_logs(self) -> None:
         while True:

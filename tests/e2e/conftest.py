@@ -3,14 +3,11 @@ whole session, with a unique name, taken down at the end even when tests fail.
 
 `cluster` gives its name, data dir, kubeconfig (a private file: the user's is never touched),
 `kubectl(...)`, `pocketkube(...)` (the CLI with the right environment) and `up()` / `down()`
-for the tests of the life cycle itself. While `pocketkube.node.pods` (the pod runtime) does not
-exist, the agents are tests/e2e/standin_agent.py (they register Ready Nodes and nothing more),
-and `cluster.standin_agent` is True; POCKETKUBE_E2E_STANDIN=1 forces the stand-in.
+for the tests of the life cycle itself.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -26,7 +23,6 @@ from pocketkube.cli import up as up_cmd
 from pocketkube.node import network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STANDIN_AGENT = os.path.join(ROOT, "tests", "e2e", "standin_agent.py")
 KUBECTL = shutil.which("kubectl")
 
 
@@ -59,10 +55,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def use_standin_agent() -> bool:
-    return os.environ.get("POCKETKUBE_E2E_STANDIN") == "1" or importlib.util.find_spec("pocketkube.node.pods") is None
-
-
 @dataclass
 class Cluster:
     name: str
@@ -71,7 +63,6 @@ class Cluster:
     data_dir: str
     kubeconfig: str
     env: dict
-    standin_agent: bool
 
     @property
     def net(self) -> network.ClusterNetwork:
@@ -87,13 +78,13 @@ class Cluster:
                               text=True, timeout=timeout, env=self.env, cwd=ROOT)
 
     def up(self, agent_command: tuple[str, ...] | None = None) -> subprocess.CompletedProcess:
-        """`pocketkube up` for this cluster: the real CLI, or, with the stand-in agent or
-        another `agent_command`, `up.up()` in a child process."""
-        if not self.standin_agent and agent_command is None:
+        """`pocketkube up` for this cluster: the real CLI, or, with another `agent_command`
+        in place of `pocketkube agent`, `up.up()` in a child process."""
+        if agent_command is None:
             return self.pocketkube("up", "--name", self.name, "--nodes", str(self.nodes), "--port",
                                    str(self.port), "--data-dir", self.data_dir, "--wait", "60")
         options = {"name": self.name, "nodes": self.nodes, "port": self.port, "data_dir": self.data_dir,
-                   "wait": 60.0, "agent_command": agent_command or (sys.executable, STANDIN_AGENT)}
+                   "wait": 60.0, "agent_command": agent_command}
         code = ("import sys; from pocketkube.cli import up; "
                 f"sys.exit(up._cli(lambda options: up.up(up.UpOptions(**options)))({options!r}))")
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -141,7 +132,7 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "KUBECONFIG": str(base / "kubeconfig"), "KUBECACHEDIR": str(base / "kubecache"),
            "PYTHONPATH": ROOT}
     handle = Cluster(name=name, nodes=2, port=_free_port(), data_dir=str(base / "data"),
-                     kubeconfig=str(base / "kubeconfig"), env=env, standin_agent=use_standin_agent())
+                     kubeconfig=str(base / "kubeconfig"), env=env)
     try:
         cp = handle.up()
         if cp.returncode != 0:
