@@ -21,10 +21,11 @@ import orjson
 
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.endpointutil import (
+    ServicePodHandlers,
     ANNOTATION_LEADER, ANNOTATION_OVER_CAPACITY, ANNOTATION_TRIGGER_TIME, LABEL_HEADLESS, LABEL_SERVICE_NAME,
     LABEL_SKIP_MIRROR, PodIndex, ServiceIndex, TriggerTimeTracker, find_port, format_trigger_time, ip_family,
     is_headless, is_pod_ready, is_service_ip_set, pod_address_for_service, pod_reference, service_selector,
-    services_for_pod, services_to_update_on_pod_change, should_pod_be_in_endpoints, should_set_hostname,
+    should_pod_be_in_endpoints, should_set_hostname,
     stale_cache_error,
 )
 from pocketkube.core import errors
@@ -224,7 +225,7 @@ def _set_or_drop(obj: dict, field: str, value) -> None:
 
 # --- the controller ---------------------------------------------------------------------
 
-class EndpointsController(Controller):
+class EndpointsController(ServicePodHandlers, Controller):
     name = "endpoint-controller"
     workers = 5
 
@@ -249,29 +250,6 @@ class EndpointsController(Controller):
             if ANNOTATION_LEADER not in ((ep.get("metadata") or {}).get("annotations") or {}):
                 self.enqueue(ep)
         await super().start()
-
-    def _service_changed(self, service: dict) -> None:
-        self.service_index.upsert(service)
-        self.enqueue(service)
-
-    def _service_deleted(self, service: dict) -> None:
-        self.service_index.remove(service)
-        self.enqueue(service)
-
-    def _pod_added(self, pod: dict) -> None:
-        self.pods.upsert(pod)
-        for key in services_for_pod(self.service_index, pod):
-            self.queue.add(key)
-
-    def _pod_updated(self, old: dict, new: dict) -> None:
-        self.pods.upsert(new)
-        for key in services_to_update_on_pod_change(self.service_index, old, new):
-            self.queue.add(key)
-
-    def _pod_deleted(self, pod: dict) -> None:
-        self.pods.remove(pod)
-        for key in services_for_pod(self.service_index, pod):
-            self.queue.add(key)
 
     async def sync(self, key: str) -> None:
         namespace, name = split_key(key)

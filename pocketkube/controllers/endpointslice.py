@@ -20,10 +20,11 @@ from typing import Callable
 
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.endpointutil import (
+    ServicePodHandlers,
     ANNOTATION_TRIGGER_TIME, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_TOPOLOGY_ZONE,
     PodIndex, ServiceIndex, SliceTracker, TriggerTimeTracker, find_port, format_trigger_time,
     is_pod_ready, is_service_ip_set, is_terminating, owner_reference, pod_addresses_of_type, pod_reference,
-    service_address_types, service_selector, services_for_pod, services_to_update_on_pod_change,
+    service_address_types, service_selector, services_for_pod,
     should_pod_be_in_endpoints, should_set_hostname, stale_cache_error,
 )
 from pocketkube.core import errors
@@ -354,7 +355,7 @@ def service_key_of(es: dict) -> str | None:
     return f"{m.get('namespace', '')}/{name}" if name else None
 
 
-class EndpointSliceController(Controller):
+class EndpointSliceController(ServicePodHandlers, Controller):
     name = "endpointslice-controller"
     workers = 5
 
@@ -377,29 +378,6 @@ class EndpointSliceController(Controller):
         self.nodes.add_handlers(on_add=self._node_added)
 
     # pods, nodes and slices -> Service keys
-
-    def _service_changed(self, service: dict) -> None:
-        self.service_index.upsert(service)
-        self.enqueue(service)
-
-    def _service_deleted(self, service: dict) -> None:
-        self.service_index.remove(service)
-        self.enqueue(service)
-
-    def _pod_added(self, pod: dict) -> None:
-        self.pods.upsert(pod)
-        for key in services_for_pod(self.service_index, pod):
-            self.queue.add(key)
-
-    def _pod_updated(self, old: dict, new: dict) -> None:
-        self.pods.upsert(new)
-        for key in services_to_update_on_pod_change(self.service_index, old, new):
-            self.queue.add(key)
-
-    def _pod_deleted(self, pod: dict) -> None:
-        self.pods.remove(pod)
-        for key in services_for_pod(self.service_index, pod):
-            self.queue.add(key)
 
     def _node_added(self, node: dict) -> None:
         """Pods skipped for a Node not yet known get their slices once it appears."""

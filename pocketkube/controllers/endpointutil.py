@@ -440,3 +440,32 @@ class SliceTracker:
 
     def forget(self, owner_key: str) -> None:
         self._generations.pop(owner_key, None)
+
+
+class ServicePodHandlers:
+    """Informer handlers the Endpoints and EndpointSlice controllers share: keep the Service
+    and pod indexes current and queue every Service a change touches. The controller
+    provides `service_index`, `pods`, `queue` and `enqueue`."""
+
+    def _service_changed(self, service: dict) -> None:
+        self.service_index.upsert(service)
+        self.enqueue(service)
+
+    def _service_deleted(self, service: dict) -> None:
+        self.service_index.remove(service)
+        self.enqueue(service)
+
+    def _pod_added(self, pod: dict) -> None:
+        self.pods.upsert(pod)
+        for key in services_for_pod(self.service_index, pod):
+            self.queue.add(key)
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        self.pods.upsert(new)
+        for key in services_to_update_on_pod_change(self.service_index, old, new):
+            self.queue.add(key)
+
+    def _pod_deleted(self, pod: dict) -> None:
+        self.pods.remove(pod)
+        for key in services_for_pod(self.service_index, pod):
+            self.queue.add(key)
