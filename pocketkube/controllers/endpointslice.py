@@ -20,6 +20,7 @@ from typing import Callable
 
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.endpointutil import (
+    delete_slice,
     ServicePodHandlers,
     ANNOTATION_TRIGGER_TIME, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_TOPOLOGY_ZONE,
     PodIndex, ServiceIndex, SliceTracker, TriggerTimeTracker, find_port, format_trigger_time,
@@ -472,14 +473,7 @@ class EndpointSliceController(ServicePodHandlers, Controller):
             await self._delete_slice(key, es)
 
     async def _delete_slice(self, key: str, es: dict) -> None:
-        try:
-            await self.client.delete("discovery.k8s.io/v1", "endpointslices", es["metadata"]["name"],
-                                     namespace=es["metadata"]["namespace"])
-        except errors.APIError as exc:
-            if exc.code != 404:
-                raise
-            return
-        self.tracker.expect_deletion(key, es)
+        await delete_slice(self.client, self.tracker, key, es)
 
     async def _delete_slices_of_deleted_service(self, key: str, namespace: str, name: str) -> None:
         """The garbage collector removes these through their ownerReferences; doing it here

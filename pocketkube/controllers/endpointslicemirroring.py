@@ -21,6 +21,7 @@ from pocketkube.controllers.endpointslice import (
     endpoint_key, endpoints_equal_beyond_key, pop_first, ports_key, recycle, service_key_of, wire_form,
 )
 from pocketkube.controllers.endpointutil import (
+    delete_slice,
     ADDRESS_IPV4, ADDRESS_IPV6, ANNOTATION_LAST_APPLIED, ANNOTATION_LEADER, ANNOTATION_TRIGGER_TIME,
     LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SKIP_MIRROR, SliceTracker, owner_reference, service_selector,
     stale_cache_error,
@@ -278,14 +279,7 @@ class EndpointSliceMirroringController(Controller):
             await self._delete_slice(key, es)
 
     async def _delete_slice(self, key: str, es: dict) -> None:
-        try:
-            await self.client.delete("discovery.k8s.io/v1", "endpointslices", es["metadata"]["name"],
-                                     namespace=es["metadata"]["namespace"])
-        except errors.APIError as exc:
-            if exc.code != 404:
-                raise
-            return
-        self.tracker.expect_deletion(key, es)
+        await delete_slice(self.client, self.tracker, key, es)
 
     async def _delete_mirrored(self, key: str, namespace: str, name: str) -> None:
         for es in self._mirrored_slices(namespace, name):

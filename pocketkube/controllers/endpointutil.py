@@ -469,3 +469,16 @@ class ServicePodHandlers:
         self.pods.remove(pod)
         for key in services_for_pod(self.service_index, pod):
             self.queue.add(key)
+
+
+async def delete_slice(client, tracker: "SliceTracker", key: str, es: dict) -> None:
+    """Delete one EndpointSlice a controller owns and tell its tracker to expect the event
+    (an already-gone slice is fine)."""
+    try:
+        await client.delete("discovery.k8s.io/v1", "endpointslices", es["metadata"]["name"],
+                            namespace=es["metadata"]["namespace"])
+    except errors.APIError as exc:
+        if exc.code != 404:
+            raise
+        return
+    tracker.expect_deletion(key, es)

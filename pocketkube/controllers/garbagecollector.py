@@ -291,35 +291,21 @@ class GarbageCollector(Controller):
                 raise
 
     async def _remove_owner_refs(self, kind: KindRef, obj: dict, owner_uids: set[str]) -> None:
-        """Drop the ownerReferences to owner_uids, guarded by the resourceVersion read."""
-        m = obj["metadata"]
-        for _ in range(5):
-            refs = [r for r in m.get("ownerReferences") or [] if r.get("uid") not in owner_uids]
-            if len(refs) == len(m.get("ownerReferences") or []):
-                return
-            patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": m["resourceVersion"]}}
-            try:
-                await self.client.patch(kind.api_version, kind.resource, m["name"], patch,
-                                        namespace=m.get("namespace"))
-                return
-            except errors.APIError as exc:
-                if exc.code == 404:
-                    return
-                if exc.code != 409:
-                    raise
-            obj = await self._get_latest(kind, object_key(obj), m["uid"])
-            if obj is None:
-                return
-            m = obj["metadata"]
-        raise errors.conflict(kind.resource, kind.group, m["name"], "ownerReferences kept changing")
+        """Drop the ownerReferences to owner_uids."""
+        await self._drop_from_metadata_list(kind, obj, "ownerReferences", lambda r: r.get("uid") in owner_uids)
 
     async def _remove_finalizer(self, kind: KindRef, obj: dict, finalizer: str) -> None:
+        await self._drop_from_metadata_list(kind, obj, "finalizers", lambda f: f == finalizer)
+
+    async def _drop_from_metadata_list(self, kind: KindRef, obj: dict, field: str, drop) -> None:
+        """Remove the items of metadata.<field> that `drop` selects, guarded by the
+        resourceVersion read; on a conflict read the latest object and try again."""
         m = obj["metadata"]
         for _ in range(5):
-            finalizers = [f for f in m.get("finalizers") or [] if f != finalizer]
-            if len(finalizers) == len(m.get("finalizers") or []):
+            kept = [item for item in m.get(field) or [] if not drop(item)]
+            if len(kept) == len(m.get(field) or []):
                 return
-            patch = {"metadata": {"finalizers": finalizers or None, "resourceVersion": m["resourceVersion"]}}
+            patch = {"metadata": {field: kept or None, "resourceVersion": m["resourceVersion"]}}
             try:
                 await self.client.patch(kind.api_version, kind.resource, m["name"], patch,
                                         namespace=m.get("namespace"))
@@ -333,7 +319,7 @@ class GarbageCollector(Controller):
             if obj is None:
                 return
             m = obj["metadata"]
-        raise errors.conflict(kind.resource, kind.group, m["name"], "finalizers kept changing")
+        raise errors.conflict(kind.resource, kind.group, m["name"], f"{field} kept changing")
 
     async def _orphan_dependents(self, kind: KindRef, owner: dict) -> None:
         uid = owner["metadata"]["uid"]
