@@ -357,6 +357,9 @@ async def _wait_or_gone(proc: asyncio.subprocess.Process, channels: Channels) ->
     return 128 - code if code < 0 else code  # killed by a signal: 128+N, as runc reports
 
 
+FIRST_SIZE_WAIT = 0.5  # seconds a tty exec waits for the client's terminal size
+
+
 async def run_exec(argv: list[str], channels: Channels, *, stdin: bool, stdout: bool, stderr: bool,
                    tty: bool) -> dict:
     """Run argv wired to the client's channels; returns the final Status."""
@@ -370,9 +373,18 @@ async def run_exec(argv: list[str], channels: Channels, *, stdin: bool, stdout: 
 
 
 async def _exec_tty(argv: list[str], channels: Channels, *, stdin: bool) -> dict:
+    # kubectl sends the terminal's size beside the first keystrokes, in no fixed order; a shell
+    # started before it arrives reads 0x0. Wait a moment for it so the size holds from the start.
+    sizes = []
+    try:
+        sizes.append(await asyncio.wait_for(channels.resizes.get(), FIRST_SIZE_WAIT))
+    except asyncio.TimeoutError:
+        pass
+    while not channels.resizes.empty():
+        sizes.append(channels.resizes.get_nowait())
     master, slave = pty.openpty()
-    while not channels.resizes.empty():  # a size the client already sent holds from the start
-        _set_winsize(master, *channels.resizes.get_nowait())
+    for size in sizes[-1:]:
+        _set_winsize(master, *size)
     try:
         os.set_blocking(master, False)
         proc = await asyncio.create_subprocess_exec(
