@@ -8,6 +8,7 @@ for the tests of the life cycle itself.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -121,8 +122,21 @@ class Cluster:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
 
+E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster at a time: e2e runs in parallel wait here
+
+
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
+def cluster_lock():
+    """Hold the machine's e2e lock for the session, so parallel e2e runs (and anyone who wraps
+    a manual `pocketkube up ... down` in `flock /tmp/pocketkube-e2e.lock`) take turns instead
+    of skipping on each other's address ranges."""
+    with open(E2E_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, cluster_lock):
     """A running cluster of 2 nodes, shared by the whole session; `down` at the end."""
     reason = _skip_reason()
     if reason:
