@@ -12,6 +12,10 @@ Output: {"source", "kinds": {"<apiVersion>/<Kind>": definition}, "types": {defin
 Field types: string bool int32 int64 float64 bytes intstr quantity time microtime raw,
 "@<definition>" for a struct, "[]<type>" for a list, "{}<type>" for a map with string keys.
 
+It also writes schema_docs.json, what `kubectl explain` prints: the type and field descriptions
+of the Kubernetes 1.32 release (from the JSON schemas kubernetes-validate ships, a test
+dependency) and, by hand, the enum values of the `+enum` string fields.
+
 Run: .venv/bin/python tools/gen_schema.py   (deterministic: same client -> same file)
 """
 
@@ -27,6 +31,8 @@ import kubernetes
 import kubernetes.client.models as models
 
 OUTPUT = Path(__file__).resolve().parent.parent / "pocketkube" / "apiserver" / "schema_data.json"
+DOCS_OUTPUT = OUTPUT.with_name("schema_docs.json")
+DOCS_VERSION = "v1.32.0-local"  # the kubernetes-validate schema set the descriptions come from
 
 # (apiVersion, kind, python class) for every kind served, then their lists.
 SERVED_KINDS = [
@@ -172,6 +178,37 @@ NAMED_GO_TYPES = {
     "V1TopologySpreadConstraint.nodeTaintsPolicy": "v1.NodeInclusionPolicy",
     "V1PodOS.name": "v1.OSName",
 }
+# Enum values of string fields, as the 1.32 OpenAPI document lists them (`+enum` Go types;
+# the client's models do not carry them). `kubectl explain` prints them as "enum: A, B".
+ENUM_VALUES = {
+    "V1ContainerPort.protocol": ["SCTP", "TCP", "UDP"], "V1ServicePort.protocol": ["SCTP", "TCP", "UDP"],
+    "CoreV1EndpointPort.protocol": ["SCTP", "TCP", "UDP"],
+    "DiscoveryV1EndpointPort.protocol": ["SCTP", "TCP", "UDP"], "V1PortStatus.protocol": ["SCTP", "TCP", "UDP"],
+    "V1ServiceSpec.type": ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+    "V1ServiceSpec.sessionAffinity": ["ClientIP", "None"],
+    "V1ServiceSpec.externalTrafficPolicy": ["Cluster", "Local"],
+    "V1ServiceSpec.internalTrafficPolicy": ["Cluster", "Local"],
+    "V1ServiceSpec.ipFamilyPolicy": ["PreferDualStack", "RequireDualStack", "SingleStack"],
+    "V1Container.imagePullPolicy": ["Always", "IfNotPresent", "Never"],
+    "V1Container.terminationMessagePolicy": ["FallbackToLogsOnError", "File"],
+    "V1PodSpec.restartPolicy": ["Always", "Never", "OnFailure"],
+    "V1PodSpec.dnsPolicy": ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    "V1PodSpec.preemptionPolicy": ["Never", "PreemptLowerPriority"],
+    "V1PodStatus.phase": ["Failed", "Pending", "Running", "Succeeded", "Unknown"],
+    "V1PodStatus.qosClass": ["BestEffort", "Burstable", "Guaranteed"],
+    "V1Toleration.operator": ["Equal", "Exists"],
+    "V1Toleration.effect": ["NoExecute", "NoSchedule", "PreferNoSchedule"],
+    "V1Taint.effect": ["NoExecute", "NoSchedule", "PreferNoSchedule"],
+    "V1NodeSelectorRequirement.operator": ["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"],
+    "V1HTTPGetAction.scheme": ["HTTP", "HTTPS"],
+    "V1NamespaceStatus.phase": ["Active", "Terminating"],
+    "V1DeploymentStrategy.type": ["Recreate", "RollingUpdate"],
+    "V1StatefulSetSpec.podManagementPolicy": ["OrderedReady", "Parallel"],
+    "V1StatefulSetUpdateStrategy.type": ["OnDelete", "RollingUpdate"],
+    "V1DaemonSetUpdateStrategy.type": ["OnDelete", "RollingUpdate"],
+    "V1EndpointSlice.addressType": ["FQDN", "IPv4", "IPv6"],
+    "V1HTTPIngressPath.pathType": ["Exact", "ImplementationSpecific", "Prefix"],
+}
 # Fields the client marks required that Kubernetes 1.32 does not (`spec,omitempty` in Go).
 NOT_REQUIRED = {"V1Deployment.spec", "V1ReplicaSet.spec", "V1StatefulSet.spec", "V1DaemonSet.spec"}
 PRIMITIVES = {"str": "string", "bool": "bool", "float": "float64", "bytes": "bytes"}
@@ -297,7 +334,7 @@ def check_hand_facts(definitions: dict) -> None:
     """Every hand-written Go fact must name a real field: a typo would silently be ignored."""
     known = {f"{name}.{json}" for name in definitions for json in model(name).attribute_map.values()}
     facts = INT64_FIELDS | QUANTITY_FIELDS | RESOURCE_LIST_FIELDS | MICROTIME_FIELDS | NOT_REQUIRED
-    facts |= set(NAMED_GO_TYPES)
+    facts |= set(NAMED_GO_TYPES) | set(ENUM_VALUES)
     if facts - known:
         sys.exit(f"hand-written Go facts name unknown fields: {sorted(facts - known)}")
 
@@ -314,15 +351,53 @@ def generate() -> dict:
     }
 
 
+def kubernetes_definitions() -> dict:
+    """The Kubernetes 1.32 definitions with their descriptions, as kubernetes-validate ships
+    them (JSON schemas generated from the release's OpenAPI document)."""
+    import kubernetes_validate
+
+    path = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / DOCS_VERSION / "_definitions.json"
+    return json.loads(path.read_text())["$defs"]
+
+
+def generate_docs() -> dict:
+    """definition -> {"description", "fields": {json: {"description", "enum"}}}: what `kubectl
+    explain` reads, kept apart from schema_data.json so the server loads it only for /openapi."""
+    definitions = place_classes()
+    source = kubernetes_definitions()
+    docs: dict = {}
+    for cls_name in sorted(definitions):
+        definition = definitions[cls_name]
+        upstream = source.get(definition, {})
+        properties = upstream.get("properties", {})
+        fields = {}
+        for json_name in sorted(model(cls_name).attribute_map.values()):
+            entry = {}
+            description = (properties.get(json_name, {}).get("description")
+                           or pydantic_field(cls_name, json_name).description)
+            if description:
+                entry["description"] = description
+            if f"{cls_name}.{json_name}" in ENUM_VALUES:
+                entry["enum"] = ENUM_VALUES[f"{cls_name}.{json_name}"]
+            if entry:
+                fields[json_name] = entry
+        docs[definition] = {"description": upstream.get("description", ""), "fields": fields}
+    return dict(sorted(docs.items()))
+
+
 def render() -> str:
     """The file's text (the test compares it with the committed file)."""
     return json.dumps(generate(), indent=1) + "\n"
 
 
+def render_docs() -> str:
+    return json.dumps(generate_docs(), separators=(",", ":"), sort_keys=True) + "\n"
+
+
 def main() -> None:
-    text = render()
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT} ({len(text)} bytes)")
+    for path, text in ((OUTPUT, render()), (DOCS_OUTPUT, render_docs())):
+        path.write_text(text)
+        print(f"wrote {path} ({len(text)} bytes)")
 
 
 if __name__ == "__main__":

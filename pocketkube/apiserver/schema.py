@@ -787,13 +787,20 @@ def _gvk_index() -> dict[str, list[dict]]:
     return index
 
 
-@lru_cache(maxsize=None)
+def _docs() -> dict:
+    """Descriptions and enum values for `kubectl explain` (schema_docs.json, from the same
+    generator): read only when an OpenAPI document is built, never kept."""
+    return json.loads((Path(__file__).with_name("schema_docs.json")).read_text())
+
+
 def openapi_v3_components(group_version: str) -> dict:
     """components.schemas for the kinds of one group version ("v1", "apps/v1", ...) and every
-    definition they reference, plus DeleteOptions and Status. Cached: do not mutate the result."""
+    definition they reference, plus DeleteOptions and Status, with the descriptions
+    and enums of schema_docs.json. Built anew each call: the caller keeps the encoded form."""
     wanted = [s for key, s in _KINDS.items() if key.rsplit("/", 1)[0] == group_version]
     wanted += [_KINDS[key] for key in _ALWAYS_INCLUDED]
     gvks = _gvk_index()
+    docs = _docs()
     schemas: dict[str, dict] = {}
     pending = [s.definition for s in wanted]
     while pending:
@@ -805,10 +812,14 @@ def openapi_v3_components(group_version: str) -> dict:
             continue
         struct = _STRUCTS[definition]
         refs: set[str] = set()
-        schema: dict[str, Any] = {
-            "properties": {name: _schema(node, refs, True) for name, node in struct.fields.items()},
-            "type": "object",
-        }
+        doc = docs.get(definition, {})
+        properties = {}
+        for name, node in struct.fields.items():
+            properties[name] = _schema(node, refs, True)
+            properties[name].update(doc.get("fields", {}).get(name, {}))
+        schema: dict[str, Any] = {"properties": properties, "type": "object"}
+        if doc.get("description"):
+            schema["description"] = doc["description"]
         if struct.required:
             schema["required"] = list(struct.required)
         if definition in gvks:

@@ -1507,8 +1507,6 @@ def test_every_namespace_has_a_default_service_account_and_default_has_kubernete
     assert rows[1] == "kubernetes   ClusterIP   10.96.0.1    <none>        443/TCP   AGE"
 
 
-@pytest.mark.xfail(strict=True, reason="/openapi/v3 schemas carry no descriptions or enums, so kubectl "
-                   "explain prints '<empty>' and '<no description>' where a real cluster prints the docs")
 def test_explain_service_ports(shop):
     explained = shop.kubectl("explain", "service.spec.ports").stdout
     assert explained.startswith("KIND:       Service\nVERSION:    v1\n\nFIELD: ports <[]ServicePort>\n")

@@ -346,11 +346,19 @@ def test_openapi_components_for_apps():
     schemas = schema.openapi_v3_components("apps/v1")["schemas"]
     dep = schemas["io.k8s.api.apps.v1.Deployment"]
     assert dep["x-kubernetes-group-version-kind"] == [{"group": "apps", "kind": "Deployment", "version": "v1"}]
-    assert dep["properties"]["spec"] == {"allOf": [{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"}]}
+    assert dep["properties"]["spec"] == {"allOf": [{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"}],
+                                         "description": "Specification of the desired behavior of the Deployment."}
     spec = schemas["io.k8s.api.apps.v1.DeploymentSpec"]
-    assert spec["properties"]["replicas"] == {"format": "int32", "type": "integer"}
+    assert spec["properties"]["replicas"] == {
+        "format": "int32", "type": "integer",
+        "description": "Number of desired pods. This is a pointer to distinguish between explicit zero "
+                       "and not specified. Defaults to 1."}
+    assert spec["description"] == "DeploymentSpec is the specification of the desired behavior of the Deployment."
+    protocol = schemas["io.k8s.api.core.v1.ContainerPort"]["properties"]["protocol"]
+    assert protocol["enum"] == ["SCTP", "TCP", "UDP"]
     assert spec["required"] == ["selector", "template"]
-    containers = schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
+    containers = dict(schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"])
+    assert containers.pop("description").startswith("List of containers belonging to the pod.")
     assert containers == {"type": "array", "items": {
         "allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}], "default": {}}}
     assert schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"] == "int-or-string"
@@ -416,3 +424,4 @@ def test_generator_is_deterministic_and_matches_the_committed_file():
     first = gen.render()
     assert first == gen.render()
     assert first == (ROOT / "pocketkube/apiserver/schema_data.json").read_text()
+    assert gen.render_docs() == (ROOT / "pocketkube/apiserver/schema_docs.json").read_text()
