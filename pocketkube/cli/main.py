@@ -91,9 +91,6 @@ def _dns(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    if args.mode == "userspace":
-        print("error: --mode userspace is not implemented yet; use --mode nftables", file=sys.stderr)
-        return 2
     from pocketkube.cli.supervisor import Supervisor
     from pocketkube.core.client import from_in_cluster, from_kubeconfig, wait_for_api
     from pocketkube.proxy.proxier import Proxier
@@ -111,7 +108,7 @@ def _proxy(args: argparse.Namespace) -> int:
             return
         await wait_for_api(client, timeout=30)
         sup = Supervisor()
-        await sup.start(Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name,
+        await sup.start(Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name, mode=args.mode,
                                 netns=args.netns, node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
                                 service_cidr=args.service_cidr))
         print(f"pocketkube proxy ({args.mode}) for node {args.node_name} started", flush=True)
@@ -134,6 +131,7 @@ def _trace(args: argparse.Namespace) -> int:
         try:
             print(await trace_in_cluster(client, source=args.source, to=args.to, protocol=args.proto,
                                          namespace=args.namespace, cluster_name=args.cluster_name,
+                                         mode=args.proxy_mode,
                                          host_address=ClusterNetwork(args.cluster_name).host_ip))
             return 0
         except TraceError as exc:
@@ -229,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-n", "--namespace", default="default", help="the namespace of --from POD")
     t.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
     t.add_argument("--cluster-name", default="pocketkube")
+    t.add_argument("--proxy-mode", choices=("nftables", "userspace"), default=None,
+                   help="the proxies' mode (default: read from the kube-proxy DaemonSet's --mode)")
     t.set_defaults(func=_trace)
     d = sub.add_parser("dns", help="run the cluster DNS server (pocketkube's CoreDNS); kube-system/coredns runs this")
     d.add_argument("--kubeconfig", required=True, help="a kubeconfig path, or `in-cluster` (service account)")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import ctypes
 import fcntl
 import hmac
 import json
@@ -39,6 +38,7 @@ from typing import AsyncIterator, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
+from pocketkube.core.netns import enter_netns
 from pocketkube.node import spdy, wsstream
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ PORT_FORWARD_PROTOCOL = "portforward.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 STREAM_CREATION_TIMEOUT = 30.0
 OUTPUT_DRAIN_TIMEOUT = 2.0  # after the process exits, how long its children may keep output open
-CLONE_NEWNET = 0x40000000
 SUCCESS = {"metadata": {}, "status": "Success"}
 
 
@@ -494,21 +493,6 @@ async def run_attach(handle: AttachHandle, channels: Channels, *, stdin: bool) -
 
 # ---- port-forward ----------------------------------------------------------------------
 
-def _setns(path: str) -> None:
-    """Move the calling thread into the network namespace at path (unless it is ours)."""
-    mine, theirs = os.stat("/proc/thread-self/ns/net"), os.stat(path)
-    if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
 def _connect_localhost(port: int) -> socket.socket:
     errors = []
     for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
@@ -546,7 +530,7 @@ async def connect_in_netns(netns_path: str, port: int) -> socket.socket:
 
     def work() -> None:
         try:
-            _setns(netns_path)
+            enter_netns(netns_path)
             sock = _connect_localhost(port)
         except OSError as exc:
             loop.call_soon_threadsafe(_settle, result, None, exc)

@@ -320,7 +320,8 @@ class NftRunner:
         # nsenter enters the network namespace only (`ip netns exec` would also remount /sys)
         self._prefix = ["nsenter", f"--net={path}"] if path else []
 
-    async def _exec(self, argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+    async def run(self, argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        """Run argv (in the runner's namespace): (exit code, stdout, stderr)."""
         proc = await asyncio.create_subprocess_exec(
             *self._prefix, *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -328,13 +329,13 @@ class NftRunner:
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     async def apply(self, script: str) -> None:
-        code, _, err = await self._exec(["nft", "-f", "-"], script)
+        code, _, err = await self.run(["nft", "-f", "-"], script)
         if code != 0:
             raise NftError(err.strip() or f"nft exited with status {code}")
 
     async def list_names(self, table: str) -> tuple[set[str], set[str]] | None:
         """(chain names, set and map names) of our table, or None when it does not exist."""
-        code, out, err = await self._exec(["nft", "-j", "-t", "list", "table", FAMILY, table])
+        code, out, err = await self.run(["nft", "-j", "-t", "list", "table", FAMILY, table])
         if code != 0:
             if "No such file or directory" in err:
                 return None
@@ -355,13 +356,13 @@ class NftRunner:
         makes node-originated Service traffic leave from the node address, as over a default
         route. Logged, not raised, when it fails."""
         argv = ["ip", "route", "replace", cidr, "dev", device, *(["src", source] if source else [])]
-        code, _, err = await self._exec(argv)
+        code, _, err = await self.run(argv)
         if code != 0:
             log.warning("no route for the service range %s via %s: %s", cidr, device, err.strip())
 
     async def conntrack_delete(self, args: list[str]) -> None:
         """`conntrack -D ARGS` (no matching entry is not an error)."""
-        code, _, err = await self._exec(["conntrack", "-D", *args])
+        code, _, err = await self.run(["conntrack", "-D", *args])
         if code not in (0, 1):
             log.warning("conntrack -D %s: %s", " ".join(args), err.strip())
 

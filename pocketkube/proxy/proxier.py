@@ -1,13 +1,19 @@
 """The proxy component (`pocketkube proxy`): informers for Services and EndpointSlices feed
-the shared change tracker; one sync loop applies what is pending to a backend.
+the shared change tracker; one sync loop applies what is pending to the mode's backend
+(nftables.py, the default, or userspace.py).
 
 The loop syncs as soon as something changes (no minimum interval by default: programming
 latency matters more here than in a 5,000-node cluster), and bursts coalesce by themselves:
 events that arrive while a sync runs are folded into the next one. A sync nft refuses is
 logged, leaves the last good rules in place and is retried as a full sync with backoff; a
-full sync also runs periodically. Stopping the proxy leaves its rules in place, so
+full sync also runs periodically. Stopping the nftables proxy leaves its rules in place, so
 established connections (and new ones) keep working while it restarts; a restarted proxy
-adopts its table in one atomic full sync.
+adopts its table in one atomic full sync. Stopping the userspace proxy closes its relays
+(they live in the process); the next one adopts the addresses on `pk-svc`.
+
+Starting in one mode removes what the other mode left (as kube-proxy cleans up the other
+modes' rules at start): the nftables table in userspace mode, the `pk-svc` dummy in nftables
+mode.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import time
 from pocketkube.core.client import Client
 from pocketkube.core.informer import Informer
 from pocketkube.proxy.changetracker import ChangeTracker
-from pocketkube.proxy.nftables import NftablesBackend, NftablesConfig, NftError, NftRunner, SyncStats, table_name
+from pocketkube.proxy.nftables import FAMILY, NftablesBackend, NftError, NftablesConfig, NftRunner, SyncStats, table_name
+from pocketkube.proxy.userspace import DUMMY_INTERFACE, UserspaceBackend, UserspaceConfig, UserspaceError
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +34,12 @@ MODES = ("nftables", "userspace")
 
 
 class Proxier:
-    """One node's service proxy in nftables mode.
+    """One node's service proxy, in `mode` nftables or userspace.
 
-    Runs in the node's network namespace, or anywhere with `netns` naming it (nft and
-    conntrack are then run inside it)."""
+    Runs in the node's network namespace, or anywhere with `netns` naming it (nft, ip and
+    conntrack are then run inside it, and the userspace relays' sockets are made in it)."""
 
-    def __init__(self, client: Client, *, node_name: str, cluster_name: str = "pocketkube",
+    def __init__(self, client: Client, *, node_name: str, cluster_name: str = "pocketkube", mode: str = "nftables",
                  netns: str | None = None, node_ip: str | None = None, cluster_cidr: str = "10.244.0.0/16",
                  service_cidr: str = "10.96.0.0/12", service_route_device: str | None = "cni0",
                  min_sync_interval: float = 0.0, full_sync_interval: float = 3600.0,
@@ -40,13 +47,22 @@ class Proxier:
         """service_route_device: the node gets a route for the service range through this
         device (the node has no default route, and a node process can only connect to a
         ClusterIP that has a route; None: leave routes alone), with the node's address as the
-        source: `node_ip`, else the Node object's InternalIP."""
+        source: `node_ip`, else the Node object's InternalIP. The userspace mode needs no such
+        route (Service addresses are local to the node) and removes it."""
+        if mode not in MODES:
+            raise ValueError(f"unknown proxy mode {mode!r}; known: {', '.join(MODES)}")
         self.client = client
         self.node_name = node_name
+        self.mode = mode
         self.cfg = NftablesConfig(table=table_name(cluster_name), node_name=node_name,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr)
         self.runner = NftRunner(netns)
-        self.backend = NftablesBackend(self.cfg, self.runner)
+        self.backend: NftablesBackend | UserspaceBackend
+        if mode == "userspace":
+            self.backend = UserspaceBackend(UserspaceConfig(node_name=node_name, cluster_cidr=cluster_cidr),
+                                            self.runner, netns)
+        else:
+            self.backend = NftablesBackend(self.cfg, self.runner)
         self.tracker = ChangeTracker(node_name)
         self.service_route_device = service_route_device
         self.node_ip = node_ip
@@ -68,7 +84,8 @@ class Proxier:
         self.slices.add_handlers(on_add=lambda new: self._changed(self.tracker.on_slice(new)),
                                  on_update=lambda old, new: self._changed(self.tracker.on_slice(new)),
                                  on_delete=lambda old: self._changed(self.tracker.on_slice(old, removed=True)))
-        if self.service_route_device:
+        await self._clean_other_mode()
+        if self.service_route_device and self.mode == "nftables":
             node_ip = self.node_ip or await self._node_internal_ip()
             await self.runner.ensure_route(self.cfg.service_cidr, self.service_route_device, node_ip)
         await self.services.start()
@@ -76,7 +93,8 @@ class Proxier:
         self._task = asyncio.create_task(self._loop(), name="proxy-sync")
 
     async def stop(self) -> None:
-        """Stop watching and syncing; the rules stay (kube-proxy's behaviour too)."""
+        """Stop watching and syncing; nftables rules and userspace addresses stay
+        (kube-proxy's behaviour too), userspace relays close."""
         if self._task:
             self._task.cancel()
             try:
@@ -85,6 +103,24 @@ class Proxier:
                 pass
         await self.slices.stop()
         await self.services.stop()
+        if isinstance(self.backend, UserspaceBackend):
+            await self.backend.stop()
+
+    async def _clean_other_mode(self) -> None:
+        """Remove what the other mode left on this node (nothing there is not an error)."""
+        if self.mode == "userspace":
+            code, _, err = await self.runner.run(["nft", "delete", "table", FAMILY, self.cfg.table])
+            if code == 0:
+                log.info("removed the nftables mode's table %s", self.cfg.table)
+            elif "No such file or directory" not in err:
+                log.warning("cannot remove the nftables mode's table %s: %s", self.cfg.table, err.strip())
+            if self.service_route_device:  # unallocated ClusterIPs: unreachable at once, not ARPed for
+                await self.runner.run(["ip", "route", "del", self.cfg.service_cidr, "dev",
+                                         self.service_route_device])
+        else:
+            code, _, _ = await self.runner.run(["ip", "link", "del", DUMMY_INTERFACE])
+            if code == 0:
+                log.info("removed the userspace mode's interface %s", DUMMY_INTERFACE)
 
     async def _node_internal_ip(self) -> str | None:
         """This node's InternalIP from its Node object (None when it cannot be read yet)."""
@@ -132,23 +168,23 @@ class Proxier:
                 log.info("retrying with a full sync in %.0fs", retry)
 
     async def sync_once(self) -> bool:
-        """Apply what is pending and program it; False when it failed (nft refused it)."""
+        """Apply what is pending and program it; False when it failed (nft or ip refused it)."""
         result = self.tracker.apply()
         if not result and not self.backend.needs_full_sync:
             return True
         started = time.monotonic()
         try:
             stats = await self.backend.sync(self.tracker.services, self.tracker.endpoints, result)
-        except NftError as exc:
-            log.error("nftables sync failed; the last good rules stay in place: %s", exc)
+        except (NftError, UserspaceError) as exc:
+            log.error("%s sync failed; the last good state stays in place: %s", self.mode, exc)
             return False
-        except Exception:  # nft or conntrack missing, a bug: retried the same way
-            log.exception("nftables sync failed; the last good rules stay in place")
+        except Exception:  # nft, ip or conntrack missing, a bug: retried the same way
+            log.exception("%s sync failed; the last good state stays in place", self.mode)
             return False
         self.last_sync = stats
         self.sync_count += 1
-        log.log(logging.INFO if stats.full else logging.DEBUG, "%s sync: %d Service(s), %d nft command(s) in %.1f ms",
-                "full" if stats.full else "partial", stats.services, stats.commands,
+        log.log(logging.INFO if stats.full else logging.DEBUG, "%s %s sync: %d Service(s), %d command(s) in %.1f ms",
+                self.mode, "full" if stats.full else "partial", stats.services, stats.commands,
                 (time.monotonic() - started) * 1000)
         self.ready.set()
         return True

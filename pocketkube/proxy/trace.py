@@ -10,6 +10,12 @@ Service not answer?" from the cluster state alone.
 The first packet of a connection is always `ct state new`; a random choice forks the trace
 (one outcome per branch, with its probability); affinity sets hold what the caller says
 (empty by default: no client remembered).
+
+A node whose proxy runs in userspace mode has no rules to follow: `userspace_trace` says which
+relay listener the packet meets (userspace.py's own `EndpointChooser` decides, as the relay
+would), the endpoints it may go to, the round-robin or affinity choice, and that the
+endpoint sees the node as the client; or why nothing answers (no listener: refused; an
+address nothing serves: no route).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pocketkube.proxy.ruleset import (AddressPairInSet, CtStateNew, CtStatusDnat
 
 PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 ACCEPT, DROP, REJECT, CONTINUE = "accept", "drop", "reject", "continue"
+NO_ROUTE = "no route"
 
 
 @dataclass
@@ -47,6 +54,7 @@ class Outcome:
     probability: Fraction = Fraction(1)
     steps: list[Step] = field(default_factory=list)
     reject_with: str = ""
+    relayed: bool = False  # by a userspace relay: a new connection from the node
 
 
 @dataclass
@@ -343,6 +351,11 @@ def _describe(o: Outcome) -> str:
         return f"REJECT ({o.reject_with}): the client sees connection refused at once"
     if o.verdict == DROP:
         return "DROP: the client sees a timeout"
+    if o.verdict == NO_ROUTE:
+        return "NO ROUTE: nothing on this node has that address: the client sees network unreachable at once"
+    if o.relayed:
+        return (f"ACCEPT, relayed to {o.destination}, source rewritten to the node "
+                f"(userspace relays always proxy)")
     where = "delivered to this node" if o.delivered == "local" else "forwarded"
     nat = f"DNAT to {o.destination}" if o.dnat else f"no DNAT ({o.destination})"
     return f"ACCEPT, {nat}, {'masqueraded' if o.masquerade else 'source kept'}, {where}"
@@ -388,17 +401,108 @@ def node_ruleset(node_name: str, services: list[dict], slices: list[dict], clust
     return build_ruleset(cfg, tracker.services, tracker.endpoints)
 
 
+def userspace_trace(node: NodeInfo, services: list[dict], slices: list[dict], source: str, destination: str,
+                    port: int, protocol: str = "tcp", from_node: bool = False, cluster_cidr: str = "10.244.0.0/16",
+                    service_cidr: str = "10.96.0.0/12") -> Trace:
+    """The first packet from `source` to `destination:port` on a node whose proxy runs in
+    userspace mode (from_node: sent by a process of the node itself)."""
+    from pocketkube.proxy.changetracker import ChangeTracker
+    from pocketkube.proxy.userspace import DROP_ALL, INTERNAL, EndpointChooser, service_addresses
+
+    tracker = ChangeTracker(node.name)
+    for svc in services:
+        tracker.on_service(None, svc)
+    for es in slices:
+        tracker.on_slice(es)
+    tracker.apply()
+    node_addresses = sorted(node.addresses)
+    relays, choosers, local = {}, {}, set(node.addresses)
+    for name in sorted(tracker.services.service_names()):
+        local |= service_addresses(tracker.services, name)
+        for spn in tracker.services.ports_of(name):
+            choosers[spn] = EndpointChooser(tracker.services[spn], tracker.endpoints.get(spn, ()))
+            for spec in choosers[spn].relays(node_addresses):
+                relays.setdefault(spec.key, spec)
+    proto = protocol.lower()
+    spec = relays.get((destination, port, protocol.upper()))
+
+    def done(verdict: str, steps: list[Step], **outcome) -> Trace:
+        return Trace(source, f"{destination}:{port}", proto,
+                     [Outcome(verdict, f"{destination}:{port}", steps=steps, **outcome)])
+
+    if spec is None:
+        where = f"{destination}:{port}/{proto}"
+        if destination in local:
+            reset = "tcp reset" if proto == "tcp" else "icmp port-unreachable"
+            why = ("a Service address without usable endpoints, or a port it does not serve"
+                   if destination not in node.addresses else "a node address: no NodePort relay for this port")
+            return done(REJECT, [Step("relay", f"no relay listens on {where}", why)], reject_with=reset)
+        if ipaddress.IPv4Address(destination) in ipaddress.IPv4Network(service_cidr, strict=False):
+            return done(NO_ROUTE, [Step("route", f"{destination} is not on pk-svc and has no route",
+                                        "no Service has this address")])
+        return done(ACCEPT, [Step("route", f"no relay for {where}: routed unchanged")],
+                    delivered="local" if destination in node.addresses else "forward")
+    chooser = choosers[spec.service]
+    internal = from_node or source in local or \
+        ipaddress.IPv4Address(source) in ipaddress.IPv4Network(cluster_cidr, strict=False)
+    kind = "ClusterIP" if spec.kind == INTERNAL else ("NodePort" if destination in node.addresses else "external IP")
+    steps = [Step("relay", f"listener {destination}:{port}/{proto} of {spec.service} ({kind})")]
+    if spec.drop == DROP_ALL or (spec.drop and not internal):
+        policy = "internalTrafficPolicy" if spec.kind == INTERNAL else "externalTrafficPolicy"
+        steps.append(Step("relay", "socket filter drops the SYN" if proto == "tcp" else "the relay discards the datagram",
+                          f"{policy} Local and no usable endpoint on node {node.name}"))
+        return done(DROP, steps)
+    candidates = chooser.candidates(spec.kind, internal)
+    which = "ready" if all(ep.ready for ep in candidates) else "serving and terminating (none is ready)"
+    if (spec.kind == INTERNAL and chooser.svc.internal_policy_local) or \
+            (spec.kind != INTERNAL and chooser.svc.external_policy_local and not internal):
+        which += f", on node {node.name} only (traffic policy Local)"
+    steps.append(Step("relay", "candidates: " + ", ".join(map(str, candidates)), f"{which} endpoints"))
+    choice = f"round robin over {len(candidates)}"
+    if chooser.svc.affinity_seconds:
+        choice = (f"ClientIP affinity: {source} returns to the endpoint it had within "
+                  f"{chooser.svc.affinity_seconds}s of its last connection; else {choice}")
+    steps.append(Step("relay", f"connect to the chosen endpoint ({choice})",
+                      "source rewritten to the node (userspace relays always proxy)"))
+    outcomes = [Outcome(ACCEPT, str(ep), dnat=True, masquerade=True,
+                        delivered="local" if ep.is_local else "forward",
+                        probability=Fraction(1, len(candidates)), steps=list(steps), relayed=True)
+                for ep in candidates]
+    return Trace(source, f"{destination}:{port}", proto, outcomes)
+
+
+async def proxy_mode(client) -> str:
+    """The mode the cluster's proxies run in: the kube-proxy DaemonSet's `--mode` (nftables
+    when it is absent)."""
+    from pocketkube.core import errors
+
+    try:
+        ds = await client.get("apps/v1", "daemonsets", "kube-proxy", "kube-system")
+    except errors.APIError:
+        return "nftables"
+    for container in ((ds.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+        args = [*(container.get("command") or []), *(container.get("args") or [])]
+        for i, arg in enumerate(args):
+            if arg.startswith("--mode="):
+                return arg.split("=", 1)[1]
+            if arg == "--mode" and i + 1 < len(args):
+                return args[i + 1]
+    return "nftables"
+
+
 class TraceError(ValueError):
     """The source or destination cannot be resolved (the message says why)."""
 
 
 async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp", namespace: str = "default",
                            cluster_name: str = "pocketkube", host_address: str = "172.18.0.1",
-                           cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12") -> str:
+                           cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12",
+                           mode: str | None = None) -> str:
     """Trace a first packet from `source` (a pod name or namespace/name, `node/NAME` or
     `host`, whose address on the node network is `host_address`) to `to` ("ADDR:PORT")
     through the rules of the node it enters, and on to a second node when it is forwarded
-    there unchanged (another node's NodePort)."""
+    there unchanged (another node's NodePort). `mode`: the proxies' mode (None: read it from
+    the cluster, `proxy_mode`)."""
     address, _, port_text = to.rpartition(":")
     try:
         ipaddress.IPv4Address(address)
@@ -410,12 +514,17 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
     slices = (await client.list("discovery.k8s.io/v1", "endpointslices")).get("items", [])
     src_ip, node, from_node, label = await _resolve_source(client, source, namespace, cluster_name, host_address,
                                                            nodes, address)
+    mode = mode or await proxy_mode(client)
     lines = []
     for _hop in range(2):
-        tracer = Tracer(node_ruleset(node.name, services, slices, cluster_name, cluster_cidr, service_cidr),
-                        node.addresses)
-        trace = tracer.trace(src_ip, address, port, protocol, from_node=from_node)
-        lines.append(f"on node {node.name}, from {label}:")
+        if mode == "userspace":
+            trace = userspace_trace(node, services, slices, src_ip, address, port, protocol, from_node,
+                                    cluster_cidr, service_cidr)
+        else:
+            tracer = Tracer(node_ruleset(node.name, services, slices, cluster_name, cluster_cidr, service_cidr),
+                            node.addresses)
+            trace = tracer.trace(src_ip, address, port, protocol, from_node=from_node)
+        lines.append(f"on node {node.name}{' (userspace proxy)' if mode == 'userspace' else ''}, from {label}:")
         lines.append(format_trace(trace))
         onward = [o for o in trace.outcomes if o.verdict == ACCEPT and o.delivered == "forward" and not o.dnat]
         target = next((n for n in nodes.values() if address in n.addresses and n.name != node.name), None)
