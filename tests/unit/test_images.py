@@ -78,8 +78,53 @@ def test_busybox_images_get_applets_as_bin(image, tmp_path):
     assert resolved.argv == ["sh"]
     assert resolved.env["PATH"].startswith("/bin:")
     bin_dir = resolved.mounts["/bin"]
-    for applet in ("sh", "wget", "nslookup", "cat", "sleep", "env", "ls"):
+    for applet in ("sh", "nslookup", "cat", "sleep", "env", "ls"):
         assert os.readlink(os.path.join(bin_dir, applet)) == busybox.busybox_binary()
+    assert os.access(os.path.join(bin_dir, "wget"), os.X_OK)  # the -T wrapper
+
+
+@pytest.fixture
+def loopback_http():
+    """An HTTP server on loopback that answers "hi", and a port that accepts and never answers."""
+    import socket
+    import threading
+
+    server, silent = socket.socket(), socket.socket()
+    for sock in (server, silent):
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1], silent.getsockname()[1]
+    server.close()
+    silent.close()
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+@pytest.mark.parametrize("timeout_args", [[], ["-T", "2"], ["-T2"]])
+def test_busybox_wget_takes_a_timeout(timeout_args, tmp_path, loopback_http):
+    """Debian's busybox wget crashes on -T; the pods' wget honours it as busybox's image does."""
+    import subprocess
+
+    answering, silent = loopback_http
+    wget = os.path.join(busybox.ensure_bin_dir(str(tmp_path)), "wget")
+    cp = subprocess.run([wget, "-qO-", *timeout_args, f"http://127.0.0.1:{answering}/"],
+                        capture_output=True, text=True, timeout=30)
+    assert (cp.returncode, cp.stdout) == (0, "hi\n")
+    if timeout_args:
+        cp = subprocess.run([wget, "-qO-", *timeout_args, f"http://127.0.0.1:{silent}/"],
+                            capture_output=True, text=True, timeout=30)
+        assert (cp.returncode, cp.stderr) == (1, "wget: download timed out\n")
 
 
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")

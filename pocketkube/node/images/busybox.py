@@ -4,6 +4,12 @@ For busybox-based images the pod's /bin is a node-wide directory where every bus
 (sh, wget, nslookup, ping, ...) is a link to Debian's busybox and every other program of
 /usr/bin is a link to itself, and PATH starts with /bin: `wget`, `nslookup` or `sh` inside the
 container are busybox's, with busybox's output, as in the real images.
+
+One exception: Debian builds busybox without wget's `-T SEC` (network timeout) and its wget
+crashes (SIGSEGV) when given one, while the real busybox image has it and every book and test
+writes `wget -T 2 ...`. So the pods' `wget` is a small busybox-sh wrapper that takes `-T SEC`
+off the command line and runs busybox's wget under `timeout SEC`: the limit covers the whole
+transfer rather than each read, and ends as busybox does ("wget: download timed out", exit 1).
 """
 
 from __future__ import annotations
@@ -30,9 +36,29 @@ def applets(busybox: str) -> list[str]:
     return [name for name in out.stdout.split() if name and "/" not in name]
 
 
+WGET_WRAPPER = """#!{busybox} sh
+# pocketkube: busybox's wget with -T SEC, which Debian's build lacks (see images/busybox.py).
+timeout=
+count=$#
+while [ "$count" -gt 0 ]; do
+  arg=$1; shift; count=$((count - 1))
+  case $arg in
+    -T) timeout=$1; shift; count=$((count - 1)); continue ;;
+    -T*) timeout=${{arg#-T}}; continue ;;
+  esac
+  set -- "$@" "$arg"
+done
+[ -n "$timeout" ] || exec {busybox} wget "$@"
+{busybox} timeout -s INT "$timeout" {busybox} wget "$@"  # INT: the shell reports no "Terminated"
+code=$?
+[ "$code" -eq 130 ] && {{ echo "wget: download timed out" >&2; exit 1; }}
+exit "$code"
+"""
+
+
 def ensure_bin_dir(cache_dir: str) -> str:
     """The node-wide applet directory mounted as a busybox pod's /bin (built once)."""
-    bin_dir = os.path.join(cache_dir, "busybox-bin")
+    bin_dir = os.path.join(cache_dir, "busybox-bin.2")  # .2: with the wget wrapper
     if os.path.isdir(bin_dir):
         return bin_dir
     busybox = busybox_binary()
@@ -48,6 +74,12 @@ def ensure_bin_dir(cache_dir: str) -> str:
         if os.path.lexists(link):
             os.unlink(link)
         os.symlink(busybox, link)
+    wget = os.path.join(building, "wget")
+    if os.path.lexists(wget):
+        os.unlink(wget)
+    with open(wget, "w") as f:
+        f.write(WGET_WRAPPER.format(busybox=busybox))
+    os.chmod(wget, 0o755)
     try:
         os.rename(building, bin_dir)
     except OSError:  # another pod built it first
