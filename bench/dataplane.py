@@ -23,16 +23,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
+import json
 import os
+import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.pods import Row, percentile  # noqa: E402
+from bench.pods import BENCH_LABEL, BenchCluster, PodTimer, Row, percentile, running_and_ready  # noqa: E402
+from pocketkube.core import client as api  # noqa: E402
+from pocketkube.node import network  # noqa: E402
 from pocketkube.proxy.changetracker import ChangeTracker  # noqa: E402
 from pocketkube.proxy.nftables import NftablesBackend, NftablesConfig, NftRunner  # noqa: E402
 from pocketkube.proxy.servicemap import chain_base  # noqa: E402
@@ -197,13 +205,351 @@ def sync(args) -> list[Row]:
     return asyncio.run(run())
 
 
-MEASUREMENTS = [sync]
+# ---- a cluster for the traffic measurements -------------------------------------------------
+
+E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster at a time on this machine (tests/e2e/conftest.py)
+CLUSTER_NAME = "pkbench"
+WAIT = 60.0
+HAPROXY_PORT = 18080
+MODE_FLAGS = ("--mode=", "--proxy-mode=")
+THROUGHPUT_GOALS = {"nftables": ("direct", 0.95), "userspace": ("haproxy", 0.5)}
+GO_USERSPACE_ANCHOR = 0.36  # the old Go userspace proxy: 36% of direct (anchors-perf.md)
+PROGRAMMING_P99_GOAL_MS = 200.0
+KUBE_PROXY_PROGRAMMING_P50 = (("kube-proxy p50", 1500.0),)
+
+BENCH_OBJECTS = [
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nginx"},
+     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "nginx"}},
+              "template": {"metadata": {"labels": {"app": "nginx"}},
+                           "spec": {"containers": [{"name": "nginx", "image": "nginx",
+                                                    "ports": [{"containerPort": 80}]}]}}}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nginx"},
+     "spec": {"selector": {"app": "nginx"}, "ports": [{"port": 80}]}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "latency"},
+     "spec": {"selector": {"app": "latency"}, "ports": [{"port": 80, "targetPort": 5678}]}},
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "labels": {"app": "client"}},
+     "spec": {"terminationGracePeriodSeconds": 1,
+              "containers": [{"name": "client", "image": "busybox", "command": ["sleep", "86400"]}]}},
+]
+
+
+class ModeUnavailable(RuntimeError):
+    """The proxy pods of a mode do not run, or its rules do not answer."""
+
+
+def until(check, what: str, timeout: float = WAIT, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise ModeUnavailable(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+class DataplaneCluster:
+    """`pocketkube up --name pkbench` (1 node) with one nginx pod behind a Service and a
+    busybox client pod, held under the machine's e2e lock and taken down at the end."""
+
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="pk-bench-")
+        self.cluster = BenchCluster(CLUSTER_NAME, 1, self.work, args.machine_timeout)
+        self.node = network.ClusterNetwork(CLUSTER_NAME, 1).node(1)
+        self._lock = None
+
+    def __enter__(self) -> "DataplaneCluster":
+        self._lock = open(E2E_LOCK, "a")
+        print(f"  waiting for {E2E_LOCK} ...", file=sys.stderr, flush=True)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self.cluster.up()
+            self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in BENCH_OBJECTS))
+            self.nginx_ip = self._ready_pod("app=nginx")["status"]["podIP"]
+            self._ready_pod("app=client")
+            self.service_ip = self.kubectl_json("get", "svc", "nginx")["spec"]["clusterIP"]
+            self.latency_ip = self.kubectl_json("get", "svc", "latency")["spec"]["clusterIP"]
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.cluster.down()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self._lock.close()
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        cp = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, timeout=60,
+                            env=self.cluster.env)
+        if cp.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {cp.stderr.strip()}")
+        return cp.stdout
+
+    def kubectl_json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def _ready_pod(self, selector: str) -> dict:
+        def ready():
+            items = self.kubectl_json("get", "pods", "-l", selector)["items"]
+            return next((p for p in items if running_and_ready(p)), None)
+        return until(ready, f"a Ready pod with {selector}")
+
+    def client_argv(self, *argv: str) -> list[str]:
+        """A command run in the client pod (`kubectl exec`): wrk, curl, the poller."""
+        return ["kubectl", "exec", "client", "--", *argv]
+
+    def in_client(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(self.client_argv(*argv), capture_output=True, text=True, timeout=timeout,
+                              env=self.cluster.env)
+
+    def answers(self, url: str) -> bool:
+        return self.in_client("curl", "-s", "-o", "/dev/null", "-m", "2", url).returncode == 0
+
+    def switch_mode(self, mode: str) -> None:
+        """Edit the kube-proxy DaemonSet's mode argument, wait for its rollout and for this
+        mode's rules to answer (userspace: the Service address on the node's pk-svc)."""
+        ds = self.kubectl_json("get", "daemonset", "kube-proxy", "-n", "kube-system")
+        args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+        index, flag = next((i, f) for i, a in enumerate(args) for f in MODE_FLAGS if a.startswith(f))
+        if args[index] != flag + mode:
+            patch = [{"op": "replace", "path": f"/spec/template/spec/containers/0/args/{index}", "value": flag + mode}]
+            self.kubectl("patch", "daemonset", "kube-proxy", "-n", "kube-system", "--type=json", "-p", json.dumps(patch))
+
+        def rolled_out() -> bool:
+            pods = self.kubectl_json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-proxy")["items"]
+            for p in pods:
+                for st in p["status"].get("containerStatuses") or []:
+                    if flag + mode in p["spec"]["containers"][0]["args"] and (
+                            st.get("restartCount") or "terminated" in (st.get("state") or {})):
+                        raise ModeUnavailable(f"kube-proxy --mode {mode} exits")
+            return len(pods) == 1 and flag + mode in pods[0]["spec"]["containers"][0]["args"] and \
+                not pods[0]["metadata"].get("deletionTimestamp") and running_and_ready(pods[0])
+        until(rolled_out, f"kube-proxy running in {mode} mode")
+
+        def relay_address() -> bool:
+            cp = subprocess.run(["ip", "-n", self.node.netns, "-o", "addr", "show"], capture_output=True, text=True)
+            return f"inet {self.service_ip}/32" in cp.stdout
+        until(lambda: (relay_address() == (mode == "userspace")) and self.answers(f"http://{self.service_ip}/"),
+              f"the {mode} rules answering")
+
+
+# ---- throughput: wrk against direct, nftables, userspace and haproxy -------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p99_ms: float
+    errors: str = ""
+
+
+def parse_wrk(out: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([0-9.]+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)
+    if not rps or not p99:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    errors = "; ".join(m.group(0).strip() for m in re.finditer(r"^\s*(Socket errors:.*|Non-2xx.*)$", out, re.M))
+    return WrkResult(float(rps.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], errors)
+
+
+@dataclass
+class RateRow:
+    """A throughput line: requests/s and p99, and its ratio to a reference (higher is better)."""
+    what: str
+    result: WrkResult | None
+    reference: tuple[str, float] | None = None  # (name, its requests/s)
+    goal: float | None = None  # the ratio to reach
+    note: str = ""
+
+    def render(self) -> str:
+        text = f"{self.what:<58} "
+        if self.result is None:
+            return text + f"{'n/a':>9}     ({self.note})"
+        text += f"{self.result.rps:>9.0f} req/s  p99 {self.result.p99_ms:6.2f} ms"
+        if self.reference:
+            name, base = self.reference
+            ratio = self.result.rps / base
+            text += f"  {ratio:4.2f}x {name}"
+            if self.goal is not None:
+                text += f"  goal >= {self.goal:g}x  {'meets goal' if ratio >= self.goal else 'MISSES goal'}"
+        if self.result.errors:
+            text += f"  [{self.result.errors}]"
+        return text + (f"  {self.note}" if self.note else "")
+
+
+class Haproxy:
+    """Debian's haproxy in the node's namespace, TCP mode, one thread (as the userspace relay
+    is one asyncio thread), balancing to the nginx pod: the userspace peer."""
+
+    def __init__(self, dc: DataplaneCluster):
+        self.dc = dc
+        self.config = os.path.join(dc.work, "haproxy.cfg")
+        self.proc: subprocess.Popen | None = None
+        self.url = f"http://{dc.node.pod_gateway}:{HAPROXY_PORT}/"
+
+    def __enter__(self) -> "Haproxy":
+        with open(self.config, "w") as f:
+            f.write("global\n  nbthread 1\n  maxconn 4096\n"
+                    "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n"
+                    f"listen nginx\n  bind {self.dc.node.pod_gateway}:{HAPROXY_PORT}\n  balance roundrobin\n"
+                    f"  server nginx-0 {self.dc.nginx_ip}:80\n")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.dc.node.netns, "haproxy", "-db", "-f", self.config],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        until(lambda: self.proc.poll() is not None or self.dc.answers(self.url), "haproxy answering")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"haproxy exited: {self.proc.stderr.read().decode()}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # our own child, by its PID (ip netns exec execs haproxy)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_wrk(dc: DataplaneCluster, url: str, args) -> WrkResult:
+    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+    cp = dc.in_client(*argv, timeout=args.duration + 60)
+    if cp.returncode != 0:
+        raise RuntimeError(f"wrk failed: {cp.stderr.strip()}")
+    return parse_wrk(cp.stdout)
+
+
+def throughput(args) -> list:
+    """wrk from the client pod, the same threads, connections and duration for every target,
+    all on the same nginx pod."""
+    if shutil.which("wrk") is None or shutil.which("haproxy") is None:
+        sys.exit("the throughput part needs wrk and haproxy (scripts/setup installs them)")
+    results: dict[str, WrkResult | None] = {}
+    notes: dict[str, str] = {}
+    with DataplaneCluster(args) as dc:
+        dc.switch_mode("nftables")
+        results["direct"] = run_wrk(dc, f"http://{dc.nginx_ip}/", args)
+        results["nftables"] = run_wrk(dc, f"http://{dc.service_ip}/", args)
+        with Haproxy(dc) as haproxy:
+            results["haproxy"] = run_wrk(dc, haproxy.url, args)
+        try:
+            dc.switch_mode("userspace")
+            results["userspace"] = run_wrk(dc, f"http://{dc.service_ip}/", args)
+        except ModeUnavailable as exc:
+            results["userspace"], notes["userspace"] = None, f"mode unavailable: {exc}"
+    label = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+    direct = results["direct"].rps
+    rows = [RateRow(f"direct pod IP, the physical limit ({label})", results["direct"]),
+            RateRow("ClusterIP via nftables", results["nftables"], ("direct", direct), 0.95),
+            RateRow("peer: haproxy (Debian, TCP mode, 1 thread)", results["haproxy"], ("direct", direct))]
+    user = results["userspace"]
+    rows.append(RateRow("ClusterIP via userspace", user, ("haproxy", results["haproxy"].rps), 0.5,
+                        note=notes.get("userspace", "")))
+    if user is not None:
+        rows.append(RateRow("  userspace against direct", user, ("direct", direct),
+                            note=f"(anchor: the Go userspace proxy gave {GO_USERSPACE_ANCHOR:.2f}x direct)"))
+    return rows
+
+
+# ---- network programming latency: pod Ready -> traffic through the ClusterIP reaches it -------
+
+POLLER = """
+import socket, sys, time
+ip, port, expect, deadline = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), time.monotonic() + float(sys.argv[4])
+print("polling", flush=True)
+while time.monotonic() < deadline:
+    try:
+        with socket.create_connection((ip, port), timeout=0.5) as s:
+            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        if expect in data:
+            print(repr(time.monotonic()), flush=True)
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.001)
+print("timeout", flush=True)
+"""
+
+
+def latency_pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "latency", BENCH_LABEL: "1"}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "echo", "image": "hashicorp/http-echo", "args": [f"-text={name}"],
+                                     "readinessProbe": {"tcpSocket": {"port": 5678}, "periodSeconds": 1}}]}}
+
+
+async def _programming_latencies(dc: DataplaneCluster, mode: str, samples: int) -> list[float]:
+    """Seconds from the watch event that shows each pod Ready to the first answer from it
+    through the Service's ClusterIP, seen by a client polling every millisecond from the
+    client pod (both clocks are the machine's CLOCK_MONOTONIC)."""
+    client = api.from_kubeconfig(dc.cluster.kubeconfig, field_manager="pocketkube-bench")
+    timer = PodTimer(client, "default")
+    latencies = []
+    try:
+        await timer.start()
+        for i in range(samples):
+            name = f"latency-{mode}-{i}"
+            poller = subprocess.Popen(dc.client_argv("python3", "-c", POLLER, dc.latency_ip, "80", name, "30"),
+                                      stdout=subprocess.PIPE, text=True, env=dc.cluster.env)
+            try:
+                assert poller.stdout.readline().strip() == "polling"
+                await client.create("v1", "pods", latency_pod(name), "default")
+                await timer.wait_for(lambda: name in timer.ready_at, f"{name} Ready", timeout=WAIT)
+                reached = await asyncio.to_thread(poller.stdout.readline)
+                if reached.strip() == "timeout":
+                    raise RuntimeError(f"{name} was not reached through {dc.latency_ip} within 30 s of Ready")
+                latencies.append(float(reached) - timer.ready_at[name])
+            finally:
+                if poller.poll() is None:
+                    poller.kill()  # our own child
+                poller.wait()
+            await client.delete("v1", "pods", name, "default")
+            await timer.wait_for(lambda: name not in timer.present, f"{name} deleted", timeout=WAIT)
+    finally:
+        await timer.stop()
+        await client.close()
+    return latencies
+
+
+def latency(args) -> list[Row]:
+    rows: list = []
+    with DataplaneCluster(args) as dc:
+        for mode in ("nftables", "userspace"):
+            try:
+                dc.switch_mode(mode)
+            except ModeUnavailable as exc:
+                rows.append(RateRow(f"programming latency, {mode}", None, note=f"mode unavailable: {exc}"))
+                continue
+            ms = [s * 1000 for s in asyncio.run(_programming_latencies(dc, mode, args.latency_samples))]
+            label = f"programming latency, {mode}: pod Ready -> reached via ClusterIP"
+            rows.append(Row(f"{label}, p50", statistics.median(ms), "ms", None, KUBE_PROXY_PROGRAMMING_P50))
+            rows.append(Row(f"{label}, p99", percentile(ms, 99), "ms", PROGRAMMING_P99_GOAL_MS,
+                            detail=f"({len(ms)} samples, max {max(ms):.0f})"))
+    return rows
+
+
+MEASUREMENTS = [sync, throughput, latency]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube service data-plane benchmarks (root)")
     p.add_argument("--samples", type=int, default=20, help="partial syncs measured of each kind")
     p.add_argument("--skip-peer", action="store_true", help="skip kube-proxy's layout (it takes ~20 s)")
+    p.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads, the same for every target")
+    p.add_argument("--connections", type=int, default=16, help="wrk connections, the same for every target")
+    p.add_argument("--latency-samples", type=int, default=30, help="pods timed per mode (programming latency)")
+    p.add_argument("--machine-timeout", type=float, default=600.0,
+                   help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
     args = p.parse_args()
     if os.geteuid() != 0:
