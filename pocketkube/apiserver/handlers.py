@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
-from pocketkube.apiserver import codec, discovery, printers, schema, tokens
+from pocketkube.apiserver import codec, discovery, openapi, printers, schema, tokens
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
@@ -214,6 +214,10 @@ class Handlers:
         return json_response(discovery.legacy_groups())
 
     def _openapi(self, req: Request, parts: list[str]) -> Reply:
+        if parts[1:] == ["v2"]:
+            if "protobuf" in req.headers.get("Accept", ""):
+                return Reply(200, openapi.openapi_v2(protobuf=True), openapi.V2_PROTOBUF)
+            return Reply(200, openapi.openapi_v2(protobuf=False))
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
                 return Reply(200, self.openapi.index)

@@ -6,6 +6,12 @@ Each group version document lists, per kind, its paths with a PATCH operation ca
 Strategic merge patch is left out of the PATCH request bodies on purpose: kubectl then
 computes apply patches from its compiled-in types. Component schemas come from
 `schema.openapi_v3_components`, so `kubectl explain` has something to read.
+
+/openapi/v2 is a Swagger 2.0 document with no definitions, in JSON or in the gnostic protobuf
+kubectl asks for. kubectl reads it only for what /openapi/v3 does not cover: a `kind: List` of
+objects (then it validates each item against v2 and, finding no schema, leaves validation to
+the server, which checks each item strictly when it is sent) and kinds the server does not
+serve (then kubectl's own "no matches for kind" error follows, as on a real cluster).
 """
 
 from __future__ import annotations
@@ -67,6 +73,24 @@ def group_version_doc(group: str, version: str) -> dict:
         "paths": paths,
         "components": schema.openapi_v3_components(gv),
     }
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"  # kubectl asks for ...v2@v1.0+protobuf
+_V2_INFO = {"title": "Kubernetes", "version": "v1.32.0"}
+
+
+def _proto_string(field: int, value: str) -> bytes:
+    data = value.encode()
+    return bytes([field << 3 | 2, len(data)]) + data  # every string here is under 128 bytes
+
+
+def openapi_v2(protobuf: bool) -> bytes:
+    """The definitions-free Swagger 2.0 document (openapi.v2.Document: swagger = 1, info = 2
+    with title = 1 and version = 2)."""
+    if not protobuf:
+        return orjson.dumps({"swagger": "2.0", "info": _V2_INFO, "paths": {}, "definitions": {}})
+    info = _proto_string(1, _V2_INFO["title"]) + _proto_string(2, _V2_INFO["version"])
+    return _proto_string(1, "2.0") + bytes([2 << 3 | 2, len(info)]) + info
 
 
 class OpenAPIV3:

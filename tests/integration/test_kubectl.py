@@ -262,6 +262,43 @@ def test_strict_field_validation_rejects_unknown_fields(server, ns, tmp_path):
     assert cp.stdout.strip() == "deployment.apps/web created"
 
 
+LIST = """
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings}
+  data: {mode: fast}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web}
+  spec: {ports: [{port: 80}], selector: {app: web}}
+"""
+
+
+def test_apply_a_list_of_objects(server, ns, tmp_path):
+    """kubectl validates a `kind: List` through /openapi/v2, then sends each item."""
+    f = tmp_path / "list.yaml"
+    f.write_text(LIST)
+    assert server.kubectl("apply", "-n", ns, "-f", str(f)).stdout == "configmap/settings created\nservice/web created\n"
+    assert server.kubectl("apply", "-n", ns, "-f", str(f)).stdout == "configmap/settings unchanged\nservice/web unchanged\n"
+    f.write_text(LIST.replace("  data: {mode: fast}", "  data: {mode: fast}\n  bogus: 1"))
+    cp = server.kubectl("create", "-n", ns, "-f", str(f), check=False)
+    assert cp.returncode == 1
+    assert ('ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field '
+            '"bogus"') in cp.stderr
+    assert server.kubectl_json("get", "-n", ns, "configmap", "settings")["data"] == {"mode": "fast"}
+
+
+def test_a_kind_the_server_does_not_serve(server, ns, tmp_path):
+    f = tmp_path / "crd-object.yaml"
+    f.write_text("apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: c}\n")
+    cp = server.kubectl("apply", "-n", ns, "-f", str(f), check=False)
+    assert cp.returncode == 1
+    assert 'no matches for kind "CronTab" in version "stable.example.com/v1"' in cp.stderr
+
+
 def test_dry_run_server_stores_nothing(server, ns):
     out = server.kubectl("create", "deployment", "dry", "--image=nginx", "-n", ns, "--dry-run=server").stdout
     assert out.strip() == "deployment.apps/dry created (server dry run)"
