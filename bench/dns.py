@@ -6,16 +6,19 @@
   informers are left out). Each server is pinned to CPU 0 with taskset, dnsperf to CPU 1.
 - Throughput: dnsperf (Debian) for --seconds (30) against each, as fast as it can
   (100 queries in flight), queries/s from its report.
+- CPU: the server's CPU time over the dnsperf run (from /proc), so queries per CPU-second
+  compare the servers even when dnsperf, on its one core, is what limits the queries/s.
 - Latency: one query in flight at a time for --latency-seconds, from a small probe pinned to
   CPU 1, each round trip timed -> p50 / p99. (dnsperf reports no percentiles, its -v timings
   at a fixed rate carry its own millisecond scheduling ticks, and under saturation latency is
   only queueing: 100 in flight / queries per second. The probe's own overhead, ~20 us of
   Python, is the same for both servers.)
-- Memory: RSS of a fresh process before and after feeding a ClusterView 10,000 Services and
-  50,000 endpoints (EndpointSlices of 5), and after also keeping the full API objects as the
-  informer caches do.
+- Memory: RSS of a fresh process before and after the DNS server's informers list 10,000
+  Services and 50,000 endpoints (EndpointSlices of 5) into its view (a stand-in client hands
+  over the lists; informers, transforms and view are the real code), once with the informer
+  transform that strips objects to what DNS reads, once caching the full objects.
 
-    .venv/bin/python -m bench.dns [--seconds 30] [--names 1000]
+    .venv/bin/python -m bench.dns [--seconds 30] [--names 1000] [--memory-only]
 """
 
 from __future__ import annotations
@@ -107,27 +110,93 @@ def serve(port: int, names: int) -> None:
     _run(run())
 
 
-def memory(services: int, endpoints: int) -> None:
-    """Print RSS: baseline, view filled, view + full objects kept (child process)."""
+class ListOnlyClient:
+    """Stands in for the API client in the memory child: lists the benchmark's Services,
+    EndpointSlices and one Namespace (full objects, as the API sends them); watches stay
+    silent. Everything after the list is the real code: informers, transforms, the view."""
+
+    def __init__(self, services: int, per: int):
+        self.services, self.per = services, per
+
+    async def list(self, api_version, resource, namespace=None, label_selector="", field_selector=""):
+        if resource == "namespaces":
+            items = [{"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": "bench", "uid": "uid-ns", "resourceVersion": "1",
+                                   "labels": {"kubernetes.io/metadata.name": "bench"}},
+                      "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}]
+        elif resource == "services":
+            items = [service_obj(i) for i in range(self.services)]
+        else:
+            items = [slice_obj(i, self.per) for i in range(self.services)]
+        return {"items": items, "metadata": {"resourceVersion": str(self.services + 1)}}
+
+    async def watch(self, *args, **kwargs):
+        await asyncio.Event().wait()
+        yield "BOOKMARK", {}
+
+
+def memory(services: int, endpoints: int, transform: bool) -> None:
+    """Print RSS before and after the DNS server's informers list `services` Services and
+    their EndpointSlices (`endpoints` endpoints in all) into the view, with or without the
+    informer transform (child process: a fresh heap for each figure)."""
+    from pocketkube.cli.main import _tune_malloc
+    from pocketkube.core.informer import InformerFactory
     from pocketkube.dns.view import ClusterView
 
     import pocketkube.dns.server  # noqa: F401  (the code a running server has loaded)
 
+    _tune_malloc()
     per = endpoints // services
     gc.collect()
     base = rss_mb()
-    view = ClusterView()
-    view.apply_namespace({"metadata": {"name": "bench"}})
-    for i in range(services):
-        view.apply_service(service_obj(i))
-        view.apply_endpointslice(slice_obj(i, per))
-    gc.collect()
-    slim = rss_mb()
-    kept = [service_obj(i) for i in range(services)] + [slice_obj(i, per) for i in range(services)]
-    gc.collect()
-    full = rss_mb()
-    counts = view.counts()
-    print(f"{base:.1f} {slim:.1f} {full:.1f} {counts['services']} {counts['endpoints']} {len(kept)}", flush=True)
+
+    async def fill() -> tuple[float, dict, int]:
+        view = ClusterView()
+        factory = InformerFactory(ListOnlyClient(services, per))
+        view.attach(factory)
+        if not transform:
+            for api_version, resource in (("v1", "namespaces"), ("v1", "services"),
+                                          ("discovery.k8s.io/v1", "endpointslices")):
+                factory.informer(api_version, resource).set_transform(None)
+        await factory.start()
+        await factory.wait_synced(120)
+        view.mark_synced()
+        gc.collect()
+        _malloc_trim()
+        cached = sum(len(factory.informer(*key).store) for key in (("v1", "services"),
+                                                                    ("discovery.k8s.io/v1", "endpointslices")))
+        filled = rss_mb()
+        await factory.stop()
+        return filled, view.counts(), cached
+
+    filled, counts, cached = asyncio.run(fill())
+    print(f"{base:.1f} {filled:.1f} {counts['services']} {counts['endpoints']} {cached}", flush=True)
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap back to the system (the parsed list is garbage by now), so RSS shows
+    what is kept."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def memory_figures(args) -> dict[str, tuple[float, float, int, int]]:
+    """{"transform": (base, filled, services, endpoints), "full": ...} from two children."""
+    figures = {}
+    for mode in ("transform", "full"):
+        mem = subprocess.run([sys.executable, "-m", "bench.dns", "--memory", mode, "--services", str(args.services),
+                              "--endpoints", str(args.endpoints)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+        if mem.returncode != 0:
+            sys.exit("memory child failed:\n" + mem.stderr)
+        base, filled, n_svc, n_ep, _ = mem.stdout.split()
+        figures[mode] = (float(base), float(filled), int(n_svc), int(n_ep))
+    return figures
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
@@ -211,7 +280,8 @@ def main() -> None:
     p.add_argument("--services", type=int, default=10000, help="memory: Services in the view")
     p.add_argument("--endpoints", type=int, default=50000, help="memory: endpoints in the view")
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--memory", choices=("transform", "full"), help=argparse.SUPPRESS)
+    p.add_argument("--memory-only", action="store_true", help="print only the memory figures")
     p.add_argument("--probe", nargs=2, metavar=("ADDR", "PORT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.probe:
@@ -219,7 +289,9 @@ def main() -> None:
     if args.serve is not None:
         return serve(args.serve, args.names)
     if args.memory:
-        return memory(args.services, args.endpoints)
+        return memory(args.services, args.endpoints, args.memory == "transform")
+    if args.memory_only:
+        return print_memory(memory_figures(args))
     for tool in ("dnsperf", "dnsmasq", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed: apt-get install -y dnsperf dnsmasq util-linux")
@@ -258,33 +330,53 @@ def main() -> None:
         pocket.terminate()
         pocket.wait()
 
-    mem = subprocess.run([sys.executable, "-m", "bench.dns", "--memory", "--services", str(args.services),
-                          "--endpoints", str(args.endpoints)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    base, slim, full, n_svc, n_ep, _ = mem.stdout.split()
+    mem = memory_figures(args)
     shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nDNS: {args.names} names, {args.seconds} s per server (dnsperf, 4 clients, 100 in flight), "
           f"server on CPU 0, dnsperf on CPU 1")
     print(f"latency: one query in flight for {args.latency_seconds} s (a Python probe on CPU 1)\n")
-    print(f"{'server':<12} {'queries/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8}")
+    print(f"{'server':<12} {'queries/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} {'CPU %':>6} "
+          f"{'queries/CPU-s':>14}")
     for name, r in results.items():
-        print(f"{name:<12} {r['qps']:>11.0f} {r['p50'] * 1000:>8.3f} {r['p99'] * 1000:>8.3f} {r['rss']:>8.1f}")
-    ratio = results["pocketkube"]["qps"] / results["dnsmasq"]["qps"] if results["dnsmasq"]["qps"] else float("nan")
+        print(f"{name:<12} {r['qps']:>11.0f} {r['p50'] * 1000:>8.3f} {r['p99'] * 1000:>8.3f} {r['rss']:>8.1f} "
+              f"{r['cpu'] * 100:>6.0f} {r['qps'] / r['cpu'] if r['cpu'] else float('nan'):>14.0f}")
+    mine, peer = results["pocketkube"], results["dnsmasq"]
+    ratio = mine["qps"] / peer["qps"] if peer["qps"] else float("nan")
+    per_cpu = (mine["qps"] / mine["cpu"]) / (peer["qps"] / peer["cpu"]) if mine["cpu"] and peer["cpu"] else float("nan")
     print(f"\nratio pocketkube / dnsmasq queries/s: {ratio:.2f}  (goal >= 0.5; p99 goal < 2 ms; "
           f"anchor: CoreDNS ~17,000 queries/s per core with the kubernetes plugin)")
-    print(f"\nmemory at {n_svc} Services and {n_ep} endpoints: view {float(slim) - float(base):.1f} MB "
-          f"(process {float(slim):.1f} MB); with the informers' full objects {float(full):.1f} MB "
-          f"(anchor CoreDNS: (pods + services)/1000 + 54 = {(int(n_ep) + int(n_svc)) / 1000 + 54:.0f} MB)")
+    print(f"ratio per CPU-second of the server: {per_cpu:.2f}  (a server below 100% CPU is not the bottleneck: "
+          f"dnsperf on its one core is)")
+    print_memory(mem)
+
+
+def print_memory(mem: dict[str, tuple[float, float, int, int]]) -> None:
+    base, slim, n_svc, n_ep = mem["transform"]
+    full_base, full, _, _ = mem["full"]
+    print(f"\nmemory at {n_svc} Services and {n_ep} endpoints (informers + view, after the lists): "
+          f"{slim - base:.1f} MB (process {slim:.1f} MB) with the informer transform; "
+          f"{full - full_base:.1f} MB (process {full:.1f} MB) caching the full objects "
+          f"(anchor CoreDNS: (pods + services)/1000 + 54 = {(n_ep + n_svc) / 1000 + 54:.0f} MB)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_pair(addr: str, port: int, queries: str, args, pid: int) -> dict:
+    cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
     qps, out = dnsperf(addr, port, queries, args.seconds)
+    cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
     if not qps:
         sys.exit("dnsperf failed:\n" + out)
     lost = [line.strip() for line in out.splitlines() if "Queries lost" in line or "Response codes" in line]
     print(f"{addr}:{port}: " + "; ".join(lost), flush=True)
     rtts = latencies(addr, port, args)
-    return {"qps": qps, "p50": pct(rtts, 50), "p99": pct(rtts, 99), "rss": rss_mb(pid)}
+    return {"qps": qps, "p50": pct(rtts, 50), "p99": pct(rtts, 99), "rss": rss_mb(pid), "cpu": cpu}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@ The reflector pattern of client-go: list, then watch from the list's resourceVer
 (with bookmarks), and list again when the watch ends with 410 Expired or breaks.
 Handlers are plain callables run on every add, update and delete (also the synthetic
 ones a re-list produces), usually to put a key on a work queue.
+
+An optional transform (client-go's SetTransform) rewrites each object as it arrives, before it
+is stored or handed to a handler: a component that needs a few fields of many objects (the
+DNS server's view of Services and EndpointSlices) strips the rest so the cache stays small.
+The transform must keep metadata.name, metadata.namespace and metadata.resourceVersion (the
+store's key and the re-list's change check).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pocketkube.core.client import Client
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., None]
+Transform = Callable[[dict], dict]
 
 
 def object_key(obj: dict) -> str:
@@ -36,7 +43,8 @@ def split_key(key: str) -> tuple[str | None, str]:
 
 class Informer:
     def __init__(self, client: Client, api_version: str, resource: str, namespace: str | None = None,
-                 label_selector: str = "", field_selector: str = "", resync_seconds: float = 0):
+                 label_selector: str = "", field_selector: str = "", resync_seconds: float = 0,
+                 transform: Transform | None = None):
         self.client = client
         self.api_version = api_version
         self.resource = resource
@@ -44,6 +52,7 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.resync_seconds = resync_seconds
+        self.transform = transform
         self.store: dict[str, dict] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
@@ -62,6 +71,13 @@ class Informer:
             self._on_update.append(on_update)
         if on_delete:
             self._on_delete.append(on_delete)
+
+    def set_transform(self, transform: Transform | None) -> None:
+        """Rewrite every object before it is stored (module docstring); only before start(),
+        as client-go allows it only before the informer runs."""
+        if self._task is not None:
+            raise RuntimeError(f"informer {self.resource}: the transform must be set before it starts")
+        self.transform = transform
 
     def get(self, key: str) -> dict | None:
         return self.store.get(key)
@@ -116,8 +132,11 @@ class Informer:
         result = await self.client.list(self.api_version, self.resource, self.namespace,
                                         self.label_selector, self.field_selector)
         fresh = {}
+        transform = self.transform
         for item in result.get("items", []):
             item.setdefault("apiVersion", self.api_version)
+            if transform is not None:
+                item = transform(item)
             fresh[object_key(item)] = item
         old = self.store
         self.store = fresh
@@ -142,6 +161,8 @@ class Informer:
                 self.resource_version = rv
             if etype == "BOOKMARK":
                 continue
+            if self.transform is not None:
+                obj = self.transform(obj)
             key = object_key(obj)
             if etype == "DELETED":
                 prev = self.store.pop(key, None)
@@ -177,11 +198,16 @@ class InformerFactory:
         self._informers: dict[tuple[str, str], Informer] = {}
         self._started: set[tuple[str, str]] = set()
 
-    def informer(self, api_version: str, resource: str) -> Informer:
+    def informer(self, api_version: str, resource: str, transform: Transform | None = None) -> Informer:
+        """The shared informer of a resource; `transform` (when given) is set on it, which
+        is allowed only before it starts."""
         key = (api_version, resource)
         if key not in self._informers:
             self._informers[key] = Informer(self.client, api_version, resource)
-        return self._informers[key]
+        inf = self._informers[key]
+        if transform is not None and inf.transform is not transform:
+            inf.set_transform(transform)
+        return inf
 
     async def start(self) -> None:
         for key, inf in self._informers.items():

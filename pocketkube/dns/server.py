@@ -7,7 +7,8 @@ Request path (DNSHandler.handle, synchronous): validate the header as miekg/dns'
 accept function does (responses are dropped; opcodes other than QUERY get NOTIMP; more than one
 question, more than one answer or authority record or more than two additional records get
 FORMERR), then look the packet up in an answer cache keyed by everything but the ID with the
-name lowercased (valid until the view's generation changes), else parse, answer and encode.
+name lowercased (valid until the view's generation changes; before it, a cache of whole
+responses keyed by the exact query bytes), else parse, answer and encode.
 UDP answers are cut to 512 bytes or the client's EDNS0 size with TC set when answer records had
 to go, so the client retries over TCP. EDNS0: our OPT record echoes DO; versions other than 0
 get BADVERS. AXFR/IXFR and classes other than IN get REFUSED.
@@ -39,8 +40,10 @@ from pocketkube.dns.view import ClusterView
 log = logging.getLogger(__name__)
 
 MAX_CACHE = 100_000
+MAX_EXACT = 10_000  # whole responses by exact query bytes: the hot names (each spelling its own entry)
 TCP_IDLE_SECONDS = 10.0
 DURATION_BUCKETS = tuple(0.00025 * 2 ** i for i in range(16))  # CoreDNS: ExponentialBuckets(0.00025, 2, 16)
+FIRST_BUCKET = DURATION_BUCKETS[0]
 METRIC_TYPES = frozenset(("A", "AAAA", "CNAME", "SOA", "PTR", "MX", "TXT", "SRV", "NS", "IXFR", "AXFR", "ANY"))
 
 
@@ -64,10 +67,19 @@ class Metrics:
 
     def observe(self, zone: str, proto: str, family: str, qtype: int, rcode: int, seconds: float,
                 plugin: str) -> None:
+        self.count(*self.keys(zone, proto, family, qtype, rcode, plugin), seconds)
+
+    @staticmethod
+    def keys(zone: str, proto: str, family: str, qtype: int, rcode: int, plugin: str) -> tuple[tuple, tuple]:
+        """The label keys of one answer in `requests` and `responses` (kept with cached answers)."""
         name = wire.TYPE_NAMES.get(qtype, "other")
-        self.requests[(zone, proto, family, name if name in METRIC_TYPES else "other")] += 1
-        self.responses[(zone, wire.RCODE_NAMES.get(rcode, str(rcode)), plugin)] += 1
-        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        return ((zone, proto, family, name if name in METRIC_TYPES else "other"),
+                (zone, wire.RCODE_NAMES.get(rcode, str(rcode)), plugin))
+
+    def count(self, request_key: tuple, response_key: tuple, seconds: float) -> None:
+        self.requests[request_key] += 1
+        self.responses[response_key] += 1
+        self.duration_counts[0 if seconds <= FIRST_BUCKET else bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
         self.duration_sum += seconds
 
     def render(self) -> str:
@@ -124,8 +136,22 @@ class Deferred:
         self.query, self.answer, self.tcp, self.data, self.started = query, answer, tcp, data, started
 
 
+class _Exact:
+    """A response for one exact query (all bytes but the ID) and its metric keys."""
+
+    __slots__ = ("tail", "family", "request_key", "response_key")
+
+    def __init__(self, tail: bytes, family: str, request_key: tuple, response_key: tuple):
+        self.tail, self.family, self.request_key, self.response_key = tail, family, request_key, response_key
+
+
 class DNSHandler:
-    """bytes in, bytes (or None: send nothing, or a Deferred) out. Never raises."""
+    """bytes in, bytes (or None: send nothing, or a Deferred) out. Never raises.
+
+    Two answer caches, both emptied when the view's generation changes: `_exact` maps a query's
+    bytes after the ID (per transport) to the response's bytes after the ID, so a repeated
+    query costs one dictionary lookup and one concatenation; `_cache` maps the same bytes with
+    the name lowercased to the encoded answer, so any spelling of a name is encoded once."""
 
     def __init__(self, records: Records, view: ClusterView, metrics: Metrics):
         self.records = records
@@ -133,28 +159,46 @@ class DNSHandler:
         self.metrics = metrics
         self.zone = records.zone + "."
         self._cache: dict[tuple[bytes, bool], wire.Encoded] = {}
+        self._exact: tuple[dict[bytes, _Exact], dict[bytes, _Exact]] = ({}, {})  # (udp, tcp)
         self._generation = -1
 
     def handle(self, data: bytes, tcp: bool, family: str = "1") -> bytes | Deferred | None:
         started = time.perf_counter()
         try:
+            if self._generation != self.view.generation:
+                self._cache.clear()
+                self._exact[0].clear()
+                self._exact[1].clear()
+                self._generation = self.view.generation
+            exact = self._exact[tcp]
+            hit = exact.get(data[2:])
+            if hit is not None and hit.family == family:
+                self.metrics.count(hit.request_key, hit.response_key, time.perf_counter() - started)
+                return data[:2] + hit.tail
             key, qend = _cache_key(data, tcp)
             if key is not None:
-                if self._generation != self.view.generation:
-                    self._cache.clear()
-                    self._generation = self.view.generation
-                hit = self._cache.get(key)
-                if hit is not None:
-                    out = wire.assemble(int.from_bytes(data[:2], "big"), data[12:qend], hit)
-                    self.metrics.observe(self.zone, "tcp" if tcp else "udp", family,
-                                         int.from_bytes(data[qend - 4:qend - 2], "big"), hit.rcode,
-                                         time.perf_counter() - started, "kubernetes")
+                enc = self._cache.get(key)
+                if enc is not None:
+                    out = wire.assemble(int.from_bytes(data[:2], "big"), data[12:qend], enc)
+                    self._remember(data, out, tcp, family, int.from_bytes(data[qend - 4:qend - 2], "big"), enc.rcode,
+                                   started)
                     return out
             return self._slow(data, tcp, family, key, started)
         except Exception:  # a bug must cost one answer, never the server
             self.metrics.panics += 1
             log.exception("dns: handling a query failed")
             return wire.error_response(data, wire.SERVFAIL)
+
+    def _remember(self, data: bytes, out: bytes, tcp: bool, family: str, qtype: int, rcode: int,
+                  started: float) -> None:
+        """Count an answer from the cluster zone and keep it for the same query bytes."""
+        request_key, response_key = self.metrics.keys(self.zone, "tcp" if tcp else "udp", family, qtype, rcode,
+                                                      "kubernetes")
+        exact = self._exact[tcp]
+        if len(exact) >= MAX_EXACT:
+            exact.clear()
+        exact[data[2:]] = _Exact(out[2:], family, request_key, response_key)
+        self.metrics.count(request_key, response_key, time.perf_counter() - started)
 
     def _slow(self, data: bytes, tcp: bool, family: str, key, started: float):
         proto = "tcp" if tcp else "udp"
@@ -185,12 +229,16 @@ class DNSHandler:
             return Deferred(q, answer, tcp, data, started)
         enc = wire.encode(q, answer.rcode, answer.answer, answer.authority, answer.additional,
                           answer.authoritative, False, q.max_size(tcp))
+        out = wire.assemble(q.id, q.question, enc)
         if key is not None and not q.compressed_question:
             if len(self._cache) >= MAX_CACHE:
                 self._cache.clear()
             self._cache[key] = enc
-        self.metrics.observe(self.zone, proto, family, q.qtype, enc.rcode, time.perf_counter() - started, "kubernetes")
-        return wire.assemble(q.id, q.question, enc)
+            self._remember(data, out, tcp, family, q.qtype, enc.rcode, started)
+        else:
+            self.metrics.observe(self.zone, proto, family, q.qtype, enc.rcode, time.perf_counter() - started,
+                                 "kubernetes")
+        return out
 
 
 def _cache_key(data: bytes, tcp: bool) -> tuple[tuple[bytes, bool] | None, int]:

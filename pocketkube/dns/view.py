@@ -8,6 +8,12 @@ soon as the watch event arrives. `generation` counts changes (the server's answe
 keyed on it) and `serial` is the Unix second of the last change (the SOA serial, as CoreDNS's
 Modified()).
 
+The informers behind the view keep copies too (for re-lists and updates): `attach` gives each
+one a transform (`DNS_TRANSFORMS`, client-go's SetTransform) that converts every object on
+arrival, so an informer's store holds only the key, the resourceVersion and the converted form
+(the same object the view then indexes), never the full Services, EndpointSlices and Pods
+(managed fields, annotations, selectors, target refs, ...).
+
 Only ready endpoints are kept (`conditions.ready` true or unset, as CoreDNS reads
 EndpointSlices; the EndpointSlice controller already marks endpoints of Services with
 publishNotReadyAddresses ready). Slices of address type FQDN and slices without the
@@ -42,10 +48,10 @@ def to_service(obj: dict) -> Service:
     spec = obj.get("spec") or {}
     cluster_ip = spec.get("clusterIP") or ""
     ips = spec.get("clusterIPs") or ([cluster_ip] if cluster_ip else [])
-    external = (spec.get("externalName") or "") if spec.get("type") == "ExternalName" else ""
+    external = _fresh(spec.get("externalName") or "") if spec.get("type") == "ExternalName" else ""
     ports = tuple(Port(sys.intern(p.get("name") or ""), sys.intern(p.get("protocol") or "TCP"), int(p.get("port") or 0))
                   for p in spec.get("ports") or ()) or NO_PORTS
-    return Service(namespace=sys.intern(meta.get("namespace", "")), name=meta.get("name", "").lower(),
+    return Service(namespace=sys.intern(_fresh(meta.get("namespace", ""))), name=meta.get("name", "").lower(),
                    headless=cluster_ip == "None",
                    cluster_ips=tuple(_canonical_ip(ip) for ip in ips if ip and ip != "None") if not external else (),
                    external_name=external, ports=ports)
@@ -67,7 +73,46 @@ def to_endpoints(obj: dict) -> tuple[ServiceKey, tuple[Endpoint, ...]] | None:
             continue
         hostname = sys.intern((e.get("hostname") or "").lower())
         endpoints.extend(Endpoint(_canonical_ip(ip), hostname, ports) for ip in e.get("addresses") or ())
-    return (sys.intern(meta.get("namespace", "")), service.lower()), tuple(endpoints)
+    return (sys.intern(_fresh(meta.get("namespace", ""))), service.lower()), tuple(endpoints)
+
+
+CONVERTED = "_dns"  # the key under which a transformed object carries its converted form
+
+
+def _fresh(text: str) -> str:
+    """A copy of a string that does not keep the parsed API list it came from alive (one kept
+    string would pin the allocator's arena around it, and with it the freed list's memory)."""
+    return (text + "\0")[:-1]
+
+
+def _slim_meta(meta: dict) -> dict:
+    """The metadata the informer's store reads: its key and resourceVersion."""
+    slim = {"name": _fresh(meta.get("name", "")), "resourceVersion": _fresh(meta.get("resourceVersion", ""))}
+    if "namespace" in meta:
+        slim["namespace"] = sys.intern(_fresh(meta["namespace"]))
+    return slim
+
+
+def slim_namespace(obj: dict) -> dict:
+    """Informer transform: a Namespace as DNS needs it (its name)."""
+    return {"metadata": _slim_meta(obj.get("metadata") or {})}
+
+
+def slim_service(obj: dict) -> dict:
+    """Informer transform: a Service's key and its converted form (records.Service), the very
+    object the view then holds."""
+    return {"metadata": _slim_meta(obj.get("metadata") or {}), CONVERTED: to_service(obj)}
+
+
+def slim_endpointslice(obj: dict) -> dict:
+    """Informer transform: an EndpointSlice's key and its converted form (to_endpoints)."""
+    return {"metadata": _slim_meta(obj.get("metadata") or {}), CONVERTED: to_endpoints(obj)}
+
+
+def slim_pod(obj: dict) -> dict:
+    """Informer transform: a Pod as `pods verified` needs it (its IP)."""
+    return {"metadata": _slim_meta(obj.get("metadata") or {}),
+            "status": {"podIP": _fresh((obj.get("status") or {}).get("podIP") or "")}}
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -146,7 +191,7 @@ class ClusterView:
         self._changed()
 
     def apply_service(self, obj: dict) -> None:
-        svc = to_service(obj)
+        svc = obj[CONVERTED] if CONVERTED in obj else to_service(obj)
         key = (svc.namespace, svc.name)
         old = self._services.get(key)
         if old == svc:
@@ -166,7 +211,7 @@ class ClusterView:
 
     def apply_endpointslice(self, obj: dict) -> None:
         key = _key(obj)
-        converted = to_endpoints(obj)
+        converted = obj[CONVERTED] if CONVERTED in obj else to_endpoints(obj)
         old = self._slices.get(key)
         if old == converted:
             return
@@ -221,8 +266,12 @@ class ClusterView:
         if watch_pods:
             feeds.append(("v1", "pods", self.apply_pod, self.delete_pod))
         for api_version, resource, apply, delete in feeds:
-            factory.informer(api_version, resource).add_handlers(
+            factory.informer(api_version, resource, transform=DNS_TRANSFORMS[resource]).add_handlers(
                 on_add=apply, on_update=lambda old, new, apply=apply: apply(new), on_delete=delete)
+
+
+DNS_TRANSFORMS = {"namespaces": slim_namespace, "services": slim_service, "endpointslices": slim_endpointslice,
+                  "pods": slim_pod}
 
 
 def _index(index: dict[str, list], ips: Iterable[str], key) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from socket import AF_INET, AF_INET6, inet_pton
 
 # Record types and classes used by the cluster zone.
 A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT = 1, 2, 5, 6, 12, 15, 16, 28, 33, 41
@@ -234,9 +235,9 @@ class Encoder:
         start = len(buf)
         t, d = rr.type, rr.data
         if t == A:
-            buf += ipaddress.IPv4Address(d).packed
+            buf += inet_pton(AF_INET, d)
         elif t == AAAA:
-            buf += ipaddress.IPv6Address(d).packed
+            buf += inet_pton(AF_INET6, d)
         elif t in (CNAME, PTR, NS):
             self.name(name_labels(d))
         elif t == SRV:
@@ -323,18 +324,19 @@ def error_response(data: bytes, rcode: int, query: Query | None = None) -> bytes
     return _HEADER.pack(ident, FLAG_QR | (flags & 0x7900) | rcode, 0, 0, 0, 0)
 
 
-def parse_answers(data: bytes) -> tuple[int, int, list[RR]]:
-    """(ID, rcode, the A/AAAA/CNAME records of the answer section) of a response from an
-    upstream server; other record types are skipped. Raises FormError on malformed input."""
+def parse_response(data: bytes) -> tuple[int, int, list[list[RR]]]:
+    """(ID, rcode, [answer, authority, additional]) of a response: records of the types the
+    cluster zone produces are decoded into RRs (owner names absolute, with the final dot),
+    others skipped. Raises FormError on malformed input."""
     if len(data) < 12:
         raise FormError("shorter than a DNS header")
-    ident, flags, qd, an, _, _ = _HEADER.unpack_from(data)
+    ident, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
     pos = 12
     for _ in range(qd):
         _, pos = read_name(data, pos)
         pos += 4
-    records = []
-    for _ in range(an):
+    sections: list[list[RR]] = [[], [], []]
+    for index in range(an + ns + ar):
         owner, pos = read_name(data, pos)
         if pos + 10 > len(data):
             raise FormError("truncated resource record")
@@ -342,14 +344,47 @@ def parse_answers(data: bytes) -> tuple[int, int, list[RR]]:
         start, pos = pos + 10, pos + 10 + rdlen
         if pos > len(data):
             raise FormError("truncated record data")
-        name = _text(owner)
-        if rtype == A and rdlen == 4:
-            records.append(RR(name, A, ttl, str(ipaddress.IPv4Address(data[start:pos]))))
-        elif rtype == AAAA and rdlen == 16:
-            records.append(RR(name, AAAA, ttl, str(ipaddress.IPv6Address(data[start:pos]))))
-        elif rtype == CNAME:
-            records.append(RR(name, CNAME, ttl, _text(read_name(data, start)[0])))
-    return ident, flags & 0xF, records
+        rdata = _rdata(data, rtype, start, pos)
+        if rdata is not None:
+            sections[0 if index < an else 1 if index < an + ns else 2].append(RR(_text(owner), rtype, ttl, rdata))
+    return ident, flags & 0xF, sections
+
+
+def _rdata(data: bytes, rtype: int, start: int, end: int) -> object | None:
+    """The RR.data of one record (see RR), or None for types and sizes we do not read."""
+    size = end - start
+    if rtype == A and size == 4:
+        return str(ipaddress.IPv4Address(data[start:end]))
+    if rtype == AAAA and size == 16:
+        return str(ipaddress.IPv6Address(data[start:end]))
+    if rtype in (CNAME, PTR, NS):
+        return _text(read_name(data, start)[0])
+    if rtype == SRV and size >= 7:
+        priority, weight, port = struct.unpack_from("!HHH", data, start)
+        return priority, weight, port, _text(read_name(data, start + 6)[0])
+    if rtype == TXT:
+        strings, pos = [], start
+        while pos < end:
+            length = data[pos]
+            if pos + 1 + length > end:
+                raise FormError("TXT string runs past its record")
+            strings.append(data[pos + 1:pos + 1 + length].decode("utf-8", "replace"))
+            pos += 1 + length
+        return tuple(strings)
+    if rtype == SOA:
+        mname, pos = read_name(data, start)
+        rname, pos = read_name(data, pos)
+        if pos + 20 > end:
+            raise FormError("truncated SOA record")
+        return (_text(mname), _text(rname), *struct.unpack_from("!IIIII", data, pos))
+    return None
+
+
+def parse_answers(data: bytes) -> tuple[int, int, list[RR]]:
+    """(ID, rcode, the A/AAAA/CNAME records of the answer section) of a response from an
+    upstream server; other record types are skipped. Raises FormError on malformed input."""
+    ident, rcode, sections = parse_response(data)
+    return ident, rcode, [rr for rr in sections[0] if rr.type in (A, AAAA, CNAME)]
 
 
 def _text(labels: tuple[bytes, ...]) -> str:

@@ -40,9 +40,19 @@ def core(k8s_client):
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for `kind`; for SOCK_DGRAM, free for TCP too (DNS listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if kind != socket.SOCK_DGRAM:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # the TCP side is taken (a connection's local port): pick another
+                return port
 
 
 class FakeUpstream:
@@ -232,6 +242,88 @@ def test_metrics_health_ready(dns_server):
     for key in ("health", "ready"):
         with urllib.request.urlopen(f"http://127.0.0.1:{dns_server[key]}/{key}", timeout=5) as resp:
             assert resp.status == 200 and resp.read() == b"OK"
+
+
+# --- the informer transform: the caches hold converted objects only ---------------------------
+
+async def test_informer_caches_hold_only_what_dns_reads(server, ns, core):
+    """ClusterDNS in-process against the real API server: each informer's store keeps the key,
+    the resourceVersion and the converted form (the object the view indexes), and updates and
+    deletes still reach the answers."""
+    import asyncio
+
+    from pocketkube.core.client import from_kubeconfig
+    from pocketkube.dns.server import ClusterDNS
+    from pocketkube.dns.view import CONVERTED
+
+    server.kubectl("create", "service", "clusterip", "slim", "--tcp=80:8080", "-n", ns)
+    server.kubectl("annotate", "service", "slim", "-n", ns, "big=" + "x" * 2000)
+    running_pod(core, ns, "slim-1", "10.244.1.31", labels={"app": "slim"})
+    server.kubectl("label", "service", "slim", "-n", ns, "app=slim")
+    server.kubectl("set", "selector", "service", "slim", "app=slim", "-n", ns)
+    client = from_kubeconfig(server.kubeconfig, field_manager="coredns")
+    dns_ = ClusterDNS(client, address="127.0.0.1", port=0, metrics_port=None, upstreams=[])
+    await dns_.start()
+    try:
+        name = f"slim.{ns}.svc.cluster.local"
+        services = dns_.factory.informer("v1", "services")
+        cached = services.get(f"{ns}/slim")
+        assert set(cached) == {"metadata", CONVERTED}
+        assert set(cached["metadata"]) == {"name", "namespace", "resourceVersion"}
+        assert cached[CONVERTED] is dns_.view.service(ns, "slim")  # one copy, shared with the view
+        slices = dns_.factory.informer("discovery.k8s.io/v1", "endpointslices")
+
+        async def until(check):
+            for _ in range(100):
+                if check():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("not true after 5 s")
+
+        await until(lambda: any(ep.ip == "10.244.1.31" for ep in dns_.view.endpoints(ns, "slim")))
+        assert all(set(o) == {"metadata", CONVERTED} for o in slices.list(ns))
+        assert all(set(o) == {"metadata"} for o in dns_.factory.informer("v1", "namespaces").list())
+        ip = cluster_ip(server, ns, "slim")
+        assert await run_in_thread(short, dns_.port, name) == [ip]
+        assert await run_in_thread(short, dns_.port, "-x", "10.244.1.31") == [f"10-244-1-31.slim.{ns}.svc.cluster.local."]
+        server.kubectl("delete", "service", "slim", "-n", ns)
+        await until(lambda: services.get(f"{ns}/slim") is None)
+        assert (await run_in_thread(ask, dns_.port, name)).rcode() == dns.rcode.NXDOMAIN
+    finally:
+        await dns_.stop()
+        await client.close()
+
+
+# --- explain-dns against the real API server (no cluster network: the record logic answers) ---
+
+def explain_dns(server, *args):
+    return subprocess.run([sys.executable, "-m", "pocketkube.cli.main", "explain-dns", "--kubeconfig",
+                           server.kubeconfig, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_explain_dns_follows_a_pods_search_list(server, ns, core):
+    server.kubectl("create", "service", "clusterip", "my-nginx", "--tcp=80:80", "-n", ns)
+    server.kubectl("run", "bb", "--image=busybox", "-n", ns, "--", "sleep", "3600")
+    ip = cluster_ip(server, ns, "my-nginx")
+    cp = explain_dns(server, "my-nginx", "--from", "bb", "-n", ns)
+    assert cp.returncode == 0, cp.stderr
+    assert f"explain-dns my-nginx (A) from pod {ns}/bb (dnsPolicy ClusterFirst)" in cp.stdout
+    assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in cp.stdout
+    assert f"1. my-nginx.{ns}.svc.cluster.local. A → NOERROR" in cp.stdout
+    assert f"why: the ClusterIP of Service {ns}/my-nginx" in cp.stdout
+    assert cp.stdout.rstrip().endswith(f"resolved by query 1: my-nginx.{ns}.svc.cluster.local → {ip}")
+    # without --from: a ClusterFirst pod in `default`, where my-nginx does not exist
+    cp = explain_dns(server, "my-nginx")
+    assert "1. my-nginx.default.svc.cluster.local. A → NXDOMAIN" in cp.stdout
+    assert "why: no service default/my-nginx" in cp.stdout
+    assert cp.stdout.rstrip().splitlines()[-1].startswith("no candidate resolved: ")
+
+
+def test_explain_dns_pod_not_found_is_kubectls_error(server, ns):
+    cp = explain_dns(server, "kubernetes", "--from", "nope", "-n", ns)
+    assert cp.returncode == 1
+    assert cp.stderr.strip() == 'Error from server (NotFound): pods "nope" not found'
+    assert cp.stdout == ""
 
 
 # --- in-process: truncation, TCP fallback, no upstream ----------------------------------------

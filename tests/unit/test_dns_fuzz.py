@@ -193,3 +193,38 @@ async def test_the_server_keeps_answering_after_garbage():
         sock.close()
     finally:
         await server.stop()
+
+
+def fresh_answer(data: bytes, tcp: bool, view: ClusterView) -> bytes:
+    """What a handler with empty caches answers."""
+    return DNSHandler(Records(view), view, Metrics("dns://test", "cluster.local")).handle(data, tcp)
+
+
+NAMES = ["web.default.svc.cluster.local.", "nope.default.svc.cluster.local.", "_http._tcp.web.default.svc.cluster.local."]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(NAMES), st.sampled_from(["A", "AAAA", "SRV", "TXT"]), st.booleans(), st.booleans(),
+       st.lists(st.tuples(st.integers(0, 0xFFFF), st.randoms()), min_size=1, max_size=4))
+def test_cached_answers_equal_fresh_ones(name, qtype, edns, tcp, asks):
+    """Whatever cache answers (exact bytes, or the lowercased name), the bytes are those a fresh
+    handler gives, for every ID and spelling of the name."""
+    for ident, rnd in asks:
+        spelled = "".join(c.upper() if rnd.random() < 0.5 else c for c in name)
+        query = dns.message.make_query(spelled, qtype, use_edns=0 if edns else None)
+        query.id = ident
+        data = query.to_wire()
+        assert HANDLER.handle(data, tcp) == fresh_answer(data, tcp, VIEW)
+
+
+def test_a_view_change_empties_the_caches():
+    view = make_view()
+    handler = DNSHandler(Records(view), view, Metrics("dns://test", "cluster.local"))
+    query = dns.message.make_query("web.default.svc.cluster.local.", "A").to_wire()
+    first = handler.handle(query, False)
+    assert handler.handle(query, False) == first  # from the cache
+    view.apply_service({"metadata": {"namespace": "default", "name": "web"},
+                        "spec": {"clusterIP": "10.96.0.21", "ports": [{"name": "http", "port": 80}]}})
+    changed = dns.message.from_wire(handler.handle(query, False))
+    assert changed.answer[0][0].address == "10.96.0.21"
+    assert handler.metrics.requests[("cluster.local.", "udp", "1", "A")] == 3

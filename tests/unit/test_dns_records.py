@@ -283,3 +283,21 @@ def test_ttl_is_configurable(records):
     five = Records(records.view, ttl=5)
     assert five.answer_name("svc1.testns.svc.cluster.local", "A").answer[0].ttl == 5
     assert five.soa().ttl == 5 and five.soa().data[-1] == 5
+
+
+@pytest.mark.parametrize("qname, qtype, reason", [
+    ("svc1.testns.svc.cluster.local.", "A", "the ClusterIP of Service testns/svc1"),
+    ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV", "the ClusterIP of Service testns/svc1, port 'http' (tcp)"),
+    ("hdls1.testns.svc.cluster.local.", "A", "the ready endpoints of the headless Service testns/hdls1"),
+    ("web-0.hdls1.testns.svc.cluster.local.", "A", "the ready endpoint 'web-0' of Service testns/hdls1"),
+    ("external.testns.svc.cluster.local.", "CNAME",
+     "Service testns/external is of type ExternalName: an alias of ext.interwebs.test"),
+    ("10-244-1-5.testns.pod.cluster.local.", "A", "a pod IP written with dashes, in namespace 'testns'"),
+    ("nope.testns.svc.cluster.local.", "A", "no service testns/nope"),
+    ("svc1.nons.svc.cluster.local.", "A", "namespace 'nons' does not exist"),
+    ("svc1.testns.svc.cluster.local.", "AAAA", "the name exists, with no records of this type"),
+    ("example.com.", "A", "outside the cluster zone"),
+])
+def test_answers_say_why(qname, qtype, reason):
+    """Answer.reason, the line explain-dns prints beside each query."""
+    assert Records(cluster()).answer_name(qname, qtype).reason == reason
