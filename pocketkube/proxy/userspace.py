@@ -222,9 +222,9 @@ def set_socket_filter(sock, drop: str | None, cluster_cidr: str) -> None:
 # ---- sockets inside the node's network namespace ---------------------------------------------
 
 class SocketMaker:
-    """New sockets in the node's network namespace. A socket belongs to the namespace of the
-    thread that created it: with `netns` set, one thread that entered it creates them (the
-    proxy of a real node runs inside its namespace and creates them directly)."""
+    """New sockets and connections in the node's network namespace. A socket belongs to the
+    namespace of the thread that created it: with `netns` set, one thread that entered it
+    creates them (the proxy of a real node runs inside its namespace and creates them directly)."""
 
     def __init__(self, netns: str | None = None):
         path = netns if netns is None or netns.startswith("/") else os.path.join(NETNS_DIR, netns)
@@ -237,6 +237,21 @@ class SocketMaker:
             return work()
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
+    async def connect(self, protocol: asyncio.Protocol, address: tuple[str, int]) -> None:
+        """A TCP connection to `address` for `protocol` (its connection_made has run on return)."""
+        loop = asyncio.get_running_loop()
+        if self._executor is None:  # the common case: no thread hop, the loop's own connect
+            await loop.create_connection(lambda: protocol, *address)
+            return
+        sock = (await self.make(1, socket.SOCK_STREAM))[0]
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+            await loop.create_connection(lambda: protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+
     def close(self) -> None:
         if self._executor:
             self._executor.shutdown(wait=False)
@@ -245,61 +260,77 @@ class SocketMaker:
 # ---- relays ------------------------------------------------------------------------------
 
 class _Side(asyncio.Protocol):
-    """One end of a relayed TCP connection: what it reads goes to the other end, with flow
-    control both ways and half-close passed through."""
+    """One end of a relayed TCP connection: what it reads goes to the other end as it is (one
+    bound write() per chunk, nothing else), with flow control both ways and half-close
+    passed through."""
 
-    __slots__ = ("transport", "other", "eof", "pair")
+    __slots__ = ("transport", "other", "forward", "eof")
 
     def __init__(self) -> None:
         self.transport = None
         self.other: _Side | None = None
+        self.forward = None  # the other end's transport.write
         self.eof = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.other.transport.write(data)
+        self.forward(data)
 
     def eof_received(self) -> bool:
         self.eof = True
         other = self.other
-        if other is None or other.transport is None:
-            return False
+        if other is None:  # a client that half-closed before its endpoint answered: passed on then
+            return True
         if other.eof:  # both directions done
             other.transport.close()
             return False
-        if other.transport.can_write_eof():
-            other.transport.write_eof()
+        other.transport.write_eof()
         return True
 
     def connection_lost(self, exc) -> None:
         other = self.other
-        if other is not None and other.transport is not None and not other.transport.is_closing():
+        if other is not None and not other.transport.is_closing():
             other.transport.close()
 
-    def pause_writing(self) -> None:
-        if self.other is not None and self.other.transport is not None:
+    def pause_writing(self) -> None:  # our send buffer is full: stop reading the other end
+        if self.other is not None:
             self.other.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.other is not None and self.other.transport is not None:
+        if self.other is not None:
             self.other.transport.resume_reading()
+
+    def join(self, other: _Side) -> None:
+        """Splice: from now on each end's reads are the other end's writes."""
+        self.other, other.other = other, self
+        self.forward, other.forward = other.transport.write, self.transport.write
 
 
 class _ClientSide(_Side):
-    __slots__ = ("relay", "task")
+    """The accepted end. Until its endpoint is connected it holds what the client sends and
+    stops reading (asyncio honours a pause_reading() in connection_made; uvloop starts
+    reading right after it anyway, so the first chunk can arrive before the endpoint)."""
+
+    __slots__ = ("relay", "task", "held")
 
     def __init__(self, relay: TcpRelay) -> None:
         super().__init__()
         self.relay = relay
         self.task = None
+        self.held: list[bytes] = []
+        self.forward = self._hold
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        transport.pause_reading()  # until the endpoint is connected
+        transport.pause_reading()
         self.relay.backend.connections.add(self)
         self.task = asyncio.get_running_loop().create_task(self.relay.connect_upstream(self))
+
+    def _hold(self, data: bytes) -> None:
+        self.held.append(data)
+        self.transport.pause_reading()
 
     def connection_lost(self, exc) -> None:
         self.relay.backend.connections.discard(self)
@@ -321,7 +352,6 @@ class TcpRelay:
 
     async def connect_upstream(self, client: _ClientSide) -> None:
         backend, spec = self.backend, self.spec
-        loop = asyncio.get_running_loop()
         peer = client.transport.get_extra_info("peername")
         client_ip = peer[0] if peer else ""
         internal = backend.is_internal(client_ip)
@@ -332,27 +362,25 @@ class TcpRelay:
             if ep is None:
                 break
             tried.add(ep)
-            sock = (await backend.sockets.make(1, socket.SOCK_STREAM))[0]
-            sock.setblocking(False)
+            upstream = _Side()
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, (ep.ip, ep.port)), timeout)
+                async with asyncio.timeout(timeout):
+                    await backend.sockets.connect(upstream, (ep.ip, ep.port))
             except (OSError, asyncio.TimeoutError) as exc:
-                sock.close()
                 chooser.forget(client_ip)
                 log.debug("%s: connecting to %s failed (%s); trying another endpoint", spec.service, ep, exc)
                 continue
-            except asyncio.CancelledError:
-                sock.close()
-                raise
-            if client.transport.is_closing():
-                sock.close()
+            if client.transport.is_closing():  # the client left while we connected
+                upstream.transport.close()
                 return
-            upstream = _Side()
-            upstream.other, client.other = client, upstream
-            await loop.create_connection(lambda: upstream, sock=sock)
-            client.transport.resume_reading()
-            if client.eof and upstream.transport.can_write_eof():
+            client.join(upstream)
+            if client.held:
+                upstream.transport.write(b"".join(client.held))
+                client.held.clear()
+            if client.eof:
                 upstream.transport.write_eof()
+            else:
+                client.transport.resume_reading()
             return
         log.info("%s: no endpoint answered for %s; resetting the client", spec.service, client_ip)
         _reset(client.transport)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
-from proxytopo import (EXTERNAL_IP, NODE_IP, PODS, WAIT, built_topology, names_seen, new_proxier, proxied_namespace,
-                       sh, skip_reason, until)
+from proxytopo import (EXTERNAL_IP, NODE_IP, PODS, WAIT, Api, built_topology, names_seen, new_proxier,
+                       proxied_namespace, sh, skip_reason, until)
+
+from pocketkube.core.client import from_kubeconfig
 
 pytestmark = [pytest.mark.e2e]
 
@@ -265,3 +269,104 @@ async def test_a_nodeport_in_use_is_reported_and_the_rest_works(cluster, topolog
     finally:
         holder.kill()
         holder.wait()
+
+
+LOAD_CLIENT = textwrap.dedent("""
+    import json, socket, sys, threading
+    target, workers, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    ip, port = target.split(":")
+    REQUEST = b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+    results = {"ok": 0, "failed": []}
+    lock = threading.Lock()
+
+    def response(s):  # one HTTP response: its head, then Content-Length bytes
+        data = b""
+        while b"\\r\\n\\r\\n" not in data or len(data) < len(data.split(b"\\r\\n\\r\\n")[0]) + 4 + length(data):
+            chunk = s.recv(4096)
+            if not chunk:
+                raise OSError(f"closed after {len(data)} bytes")
+            data += chunk
+        return data.decode()
+
+    def length(data):
+        for line in data.split(b"\\r\\n\\r\\n")[0].split(b"\\r\\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                return int(value)
+        return 0
+
+    def one(i):
+        with socket.create_connection((ip, int(port)), timeout=5) as s:
+            s.sendall(REQUEST)  # at once: before the relay has connected to its endpoint
+            answers = [response(s)]
+            s.sendall(REQUEST)  # the same connection again (keep-alive)
+            answers.append(response(s))
+            if i % 2:  # half-close: the last request, then our end of the stream
+                s.sendall(REQUEST)
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+                answers.append(data.decode())
+        for text in answers:
+            if not text.startswith("HTTP/1.") or " 200 " not in text.split("\\r\\n")[0]:
+                raise OSError(f"unexpected answer {text[:60]!r}")
+
+    def worker(w):
+        for i in range(connections):
+            try:
+                one(w * connections + i)
+                with lock:
+                    results["ok"] += 1
+            except OSError as exc:
+                with lock:
+                    results["failed"].append(str(exc))
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps(results))
+""")
+
+
+async def test_the_real_proxy_process_relays_every_connection_under_load(server, topology):
+    """`pocketkube proxy --mode userspace` as its own process, on the event loop the real one
+    uses (uvloop): concurrent connections that send at once, keep-alive and half-close all get
+    their answers. (uvloop starts reading a connection right after connection_made even when
+    it paused it there, so the first request used to arrive before the endpoint connection
+    and the relay closed the client without a byte: curl's "Empty reply from server".)"""
+    client = from_kubeconfig(server.kubeconfig, field_manager="e2e")
+    namespace = "p-" + uuid.uuid4().hex[:8]
+    await client.create("v1", "namespaces", {"metadata": {"name": namespace}})
+    api = Api(client, namespace, None)
+    argv = [sys.executable, "-m", "pocketkube.cli.main", "proxy", "--mode", "userspace", "--kubeconfig",
+            server.kubeconfig, "--node-name", "node-1", "--cluster-name", "ptest", "--netns", topology.node,
+            "--node-ip", NODE_IP]
+    env = {k: v for k, v in os.environ.items() if k != "POCKETKUBE_LOOP"}  # the default loop: uvloop
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    topology.processes.append(proc)
+    try:
+        await api.service("loaded", "10.96.100.99")
+        await api.endpoints("loaded", ["p1", "p2"])
+        p3 = topology.pods["p3"]
+        await until(lambda: topology.curl(p3, "10.96.100.99:80")[0] == 0, "the process's relay answering")
+        out = sh("ip", "netns", "exec", p3, sys.executable, "-c", LOAD_CLIENT, "10.96.100.99:80", "16", "25",
+                 timeout=120).stdout
+        results = json.loads(out)
+        assert results["failed"] == [] and results["ok"] == 16 * 25, results
+        # the endpoints go (the listener closes: refused) and another comes (it opens again)
+        await api.endpoints("loaded", [])
+        await until(lambda: topology.curl(p3, "10.96.100.99:80")[0] == 7, "refused without endpoints")
+        await api.endpoints("loaded", ["p2"])
+        await until(lambda: topology.curl(p3, "10.96.100.99:80")[1].startswith("p2"), "the new endpoint answering")
+    finally:
+        proc.terminate()  # our own child, by its PID
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        await client.delete("v1", "namespaces", namespace)
+        await client.close()
+    assert "Traceback" not in err, err[-3000:]

@@ -32,11 +32,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-MODES = [
-    "nftables",
-    pytest.param("userspace", marks=pytest.mark.xfail(
-        strict=False, reason="userspace proxy mode is being built (pocketkube/proxy/userspace.py)")),
-]
+MODES = ["nftables", "userspace"]
 WAIT = 60.0  # seconds: pods Ready, a proxy rollout, rules answering
 REQUEST_TIMEOUT = 3  # seconds, for wget -T / curl -m
 EXTERNAL_IP = "172.18.0.250"  # in the node subnet (nodes reach it on-link); the host routes it via node 1
