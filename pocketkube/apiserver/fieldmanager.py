@@ -457,11 +457,13 @@ class _Comparison:
         return self.added | self.modified
 
 
-def _compare(old: Any, new: Any, table: dict) -> _Comparison:
+def _compare(old: Any, new: Any, table: dict, skip: frozenset = frozenset()) -> _Comparison:
     """What `new` added, modified and removed relative to `old` (structured-merge-diff Compare).
 
     A map or list node counts itself (the "." of FieldsV1) only when it appears or
-    disappears as a whole; two empty or null containers compare as one leaf.
+    disappears as a whole; two empty or null containers compare as one leaf. Paths in
+    `skip` (and all below them) are not compared: the caller drops them anyway (a status
+    write never walks the pod's spec).
     """
     result = _Comparison()
 
@@ -480,6 +482,8 @@ def _compare(old: Any, new: Any, table: dict) -> _Comparison:
             result.removed.add(path)
 
     def walk(lhs: Any, rhs: Any, path: Path, spath: tuple) -> None:
+        if path in skip:
+            return
         rel = table.get(spath)
         if (isinstance(lhs, dict) or isinstance(rhs, dict)) and rel != _ATOMIC:
             lmap = lhs if isinstance(lhs, dict) else {}
@@ -788,7 +792,7 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, operation: 
     reset = _RESET_FIELDS.get((kind, subresource), frozenset())
     owners = _starting_owners(old, new, subresource)
 
-    comparison = _compare(_typed_view(old, kind), _typed_view(new, kind), table).filtered(reset)
+    comparison = _compare(_typed_view(old, kind), _typed_view(new, kind), table, skip=reset).filtered(reset)
     _drop_from_others(owners, "", comparison, take=True)
 
     current = _without_reset(comparison.changed() - comparison.removed, reset) - _STRIPPED

@@ -1,17 +1,21 @@
 """`pocketkube up | down | status`: a whole cluster on this machine, as kind does it.
 
-`up` makes the node network (node/network.py), starts `pocketkube server` in the host
-namespace and one `pocketkube agent` per node inside that node's namespace (each a daemon in
-its own session, with a pid file and a log file under the data dir), waits with a progress
-display until every node is Ready, and merges a `pocketkube-NAME` context into the user's
-kubeconfig. `down` stops all of it (agents, server, then every process left in the cluster's
-namespaces), removes the network, the data it made and the context. `status` says what runs.
+`up` makes the node network (node/network.py) and starts the cluster's supervisor
+(cli/supervisor.py), which starts `pocketkube server` in the host namespace and one
+`pocketkube agent` per node inside that node's namespace (each a daemon in its own session,
+with a pid file and a log file under the data dir) and starts again any of them that dies.
+`up` waits with a progress display until every node is Ready, and merges a
+`pocketkube-NAME` context into the user's kubeconfig. `down` stops all of it (the
+supervisor, agents, server, then every process left in the cluster's namespaces), removes
+the network, the data it made and the context. `status` says what runs and how often it
+was restarted.
 
 Files: /run/pocketkube/NAME.json records a cluster (data dir, nodes, port) while it exists;
 DATA_DIR (default /var/lib/pocketkube/NAME) holds .pocketkube-cluster (the name, so a data dir
 is never mistaken for another's), server/ (the API server's data dir), nodes/<node>/ (agent
 state, kubeconfig, agent.log), run/*.pid ("PID STARTTIME", so a reused PID is never
-signalled), server.log.
+signalled), run/processes.json and run/supervisor.json (the supervisor's), server.log,
+supervisor.log.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
@@ -34,6 +37,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 
 from pocketkube import addons
+from pocketkube.cli import supervisor
+from pocketkube.cli.supervisor import live_pid, write_file as _write_file
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
 from pocketkube.node.network import ClusterNetwork
@@ -43,7 +48,8 @@ DATA_ROOT = "/var/lib/pocketkube"
 MARKER = ".pocketkube-cluster"
 AGENT_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "agent")
 SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
+SUPERVISOR_START_SECONDS = 10.0
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then this long, then SIGKILL
 POLL_SECONDS = 0.05
 
@@ -96,8 +102,16 @@ class ClusterRecord:
     def node_dir(self, node: network.NodeNetwork) -> str:
         return os.path.join(self.data_dir, "nodes", node.name)
 
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.data_dir, "run")
+
     def pid_file(self, process: str) -> str:
-        return os.path.join(self.data_dir, "run", f"{process}.pid")
+        return os.path.join(self.run_dir, f"{process}.pid")
+
+    @property
+    def supervisor_log(self) -> str:
+        return os.path.join(self.data_dir, "supervisor.log")
 
     @property
     def server_log(self) -> str:
@@ -121,35 +135,9 @@ def default_data_dir(name: str) -> str:
 # ---- processes -------------------------------------------------------------------------
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    _write_file(path, f"{pid} {_start_time(pid) or 0}\n")
-
-
-def live_pid(path: str) -> int | None:
-    """The PID in a pid file if that very process (same start time) still runs."""
-    try:
-        with open(path) as f:
-            pid_text, started = f.read().split()
-        pid = int(pid_text)
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _start_time(pid) == started else None
-
-
 def _alive(pid: int) -> bool:
     _reap(pid)
-    return _start_time(pid) is not None
+    return supervisor.start_time(pid) is not None
 
 
 def _reap(pid: int) -> None:
@@ -204,19 +192,6 @@ def stop_processes(pids: set[int], group_leaders: set[int], grace: float = STOP_
     deadline = time.monotonic() + 5
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
-
-
-def _spawn(argv: list[str], log_path: str, pid_path: str, netns: str | None = None) -> subprocess.Popen:
-    """Start a daemon: own session (so its group can be signalled), output to its log file."""
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd="/",
-                                start_new_session=True,
-                                preexec_fn=network.enter_netns(netns) if netns else None)
-    write_pid_file(pid_path, proc.pid)
-    return proc
 
 
 # ---- the API, as the CLI sees it -------------------------------------------------------
@@ -310,14 +285,6 @@ def _edit_kubeconfig(path: str, edit) -> None:
     _remove(path + ".lock")
 
 
-def _write_file(path: str, text: str, private: bool = False) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _remove(path: str) -> None:
     try:
         os.remove(path)
@@ -390,6 +357,11 @@ def cluster_processes(record: ClusterRecord) -> dict[str, int]:
     return {n: pid for n in names if (pid := live_pid(record.pid_file(n)))}
 
 
+def supervisor_pid(record: ClusterRecord) -> int | None:
+    """The cluster's supervisor, if it runs."""
+    return live_pid(record.pid_file("supervisor"))
+
+
 @contextlib.contextmanager
 def machine_lock():
     """One `up` or `down` at a time on this machine (clusters share the address ranges)."""
@@ -449,7 +421,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
 
 def _refuse_if_running(net: ClusterNetwork) -> None:
     record = ClusterRecord.load(net.name)
-    if record and cluster_processes(record):
+    if record and (cluster_processes(record) or supervisor_pid(record)):
         raise UpError(f"cluster {net.name!r} is already running; `pocketkube down --name {net.name}` first")
     with_network = network.running_clusters()
     for other in sorted((set(known_clusters()) | with_network) - {net.name}):
@@ -495,7 +467,7 @@ def _remove_data(data_dir: str) -> None:
     """Remove what pocketkube made in a data dir (never anything else), then the dir if empty."""
     for sub in ("server", "nodes", "run"):
         shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
-    for leftover in ("server.log", MARKER):
+    for leftover in ("server.log", "supervisor.log", MARKER):
         _remove(os.path.join(data_dir, leftover))
     try:
         os.rmdir(data_dir)
@@ -518,12 +490,14 @@ def _write_credentials(record: ClusterRecord) -> tuple[bytes, str]:
 
 
 def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_command: tuple[str, ...]) -> None:
+    """Write what the supervisor runs (the server, one agent per node) and start it; returns
+    once it has started them all."""
     import yaml
 
     net = record.network
-    _spawn([*SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
-            "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip],
-           record.server_log, record.pid_file("server"))
+    processes = [{"name": "server", "log": record.server_log, "netns": None, "argv": [
+        *SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
+        "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip]}]
     agent_url = f"https://{net.host_ip}:{record.port}"
     for node in net.node_list():
         state_dir = record.node_dir(node)
@@ -531,9 +505,19 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         kubeconfig = os.path.join(state_dir, "kubeconfig")
         _write_file(kubeconfig, yaml.safe_dump(kubeconfig_dict("pocketkube", agent_url, ca_pem, token),
                                                sort_keys=False), private=True)
-        _spawn([*agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
-                "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns],
-               record.agent_log(node), record.pid_file(f"agent-{node.name}"), netns=node.netns)
+        processes.append({"name": f"agent-{node.name}", "log": record.agent_log(node), "netns": node.netns, "argv": [
+            *agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
+            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns]})
+    os.makedirs(record.run_dir, exist_ok=True)
+    _remove(os.path.join(record.run_dir, supervisor.STATE_FILE))
+    _write_file(os.path.join(record.run_dir, supervisor.SPEC_FILE), json.dumps(processes, indent=1) + "\n")
+    supervisor.spawn([*SUPERVISOR_COMMAND, record.run_dir], record.supervisor_log, record.pid_file("supervisor"))
+    deadline = time.monotonic() + SUPERVISOR_START_SECONDS
+    while supervisor.read_state(record.run_dir) is None:
+        if supervisor_pid(record) is None or time.monotonic() > deadline:
+            raise UpError(f"the cluster's supervisor did not start; the end of {record.supervisor_log}:\n"
+                          + _tail(record.supervisor_log))
+        time.sleep(POLL_SECONDS)
 
 
 def _apply_addons(record: ClusterRecord, names: list[str], proxy_mode: str) -> None:
@@ -594,11 +578,18 @@ def _wait_until_ready(record: ClusterRecord, progress: Progress, timeout: float)
 
 
 def _check_processes(record: ClusterRecord) -> None:
-    """Fail at once, with the end of its log, if the server or an agent has exited."""
+    """Fail at once, with the end of its log, if the server or an agent has exited (the
+    supervisor would start it again, but a cluster that cannot start should say why), or
+    the supervisor itself is gone."""
+    if supervisor_pid(record) is None:
+        raise UpError(f"the cluster's supervisor exited while the cluster was starting; the end of "
+                      f"{record.supervisor_log}:\n" + _tail(record.supervisor_log))
     logs = {"server": record.server_log}
     logs.update({f"agent-{n.name}": record.agent_log(n) for n in record.network.node_list()})
+    processes = (supervisor.read_state(record.run_dir) or {}).get("processes") or {}
     for process, log_path in logs.items():
-        if live_pid(record.pid_file(process)) is None:
+        state = processes.get(process) or {}
+        if state.get("restarts") or state.get("last_exit") or live_pid(record.pid_file(process)) is None:
             raise UpError(f"{process} exited while the cluster was starting; the end of {log_path}:\n"
                           + _tail(log_path))
 
@@ -631,6 +622,8 @@ def leftovers(name: str) -> list[str]:
     found: list[str] = []
     record = ClusterRecord.load(name)
     if record:
+        if pid := supervisor_pid(record):
+            found.append(f"supervisor (pid {pid})")
         found += [f"{process} (pid {pid})" for process, pid in cluster_processes(record).items()]
         found.append(ClusterRecord.path(name))
     found += network.inventory(name, tuple(known_clusters())).describe()
@@ -638,9 +631,12 @@ def leftovers(name: str) -> list[str]:
 
 
 def _stop_cluster_processes(record: ClusterRecord) -> None:
-    """Agents, then the server (each with its process group and what it started), then every
-    process left in the cluster's namespaces (nodes, pods named or held by a process),
-    until none is left."""
+    """The supervisor (so nothing is started again), agents, then the server (each with its
+    process group and what it started), then every process left in the cluster's namespaces
+    (nodes, pods named or held by a process), until none is left."""
+    keeper = supervisor_pid(record)
+    if keeper:
+        stop_processes({keeper}, group_leaders={keeper})
     running = cluster_processes(record)
     agents = {pid for process, pid in running.items() if process != "server"}
     below_agents = _descendants(agents)
@@ -719,7 +715,8 @@ def status(name: str, out=sys.stdout) -> int:
     network.validate_cluster_name(name)
     record = ClusterRecord.load(name)
     running = cluster_processes(record) if record else {}
-    if not record or not running:
+    keeper = supervisor_pid(record) if record else None
+    if not record or not (running or keeper):
         others = [c for c in known_clusters() if c != name]
         extra = f" (clusters on this machine: {', '.join(others)})" if others else ""
         if record or (os.geteuid() == 0 and leftovers(name)):
@@ -729,8 +726,18 @@ def status(name: str, out=sys.stdout) -> int:
             out.write(f"cluster {name!r} is not running{extra}\n")
         return 1
     out.write(f"cluster {name!r}: running (data dir {record.data_dir})\n")
+    supervised = (supervisor.read_state(record.run_dir) or {}).get("processes") or {}
+
+    def restarts(process: str) -> str:
+        state = supervised.get(process) or {}
+        if not state.get("restarts"):
+            return ""
+        return f", restarts {state['restarts']} (last: {state.get('last_exit') or 'unknown'})"
+
+    out.write(f"  supervisor: {f'pid {keeper}' if keeper else 'NOT RUNNING (nothing restarts what dies)'} "
+              f"(log {record.supervisor_log})\n")
     server = running.get("server")
-    out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url} "
+    out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url}{restarts('server')} "
               f"(log {record.server_log})\n")
     try:
         nodes = {n["metadata"]["name"]: n for n in _api_get(record, "/api/v1/nodes").get("items") or []}
@@ -744,7 +751,8 @@ def status(name: str, out=sys.stdout) -> int:
             "Ready" if node.name in nodes and node_ready(nodes[node.name]) else
             "NotReady" if node.name in nodes else "not registered")
         out.write(f"  node {node.name}: {node.ip}, pods {node.pod_cidr}, netns {node.netns}, "
-                  f"agent {f'pid {agent}' if agent else 'NOT RUNNING'}{', ' + state if state else ''}\n")
+                  f"agent {f'pid {agent}' if agent else 'NOT RUNNING'}{', ' + state if state else ''}"
+                  f"{restarts('agent-' + node.name)}\n")
     if pods is not None:
         out.write(f"  pods: {pods}\n")
     out.write(f"  kubectl cluster-info --context {context_name(name)}\n")

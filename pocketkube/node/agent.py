@@ -5,6 +5,12 @@ It watches pods with `spec.nodeName=<node>`, hands each to the `PodManager` (san
 containers, probes, status) and writes the status back through pods/NAME/status; pods
 being deleted are stopped gracefully, then removed with gracePeriodSeconds=0, as the
 kubelet does. Component shape of DESIGN.md: `start()`, `stop()`, `ready`.
+
+Status writes are coalesced as the kubelet's status manager does: a pod's status is
+written when its worker has something to report (the end of a sync pass, see
+PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
+are sent in the background, a few at a time, behind the status writes. A restarted agent
+(the cluster's supervisor starts it again) adopts the pods its predecessor left running.
 """
 
 from __future__ import annotations
@@ -29,7 +35,11 @@ KUBELET_VERSION = "v1.32.0"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
 RESYNC_SECONDS = 1.0  # how often a running pod is re-checked (probes, exits, restarts)
+WORKERS = 16  # pods synced (and statuses written) at once
+STATUS_KEY = "status/"  # a queue key: only write the pod's status (its worker saw a change)
+EVENTS_AT_ONCE = 8  # pod events being written at a time (a burst of pods must not open a connection each)
 KUBELET_PORT = 10250
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 
 
 def node_object(name: str, ip: str, pod_cidr: str, port: int) -> dict:
@@ -95,18 +105,23 @@ class NodeAgent:
         self.recorder = EventRecorder(client, "kubelet", host=node_name)
         self.pods = pod_manager or PodManager(node_name=node_name, node_ip=node_ip, pod_cidr=pod_cidr,
                                               state_dir=state_dir, netns=netns, on_event=self._pod_event,
-                                              on_change=lambda pod: self.queue.add(object_key(pod)))
+                                              on_change=lambda pod: self.queue.add(STATUS_KEY + object_key(pod)))
         self.pod_informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, "v1", "services")
-        self.env = EnvResolver(client, self.service_informer)
+        # the CA every pod's service account volume holds, watched rather than read per pod
+        self.ca_informer = Informer(client, "v1", "configmaps", field_selector=f"metadata.name={ROOT_CA_CONFIGMAP}")
+        self.env = EnvResolver(client, self.service_informer, configmaps=self.ca_informer)
         self.queue = WorkQueue(base_delay=0.5, max_delay=10.0)
         self._statuses: dict[str, dict] = {}  # uid -> last status written
+        self._status_locks: dict[str, asyncio.Lock] = {}  # uid -> held while its status is written
         self._terminating: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._streaming_server = None
         self._want_streaming = streaming
         self.stream_token = stream_token  # the API server presents it on exec/attach/logs/port-forward
         self._transitions: dict[str, str] = {}
+        self._pending_events: list[tuple[dict, str, str, str]] = []
+        self._events_queued = asyncio.Event()
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -123,12 +138,15 @@ class NodeAgent:
         await self._register()
         self.pod_informer.add_handlers(self._on_pod, lambda old, new: self._on_pod(new), self._on_pod_deleted)
         await self.service_informer.start()
+        await self.ca_informer.start()
         await self.pod_informer.start()
         await self.pod_informer.wait_synced(30)
         await self.service_informer.wait_synced(30)
+        await self.ca_informer.wait_synced(30)
         self._tasks = [asyncio.create_task(self._heartbeat(), name="node-heartbeat"),
-                       asyncio.create_task(self._resync(), name="pod-resync")]
-        self._tasks += [asyncio.create_task(self._worker(), name=f"pod-worker-{i}") for i in range(8)]
+                       asyncio.create_task(self._resync(), name="pod-resync"),
+                       asyncio.create_task(self._write_events(), name="pod-events")]
+        self._tasks += [asyncio.create_task(self._worker(), name=f"pod-worker-{i}") for i in range(WORKERS)]
         # pods that vanished from the API while the agent was down
         live = {p["metadata"]["uid"] for p in self.pod_informer.list()}
         for uid in self.pods.running_pods():
@@ -148,9 +166,13 @@ class NodeAgent:
                 pass
         await self.pod_informer.stop()
         await self.service_informer.stop()
+        await self.ca_informer.stop()
         if self._streaming_server is not None:
             await self._streaming_server.stop()
         await self.pods.stop()  # pods keep running, as they do when a kubelet restarts
+        for event in self._pending_events:
+            self.recorder.event(*event)
+        self._pending_events.clear()
         await self.recorder.flush()
 
     # ---- node and lease ------------------------------------------------------------
@@ -214,7 +236,21 @@ class NodeAgent:
 
     def _pod_event(self, pod: dict, type_: str, reason: str, message: str) -> None:
         ref = {"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}}
-        self.recorder.event(ref, type_, reason, message)
+        self._pending_events.append((ref, type_, reason, message))
+        self._events_queued.set()
+
+    async def _write_events(self) -> None:
+        """Pod events go out in order, EVENTS_AT_ONCE at a time, behind the status writes
+        (as the kubelet's event broadcaster sends them asynchronously)."""
+        while True:
+            await self._events_queued.wait()
+            self._events_queued.clear()
+            while self._pending_events:
+                batch = self._pending_events[:EVENTS_AT_ONCE]
+                del self._pending_events[:EVENTS_AT_ONCE]
+                for event in batch:
+                    self.recorder.event(*event)
+                await self.recorder.flush()
 
     async def _resync(self) -> None:
         while True:
@@ -226,32 +262,43 @@ class NodeAgent:
         await self.queue.run_worker(self._sync, log)
 
     async def _sync(self, key: str) -> None:
+        if key.startswith(STATUS_KEY):  # the worker's status changed: write it, nothing else
+            pod = self.pod_informer.get(key[len(STATUS_KEY):])
+            if pod is not None and not pod["metadata"].get("deletionTimestamp"):
+                await self._write_status(pod)
+            return
         if key.startswith("orphan/"):
             uid = key.split("/", 1)[1]
             if uid in self.pods.running_pods():
                 await self.pods.terminate({"metadata": {"uid": uid}}, 0)
             self._statuses.pop(uid, None)
+            self._status_locks.pop(uid, None)
             return
         pod = self.pod_informer.get(key)
         if pod is None:
             return
-        uid = pod["metadata"]["uid"]
         if pod["metadata"].get("deletionTimestamp"):
             await self._finish_deletion(pod)
             return
-        status = await self.pods.sync(pod, self.env)
-        if status is not None and status != self._statuses.get(uid):
-            await self._write_status(pod, status)
+        await self.pods.sync(pod, self.env)
+        await self._write_status(pod)
 
-    async def _write_status(self, pod: dict, status: dict) -> None:
+    async def _write_status(self, pod: dict) -> None:
+        """Write the pod's current status if it changed since the last write and its worker
+        has reported; one write per pod at a time, so they never land out of order."""
         m = pod["metadata"]
-        try:
-            await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
-                                    subresource="status", field_manager="kubelet")
-            self._statuses[m["uid"]] = status
-        except errors.APIError as exc:
-            if exc.code != 404:
-                raise
+        uid = m["uid"]
+        async with self._status_locks.setdefault(uid, asyncio.Lock()):
+            status = self.pods.current_status(uid)
+            if status is None or not self.pods.reported(uid) or status == self._statuses.get(uid):
+                return
+            try:
+                await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
+                                        subresource="status", field_manager="kubelet")
+                self._statuses[uid] = status
+            except errors.APIError as exc:
+                if exc.code != 404:
+                    raise
 
     async def _finish_deletion(self, pod: dict) -> None:
         m = pod["metadata"]
@@ -272,6 +319,7 @@ class NodeAgent:
                 if exc.code not in (404, 409):
                     raise
             self._statuses.pop(uid, None)
+            self._status_locks.pop(uid, None)
         finally:
             self._terminating.discard(uid)
 

@@ -5,12 +5,21 @@ environment variables (`MY_NGINX_SERVICE_HOST`, `KUBERNETES_SERVICE_HOST`, ...),
 `valueFrom` (downward API, ConfigMap and Secret keys), `envFrom`, `$(VAR)` expansion, and
 the files of configMap, secret, downwardAPI and projected volumes (the service account
 token comes from the TokenRequest API, ca.crt from the kube-root-ca.crt ConfigMap).
+
+ConfigMaps the agent watches (kube-root-ca.crt, in every pod's token volume) are read
+from its watch cache, as the kubelet's watch-based ConfigMap manager does; others through
+the API. Service account tokens are cached per namespace, service account, audience and lifetime,
+and reused until 80% of their lifetime has passed (one TokenRequest for a burst of pods,
+not one per pod). A shared token is therefore not bound to one pod: it is requested
+without boundObjectRef, so it never names a pod other than the one reading it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+import time
 from typing import Any
 
 from pocketkube.core import errors
@@ -19,6 +28,7 @@ from pocketkube.core.informer import Informer
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 TOKEN_SECONDS = 3607  # what kubelet asks for the projected service account token
+TOKEN_REFRESH_FRACTION = 0.8  # a cached token is renewed after 80% of its lifetime, as the kubelet does
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -99,9 +109,11 @@ class EnvResolver:
     """Resolves env and volume files for pods on this node, reading Services from an
     informer and ConfigMaps/Secrets through the API (as the kubelet's managers do)."""
 
-    def __init__(self, client: Client, services: Informer):
+    def __init__(self, client: Client, services: Informer, configmaps: Informer | None = None):
         self.client = client
         self.services = services
+        self.configmaps = configmaps  # a watch-fed cache of some ConfigMaps (kube-root-ca.crt); others are read
+        self._tokens: dict[tuple, tuple[float, asyncio.Future]] = {}  # key -> (renew at, token)
 
     async def _object(self, resource: str, namespace: str, name: str, optional: bool) -> dict | None:
         try:
@@ -211,7 +223,9 @@ class EnvResolver:
 
     async def _configmap_files(self, ns: str, src: dict) -> dict[str, bytes]:
         name = src.get("name", "")
-        obj = await self._object("configmaps", ns, name, bool(src.get("optional")))
+        obj = self.configmaps.get(f"{ns}/{name}") if self.configmaps is not None else None
+        if obj is None:  # not cached (or not there yet): ask the API, as the kubelet's manager does
+            obj = await self._object("configmaps", ns, name, bool(src.get("optional")))
         if obj is None:
             return {}
         data = dict(obj.get("data") or {})
@@ -233,16 +247,33 @@ class EnvResolver:
         return files
 
     async def _token_file(self, pod: dict, src: dict) -> dict[str, bytes]:
-        m = pod["metadata"]
+        namespace = pod["metadata"]["namespace"]
         sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        audiences = (src["audience"],) if src.get("audience") else ()
+        seconds = src.get("expirationSeconds", TOKEN_SECONDS)
+        key = (namespace, sa, audiences, seconds)
+        cached = self._tokens.get(key)
+        if cached is None or time.monotonic() >= cached[0]:
+            future = asyncio.get_running_loop().create_future()
+            self._tokens[key] = (time.monotonic() + seconds * TOKEN_REFRESH_FRACTION, future)
+            try:
+                future.set_result(await self._request_token(namespace, sa, list(audiences), seconds))
+            except BaseException as exc:
+                self._tokens.pop(key, None)
+                future.set_exception(exc if isinstance(exc, Exception)
+                                     else RuntimeError("the token request was cancelled"))
+                future.exception()  # retrieved here: waiters get it too
+                raise
+            cached = (0.0, future)
+        token = await asyncio.shield(cached[1])
+        return {src.get("path", "token"): token.encode()}
+
+    async def _request_token(self, namespace: str, sa: str, audiences: list[str], seconds: int) -> str:
         request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                   "spec": {"audiences": [src["audience"]] if src.get("audience") else [],
-                            "expirationSeconds": src.get("expirationSeconds", TOKEN_SECONDS),
-                            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": m["name"],
-                                               "uid": m.get("uid", "")}}}
-        resp = await self.client.create("v1", "serviceaccounts", request, namespace=m["namespace"],
+                   "spec": {"audiences": audiences, "expirationSeconds": seconds}}
+        resp = await self.client.create("v1", "serviceaccounts", request, namespace=namespace,
                                         name=sa, subresource="token")
-        return {src.get("path", "token"): resp["status"]["token"].encode()}
+        return resp["status"]["token"]
 
 
 def _select(data: dict[str, Any], items: list[dict] | None, convert) -> dict[str, bytes]:

@@ -49,6 +49,7 @@ RETRY_MAX_SECONDS = 60.0
 LOG_INDEX_SECONDS = 1.0
 PROBE_WARMUP_SECONDS = 1.0   # probe failures in a container's first second are retried quietly
 PROBE_WARMUP_RETRY = 0.05
+FIRST_STATUS_SECONDS = 1.0   # a pod's first status waits at most this long for its first sync pass
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
 EPOCH = "1970-01-01T00:00:00Z"
 
@@ -485,6 +486,7 @@ class PodWorker:
         self.slots: list[ContainerSlot] = []
         self.wake = asyncio.Event()
         self.notified_status: dict | None = None  # the last status reported through on_change
+        self.reported = False  # whether the agent may write this pod's status yet (see run())
         self.task: asyncio.Task | None = None
         self.terminating = False
         self.sandbox_retry_at = 0.0
@@ -544,6 +546,21 @@ class PodWorker:
 
     # the loop
     async def run(self) -> None:
+        """Reconcile until terminated. The first status is reported when the first pass is
+        done, or after FIRST_STATUS_SECONDS if that pass takes longer: a pod that starts
+        quickly goes from Pending to Running in one status write instead of two (a kubelet
+        usually writes ContainerCreating first; here only a slow first pass shows it)."""
+        first_status = asyncio.get_running_loop().call_later(FIRST_STATUS_SECONDS, self._report)
+        try:
+            await self._run()
+        finally:
+            first_status.cancel()
+
+    def _report(self) -> None:
+        self.reported = True
+        self.m.changed(self)
+
+    async def _run(self) -> None:
         while not self.terminating:
             try:
                 async with self.lock:
@@ -553,7 +570,7 @@ class PodWorker:
             except Exception:
                 log.exception("pod %s: sync failed", format_pod(self.pod))
                 delay = RETRY_SECONDS
-            self.m.changed(self)
+            self._report()
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), delay if delay is not None else 60.0)
@@ -682,7 +699,6 @@ class PodWorker:
         self.sandbox_error = None
         self.sandbox_delay = RETRY_SECONDS
         self.pod_ip = self.sandbox.ip
-        self.m.changed(self)
         self.save()
         return True
 
@@ -985,6 +1001,8 @@ class PodWorker:
         if spec.get("readinessProbe"):
             slot.probe_tasks.append(asyncio.create_task(
                 self._probe_loop(slot, process, "Readiness", spec["readinessProbe"], startup_done, None)))
+        elif startup_done.is_set():
+            slot.ready = True  # no probe: ready once started (in the same status write)
         else:
             slot.probe_tasks.append(asyncio.create_task(self._ready_when_started(slot, process, startup_done)))
 
@@ -1312,6 +1330,17 @@ class PodManager:
             self._kill_leftovers(worker.sandbox, self._adopted.pop(uid))
         await worker.terminate(grace_seconds)
 
+    def current_status(self, uid: str) -> dict | None:
+        """The status of a pod this node runs (None if it runs no such pod)."""
+        worker = self.workers.get(uid)
+        return worker.status() if worker is not None and worker.task is not None else None
+
+    def reported(self, uid: str) -> bool:
+        """Whether the pod's status is worth writing yet: its worker finished its first pass,
+        or took longer than FIRST_STATUS_SECONDS (see PodWorker.run)."""
+        worker = self.workers.get(uid)
+        return worker is not None and worker.reported
+
     def running_pods(self) -> list[str]:
         """Uids of the pods this node holds anything for (sandbox, containers, logs)."""
         return sorted(self.workers)
@@ -1398,7 +1427,7 @@ class PodManager:
         """Tell the agent a pod's status changed — only when it did: the agent's sync wakes the
         worker, whose reconcile calls this again, so notifying on every reconcile kept the agent
         at 100% CPU per running pod."""
-        if self.on_change is None or not worker.pod.get("metadata", {}).get("name"):
+        if self.on_change is None or not worker.reported or not worker.pod.get("metadata", {}).get("name"):
             return
         status = worker.status()
         if status == worker.notified_status:

@@ -928,9 +928,6 @@ class SandboxManager:
     def node_netns_path(self) -> str | None:
         return f"/run/netns/{self.netns}" if self.netns else None
 
-    def _ip_argv(self) -> list[str]:
-        return ["ip", "-n", self.netns] if self.netns else ["ip"]
-
     # files the pod sees
     def write_dns_files(self, pod: dict, ip: str) -> dict[str, str]:
         """resolv.conf, hosts and hostname of the pod, in its state dir; returns pod path -> file."""
@@ -1004,15 +1001,18 @@ class SandboxManager:
         return info
 
     async def _wire_network(self, info: SandboxInfo) -> None:
-        prefix = self.ipam.prefix_len
-        node_side = [f"link add {info.veth} type veth peer name eth0 netns {info.holder_pid}",
-                     f"link set {info.veth} master cni0",
-                     f"link set {info.veth} type bridge_slave hairpin on",
-                     f"link set {info.veth} up"]
-        pod_side = ["link set lo up", f"addr add {info.ip}/{prefix} dev eth0", "link set eth0 up",
-                    f"route add default via {self.ipam.gateway} dev eth0"]
-        await run_batch([*self._ip_argv(), "-batch", "-"], node_side)
-        await run_batch(["nsenter", f"--net={info.netns_path}", "ip", "-batch", "-"], pod_side)
+        """veth on cni0 (hairpin, up), eth0 in the pod with its IP, lo up, default route via
+        the gateway: netlink requests from a thread (netlink.py), no `ip` forks."""
+        import asyncio
+
+        from pocketkube.node import netlink
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, netlink.wire_pod, self.node_netns_path(), info.netns_path, info.holder_pid, info.veth,
+                "cni0", info.ip, self.ipam.prefix_len, self.ipam.gateway)
+        except OSError as exc:
+            raise SandboxError(f"failed to set up the pod network: {exc.strerror or exc}") from None
 
     async def destroy(self, info: SandboxInfo) -> None:
         """Kill the holder (its namespaces and veth go with it once the containers are
@@ -1030,10 +1030,14 @@ class SandboxManager:
                 await asyncio.sleep(0.005)
         if not info.host_network:
             if info.veth:  # the kernel removes it with the namespace, but asynchronously
-                proc = await asyncio.create_subprocess_exec(*self._ip_argv(), "link", "del", info.veth,
-                                                            stdout=asyncio.subprocess.DEVNULL,
-                                                            stderr=asyncio.subprocess.DEVNULL)
-                await proc.wait()
+                import logging
+
+                from pocketkube.node import netlink
+
+                try:
+                    netlink.delete_link(self.node_netns_path(), info.veth)
+                except OSError as exc:
+                    logging.getLogger(__name__).warning("removing %s: %s", info.veth, exc)
             self.ipam.release(info.uid)
         pod_dir = self.pod_dir(info.uid)
         for sub in ("root", "tmp", "run", "overlay", "etc", "volumes", "containers", "sandbox.json"):
@@ -1048,17 +1052,6 @@ class SandboxManager:
 
     def known_uids(self) -> list[str]:
         return sorted(name for name in os.listdir(self.pods_dir) if os.path.isdir(os.path.join(self.pods_dir, name)))
-
-
-async def run_batch(argv: list[str], commands: list[str]) -> None:
-    """Run `ip -batch -` (or any command reading stdin); raise SandboxError with its stderr."""
-    import asyncio
-
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate(("\n".join(commands) + "\n").encode())
-    if proc.returncode != 0:
-        raise SandboxError(f"failed to set up the pod network ({' '.join(argv[:3])}): {err.decode().strip()}")
 
 
 def _interpreter_mounts() -> list[dict]:

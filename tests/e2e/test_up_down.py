@@ -1,6 +1,8 @@
 """`pocketkube up | down | status` on a real machine (root): the network layout, the safety
 routes, the kubeconfig context, a second `up`, `up` after a crash, `down` twice, and that
-`down` leaves nothing (namespaces, links, routes, nftables tables, processes)."""
+`down` leaves nothing (namespaces, links, routes, nftables tables, processes, cgroups).
+And the cluster under stress: an agent killed with SIGKILL is started again and adopts its
+pods, the API server restarted under the agents, `down` while 20 pods are starting."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
 from pocketkube.cli import up as up_cmd
 from pocketkube.node import network
+from pocketkube.node.sandbox import veth_name
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +73,28 @@ def alive(pid: int) -> bool:
         return False
 
 
+def wait_until(condition, what: str, timeout: float = 60.0, interval: float = 0.1):
+    """Poll `condition()` until it returns something true (returned); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(interval)
+
+
+def cgroups_of(cluster) -> list[str]:
+    """The cgroups named after one of the cluster's nodes (pocketkube-<node>, the agents'
+    containers are below them), anywhere under /sys/fs/cgroup."""
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if d.startswith("pocketkube-") and cluster.name in d:
+                found.append(os.path.join(top, d))
+    return found
+
+
 def what_remains(cluster) -> list[str]:
     """Everything of the cluster still on the machine, checked independently of `down`'s code."""
     name = cluster.name
@@ -91,6 +117,7 @@ def what_remains(cluster) -> list[str]:
                 found.append(f"process {entry}: {cmdline}")
     if os.path.exists(up_cmd.ClusterRecord.path(name)):
         found.append(up_cmd.ClusterRecord.path(name))
+    found += [f"cgroup {path}" for path in cgroups_of(cluster)]
     return found
 
 
@@ -196,11 +223,18 @@ def test_up_of_another_cluster_is_refused_while_this_one_holds_the_ranges(cluste
     assert not os.path.exists(up_cmd.ClusterRecord.path(other))
 
 
+def supervisor_pid(cluster) -> int | None:
+    record = up_cmd.ClusterRecord.load(cluster.name)
+    return up_cmd.supervisor_pid(record) if record else None
+
+
 def test_up_after_a_crash_cleans_the_leftovers_and_starts(cluster):
     crashed = cluster.pids()
+    keeper = supervisor_pid(cluster)
+    assert keeper is not None
     stray = start_in_netns(cluster.net.node(1).netns)
     try:
-        for pid in crashed.values():
+        for pid in [keeper, *crashed.values()]:  # the supervisor first: nothing is started again
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while any(alive(p) for p in crashed.values()) and time.monotonic() < deadline:
@@ -230,11 +264,12 @@ def test_down_removes_everything_and_a_second_down_has_nothing_to_do(cluster):
         strays = [start_in_netns(pod_netns), start_in_netns(cluster.net.node(2).netns),
                   start_unnamed_pod(cluster.net.node(1).netns)]
         pids = cluster.pids()
+        keeper = supervisor_pid(cluster)
         cp = cluster.down()
         assert cp.returncode == 0, cp.stdout + cp.stderr
         assert f"Deleted cluster '{cluster.name}'" in cp.stdout
         assert what_remains(cluster) == []
-        assert not any(alive(p) for p in pids.values())
+        assert not any(alive(p) for p in [keeper, *pids.values()])
         assert all(s.wait(10) is not None for s in strays)
         assert not os.path.exists(cluster.data_dir)
         contexts = cluster.kubectl("config", "get-contexts", "-o", "name").stdout.split()
@@ -261,5 +296,106 @@ def test_an_agent_that_dies_fails_up_with_its_log_and_leaves_nothing(cluster):
         assert "agent: cannot start" in cp.stderr  # the end of its log
         assert "✗" in cp.stdout
         assert what_remains(cluster) == []
+    finally:
+        cluster.ensure_up()
+
+
+# ---- the cluster under stress -------------------------------------------------------------------
+
+
+def pod_manifest(name: str, image: str, node: str | None = None, command: list[str] | None = None) -> dict:
+    spec: dict = {"containers": [{"name": "main", "image": image, **({"command": command} if command else {})}],
+                  "terminationGracePeriodSeconds": 1}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"e2e": "robustness"}},
+            "spec": spec}
+
+
+def apply(cluster, *objects: dict) -> None:
+    cluster.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objects))
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # a pod address of our own cluster
+        return resp.read().decode()
+
+
+def node_links(netns: str) -> set[str]:
+    return {link["ifname"] for link in ip_json("link", "show", netns=netns)}
+
+
+def test_an_agent_killed_with_sigkill_is_started_again_and_adopts_its_pods(cluster):
+    node = cluster.net.node(1)
+    agent = f"agent-{node.name}"
+    try:
+        apply(cluster, pod_manifest("adopted-web", "nginx", node.name))
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/adopted-web", "--timeout=60s")
+        before = cluster.kubectl_json("get", "pod", "adopted-web")
+        ip, uid = before["status"]["podIP"], before["metadata"]["uid"]
+        assert "Welcome to nginx" in http_get(f"http://{ip}/")
+        old = cluster.pids()[agent]
+
+        os.kill(old, signal.SIGKILL)
+        new = wait_until(lambda: (p := cluster.pids().get(agent)) and p != old and p, "a new agent")
+        status = cluster.pocketkube("status", "--name", cluster.name)
+        assert f"agent pid {new}, " in status.stdout and "restarts 1 (last: killed by SIGKILL)" in status.stdout
+
+        # the new agent adopted the pod: same sandbox, same container, not restarted
+        cluster.kubectl("wait", "--for=condition=Ready", f"node/{node.name}", "--timeout=60s")
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/adopted-web", "--timeout=60s")
+        after = cluster.kubectl_json("get", "pod", "adopted-web")
+        assert after["metadata"]["uid"] == uid and after["status"]["podIP"] == ip
+        assert after["status"]["containerStatuses"][0]["containerID"] == \
+            before["status"]["containerStatuses"][0]["containerID"]
+        assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+        assert "Welcome to nginx" in http_get(f"http://{ip}/")
+        assert cluster.kubectl("exec", "adopted-web", "--", "hostname").stdout.strip() == "adopted-web"
+        # and it still runs the node: a new pod starts, the adopted one is removed for good
+        apply(cluster, pod_manifest("after-restart", "busybox", node.name, ["sleep", "3600"]))
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/after-restart", "--timeout=60s")
+        cluster.kubectl("delete", "pod", "adopted-web", "--wait=true", "--timeout=60s")
+        assert veth_name(uid) not in node_links(node.netns)
+        pods_dir = os.path.join(cluster.data_dir, "nodes", node.name, "pods")
+        assert uid not in os.listdir(pods_dir)
+        assert not any(os.path.exists(os.path.join(c, uid)) for c in cgroups_of(cluster))
+    finally:
+        cluster.kubectl("delete", "pod", "-l", "e2e=robustness", "--wait=true", "--timeout=60s", check=False)
+        cluster.ensure_up()
+
+
+def test_the_agents_carry_on_when_the_api_server_is_restarted_under_them(cluster):
+    try:
+        apply(cluster, pod_manifest("before-server-restart", "busybox", command=["sleep", "3600"]))
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/before-server-restart", "--timeout=60s")
+        old = cluster.pids()["server"]
+
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: (p := cluster.pids().get("server")) and p != old, "a new API server")
+        wait_until(lambda: cluster.kubectl("get", "nodes", check=False).returncode == 0, "the API to answer")
+        # the agents reconnected: new pods run on every node, the old one is still Running
+        apply(cluster, *(pod_manifest(f"after-server-restart-{n.index}", "busybox", n.name, ["sleep", "3600"])
+                         for n in cluster.net.node_list()))
+        for n in cluster.net.node_list():
+            cluster.kubectl("wait", "--for=condition=Ready", f"pod/after-server-restart-{n.index}", "--timeout=60s")
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/before-server-restart", "--timeout=60s")
+        nodes = cluster.kubectl_json("get", "nodes")["items"]
+        assert all(up_cmd.node_ready(n) for n in nodes)
+        status = cluster.pocketkube("status", "--name", cluster.name)
+        assert "restarts 1 (last: killed by SIGKILL)" in status.stdout
+    finally:
+        cluster.kubectl("delete", "pod", "-l", "e2e=robustness", "--wait=true", "--timeout=60s", check=False)
+        cluster.ensure_up()
+
+
+def test_down_while_20_pods_are_starting_leaves_the_machine_clean(cluster):
+    try:
+        apply(cluster, *(pod_manifest(f"starting-{i}", "busybox", command=["sleep", "3600"]) for i in range(20)))
+        keeper, pids = supervisor_pid(cluster), cluster.pids()
+        cp = cluster.down()
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert what_remains(cluster) == []
+        assert not any(alive(p) for p in [keeper, *pids.values()])
+        assert not os.path.exists(cluster.data_dir)
     finally:
         cluster.ensure_up()

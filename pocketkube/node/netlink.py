@@ -1,0 +1,261 @@
+"""A small rtnetlink client: the few link, address and route requests a pod sandbox needs,
+made in-process instead of forking `ip` (docs/adr/0004-netlink.md).
+
+`Netlink(netns_path)` is one NETLINK_ROUTE socket, opened in that network namespace (None:
+the caller's). The socket is made by a thread that enters the namespace only for the
+socket() call, so no thread of the agent is left in another namespace; the socket then
+works in the namespace it was made in, whoever uses it. Each request waits for the
+kernel's acknowledgement and raises `NetlinkError` (an OSError with the errno) on failure.
+
+`wire_pod(...)` is what `ip link add ... peer name eth0 netns PID; link set ... master cni0;
+hairpin on; up` plus `addr add; link set eth0 up; route add default` did.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import os
+import socket
+import struct
+import threading
+
+NETLINK_ROUTE = 0
+CLONE_NEWNET = 0x40000000
+
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLA_F_NESTED = 0x8000
+
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+
+IFF_UP = 0x1
+IFLA_IFNAME = 3
+IFLA_MASTER = 10
+IFLA_LINKINFO = 18
+IFLA_NET_NS_PID = 19
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_INFO_SLAVE_KIND = 4
+IFLA_INFO_SLAVE_DATA = 5
+VETH_INFO_PEER = 1
+IFLA_BRPORT_MODE = 4  # hairpin
+
+IFA_LOCAL = 2
+IFA_ADDRESS = 1
+RTA_GATEWAY = 5
+RTA_OIF = 4
+RT_TABLE_MAIN = 254
+RTPROT_BOOT = 3
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_HOST = 254
+RTN_UNICAST = 1
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_IFADDRMSG = struct.Struct("=BBBBi")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTATTR = struct.Struct("=HH")
+
+
+class NetlinkError(OSError):
+    """A request the kernel refused (errno and strerror as for any OSError)."""
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    """One rtattr (type, length, payload padded to 4 bytes)."""
+    length = _RTATTR.size + len(payload)
+    return _RTATTR.pack(length, kind) + payload + b"\0" * (_align(length) - length)
+
+
+def nested(kind: int, *attrs: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, b"".join(attrs))
+
+
+def name_attr(kind: int, name: str) -> bytes:
+    return attr(kind, name.encode() + b"\0")
+
+
+def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = socket.AF_UNSPEC) -> bytes:
+    return _IFINFOMSG.pack(family, 0, index, flags, change)
+
+
+_libc = None
+_libc_lock = threading.Lock()
+
+
+def _setns(fd: int) -> None:
+    global _libc
+    with _libc_lock:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetlinkError(err, f"setns: {os.strerror(err)}")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _socket_in(netns_path: str | None) -> socket.socket:
+    """A NETLINK_ROUTE socket of `netns_path`'s network namespace (None: this thread's)."""
+    if netns_path is None or _same_file(netns_path, "/proc/thread-self/ns/net"):
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    result: dict = {}
+
+    def enter_and_open() -> None:  # a short-lived thread: its namespace change dies with it
+        try:
+            target = os.open(netns_path, os.O_RDONLY)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            result["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        except BaseException as exc:  # handed to the caller
+            result["error"] = exc
+
+    thread = threading.Thread(target=enter_and_open, name="netlink-netns")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["sock"]
+
+
+class Netlink:
+    """One rtnetlink socket (see the module docstring). Not thread-safe: one user at a time."""
+
+    def __init__(self, netns_path: str | None = None):
+        self.sock = _socket_in(netns_path)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _answers(self, msg_type: int, flags: int, body: bytes):
+        """Send one request; yield (type, data, offset of its payload) of each answer to it."""
+        self.seq += 1
+        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags | NLM_F_REQUEST, self.seq, 0)
+        self.sock.send(header + body)
+        while True:
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, _, seq, _ = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    raise NetlinkError(errno.EPROTO, "malformed netlink answer")
+                if seq == self.seq:
+                    yield kind, data, offset + _NLMSGHDR.size
+                offset += _align(length)
+
+    @staticmethod
+    def _error(data: bytes, offset: int) -> int:
+        """The errno of an NLMSG_ERROR answer (0: an acknowledgement)."""
+        return -struct.unpack_from("=i", data, offset)[0]
+
+    def request(self, msg_type: int, flags: int, body: bytes, what: str) -> None:
+        """Send one request and wait for its acknowledgement."""
+        for kind, data, offset in self._answers(msg_type, flags | NLM_F_ACK, body):
+            if kind == NLMSG_ERROR:
+                code = self._error(data, offset)
+                if code:
+                    raise NetlinkError(code, f"{what}: {os.strerror(code)}")
+                return
+
+    def link_index(self, name: str) -> int:
+        """The interface index of `name` in this socket's namespace (NetlinkError ENODEV if none)."""
+        for kind, data, offset in self._answers(RTM_GETLINK, 0, ifinfo() + name_attr(IFLA_IFNAME, name)):
+            if kind == NLMSG_ERROR:
+                code = self._error(data, offset) or errno.EPROTO
+                raise NetlinkError(code, f"link {name}: {os.strerror(code)}")
+            if kind == RTM_NEWLINK:
+                return _IFINFOMSG.unpack_from(data, offset)[2]
+        raise NetlinkError(errno.EPROTO, f"link {name}: no answer")
+
+    def add_veth(self, name: str, peer: str, peer_netns_pid: int, master: int | None = None) -> None:
+        """`ip link add NAME [master M] up type veth peer name PEER netns PID`."""
+        peer_info = ifinfo() + name_attr(IFLA_IFNAME, peer) + attr(IFLA_NET_NS_PID, struct.pack("=I", peer_netns_pid))
+        linkinfo = nested(IFLA_LINKINFO, name_attr(IFLA_INFO_KIND, "veth"),
+                          nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info)))
+        body = ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(IFLA_IFNAME, name) + linkinfo
+        if master is not None:
+            body += attr(IFLA_MASTER, struct.pack("=I", master))
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"add veth {name}")
+
+    def set_hairpin(self, index: int, on: bool = True) -> None:
+        """`ip link set DEV type bridge_slave hairpin on`."""
+        linkinfo = nested(IFLA_LINKINFO, name_attr(IFLA_INFO_SLAVE_KIND, "bridge"),
+                          nested(IFLA_INFO_SLAVE_DATA, attr(IFLA_BRPORT_MODE, bytes([1 if on else 0]))))
+        self.request(RTM_NEWLINK, 0, ifinfo(index=index) + linkinfo, "set hairpin")
+
+    def set_up(self, index: int) -> None:
+        self.request(RTM_NEWLINK, 0, ifinfo(index=index, flags=IFF_UP, change=IFF_UP), "set link up")
+
+    def add_address(self, index: int, address: str, prefix_len: int) -> None:
+        ip = ipaddress.ip_address(address)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        body = _IFADDRMSG.pack(family, prefix_len, 0, RT_SCOPE_UNIVERSE, index)
+        body += attr(IFA_LOCAL, ip.packed) + attr(IFA_ADDRESS, ip.packed)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {address}/{prefix_len}")
+
+    def add_default_route(self, gateway: str, index: int) -> None:
+        ip = ipaddress.ip_address(gateway)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+        body += attr(RTA_GATEWAY, ip.packed) + attr(RTA_OIF, struct.pack("=I", index))
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")
+
+    def delete_link(self, name: str) -> bool:
+        """`ip link del NAME`; False if there is no such link."""
+        try:
+            self.request(RTM_DELLINK, 0, ifinfo() + name_attr(IFLA_IFNAME, name), f"delete link {name}")
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
+                return False
+            raise
+        return True
+
+
+def wire_pod(node_netns: str | None, pod_netns: str, holder_pid: int, veth: str, bridge: str,
+             ip: str, prefix_len: int, gateway: str) -> None:
+    """A pod's network: veth `veth` on `bridge` (hairpin, up) in the node's namespace, its peer
+    `eth0` in the pod's with `ip`/`prefix_len`, lo and eth0 up, default route via `gateway`.
+    Blocking (a few system calls): run it in a thread."""
+    with Netlink(node_netns) as node:
+        node.add_veth(veth, "eth0", holder_pid, master=node.link_index(bridge))
+        node.set_hairpin(node.link_index(veth))
+    with Netlink(pod_netns) as pod:
+        pod.set_up(pod.link_index("lo"))
+        eth0 = pod.link_index("eth0")
+        pod.add_address(eth0, ip, prefix_len)
+        pod.set_up(eth0)
+        pod.add_default_route(gateway, eth0)
+
+
+def delete_link(netns: str | None, name: str) -> bool:
+    with Netlink(netns) as nl:
+        return nl.delete_link(name)
