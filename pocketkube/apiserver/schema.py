@@ -311,6 +311,35 @@ def _prune_value(node: Node, value: Any) -> Any:
     return value
 
 
+def zero_null_structs(api_version: str, kind: str, obj: dict) -> None:
+    """In place: a JSON null where a list item or map value of a struct type belongs becomes {},
+    as encoding/json decodes it (a zero struct), so `ports: [null]` is a port with defaults,
+    not a crash of every later step."""
+    root = _root(api_version, kind)
+    if root is not None and type(obj) is dict:
+        _zero_struct(root, obj)
+
+
+def _zero_struct(struct: Struct, obj: dict) -> None:
+    for key, value in obj.items():
+        node = struct.fields.get(key)
+        if node is not None and node.deep and value is not None:
+            _zero_value(node, value)
+
+
+def _zero_value(node: Node, value: Any) -> None:
+    if node.kind == STRUCT:
+        if type(value) is dict:
+            _zero_struct(node.struct, value)
+    elif node.kind in (LIST, MAP) and type(value) in (list, dict):
+        keys = range(len(value)) if type(value) is list else list(value)
+        for k in keys:
+            if value[k] is None and node.elem.kind == STRUCT:
+                value[k] = {}
+            if value[k] is not None and node.elem.deep:
+                _zero_value(node.elem, value[k])
+
+
 # ---------------------------------------------------------------- wrong JSON types
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import orjson
 
-from pocketkube.apiserver import fieldmanager
+from pocketkube.apiserver import fieldmanager, schema
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import errors, patch as patching
@@ -143,6 +143,7 @@ class Storage:
             await self._check_namespace(namespace)
         for field in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             m.pop(field, None)
+        schema.zero_null_structs(info.api_version, info.kind, obj)
         info.strategy.default(obj)
         info.strategy.prepare_for_create(obj)
         m["uid"] = new_uid()
@@ -302,6 +303,7 @@ class Storage:
         m["name"] = om["name"]
         if "namespace" in om:
             m["namespace"] = om["namespace"]
+        schema.zero_null_structs(info.api_version, info.kind, obj)
         info.strategy.default(obj)
         if opts.subresource == "finalize":
             # Only spec.finalizers changes through namespaces/NAME/finalize.

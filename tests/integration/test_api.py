@@ -245,3 +245,17 @@ def test_discovery_short_names_and_categories(server):
     assert "endpointslices" in lines and "leases" in lines and "ingressclasses" in lines
     ver = server.kubectl("version", "-o", "json").stdout
     assert json.loads(ver)["serverVersion"]["minor"] == "32"
+
+
+def test_null_list_items_decode_as_zero_structs(raw, ns):
+    """encoding/json turns `[null]` in a list of structs into a zero struct: defaults, then validation."""
+    base = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+    status, _, body = raw.request("POST", base, {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "nulls"},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.1.5"]}], "ports": [None]})
+    assert status == 201 and body["ports"] == [{"protocol": "TCP"}]
+    status, _, body = raw.request("POST", f"/api/v1/namespaces/{ns}/services",
+                                  {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nulls"},
+                                   "spec": {"ports": [None]}})
+    assert status == 422
+    assert [c["field"] for c in body["details"]["causes"]] == ["spec.ports[0].port", "spec.ports[0].targetPort"]

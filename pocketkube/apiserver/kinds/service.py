@@ -60,7 +60,7 @@ def default_service(obj: dict) -> None:
         if not port.get("protocol"):
             port["protocol"] = "TCP"
         if port.get("targetPort") in (None, 0, ""):
-            port["targetPort"] = port.get("port")
+            port["targetPort"] = port.get("port") or 0  # Go: FromInt32(sp.Port), 0 when unset
     if externally_accessible(spec) and not spec.get("externalTrafficPolicy"):
         spec["externalTrafficPolicy"] = "Cluster"
     if spec.get("internalTrafficPolicy") is None and spec["type"] in ("ClusterIP", "NodePort", "LoadBalancer"):
