@@ -168,12 +168,20 @@ class ClusterNetwork:
         lines = ["link set lo up",
                  f"addr add {node.ip}/{node.prefixlen} dev eth0",
                  "link set eth0 up",
-                 "link add cni0 type bridge",
+                 f"link add cni0 address {bridge_mac(node.pod_gateway)} type bridge",
                  f"addr add {node.pod_gateway}/24 dev cni0",
                  "link set cni0 up"]
         lines += [f"route add {other.pod_cidr} via {other.ip} dev eth0"
                   for other in self.node_list() if other.index != node.index]
         return "\n".join(lines) + "\n"
+
+
+def bridge_mac(gateway: str) -> str:
+    """cni0's own MAC, fixed (locally administered, from the gateway address): a bridge left
+    to pick one takes its lowest port's and changes it when that pod goes, and every other
+    pod keeps sending to the gone MAC (flooded, never routed) until its ARP entry for the
+    gateway expires: seconds of lost packets to Services and other nodes."""
+    return "02:00:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(gateway).packed)
 
 
 def link_alias(cluster: str) -> str:
