@@ -138,3 +138,37 @@ def test_deleted_pods_go_and_their_namespaces_with_them(cluster, ns):
     assert cp.stdout.strip() == 'pod "gone" deleted'
     out = subprocess.run(["curl", "-s", "-m", "2", f"http://{ip}/"], capture_output=True, text=True)
     assert "Welcome" not in out.stdout
+
+
+def test_200_pods_for_one_node_fill_it_and_the_rest_wait(cluster, ns):
+    """A node takes its allocatable pods (110, the kubelet's default) and no more: the rest stay
+    Pending with the scheduler's 1.32 message; deleting them all leaves nothing running."""
+    node = cluster.kubectl_json("get", "nodes")["items"][0]["metadata"]["name"]
+    capacity = int(cluster.kubectl_json("get", "node", node)["status"]["allocatable"]["pods"])
+    assert capacity == 110
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "many"},
+                "spec": {"replicas": 200, "selector": {"matchLabels": {"app": "many"}},
+                         "template": {"metadata": {"labels": {"app": "many"}},
+                                      "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                                               "containers": [{"name": "p", "image": "registry.k8s.io/pause"}]}}}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+    def settled():
+        bound = [p for p in cluster.kubectl_json("get", "pods", "-A", "--field-selector",
+                                                 f"spec.nodeName={node}")["items"]
+                 if p["status"].get("phase") in ("Pending", "Running")]
+        mine = pods(cluster, ns, "app=many")
+        running = [p for p in mine if p["status"].get("phase") == "Running"]
+        waiting = [p for p in mine if not p["spec"].get("nodeName")]
+        if len(mine) == 200 and len(bound) == capacity and len(running) + len(waiting) == 200:
+            return running, waiting
+        return None
+    running, waiting = eventually(settled, timeout=90)
+    assert running and waiting
+    condition = next(c for c in waiting[0]["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert condition["status"] == "False" and condition["reason"] == "Unschedulable"
+    assert "Too many pods" in condition["message"]
+    ips = {p["status"]["podIP"] for p in running}
+    assert len(ips) == len(running)  # one address each from the node's /24
+    cluster.kubectl("delete", "deployment", "many", "-n", ns)
+    eventually(lambda: not pods(cluster, ns, "app=many"), timeout=90)
