@@ -13,7 +13,6 @@ from __future__ import annotations
 import calendar
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 

@@ -196,7 +196,7 @@ class Storage:
                 403, "Forbidden",
                 f"unable to create new content in namespace {namespace} because it is being terminated",
                 {"name": namespace, "kind": "namespaces",
-                 "causes": [{"reason": "NamespaceTerminating",
+                 "causes": [{"reason": errors.NAMESPACE_TERMINATING,
                              "message": f"namespace {namespace} is being terminated",
                              "field": "metadata.namespace"}]})
 

@@ -285,7 +285,7 @@ class EndpointsController(ServicePodHandlers, Controller):
                 return
             updated = await self.client.update("v1", "endpoints", new, namespace=namespace)
         except errors.APIError as exc:
-            if current is None and _namespace_terminating(exc):
+            if current is None and errors.namespace_terminating(exc):
                 return  # creates will keep failing: drop the item
             if exc.code != 409:  # a conflict is our cache being behind: just retry
                 if current is None:
@@ -305,11 +305,6 @@ class EndpointsController(ServicePodHandlers, Controller):
         except errors.APIError as exc:
             if exc.code != 404:
                 raise
-
-
-def _namespace_terminating(exc: errors.APIError) -> bool:
-    causes = (exc.details or {}).get("causes") or []
-    return exc.code == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 # --- the API server's own endpoints -----------------------------------------------------

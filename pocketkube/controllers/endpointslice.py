@@ -95,6 +95,33 @@ def set_trigger_time(es: dict, trigger_time) -> None:
         m.pop("annotations", None)
 
 
+async def apply_slice_plan(client, tracker: SliceTracker, key: str, owner: dict, plan,
+                           stamp: Callable[[dict], None] | None = None) -> None:
+    """Write a plan's creates, updates and deletes (slices of `owner`, a Service or an Endpoints)
+    and tell the tracker; `stamp` edits each slice just before it is written. No creates while
+    the owner is being deleted; a namespace being deleted ends the creates quietly."""
+    namespace = owner["metadata"]["namespace"]
+    if not owner["metadata"].get("deletionTimestamp"):
+        for es in plan.create:
+            if stamp:
+                stamp(es)
+            try:
+                created = await client.create("discovery.k8s.io/v1", "endpointslices", wire_form(es),
+                                              namespace=namespace)
+            except errors.APIError as exc:
+                if errors.namespace_terminating(exc):
+                    return
+                raise
+            tracker.update(key, created)
+    for es in plan.update:
+        if stamp:
+            stamp(es)
+        updated = await client.update("discovery.k8s.io/v1", "endpointslices", wire_form(es), namespace=namespace)
+        tracker.update(key, updated)
+    for es in plan.delete:
+        await delete_slice(client, tracker, key, es)
+
+
 def recycle(create: list[dict], delete: list[dict], may_reuse: Callable[[dict, dict], bool]) -> list[dict]:
     """Turn creates into updates of slices about to be deleted (finalize): returns the
     updates; `create` and `delete` lose the pairs used."""
@@ -451,34 +478,13 @@ class EndpointSliceController(ServicePodHandlers, Controller):
                             f"Error updating Endpoint Slices for Service {m['namespace']}/{m['name']}: {message}")
 
     async def _apply(self, key: str, service: dict, plan: SlicePlan, trigger_time) -> None:
-        namespace = service["metadata"]["namespace"]
-        if not service["metadata"].get("deletionTimestamp"):
-            for es in plan.create:
-                set_trigger_time(es, trigger_time)
-                try:
-                    created = await self.client.create("discovery.k8s.io/v1", "endpointslices", wire_form(es),
-                                                       namespace=namespace)
-                except errors.APIError as exc:
-                    if exc.code == 403 and any(c.get("reason") == "NamespaceTerminating"
-                                               for c in (exc.details or {}).get("causes") or []):
-                        return
-                    raise
-                self.tracker.update(key, created)
-        for es in plan.update:
-            set_trigger_time(es, trigger_time)
-            updated = await self.client.update("discovery.k8s.io/v1", "endpointslices", wire_form(es),
-                                               namespace=namespace)
-            self.tracker.update(key, updated)
-        for es in plan.delete:
-            await self._delete_slice(key, es)
-
-    async def _delete_slice(self, key: str, es: dict) -> None:
-        await delete_slice(self.client, self.tracker, key, es)
+        await apply_slice_plan(self.client, self.tracker, key, service, plan,
+                               stamp=lambda es: set_trigger_time(es, trigger_time))
 
     async def _delete_slices_of_deleted_service(self, key: str, namespace: str, name: str) -> None:
         """The garbage collector removes these through their ownerReferences; doing it here
         too means no slice outlives its Service even without it."""
         self.trigger_times.forget(namespace, name)
         for es in self._managed_slices(namespace, name):
-            await self._delete_slice(key, es)
+            await delete_slice(self.client, self.tracker, key, es)
         self.tracker.forget(key)

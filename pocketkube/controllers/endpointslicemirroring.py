@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pocketkube.controllers.base import Controller
 from pocketkube.controllers.endpointslice import (
-    endpoint_key, endpoints_equal_beyond_key, pop_first, ports_key, recycle, service_key_of, wire_form,
+    apply_slice_plan, endpoint_key, endpoints_equal_beyond_key, pop_first, ports_key, recycle, service_key_of,
 )
 from pocketkube.controllers.endpointutil import (
     delete_slice,
@@ -26,7 +26,6 @@ from pocketkube.controllers.endpointutil import (
     LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SKIP_MIRROR, SliceTracker, owner_reference, service_selector,
     stale_cache_error,
 )
-from pocketkube.core import errors
 from pocketkube.core.informer import split_key
 
 CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
@@ -256,32 +255,9 @@ class EndpointSliceMirroringController(Controller):
             self.recorder.event(endpoints, "Warning", "TooManyAddressesToMirror",
                                 f"A max of {MAX_ENDPOINTS_PER_SUBSET} addresses can be mirrored to EndpointSlices "
                                 f"per Endpoints subset. {plan.skipped_addresses} addresses were skipped")
-        await self._apply(key, endpoints, plan)
-
-    async def _apply(self, key: str, endpoints: dict, plan: MirrorPlan) -> None:
-        namespace = endpoints["metadata"]["namespace"]
-        if not endpoints["metadata"].get("deletionTimestamp"):
-            for es in plan.create:
-                try:
-                    created = await self.client.create("discovery.k8s.io/v1", "endpointslices", wire_form(es),
-                                                       namespace=namespace)
-                except errors.APIError as exc:
-                    if exc.code == 403 and any(c.get("reason") == "NamespaceTerminating"
-                                               for c in (exc.details or {}).get("causes") or []):
-                        return
-                    raise
-                self.tracker.update(key, created)
-        for es in plan.update:
-            updated = await self.client.update("discovery.k8s.io/v1", "endpointslices", wire_form(es),
-                                               namespace=namespace)
-            self.tracker.update(key, updated)
-        for es in plan.delete:
-            await self._delete_slice(key, es)
-
-    async def _delete_slice(self, key: str, es: dict) -> None:
-        await delete_slice(self.client, self.tracker, key, es)
+        await apply_slice_plan(self.client, self.tracker, key, endpoints, plan)
 
     async def _delete_mirrored(self, key: str, namespace: str, name: str) -> None:
         for es in self._mirrored_slices(namespace, name):
-            await self._delete_slice(key, es)
+            await delete_slice(self.client, self.tracker, key, es)
         self.tracker.forget(key)

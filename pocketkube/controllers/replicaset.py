@@ -161,7 +161,7 @@ class ReplicaSetController(Controller):
                 created = await self.client.create("v1", "pods", pod, namespace=namespace)
             except errors.APIError as exc:
                 self.expectations.creation_observed(key)
-                if not _namespace_terminating(exc):
+                if not errors.namespace_terminating(exc):
                     self.recorder.event(event_target, "Warning", "FailedCreate", f"Error creating: {exc.message}")
                 raise
             self.recorder.event(event_target, "Normal", "SuccessfulCreate",
@@ -172,7 +172,7 @@ class ReplicaSetController(Controller):
         skipped = count - successes - (1 if error is not None else 0)
         for _ in range(max(skipped, 0)):
             self.expectations.creation_observed(key)
-        if isinstance(error, errors.APIError) and _namespace_terminating(error):
+        if isinstance(error, errors.APIError) and errors.namespace_terminating(error):
             return None
         return error
 
@@ -265,11 +265,4 @@ def calculate_status(rs: dict, pods: list[dict], manage_error: Exception | None)
 def _without_zeros(status: dict, keep: tuple[str, ...] = ()) -> dict:
     """The status as Go serializes it: omitempty fields with zero values left out."""
     return {k: v for k, v in status.items() if k in keep or v not in (0, None, [], {})}
-
-
-def _namespace_terminating(exc: errors.APIError) -> bool:
-    details = exc.details if isinstance(exc.details, dict) else {}
-    causes = details.get("causes") or []
-    return exc.code == 403 and (any(c.get("reason") == "NamespaceTerminating" for c in causes)
-                                or "because it is being terminated" in exc.message)
 

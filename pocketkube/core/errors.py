@@ -7,7 +7,7 @@ validation problems are `FieldError`s; `invalid()` aggregates them into the 422 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # field.ErrorType -> (cause reason, text in the message)
@@ -149,6 +149,16 @@ class APIError(Exception):
         return body
 
 
+NAMESPACE_TERMINATING = "NamespaceTerminating"  # the cause of a create refused in a closing namespace
+
+
+def namespace_terminating(exc: APIError) -> bool:
+    """apierrors.HasStatusCause(err, NamespaceTerminatingCause): the create was refused because
+    its namespace is being deleted (a controller drops the work instead of retrying)."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    return exc.code == 403 and any(c.get("reason") == NAMESPACE_TERMINATING for c in details.get("causes") or [])
+
+
 def _details(name: str, resource: str, group: str) -> dict:
     d: dict[str, Any] = {}
     if name:
@@ -232,7 +242,7 @@ def not_found_path() -> APIError:
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> APIError:
     return APIError(415, "UnsupportedMediaType",
-                    f'the body of the request was in an unknown format - accepted media types include: '
+                    'the body of the request was in an unknown format - accepted media types include: '
                     + ", ".join(accepted))
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
 from pocketkube.proxy.ruleset import (DROP, MASQUERADE_BIT, RETURN, AddressPairInSet, Chain, CtStateNew,
                                       CtStatusDnat, Dnat, FibLocal, Hook, IpInSet, IpMatch, Masquerade, MarkClear,
-                                      NamedSet, PortMatch, PortVmap, ProtocolMatch, RandomOneIn, Reject, Rule, Ruleset,
+                                      NamedSet, PortVmap, ProtocolMatch, RandomOneIn, Reject, Rule, Ruleset,
                                       ServiceVmap, SetMark, UpdateSet, Verdict, goto, jump, render_element,
                                       render_rule)
 from pocketkube.proxy.servicemap import Endpoint, ServicePort, categorize_endpoints, chain_base
