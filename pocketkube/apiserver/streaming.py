@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.storage import Storage
 from pocketkube.core import errors
+from pocketkube.core.upgrade import hijack
 
 DEFAULT_KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 10.0
@@ -227,7 +228,7 @@ class AgentProxy:
                 return web.Response(status=status, body=body,
                                     headers={"Content-Type": headers.get("Content-Type", "text/plain")})
             reply = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NOT_RELAYED_BACK)
-            client_reader, send, resp = await _hijack(request, reply)
+            client_reader, send, resp = await hijack(request, reply, MAX_HEAD)
             await _copy_both_ways(client_reader, send, agent_reader, agent_writer)
             return resp
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError) as exc:
@@ -288,32 +289,6 @@ async def _read_body(reader: asyncio.StreamReader, headers: CIMultiDict) -> byte
     if length is not None:
         return await reader.readexactly(min(int(length), MAX_ERROR_BODY))
     return await reader.read(MAX_ERROR_BODY)
-
-
-class _Feed:
-    """Takes the bytes aiohttp's protocol receives after the 101 we sent."""
-
-    def __init__(self, reader: asyncio.StreamReader):
-        self._reader = reader
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._reader.feed_data(data)
-        return False, b""
-
-    def feed_eof(self) -> None:
-        self._reader.feed_eof()
-
-
-async def _hijack(request: web.Request, headers: CIMultiDict):
-    """Answer 101 with the agent's headers and own the client connection's bytes from then on."""
-    resp = web.StreamResponse(status=101, headers=headers)
-    resp.force_close()
-    await resp.prepare(request)
-    reader = asyncio.StreamReader(limit=MAX_HEAD)
-    if request.transport is not None:
-        reader.set_transport(request.transport)
-    request.protocol.set_parser(_Feed(reader))  # type: ignore[arg-type]
-    return reader, resp.write, resp
 
 
 async def _copy_both_ways(client_reader: asyncio.StreamReader, send, agent_reader: asyncio.StreamReader,

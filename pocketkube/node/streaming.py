@@ -38,6 +38,7 @@ from typing import AsyncIterator, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
+from pocketkube.core.upgrade import hijack
 from pocketkube.core.netns import enter_netns
 from pocketkube.node import spdy, wsstream
 
@@ -741,8 +742,9 @@ class StreamingServer:
             return status_response(403, "Forbidden",
                                    f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
                                    f"server supports [{SPDY_EXEC_PROTOCOL}]")
-        reader, send, resp = await wsstream.hijack(request, {
-            "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": SPDY_EXEC_PROTOCOL})
+        reader, send, resp = await hijack(request, {
+            "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": SPDY_EXEC_PROTOCOL},
+            wsstream.READ_LIMIT)
         arrivals: asyncio.Queue = asyncio.Queue()
         conn = spdy.SpdyConnection(reader, send, arrivals.put_nowait)
         serving = asyncio.create_task(conn.serve())
@@ -784,8 +786,9 @@ class StreamingServer:
         if upgrade.startswith("spdy/"):
             if PORT_FORWARD_PROTOCOL not in request.headers.getall("X-Stream-Protocol-Version", [PORT_FORWARD_PROTOCOL]):
                 return status_response(403, "Forbidden", "unable to upgrade: unable to negotiate protocol")
-            reader, send, resp = await wsstream.hijack(request, {
-                "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": PORT_FORWARD_PROTOCOL})
+            reader, send, resp = await hijack(request, {
+                "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": PORT_FORWARD_PROTOCOL},
+                wsstream.READ_LIMIT)
             conn = spdy.SpdyConnection(reader, send, forwarder.on_stream)
             try:
                 await conn.serve()
