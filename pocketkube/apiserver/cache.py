@@ -17,6 +17,7 @@ from typing import Callable
 import orjson
 
 from pocketkube.core import errors
+from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.store.base import Event as StoreEvent
 from pocketkube.store.base import Store
 
@@ -120,12 +121,7 @@ class WatchCache:
         self.ready.set()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         for ws in list(self._watchers.values()):
             for w in list(ws):
                 w.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pocketkube.core.client import Client
 from pocketkube.core.events import EventRecorder
 from pocketkube.core.informer import InformerFactory
+from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.core.workqueue import WorkQueue
 
 MAX_RETRIES = 15
@@ -64,13 +65,7 @@ class Controller:
 
     async def stop(self) -> None:
         self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
         await self.recorder.flush()
 
     async def _worker(self) -> None:

@@ -20,6 +20,7 @@ from typing import Callable
 
 from pocketkube.core import errors
 from pocketkube.core.client import Client
+from pocketkube.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,7 @@ class Informer:
             self._resync_task = asyncio.create_task(self._resync(), name=f"resync-{self.resource}")
 
     async def stop(self) -> None:
-        for task in (self._task, self._resync_task):
-            if task:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+        await cancel_and_wait(self._task, self._resync_task)
 
     async def wait_synced(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self.synced.wait(), timeout)

@@ -26,6 +26,7 @@ from pocketkube.core.client import Client
 from pocketkube.core.events import EventRecorder
 from pocketkube.core.informer import Informer, object_key
 from pocketkube.core.objects import rfc3339, rfc3339_micro
+from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.core.workqueue import WorkQueue
 from pocketkube.node.env import EnvResolver
 
@@ -157,13 +158,7 @@ class NodeAgent:
 
     async def stop(self) -> None:
         self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
         await self.pod_informer.stop()
         await self.service_informer.stop()
         await self.ca_informer.stop()

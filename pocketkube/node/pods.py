@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import images, runtime
 from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, remove_tree,
                                      write_atomic)
@@ -1094,12 +1095,7 @@ class PodWorker:
     async def terminate(self, grace_seconds: int) -> None:
         self.terminating = True
         self.wake.set()
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self.task)
         async with self.lock:
             grace = grace_seconds if grace_seconds <= 0 else max(grace_seconds, MINIMUM_GRACE_SECONDS)
             running = [s for s in self.all_slots() if s.running]
@@ -1275,15 +1271,8 @@ class PodManager:
         """Stop managing; pods keep running (a restarted agent adopts them)."""
         if self._indexer is not None:
             self._indexer.cancel()
+        await cancel_and_wait(*(worker.task for worker in self.workers.values()))
         for worker in self.workers.values():
-            if worker.task is not None:
-                worker.task.cancel()
-        for worker in self.workers.values():
-            if worker.task is not None:
-                try:
-                    await worker.task
-                except (asyncio.CancelledError, Exception):
-                    pass
             for slot in worker.all_slots():
                 worker._stop_probes(slot)
                 if slot.process is not None:

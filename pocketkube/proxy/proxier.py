@@ -24,6 +24,7 @@ import time
 
 from pocketkube.core.client import Client
 from pocketkube.core.informer import Informer
+from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.proxy.changetracker import ChangeTracker
 from pocketkube.proxy.nftables import FAMILY, NftablesBackend, NftError, NftablesConfig, NftRunner, SyncStats, table_name
 from pocketkube.proxy.userspace import DUMMY_INTERFACE, UserspaceBackend, UserspaceConfig, UserspaceError
@@ -95,12 +96,7 @@ class Proxier:
     async def stop(self) -> None:
         """Stop watching and syncing; nftables rules and userspace addresses stay
         (kube-proxy's behaviour too), userspace relays close."""
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         await self.slices.stop()
         await self.services.stop()
         if isinstance(self.backend, UserspaceBackend):
