@@ -38,7 +38,9 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.pods import BENCH_LABEL, BenchCluster, PodTimer, Row, percentile, running_and_ready  # noqa: E402
+from bench.pods import (  # noqa: E402
+    BENCH_LABEL, BenchCluster, PodTimer, Row, percentile, run_measurements, running_and_ready,
+)
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
 from pocketkube.proxy.changetracker import ChangeTracker  # noqa: E402
@@ -554,17 +556,7 @@ def main() -> None:
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")
-    load_before = os.getloadavg()[0]
-    rows: list[Row] = []
-    for measure in MEASUREMENTS:
-        if args.only and measure.__name__ != args.only:
-            continue
-        print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
-        rows += measure(args)
-    print(f"\npocketkube data-plane benchmark ({os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} "
-          f"before, {os.getloadavg()[0]:.1f} after)")
-    for row in rows:
-        print("  " + row.render())
+    run_measurements("data-plane", MEASUREMENTS, args)
 
 
 if __name__ == "__main__":

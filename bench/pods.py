@@ -387,22 +387,7 @@ def pss_mb(pids: set[int]) -> float:
 
 def process_tree(root: int) -> set[int]:
     """`root` and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo += children.get(pid, [])
-    return found
+    return {root} | up_cmd.descendants({root})
 
 
 def _mount_ns(pid: int) -> str | None:
@@ -523,6 +508,24 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def run_measurements(title: str, measurements: list, args) -> None:
+    """Run each measurement (or only `args.only`), timing it on stderr, then print one table of
+    every row with the machine's CPUs and load before and after."""
+    load_before = os.getloadavg()[0]
+    rows: list = []
+    for measure in measurements:
+        if args.only and measure.__name__ != args.only:
+            continue
+        print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        rows += measure(args)
+        print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    print(f"\npocketkube {title} benchmark ({os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after)")
+    for row in rows:
+        print("  " + row.render())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube node benchmarks (root)")
     p.add_argument("--runs", type=int, default=3, help="`up` runs per node count; the median is shown")
@@ -537,20 +540,7 @@ def main() -> None:
     if reason:
         sys.exit(reason)
     _stop_on_sigterm()
-    load_before = os.getloadavg()[0]
-    rows: list[Row] = []
-    for measure in MEASUREMENTS:
-        if args.only and measure.__name__ != args.only:
-            continue
-        print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        rows += measure(args)
-        print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
-    print(f"\npocketkube node benchmark ({os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} "
-          f"before, {os.getloadavg()[0]:.1f} after)")
-    for row in rows:
-        print("  " + row.render())
-
+    run_measurements("node", MEASUREMENTS, args)
 
 if __name__ == "__main__":
     main()

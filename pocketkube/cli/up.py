@@ -148,7 +148,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _descendants(roots: set[int]) -> set[int]:
+def descendants(roots: set[int]) -> set[int]:
     """Every process below `roots` in the process tree (pods an agent started, their children)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -639,7 +639,7 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
         stop_processes({keeper}, group_leaders={keeper})
     running = cluster_processes(record)
     agents = {pid for process, pid in running.items() if process != "server"}
-    below_agents = _descendants(agents)
+    below_agents = descendants(agents)
     stop_processes(agents, group_leaders=agents)
     if "server" in running:
         stop_processes({running["server"]}, group_leaders={running["server"]})
