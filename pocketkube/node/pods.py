@@ -1084,13 +1084,18 @@ class PodWorker:
         """A pod in a terminal phase: nothing runs any more and its sandbox is removed
         (its IP stays in the status; its logs stay until the pod is deleted)."""
         self.terminal_phase = phase
+        await self._release()
+        self.save()
+
+    async def _release(self) -> None:
+        """Nothing of the pod runs any more: its probes stop, its sandbox (network namespace,
+        holder) and its cgroup go."""
         for slot in self.all_slots():
             self._stop_probes(slot)
         if self.sandbox is not None:
             await self.m.sandboxes.destroy(self.sandbox)
             self.sandbox = None
         self.m.cgroups.remove_pod(self.uid)
-        self.save()
 
     async def terminate(self, grace_seconds: int) -> None:
         self.terminating = True
@@ -1102,12 +1107,7 @@ class PodWorker:
             for slot in running:
                 self.event("Normal", "Killing", f"Stopping container {slot.name}")
             await asyncio.gather(*(self._stop_slot(s, grace) for s in running))
-            for slot in self.all_slots():
-                self._stop_probes(slot)
-            if self.sandbox is not None:
-                await self.m.sandboxes.destroy(self.sandbox)
-                self.sandbox = None
-            self.m.cgroups.remove_pod(self.uid)
+            await self._release()
             remove_tree(self.dir)
 
     async def _stop_slot(self, slot: ContainerSlot, grace: float) -> None:

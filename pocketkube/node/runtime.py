@@ -693,15 +693,20 @@ async def read_log_file(log_path: str, *, follow: bool, tail_lines: int | None, 
     budget = limit_bytes if limit_bytes is not None and limit_bytes > 0 else None
 
     def render(ts: int, line: bytes) -> bytes:
-        return (rfc3339_nano(ts).encode() + b" " + line) if timestamps else line
-
-    for ts, line in lines:
-        chunk = render(ts, line)
+        """The line as sent: with its timestamp if asked, cut to what is left of limitBytes."""
+        nonlocal budget
+        chunk = (rfc3339_nano(ts).encode() + b" " + line) if timestamps else line
         if budget is not None:
             chunk = chunk[:budget]
             budget -= len(chunk)
-        yield chunk
-        if budget is not None and budget <= 0:
+        return chunk
+
+    def spent() -> bool:
+        return budget is not None and budget <= 0
+
+    for ts, line in lines:
+        yield render(ts, line)
+        if spent():
             return
     if not follow:
         return
@@ -720,12 +725,8 @@ async def read_log_file(log_path: str, *, follow: bool, tail_lines: int | None, 
         if complete:
             now = time.time_ns()
             for line in _split_lines(complete + b"\n"):
-                chunk = render(now, line)
-                if budget is not None:
-                    chunk = chunk[:budget]
-                    budget -= len(chunk)
-                yield chunk
-                if budget is not None and budget <= 0:
+                yield render(now, line)
+                if spent():
                     return
         if not running and not new:
             if pending:
