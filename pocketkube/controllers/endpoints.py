@@ -23,7 +23,7 @@ from pocketkube.controllers.base import Controller
 from pocketkube.controllers.endpointutil import (
     ServicePodHandlers,
     ANNOTATION_LEADER, ANNOTATION_OVER_CAPACITY, ANNOTATION_TRIGGER_TIME, LABEL_HEADLESS, LABEL_SERVICE_NAME,
-    LABEL_SKIP_MIRROR, PodIndex, ServiceIndex, TriggerTimeTracker, find_port, format_trigger_time, ip_family,
+    LABEL_SKIP_MIRROR, find_port, format_trigger_time, ip_family,
     is_headless, is_pod_ready, is_service_ip_set, pod_address_for_service, pod_reference, service_selector,
     should_pod_be_in_endpoints, should_set_hostname,
     stale_cache_error,
@@ -231,18 +231,12 @@ class EndpointsController(ServicePodHandlers, Controller):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pods = PodIndex()
-        self.service_index = ServiceIndex()
-        self.trigger_times = TriggerTimeTracker()
         self._replaced_versions: dict[str, str] = {}  # staleEndpointsTracker
 
     def setup(self) -> None:
-        self.services = self.informers.informer("v1", "services")
+        self.services = self.watch_services_and_pods()
         self.endpoints = self.informers.informer("v1", "endpoints")
-        self.services.add_handlers(self._service_changed, lambda old, new: self._service_changed(new),
-                                   self._service_deleted)
         self.endpoints.add_handlers(on_delete=self.enqueue)
-        self.informers.informer("v1", "pods").add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
 
     async def start(self) -> None:
         # checkLeftoverEndpoints: Endpoints whose Service is gone are deleted by their sync.

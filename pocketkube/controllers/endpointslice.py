@@ -23,7 +23,7 @@ from pocketkube.controllers.endpointutil import (
     delete_slice,
     ServicePodHandlers,
     ANNOTATION_TRIGGER_TIME, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_TOPOLOGY_ZONE,
-    PodIndex, ServiceIndex, SliceTracker, TriggerTimeTracker, find_port, format_trigger_time,
+    SliceTracker, find_port, format_trigger_time,
     is_pod_ready, is_service_ip_set, is_terminating, owner_reference, pod_addresses_of_type, pod_reference,
     service_address_types, service_selector, services_for_pod,
     should_pod_be_in_endpoints, should_set_hostname, stale_cache_error,
@@ -389,19 +389,13 @@ class EndpointSliceController(ServicePodHandlers, Controller):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pods = PodIndex()
-        self.service_index = ServiceIndex()
-        self.trigger_times = TriggerTimeTracker()
         self.tracker = SliceTracker()
         self.max_endpoints = MAX_ENDPOINTS_PER_SLICE
 
     def setup(self) -> None:
-        self.services = self.informers.informer("v1", "services")
+        self.services = self.watch_services_and_pods()
         self.slices = self.informers.informer("discovery.k8s.io/v1", "endpointslices")
         self.nodes = self.informers.informer("v1", "nodes")
-        self.services.add_handlers(self._service_changed, lambda old, new: self._service_changed(new),
-                                   self._service_deleted)
-        self.informers.informer("v1", "pods").add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
         self.slices.add_handlers(self._slice_added, self._slice_updated, self._slice_deleted)
         self.nodes.add_handlers(on_add=self._node_added)
 

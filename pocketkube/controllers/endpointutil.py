@@ -443,9 +443,24 @@ class SliceTracker:
 
 
 class ServicePodHandlers:
-    """Informer handlers the Endpoints and EndpointSlice controllers share: keep the Service
-    and pod indexes current and queue every Service a change touches. The controller
-    provides `service_index`, `pods`, `queue` and `enqueue`."""
+    """What the Endpoints and EndpointSlice controllers share: the Service and pod indexes,
+    the trigger times, and the informer handlers that keep the indexes current and queue
+    every Service a change touches (`watch_services_and_pods`). The controller provides
+    `informers`, `queue` and `enqueue`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pods = PodIndex()
+        self.service_index = ServiceIndex()
+        self.trigger_times = TriggerTimeTracker()
+
+    def watch_services_and_pods(self):
+        """Register the handlers; returns the Services informer."""
+        services = self.informers.informer("v1", "services")
+        services.add_handlers(self._service_changed, lambda old, new: self._service_changed(new),
+                              self._service_deleted)
+        self.informers.informer("v1", "pods").add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+        return services
 
     def _service_changed(self, service: dict) -> None:
         self.service_index.upsert(service)
