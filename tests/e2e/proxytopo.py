@@ -251,3 +251,55 @@ def names_seen(topology: Topology, netns: str, target: str, tries: int = 30) -> 
     return seen
 
 
+
+
+# ---- scenarios both proxy modes must pass ---------------------------------------------------
+
+BRIDGE_IP = "10.244.1.1"  # cni0's address: the source a pod sees when reached through itself
+
+
+async def check_hairpin_and_external_ip(cluster, topology: Topology) -> None:
+    """A pod reaches itself through its own Service (masqueraded to the bridge address), and
+    the Service's externalIP answers from outside."""
+    await cluster.service("self", "10.96.100.50", externalIPs=[EXTERNAL_IP])
+    await cluster.endpoints("self", ["p1"])
+    await until(lambda: topology.curl(topology.pods["p1"], "10.96.100.50:80")[0] == 0, "hairpin works")
+    code, body = await asyncio.to_thread(topology.curl, topology.pods["p1"], "10.96.100.50:80")
+    assert (code, body) == (0, f"p1 {BRIDGE_IP}")
+    code, body = await asyncio.to_thread(topology.curl, topology.outside, f"{EXTERNAL_IP}:80")
+    assert (code, body) == (0, f"p1 {BRIDGE_IP}")
+
+
+async def check_affinity_holds_then_expires(cluster, topology: Topology, tries: int) -> None:
+    """ClientIP affinity with a 1 s timeout: `tries` connections reach one pod, then the
+    client may move once its entry has expired."""
+    await cluster.service("sticky", "10.96.100.60", sessionAffinity="ClientIP",
+                          sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}})
+    await cluster.endpoints("sticky", ["p1", "p2"])
+    p3 = topology.pods["p3"]
+    await until(lambda: topology.curl(p3, "10.96.100.60:80")[0] == 0, "sticky reachable")
+    seen = await asyncio.to_thread(names_seen, topology, p3, "10.96.100.60:80", tries)
+    assert len(seen) == 1
+    first = next(iter(seen))
+
+    def moved() -> bool:
+        time.sleep(1.5)  # let the client's entry expire
+        return topology.curl(p3, "10.96.100.60:80")[1].split()[0] != first
+    await until(moved, "a new endpoint after the affinity timeout")
+
+
+async def check_endpoints_move_tcp_and_udp(cluster, topology: Topology, tries: int) -> None:
+    """The endpoint replaced (p1 -> p2): UDP from the same client address and port moves too
+    (no stale conntrack entry or relay session keeps it on p1), and `tries` new TCP
+    connections all reach p2."""
+    ports = [{"name": "http", "port": 80, "targetPort": 8080},
+             {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]
+    await cluster.service("both", "10.96.100.70", ports=ports)
+    slice_ports = (("http", 8080, "TCP"), ("dns", 5353, "UDP"))
+    await cluster.endpoints("both", ["p1"], ports=slice_ports)
+    p3 = topology.pods["p3"]
+    await until(lambda: topology.udp(p3, "10.96.100.70", 53, 40000).startswith("p1"), "UDP to p1")
+    await cluster.endpoints("both", ["p2"], ports=slice_ports)
+    await until(lambda: topology.udp(p3, "10.96.100.70", 53, 40000).startswith("p2"), "UDP moved to p2")
+    seen = await asyncio.to_thread(names_seen, topology, p3, "10.96.100.70:80", tries)
+    assert set(seen) == {"p2"}

@@ -10,10 +10,10 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
-from proxytopo import (EXTERNAL_IP, NODE_IP, OUTSIDE_IP, PODS, WAIT, built_topology, names_seen, new_proxier,
+from proxytopo import (NODE_IP, OUTSIDE_IP, PODS, WAIT, built_topology, check_affinity_holds_then_expires,
+                       check_endpoints_move_tcp_and_udp, check_hairpin_and_external_ip, names_seen, new_proxier,
                        proxied_namespace, skip_reason, until)
 
 pytestmark = [pytest.mark.e2e]
@@ -83,43 +83,15 @@ async def test_no_endpoints_is_refused_at_once(cluster, topology):
 
 
 async def test_hairpin_and_external_ip(cluster, topology):
-    await cluster.service("self", "10.96.100.50", externalIPs=[EXTERNAL_IP])
-    await cluster.endpoints("self", ["p1"])
-    await until(lambda: topology.curl(topology.pods["p1"], "10.96.100.50:80")[0] == 0, "hairpin works")
-    code, body = await asyncio.to_thread(topology.curl, topology.pods["p1"], "10.96.100.50:80")
-    assert (code, body) == (0, "p1 10.244.1.1")  # reaching itself: masqueraded to the bridge address
-    code, body = await asyncio.to_thread(topology.curl, topology.outside, f"{EXTERNAL_IP}:80")
-    assert (code, body) == (0, "p1 10.244.1.1")
+    await check_hairpin_and_external_ip(cluster, topology)
 
 
 async def test_session_affinity_holds_then_expires(cluster, topology):
-    await cluster.service("sticky", "10.96.100.60", sessionAffinity="ClientIP",
-                          sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}})
-    await cluster.endpoints("sticky", ["p1", "p2"])
-    await until(lambda: topology.curl(topology.pods["p3"], "10.96.100.60:80")[0] == 0, "sticky reachable")
-    seen = await asyncio.to_thread(names_seen, topology, topology.pods["p3"], "10.96.100.60:80", 20)
-    assert len(seen) == 1
-    first = next(iter(seen))
-
-    def moved() -> bool:
-        time.sleep(1.5)  # let the client's entry expire
-        return topology.curl(topology.pods["p3"], "10.96.100.60:80")[1].split()[0] != first
-    await until(moved, "a new endpoint after the affinity timeout")
+    await check_affinity_holds_then_expires(cluster, topology, tries=20)
 
 
 async def test_scale_down_stops_new_connections_and_flushes_udp(cluster, topology):
-    ports = [{"name": "http", "port": 80, "targetPort": 8080},
-             {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]
-    await cluster.service("both", "10.96.100.70", ports=ports)
-    slice_ports = (("http", 8080, "TCP"), ("dns", 5353, "UDP"))
-    await cluster.endpoints("both", ["p1"], ports=slice_ports)
-    p3 = topology.pods["p3"]
-    await until(lambda: topology.udp(p3, "10.96.100.70", 53, 40000).startswith("p1"), "UDP to p1")
-    await cluster.endpoints("both", ["p2"], ports=slice_ports)
-    # same source port: without the conntrack flush the old entry would keep it on p1
-    await until(lambda: topology.udp(p3, "10.96.100.70", 53, 40000).startswith("p2"), "UDP moved to p2")
-    seen = await asyncio.to_thread(names_seen, topology, p3, "10.96.100.70:80", 10)
-    assert set(seen) == {"p2"}
+    await check_endpoints_move_tcp_and_udp(cluster, topology, tries=10)
 
 
 async def test_restart_keeps_established_connections_and_adopts_the_table(cluster, topology):

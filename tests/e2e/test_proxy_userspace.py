@@ -13,12 +13,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
 import pytest
-from proxytopo import (EXTERNAL_IP, NODE_IP, PODS, WAIT, Api, built_topology, names_seen, new_proxier,
-                       proxied_namespace, sh, skip_reason, until)
+from proxytopo import (BRIDGE_IP, EXTERNAL_IP, NODE_IP, PODS, WAIT, Api, built_topology,
+                       check_affinity_holds_then_expires, check_endpoints_move_tcp_and_udp,
+                       check_hairpin_and_external_ip, names_seen, new_proxier, proxied_namespace, sh, skip_reason,
+                       until)
 
 from pocketkube.core.client import from_kubeconfig
 
@@ -27,7 +28,6 @@ pytestmark = [pytest.mark.e2e]
 if skip_reason():
     pytest.skip(skip_reason(), allow_module_level=True)
 
-BRIDGE_IP = "10.244.1.1"  # the relay's source towards the pods: cni0's address
 
 
 @pytest.fixture(scope="module")
@@ -145,45 +145,16 @@ async def test_no_endpoints_is_refused_at_once(cluster, topology):
 
 
 async def test_hairpin_and_external_ip(cluster, topology):
-    await cluster.service("self", "10.96.100.50", externalIPs=[EXTERNAL_IP])
-    await cluster.endpoints("self", ["p1"])
-    await until(lambda: topology.curl(topology.pods["p1"], "10.96.100.50:80")[0] == 0, "hairpin works")
-    code, body = await asyncio.to_thread(topology.curl, topology.pods["p1"], "10.96.100.50:80")
-    assert (code, body) == (0, f"p1 {BRIDGE_IP}")
-    code, body = await asyncio.to_thread(topology.curl, topology.outside, f"{EXTERNAL_IP}:80")
-    assert (code, body) == (0, f"p1 {BRIDGE_IP}")
+    await check_hairpin_and_external_ip(cluster, topology)
     assert EXTERNAL_IP in dummy_addresses(topology)
 
 
 async def test_session_affinity_holds_then_expires(cluster, topology):
-    await cluster.service("sticky", "10.96.100.60", sessionAffinity="ClientIP",
-                          sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}})
-    await cluster.endpoints("sticky", ["p1", "p2"])
-    p3 = topology.pods["p3"]
-    await until(lambda: topology.curl(p3, "10.96.100.60:80")[0] == 0, "sticky reachable")
-    seen = await asyncio.to_thread(names_seen, topology, p3, "10.96.100.60:80", 10)
-    assert len(seen) == 1  # without affinity, round robin would alternate
-    first = next(iter(seen))
-
-    def moved() -> bool:
-        time.sleep(1.5)  # let the client's entry expire; round robin then moves it
-        return topology.curl(p3, "10.96.100.60:80")[1].split()[0] != first
-    await until(moved, "a new endpoint after the affinity timeout")
+    await check_affinity_holds_then_expires(cluster, topology, tries=10)  # round robin would alternate
 
 
 async def test_endpoint_removed_new_connections_and_udp_avoid_it(cluster, topology):
-    ports = [{"name": "http", "port": 80, "targetPort": 8080},
-             {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]
-    await cluster.service("both", "10.96.100.70", ports=ports)
-    slice_ports = (("http", 8080, "TCP"), ("dns", 5353, "UDP"))
-    await cluster.endpoints("both", ["p1"], ports=slice_ports)
-    p3 = topology.pods["p3"]
-    await until(lambda: topology.udp(p3, "10.96.100.70", 53, 40000).startswith("p1"), "UDP to p1")
-    await cluster.endpoints("both", ["p2"], ports=slice_ports)
-    # same client address and port: its session to p1 must not outlive p1's removal
-    await until(lambda: topology.udp(p3, "10.96.100.70", 53, 40000).startswith("p2"), "UDP moved to p2")
-    seen = await asyncio.to_thread(names_seen, topology, p3, "10.96.100.70:80", 6)
-    assert set(seen) == {"p2"}
+    await check_endpoints_move_tcp_and_udp(cluster, topology, tries=6)
 
 
 async def test_restart_adopts_addresses_and_new_connections_work(cluster, topology):
