@@ -160,7 +160,9 @@ def test_200_pods_for_one_node_fill_it_and_the_rest_wait(cluster, ns):
         mine = pods(cluster, ns, "app=many")
         running = [p for p in mine if p["status"].get("phase") == "Running"]
         waiting = [p for p in mine if not p["spec"].get("nodeName")]
-        if len(mine) == 200 and len(bound) == capacity and len(running) + len(waiting) == 200:
+        judged = all(any(c["type"] == "PodScheduled" for c in p["status"].get("conditions", []))
+                     for p in waiting)  # the scheduler has looked at every waiting pod
+        if len(mine) == 200 and len(bound) == capacity and len(running) + len(waiting) == 200 and judged:
             return running, waiting
         return None
     running, waiting = eventually(settled, timeout=90)
