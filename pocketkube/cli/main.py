@@ -173,11 +173,8 @@ def _run(coro) -> None:
     if os.environ.get("POCKETKUBE_LOOP") == "asyncio":
         asyncio.run(coro)
         return
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
+    import uvloop  # a dependency: every process runs on it unless POCKETKUBE_LOOP=asyncio
+
     uvloop.run(coro)
 
 
