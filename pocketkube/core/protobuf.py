@@ -54,6 +54,17 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         2: ("kind", STRING),
     },
     # --- meta/v1 ---
+    "DeleteOptions": {
+        1: ("gracePeriodSeconds", INT64, PTR),
+        2: ("preconditions", "Preconditions", PTR),
+        3: ("orphanDependents", BOOL, PTR),
+        4: ("propagationPolicy", STRING, PTR),
+        5: ("dryRun", STRING, REP),
+    },
+    "Preconditions": {
+        1: ("uid", STRING, PTR),
+        2: ("resourceVersion", STRING, PTR),
+    },
     "ObjectMeta": {
         1: ("name", STRING),
         2: ("generateName", STRING),
@@ -1061,6 +1072,9 @@ KINDS: dict[tuple[str, str], str] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
 }
+# meta/v1 option kinds: registered in every group version (metav1.AddToGroupVersion), so client-go's
+# DELETE body says `apiVersion: v1` or `apps/v1` beside `kind: DeleteOptions`.
+OPTIONS_KINDS = {"DeleteOptions": "DeleteOptions"}
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
 _INTERNAL_PACKAGE = {"": "core", "apps": "apps", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
                      "authentication.k8s.io": "authentication"}
@@ -1383,7 +1397,8 @@ def decode(body: bytes, expected: tuple[str, str] | None = None) -> dict:
         message = _message_for(api_version, kind, group, version)
         obj = {"apiVersion": _join_api_version(group, version), "kind": kind}
         _decode_into(raw, message, obj)
-        if expected and (group, kind) != (expected_group, expected_kind):
+        options = kind in OPTIONS_KINDS and kind == expected_kind  # any group version will do
+        if expected and not options and (group, kind) != (expected_group, expected_kind):
             raise _DecodeError(f"converting ({version}.{kind}) to "
                               f"({_INTERNAL_PACKAGE.get(expected_group, expected_group)}.{expected_kind}): "
                               "unknown conversion")
@@ -1399,7 +1414,7 @@ def _message_for(api_version: str, kind: str, group: str, version: str) -> str:
     if not version:
         raise _DecodeError(f"Object 'apiVersion' is missing in '{type_meta}'")
     group_version = _join_api_version(group, version)
-    message = KINDS.get((group_version, kind))
+    message = KINDS.get((group_version, kind)) or OPTIONS_KINDS.get(kind)
     if message is None:
         raise _DecodeError(f"no kind {go_quote(kind)} is registered for version {go_quote(group_version)} "
                           f"in scheme {go_quote(_SCHEME)}")

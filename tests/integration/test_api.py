@@ -259,3 +259,35 @@ def test_null_list_items_decode_as_zero_structs(raw, ns):
                                    "spec": {"ports": [None]}})
     assert status == 422
     assert [c["field"] for c in body["details"]["causes"]] == ["spec.ports[0].port", "spec.ports[0].targetPort"]
+
+
+def protobuf_delete_options(api_version: str, uid: str, policy: str) -> bytes:
+    """client-go's DELETE body: `k8s\\0` + runtime.Unknown{typeMeta, raw: DeleteOptions{preconditions, policy}}."""
+    def field(number: int, payload: bytes) -> bytes:  # length-delimited; every length here is < 128
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    options = field(2, field(1, uid.encode())) + field(4, policy.encode())
+    type_meta = field(1, api_version.encode()) + field(2, b"DeleteOptions")
+    return b"k8s\x00" + field(1, type_meta) + field(2, options)
+
+
+def test_delete_with_a_protobuf_delete_options_body(raw, ns):
+    """What every Go client sends: DeleteOptions in the resource's group version, as protobuf."""
+    base = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pb-del"},
+           "spec": {"selector": {"matchLabels": {"app": "x"}},
+                    "template": {"metadata": {"labels": {"app": "x"}},
+                                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    status, _, created = raw.request("POST", base, dep)
+    assert status == 201
+    pb = "application/vnd.kubernetes.protobuf"
+    status, _, body = raw.request("DELETE", f"{base}/pb-del", protobuf_delete_options("apps/v1", "wrong", "Background"),
+                                  content_type=pb)
+    assert status == 409 and body["reason"] == "Conflict", body
+    assert "Precondition failed: UID in precondition: wrong" in body["message"]
+    status, _, body = raw.request("DELETE", f"{base}/pb-del",
+                                  protobuf_delete_options("v1", created["metadata"]["uid"], "Background"),
+                                  content_type=pb)
+    assert status == 200 and body["status"] == "Success", body
+    status, _, _ = raw.request("GET", f"{base}/pb-del")
+    assert status == 404

@@ -422,6 +422,25 @@ def test_other_kind_in_the_core_group_is_refused():
         decode(envelope("v1", "ConfigMap", b""), expected=("v1", "Secret"))
 
 
+@pytest.mark.parametrize("api_version", ["v1", "apps/v1", "meta.k8s.io/v1"])
+def test_delete_options_decode_in_any_group_version(api_version):
+    """client-go sends DELETE bodies as DeleteOptions of the resource's group version."""
+    raw = (num(1, 0) + msg(2, text(1, "uid-1") + text(2, "42")) + text(4, "Foreground")
+           + text(5, "All"))
+    obj = decode(envelope(api_version, "DeleteOptions", raw), expected=("meta/v1", "DeleteOptions"))
+    assert obj["kind"] == "DeleteOptions"
+    assert obj["gracePeriodSeconds"] == 0  # a pointer: kept at zero
+    assert obj["preconditions"] == {"uid": "uid-1", "resourceVersion": "42"}
+    assert obj["propagationPolicy"] == "Foreground"
+    assert obj["dryRun"] == ["All"]
+    assert "orphanDependents" not in obj
+
+
+def test_another_kind_as_delete_options_is_refused():
+    with pytest.raises(APIError, match=r"cannot be handled as a DeleteOptions"):
+        decode(envelope("v1", "ConfigMap", b""), expected=("meta/v1", "DeleteOptions"))
+
+
 # ---- schema sanity ----
 
 def test_every_referenced_message_exists_and_the_schema_is_acyclic():
@@ -441,7 +460,7 @@ def test_every_referenced_message_exists_and_the_schema_is_acyclic():
         visiting.remove(name)
         done.add(name)
 
-    for message in KINDS.values():
+    for message in [*KINDS.values(), *protobuf.OPTIONS_KINDS.values()]:
         visit(message)
 
 
