@@ -45,6 +45,7 @@ SERVED_KINDS = [
     ("v1", "ConfigMap", "V1ConfigMap"),
     ("v1", "ServiceAccount", "V1ServiceAccount"),
     ("v1", "Event", "CoreV1Event"),
+    ("v1", "ReplicationController", "V1ReplicationController"),
     ("apps/v1", "Deployment", "V1Deployment"),
     ("apps/v1", "ReplicaSet", "V1ReplicaSet"),
     ("apps/v1", "StatefulSet", "V1StatefulSet"),

@@ -131,6 +131,8 @@ _KIND_TABLES: dict[str, dict] = {
     "Event": {**_META, ("involvedObject",): _ATOMIC, ("related",): _ATOMIC},
     "Deployment": {**_META, **_WORKLOAD},
     "ReplicaSet": {**_META, **_WORKLOAD},
+    # Its selector is a plain map, merged key by key (apps/v1's LabelSelector is atomic).
+    "ReplicationController": {**_META, **{k: t for k, t in _WORKLOAD.items() if k != ("spec", "selector")}},
     "StatefulSet": {**_META, **_WORKLOAD},
     "DaemonSet": {**_META, **_WORKLOAD},
     "Ingress": {**_META, ("spec", "defaultBackend", "resource"): _ATOMIC},
@@ -148,6 +150,7 @@ _ZERO_OBJECTS: dict[str, dict] = {
     "Event": {"involvedObject": {}, "source": {}},
     "Deployment": {"spec": {"template": _POD_TEMPLATE_ZERO, "strategy": {}}, "status": {}},
     "ReplicaSet": {"spec": {"template": _POD_TEMPLATE_ZERO}, "status": {}},
+    "ReplicationController": {"spec": {}, "status": {}},
     "StatefulSet": {"spec": {"template": _POD_TEMPLATE_ZERO, "updateStrategy": {}}, "status": {}},
     "DaemonSet": {"spec": {"template": _POD_TEMPLATE_ZERO, "updateStrategy": {}}, "status": {}},
     "Ingress": {"spec": {}, "status": {"loadBalancer": {}}},
@@ -161,9 +164,10 @@ _SPEC = (("f", "spec"),)
 _RESET_FIELDS: dict[tuple[str, str], frozenset] = {
     **{(kind, ""): frozenset({_STATUS}) for kind in (
         "Pod", "Service", "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet",
-        "DaemonSet", "Ingress")},
+        "DaemonSet", "Ingress", "ReplicationController")},
     **{(kind, "status"): frozenset({_SPEC}) for kind in (
-        "Service", "Namespace", "Node", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress")},
+        "Service", "Namespace", "Node", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress",
+        "ReplicationController")},
     ("Pod", "status"): frozenset({
         _SPEC, (("f", "metadata"), ("f", "deletionTimestamp")),
         (("f", "metadata"), ("f", "ownerReferences"))}),

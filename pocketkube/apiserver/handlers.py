@@ -750,8 +750,15 @@ def scale_of(parent: dict) -> dict:
         "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
         "spec": {"replicas": spec.get("replicas", 0)},
         "status": {"replicas": (parent.get("status") or {}).get("replicas", 0),
-                   "selector": str(selectors.selector_from_object(spec.get("selector")))},
+                   "selector": _scale_selector(parent.get("kind"), spec.get("selector"))},
     }
+
+
+def _scale_selector(kind: str | None, selector) -> str:
+    """Scale.status.selector: the ReplicationController's map selector, or the apps/v1 LabelSelector."""
+    if kind == "ReplicationController":
+        return selectors.selector_from_set(selector or {})
+    return str(selectors.selector_from_object(selector))
 
 
 async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDict) -> web.StreamResponse:

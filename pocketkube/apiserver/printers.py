@@ -664,6 +664,31 @@ def _replica_set_cells(rs: dict, now: _dt.datetime) -> list:
     ]
 
 
+_REPLICATION_CONTROLLER_COLUMNS = [
+    _name_col(),
+    _col("Desired", _DESC["rs.spec.replicas"], type_="integer"),  # the same text as the ReplicaSet's
+    _col("Current", _DESC["rs.status.replicas"], type_="integer"),
+    _col("Ready", "The number of ready replicas for this replication controller.", type_="integer"),
+    _age_col(),
+    _col("Containers", _D_CONTAINERS, priority=1),
+    _col("Images", _D_IMAGES, priority=1),
+    _col("Selector", "Selector is a label query over pods that should match the Replicas count. If Selector "
+         "is empty, it is defaulted to the labels present on the Pod template. Label keys and values that "
+         "must match in order to be controlled by this replication controller, if empty defaulted to labels "
+         "on Pod template. More info: " + _D_POD_SELECTOR_LABELS, priority=1),
+]
+
+
+def _replication_controller_cells(rc: dict, now: _dt.datetime) -> list:
+    status = _status(rc)
+    names, images = _container_cells(_template_containers(rc))
+    return [
+        _name(rc), _desired_replicas(rc), status.get("replicas") or 0,
+        status.get("readyReplicas") or 0, _age(rc, now), names, images,
+        _format_labels(_spec(rc).get("selector")),
+    ]
+
+
 _STATEFUL_SET_COLUMNS = [
     _name_col(),
     _col("Ready", _D_POD_READY_STATE),
@@ -985,6 +1010,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("events.k8s.io", "Event"): _Printer(_EVENT_COLUMNS, _event_cells),
     ("apps", "Deployment"): _Printer(_DEPLOYMENT_COLUMNS, _deployment_cells),
     ("apps", "ReplicaSet"): _Printer(_REPLICA_SET_COLUMNS, _replica_set_cells),
+    ("", "ReplicationController"): _Printer(_REPLICATION_CONTROLLER_COLUMNS, _replication_controller_cells),
     ("apps", "StatefulSet"): _Printer(_STATEFUL_SET_COLUMNS, _stateful_set_cells),
     ("apps", "DaemonSet"): _Printer(_DAEMON_SET_COLUMNS, _daemon_set_cells),
     ("discovery.k8s.io", "EndpointSlice"): _Printer(_ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),

@@ -48,6 +48,7 @@ KINDS = [
     KindRef("v1", "secrets", "Secret", True),
     KindRef("v1", "serviceaccounts", "ServiceAccount", True),
     KindRef("v1", "nodes", "Node", False),
+    KindRef("v1", "replicationcontrollers", "ReplicationController", True),
     KindRef("apps/v1", "deployments", "Deployment", True),
     KindRef("apps/v1", "replicasets", "ReplicaSet", True),
     KindRef("apps/v1", "statefulsets", "StatefulSet", True),

@@ -9,7 +9,7 @@ from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
-from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
 from pocketkube.controllers.rootca import RootCACertPublisher
 from pocketkube.controllers.scheduler import Scheduler
 from pocketkube.controllers.serviceaccount import ServiceAccountController
@@ -19,6 +19,7 @@ CONTROLLERS: list = [
     Scheduler,
     DeploymentController,
     ReplicaSetController,
+    ReplicationManager,
     EndpointsController,
     EndpointSliceController,
     EndpointSliceMirroringController,

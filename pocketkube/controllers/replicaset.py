@@ -3,6 +3,9 @@
 that stop matching, deletes surplus pods in Kubernetes' order, and writes the status
 (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas, observedGeneration, the
 ReplicaFailure condition) and the SuccessfulCreate / SuccessfulDelete events.
+
+The ReplicationController manager is the same loop over v1 ReplicationControllers, whose
+selector is a plain map of labels, as upstream builds it from the ReplicaSet controller.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from pocketkube.core import errors
 from pocketkube.core.informer import object_key
 from pocketkube.core.objects import rfc3339, utc_now
 
-API_VERSION = "apps/v1"
-KIND = "ReplicaSet"
 # controller.BurstReplicas: at most this many creations or deletions per sync.
 BURST_REPLICAS = 500
 
@@ -24,10 +25,16 @@ BURST_REPLICAS = 500
 class ReplicaSetController(Controller):
     name = "replicaset-controller"
     workers = 5  # --concurrent-replicaset-syncs
+    api_version, kind, resource = "apps/v1", "ReplicaSet", "replicasets"
+
+    @staticmethod
+    def selector_of(rs: dict) -> dict | None:
+        """The owner's pod selector as a LabelSelector."""
+        return rs["spec"].get("selector")
 
     def setup(self) -> None:
         self.expectations = podcontrol.Expectations()
-        self.replicasets = self.informers.informer(API_VERSION, "replicasets")
+        self.replicasets = self.informers.informer(self.api_version, self.resource)
         self.pods = self.informers.informer("v1", "pods")
         self.rs_index = podcontrol.OwnerIndex(self.replicasets)
         self.pod_index = podcontrol.OwnerIndex(self.pods)
@@ -46,7 +53,8 @@ class ReplicaSetController(Controller):
 
     def _owner_key(self, pod: dict, ref: dict) -> str | None:
         """The key of the ReplicaSet a controller reference names, if it is ours."""
-        if ref.get("kind") != KIND or not str(ref.get("apiVersion", "")).startswith("apps/"):
+        group = self.api_version.rpartition("/")[0]
+        if ref.get("kind") != self.kind or str(ref.get("apiVersion", "")).rpartition("/")[0] != group:
             return None
         key = f"{pod['metadata'].get('namespace', '')}/{ref.get('name', '')}"
         rs = self.replicasets.get(key)
@@ -61,7 +69,7 @@ class ReplicaSetController(Controller):
         keys = []
         for rs in self.replicasets.list(namespace):
             try:
-                if podcontrol.label_selector(rs["spec"].get("selector")).matches(labels):
+                if podcontrol.label_selector(self.selector_of(rs)).matches(labels):
                     keys.append(object_key(rs))
             except ValueError:
                 continue
@@ -129,9 +137,9 @@ class ReplicaSetController(Controller):
             self.expectations.forget(key)
             return
         needs_sync = self.expectations.satisfied(key)
-        selector = podcontrol.label_selector(rs["spec"].get("selector"))
+        selector = podcontrol.label_selector(self.selector_of(rs))
         active = [p for p in self.pod_index.candidates(rs) if podcontrol.is_pod_active(p)]
-        manager = podcontrol.RefManager(self.client, rs, API_VERSION, KIND, "replicasets", selector,
+        manager = podcontrol.RefManager(self.client, rs, self.api_version, self.kind, self.resource, selector,
                                         "v1", "pods")
         pods = await manager.claim(active)
         manage_error: Exception | None = None
@@ -151,8 +159,8 @@ class ReplicaSetController(Controller):
 
     async def _create_pods(self, key: str, rs: dict, count: int) -> Exception | None:
         self.expectations.expect_creations(key, count)
-        ref = podcontrol.controller_ref(rs, API_VERSION, KIND)
-        event_target = podcontrol.with_kind(rs, API_VERSION, KIND)
+        ref = podcontrol.controller_ref(rs, self.api_version, self.kind)
+        event_target = podcontrol.with_kind(rs, self.api_version, self.kind)
         namespace = rs["metadata"]["namespace"]
 
         async def create_one() -> None:
@@ -180,7 +188,7 @@ class ReplicaSetController(Controller):
         related = self._related_pods(rs)
         victims = podcontrol.pods_to_delete(pods, related, count)
         self.expectations.expect_deletions(key, [object_key(p) for p in victims])
-        event_target = podcontrol.with_kind(rs, API_VERSION, KIND)
+        event_target = podcontrol.with_kind(rs, self.api_version, self.kind)
 
         async def delete_one(pod: dict) -> Exception | None:
             m = pod["metadata"]
@@ -218,7 +226,7 @@ class ReplicaSetController(Controller):
         status["observedGeneration"] = generation
         body = {**rs, "status": _without_zeros(status, keep=("replicas",))}
         try:
-            updated = await self.client.update(API_VERSION, "replicasets", body, rs["metadata"]["namespace"],
+            updated = await self.client.update(self.api_version, self.resource, body, rs["metadata"]["namespace"],
                                                subresource="status")
         except errors.APIError as exc:
             if exc.code == 404:
@@ -230,6 +238,18 @@ class ReplicaSetController(Controller):
         if (manage_error is None and min_ready and new_status.get("readyReplicas", 0) == spec_replicas
                 and new_status.get("availableReplicas", 0) != spec_replicas):
             self.queue.add_after(object_key(updated), min_ready)
+
+
+class ReplicationManager(ReplicaSetController):
+    """kube-controller-manager's "replicationcontroller" loop (events from "replication-controller")."""
+
+    name = "replication-controller"
+    workers = 5  # --concurrent-rc-syncs
+    api_version, kind, resource = "v1", "ReplicationController", "replicationcontrollers"
+
+    @staticmethod
+    def selector_of(rc: dict) -> dict | None:
+        return {"matchLabels": dict(rc["spec"].get("selector") or {})}
 
 
 def calculate_status(rs: dict, pods: list[dict], manage_error: Exception | None) -> dict:

@@ -177,7 +177,27 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         3: ("observedGeneration", INT64),
         6: ("conditions", "AppsCondition", REP),
     },
-    # ReplicaSetCondition, StatefulSetCondition and DaemonSetCondition share this layout.
+    "ReplicationController": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "ReplicationControllerSpec"),
+        3: ("status", "ReplicationControllerStatus"),
+    },
+    "ReplicationControllerSpec": {
+        1: ("replicas", INT32, PTR),
+        4: ("minReadySeconds", INT32),
+        2: ("selector", MAP_STRING),
+        3: ("template", "PodTemplateSpec", PTR),
+    },
+    "ReplicationControllerStatus": {
+        1: ("replicas", INT32),
+        2: ("fullyLabeledReplicas", INT32),
+        4: ("readyReplicas", INT32),
+        5: ("availableReplicas", INT32),
+        3: ("observedGeneration", INT64),
+        6: ("conditions", "AppsCondition", REP),
+    },
+    # ReplicaSetCondition, StatefulSetCondition, DaemonSetCondition and core/v1's
+    # ReplicationControllerCondition share this layout.
     "AppsCondition": {
         1: ("type", STRING),
         2: ("status", STRING),
@@ -1067,6 +1087,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "ServiceAccount"): "ServiceAccount",
     ("v1", "Endpoints"): "Endpoints",
     ("v1", "Node"): "Node",
+    ("v1", "ReplicationController"): "ReplicationController",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",

@@ -347,3 +347,64 @@ def test_deleting_owner_midway_leaves_nothing_behind(server, core, ns, node):
     eventually(all_gone, timeout=60)
     with open(server.data_dir + "/server.log") as log:
         assert "Traceback" not in log.read()
+
+
+def test_replication_controller_defaults_scales_and_cascades(server, core, ns, node):
+    """The seed-era kind: selector and labels default from the template; kubectl get/scale/delete work."""
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "kubia"},
+          "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "kubia"}},
+                                               "spec": {"containers": [{"name": "c", "image": "luksa/kubia"}]}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(rc))
+    stored = server.kubectl_json("get", "rc", "kubia", "-n", ns)
+    assert stored["spec"]["selector"] == {"app": "kubia"}
+    assert stored["metadata"]["labels"] == {"app": "kubia"}
+
+    def two_pods():
+        items = pods(server, ns, "app=kubia")
+        assert len(items) == 2, [p["metadata"]["name"] for p in items]
+        owner = items[0]["metadata"]["ownerReferences"][0]
+        assert (owner["apiVersion"], owner["kind"], owner["name"]) == ("v1", "ReplicationController", "kubia")
+        return items
+
+    eventually(two_pods)
+    run_kubelet_until(core, server, ns, lambda: server.kubectl_json("get", "rc", "kubia", "-n", ns)
+                      ["status"].get("readyReplicas") == 2)
+    lines = server.kubectl("get", "rc", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+    assert lines[1].split()[:4] == ["kubia", "2", "2", "2"] and lines[1].split()[-1] == "app=kubia"
+    assert "replicationcontroller/kubia" in server.kubectl("get", "all", "-n", ns).stdout
+
+    server.kubectl("scale", "rc", "kubia", "--replicas=3", "-n", ns)
+    eventually(lambda: len(pods(server, ns, "app=kubia")) == 3)
+    scale = core.read_namespaced_replication_controller_scale("kubia", ns)
+    assert scale.spec.replicas == 3 and scale.status.selector == "app=kubia"
+    assert "Created pod: kubia-" in server.kubectl("describe", "rc", "kubia", "-n", ns).stdout
+
+    server.kubectl("delete", "rc", "kubia", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: not pods(server, ns, "app=kubia"))
+
+
+def test_replication_controller_from_the_python_client_and_bad_specs(server, core, ns):
+    from kubernetes import client
+
+    body = client.V1ReplicationController(
+        metadata=client.V1ObjectMeta(name="py-rc"),
+        spec=client.V1ReplicationControllerSpec(replicas=0, selector={"app": "py"}, template=client.V1PodTemplateSpec(
+            metadata=client.V1ObjectMeta(labels={"app": "py"}),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="nginx")]))))
+    created = core.create_namespaced_replication_controller(ns, body)  # decodes: status.replicas is set
+    assert created.status.replicas == 0 and created.metadata.generation == 1
+    assert [rc.metadata.name for rc in core.list_namespaced_replication_controller(ns).items] == ["py-rc"]
+
+    no_template = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "bad"},
+                   "spec": {"selector": {"app": "x"}}}
+    cp = server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(no_template), check=False)
+    assert cp.returncode != 0
+    assert 'The ReplicationController "bad" is invalid: spec.template: Required value' in cp.stderr
+    mismatch = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "bad"},
+                "spec": {"selector": {"app": "x"}, "template": {
+                    "metadata": {"labels": {"app": "y"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    cp = server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(mismatch), check=False)
+    assert ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"y"}: '
+            '`selector` does not match template `labels`') in cp.stderr
+    assert [rc.metadata.name for rc in core.list_namespaced_replication_controller(ns).items] == ["py-rc"]

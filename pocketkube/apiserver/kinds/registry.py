@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
     configmap, core_event, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
-    lease, namespace, node, pod, replicaset, secret, service, serviceaccount, statefulset,
+    lease, namespace, node, pod, replicaset, replicationcontroller, secret, service, serviceaccount, statefulset,
 )
 from pocketkube.apiserver.kinds.base import KindInfo
 
 ALL_KINDS: list[KindInfo] = [
     namespace.INFO, pod.INFO, service.INFO, endpoints.INFO, node.INFO, secret.INFO, configmap.INFO,
-    serviceaccount.INFO, core_event.INFO,
+    serviceaccount.INFO, core_event.INFO, replicationcontroller.INFO,
     deployment.INFO, replicaset.INFO, statefulset.INFO, daemonset.INFO,
     events_event.INFO,
     ingress.INFO, ingressclass.INFO,
@@ -19,7 +19,8 @@ ALL_KINDS: list[KindInfo] = [
     endpointslice.INFO,
 ]
 
-# Served only as the `scale` subresource of deployments, replicasets and statefulsets.
+# Served only as the `scale` subresource of deployments, replicasets, statefulsets and
+# replicationcontrollers.
 SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scale", singular="scale",
                  namespaced=True, verbs=("get", "patch", "update"))
 
