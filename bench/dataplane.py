@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import os
 import re
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench.pods import (  # noqa: E402
-    BENCH_LABEL, BenchCluster, PodTimer, Row, percentile, run_measurements, running_and_ready,
+    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, run_measurements, running_and_ready,
 )
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
@@ -209,7 +208,6 @@ def sync(args) -> list[Row]:
 
 # ---- a cluster for the traffic measurements -------------------------------------------------
 
-E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster at a time on this machine (tests/e2e/conftest.py)
 CLUSTER_NAME = "pkbench"
 WAIT = 60.0
 HAPROXY_PORT = 18080
@@ -262,9 +260,8 @@ class DataplaneCluster:
         self._lock = None
 
     def __enter__(self) -> "DataplaneCluster":
-        self._lock = open(E2E_LOCK, "a")
-        print(f"  waiting for {E2E_LOCK} ...", file=sys.stderr, flush=True)
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._lock = machine_lock()
+        self._lock.__enter__()
         try:
             self.cluster.up()
             self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in BENCH_OBJECTS))
@@ -282,7 +279,7 @@ class DataplaneCluster:
             self.cluster.down()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
-            self._lock.close()
+            self._lock.__exit__(None, None, None)
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         cp = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, timeout=60,

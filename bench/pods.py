@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -162,18 +163,32 @@ class BenchCluster:
         return record
 
 
+E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster at a time on this machine (tests/e2e/conftest.py)
+
+
+@contextlib.contextmanager
+def machine_lock():
+    """Hold the machine-wide lock that e2e tests and scripts/conformance take around a cluster:
+    clusters share the default address ranges, so they take turns."""
+    with open(E2E_LOCK, "a") as lock:
+        print(f"  waiting for {E2E_LOCK} ...", file=sys.stderr, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @contextlib.contextmanager
 def bench_cluster(args, nodes: int = 1):
     """A cluster of our own, up for the block and down after it, whatever happens."""
     work = tempfile.mkdtemp(prefix="pk-bench-")
     cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout)
-    try:
-        yield cluster
-    finally:
+    with machine_lock():
         try:
-            cluster.down()
+            yield cluster
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            try:
+                cluster.down()
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 # ---- `pocketkube up` to Ready --------------------------------------------------------------
