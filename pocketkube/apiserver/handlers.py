@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Mapping
 
@@ -91,6 +92,8 @@ class Handlers:
         self._aggregated_groups = orjson.dumps(discovery.aggregated(core=False))
         # Extra handlers for subresources served elsewhere (logs, exec, ...): (resource, sub) -> fn
         self.subresource_handlers: dict[tuple[str, str], Callable] = {}
+        # resource -> handler(request, target, "[scheme:]name[:port]", prefix, rest) for RESOURCE/NAME/proxy/...
+        self.proxy_handlers: dict[str, Callable] = {}
 
     # ---- entry ---------------------------------------------------------------------
 
@@ -116,6 +119,13 @@ class Handlers:
             handler, target = raw
             try:
                 return await handler(request, target)
+            except errors.APIError as exc:
+                return status_response(exc)
+        proxied = self._proxy_subresource(request.rel_url.raw_path)
+        if proxied is not None:
+            handler, target, segment, prefix, rest = proxied
+            try:
+                return await handler(request, target, segment, prefix, rest)
             except errors.APIError as exc:
                 return status_response(exc)
         try:
@@ -162,6 +172,21 @@ class Handlers:
             return None
         handler = self.subresource_handlers.get((t.info.resource, t.subresource))
         return (handler, t) if handler else None
+
+    def _proxy_subresource(self, raw_path: str) -> tuple[Callable, Target, str, str, str] | None:
+        """/api/v1/namespaces/NS/RESOURCE/[SCHEME:]NAME[:PORT]/proxy[/PATH]: the handler, the target,
+        the name segment, the path up to /proxy and the rest of the path (raw, as the client sent it)."""
+        parts = raw_path.split("/")
+        # ["", "api", "v1", "namespaces", NS, RESOURCE, NAME, "proxy", ...]
+        if len(parts) < 8 or parts[1:4] != ["api", "v1", "namespaces"] or parts[7] != "proxy":
+            return None
+        handler = self.proxy_handlers.get(parts[5])
+        info = registry.by_resource("", "v1", parts[5])
+        if handler is None or info is None:
+            return None
+        prefix = "/".join(parts[:8])
+        target = Target(info, urllib.parse.unquote(parts[4]), urllib.parse.unquote(parts[6]), "proxy")
+        return handler, target, target.name, prefix, raw_path[len(prefix):]
 
     async def _route(self, req: Request, warnings: list[str]) -> Reply | StreamReply:
         path = req.path.rstrip("/") or "/"

@@ -177,12 +177,7 @@ class AgentProxy:
                     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
                     resp.enable_chunked_encoding()
                     await resp.prepare(request)
-                    try:
-                        async for chunk in upstream.content.iter_any():
-                            await resp.write(chunk)
-                        await resp.write_eof()
-                    except (ConnectionError, RuntimeError):
-                        pass
+                    await relay_body(upstream, resp)
                     return resp
         except aiohttp.ClientConnectionError as exc:
             raise _dial_error(host, port, exc) from None
@@ -246,6 +241,16 @@ class AgentProxy:
 
 
 # ---- raw HTTP plumbing ---------------------------------------------------------------------
+
+async def relay_body(upstream: aiohttp.ClientResponse, resp: web.StreamResponse) -> None:
+    """Copy a backend's body into our prepared response as it comes; a client gone ends it."""
+    try:
+        async for chunk in upstream.content.iter_any():
+            await resp.write(chunk)
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
+
 
 def _q(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")

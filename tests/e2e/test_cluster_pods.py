@@ -174,3 +174,53 @@ def test_200_pods_for_one_node_fill_it_and_the_rest_wait(cluster, ns):
     assert len(ips) == len(running)  # one address each from the node's /24
     cluster.kubectl("delete", "deployment", "many", "-n", ns)
     eventually(lambda: not pods(cluster, ns, "app=many"), timeout=90)
+
+
+def test_api_server_proxies_to_pods_and_services(cluster, ns):
+    """The Kubernetes basics tutorial: `kubectl proxy`, then curl .../pods/NAME/proxy/ and the
+    Service's proxy; HTML links to the backend come back through the proxy."""
+    page = '<html><body><a href="/rewriteme">test</a> <a href="https://example.invalid/x">away</a></body></html>'
+    script = f"mkdir -p /tmp/www && echo '{page}' > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "site", "labels": {"app": "site"}},
+           "spec": {"containers": [{"name": "web", "image": "busybox", "command": ["sh", "-c", script],
+                                    "ports": [{"containerPort": 8080}]}]}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns)
+    cluster.kubectl("expose", "deployment", "web", "--port=80", "--name=web", "-n", ns)
+    ready_ips(cluster, ns, "app=site", 1)
+    ready_ips(cluster, ns, "app=web", 1)
+
+    base = f"/api/v1/namespaces/{ns}"
+    # The pod's first declared port; links to its own paths go through the proxy again.
+    out = eventually(lambda: cluster.kubectl("get", "--raw", f"{base}/pods/site/proxy/").stdout)
+    assert f'<a href="{base}/pods/site/proxy/rewriteme">test</a>' in out
+    assert '<a href="https://example.invalid/x">away</a>' in out
+    assert f'href="{base}/pods/http:site:8080/proxy/rewriteme"' in \
+        cluster.kubectl("get", "--raw", f"{base}/pods/http:site:8080/proxy/").stdout
+    # A Service by port number and by (empty) port name: one of its ready endpoints answers.
+    for segment in ("web:80", "web", "http:web:"):
+        out = eventually(lambda: cluster.kubectl("get", "--raw", f"{base}/services/{segment}/proxy/").stdout)
+        assert "Welcome to nginx!" in out, segment
+
+    # Bad input gets kube-apiserver's errors.
+    cp = cluster.kubectl("get", "--raw", f"{base}/services/web:81/proxy/", check=False)
+    assert 'no service port 81 found for service "web"' in cp.stderr
+    cp = cluster.kubectl("get", "--raw", f"{base}/pods/site:9/proxy/", check=False)
+    assert "error trying to reach service: dial tcp" in cp.stderr and ":9: connect: connection refused" in cp.stderr
+    cp = cluster.kubectl("get", "--raw", f"{base}/pods/ftp:site:80/proxy/", check=False)
+    assert "invalid pod request" in cp.stderr
+    cp = cluster.kubectl("get", "--raw", f"{base}/pods/nosuch/proxy/", check=False)
+    assert 'pods "nosuch" not found' in cp.stderr
+
+    # `kubectl proxy`, as the tutorial runs it, and curl through it.
+    port_cp = subprocess.Popen(["kubectl", "--context", cluster.context, "proxy", "--port=0"],
+                               stdout=subprocess.PIPE, text=True, env=cluster.env)
+    try:
+        line = port_cp.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
+        address = line.strip().rsplit(" ", 1)[-1]
+        out = subprocess.run(["curl", "-s", "-m", "10", f"http://{address}{base}/services/web:80/proxy/"],
+                             capture_output=True, text=True).stdout
+        assert "Welcome to nginx!" in out
+    finally:
+        port_cp.terminate()
+        port_cp.wait(timeout=10)

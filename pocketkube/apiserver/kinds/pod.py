@@ -145,7 +145,8 @@ def _spec_diff(old: dict, new: dict, path: str = "core.PodSpec") -> str:
 INFO = KindInfo(
     group="", version="v1", kind="Pod", resource="pods", singular="pod", namespaced=True,
     strategy=PodStrategy(), short_names=("po",), categories=("all",),
-    subresources=("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers"),
+    subresources=("status", "log", "exec", "attach", "portforward", "proxy", "binding", "eviction",
+                  "ephemeralcontainers"),
 )
 
 

@@ -447,5 +447,5 @@ def _validate_traffic_policies(spec: dict) -> list[FieldError]:
 
 INFO = KindInfo(
     group="", version="v1", kind="Service", resource="services", singular="service", namespaced=True,
-    strategy=ServiceStrategy(), short_names=("svc",), categories=("all",), subresources=("status",),
+    strategy=ServiceStrategy(), short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
 )
