@@ -50,6 +50,7 @@ SERVED_KINDS = [
     ("apps/v1", "ReplicaSet", "V1ReplicaSet"),
     ("apps/v1", "StatefulSet", "V1StatefulSet"),
     ("apps/v1", "DaemonSet", "V1DaemonSet"),
+    ("batch/v1", "Job", "V1Job"),
     ("discovery.k8s.io/v1", "EndpointSlice", "V1EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress", "V1Ingress"),
     ("networking.k8s.io/v1", "IngressClass", "V1IngressClass"),
@@ -71,6 +72,7 @@ GROUP_PACKAGE = {
     "events.k8s.io": "io.k8s.api.events.v1",
     "coordination.k8s.io": "io.k8s.api.coordination.v1",
     "autoscaling": "io.k8s.api.autoscaling.v1",
+    "batch": "io.k8s.api.batch.v1",
     "meta": "io.k8s.apimachinery.pkg.apis.meta.v1",
 }
 # Types of k8s.io/apimachinery/pkg/apis/meta/v1, with all they reach (every other type is
@@ -87,6 +89,7 @@ CORE_ANCHORS = ["V1PodTemplate", "V1PersistentVolumeClaim", "V1ObjectReference"]
 INT64_FIELDS = {
     "V1ObjectMeta.generation", "V1ObjectMeta.deletionGracePeriodSeconds",
     "V1PodSpec.terminationGracePeriodSeconds", "V1PodSpec.activeDeadlineSeconds",
+    "V1JobSpec.activeDeadlineSeconds",
     "V1Probe.terminationGracePeriodSeconds",
     "V1PodSecurityContext.fsGroup", "V1PodSecurityContext.runAsUser",
     "V1PodSecurityContext.runAsGroup", "V1PodSecurityContext.supplementalGroups",

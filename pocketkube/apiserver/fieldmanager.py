@@ -135,6 +135,7 @@ _KIND_TABLES: dict[str, dict] = {
     "ReplicationController": {**_META, **{k: t for k, t in _WORKLOAD.items() if k != ("spec", "selector")}},
     "StatefulSet": {**_META, **_WORKLOAD},
     "DaemonSet": {**_META, **_WORKLOAD},
+    "Job": {**_META, **_WORKLOAD},
     "Ingress": {**_META, ("spec", "defaultBackend", "resource"): _ATOMIC},
 }
 
@@ -153,6 +154,7 @@ _ZERO_OBJECTS: dict[str, dict] = {
     "ReplicationController": {"spec": {}, "status": {}},
     "StatefulSet": {"spec": {"template": _POD_TEMPLATE_ZERO, "updateStrategy": {}}, "status": {}},
     "DaemonSet": {"spec": {"template": _POD_TEMPLATE_ZERO, "updateStrategy": {}}, "status": {}},
+    "Job": {"spec": {"template": _POD_TEMPLATE_ZERO}, "status": {}},
     "Ingress": {"spec": {}, "status": {"loadBalancer": {}}},
     "IngressClass": {"spec": {}},
     "Lease": {"spec": {}},
@@ -164,10 +166,10 @@ _SPEC = (("f", "spec"),)
 _RESET_FIELDS: dict[tuple[str, str], frozenset] = {
     **{(kind, ""): frozenset({_STATUS}) for kind in (
         "Pod", "Service", "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet",
-        "DaemonSet", "Ingress", "ReplicationController")},
+        "DaemonSet", "Ingress", "ReplicationController", "Job")},
     **{(kind, "status"): frozenset({_SPEC}) for kind in (
         "Service", "Namespace", "Node", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress",
-        "ReplicationController")},
+        "ReplicationController", "Job")},
     ("Pod", "status"): frozenset({
         _SPEC, (("f", "metadata"), ("f", "deletionTimestamp")),
         (("f", "metadata"), ("f", "ownerReferences"))}),

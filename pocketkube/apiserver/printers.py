@@ -689,6 +689,51 @@ def _replication_controller_cells(rc: dict, now: _dt.datetime) -> list:
     ]
 
 
+_JOB_COLUMNS = [
+    _name_col(),
+    _col("Status", "Status of the job."),
+    _col("Completions", 'The number of pods which reached phase Succeeded. The value increases monotonically for a given spec. However, it may decrease in reaction to scale down of elastic indexed jobs.'),
+    _col("Duration", "Time required to complete the job."),
+    _age_col(),
+    _col("Containers", _D_CONTAINERS, priority=1),
+    _col("Images", _D_IMAGES, priority=1),
+    _col("Selector", 'A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors', priority=1),
+]
+
+
+def _job_condition(job: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in _status(job).get("conditions") or [])
+
+
+def _job_cells(job: dict, now: _dt.datetime) -> list:
+    """printJob: the status word, succeeded/completions ("N/1 of P" for a work queue), duration."""
+    spec, status = _spec(job), _status(job)
+    succeeded = status.get("succeeded") or 0
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = _parse_time(status.get("startTime")), _parse_time(status.get("completionTime"))
+    duration = "" if start is None else human_duration(((end or now) - start).total_seconds())
+    if _job_condition(job, "Complete"):
+        word = "Complete"
+    elif _job_condition(job, "Failed"):
+        word = "Failed"
+    elif job["metadata"].get("deletionTimestamp"):
+        word = "Terminating"
+    elif _job_condition(job, "Suspended"):
+        word = "Suspended"
+    elif _job_condition(job, "FailureTarget"):
+        word = "FailureTarget"
+    else:
+        word = "Running"
+    names, images = _container_cells(_template_containers(job))
+    return [_name(job), word, completions, duration, _age(job, now), names, images,
+            format_label_selector(spec.get("selector"))]
+
+
 _STATEFUL_SET_COLUMNS = [
     _name_col(),
     _col("Ready", _D_POD_READY_STATE),
@@ -1012,6 +1057,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("apps", "ReplicaSet"): _Printer(_REPLICA_SET_COLUMNS, _replica_set_cells),
     ("", "ReplicationController"): _Printer(_REPLICATION_CONTROLLER_COLUMNS, _replication_controller_cells),
     ("apps", "StatefulSet"): _Printer(_STATEFUL_SET_COLUMNS, _stateful_set_cells),
+    ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
     ("apps", "DaemonSet"): _Printer(_DAEMON_SET_COLUMNS, _daemon_set_cells),
     ("discovery.k8s.io", "EndpointSlice"): _Printer(_ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),
     ("networking.k8s.io", "Ingress"): _Printer(_INGRESS_COLUMNS, _ingress_cells),

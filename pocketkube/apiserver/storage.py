@@ -145,8 +145,8 @@ class Storage:
             m.pop(field, None)
         schema.zero_null_structs(info.api_version, info.kind, obj)
         info.strategy.default(obj)
+        m["uid"] = new_uid()  # before the strategy: a Job's generated selector names it
         info.strategy.prepare_for_create(obj)
-        m["uid"] = new_uid()
         m["creationTimestamp"] = rfc3339()
         if opts.field_manager or not m.get("managedFields"):
             _set_managed_fields(m, fieldmanager.update_managed_fields(
@@ -379,6 +379,8 @@ class Storage:
             policy = options.get("propagationPolicy")
             if policy is None and options.get("orphanDependents") is not None:
                 policy = "Orphan" if options["orphanDependents"] else "Background"
+            if policy is None:
+                policy = info.strategy.default_gc_policy
             if policy == "Orphan" and "orphan" not in finalizers:
                 finalizers.append("orphan")
             elif policy == "Foreground" and "foregroundDeletion" not in finalizers:

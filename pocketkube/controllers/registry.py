@@ -8,6 +8,7 @@ from pocketkube.controllers.endpointslicemirroring import EndpointSliceMirroring
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
+from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
 from pocketkube.controllers.rootca import RootCACertPublisher
@@ -26,6 +27,7 @@ CONTROLLERS: list = [
     KubernetesEndpointsController,
     StatefulSetController,
     DaemonSetController,
+    JobController,
     GarbageCollector,
     NamespaceController,
     ServiceAccountController,

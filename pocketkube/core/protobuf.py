@@ -196,6 +196,79 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         3: ("observedGeneration", INT64),
         6: ("conditions", "AppsCondition", REP),
     },
+    # --- batch/v1 ---
+    "Job": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "JobSpec"),
+        3: ("status", "JobStatus"),
+    },
+    "JobSpec": {
+        1: ("parallelism", INT32, PTR),
+        2: ("completions", INT32, PTR),
+        3: ("activeDeadlineSeconds", INT64, PTR),
+        11: ("podFailurePolicy", "PodFailurePolicy", PTR),
+        16: ("successPolicy", "SuccessPolicy", PTR),
+        7: ("backoffLimit", INT32, PTR),
+        12: ("backoffLimitPerIndex", INT32, PTR),
+        13: ("maxFailedIndexes", INT32, PTR),
+        4: ("selector", "LabelSelector", PTR),
+        5: ("manualSelector", BOOL, PTR),
+        6: ("template", "PodTemplateSpec"),
+        8: ("ttlSecondsAfterFinished", INT32, PTR),
+        9: ("completionMode", STRING, PTR),
+        10: ("suspend", BOOL, PTR),
+        14: ("podReplacementPolicy", STRING, PTR),
+        15: ("managedBy", STRING, PTR),
+    },
+    "JobStatus": {
+        1: ("conditions", "JobCondition", REP),
+        2: ("startTime", TIME, PTR),
+        3: ("completionTime", TIME, PTR),
+        4: ("active", INT32),
+        5: ("succeeded", INT32),
+        6: ("failed", INT32),
+        11: ("terminating", INT32, PTR),
+        7: ("completedIndexes", STRING),
+        10: ("failedIndexes", STRING, PTR),
+        8: ("uncountedTerminatedPods", "UncountedTerminatedPods", PTR),
+        9: ("ready", INT32, PTR),
+    },
+    "JobCondition": {
+        1: ("type", STRING),
+        2: ("status", STRING),
+        3: ("lastProbeTime", TIME),
+        4: ("lastTransitionTime", TIME),
+        5: ("reason", STRING),
+        6: ("message", STRING),
+    },
+    "UncountedTerminatedPods": {
+        1: ("succeeded", STRING, REP),
+        2: ("failed", STRING, REP),
+    },
+    "PodFailurePolicy": {
+        1: ("rules", "PodFailurePolicyRule", REP),
+    },
+    "PodFailurePolicyRule": {
+        1: ("action", STRING),
+        2: ("onExitCodes", "PodFailurePolicyOnExitCodesRequirement", PTR),
+        3: ("onPodConditions", "PodFailurePolicyOnPodConditionsPattern", REP),
+    },
+    "PodFailurePolicyOnExitCodesRequirement": {
+        1: ("containerName", STRING, PTR),
+        2: ("operator", STRING),
+        3: ("values", INT32, REP),
+    },
+    "PodFailurePolicyOnPodConditionsPattern": {
+        1: ("type", STRING),
+        2: ("status", STRING),
+    },
+    "SuccessPolicy": {
+        1: ("rules", "SuccessPolicyRule", REP),
+    },
+    "SuccessPolicyRule": {
+        1: ("succeededIndexes", STRING, PTR),
+        2: ("succeededCount", INT32, PTR),
+    },
     # ReplicaSetCondition, StatefulSetCondition, DaemonSetCondition and core/v1's
     # ReplicationControllerCondition share this layout.
     "AppsCondition": {
@@ -1088,6 +1161,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Endpoints"): "Endpoints",
     ("v1", "Node"): "Node",
     ("v1", "ReplicationController"): "ReplicationController",
+    ("batch/v1", "Job"): "Job",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
@@ -1097,7 +1171,7 @@ KINDS: dict[tuple[str, str], str] = {
 # DELETE body says `apiVersion: v1` or `apps/v1` beside `kind: DeleteOptions`.
 OPTIONS_KINDS = {"DeleteOptions": "DeleteOptions"}
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
-_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
+_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "batch": "batch", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
                      "authentication.k8s.io": "authentication"}
 
 

@@ -408,3 +408,149 @@ def test_replication_controller_from_the_python_client_and_bad_specs(server, cor
     assert ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"y"}: '
             '`selector` does not match template `labels`') in cp.stderr
     assert [rc.metadata.name for rc in core.list_namespaced_replication_controller(ns).items] == ["py-rc"]
+
+
+# ---------------------------------------------------------------- Jobs
+
+
+def finish_pods(core, server, ns: str, selector: str, phase: str, exit_code: int) -> int:
+    """The kubelet's part when a Job's container exits: the pod's phase and its terminated state."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    done = 0
+    for pod in pods(server, ns, selector):
+        if pod["status"].get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = pod["metadata"]["name"]
+        container = pod["spec"]["containers"][0]["name"]
+        core.patch_namespaced_pod_status(name, ns, {"status": {"phase": phase, "containerStatuses": [{
+            "name": container, "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
+            "state": {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                                     "startedAt": now, "finishedAt": now}}}]}})
+        done += 1
+    return done
+
+
+def job_status(server, ns: str, name: str) -> dict:
+    return server.kubectl_json("get", "job", name, "-n", ns).get("status") or {}
+
+
+def condition(status: dict, kind: str) -> dict | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+
+def test_kubectl_create_job_runs_to_completion(server, core, ns, node):
+    server.kubectl("create", "job", "hello", "--image=busybox", "-n", ns, "--", "echo", "hi")  # a protobuf body
+    job = server.kubectl_json("get", "job", "hello", "-n", ns)
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "hello",
+                      "controller-uid": uid, "job-name": "hello"}
+    assert (job["spec"]["completions"], job["spec"]["parallelism"], job["spec"]["backoffLimit"]) == (1, 1, 6)
+    assert job["spec"]["completionMode"] == "NonIndexed" and job["spec"]["suspend"] is False
+
+    pod = eventually(lambda: pods(server, ns, "job-name=hello"))[0]
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["apiVersion"], owner["kind"], owner["name"], owner["uid"]) == ("batch/v1", "Job", "hello", uid)
+    lines = server.kubectl("get", "jobs", "-n", ns).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert lines[1].split()[:3] == ["hello", "Running", "0/1"]
+
+    finish_pods(core, server, ns, "job-name=hello", "Succeeded", 0)
+    server.kubectl("wait", "--for=condition=complete", "job/hello", "-n", ns, "--timeout=15s")
+    status = job_status(server, ns, "hello")
+    assert (status["succeeded"], status.get("active", 0), status.get("failed", 0)) == (1, 0, 0)
+    assert status["startTime"] and status["completionTime"]
+    complete = condition(status, "Complete")
+    assert complete["status"] == "True" and complete["reason"] == "CompletionsReached"
+    assert complete["message"] == "Reached expected number of succeeded pods"
+    assert condition(status, "SuccessCriteriaMet")["status"] == "True"
+    lines = server.kubectl("get", "jobs", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert lines[1].split()[:3] == ["hello", "Complete", "1/1"]
+    assert lines[1].split()[-1] == f"batch.kubernetes.io/controller-uid={uid}"
+    describe = server.kubectl("describe", "job", "hello", "-n", ns).stdout
+    assert f"Created pod: {pod['metadata']['name']}" in describe and "Job completed" in describe
+
+
+def test_indexed_job_gives_each_pod_its_index(server, core, ns, node):
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "idx"},
+           "spec": {"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+                    "template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "c", "image": "busybox"}]}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+    items = eventually(lambda: len(p := pods(server, ns, "job-name=idx")) == 3 and p)
+    indexes = sorted(int(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]) for p in items)
+    assert indexes == [0, 1, 2]
+    for p in items:
+        i = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        assert p["metadata"]["name"].startswith(f"idx-{i}-") and p["spec"]["hostname"] == f"idx-{i}"
+        assert p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == i
+        env = p["spec"]["containers"][0]["env"]
+        assert env == [{"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+            "apiVersion": "v1", "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
+    finish_pods(core, server, ns, "job-name=idx", "Succeeded", 0)
+    status = eventually(lambda: (s := job_status(server, ns, "idx")).get("completionTime") and s)
+    assert status["completedIndexes"] == "0-2" and status["succeeded"] == 3
+
+
+def test_failed_pods_past_the_backoff_limit_fail_the_job(server, core, ns, node):
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "boom"},
+           "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                                                             "containers": [{"name": "c", "image": "busybox"}]}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+    eventually(lambda: pods(server, ns, "job-name=boom"))
+    finish_pods(core, server, ns, "job-name=boom", "Failed", 1)
+    server.kubectl("wait", "--for=condition=failed", "job/boom", "-n", ns, "--timeout=15s")
+    status = job_status(server, ns, "boom")
+    failed = condition(status, "Failed")
+    assert (failed["reason"], failed["message"]) == ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    assert status["failed"] == 1 and not status.get("completionTime")
+    assert len(pods(server, ns, "job-name=boom")) == 1  # no replacement
+    assert server.kubectl("get", "job", "boom", "-n", ns).stdout.splitlines()[1].split()[:3] == ["boom", "Failed", "0/1"]
+
+
+def test_deadline_suspend_resume_and_ttl(server, core, ns, node):
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+    slow = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "slow"},
+            "spec": {"activeDeadlineSeconds": 1, "template": template}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(slow))
+    eventually(lambda: pods(server, ns, "job-name=slow"))
+    # Past the deadline its pod is deleted; Failed comes once the kubelet has let it go.
+    eventually(lambda: (condition(job_status(server, ns, "slow"), "FailureTarget") or {}).get("reason")
+               == "DeadlineExceeded")
+    run_kubelet_until(core, server, ns, lambda: not pods(server, ns, "job-name=slow"))
+    failed = condition(eventually(lambda: condition(s := job_status(server, ns, "slow"), "Failed") and s), "Failed")
+    assert (failed["reason"], failed["message"]) == ("DeadlineExceeded", "Job was active longer than specified deadline")
+
+    later = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "later"},
+             "spec": {"suspend": True, "ttlSecondsAfterFinished": 0, "template": template}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(later))
+    eventually(lambda: (condition(job_status(server, ns, "later"), "Suspended") or {}).get("status") == "True")
+    assert not pods(server, ns, "job-name=later")
+    assert server.kubectl("get", "job", "later", "-n", ns).stdout.splitlines()[1].split()[1] == "Suspended"
+    server.kubectl("patch", "job", "later", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    eventually(lambda: pods(server, ns, "job-name=later"))
+    assert condition(job_status(server, ns, "later"), "Suspended")["reason"] == "JobResumed"
+    finish_pods(core, server, ns, "job-name=later", "Succeeded", 0)
+    # ttlSecondsAfterFinished: 0 deletes the finished Job, and its pods with it.
+    eventually(lambda: server.kubectl("get", "job", "later", "-n", ns, check=False).returncode != 0)
+    run_kubelet_until(core, server, ns, lambda: not pods(server, ns, "job-name=later"))
+
+
+def test_bad_jobs_get_the_real_errors(server, ns):
+    def create(spec: dict):
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"}, "spec": spec}
+        return server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job), check=False)
+
+    containers = [{"name": "c", "image": "busybox"}]
+    cp = create({"template": {"spec": {"containers": containers}}})
+    assert ('The Job "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": '
+            'supported values: "OnFailure", "Never"') in cp.stderr
+    cp = create({"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"restartPolicy": "Never", "containers": containers}}})
+    assert "spec.selector: Invalid value:" in cp.stderr and "`selector` not auto-generated" in cp.stderr
+    cp = create({"completionMode": "Indexed", "parallelism": 2,
+                 "template": {"spec": {"restartPolicy": "Never", "containers": containers}}})
+    assert "spec.completions: Required value: when completion mode is Indexed" in cp.stderr
+    assert server.kubectl("get", "jobs", "-n", ns).stderr.startswith("No resources found")

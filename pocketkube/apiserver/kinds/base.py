@@ -31,6 +31,8 @@ class Strategy:
     generation_fields: tuple[str, ...] = ("spec",)
     # Whether metadata.generation is kept at all (Kubernetes sets it for every object).
     tracks_generation: bool = True
+    # The propagation policy of a DELETE that names none (DefaultGarbageCollectionPolicy).
+    default_gc_policy: str | None = None
 
     def default(self, obj: dict) -> None:
         pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
     configmap, core_event, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
-    lease, namespace, node, pod, replicaset, replicationcontroller, secret, service, serviceaccount, statefulset,
+    job, lease, namespace, node, pod, replicaset, replicationcontroller, secret, service, serviceaccount, statefulset,
 )
 from pocketkube.apiserver.kinds.base import KindInfo
 
@@ -13,6 +13,7 @@ ALL_KINDS: list[KindInfo] = [
     namespace.INFO, pod.INFO, service.INFO, endpoints.INFO, node.INFO, secret.INFO, configmap.INFO,
     serviceaccount.INFO, core_event.INFO, replicationcontroller.INFO,
     deployment.INFO, replicaset.INFO, statefulset.INFO, daemonset.INFO,
+    job.INFO,
     events_event.INFO,
     ingress.INFO, ingressclass.INFO,
     lease.INFO,
@@ -25,7 +26,7 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
                  namespaced=True, verbs=("get", "patch", "update"))
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
-_GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "networking.k8s.io", "coordination.k8s.io",
+_GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")
 
 _BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
