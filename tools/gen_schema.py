@@ -51,6 +51,11 @@ SERVED_KINDS = [
     ("apps/v1", "StatefulSet", "V1StatefulSet"),
     ("apps/v1", "DaemonSet", "V1DaemonSet"),
     ("batch/v1", "Job", "V1Job"),
+    ("batch/v1", "CronJob", "V1CronJob"),
+    ("rbac.authorization.k8s.io/v1", "Role", "V1Role"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", "V1ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", "V1RoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "V1ClusterRoleBinding"),
     ("discovery.k8s.io/v1", "EndpointSlice", "V1EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress", "V1Ingress"),
     ("networking.k8s.io/v1", "IngressClass", "V1IngressClass"),
@@ -73,6 +78,7 @@ GROUP_PACKAGE = {
     "coordination.k8s.io": "io.k8s.api.coordination.v1",
     "autoscaling": "io.k8s.api.autoscaling.v1",
     "batch": "io.k8s.api.batch.v1",
+    "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "meta": "io.k8s.apimachinery.pkg.apis.meta.v1",
 }
 # Types of k8s.io/apimachinery/pkg/apis/meta/v1, with all they reach (every other type is
@@ -89,7 +95,7 @@ CORE_ANCHORS = ["V1PodTemplate", "V1PersistentVolumeClaim", "V1ObjectReference"]
 INT64_FIELDS = {
     "V1ObjectMeta.generation", "V1ObjectMeta.deletionGracePeriodSeconds",
     "V1PodSpec.terminationGracePeriodSeconds", "V1PodSpec.activeDeadlineSeconds",
-    "V1JobSpec.activeDeadlineSeconds",
+    "V1JobSpec.activeDeadlineSeconds", "V1CronJobSpec.startingDeadlineSeconds",
     "V1Probe.terminationGracePeriodSeconds",
     "V1PodSecurityContext.fsGroup", "V1PodSecurityContext.runAsUser",
     "V1PodSecurityContext.runAsGroup", "V1PodSecurityContext.supplementalGroups",

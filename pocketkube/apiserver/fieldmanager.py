@@ -136,6 +136,8 @@ _KIND_TABLES: dict[str, dict] = {
     "StatefulSet": {**_META, **_WORKLOAD},
     "DaemonSet": {**_META, **_WORKLOAD},
     "Job": {**_META, **_WORKLOAD},
+    "CronJob": {**_META, **_under(("spec", "jobTemplate", "metadata"), _OBJECT_META),
+                **_under(("spec", "jobTemplate", "spec"), _WORKLOAD)},
     "Ingress": {**_META, ("spec", "defaultBackend", "resource"): _ATOMIC},
 }
 
@@ -155,6 +157,7 @@ _ZERO_OBJECTS: dict[str, dict] = {
     "StatefulSet": {"spec": {"template": _POD_TEMPLATE_ZERO, "updateStrategy": {}}, "status": {}},
     "DaemonSet": {"spec": {"template": _POD_TEMPLATE_ZERO, "updateStrategy": {}}, "status": {}},
     "Job": {"spec": {"template": _POD_TEMPLATE_ZERO}, "status": {}},
+    "CronJob": {"spec": {"jobTemplate": {"metadata": {}, "spec": {"template": _POD_TEMPLATE_ZERO}}}, "status": {}},
     "Ingress": {"spec": {}, "status": {"loadBalancer": {}}},
     "IngressClass": {"spec": {}},
     "Lease": {"spec": {}},
@@ -166,10 +169,10 @@ _SPEC = (("f", "spec"),)
 _RESET_FIELDS: dict[tuple[str, str], frozenset] = {
     **{(kind, ""): frozenset({_STATUS}) for kind in (
         "Pod", "Service", "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet",
-        "DaemonSet", "Ingress", "ReplicationController", "Job")},
+        "DaemonSet", "Ingress", "ReplicationController", "Job", "CronJob")},
     **{(kind, "status"): frozenset({_SPEC}) for kind in (
         "Service", "Namespace", "Node", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress",
-        "ReplicationController", "Job")},
+        "ReplicationController", "Job", "CronJob")},
     ("Pod", "status"): frozenset({
         _SPEC, (("f", "metadata"), ("f", "deletionTimestamp")),
         (("f", "metadata"), ("f", "ownerReferences"))}),

@@ -734,6 +734,59 @@ def _job_cells(job: dict, now: _dt.datetime) -> list:
             format_label_selector(spec.get("selector"))]
 
 
+_CRON_JOB_COLUMNS = [
+    _name_col(),
+    _col("Schedule", 'The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.'),
+    _col("Timezone", 'The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones. If not specified, this will default to the time zone of the kube-controller-manager process. The set of valid time zone names and the time zone offset is loaded from the system-wide time zone database by the API server during CronJob validation and the controller manager during execution. If no system-wide time zone database can be found a bundled version of the database is used instead. If the time zone name becomes invalid during the lifetime of a CronJob or due to a change in host configuration, the controller will stop creating new new Jobs and will create a system event with the reason UnknownTimeZone. More information can be found in https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#time-zones'),
+    _col("Suspend", 'This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.', type_="boolean"),
+    _col("Active", 'A list of pointers to currently running jobs.', type_="integer"),
+    _col("Last Schedule", 'Information when was the last time the job was successfully scheduled.'),
+    _age_col(),
+    _col("Containers", _D_CONTAINERS, priority=1),
+    _col("Images", _D_IMAGES, priority=1),
+    _col("Selector", 'A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors', priority=1),
+]
+
+
+def _cron_job_cells(cj: dict, now: _dt.datetime) -> list:
+    spec, status = _spec(cj), _status(cj)
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    last = status.get("lastScheduleTime")
+    suspend = spec.get("suspend")
+    names, images = _container_cells(((job_spec.get("template") or {}).get("spec") or {}).get("containers") or [])
+    return [_name(cj), spec.get("schedule", ""), spec.get("timeZone") or "<none>",
+            "<unset>" if suspend is None else str(bool(suspend)), len(status.get("active") or []),
+            translate_timestamp_since(last, now) if last else "<none>", _age(cj, now), names, images,
+            format_label_selector(job_spec.get("selector"))]
+
+
+def _binding_columns(what: str, role_ref: str) -> list[dict]:
+    return [_name_col(), _col("Role", role_ref), _age_col(),
+            _col("Users", f"Users in the {what}", priority=1),
+            _col("Groups", f"Groups in the {what}", priority=1),
+            _col("ServiceAccounts", f"ServiceAccounts in the {what}", priority=1)]
+
+
+_ROLE_BINDING_COLUMNS = _binding_columns("roleBinding", 'RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.')
+_CLUSTER_ROLE_BINDING_COLUMNS = _binding_columns("clusterRoleBinding", 'RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.')
+
+
+def _binding_cells(binding: dict, now: _dt.datetime) -> list:
+    """printRoleBinding: ROLE as Kind/name; wide, the subjects by kind (service accounts as ns/name)."""
+    ref = binding.get("roleRef") or {}
+    users, groups, accounts = [], [], []
+    for subject in binding.get("subjects") or []:
+        kind, name = subject.get("kind"), subject.get("name", "")
+        if kind == "ServiceAccount":
+            accounts.append(f"{subject.get('namespace', '')}/{name}")
+        elif kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+    return [_name(binding), f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(binding, now),
+            ", ".join(users), ", ".join(groups), ", ".join(accounts)]
+
+
 _STATEFUL_SET_COLUMNS = [
     _name_col(),
     _col("Ready", _D_POD_READY_STATE),
@@ -1058,6 +1111,9 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("", "ReplicationController"): _Printer(_REPLICATION_CONTROLLER_COLUMNS, _replication_controller_cells),
     ("apps", "StatefulSet"): _Printer(_STATEFUL_SET_COLUMNS, _stateful_set_cells),
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
+    ("batch", "CronJob"): _Printer(_CRON_JOB_COLUMNS, _cron_job_cells),
+    ("rbac.authorization.k8s.io", "RoleBinding"): _Printer(_ROLE_BINDING_COLUMNS, _binding_cells),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _Printer(_CLUSTER_ROLE_BINDING_COLUMNS, _binding_cells),
     ("apps", "DaemonSet"): _Printer(_DAEMON_SET_COLUMNS, _daemon_set_cells),
     ("discovery.k8s.io", "EndpointSlice"): _Printer(_ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),
     ("networking.k8s.io", "Ingress"): _Printer(_INGRESS_COLUMNS, _ingress_cells),

@@ -54,6 +54,7 @@ KINDS = [
     KindRef("apps/v1", "statefulsets", "StatefulSet", True),
     KindRef("apps/v1", "daemonsets", "DaemonSet", True),
     KindRef("batch/v1", "jobs", "Job", True),
+    KindRef("batch/v1", "cronjobs", "CronJob", True),
     KindRef("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", True),
     KindRef("networking.k8s.io/v1", "ingresses", "Ingress", True),
     KindRef("networking.k8s.io/v1", "ingressclasses", "IngressClass", False),

@@ -8,6 +8,7 @@ from pocketkube.controllers.endpointslicemirroring import EndpointSliceMirroring
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
+from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
@@ -28,6 +29,7 @@ CONTROLLERS: list = [
     StatefulSetController,
     DaemonSetController,
     JobController,
+    CronJobController,
     GarbageCollector,
     NamespaceController,
     ServiceAccountController,

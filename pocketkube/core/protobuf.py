@@ -196,6 +196,42 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         3: ("observedGeneration", INT64),
         6: ("conditions", "AppsCondition", REP),
     },
+    # --- rbac.authorization.k8s.io/v1 ---
+    "Role": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("rules", "PolicyRule", REP),
+    },
+    "ClusterRole": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("rules", "PolicyRule", REP),
+        3: ("aggregationRule", "AggregationRule", PTR),
+    },
+    "RoleBinding": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("subjects", "Subject", REP),
+        3: ("roleRef", "RoleRef"),
+    },
+    "PolicyRule": {
+        1: ("verbs", STRING, REP),
+        2: ("apiGroups", STRING, REP),
+        3: ("resources", STRING, REP),
+        4: ("resourceNames", STRING, REP),
+        5: ("nonResourceURLs", STRING, REP),
+    },
+    "AggregationRule": {
+        1: ("clusterRoleSelectors", "LabelSelector", REP),
+    },
+    "Subject": {
+        1: ("kind", STRING),
+        2: ("apiGroup", STRING),
+        3: ("name", STRING),
+        4: ("namespace", STRING),
+    },
+    "RoleRef": {
+        1: ("apiGroup", STRING),
+        2: ("kind", STRING),
+        3: ("name", STRING),
+    },
     # --- batch/v1 ---
     "Job": {
         1: ("metadata", "ObjectMeta"),
@@ -232,6 +268,30 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         10: ("failedIndexes", STRING, PTR),
         8: ("uncountedTerminatedPods", "UncountedTerminatedPods", PTR),
         9: ("ready", INT32, PTR),
+    },
+    "CronJob": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "CronJobSpec"),
+        3: ("status", "CronJobStatus"),
+    },
+    "CronJobSpec": {
+        1: ("schedule", STRING),
+        8: ("timeZone", STRING, PTR),
+        2: ("startingDeadlineSeconds", INT64, PTR),
+        3: ("concurrencyPolicy", STRING),
+        4: ("suspend", BOOL, PTR),
+        5: ("jobTemplate", "JobTemplateSpec"),
+        6: ("successfulJobsHistoryLimit", INT32, PTR),
+        7: ("failedJobsHistoryLimit", INT32, PTR),
+    },
+    "CronJobStatus": {
+        1: ("active", "ObjectReference", REP),
+        4: ("lastScheduleTime", TIME, PTR),
+        5: ("lastSuccessfulTime", TIME, PTR),
+    },
+    "JobTemplateSpec": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "JobSpec"),
     },
     "JobCondition": {
         1: ("type", STRING),
@@ -1162,6 +1222,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Node"): "Node",
     ("v1", "ReplicationController"): "ReplicationController",
     ("batch/v1", "Job"): "Job",
+    ("batch/v1", "CronJob"): "CronJob",
+    ("rbac.authorization.k8s.io/v1", "Role"): "Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "RoleBinding",  # the same fields
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
@@ -1171,7 +1236,7 @@ KINDS: dict[tuple[str, str], str] = {
 # DELETE body says `apiVersion: v1` or `apps/v1` beside `kind: DeleteOptions`.
 OPTIONS_KINDS = {"DeleteOptions": "DeleteOptions"}
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
-_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "batch": "batch", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
+_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
                      "authentication.k8s.io": "authentication"}
 
 

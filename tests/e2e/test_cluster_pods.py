@@ -224,3 +224,34 @@ def test_api_server_proxies_to_pods_and_services(cluster, ns):
     finally:
         port_cp.terminate()
         port_cp.wait(timeout=10)
+
+
+def test_jobs_run_real_pods_to_completion(cluster, ns):
+    """`kubectl create job` and an Indexed Job: real busybox processes exit, the node reports the
+    pods Succeeded, the Job completes, and each indexed pod saw its own index."""
+    cluster.kubectl("create", "job", "hello", "--image=busybox", "-n", ns, "--", "sh", "-c", "echo hello from $HOSTNAME")
+    cluster.kubectl("wait", "--for=condition=complete", "job/hello", "-n", ns, "--timeout=60s", timeout=90)
+    assert "hello from hello-" in cluster.kubectl("logs", "job/hello", "-n", ns).stdout
+    indexed = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "idx"},
+               "spec": {"completions": 3, "parallelism": 2, "completionMode": "Indexed",
+                        "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                            "name": "c", "image": "busybox",
+                            "command": ["sh", "-c", "echo index=$JOB_COMPLETION_INDEX host=$(hostname)"]}]}}}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(indexed))
+    cluster.kubectl("wait", "--for=condition=complete", "job/idx", "-n", ns, "--timeout=90s", timeout=120)
+    job = cluster.kubectl_json("get", "job", "idx", "-n", ns)
+    assert job["status"]["succeeded"] == 3 and job["status"]["completedIndexes"] == "0-2"
+    outputs = set()
+    for pod in pods(cluster, ns, "job-name=idx"):
+        index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        log = cluster.kubectl("logs", pod["metadata"]["name"], "-n", ns).stdout.strip()
+        assert log == f"index={index} host=idx-{index}"
+        outputs.add(log)
+    assert len(outputs) == 3
+    failing = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fails"},
+               "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                   "name": "c", "image": "busybox", "command": ["sh", "-c", "exit 3"]}]}}}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(failing))
+    cluster.kubectl("wait", "--for=condition=failed", "job/fails", "-n", ns, "--timeout=60s", timeout=90)
+    status = cluster.kubectl_json("get", "job", "fails", "-n", ns)["status"]
+    assert status["failed"] == 1

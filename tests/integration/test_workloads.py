@@ -554,3 +554,80 @@ def test_bad_jobs_get_the_real_errors(server, ns):
                  "template": {"spec": {"restartPolicy": "Never", "containers": containers}}})
     assert "spec.completions: Required value: when completion mode is Indexed" in cp.stderr
     assert server.kubectl("get", "jobs", "-n", ns).stderr.startswith("No resources found")
+
+
+def test_cronjob_creates_jobs_on_schedule_and_keeps_its_history(server, core, ns, node):
+    server.kubectl("create", "cronjob", "tick", "--image=busybox", "--schedule=*/1 * * * *", "-n", ns,
+                   "--", "date")  # a protobuf body
+    cj = server.kubectl_json("get", "cronjob", "tick", "-n", ns)
+    assert (cj["spec"]["concurrencyPolicy"], cj["spec"]["suspend"], cj["spec"]["successfulJobsHistoryLimit"],
+            cj["spec"]["failedJobsHistoryLimit"]) == ("Allow", False, 3, 1)
+    lines = server.kubectl("get", "cronjobs", "-n", ns).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+    assert lines[1].split()[:7] == ["tick", "*/1", "*", "*", "*", "*", "<none>"]
+    server.kubectl("create", "job", "by-hand", "--from=cronjob/tick", "-n", ns)
+    manual = server.kubectl_json("get", "job", "by-hand", "-n", ns)
+    assert manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert manual["metadata"]["ownerReferences"][0]["name"] == "tick"
+
+    # Every two seconds (robfig's @every is valid in a CronJob): jobs come, finish, and the
+    # history keeps the last successfulJobsHistoryLimit of them.
+    every = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "often"},
+             "spec": {"schedule": "@every 2s", "successfulJobsHistoryLimit": 1, "jobTemplate": {
+                 "metadata": {"labels": {"team": "a"}},
+                 "spec": {"template": {"spec": {"restartPolicy": "OnFailure",
+                                                "containers": [{"name": "c", "image": "busybox"}]}}}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(every))
+
+    def owned_jobs():
+        return [j for j in server.kubectl_json("get", "jobs", "-n", ns, "-l", "team=a")["items"]
+                if j["metadata"]["ownerReferences"][0]["name"] == "often"]
+
+    first = eventually(owned_jobs, timeout=20)[0]
+    assert first["metadata"]["name"].startswith("often-")
+    assert first["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].endswith("Z")
+    assert first["spec"]["backoffLimit"] == 6  # the Job's own defaults, applied when it is created
+    cj = server.kubectl_json("get", "cronjob", "often", "-n", ns)
+    assert cj["status"]["lastScheduleTime"]
+    active_names = [ref["name"] for ref in cj["status"].get("active", [])]
+    assert first["metadata"]["name"] in active_names or not active_names
+
+    def finish_jobs() -> int:
+        return sum(finish_pods(core, server, ns, f"job-name={j['metadata']['name']}", "Succeeded", 0)
+                   for j in owned_jobs())
+
+    def finish_all():
+        finish_jobs()
+        done = [j for j in owned_jobs() if (condition(j.get("status") or {}, "Complete") or {}).get("status") == "True"]
+        return len(done) >= 1 and server.kubectl_json("get", "cronjob", "often", "-n", ns)["status"].get(
+            "lastSuccessfulTime")
+
+    eventually(finish_all, timeout=30)
+    # Only one finished Job is kept.
+    server.kubectl("patch", "cronjob", "often", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    eventually(lambda: finish_jobs() == 0 and len(
+        [j for j in owned_jobs() if condition(j.get("status") or {}, "Complete")]) <= 1, timeout=30)
+    describe = server.kubectl("describe", "cronjob", "often", "-n", ns).stdout
+    assert "Created job often-" in describe and "Saw completed job: often-" in describe
+    line = server.kubectl("get", "cronjob", "often", "-n", ns).stdout.splitlines()[1].split()
+    assert line[:4] == ["often", "@every", "2s", "<none>"] and line[4] == "True"
+
+
+def test_bad_cronjobs_get_the_real_errors(server, ns):
+    def create(name: str, **spec):
+        cj = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+              "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                  "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}, **spec}}
+        return server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(cj), check=False)
+
+    cp = create("bad", schedule="61 * * * *")
+    assert ('The CronJob "bad" is invalid: spec.schedule: Invalid value: "61 * * * *": '
+            'end of range (61) above maximum (59): 61') in cp.stderr
+    cp = create("bad", timeZone="Mars/Olympus")
+    assert 'spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus' in cp.stderr
+    cp = create("bad", concurrencyPolicy="Sometimes")
+    assert 'spec.concurrencyPolicy: Unsupported value: "Sometimes": supported values: "Allow", "Forbid", "Replace"' \
+        in cp.stderr
+    cp = create("a" * 53)
+    assert "must be no more than 52 characters" in cp.stderr
+    assert server.kubectl("get", "cronjobs", "-n", ns).stderr.startswith("No resources found")

@@ -30,3 +30,20 @@ def test_a_condition_moves_its_transition_time_only_when_its_status_changes():
     resumed = _set_condition(again, "Suspended", "False", "JobResumed", "Job resumed", t1)
     assert (resumed[0]["status"], resumed[0]["reason"], resumed[0]["lastTransitionTime"]) == \
         ("False", "JobResumed", "2026-01-01T00:00:05Z")
+
+
+def test_cronjob_job_names_and_scheduled_times():
+    from zoneinfo import ZoneInfo
+
+    from pocketkube.controllers.cronjob import job_name, most_recent_time, rfc3339_in
+    from pocketkube.core import cron
+
+    utc = _dt.timezone.utc
+    t = _dt.datetime(2026, 12, 6, 6, 30, tzinfo=utc)
+    assert job_name("backup", t) == f"backup-{int(t.timestamp()) // 60}"
+    every5 = cron.parse("*/5 * * * *")
+    latest, missed = most_recent_time(every5, t - _dt.timedelta(minutes=12), t + _dt.timedelta(seconds=30), utc)
+    assert (latest, missed) == (t, 3)  # 6:20, 6:25, 6:30
+    assert most_recent_time(every5, t, t + _dt.timedelta(minutes=4), utc) == (None, 0)
+    assert rfc3339_in(t, utc) == "2026-12-06T06:30:00Z"
+    assert rfc3339_in(t, ZoneInfo("Asia/Kolkata")) == "2026-12-06T12:00:00+05:30"

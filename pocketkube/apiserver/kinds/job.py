@@ -47,42 +47,7 @@ class JobStrategy(apps_common.WorkloadStrategy):
         return obj.get("spec") != old.get("spec")
 
     def validate_spec(self, obj: dict) -> list[FieldError]:
-        spec = obj.get("spec") or {}
-        errs: list[FieldError] = []
-        for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
-            if spec.get(name) is not None:
-                errs += v.validate_nonnegative(spec[name], f"spec.{name}")
-        if spec.get("activeDeadlineSeconds") is not None and spec["activeDeadlineSeconds"] <= 0:
-            errs.append(invalid_value("spec.activeDeadlineSeconds", spec["activeDeadlineSeconds"],
-                                      "must be greater than 0"))
-        mode = spec.get("completionMode")
-        if mode not in ("NonIndexed", "Indexed"):
-            errs.append(not_supported("spec.completionMode", mode, ["NonIndexed", "Indexed"]))
-        if mode == "Indexed":
-            if spec.get("completions") is None:
-                errs.append(required("spec.completions", "when completion mode is Indexed"))
-            if (spec.get("parallelism") or 0) > MAX_PARALLELISM_FOR_INDEXED:
-                errs.append(invalid_value("spec.parallelism", spec["parallelism"],
-                                          f"must be less than or equal to {MAX_PARALLELISM_FOR_INDEXED} "
-                                          "when completion mode is Indexed"))
-        selector = spec.get("selector")
-        if selector is None:
-            errs.append(required("spec.selector"))
-        else:
-            errs += v.validate_label_selector(selector, "spec.selector")
-            uid = obj["metadata"].get("uid")
-            if not spec.get("manualSelector") and uid and (selector.get("matchLabels") or {}).get(CONTROLLER_UID) != uid:
-                errs.append(v.invalid_go("spec.selector", v.go_label_selector(selector), "`selector` not auto-generated"))
-        template = spec.get("template")
-        labels = ((template or {}).get("metadata") or {}).get("labels")
-        if selector is not None and not v.selector_is_empty(selector) and not v.selector_matches(selector, labels):
-            errs.append(v.invalid_go("spec.template.metadata.labels", v.go_string_map(labels),
-                                     "`selector` does not match template `labels`"))
-        errs += podspec.validate_pod_template(template or {}, "spec.template")
-        restart = ((template or {}).get("spec") or {}).get("restartPolicy") or ""
-        if restart not in ("OnFailure", "Never"):
-            errs.append(not_supported("spec.template.spec.restartPolicy", restart, ["OnFailure", "Never"]))
-        return errs
+        return validate_job_spec(obj.get("spec") or {}, "spec", obj["metadata"].get("uid"), in_cronjob=False)
 
     def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
         errs = v.validate_object_meta_update(obj.get("metadata") or {}, old.get("metadata") or {})
@@ -100,6 +65,46 @@ class JobStrategy(apps_common.WorkloadStrategy):
         if spec.get("template") != old_spec.get("template") and not old_spec.get("suspend"):
             errs.append(v.invalid_go("spec.template", "core.PodTemplateSpec{...}", v.FIELD_IMMUTABLE_ERROR_MSG))
         return errs
+
+
+def validate_job_spec(spec: dict, path: str, uid: str | None, in_cronjob: bool) -> list[FieldError]:
+    """validateJobSpec for a Job (its selector is required and, unless manual, generated) or a
+    CronJob's jobTemplate (`in_cronjob`: the selector comes with each Job, defaults too)."""
+    errs: list[FieldError] = []
+    for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+        if spec.get(name) is not None:
+            errs += v.validate_nonnegative(spec[name], f"{path}.{name}")
+    if spec.get("activeDeadlineSeconds") is not None and spec["activeDeadlineSeconds"] <= 0:
+        errs.append(invalid_value(f"{path}.activeDeadlineSeconds", spec["activeDeadlineSeconds"],
+                                  "must be greater than 0"))
+    mode = spec.get("completionMode", "NonIndexed" if in_cronjob else None)
+    if mode not in ("NonIndexed", "Indexed"):
+        errs.append(not_supported(f"{path}.completionMode", mode, ["NonIndexed", "Indexed"]))
+    if mode == "Indexed":
+        if spec.get("completions") is None:
+            errs.append(required(f"{path}.completions", "when completion mode is Indexed"))
+        if (spec.get("parallelism") or 0) > MAX_PARALLELISM_FOR_INDEXED:
+            errs.append(invalid_value(f"{path}.parallelism", spec["parallelism"],
+                                      f"must be less than or equal to {MAX_PARALLELISM_FOR_INDEXED} "
+                                      "when completion mode is Indexed"))
+    selector = spec.get("selector")
+    if selector is None:
+        if not in_cronjob:
+            errs.append(required(f"{path}.selector"))
+    else:
+        errs += v.validate_label_selector(selector, f"{path}.selector")
+        if not spec.get("manualSelector") and uid and (selector.get("matchLabels") or {}).get(CONTROLLER_UID) != uid:
+            errs.append(v.invalid_go(f"{path}.selector", v.go_label_selector(selector), "`selector` not auto-generated"))
+    template = spec.get("template")
+    labels = ((template or {}).get("metadata") or {}).get("labels")
+    if selector is not None and not v.selector_is_empty(selector) and not v.selector_matches(selector, labels):
+        errs.append(v.invalid_go(f"{path}.template.metadata.labels", v.go_string_map(labels),
+                                 "`selector` does not match template `labels`"))
+    errs += podspec.validate_pod_template(template or {}, f"{path}.template")
+    restart = ((template or {}).get("spec") or {}).get("restartPolicy") or ""
+    if restart not in ("OnFailure", "Never"):
+        errs.append(not_supported(f"{path}.template.spec.restartPolicy", restart, ["OnFailure", "Never"]))
+    return errs
 
 
 def generate_selector(job: dict) -> None:

@@ -4,8 +4,8 @@ the order a real 1.32 cluster lists them in discovery (core first, then by group
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
-    configmap, core_event, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
-    job, lease, namespace, node, pod, replicaset, replicationcontroller, secret, service, serviceaccount, statefulset,
+    configmap, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
+    job, lease, namespace, node, pod, rbac, replicaset, replicationcontroller, secret, service, serviceaccount, statefulset,
 )
 from pocketkube.apiserver.kinds.base import KindInfo
 
@@ -13,9 +13,10 @@ ALL_KINDS: list[KindInfo] = [
     namespace.INFO, pod.INFO, service.INFO, endpoints.INFO, node.INFO, secret.INFO, configmap.INFO,
     serviceaccount.INFO, core_event.INFO, replicationcontroller.INFO,
     deployment.INFO, replicaset.INFO, statefulset.INFO, daemonset.INFO,
-    job.INFO,
+    job.INFO, cronjob.INFO,
     events_event.INFO,
     ingress.INFO, ingressclass.INFO,
+    *rbac.KINDS,
     lease.INFO,
     endpointslice.INFO,
 ]
@@ -26,7 +27,8 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
                  namespaced=True, verbs=("get", "patch", "update"))
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
-_GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "coordination.k8s.io",
+_GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io",
+                "rbac.authorization.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")
 
 _BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
