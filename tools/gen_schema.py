@@ -56,6 +56,8 @@ SERVED_KINDS = [
     ("rbac.authorization.k8s.io/v1", "ClusterRole", "V1ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "V1RoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "V1ClusterRoleBinding"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "V1ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "V1MutatingWebhookConfiguration"),
     ("discovery.k8s.io/v1", "EndpointSlice", "V1EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress", "V1Ingress"),
     ("networking.k8s.io/v1", "IngressClass", "V1IngressClass"),
@@ -79,6 +81,7 @@ GROUP_PACKAGE = {
     "autoscaling": "io.k8s.api.autoscaling.v1",
     "batch": "io.k8s.api.batch.v1",
     "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
     "meta": "io.k8s.apimachinery.pkg.apis.meta.v1",
 }
 # Types of k8s.io/apimachinery/pkg/apis/meta/v1, with all they reach (every other type is

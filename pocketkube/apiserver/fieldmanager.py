@@ -139,6 +139,8 @@ _KIND_TABLES: dict[str, dict] = {
     "CronJob": {**_META, **_under(("spec", "jobTemplate", "metadata"), _OBJECT_META),
                 **_under(("spec", "jobTemplate", "spec"), _WORKLOAD)},
     "Ingress": {**_META, ("spec", "defaultBackend", "resource"): _ATOMIC},
+    "ValidatingWebhookConfiguration": {**_META, ("webhooks",): _assoc("name")},
+    "MutatingWebhookConfiguration": {**_META, ("webhooks",): _assoc("name")},
 }
 
 # Composite fields a zero Go object of the kind serializes anyway (structs, and slices or

@@ -787,6 +787,17 @@ def _binding_cells(binding: dict, now: _dt.datetime) -> list:
             ", ".join(users), ", ".join(groups), ", ".join(accounts)]
 
 
+_WEBHOOK_CONFIGURATION_COLUMNS = [
+    _name_col(),
+    _col("Webhooks", "Webhooks indicates the number of webhooks registered in this configuration", type_="integer"),
+    _age_col(),
+]
+
+
+def _webhook_configuration_cells(obj: dict, now: _dt.datetime) -> list:
+    return [_name(obj), len(obj.get("webhooks") or []), _age(obj, now)]
+
+
 _STATEFUL_SET_COLUMNS = [
     _name_col(),
     _col("Ready", _D_POD_READY_STATE),
@@ -1113,6 +1124,10 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
     ("batch", "CronJob"): _Printer(_CRON_JOB_COLUMNS, _cron_job_cells),
     ("rbac.authorization.k8s.io", "RoleBinding"): _Printer(_ROLE_BINDING_COLUMNS, _binding_cells),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
+        _Printer(_WEBHOOK_CONFIGURATION_COLUMNS, _webhook_configuration_cells),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"):
+        _Printer(_WEBHOOK_CONFIGURATION_COLUMNS, _webhook_configuration_cells),
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _Printer(_CLUSTER_ROLE_BINDING_COLUMNS, _binding_cells),
     ("apps", "DaemonSet"): _Printer(_DAEMON_SET_COLUMNS, _daemon_set_cells),
     ("discovery.k8s.io", "EndpointSlice"): _Printer(_ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),

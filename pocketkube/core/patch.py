@@ -518,10 +518,17 @@ _KINDS: dict[str, Mapping[str, _Field]] = {
     "ReplicaSet": _WORKLOAD,
     "StatefulSet": _WORKLOAD,
     "DaemonSet": _WORKLOAD,
+    "ReplicationController": _WORKLOAD,
+    "Job": _WORKLOAD,
+    "CronJob": {**_METADATA, "spec": _Field(schema={"jobTemplate": _Field(schema={
+        **_METADATA, "spec": _Field(schema={"template": _Field(schema=_POD_TEMPLATE)})})})},
+    "ValidatingWebhookConfiguration": {**_METADATA, "webhooks": _BY_NAME},
+    "MutatingWebhookConfiguration": {**_METADATA, "webhooks": _BY_NAME},
     # Only ObjectMeta has merge lists; Endpoints subsets, EndpointSlice endpoints/ports,
     # Ingress rules/tls are atomic, Secret/ConfigMap data are maps.
     **{kind: _METADATA for kind in ("Endpoints", "Secret", "ConfigMap", "Event", "EndpointSlice",
-                                    "Ingress", "IngressClass", "Lease", "Scale")},
+                                    "Ingress", "IngressClass", "Lease", "Scale", "Role", "ClusterRole",
+                                    "RoleBinding", "ClusterRoleBinding")},
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
     configmap, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
-    job, lease, namespace, node, pod, rbac, replicaset, replicationcontroller, secret, service, serviceaccount, statefulset,
+    job, lease, namespace, node, pod, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
+    statefulset, webhookconfiguration,
 )
 from pocketkube.apiserver.kinds.base import KindInfo
 
@@ -17,6 +18,7 @@ ALL_KINDS: list[KindInfo] = [
     events_event.INFO,
     ingress.INFO, ingressclass.INFO,
     *rbac.KINDS,
+    *webhookconfiguration.KINDS,
     lease.INFO,
     endpointslice.INFO,
 ]
@@ -28,7 +30,7 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
 _GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io",
-                "rbac.authorization.k8s.io", "coordination.k8s.io",
+                "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")
 
 _BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
