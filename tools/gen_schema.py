@@ -46,6 +46,9 @@ SERVED_KINDS = [
     ("v1", "ServiceAccount", "V1ServiceAccount"),
     ("v1", "Event", "CoreV1Event"),
     ("v1", "ReplicationController", "V1ReplicationController"),
+    ("v1", "ResourceQuota", "V1ResourceQuota"),
+    ("v1", "LimitRange", "V1LimitRange"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "V1NetworkPolicy"),
     ("apps/v1", "Deployment", "V1Deployment"),
     ("apps/v1", "ReplicaSet", "V1ReplicaSet"),
     ("apps/v1", "StatefulSet", "V1StatefulSet"),
@@ -123,6 +126,9 @@ RESOURCE_LIST_FIELDS = {
     "V1NodeStatus.capacity", "V1NodeStatus.allocatable", "V1PodSpec.overhead",
     "V1ContainerStatus.allocatedResources", "V1PodStatus.allocatedResources",
     "V1PersistentVolumeClaimStatus.capacity", "V1PersistentVolumeClaimStatus.allocatedResources",
+    "V1ResourceQuotaSpec.hard", "V1ResourceQuotaStatus.hard", "V1ResourceQuotaStatus.used",
+    "V1LimitRangeItem.max", "V1LimitRangeItem.min", "V1LimitRangeItem.default",
+    "V1LimitRangeItem.defaultRequest", "V1LimitRangeItem.maxLimitRequestRatio",
 }
 # metav1.MicroTime fields; every other timestamp is a metav1.Time.
 MICROTIME_FIELDS = {

@@ -798,6 +798,32 @@ def _webhook_configuration_cells(obj: dict, now: _dt.datetime) -> list:
     return [_name(obj), len(obj.get("webhooks") or []), _age(obj, now)]
 
 
+_NETWORK_POLICY_COLUMNS = [_name_col(), _col("Pod-Selector", 'podSelector selects the pods to which this NetworkPolicy object applies. The array of ingress rules is applied to any pods selected by this field. Multiple network policies can select the same set of pods. In this case, the ingress rules for each are combined additively. This field is NOT optional and follows standard label selector semantics. An empty podSelector matches all pods in this namespace.'), _age_col()]
+
+
+def _network_policy_cells(policy: dict, now: _dt.datetime) -> list:
+    return [_name(policy), format_label_selector(_spec(policy).get("podSelector") or {}), _age(policy, now)]
+
+
+_RESOURCE_QUOTA_COLUMNS = [
+    _name_col(),
+    _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
+    _col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of "
+                  "contention on the node."),
+    _age_col(),
+]
+
+
+def _resource_quota_cells(quota: dict, now: _dt.datetime) -> list:
+    """printResourceQuota: "used/hard" per resource of status.hard, limits.* in their own column."""
+    hard, used = _status(quota).get("hard") or {}, _status(quota).get("used") or {}
+    requests, limits = [], []
+    for resource in sorted(hard):
+        column = limits if resource.split(".")[0] == "limits" and "." in resource else requests
+        column.append(f"{resource}: {used.get(resource, '0')}/{hard[resource]}")
+    return [_name(quota), ", ".join(requests), ", ".join(limits), _age(quota, now)]
+
+
 _STATEFUL_SET_COLUMNS = [
     _name_col(),
     _col("Ready", _D_POD_READY_STATE),
@@ -1122,6 +1148,8 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("", "ReplicationController"): _Printer(_REPLICATION_CONTROLLER_COLUMNS, _replication_controller_cells),
     ("apps", "StatefulSet"): _Printer(_STATEFUL_SET_COLUMNS, _stateful_set_cells),
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
+    ("networking.k8s.io", "NetworkPolicy"): _Printer(_NETWORK_POLICY_COLUMNS, _network_policy_cells),
+    ("", "ResourceQuota"): _Printer(_RESOURCE_QUOTA_COLUMNS, _resource_quota_cells),
     ("batch", "CronJob"): _Printer(_CRON_JOB_COLUMNS, _cron_job_cells),
     ("rbac.authorization.k8s.io", "RoleBinding"): _Printer(_ROLE_BINDING_COLUMNS, _binding_cells),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):

@@ -528,7 +528,8 @@ _KINDS: dict[str, Mapping[str, _Field]] = {
     # Ingress rules/tls are atomic, Secret/ConfigMap data are maps.
     **{kind: _METADATA for kind in ("Endpoints", "Secret", "ConfigMap", "Event", "EndpointSlice",
                                     "Ingress", "IngressClass", "Lease", "Scale", "Role", "ClusterRole",
-                                    "RoleBinding", "ClusterRoleBinding")},
+                                    "RoleBinding", "ClusterRoleBinding", "ResourceQuota", "LimitRange",
+                                    "NetworkPolicy")},
 }
 
 

@@ -196,6 +196,28 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         3: ("observedGeneration", INT64),
         6: ("conditions", "AppsCondition", REP),
     },
+    "ResourceQuota": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "ResourceQuotaSpec"),
+        3: ("status", "ResourceQuotaStatus"),
+    },
+    "ResourceQuotaSpec": {
+        1: ("hard", MAP_QUANTITY),
+        2: ("scopes", STRING, REP),
+        3: ("scopeSelector", "ScopeSelector", PTR),
+    },
+    "ResourceQuotaStatus": {
+        1: ("hard", MAP_QUANTITY),
+        2: ("used", MAP_QUANTITY),
+    },
+    "ScopeSelector": {
+        1: ("matchExpressions", "ScopedResourceSelectorRequirement", REP),
+    },
+    "ScopedResourceSelectorRequirement": {
+        1: ("scopeName", STRING),
+        2: ("operator", STRING),
+        3: ("values", STRING, REP),
+    },
     # --- rbac.authorization.k8s.io/v1 ---
     "Role": {
         1: ("metadata", "ObjectMeta"),
@@ -1221,6 +1243,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Endpoints"): "Endpoints",
     ("v1", "Node"): "Node",
     ("v1", "ReplicationController"): "ReplicationController",
+    ("v1", "ResourceQuota"): "ResourceQuota",
     ("batch/v1", "Job"): "Job",
     ("batch/v1", "CronJob"): "CronJob",
     ("rbac.authorization.k8s.io/v1", "Role"): "Role",

@@ -105,3 +105,28 @@ def test_bad_webhook_configurations_get_the_real_errors(server):
                  "webhooks[0].clientConfig.url: Invalid value:",
                  "webhooks[0].admissionReviewVersions: Required value: must specify one of v1, v1beta1"):
         assert text in cp.stderr, (text, cp.stderr)
+
+
+def test_quotas_limit_ranges_and_network_policies_are_stored_and_printed(server, ns):
+    server.kubectl("create", "quota", "compute", "--hard=pods=10,requests.cpu=1,limits.memory=2Gi", "-n", ns)
+    quota = server.kubectl_json("get", "quota", "compute", "-n", ns)
+    assert quota["spec"]["hard"] == {"pods": "10", "requests.cpu": "1", "limits.memory": "2Gi"}
+    assert server.kubectl("get", "resourcequotas", "-n", ns).stdout.splitlines()[0].split() == \
+        ["NAME", "REQUEST", "LIMIT", "AGE"]
+    limits = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
+              "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}}]}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(limits))
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny"},
+              "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                       "ingress": [{"ports": [{"port": 5432}]}]}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(policy))
+    stored = server.kubectl_json("get", "netpol", "deny", "-n", ns)
+    assert stored["spec"]["policyTypes"] == ["Ingress"]
+    assert stored["spec"]["ingress"][0]["ports"][0]["protocol"] == "TCP"
+    assert server.kubectl("get", "networkpolicies", "-n", ns).stdout.splitlines()[1].split()[:2] == ["deny", "app=db"]
+    described = server.kubectl("describe", "ns", ns).stdout
+    assert "Resource Quotas" in described and "Resource Limits" in described
+    bad = {**limits, "metadata": {"name": "bad"}, "spec": {"limits": [{"type": "Node"}]}}
+    cp = server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(bad), check=False)
+    assert 'spec.limits[0].type: Unsupported value: "Node": supported values: "Container", "Pod", ' \
+           '"PersistentVolumeClaim"' in cp.stderr

@@ -1473,8 +1473,6 @@ def test_describe_pod_shows_the_service_account_token_volume(shop):
                      r"    ConfigMapName:           kube-root-ca.crt\n", described)
 
 
-@pytest.mark.xfail(strict=True, reason="pocketkube serves no resourcequotas or limitranges: describe "
-                   "namespace gets 404 for them and leaves out the two lines a real cluster prints")
 def test_describe_namespace(shop):
     assert out(shop, "describe", "ns", NS) == expect("""
         Name:         shop

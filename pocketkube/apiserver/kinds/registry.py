@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
     configmap, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
-    job, lease, namespace, node, pod, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
+    job, lease, namespace, node, pod, policykinds, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
     statefulset, webhookconfiguration,
 )
 from pocketkube.apiserver.kinds.base import KindInfo
@@ -19,6 +19,7 @@ ALL_KINDS: list[KindInfo] = [
     ingress.INFO, ingressclass.INFO,
     *rbac.KINDS,
     *webhookconfiguration.KINDS,
+    *policykinds.KINDS,
     lease.INFO,
     endpointslice.INFO,
 ]
