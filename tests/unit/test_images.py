@@ -207,6 +207,8 @@ def test_httpd_image_serves_it_works(image, tmp_path):
     htdocs = resolved.mounts["/usr/local/apache2/htdocs"]
     assert resolved.files[os.path.join(htdocs, "index.html")] == b"<html><body><h1>It works!</h1></body></html>\n"
     assert resolved.working_dir == "/usr/local/apache2"
+    assert os.readlink(os.path.join(resolved.mounts["/bin"], "sh")) == busybox.busybox_binary()
+    assert os.readlink(os.path.join(resolved.mounts["/bin"], "mv")) == shutil.which("mv")  # it has -v
 
 
 @pytest.mark.parametrize("image", ["gcr.io/kubernetes-e2e-test-images/jessie-dnsutils:1.0",

@@ -11,7 +11,8 @@
   and bash over them.
 - httpd (docker.io/library/httpd, the suite's 2.4.38-alpine webserver): the bundled program
   serving the pod's own /usr/local/apache2/htdocs ("It works!") on 80 as Apache does, with
-  busybox as /bin (the StatefulSet tests `mv` index.html away to fail the readiness probe).
+  alpine's busybox as /bin (the StatefulSet tests `mv -v` index.html away to fail the readiness
+  probe).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ NAMES = AGNHOST + HTTPD
 HEADLINE = ("registry.k8s.io/e2e-test-images/agnhost", "httpd")
 
 AGNHOST_PROGRAMS = ("nc=nc.openbsd", "dig", "nslookup", "host", "ip", "ss", "bash", "curl")
+# Debian builds busybox's mv without -v, alpine's has it: the StatefulSet tests fail a readiness
+# probe with `mv -v .../htdocs/index.html /tmp/ || true`, so mv is this machine's (coreutils).
+HTTPD_PROGRAMS = ("mv",)
 HTDOCS = "/usr/local/apache2/htdocs"
 IT_WORKS = b"<html><body><h1>It works!</h1></body></html>\n"
 
@@ -87,7 +91,7 @@ def httpd_config(ctx: ImageContext) -> ImageConfig:
     return ImageConfig(cmd=["httpd-foreground"], env=env, working_dir="/usr/local/apache2",
                        programs={"httpd-foreground": run, "/usr/local/bin/httpd-foreground": run},
                        files={os.path.join(htdocs, "index.html"): IT_WORKS},
-                       mounts={HTDOCS: htdocs, "/bin": ensure_bin_dir(ctx.cache_dir)},
+                       mounts={HTDOCS: htdocs, "/bin": ensure_bin_dir(ctx.cache_dir, HTTPD_PROGRAMS)},
                        size=file_size(os.path.join(PROGRAMS_DIR, "webapps.py")))
 
 
