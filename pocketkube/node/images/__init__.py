@@ -1,10 +1,11 @@
 """The built-in image catalog: what a container's `image` runs on this machine.
 
 There is no container runtime and nothing is pulled. A well-known image name maps to a real
-program here: Debian's nginx and busybox, or a small bundled Python program (the echo
-servers, kubia, http-echo, httpd, agnhost). Each family lives in its own module and describes its
-image the way a Dockerfile does (ENTRYPOINT, CMD, ENV) plus what the pod must see (files
-bind-mounted into the pod, busybox applets as /bin). `resolve()` applies Kubernetes' rules for
+program here: Debian's nginx and busybox, or a small bundled Python program in programs/
+(webapps.py: the echo servers, kubia, http-echo, httpd; agnhost.py: the e2e suite's agnhost).
+Each family lives in its own module and describes its image the way a Dockerfile does
+(ENTRYPOINT, CMD, ENV) plus what the pod must see (files bind-mounted into the pod, busybox
+applets as /bin). `resolve()` applies Kubernetes' rules for
 `command`/`args` over ENTRYPOINT/CMD. An image that is not in the catalog still runs when the
 container gives a `command:` (any program on this machine); without one it is an image pull
 error that lists the catalog, as a real node reports a missing image.
