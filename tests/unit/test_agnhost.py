@@ -288,10 +288,10 @@ def test_serve_hostname_tcp_and_udp(program):
     port = closed_port(socket.SOCK_STREAM)
     proc = program("serve-hostname", "--http=false", "--tcp", "--udp", f"--port={port}")
     wait_for_port(port)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as conn:
         assert conn.recv(100) == HOST.encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
+        sock.settimeout(15)  # generous: other tests may load the machine
         sock.sendto(b"x", ("127.0.0.1", port))
         assert sock.recv(100) == HOST.encode()
     proc.send_signal(signal.SIGTERM)
@@ -343,3 +343,29 @@ def test_connect_reports_refused_and_success(program):
 def test_entrypoint_tester_prints_its_command_line(program):
     proc = program("--as", "/agnhost-2", "entrypoint-tester", "a", "b")
     assert (proc.wait(10), proc.stdout.read()) == (0, "[/agnhost-2 entrypoint-tester a b]\n")
+
+
+# ---- mounttest ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, text", [
+    (0o100644, "-rw-r--r--"), (0o040777, "drwxrwxrwx"), (0o041777, "dtrwxrwxrwx"), (0o104755, "urwxr-xr-x"),
+    (0o020666, "Dcrw-rw-rw-"), (0o120777, "Lrwxrwxrwx"), (0o644, "-rw-r--r--")])
+def test_go_file_mode(mode, text):
+    assert agnhost.go_file_mode(mode) == text
+
+
+def test_mounttest_reports_as_upstream(program, tmp_path):
+    new = tmp_path / "new"
+    proc = program("mounttest", f"--new_file_0660={new}", f"--file_perm={new}", f"--file_mode={tmp_path}",
+                   f"--file_content={tmp_path / 'missing'}")
+    assert proc.wait(10) == 1  # the missing file
+    assert proc.stdout.read().splitlines() == [
+        f'content of file "{new}": mount-tester new file', "",
+        f'mode of file "{tmp_path}": {agnhost.go_file_mode(os.stat(tmp_path).st_mode)}',
+        f'perms of file "{new}": -rw-rw----',
+        f'error reading file content for "{tmp_path / "missing"}": open {tmp_path / "missing"}: '
+        f'no such file or directory']
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    if shm:
+        proc = program("mounttest", f"--fs_type={shm}")
+        assert (proc.wait(10), proc.stdout.read()) == (0, f'mount type of "{shm}": tmpfs\n')

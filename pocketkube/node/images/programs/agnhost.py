@@ -12,7 +12,7 @@ writes it, logs as Go's log package writes them (to stderr), exit codes.
 - serve-hostname: the hostname over HTTP (default), or raw --tcp and/or --udp, on --port (9376).
 - porter: the value of each SERVE_PORT_N / SERVE_TLS_PORT_N variable on port N.
 - pause, connect, test-webserver, liveness, dns-suffix, dns-server-list, etc-hosts,
-  entrypoint-tester.
+  entrypoint-tester, mounttest (what the volume tests read back from a pod).
 
 The hostname is the pod's (its own UTS namespace), so answers name the pod that served them.
 """
@@ -998,6 +998,134 @@ def run_etc_hosts(inv: Invocation) -> int:
     return 0
 
 
+# ---- mounttest: what the volume tests read back from a pod -------------------------------------
+
+TMPFS_MAGIC = 0x01021994
+NEW_FILE_CONTENT = "mount-tester new file\n"
+
+
+def fs_type(path: str) -> int:
+    """statfs(2)'s f_type (the first field of struct statfs on Linux)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    buf = ctypes.create_string_buffer(256)
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def go_file_mode(mode: int) -> str:
+    """os.FileMode.String: type and special bits as `dalTLDpSugct?` letters, then rwxrwxrwx."""
+    import stat
+
+    letters = ""
+    for test, letter in ((stat.S_ISDIR, "d"), (stat.S_ISLNK, "L"), (lambda m: stat.S_ISBLK(m) or stat.S_ISCHR(m), "D"),
+                         (stat.S_ISFIFO, "p"), (stat.S_ISSOCK, "S")):
+        if test(mode):
+            letters += letter
+    letters += "u" if mode & stat.S_ISUID else ""
+    letters += "g" if mode & stat.S_ISGID else ""
+    letters += "c" if stat.S_ISCHR(mode) else ""
+    letters += "t" if mode & stat.S_ISVTX else ""
+    rwx = "".join(char if mode & (1 << (8 - i)) else "-" for i, char in enumerate("rwxrwxrwx"))
+    return (letters or "-") + rwx
+
+
+def go_error(exc: OSError, op: str, path: str) -> str:
+    """A Go *PathError: `open /x: no such file or directory`."""
+    return f"{op} {path}: {(exc.strerror or str(exc)).lower()}"
+
+
+def run_mounttest(inv: Invocation) -> int:
+    """Each flag's check in upstream's order, one line each; exit 1 if any failed."""
+    flags = inv.flags
+    os.umask(0)
+    failed = False
+
+    def read(path: str) -> bool:
+        try:
+            with open(path) as f:
+                print(f'content of file "{path}": {f.read()}')
+            return True
+        except OSError as exc:
+            print(f'error reading file content for "{path}": {go_error(exc, "open", path)}')
+            return False
+
+    def check(flag: str, action: Callable[[str], bool]) -> None:
+        nonlocal failed
+        if flags[flag] and not action(flags[flag]):
+            failed = True
+
+    def fstype(path: str) -> bool:
+        try:
+            kind = fs_type(path)
+        except OSError as exc:
+            print(f'error from statfs("{path}"): {(exc.strerror or "").lower()}')
+            return False
+        print(f'mount type of "{path}": {"tmpfs" if kind == TMPFS_MAGIC else kind}')
+        return True
+
+    def new_file(perm: int) -> Callable[[str], bool]:
+        def write(path: str) -> bool:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perm)
+                with os.fdopen(fd, "w") as f:
+                    f.write(NEW_FILE_CONTENT)
+            except OSError as exc:
+                print(f'error writing new file "{path}": {go_error(exc, "open", path)}')
+                return False
+            return read(path)
+        return write
+
+    def stat_line(show: Callable[[os.stat_result, str], str]) -> Callable[[str], bool]:
+        def run(path: str) -> bool:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                print(f'error from Stat("{path}"): {go_error(exc, "stat", path)}')
+                return False
+            print(show(st, path))
+            return True
+        return run
+
+    def in_loop(path: str) -> bool:
+        deadline = time.monotonic() + flags["retry_time"]
+        ok = False
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    content = f.read()
+                ok = True
+            except OSError as exc:
+                print(f"Error reading file {path}: {go_error(exc, 'open', path)}, retrying")
+                ok = False
+                time.sleep(2)
+                continue
+            print(f'content of file "{path}": {content}')
+            if not flags["break_on_expected_content"]:
+                time.sleep(2)
+                continue
+            if content == NEW_FILE_CONTENT:
+                break
+            print(f"Unexpected content. Expected: {NEW_FILE_CONTENT}. Retrying", end="")
+            time.sleep(2)
+        return ok
+
+    check("fs_type", fstype)
+    for perm in ("0644", "0666", "0660", "0777"):
+        check(f"new_file_{perm}", new_file(int(perm, 8)))
+    check("file_mode", stat_line(lambda st, path: f'mode of file "{path}": {go_file_mode(st.st_mode)}'))
+    check("file_perm", stat_line(lambda st, path: f'perms of file "{path}": {go_file_mode(st.st_mode & 0o777)}'))
+    check("file_owner", stat_line(lambda st, path: f'owner UID of "{path}": {st.st_uid}\n'
+                                                   f'owner GID of "{path}": {st.st_gid}'))
+    check("file_content", read)
+    check("file_content_in_loop", in_loop)
+    return 1 if failed else 0
+
+
 def run_entrypoint_tester(inv: Invocation) -> int:
     """Prints its whole command line as Go prints a []string: `[/agnhost entrypoint-tester a b]`."""
     print("[" + " ".join(inv.argv) + "]")
@@ -1018,6 +1146,10 @@ COMMANDS: dict[str, Command] = {
     "dns-server-list": Command(run_dns_server_list),
     "etc-hosts": Command(run_etc_hosts),
     "entrypoint-tester": Command(run_entrypoint_tester, max_args=None),
+    "mounttest": Command(run_mounttest, {"fs_type": "", "file_mode": "", "file_perm": "", "file_owner": "",
+                                         "new_file_0644": "", "new_file_0666": "", "new_file_0660": "",
+                                         "new_file_0777": "", "file_content": "", "file_content_in_loop": "",
+                                         "retry_time": 180, "break_on_expected_content": True}),
 }
 
 # Programs that keep running until stopped die on SIGTERM as Go programs do when PID 1 of their
