@@ -7,30 +7,15 @@ Every request goes to a pod address of this test's own cluster."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import uuid
 
 import pytest
 
+from tests.e2e.test_cluster_pods import eventually
+
 pytestmark = pytest.mark.e2e
 
 AGNHOST = "k8s.gcr.io/e2e-test-images/agnhost:2.21"
-
-
-def eventually(check, timeout: float = 60.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"not true after {timeout}s (last: {last!r})")
 
 
 def pod(name: str, node: str, args: list[str] | None = None, command: list[str] | None = None,
@@ -107,7 +92,8 @@ def test_node_to_pod_as_the_suite_checks_it(cluster, images_ns):
     ns, ips = images_ns
     for target in ("netexec-1", "netexec-2"):
         ip = ips[target]
-        udp = eventually(lambda: exec_sh(cluster, ns, "host-exec", f"echo hostName | nc -w 1 -u {ip} 8081"))
+        udp = eventually(lambda: exec_sh(cluster, ns, "host-exec", f"echo hostName | nc -w 1 -u {ip} 8081"),
+                         timeout=60)
         assert udp.strip() == target
         http = exec_sh(cluster, ns, "host-exec",
                        f"curl -g -q -s --max-time 15 --connect-timeout 1 http://{ip}:8080/hostName")
