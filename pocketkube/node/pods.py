@@ -661,7 +661,7 @@ class PodWorker:
             self.event("Normal", "Pulled", f'Container image "{image}" already present on machine')
         for path, data in slot.resolved.files.items():
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_atomic(path, data)
+            write_atomic(path, data, 0o755 if data.startswith(b"#!") else 0o644)  # a script is a program
 
     def _image_key(self, slot: ContainerSlot) -> str:
         return f"{self.uid}_{slot.spec.get('image', '')}"
@@ -715,7 +715,8 @@ class PodWorker:
 
     async def _volume_mounts(self) -> tuple[list[dict], list[dict]]:
         """Bind mounts for every container's volumeMounts (first one wins per path) and the
-        images' own mounts; top-level replacements (/bin of busybox) apart."""
+        images' own mounts; top-level replacements of the machine's entries (/bin of busybox)
+        apart. A top-level path the machine lacks (agnhost's /agnhost) is an ordinary mount."""
         spec = self.pod.get("spec") or {}
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
         sources: dict[str, str] = {}
@@ -741,7 +742,7 @@ class PodWorker:
             for target, source in (slot.resolved.mounts if slot.resolved else {}).items():
                 if target in mounts or any(t["target"] == target for t in top):
                     continue
-                if target.count("/") == 1:
+                if target.count("/") == 1 and os.path.lexists(target):
                     top.append({"target": target, "source": source, "readonly": True})
                 else:
                     mounts[target] = {"target": target, "source": source, "readonly": False, "owned": True}

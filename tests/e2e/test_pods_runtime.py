@@ -434,6 +434,27 @@ async def test_host_network_pod_uses_the_node_namespace(node):
     assert not any(link.startswith("veth") for link in node.links())
 
 
+async def test_agnhost_pod_has_upstreams_layout(node):
+    """The agnhost image as the e2e suite execs into it: /agnhost runs the bundled program,
+    /bin/sh is busybox's, nc is netcat-openbsd's (nc -u), /uploads and the certificate exist;
+    netexec answers over HTTP and UDP from the node."""
+    image = "k8s.gcr.io/e2e-test-images/agnhost:2.21"
+    script = ("/agnhost dns-suffix; ls -d /uploads; head -1 /localhost.crt; readlink /bin/sh; "
+              "nc -h 2>&1 | grep -c -- -u; /agnhost-2 entrypoint-tester x; sleep 3600")
+    pod = make_pod("agn", [{"name": "netexec", "image": image, "args": ["netexec", "--http-port=8080"]},
+                           {"name": "shell", "image": image, "command": ["sh", "-c", script]}])
+    ip = (await node.running(pod))["podIP"]
+    assert node.curl(f"http://{ip}:8080/hostname") == "agn"
+    assert json.loads(node.curl(f"http://{ip}:8080/dial?request=hostname&protocol=udp&host=127.0.0.1&port=8081")) \
+        == {"responses": ["agn"]}
+    await asyncio.sleep(0.5)
+    lines = (await node.logs(pod, "shell")).splitlines()
+    assert lines[:3] == ["default.svc.cluster.local,svc.cluster.local,cluster.local", "/uploads",
+                         "-----BEGIN CERTIFICATE-----"]
+    assert lines[3] == shutil.which("busybox") and int(lines[4]) >= 1
+    assert lines[5] == "[/agnhost-2 entrypoint-tester x]"
+
+
 async def test_fifty_pods_at_once(node):
     pods = [make_pod(f"p{i}", [{"name": "pause", "image": "registry.k8s.io/pause:3.9"}]) for i in range(50)]
     statuses = await asyncio.gather(*(node.running(p, timeout=60) for p in pods))

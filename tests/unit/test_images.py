@@ -153,8 +153,6 @@ def test_curl_image_entrypoint(args, expected, tmp_path):
      ["http-echo", "-listen=:8080", "-text", "hi"]),
     ("ealen/echo-server", None, None, ["echo-server", "json", "80", "webserver"]),
     ("kicbase/echo-server:1.0", None, None, ["echo-server", "text", "8080"]),
-    ("registry.k8s.io/e2e-test-images/agnhost:2.39", ["/agnhost", "netexec", "--http-port=8080"], None,
-     ["agnhost", "netexec", "--http-port=8080"]),
     ("gcr.io/google-samples/hello-app:2.0", None, None, ["hello-app", "2.0"]),
 ])
 def test_bundled_app_images(image, command, args, tail):
@@ -162,6 +160,67 @@ def test_bundled_app_images(image, command, args, tail):
     assert resolved.argv[:3] == [sys.executable, "-I", "-u"]
     assert resolved.argv[3] == os.path.join(images.PROGRAMS_DIR, "webapps.py")
     assert resolved.argv[4:] == tail
+
+
+AGNHOST_PY = os.path.join(images.PROGRAMS_DIR, "agnhost.py")
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+@pytest.mark.parametrize("image, command, args, tail", [
+    ("k8s.gcr.io/e2e-test-images/agnhost:2.21", None, None, ["pause"]),
+    ("registry.k8s.io/e2e-test-images/agnhost:2.39", None, ["netexec", "--http-port=8080", "--udp-port=8081"],
+     ["netexec", "--http-port=8080", "--udp-port=8081"]),
+    ("k8s.gcr.io/e2e-test-images/agnhost:2.21", ["/agnhost", "serve-hostname"], None, ["serve-hostname"]),
+    ("k8s.gcr.io/e2e-test-images/agnhost:2.21", ["/agnhost-2", "entrypoint-tester"], None,
+     ["--as", "/agnhost-2", "entrypoint-tester"]),
+])
+def test_agnhost_image_runs_the_bundled_agnhost(image, command, args, tail, tmp_path):
+    resolved = resolve(image, command, args, tmp_path=tmp_path)
+    assert resolved.argv == [sys.executable, "-I", "-u", AGNHOST_PY, *tail]
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+def test_agnhost_image_layout(tmp_path):
+    """/agnhost is a program of the pod (for `kubectl exec`), /bin has alpine's busybox with
+    the programs upstream adds over it, /uploads is the pod's, the localhost certificate is there."""
+    resolved = resolve("k8s.gcr.io/e2e-test-images/agnhost:2.21", tmp_path=tmp_path)
+    script = resolved.files[resolved.mounts["/agnhost"]].decode()
+    assert script.startswith("#!/bin/sh\n") and f"{AGNHOST_PY} \"$@\"" in script
+    assert "--as /agnhost-2" in resolved.files[resolved.mounts["/agnhost-2"]].decode()
+    assert os.path.isdir(resolved.mounts["/uploads"])
+    assert resolved.env["PATH"].startswith("/bin:")
+    bin_dir = resolved.mounts["/bin"]
+    assert os.readlink(os.path.join(bin_dir, "sh")) == busybox.busybox_binary()
+    for program in ("curl", "dig", "nc"):
+        if shutil.which(program):
+            assert os.readlink(os.path.join(bin_dir, program)) != busybox.busybox_binary()
+    if shutil.which("openssl"):
+        assert resolved.files[resolved.mounts["/localhost.crt"]].startswith(b"-----BEGIN CERTIFICATE-----")
+        assert b"PRIVATE KEY" in resolved.files[resolved.mounts["/localhost.key"]]
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+@pytest.mark.parametrize("image", ["docker.io/library/httpd:2.4.38-alpine", "httpd:2.4.39-alpine", "httpd"])
+def test_httpd_image_serves_it_works(image, tmp_path):
+    resolved = resolve(image, tmp_path=tmp_path)
+    assert resolved.argv[3:5] == [os.path.join(images.PROGRAMS_DIR, "webapps.py"), "httpd"]
+    htdocs = resolved.mounts["/usr/local/apache2/htdocs"]
+    assert resolved.files[os.path.join(htdocs, "index.html")] == b"<html><body><h1>It works!</h1></body></html>\n"
+    assert resolved.working_dir == "/usr/local/apache2"
+    assert os.readlink(os.path.join(resolved.mounts["/bin"], "sh")) == busybox.busybox_binary()
+    assert os.readlink(os.path.join(resolved.mounts["/bin"], "mv")) == shutil.which("mv")  # it has -v
+
+
+@pytest.mark.parametrize("image", ["gcr.io/kubernetes-e2e-test-images/jessie-dnsutils:1.0",
+                                   "k8s.gcr.io/e2e-test-images/jessie-dnsutils:1.4"])
+def test_jessie_dnsutils_is_a_debian_shell(image):
+    resolved = resolve(image, command=["sh", "-c", "dig +short kubernetes.default"])
+    assert resolved.in_catalog and resolved.argv[:2] == ["sh", "-c"]
+    assert resolve(image).argv == ["bash"]
+
+
+def test_nginx_alpine_tags_are_our_nginx(tmp_path):
+    assert resolve("docker.io/library/nginx:1.14-alpine", tmp_path=tmp_path).argv[0] == nginx.NGINX
 
 
 def test_pause_image_sleeps_until_sigterm():
@@ -197,6 +256,7 @@ def test_image_ids_are_stable_digests():
 class FakeRequest:
     def __init__(self, path="/", headers=None, body=b""):
         self.path = path
+        self.requestline = f"GET {path} HTTP/1.1"
         self.command = "GET"
         self.request_version = "HTTP/1.1"
         self.client_address = ("10.244.1.7", 41234)
@@ -251,13 +311,17 @@ def test_text_echo_server_reports_the_request():
     assert "Host: 10.244.1.5:8080" in body
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/hostname", "agn-1"), ("/clientip", "10.244.1.7:41234"), ("/echo?msg=hey", "hey"), ("/healthz", "ok")])
-def test_agnhost_netexec(path, expected):
-    app = webapps.Agnhost(["netexec", "--http-port=8080"])
-    app.hostname = "agn-1"
-    assert app.port == 8080
-    assert app.answer(FakeRequest(path))[1] == expected
+def test_httpd_serves_htdocs_as_apache(tmp_path, capsys):
+    (tmp_path / "index.html").write_bytes(b"<html><body><h1>It works!</h1></body></html>\n")
+    app = webapps.Httpd(["2.4.38"])
+    app.root = str(tmp_path)
+    assert app.answer(FakeRequest("/")) == (200, b"<html><body><h1>It works!</h1></body></html>\n", "text/html")
+    status, body, _ = app.answer(FakeRequest("/index.html"))
+    assert status == 200
+    status, body, content_type = app.answer(FakeRequest("/../../etc/passwd"))
+    assert status == 404 and b"<title>404 Not Found</title>" in body
+    assert app.server_header()["server_version"] == "Apache/2.4.38 (Unix)"
+    assert '"GET / HTTP/1.1" 200 45' in capsys.readouterr().out
 
 
 def test_hello_app():

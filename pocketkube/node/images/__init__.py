@@ -1,10 +1,11 @@
 """The built-in image catalog: what a container's `image` runs on this machine.
 
 There is no container runtime and nothing is pulled. A well-known image name maps to a real
-program here: Debian's nginx and busybox, or a small bundled Python program (the echo
-servers, kubia, http-echo, agnhost). Each family lives in its own module and describes its
-image the way a Dockerfile does (ENTRYPOINT, CMD, ENV) plus what the pod must see (files
-bind-mounted into the pod, busybox applets as /bin). `resolve()` applies Kubernetes' rules for
+program here: Debian's nginx and busybox, or a small bundled Python program in programs/
+(webapps.py: the echo servers, kubia, http-echo, httpd; agnhost.py: the e2e suite's agnhost).
+Each family lives in its own module and describes its image the way a Dockerfile does
+(ENTRYPOINT, CMD, ENV) plus what the pod must see (files bind-mounted into the pod, busybox
+applets as /bin). `resolve()` applies Kubernetes' rules for
 `command`/`args` over ENTRYPOINT/CMD. An image that is not in the catalog still runs when the
 container gives a `command:` (any program on this machine); without one it is an image pull
 error that lists the catalog, as a real node reports a missing image.
@@ -130,9 +131,9 @@ class Resolved:
 
 
 def _families():
-    from pocketkube.node.images import apps, busybox, nginx, pause, system
+    from pocketkube.node.images import agnhost, apps, busybox, nginx, pause, system
 
-    return (nginx, busybox, apps, pause, system)
+    return (nginx, busybox, apps, agnhost, pause, system)
 
 
 def catalog() -> dict:
@@ -203,9 +204,9 @@ def resolve(image: str, command: list | None, args: list | None, pod: dict, cont
                     mounts=config.mounts, size=config.size)
 
 
-def python_program(ctx: ImageContext, *args: str) -> list[str]:
+def python_program(ctx: ImageContext, *args: str, program: str = "webapps.py") -> list[str]:
     """argv running a bundled program with the project's interpreter (unbuffered, isolated)."""
-    return [ctx.python, "-I", "-u", os.path.join(PROGRAMS_DIR, "webapps.py"), *args]
+    return [ctx.python, "-I", "-u", os.path.join(PROGRAMS_DIR, program), *args]
 
 
 def file_size(path: str) -> int:

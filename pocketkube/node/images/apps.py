@@ -7,8 +7,6 @@
 - echo servers answering with the request they saw (client address and port, method, path,
   headers, pod name): ealen/echo-server (JSON, port 80), jmalloc/echo-server,
   kicbase/echo-server and inanimate/echo-server (text, port 8080).
-- registry.k8s.io/e2e-test-images/agnhost: `netexec` (--http-port, default 8080) and
-  `serve-hostname` (9376), the subcommands Kubernetes' tutorials use.
 """
 
 from __future__ import annotations
@@ -21,10 +19,9 @@ HTTP_ECHO = ("hashicorp/http-echo",)
 HELLO_APP = ("gcr.io/google-samples/hello-app", "us-docker.pkg.dev/google-samples/containers/gke/hello-app")
 JSON_ECHO = ("ealen/echo-server",)
 TEXT_ECHO = ("jmalloc/echo-server", "kicbase/echo-server", "inanimate/echo-server")
-AGNHOST = ("registry.k8s.io/e2e-test-images/agnhost", "k8s.gcr.io/e2e-test-images/agnhost")
-NAMES = KUBIA + HTTP_ECHO + HELLO_APP + JSON_ECHO + TEXT_ECHO + AGNHOST
+NAMES = KUBIA + HTTP_ECHO + HELLO_APP + JSON_ECHO + TEXT_ECHO
 HEADLINE = ("luksa/kubia", "hashicorp/http-echo", "gcr.io/google-samples/hello-app", "ealen/echo-server",
-            "jmalloc/echo-server", "registry.k8s.io/e2e-test-images/agnhost")
+            "jmalloc/echo-server")
 
 
 def _kubia_mode(ctx: ImageContext) -> str:
@@ -52,10 +49,6 @@ def image_config(ctx: ImageContext) -> ImageConfig:
     if name in JSON_ECHO:
         run = python_program(ctx, "echo-server", "json", "80")
         return ImageConfig(entrypoint=["node", "webserver"], programs={"node": run}, env=env, size=size)
-    if name in TEXT_ECHO:
-        run = python_program(ctx, "echo-server", "text", "8080")
-        return ImageConfig(entrypoint=["/bin/echo-server"], programs={"/bin/echo-server": run, "echo-server": run},
-                           env={**env, "PORT": "8080"}, size=size)
-    run = python_program(ctx, "agnhost")
-    return ImageConfig(entrypoint=["/agnhost"], cmd=["pause"], programs={"/agnhost": run, "agnhost": run},
-                       env=env, size=size)
+    run = python_program(ctx, "echo-server", "text", "8080")
+    return ImageConfig(entrypoint=["/bin/echo-server"], programs={"/bin/echo-server": run, "echo-server": run},
+                       env={**env, "PORT": "8080"}, size=size)

@@ -1,4 +1,5 @@
-"""Shell images: busybox and alpine (Debian's busybox applets), curl, debian and ubuntu.
+"""Shell images: busybox and alpine (Debian's busybox applets), curl, debian and ubuntu, and
+the e2e suite's jessie-dnsutils (a Debian with dig and nslookup: this machine's bash and dnsutils).
 
 For busybox-based images the pod's /bin is a node-wide directory where every busybox applet
 (sh, wget, nslookup, ping, ...) is a link to Debian's busybox and every other program of
@@ -21,7 +22,9 @@ import subprocess
 from pocketkube.node.images import DEFAULT_PATH, ImageConfig, ImageContext, file_size
 
 BUSYBOX_IMAGES = ("busybox", "alpine", "radial/busyboxplus", "curlimages/curl")
-HOST_SHELL_IMAGES = ("debian", "ubuntu")
+JESSIE_DNSUTILS = ("gcr.io/kubernetes-e2e-test-images/jessie-dnsutils", "k8s.gcr.io/e2e-test-images/jessie-dnsutils",
+                   "registry.k8s.io/e2e-test-images/jessie-dnsutils")
+HOST_SHELL_IMAGES = ("debian", "ubuntu") + JESSIE_DNSUTILS
 NAMES = BUSYBOX_IMAGES + HOST_SHELL_IMAGES
 HEADLINE = ("busybox", "alpine", "curlimages/curl", "debian", "ubuntu")
 BUSYBOX_PATH = "/bin:" + DEFAULT_PATH.removesuffix(":/bin")
@@ -56,9 +59,18 @@ exit "$code"
 """
 
 
-def ensure_bin_dir(cache_dir: str) -> str:
-    """The node-wide applet directory mounted as a busybox pod's /bin (built once)."""
-    bin_dir = os.path.join(cache_dir, "busybox-bin.2")  # .2: with the wget wrapper
+def _replace_link(link: str, target: str) -> None:
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(target, link)
+
+
+def ensure_bin_dir(cache_dir: str, real: tuple[str, ...] = ()) -> str:
+    """The node-wide applet directory mounted as a busybox pod's /bin (built once). `real`
+    names programs an image installs over busybox's applets (alpine's `apk add`): each links
+    to this machine's program (`nc=nc.openbsd`: `nc` is netcat-openbsd's, `dig`: dig's)."""
+    suffix = ("-" + "-".join(sorted(real)).replace("=", "_")) if real else ""
+    bin_dir = os.path.join(cache_dir, f"busybox-bin.2{suffix}")  # .2: with the wget wrapper
     if os.path.isdir(bin_dir):
         return bin_dir
     busybox = busybox_binary()
@@ -70,16 +82,18 @@ def ensure_bin_dir(cache_dir: str) -> str:
     for name in os.listdir("/usr/bin"):
         os.symlink(os.path.join("/usr/bin", name), os.path.join(building, name))
     for name in applets(busybox):
-        link = os.path.join(building, name)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(busybox, link)
+        _replace_link(os.path.join(building, name), busybox)
     wget = os.path.join(building, "wget")
     if os.path.lexists(wget):
         os.unlink(wget)
     with open(wget, "w") as f:
         f.write(WGET_WRAPPER.format(busybox=busybox))
     os.chmod(wget, 0o755)
+    for entry in real:
+        name, _, program = entry.partition("=")
+        path = shutil.which(program or name, path=DEFAULT_PATH)
+        if path:
+            _replace_link(os.path.join(building, name), path)
     try:
         os.rename(building, bin_dir)
     except OSError:  # another pod built it first

@@ -1,13 +1,14 @@
 """The bundled web applications of the image catalog (standard library only).
 
 Run as `python -I -u webapps.py APP [ARGS...]` inside a pod; APP is kubia, http-echo,
-hello-app, echo-server or agnhost. Each answers as the real image does; the hostname is the
+hello-app, echo-server or httpd (agnhost is programs/agnhost.py). Each answers as the real image does; the hostname is the
 pod's (its own UTS namespace), so answers name the pod that served them.
 """
 
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 import socket
 import signal
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def log(line: str) -> None:
@@ -73,8 +74,12 @@ class App:
     def starting(self) -> None:
         pass
 
+    def server_header(self) -> dict:
+        """Handler attributes that make the Server header (the default names pocketkube)."""
+        return {}
+
     def serve(self, host: str = "") -> None:
-        handler = type("AppHandler", (Handler,), {"app": self})
+        handler = type("AppHandler", (Handler,), {"app": self, **self.server_header()})
         server = ThreadingHTTPServer((host, self.port), handler)
         server.daemon_threads = True
         self.starting()
@@ -204,45 +209,49 @@ class EchoServer(App):
         }
 
 
-class Agnhost(App):
-    """agnhost's netexec and serve-hostname subcommands."""
+class Httpd(App):
+    """httpd (Apache's official image): the files of /usr/local/apache2/htdocs on port 80,
+    index.html for a directory, Apache's 404 page, the common log format on stdout."""
+
+    port = 80
+    root = "/usr/local/apache2/htdocs"
+    not_found = ('<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>404 Not Found</title>\n'
+                 '</head><body>\n<h1>Not Found</h1>\n<p>The requested URL was not found on this server.</p>\n'
+                 '</body></html>\n')
 
     def __init__(self, args):
         super().__init__(args)
-        self.command = args[0] if args else "pause"
-        if self.command == "serve-hostname":
-            flags = go_flags(args[1:], {"port": "9376", "http": "true"})
-        else:
-            flags = go_flags(args[1:], {"http-port": "8080"})
-        self.port = int(flags.get("port") or flags.get("http-port") or 8080)
+        self.version = args[0] if args and args[0][:1].isdigit() else "2.4"
+
+    def starting(self) -> None:
+        stamp = time.strftime("%a %b %d %H:%M:%S.000000 %Y")
+        print(f"[{stamp}] [mpm_event:notice] [pid {os.getpid()}:tid 1] AH00489: Apache/{self.version} (Unix) "
+              "configured -- resuming normal operations", file=sys.stderr, flush=True)
 
     def answer(self, req):
-        if self.command == "serve-hostname":
-            return 200, self.hostname, self.text_plain
-        url = urlsplit(req.path)
-        query = parse_qs(url.query)
-        if url.path == "/hostname":
-            return 200, self.hostname, self.text_plain
-        if url.path == "/clientip":
-            return 200, f"{req.client_address[0]}:{req.client_address[1]}", self.text_plain
-        if url.path == "/echo":
-            return 200, (query.get("msg") or [""])[0], self.text_plain
-        if url.path == "/header":
-            return 200, req.headers.get((query.get("key") or [""])[0], ""), self.text_plain
-        if url.path == "/healthz":
-            return 200, "ok", self.text_plain
-        return 200, f"NOW: {time.strftime('%Y-%m-%d %H:%M:%S.000000000 +0000 UTC', time.gmtime())}", self.text_plain
+        path = os.path.normpath("/" + unquote(urlsplit(req.path).path))
+        target = os.path.join(self.root, path.lstrip("/"))
+        if os.path.isdir(target):
+            target = os.path.join(target, "index.html")
+        try:
+            with open(target, "rb") as f:
+                status, body, content_type = 200, f.read(), self.content_type(target)
+        except OSError:
+            status, body, content_type = 404, self.not_found.encode(), "text/html; charset=iso-8859-1"
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+        log(f'{req.client_address[0]} - - [{stamp}] "{req.requestline}" {status} {len(body)}')
+        return status, body, content_type
 
-    def serve(self, host: str = "") -> None:
-        if self.command not in ("netexec", "serve-hostname"):
-            while True:
-                time.sleep(3600)
-        log(f"Started HTTP server on port {self.port}")
-        super().serve(host)
+    @staticmethod
+    def content_type(path: str) -> str:
+        return mimetypes.guess_type(path)[0] or "text/plain"
+
+    def server_header(self) -> dict:
+        return {"server_version": f"Apache/{self.version} (Unix)", "sys_version": ""}
 
 
 APPS = {"kubia": Kubia, "http-echo": HttpEcho, "hello-app": HelloApp, "echo-server": EchoServer,
-        "agnhost": Agnhost}
+        "httpd": Httpd}
 
 
 def main(argv: list[str]) -> int:
