@@ -27,6 +27,7 @@ from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, served
 from pocketkube.core import errors, fieldsets, selectors
+from pocketkube.core.query import query_bool, wants_pretty
 from pocketkube.core.objects import deep_copy, rfc3339, utc_now
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ class Handlers:
             log.exception("internal error on %s %s", req.method, req.path)
             reply = status_reply(errors.internal(str(exc) or exc.__class__.__name__))
         reply.warnings = warnings
+        if isinstance(reply, Reply) and reply.content_type.startswith(JSON_CT) and reply.body \
+                and wants_pretty(req.query, req.headers.get("User-Agent", "")):
+            reply.body = orjson.dumps(orjson.loads(reply.body), option=orjson.OPT_INDENT_2)
         return reply
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -268,7 +272,7 @@ class Handlers:
             return await self._token_request(req, t)
         if not t.name:
             if method == "GET":
-                if q.get("watch") in ("true", "1"):
+                if query_bool(q, "watch"):
                     return await self._watch(req, t)
                 return await self._list(req, t)
             if method == "POST":
@@ -371,7 +375,7 @@ class Handlers:
             await self.cache.wait_fresh()
         watcher, backlog = self.cache.watch(collection_prefix(t.info, t.namespace), after, match)
         timeout = _int_param(q, "timeoutSeconds", 0) or random.randint(1800, 3600)
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = query_bool(q, "allowWatchBookmarks")
         return StreamReply(self._watch_stream(t.info, accept, watcher, backlog, timeout, bookmarks))
 
     async def _watch_stream(self, info: KindInfo, accept: codec.Accept, watcher, backlog, timeout: float,
@@ -446,10 +450,7 @@ class Handlers:
         mode = q.get("fieldValidation")
         if mode is not None and mode not in ("Ignore", "Warn", "Strict", ""):
             errs.append(errors.not_supported("fieldValidation", mode, ["", "Ignore", "Strict", "Warn"]))
-        force = q.get("force")
-        if force is not None and force not in ("true", "1", "false", "0"):
-            raise errors.bad_request(f'strconv.ParseBool: parsing "{force}": invalid syntax')
-        forced = force in ("true", "1")
+        forced = query_bool(q, "force")
         manager = q.get("fieldManager", "")
         if method == "PATCH":
             if forced and not apply:

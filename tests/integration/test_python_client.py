@@ -1,0 +1,92 @@
+"""The official `kubernetes` Python client against a real pocketkube API server, used as the
+client's own e2e tests use it (kubernetes-client/python kubernetes/e2e_test and
+kubernetes/base/dynamic/test_*.py; scripts/python-client-e2e runs those themselves).
+Exec and port-forward through `kubernetes.stream` are in test_streaming.py."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import threading
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+
+
+def raw_get(server, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None):
+    """(status, headers, body bytes) of a request, read to the end."""
+    u = urlparse(server.url)
+    conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=30,
+                                       context=ssl.create_default_context(cafile=server.ca))
+    conn.request(method, path, body=body, headers={"Authorization": f"Bearer {server.token}", **(headers or {})})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, resp.headers, body
+
+
+def configmap(name: str, value: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"e2e-tests": "true"}},
+            "data": {"key": value, "config": "dummy"}}
+
+
+def test_watch_from_a_lists_resource_version(k8s_client, ns):
+    """The upstream test_watch_configmaps: every event after the LIST, through watch.Watch()."""
+    client, api_client = k8s_client
+    from kubernetes import watch
+
+    api = client.CoreV1Api(api_client)
+    api.create_namespaced_config_map(ns, configmap("a", "a"))
+    rv = api.list_namespaced_config_map(ns, label_selector="e2e-tests=true").metadata.resource_version
+    b = configmap("b", "b")
+    api.create_namespaced_config_map(ns, b)
+    b["data"]["config"] = "{}"
+    api.patch_namespaced_config_map("b", ns, b)
+    api.delete_collection_namespaced_config_map(ns, label_selector="e2e-tests=true")
+    seen = [(ev["type"], ev["object"].metadata.name)
+            for ev in watch.Watch().stream(api.list_namespaced_config_map, ns, resource_version=rv,
+                                           timeout_seconds=2, label_selector="e2e-tests=true")]
+    assert seen[:2] == [("ADDED", "b"), ("MODIFIED", "b")]
+    assert sorted(seen[2:]) == [("DELETED", "a"), ("DELETED", "b")]
+
+
+@pytest.mark.parametrize("spelling", ["True", "true", "1", "t", "TRUE"])
+def test_watch_spelled_as_any_client_does_is_a_watch(server, ns, spelling):
+    """Clients up to v32 send watch=True: a stream of events, not a list."""
+    status, headers, body = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps?watch={spelling}"
+                                            f"&timeoutSeconds=1")
+    assert status == 200
+    events = [json.loads(line) for line in body.splitlines()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "kube-root-ca.crt")]
+
+
+@pytest.mark.parametrize("spelling", ["false", "False", "FALSE", "0"])
+def test_watch_false_is_a_list(server, ns, spelling):
+    status, _, body = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps?watch={spelling}")
+    assert status == 200 and json.loads(body)["kind"] == "ConfigMapList"
+
+
+def test_pretty_output(k8s_client, server, ns):
+    client, api_client = k8s_client
+    assert client.CoreV1Api(api_client).list_namespaced_config_map(ns, pretty="True").items  # v32's spelling
+    _, _, pretty = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt?pretty=True")
+    _, _, plain = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt")
+    assert pretty.startswith(b'{\n  "apiVersion": "v1",\n  "kind": "ConfigMap",\n')
+    assert json.loads(pretty) == json.loads(plain) and b"\n" not in plain
+    _, _, curl = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt",
+                         {"User-Agent": "curl/8.5.0"})
+    assert curl == pretty
+
+
+def test_force_is_read_as_a_query_boolean(k8s_client, server, ns):
+    """force=x is true (nothing in the query conversion fails): a non-apply patch may not force."""
+    client, api_client = k8s_client
+    client.CoreV1Api(api_client).create_namespaced_config_map(ns, configmap("forced", "a"))
+    status, _, body = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/forced?force=x", method="PATCH",
+                              body=b'{"data":{"key":"b"}}',
+                              headers={"Content-Type": "application/merge-patch+json"})
+    assert status == 422
+    assert json.loads(body)["message"] == \
+        'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch'
