@@ -61,6 +61,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json"
     warnings: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,8 +89,9 @@ class Handlers:
         self.cache = cache
         self.server_address = server_address
         self.openapi = OpenAPIV3()
-        self._aggregated_core = orjson.dumps(discovery.aggregated(core=True))
-        self._aggregated_groups = orjson.dumps(discovery.aggregated(core=False))
+        core_doc, groups_doc = (orjson.dumps(discovery.aggregated(core=c)) for c in (True, False))
+        self._aggregated_core = (core_doc, discovery.etag(core_doc))
+        self._aggregated_groups = (groups_doc, discovery.etag(groups_doc))
         # Extra handlers for subresources served elsewhere (logs, exec, ...): (resource, sub) -> fn
         self.subresource_handlers: dict[tuple[str, str], Callable] = {}
 
@@ -133,6 +135,8 @@ class Handlers:
             return status_response(exc)
         reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body))
         headers = CIMultiDict({"Content-Type": reply.content_type})
+        if isinstance(reply, Reply):
+            headers.update(reply.headers)
         for w in reply.warnings:
             headers.add("Warning", "299 - " + errors.go_quote(w))
         if isinstance(reply, Reply):
@@ -205,14 +209,13 @@ class Handlers:
         raise errors.not_found_path()
 
     def _discovery_root(self, req: Request, core: bool) -> Reply:
-        accept = req.headers.get("Accept", "")
-        if "as=APIGroupDiscoveryList" in accept and "g=apidiscovery.k8s.io" in accept:
-            ct = discovery.AGGREGATED_CONTENT_TYPE if "v=v2;" in accept or accept.find("v=v2") >= 0 \
-                else discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
-            if "v=v2" not in accept:
-                ct = discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
-            body = self._aggregated_core if core else self._aggregated_groups
-            return Reply(200, body, ct)
+        ct = discovery.aggregated_content_type(req.headers.get("Accept", ""))
+        if ct:
+            body, tag = self._aggregated_core if core else self._aggregated_groups
+            headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "public"}
+            if req.headers.get("If-None-Match") == tag:
+                return Reply(304, b"", ct, headers=headers)
+            return Reply(200, body, ct, headers=headers)
         if core:
             return json_response(discovery.legacy_api_versions(self.server_address))
         return json_response(discovery.legacy_groups())

@@ -90,3 +90,46 @@ def test_force_is_read_as_a_query_boolean(k8s_client, server, ns):
     assert status == 422
     assert json.loads(body)["message"] == \
         'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch'
+
+
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+
+
+@pytest.mark.parametrize("path", ["/api", "/apis"])
+def test_aggregated_discovery_is_byte_stable_with_an_etag(server, path):
+    status, headers, first = raw_get(server, path, {"Accept": AGGREGATED})
+    _, again_headers, again = raw_get(server, path, {"Accept": AGGREGATED})
+    assert status == 200 and first == again
+    tag = headers["ETag"]
+    assert tag == again_headers["ETag"] and tag.startswith('"') and len(tag) == 130  # SHA-512, hex, quoted
+    assert headers["Vary"] == "Accept" and headers["Cache-Control"] == "public"
+    status, headers, body = raw_get(server, path, {"Accept": AGGREGATED, "If-None-Match": tag})
+    assert (status, body, headers["ETag"]) == (304, b"", tag)
+    status, _, body = raw_get(server, path, {"Accept": AGGREGATED, "If-None-Match": '"stale"'})
+    assert status == 200 and body == first
+    _, legacy_headers, _ = raw_get(server, path)
+    assert "ETag" not in legacy_headers  # only the aggregated documents carry one
+
+
+def test_every_listed_group_version_serves_resources(server):
+    _, _, body = raw_get(server, "/apis")
+    for group in json.loads(body)["groups"]:
+        for version in group["versions"]:
+            status, _, doc = raw_get(server, f"/apis/{version['groupVersion']}")
+            assert status == 200 and json.loads(doc)["resources"], version["groupVersion"]
+
+
+def test_dynamic_client_discovery_cache_is_written_once(k8s_client, tmp_path):
+    """The upstream test_init_cache_from_file: a second client finds all it needs in the cache."""
+    _, api_client = k8s_client
+    from kubernetes.dynamic import DynamicClient
+
+    cache = tmp_path / "discovery.json"
+    first = DynamicClient(api_client, cache_file=str(cache)).resources.get(api_version="v1", kind="Node")
+    written = cache.read_bytes()
+    mtime = cache.stat().st_mtime_ns
+    second = DynamicClient(api_client, cache_file=str(cache)).resources.get(api_version="v1", kind="Node")
+    assert cache.stat().st_mtime_ns == mtime and cache.read_bytes() == written
+    assert first.to_dict() == second.to_dict()
+    deploy = DynamicClient(api_client, cache_file=str(cache)).resources.get(kind="Deployment")
+    assert deploy.group_version == "apps/v1" and sorted(deploy.subresources) == ["scale", "status"]
