@@ -146,6 +146,7 @@ class Storage:
         schema.zero_null_structs(info.api_version, info.kind, obj)
         info.strategy.default(obj)
         info.strategy.prepare_for_create(obj)
+        schema.zero_required_status(info.api_version, info.kind, obj)
         m["uid"] = new_uid()
         m["creationTimestamp"] = rfc3339()
         if opts.field_manager or not m.get("managedFields"):
@@ -321,6 +322,7 @@ class Storage:
                     m.pop(k)
         elif opts.subresource != "binding":  # a binding sets nodeName and PodScheduled, nothing else
             info.strategy.prepare_for_update(obj, old)
+        schema.zero_required_status(info.api_version, info.kind, obj)
         if operation == "Update":
             _set_managed_fields(m, fieldmanager.update_managed_fields(
                 old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),

@@ -133,3 +133,29 @@ def test_dynamic_client_discovery_cache_is_written_once(k8s_client, tmp_path):
     assert first.to_dict() == second.to_dict()
     deploy = DynamicClient(api_client, cache_file=str(cache)).resources.get(kind="Deployment")
     assert deploy.group_version == "apps/v1" and sorted(deploy.subresources) == ["scale", "status"]
+
+
+def test_daemonset_create_answers_the_required_status_integers(k8s_client, ns):
+    """The upstream test_create_daemonset: the client refuses a DaemonSetStatus without them."""
+    client, api_client = k8s_client
+    apps = client.AppsV1Api(api_client)
+    template = {"metadata": {"labels": {"app": "nginx"}},
+                "spec": {"containers": [{"name": "nginx-app", "image": "nginx:1.15.4"}]}}
+    created = apps.create_namespaced_daemon_set(ns, {
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ds", "labels": {"app": "nginx"}},
+        "spec": {"selector": {"matchLabels": {"app": "nginx"}}, "template": template,
+                 "updateStrategy": {"type": "RollingUpdate"}}})
+    status = created.status
+    assert (status.current_number_scheduled, status.desired_number_scheduled, status.number_misscheduled,
+            status.number_ready) == (0, 0, 0, 0)
+    assert apps.read_namespaced_daemon_set("ds", ns).spec.template.spec.containers[0].name == "nginx-app"
+    rs = apps.create_namespaced_replica_set(ns, {
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "nginx"}}, "template": template}})
+    assert rs.status.replicas == 0
+    sts = apps.create_namespaced_stateful_set(ns, {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "sts"},
+        "spec": {"replicas": 0, "serviceName": "sts", "selector": {"matchLabels": {"app": "nginx"}},
+                 "template": template}})
+    assert sts.status.replicas == 0
+    apps.delete_namespaced_daemon_set("ds", ns, body=client.V1DeleteOptions())
