@@ -110,9 +110,6 @@ class Handlers:
             log.exception("internal error on %s %s", req.method, req.path)
             reply = status_reply(errors.internal(str(exc) or exc.__class__.__name__))
         reply.warnings = warnings
-        if isinstance(reply, Reply) and reply.content_type.startswith(JSON_CT) and reply.body \
-                and wants_pretty(req.query, req.headers.get("User-Agent", "")):
-            reply.body = orjson.dumps(orjson.loads(reply.body), option=orjson.OPT_INDENT_2)
         return reply
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -140,9 +137,15 @@ class Handlers:
         for w in reply.warnings:
             headers.add("Warning", "299 - " + errors.go_quote(w))
         if isinstance(reply, Reply):
+            tail = b""
+            if reply.body and reply.content_type.startswith(JSON_CT):
+                if wants_pretty(request.query, request.headers.get("User-Agent", "")):
+                    reply.body = orjson.dumps(orjson.loads(reply.body), option=orjson.OPT_INDENT_2)
+                else:
+                    tail = b"\n"  # encoding/json's Encoder ends every document with a newline
             if len(reply.body) <= LARGE_BODY:
-                return web.Response(body=reply.body, status=reply.status, headers=headers)
-            return await _send_in_slices(request, reply, headers)
+                return web.Response(body=reply.body + tail, status=reply.status, headers=headers)
+            return await _send_in_slices(request, reply, headers, tail)
         headers["Cache-Control"] = "no-cache, private"
         resp = web.StreamResponse(headers=headers)
         resp.enable_chunked_encoding()
@@ -758,14 +761,15 @@ def scale_of(parent: dict) -> dict:
     }
 
 
-async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDict) -> web.StreamResponse:
+async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDict,
+                          tail: bytes) -> web.StreamResponse:
     resp = web.StreamResponse(status=reply.status, headers=headers)
-    resp.content_length = len(reply.body)
+    resp.content_length = len(reply.body) + len(tail)
     await resp.prepare(request)
     view = memoryview(reply.body)
     for start in range(0, len(view), SLICE):
         await resp.write(view[start:start + SLICE])
-    await resp.write_eof()
+    await resp.write_eof(tail)
     return resp
 
 
@@ -783,7 +787,7 @@ def status_reply(exc: errors.APIError) -> Reply:
 
 def status_response(exc: errors.APIError) -> web.Response:
     """A Status as an aiohttp response (for the HTTP-only paths: auth, streaming subresources)."""
-    return web.Response(body=orjson.dumps(exc.status()), status=exc.code, headers={"Content-Type": JSON_CT})
+    return web.Response(body=orjson.dumps(exc.status()) + b"\n", status=exc.code, headers={"Content-Type": JSON_CT})
 
 
 def _typed(info: KindInfo, obj: dict) -> dict:

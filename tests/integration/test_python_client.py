@@ -74,7 +74,7 @@ def test_pretty_output(k8s_client, server, ns):
     _, _, pretty = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt?pretty=True")
     _, _, plain = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt")
     assert pretty.startswith(b'{\n  "apiVersion": "v1",\n  "kind": "ConfigMap",\n')
-    assert json.loads(pretty) == json.loads(plain) and b"\n" not in plain
+    assert json.loads(pretty) == json.loads(plain) and plain.count(b"\n") == 1 and plain.endswith(b"}\n")
     _, _, curl = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt",
                          {"User-Agent": "curl/8.5.0"})
     assert curl == pretty
@@ -159,3 +159,25 @@ def test_daemonset_create_answers_the_required_status_integers(k8s_client, ns):
                  "template": template}})
     assert sts.status.replicas == 0
     apps.delete_namespaced_daemon_set("ds", ns, body=client.V1DeleteOptions())
+
+
+def test_create_from_yaml_reports_conflicts_as_the_servers_status(k8s_client, ns, tmp_path):
+    """The upstream multi-conflict test: each error is `Error from server (Conflict): ` and the body
+    exactly as kube-apiserver sends it (compact, in metav1.Status field order, one newline)."""
+    client, api_client = k8s_client
+    from kubernetes import utils
+
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "triple-nginx"},
+                  "spec": {"selector": {"matchLabels": {"app": "nginx"}},
+                           "template": {"metadata": {"labels": {"app": "nginx"}},
+                                        "spec": {"containers": [{"name": "nginx", "image": "nginx:1.15.4"}]}}}}
+    manifest = tmp_path / "triple-nginx.yaml"
+    manifest.write_text("\n---\n".join([json.dumps(deployment)] * 3))
+    with pytest.raises(utils.FailToCreateError) as exc:
+        utils.create_from_yaml(api_client, str(manifest), namespace=ns)
+    one = ('Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+           '"message":"deployments.apps \\"triple-nginx\\" already exists","reason":"AlreadyExists",'
+           '"details":{"name":"triple-nginx","group":"apps","kind":"deployments"},"code":409}\n')
+    assert str(exc.value) == one + one
+    assert client.AppsV1Api(api_client).read_namespaced_deployment("triple-nginx", ns).metadata.name == \
+        "triple-nginx"
