@@ -143,9 +143,10 @@ class Handlers:
                     reply.body = orjson.dumps(orjson.loads(reply.body), option=orjson.OPT_INDENT_2)
                 else:
                     tail = b"\n"  # encoding/json's Encoder ends every document with a newline
+            reply.body += tail
             if len(reply.body) <= LARGE_BODY:
-                return web.Response(body=reply.body + tail, status=reply.status, headers=headers)
-            return await _send_in_slices(request, reply, headers, tail)
+                return web.Response(body=reply.body, status=reply.status, headers=headers)
+            return await _send_in_slices(request, reply, headers)
         headers["Cache-Control"] = "no-cache, private"
         resp = web.StreamResponse(headers=headers)
         resp.enable_chunked_encoding()
@@ -761,15 +762,14 @@ def scale_of(parent: dict) -> dict:
     }
 
 
-async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDict,
-                          tail: bytes) -> web.StreamResponse:
+async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDict) -> web.StreamResponse:
     resp = web.StreamResponse(status=reply.status, headers=headers)
-    resp.content_length = len(reply.body) + len(tail)
+    resp.content_length = len(reply.body)
     await resp.prepare(request)
     view = memoryview(reply.body)
     for start in range(0, len(view), SLICE):
         await resp.write(view[start:start + SLICE])
-    await resp.write_eof(tail)
+    await resp.write_eof()
     return resp
 
 

@@ -146,7 +146,6 @@ class Storage:
         schema.zero_null_structs(info.api_version, info.kind, obj)
         info.strategy.default(obj)
         info.strategy.prepare_for_create(obj)
-        schema.zero_required_status(info.api_version, info.kind, obj)
         m["uid"] = new_uid()
         m["creationTimestamp"] = rfc3339()
         if opts.field_manager or not m.get("managedFields"):
@@ -154,6 +153,7 @@ class Storage:
                 None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"]))
         for hook in self.admission:
             await _maybe_await(hook("CREATE", info, obj, None))
+        schema.zero_required_status(info.api_version, info.kind, obj)
         with self._reserving("CREATE", info, obj, None, opts.dry_run):
             self._validate(info, obj, None)
             key = object_key(info, namespace, m["name"])
