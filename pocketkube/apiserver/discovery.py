@@ -1,10 +1,15 @@
 """API discovery: aggregated (apidiscovery.k8s.io/v2) and legacy documents, and /version.
 
-Built once from the kind registry; every document is pre-encoded since kubectl fetches
-them on each cold start.
+Built once from the kind registry, so two identical requests get the same bytes; every
+document is pre-encoded since kubectl fetches them on each cold start. A group version is
+listed only where it serves a resource (autoscaling/v1 holds just the Scale subresource's kind
+here: it has an OpenAPI document, not a discovery entry). The aggregated documents carry the
+ETag kube-apiserver gives them (the SHA-512 of the document, upper-case hex, quoted).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from pocketkube import __version__
 from pocketkube.apiserver.kinds import registry
@@ -56,10 +61,38 @@ def _served(info: KindInfo) -> bool:
     return info.resource != "scale"
 
 
+def served_groups() -> list[tuple[str, list[str]]]:
+    """(group, [versions]) that serve at least one resource, in the registry's order."""
+    out = []
+    for group, versions in registry.groups():
+        versions = [v for v in versions
+                    if any(i.group == group and i.version == v and _served(i) for i in registry.ALL_KINDS)]
+        if versions:
+            out.append((group, versions))
+    return out
+
+
+def aggregated_content_type(accept: str) -> str | None:
+    """The aggregated form the client asks for first (v2 or v2beta1), or None for the legacy one."""
+    for entry in accept.split(","):
+        params = dict(p.strip().split("=", 1) for p in entry.split(";")[1:] if "=" in p)
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
+            if params.get("v") == "v2":
+                return AGGREGATED_CONTENT_TYPE
+            if params.get("v") == "v2beta1":
+                return AGGREGATED_V2BETA1_CONTENT_TYPE
+    return None
+
+
+def etag(document: bytes) -> str:
+    """The aggregated discovery ETag (calculateETag: SHA-512 of the JSON, %X), quoted."""
+    return '"' + hashlib.sha512(document).hexdigest().upper() + '"'
+
+
 def aggregated(core: bool) -> dict:
     """The APIGroupDiscoveryList for /api (core=True) or /apis."""
     items = []
-    for group, versions in registry.groups():
+    for group, versions in served_groups():
         if (group == "") != core:
             continue
         vers = []
@@ -108,19 +141,19 @@ def _group_entry(group: str, versions: list[str]) -> dict:
 
 
 def legacy_groups() -> dict:
-    groups = [_group_entry(g, vs) for g, vs in registry.groups() if g]
+    groups = [_group_entry(g, vs) for g, vs in served_groups() if g]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
 def legacy_group(group: str) -> dict | None:
-    for g, vs in registry.groups():
+    for g, vs in served_groups():
         if g == group and g:
             return {"kind": "APIGroup", "apiVersion": "v1", **_group_entry(g, vs)}
     return None
 
 
 def legacy_resources(group: str, version: str) -> dict | None:
-    if not any(g == group and version in vs for g, vs in registry.groups()):
+    if not any(g == group and version in vs for g, vs in served_groups()):
         return None
     gv = f"{group}/{version}" if group else version
     resources = []

@@ -28,6 +28,7 @@ from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, served
 from pocketkube.core import errors, fieldsets, selectors
+from pocketkube.core.query import query_bool, wants_pretty
 from pocketkube.core.objects import deep_copy, rfc3339, utc_now
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json"
     warnings: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,8 +90,9 @@ class Handlers:
         self.cache = cache
         self.server_address = server_address
         self.openapi = OpenAPIV3()
-        self._aggregated_core = orjson.dumps(discovery.aggregated(core=True))
-        self._aggregated_groups = orjson.dumps(discovery.aggregated(core=False))
+        core_doc, groups_doc = (orjson.dumps(discovery.aggregated(core=c)) for c in (True, False))
+        self._aggregated_core = (core_doc, discovery.etag(core_doc))
+        self._aggregated_groups = (groups_doc, discovery.etag(groups_doc))
         # Extra handlers for subresources served elsewhere (logs, exec, ...): (resource, sub) -> fn
         self.subresource_handlers: dict[tuple[str, str], Callable] = {}
         # resource -> handler(request, target, "[scheme:]name[:port]", prefix, rest) for RESOURCE/NAME/proxy/...
@@ -139,9 +142,18 @@ class Handlers:
             return status_response(exc)
         reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body))
         headers = CIMultiDict({"Content-Type": reply.content_type})
+        if isinstance(reply, Reply):
+            headers.update(reply.headers)
         for w in reply.warnings:
             headers.add("Warning", "299 - " + errors.go_quote(w))
         if isinstance(reply, Reply):
+            tail = b""
+            if reply.body and reply.content_type.startswith(JSON_CT):
+                if wants_pretty(request.query, request.headers.get("User-Agent", "")):
+                    reply.body = orjson.dumps(orjson.loads(reply.body), option=orjson.OPT_INDENT_2)
+                else:
+                    tail = b"\n"  # encoding/json's Encoder ends every document with a newline
+            reply.body += tail
             if len(reply.body) <= LARGE_BODY:
                 return web.Response(body=reply.body, status=reply.status, headers=headers)
             return await _send_in_slices(request, reply, headers)
@@ -226,14 +238,13 @@ class Handlers:
         raise errors.not_found_path()
 
     def _discovery_root(self, req: Request, core: bool) -> Reply:
-        accept = req.headers.get("Accept", "")
-        if "as=APIGroupDiscoveryList" in accept and "g=apidiscovery.k8s.io" in accept:
-            ct = discovery.AGGREGATED_CONTENT_TYPE if "v=v2;" in accept or accept.find("v=v2") >= 0 \
-                else discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
-            if "v=v2" not in accept:
-                ct = discovery.AGGREGATED_V2BETA1_CONTENT_TYPE
-            body = self._aggregated_core if core else self._aggregated_groups
-            return Reply(200, body, ct)
+        ct = discovery.aggregated_content_type(req.headers.get("Accept", ""))
+        if ct:
+            body, tag = self._aggregated_core if core else self._aggregated_groups
+            headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "public"}
+            if req.headers.get("If-None-Match") == tag:
+                return Reply(304, b"", ct, headers=headers)
+            return Reply(200, body, ct, headers=headers)
         if core:
             return json_response(discovery.legacy_api_versions(self.server_address))
         return json_response(discovery.legacy_groups())
@@ -293,7 +304,7 @@ class Handlers:
             return await self._token_request(req, t)
         if not t.name:
             if method == "GET":
-                if q.get("watch") in ("true", "1"):
+                if query_bool(q, "watch"):
                     return await self._watch(req, t)
                 return await self._list(req, t)
             if method == "POST":
@@ -396,7 +407,7 @@ class Handlers:
             await self.cache.wait_fresh()
         watcher, backlog = self.cache.watch(collection_prefix(t.info, t.namespace), after, match)
         timeout = _int_param(q, "timeoutSeconds", 0) or random.randint(1800, 3600)
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = query_bool(q, "allowWatchBookmarks")
         return StreamReply(self._watch_stream(t.info, accept, watcher, backlog, timeout, bookmarks))
 
     async def _watch_stream(self, info: KindInfo, accept: codec.Accept, watcher, backlog, timeout: float,
@@ -471,10 +482,7 @@ class Handlers:
         mode = q.get("fieldValidation")
         if mode is not None and mode not in ("Ignore", "Warn", "Strict", ""):
             errs.append(errors.not_supported("fieldValidation", mode, ["", "Ignore", "Strict", "Warn"]))
-        force = q.get("force")
-        if force is not None and force not in ("true", "1", "false", "0"):
-            raise errors.bad_request(f'strconv.ParseBool: parsing "{force}": invalid syntax')
-        forced = force in ("true", "1")
+        forced = query_bool(q, "force")
         manager = q.get("fieldManager", "")
         if method == "PATCH":
             if forced and not apply:
@@ -811,7 +819,7 @@ def status_reply(exc: errors.APIError) -> Reply:
 
 def status_response(exc: errors.APIError) -> web.Response:
     """A Status as an aiohttp response (for the HTTP-only paths: auth, streaming subresources)."""
-    return web.Response(body=orjson.dumps(exc.status()), status=exc.code, headers={"Content-Type": JSON_CT})
+    return web.Response(body=orjson.dumps(exc.status()) + b"\n", status=exc.code, headers={"Content-Type": JSON_CT})
 
 
 def _typed(info: KindInfo, obj: dict) -> dict:

@@ -339,6 +339,38 @@ def _zero_value(node: Node, value: Any) -> None:
                 _zero_value(node.elem, value[k])
 
 
+_GO_ZERO = {"string": "", "bool": False, "int32": 0, "int64": 0, "float64": 0}
+
+
+def zero_required_status(api_version: str, kind: str, obj: dict) -> None:
+    """In place: the required scalar fields of `status` (Go fields without omitempty) that are
+    missing get their zero value, as encoding/json writes them: a DaemonSet created has
+    currentNumberScheduled, desiredNumberScheduled, numberMisscheduled and numberReady 0, a
+    ReplicaSet replicas 0; clients that check required fields (the Python client) decode it."""
+    root = _root(api_version, kind)
+    node = root.fields.get("status") if root is not None else None
+    status = obj.get("status")
+    if node is not None and node.kind == STRUCT and type(status) is dict:
+        _zero_required(node.struct, status)
+
+
+def _zero_required(struct: Struct, value: dict) -> None:
+    for name in struct.required:
+        node = struct.fields.get(name)
+        if node is not None and name not in value and node.kind in _GO_ZERO:
+            value[name] = _GO_ZERO[node.kind]
+    for name, item in value.items():
+        node = struct.fields.get(name)
+        if node is None or not node.deep or item is None:
+            continue
+        if node.kind == STRUCT and type(item) is dict:
+            _zero_required(node.struct, item)
+        elif node.kind in (LIST, MAP) and node.elem.kind == STRUCT and type(item) in (list, dict):
+            for elem in (item if type(item) is list else item.values()):
+                if type(elem) is dict:
+                    _zero_required(node.elem.struct, elem)
+
+
 # ---------------------------------------------------------------- wrong JSON types
 
 

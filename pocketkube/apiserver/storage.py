@@ -153,6 +153,7 @@ class Storage:
                 None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"]))
         for hook in self.admission:
             await _maybe_await(hook("CREATE", info, obj, None))
+        schema.zero_required_status(info.api_version, info.kind, obj)
         with self._reserving("CREATE", info, obj, None, opts.dry_run):
             self._validate(info, obj, None)
             key = object_key(info, namespace, m["name"])
@@ -321,6 +322,7 @@ class Storage:
                     m.pop(k)
         elif opts.subresource != "binding":  # a binding sets nodeName and PodScheduled, nothing else
             info.strategy.prepare_for_update(obj, old)
+        schema.zero_required_status(info.api_version, info.kind, obj)
         if operation == "Update":
             _set_managed_fields(m, fieldmanager.update_managed_fields(
                 old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),

@@ -8,6 +8,8 @@ kubeletEndpoint.Port, 10250 by default) and forwards the request to the agent's
 streaming server (pocketkube/node/streaming.py). Upgrades (WebSocket, SPDY/3.1) are
 relayed as raw bytes both ways once the agent has answered 101, so the API server never
 terminates the streaming protocols; a refused upgrade's answer goes back as it came.
+The agent's query is built from the options the API server read (its streamParams and
+LogLocation): booleans as `1` or `true` however the client spelled them, `ports` as `port`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from multidict import CIMultiDict
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.storage import Storage
 from pocketkube.core import errors
+from pocketkube.core.query import query_bool
 from pocketkube.core.upgrade import hijack
 
 DEFAULT_KUBELET_PORT = 10250
@@ -155,13 +158,13 @@ class AgentProxy:
         container = resolve_container(pod, request.query.get("container", ""))
         if not (pod.get("spec") or {}).get("nodeName"):
             return web.Response(status=200, body=b"", content_type="text/plain")  # nowhere to read from yet
-        previous = request.query.get("previous", "") == "true"
+        previous = query_bool(request.query, "previous")
         problem = log_status_error(pod, container, previous)
         if problem:
             raise errors.bad_request(problem)
         host, port = await self._agent_address(pod)
-        query = {k: request.query[k] for k in ("follow", "tailLines", "timestamps", "previous", "limitBytes")
-                 if request.query.get(k)}
+        query = {k: "true" for k in ("follow", "timestamps", "previous") if query_bool(request.query, k)}
+        query.update((k, request.query[k]) for k in ("tailLines", "limitBytes") if request.query.get(k))
         if (seconds := since_seconds(request.query)) is not None:
             query["sinceSeconds"] = seconds
         m = pod["metadata"]
@@ -197,15 +200,20 @@ class AgentProxy:
         if not (pod.get("spec") or {}).get("nodeName"):
             raise errors.bad_request(f"pod {m['name']} does not have a host assigned")
         path = f"/{verb}/{_q(m['namespace'])}/{_q(m['name'])}/{_q(m['uid'])}/{_q(container)}"
-        return await self._relay(request, pod, path + _query_string(request))
+        params = [(k, "1") for k in ("stdin", "stdout", "stderr", "tty") if query_bool(request.query, k)]
+        if verb == "exec":
+            params += [("command", c) for c in request.query.getall("command", [])]
+        return await self._relay(request, pod, path + _query_string(params))
 
     async def port_forward(self, request: web.Request, target) -> web.StreamResponse:
+        ports = forward_ports(request.query.getall("ports", []))
         pod = await self._pod(target)
         m = pod["metadata"]
         if not (pod.get("spec") or {}).get("nodeName"):
             raise errors.bad_request(f"pod {m['name']} does not have a host assigned")
         path = f"/portForward/{_q(m['namespace'])}/{_q(m['name'])}/{_q(m['uid'])}"
-        return await self._relay(request, pod, path + _query_string(request))
+        params = [("port", ",".join(map(str, ports)))] if ports else []
+        return await self._relay(request, pod, path + _query_string(params))
 
     async def _relay(self, request: web.Request, pod: dict, path: str) -> web.StreamResponse:
         """Replay the request to the agent; after its 101, copy bytes both ways until one side ends."""
@@ -260,9 +268,22 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _query_string(request: web.Request) -> str:
-    raw = request.rel_url.raw_query_string
-    return "?" + raw if raw else ""
+def _query_string(params: list[tuple[str, str]]) -> str:
+    return "?" + urllib.parse.urlencode(params) if params else ""
+
+
+def forward_ports(values: list[str]) -> list[int]:
+    """PodPortForwardOptions.ports: each value a comma-separated list of uint16 (400 otherwise)."""
+    ports = []
+    for value in values:
+        for part in value.split(","):
+            problem = "invalid syntax" if not (part.isascii() and part.isdigit()) else \
+                "value out of range" if int(part) > 65535 else ""
+            if problem:
+                raise errors.bad_request(f"cannot convert to []int32: strconv.ParseUint: parsing "
+                                         f"{errors.go_quote(part)}: {problem}")
+            ports.append(int(part))
+    return ports
 
 
 def _dial_error(host: str, port: int, exc: BaseException) -> errors.APIError:

@@ -10,10 +10,12 @@ Routes, as the kubelet's (always with the pod UID, so the agent needs no pod loo
     GET|POST  /attach/{namespace}/{pod}/{uid}/{container}?stdin&stdout&stderr&tty
     GET|POST  /portForward/{namespace}/{pod}/{uid}
 
-GET with `Upgrade: websocket` speaks the channel protocol (v5.channel.k8s.io or
-v4.channel.k8s.io) for exec/attach, and SPDY/3.1 tunnelled in WebSocket
-(SPDY/3.1+portforward.k8s.io) for port-forward; POST with `Upgrade: SPDY/3.1` speaks SPDY
-(kubectl-compat.md F.1-F.3). The pods themselves are reached through the PodManager
+GET with `Upgrade: websocket` speaks the channel protocols: for exec/attach v5.channel.k8s.io,
+v4.channel.k8s.io and the older channel.k8s.io (an error as text, not a Status), each also in
+its base64 form; for port-forward v4.channel.k8s.io (a data and an error channel per
+requested `port`, each opened with the port as 2 little-endian bytes, as the kubelet does) or
+SPDY/3.1 tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io). POST with `Upgrade: SPDY/3.1`
+speaks SPDY (kubectl-compat.md F.1-F.3). The pods themselves are reached through the PodManager
 (node.md): exec_command, attach, read_logs, container_pid, pod_netns_path.
 """
 
@@ -40,13 +42,17 @@ from aiohttp import WSMsgType, web
 
 from pocketkube.core.upgrade import hijack
 from pocketkube.core.netns import enter_netns
+from pocketkube.core.query import query_bool
 from pocketkube.node import spdy, wsstream
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-SPDY_EXEC_PROTOCOL = "v4.channel.k8s.io"  # v4 semantics over SPDY: Status on the error stream
+V5, V4 = "v5.channel.k8s.io", "v4.channel.k8s.io"
+# What a WebSocket exec/attach may negotiate, best first ("" is a client that names none).
+CHANNEL_PROTOCOLS = (V5, V4, "v4.base64.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
+SPDY_EXEC_PROTOCOL = V4  # v4 semantics over SPDY: Status on the error stream
 PORT_FORWARD_WS_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+PORT_FORWARD_CHANNEL_PROTOCOLS = (V4, "v4.base64.channel.k8s.io")
 PORT_FORWARD_PROTOCOL = "portforward.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 STREAM_CREATION_TIMEOUT = 30.0
@@ -110,7 +116,7 @@ def exit_status(code: int, argv: list[str]) -> dict:
 
 
 def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").lower() in ("true", "1")
+    return query_bool(request.query, name)
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -168,28 +174,37 @@ class Channels(abc.ABC):
 
 
 class WebSocketChannels(Channels):
-    """The channel protocol: binary messages `[channel][payload]` (kubectl-compat.md F.1)."""
+    """The channel protocol: messages `[channel][payload]` (kubectl-compat.md F.1)."""
 
     def __init__(self, ws: web.WebSocketResponse, *, stdout: bool, stderr: bool):
         super().__init__()
         self._ws = ws
+        self._codec = wsstream.ChannelCodec(ws.ws_protocol)
+        self._status_as_object = ws.ws_protocol in (V5, V4, "v4.base64.channel.k8s.io")
         self._open = {STDOUT: stdout, STDERR: stderr}
         self._resize = ResizeDecoder()
         self._stdin_closed = False
         self._reader = asyncio.create_task(self._read())
 
+    async def start(self) -> None:
+        """The kubelet's hello: an empty message on the lowest channel the client reads."""
+        if self._ws.ws_protocol != V5:
+            channel = STDOUT if self._open[STDOUT] else STDERR if self._open[STDERR] else ERROR
+            await self._codec.send(self._ws, channel, b"")
+
     async def _read(self) -> None:
         try:
             async for msg in self._ws:
-                if msg.type != WSMsgType.BINARY or not msg.data:
+                frame = self._codec.decode(msg)
+                if frame is None:
                     continue
-                channel, payload = msg.data[0], msg.data[1:]
+                channel, payload = frame
                 if channel == STDIN and payload:
                     self.stdin.put_nowait(payload)
                 elif channel == RESIZE:
                     for size in self._resize.feed(payload):
                         self.resizes.put_nowait(size)
-                elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+                elif channel == CLOSE and payload[:1] == bytes([STDIN]) and self._ws.ws_protocol == V5:
                     self._end_stdin()
         finally:
             self._end_stdin()
@@ -203,14 +218,17 @@ class WebSocketChannels(Channels):
     async def send(self, channel: int, data: bytes) -> None:
         if data and self._open.get(channel) and not self._ws.closed:
             try:
-                await self._ws.send_bytes(bytes([channel]) + data)
+                await self._codec.send(self._ws, channel, data)
             except (ConnectionError, RuntimeError):
                 self.gone.set()
 
     async def finish(self, status: dict) -> None:
         if not self._ws.closed:
             try:
-                await self._ws.send_bytes(bytes([ERROR]) + orjson.dumps(status))
+                if self._status_as_object:
+                    await self._codec.send(self._ws, ERROR, orjson.dumps(status))
+                elif status.get("status") != "Success":  # before v4: the error's text alone
+                    await self._codec.send(self._ws, ERROR, status.get("message", "").encode())
                 await self._ws.close(code=1000)
             except (ConnectionError, RuntimeError):
                 pass
@@ -542,6 +560,59 @@ async def connect_in_netns(netns_path: str, port: int) -> socket.socket:
     return await result
 
 
+class PortStream(Protocol):
+    """One direction pair of a forwarded port, as a SPDY stream offers it."""
+
+    async def read(self) -> bytes | None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ChannelStream:
+    """A port's data or error channel of a WebSocket port-forward, shaped as a SPDY stream.
+
+    The v4 channel protocol cannot close one channel: the client learns that a port is done
+    when the whole connection ends, as with the kubelet."""
+
+    def __init__(self, ws: web.WebSocketResponse, codec: wsstream.ChannelCodec, channel: int):
+        self._ws, self._codec, self.channel = ws, codec, channel
+        self.incoming: asyncio.Queue = asyncio.Queue()  # bytes from the client; None at its end
+
+    async def read(self) -> bytes | None:
+        return await self.incoming.get()
+
+    async def write(self, data: bytes) -> None:
+        if not self._ws.closed:
+            try:
+                await self._codec.send(self._ws, self.channel, data)
+            except (ConnectionError, RuntimeError):
+                pass
+
+    async def close(self) -> None:
+        pass
+
+
+def port_forward_ports(values: list[str]) -> list[int]:
+    """The kubelet's V4Options: the `port` query values, comma-separated; ValueError says why not."""
+    if not values:
+        raise ValueError('query parameter "port" is required')
+    ports = []
+    for value in values:
+        if not value:
+            raise ValueError('query parameter "port" cannot be empty')
+        for part in value.split(","):
+            if not (part.isascii() and part.isdigit()) or int(part) > 65535:
+                problem = "value out of range" if part.isascii() and part.isdigit() else "invalid syntax"
+                raise ValueError(f'unable to parse "{value}" as a port: strconv.ParseUint: parsing "{part}": '
+                                 f"{problem}")
+            if int(part) < 1:
+                raise ValueError(f'port "{value}" must be > 0')
+            ports.append(int(part))
+    return ports
+
+
 class PortForwarder:
     """One port-forward connection: pairs the error and data streams of each request."""
 
@@ -573,6 +644,10 @@ class PortForwarder:
         except ValueError:
             await self._fail(error, data, f"invalid port: {raw_port!r}")
             return
+        await self.forward(port, error, data)
+
+    async def forward(self, port: int, error: "PortStream", data: "PortStream") -> None:
+        """Connect to the pod's localhost:port and copy both ways until the pod side ends."""
         netns = ""
         try:
             netns = self._pods.pod_netns_path(self._uid)
@@ -611,7 +686,7 @@ class PortForwarder:
             await error.close()
 
     @staticmethod
-    async def _fail(error: spdy.SpdyStream, data: spdy.SpdyStream, message: str) -> None:
+    async def _fail(error: "PortStream", data: "PortStream", message: str) -> None:
         await error.write(message.encode())
         await error.close()
         await data.close()
@@ -724,16 +799,26 @@ class StreamingServer:
         return status_response(400, "BadRequest", "Upgrade request required")
 
     async def _websocket_session(self, request: web.Request, session, opts: dict) -> web.StreamResponse:
-        ws = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS, autoping=True, max_msg_size=0)
-        if ws.can_prepare(request).protocol not in CHANNEL_PROTOCOLS:
-            offered = request.headers.get("Sec-WebSocket-Protocol", "")
-            return status_response(400, "BadRequest",
-                                   f"unable to upgrade: unable to negotiate protocol: client supports [{offered}], "
-                                   f"server supports {list(CHANNEL_PROTOCOLS)}")
-        await ws.prepare(request)
+        ws = await self._accept_websocket(request, CHANNEL_PROTOCOLS)
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
         channels = WebSocketChannels(ws, stdout=opts["stdout"], stderr=opts["stderr"])
+        await channels.start()
         status = await session(channels)
         await channels.finish(status)
+        return ws
+
+    @staticmethod
+    async def _accept_websocket(request: web.Request, protocols: tuple[str, ...]) -> web.StreamResponse:
+        """The upgraded WebSocket, on the first of the client's subprotocols that we speak (none
+        named is the plain channel protocol), or the 400 that refuses it."""
+        ws = web.WebSocketResponse(protocols=protocols, autoping=True, max_msg_size=0)
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        if offered.strip() and ws.can_prepare(request).protocol not in protocols:
+            return status_response(400, "BadRequest",
+                                   f"unable to upgrade: unable to negotiate protocol: client supports [{offered}], "
+                                   f"server supports {list(protocols)}")
+        await ws.prepare(request)
         return ws
 
     async def _spdy_session(self, request: web.Request, session, opts: dict) -> web.StreamResponse:
@@ -770,19 +855,19 @@ class StreamingServer:
         forwarder = PortForwarder(self.pods, m["namespace"], m["pod"], m["uid"])
         upgrade = request.headers.get("Upgrade", "").lower()
         if upgrade == "websocket":
-            ws = web.WebSocketResponse(protocols=(PORT_FORWARD_WS_PROTOCOL,), autoping=True, max_msg_size=0)
-            if ws.can_prepare(request).protocol != PORT_FORWARD_WS_PROTOCOL:
-                return status_response(400, "BadRequest", "unable to upgrade: unable to negotiate protocol")
-            await ws.prepare(request)
-            reader, pump = wsstream.ws_byte_stream(ws)
-            conn = spdy.SpdyConnection(reader, ws.send_bytes, forwarder.on_stream)
-            try:
-                await conn.serve()
-            finally:
-                await forwarder.close()
-                pump.cancel()
-                await ws.close()
-            return ws
+            protocols = (PORT_FORWARD_WS_PROTOCOL, *PORT_FORWARD_CHANNEL_PROTOCOLS)
+            ports: list[int] = []
+            if web.WebSocketResponse(protocols=protocols).can_prepare(request).protocol != PORT_FORWARD_WS_PROTOCOL:
+                try:
+                    ports = port_forward_ports(request.query.getall("port", []))
+                except ValueError as exc:
+                    return web.Response(status=400, text=str(exc))
+            ws = await self._accept_websocket(request, protocols)
+            if not isinstance(ws, web.WebSocketResponse):
+                return ws
+            if ws.ws_protocol == PORT_FORWARD_WS_PROTOCOL:
+                return await self._port_forward_spdy_in_websocket(ws, forwarder)
+            return await self._port_forward_channels(ws, forwarder, ports)
         if upgrade.startswith("spdy/"):
             if PORT_FORWARD_PROTOCOL not in request.headers.getall("X-Stream-Protocol-Version", [PORT_FORWARD_PROTOCOL]):
                 return status_response(403, "Forbidden", "unable to upgrade: unable to negotiate protocol")
@@ -796,3 +881,50 @@ class StreamingServer:
                 await forwarder.close()
             return resp
         return status_response(400, "BadRequest", "Upgrade request required")
+
+    @staticmethod
+    async def _port_forward_spdy_in_websocket(ws: web.WebSocketResponse, forwarder: PortForwarder) -> web.StreamResponse:
+        reader, pump = wsstream.ws_byte_stream(ws)
+        conn = spdy.SpdyConnection(reader, ws.send_bytes, forwarder.on_stream)
+        try:
+            await conn.serve()
+        finally:
+            await forwarder.close()
+            pump.cancel()
+            await ws.close()
+        return ws
+
+    @staticmethod
+    async def _port_forward_channels(ws: web.WebSocketResponse, forwarder: PortForwarder,
+                                     ports: list[int]) -> web.StreamResponse:
+        """Channels 2i (data) and 2i+1 (error) for the i-th port; the connection ends when every
+        port is done or the client goes."""
+        codec = wsstream.ChannelCodec(ws.ws_protocol)
+        pairs = [(ChannelStream(ws, codec, 2 * i), ChannelStream(ws, codec, 2 * i + 1)) for i in range(len(ports))]
+        for port, (data, error) in zip(ports, pairs):
+            header = struct.pack("<H", port)
+            await data.write(header)
+            await error.write(header)
+
+        async def read() -> None:
+            try:
+                async for msg in ws:
+                    frame = codec.decode(msg)
+                    if frame is not None and frame[0] % 2 == 0 and frame[0] // 2 < len(pairs) and frame[1]:
+                        pairs[frame[0] // 2][0].incoming.put_nowait(frame[1])
+            finally:
+                for data, _ in pairs:
+                    data.incoming.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        forwards = [asyncio.create_task(forwarder.forward(port, error, data))
+                    for port, (data, error) in zip(ports, pairs)]
+        try:
+            await asyncio.wait([asyncio.gather(*forwards), reader], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in forwards:
+                task.cancel()
+            await asyncio.gather(*forwards, return_exceptions=True)
+            await ws.close()
+            reader.cancel()
+        return ws

@@ -106,6 +106,45 @@ def test_exec_hostname_resolv_conf_env_and_service_account(cluster, ns):
     assert bad.returncode == 3 and "command terminated with exit code 3" in bad.stderr
 
 
+def test_python_client_exec_with_stdin_and_port_forward(cluster, ns):
+    """The official client's WebSocket exec (stdin as text frames) and port-forward (channel pairs)
+    into real pods, as its own e2e tests use them."""
+    from kubernetes import client, config
+    from kubernetes.stream import portforward, stream
+
+    cluster.kubectl("run", "sh", "--image=busybox", "-n", ns, "--", "sleep", "3600")
+    cluster.kubectl("run", "web", "--image=nginx", "-n", ns)
+    for pod in ("sh", "web"):
+        eventually(lambda: cluster.kubectl_json("get", "pod", pod, "-n", ns)["status"]["phase"] == "Running")
+    api_client = config.new_client_from_config(config_file=cluster.kubeconfig)
+    api = client.CoreV1Api(api_client)
+    try:
+        resp = stream(api.connect_post_namespaced_pod_exec, "sh", ns, command=["/bin/sh"], stderr=True,
+                      stdin=True, stdout=True, tty=False, _preload_content=False)
+        resp.write_stdin("echo test string 1\n")
+        assert resp.readline_stdout(timeout=5) == "test string 1"
+        resp.write_stdin("hostname >&2\n")
+        assert resp.readline_stderr(timeout=5) == "sh"
+        resp.write_stdin("exit\n")
+        resp.run_forever(timeout=10)
+        assert resp.returncode == 0
+
+        def fetch() -> bytes:
+            pf = portforward(api.connect_get_namespaced_pod_portforward, "web", ns, ports="80")
+            sock = pf.socket(80)
+            sock.setblocking(True)
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+            sock.close()
+            return reply
+
+        assert b"<h1>Welcome to nginx!</h1>" in eventually(fetch)  # nginx may still be starting
+    finally:
+        api_client.close()
+
+
 def test_failing_container_restarts_with_back_off(cluster, ns):
     cluster.kubectl("run", "crash", "--image=busybox", "-n", ns, "--", "sh", "-c", "echo started; exit 3")
 

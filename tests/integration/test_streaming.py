@@ -7,6 +7,7 @@ process (no namespaces), and `FakeKubelet` reports pod status the way an agent w
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import json
 import os
@@ -22,6 +23,7 @@ import tempfile
 import termios
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -813,3 +815,130 @@ async def test_port_forward_connects_inside_the_pod_network_namespace():
         if server.returncode is None:
             os.killpg(server.pid, signal.SIGKILL)
         await server.wait()
+
+
+# ---- the official Python client: kubernetes.stream over the channel WebSocket protocols ---------
+
+@pytest.fixture(scope="module")
+def core_api(cluster):
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=cluster.server.kubeconfig_path)
+    yield client.CoreV1Api(api_client)
+    api_client.close()
+
+
+def _final_status(resp) -> dict:
+    from kubernetes.stream.ws_client import ERROR_CHANNEL
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        resp.update(timeout=1)
+        line = resp.read_channel(ERROR_CHANNEL)
+        if line:
+            return json.loads(line)
+    raise AssertionError("no Status on the error channel")
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_python_client_exec_with_stdin(cluster, sleeper, core_api, binary):
+    """The upstream e2e test's interactive shell: text frames (str) or binary frames (bytes) on stdin."""
+    from kubernetes.stream import stream
+
+    as_sent = (lambda text: text.encode()) if binary else (lambda text: text)
+    resp = stream(core_api.connect_post_namespaced_pod_exec, sleeper, "default", command=["/bin/sh"],
+                  stderr=True, stdin=True, stdout=True, tty=False, binary=binary, _preload_content=False)
+    resp.write_stdin(as_sent("echo test string 1\n"))
+    assert resp.readline_stdout(timeout=5) == as_sent("test string 1")
+    assert not resp.peek_stderr()
+    resp.write_stdin(as_sent("echo test string 2 >&2\n"))
+    assert resp.readline_stderr(timeout=5) == as_sent("test string 2")
+    resp.write_stdin(as_sent("exit\n"))
+    assert _final_status(resp)["status"] == "Success"
+    resp.update(timeout=5)
+    assert not resp.is_open()
+
+
+def _ws_exec(cluster, core_api, query: str, protocol: str):
+    """A WebSocket exec as older clients open it: their own spelling of the query, their subprotocol."""
+    from kubernetes.stream.ws_client import WSClient
+
+    url = (cluster.server.url.replace("https://", "wss://") +
+           f"/api/v1/namespaces/default/pods/sleeper/exec?{query}")
+    headers = {"authorization": f"Bearer {cluster.server.token}", "sec-websocket-protocol": protocol}
+    return WSClient(core_api.api_client.configuration, url, headers, True)
+
+
+def test_python_client_up_to_v32_spells_booleans_True(cluster, sleeper, core_api):
+    resp = _ws_exec(cluster, core_api, "command=sh&command=-c&command=read+l%3B+echo+got+%24l"
+                                       "&stdin=True&stdout=True&stderr=True&tty=False", "v4.channel.k8s.io")
+    resp.write_stdin("hello\n")
+    assert resp.readline_stdout(timeout=5) == "got hello"
+    assert _final_status(resp) == {"metadata": {}, "status": "Success"}
+
+
+@pytest.mark.parametrize("protocol", ["channel.k8s.io", "base64.channel.k8s.io", "v4.base64.channel.k8s.io"])
+def test_exec_over_the_older_and_base64_channel_protocols(cluster, sleeper, core_api, protocol):
+    from kubernetes.stream.ws_client import ERROR_CHANNEL, STDOUT_CHANNEL
+
+    resp = _ws_exec(cluster, core_api, "command=sh&command=-c&command=echo+out%3B+exit+3&stdout=1&stderr=1",
+                    protocol)
+    assert resp.sock.getheaders()["sec-websocket-protocol"] == protocol
+    from websocket import ABNF
+
+    raw, errors_seen = "", ""
+    while True:  # the frames as sent: base64 forms carry '0'+channel and base64 text
+        op, data = resp.sock.recv_data(control_frame=False)
+        if op == ABNF.OPCODE_CLOSE:
+            break
+        channel = data[0] - (ord("0") if "base64" in protocol else 0)
+        payload = base64.b64decode(data[1:]) if "base64" in protocol else data[1:]
+        if channel == STDOUT_CHANNEL:
+            raw += payload.decode()
+        elif channel == ERROR_CHANNEL:
+            errors_seen += payload.decode()
+    assert raw == "out\n"
+    if protocol.startswith("v4."):
+        assert json.loads(errors_seen)["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+    else:  # before v4 the error channel carries the message alone
+        assert errors_seen.startswith("command terminated with non-zero exit code: command ")
+        assert errors_seen.endswith(" exited with 3")
+
+
+def test_python_client_port_forward(cluster, web_pod, core_api):
+    """Two ports on one WebSocket: the HTTP server answers, the closed port reports its error."""
+    from kubernetes.stream import portforward
+
+    closed = free_port()
+    pf = portforward(core_api.connect_get_namespaced_pod_portforward, "web", "default",
+                     ports=f"{web_pod},{closed}")
+    assert pf.connected
+    refused = pf.socket(closed)
+    refused.setblocking(True)
+    assert refused.recv(1024) == b""
+    assert f"error forwarding port {closed} to pod " in pf.error(closed)
+    assert "connection refused" in pf.error(closed)
+    sock = pf.socket(web_pod)
+    sock.setblocking(True)
+    sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"hello from the pod\n")
+    sock.close()
+    wait_for(lambda: not pf.connected, "the port-forward connection to end")
+    assert pf.error(web_pod) is None
+
+
+def test_port_forward_ports_are_read_as_the_api_server_does(cluster, web_pod):
+    """PodPortForwardOptions.ports is a list of uint16, or the request is a 400 before any upgrade."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=os.path.join(cluster.data_dir, "pki", "ca.crt"))
+    req = urllib.request.Request(cluster.server.url + "/api/v1/namespaces/default/pods/web/portforward?ports=80,x",
+                                 headers={"Authorization": f"Bearer {cluster.server.token}"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, context=ctx, timeout=10)
+    assert exc.value.code == 400
+    assert json.loads(exc.value.read())["message"] == \
+        'cannot convert to []int32: strconv.ParseUint: parsing "x": invalid syntax'
