@@ -8,6 +8,7 @@ from pocketkube.controllers.endpointslicemirroring import EndpointSliceMirroring
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
+from pocketkube.controllers.loadbalancer import LoadBalancerController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.rootca import RootCACertPublisher
@@ -22,6 +23,7 @@ CONTROLLERS: list = [
     EndpointsController,
     EndpointSliceController,
     EndpointSliceMirroringController,
+    LoadBalancerController,
     KubernetesEndpointsController,
     StatefulSetController,
     DaemonSetController,
