@@ -1,7 +1,7 @@
 """The load-balancer address pool and which address a LoadBalancer Service gets (pure, no I/O).
 
 What a cloud's load-balancer IPAM (or MetalLB's controller) decides, as data: the pool is a
-range inside the node network (`172.18.0.128-172.18.0.254` by default, `pocketkube up
+range inside the node network (`172.18.0.128/26` by default, `pocketkube up
 --lb-range` sets it); a Service may ask for one address through `spec.loadBalancerIP` or a
 MetalLB / Cilium annotation; otherwise it keeps the address it holds, or gets the lowest
 free one. `choose_address` is the whole decision; the controller
@@ -15,7 +15,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterator
 
-DEFAULT_LB_RANGE = "172.18.0.128-172.18.0.254"  # the upper half of the node network, past any node
+DEFAULT_LB_RANGE = "172.18.0.128/26"  # the upper half of the node network, past any node (64 at most)
 # The Services we serve: no spec.loadBalancerClass (the default implementation, as a cloud's),
 # or this one.
 LB_CLASS = "pocketkube.io/l2"
@@ -46,7 +46,7 @@ class Pool:
                     net = ipaddress.IPv4Network(part, strict=True)
                     first, last = net.network_address, net.broadcast_address
             except ValueError as exc:
-                raise PoolError(f"invalid load-balancer range {part!r}: use FIRST-LAST (172.18.0.128-172.18.0.254) "
+                raise PoolError(f"invalid load-balancer range {part!r}: use FIRST-LAST (172.18.0.128-172.18.0.191) "
                                 f"or a CIDR (172.18.0.128/25) of IPv4 addresses ({exc})") from None
             if int(last) < int(first):
                 raise PoolError(f"invalid load-balancer range {part!r}: {last} comes before {first}")

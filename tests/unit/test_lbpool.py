@@ -27,7 +27,7 @@ def test_parse_ranges_and_cidrs():
     assert list(pool.addresses()) == ["172.18.0.10", "172.18.0.11", "172.18.0.12", "172.18.0.64", "172.18.0.65"]
     assert pool.size == 5 and "172.18.0.11" in pool and "172.18.0.13" not in pool and "nonsense" not in pool
     assert [str(n) for n in pool.networks()] == ["172.18.0.10/31", "172.18.0.12/32", "172.18.0.64/31"]
-    assert Pool.parse(DEFAULT_LB_RANGE).size == 127
+    assert Pool.parse(DEFAULT_LB_RANGE).size == 64
 
 
 @pytest.mark.parametrize("text, message", [
