@@ -275,7 +275,10 @@ def create_network(net: ClusterNetwork) -> None:
     _run(["ip", "-batch", "-"], net.host_batch())
     for node in net.node_list():
         _run(["ip", "-batch", "-"], net.node_batch(node), netns=node.netns)
-        _run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], netns=node.netns)
+        # arp_ignore=1: a node answers ARP on eth0 only for eth0's own addresses, so only the
+        # node announcing a load-balancer address answers for it (userspace mode holds Service
+        # addresses on pk-svc on every node, which the default would answer for too).
+        _run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.eth0.arp_ignore=1"], netns=node.netns)
 
 
 @dataclass
