@@ -248,9 +248,9 @@ class Announcer:
         added, removed = want - self.held, self.held - want
         if added or removed:
             await self._change(added, removed)
+        # A restarted agent announces again what it kept: another node may have taken it meanwhile.
         for ip in sorted(added | (want if first else set())):
             self._gratuitous_arp(ip)
-        for ip in sorted(added):
             log.info("announcing %s (%s)", ip, object_key(mine[ip]))
             self.recorder.event(mine[ip], "Normal", "nodeAssigned",
                                 f'announcing from node "{self.node_name}" with protocol "layer2"')

@@ -24,7 +24,8 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from pocketkube.proxy.ruleset import (AddressPairInSet, CtStateNew, CtStatusDnat, Dnat, FibLocal, IpInSet, IpMatch,
+from pocketkube.proxy.ruleset import (AddressPairInSet, CtStateNew, CtStatusDnat, Dnat, FibLocal, IpInRanges,
+                                      IpInSet, IpMatch,
                                       Masquerade, MarkClear, PortMatch, PortVmap, ProtocolMatch, RandomOneIn, Reject,
                                       Rule, Ruleset, ServiceVmap, SetMark, UpdateSet, Verdict, render_rule)
 
@@ -257,6 +258,10 @@ class Tracer:
             address = st.saddr if expr.field == "saddr" else st.daddr
             inside = ipaddress.IPv4Address(address) in ipaddress.IPv4Network(expr.value, strict=False)
             return inside != expr.negate, ""
+        if isinstance(expr, IpInRanges):
+            address = ipaddress.IPv4Address(st.saddr if expr.field == "saddr" else st.daddr)
+            inside = any(address in ipaddress.IPv4Network(v, strict=False) for v in expr.values)
+            return inside != expr.negate, ""
         if isinstance(expr, IpInSet):
             address = st.saddr if expr.field == "saddr" else st.daddr
             named = self.ruleset.sets[expr.set_name]
@@ -407,7 +412,7 @@ def userspace_trace(node: NodeInfo, services: list[dict], slices: list[dict], so
     """The first packet from `source` to `destination:port` on a node whose proxy runs in
     userspace mode (from_node: sent by a process of the node itself)."""
     from pocketkube.proxy.changetracker import ChangeTracker
-    from pocketkube.proxy.userspace import DROP_ALL, INTERNAL, EndpointChooser, service_addresses
+    from pocketkube.proxy.userspace import DROP_ALL, INTERNAL, EndpointChooser, service_addresses, source_allowed
 
     tracker = ChangeTracker(node.name)
     for svc in services:
@@ -445,8 +450,14 @@ def userspace_trace(node: NodeInfo, services: list[dict], slices: list[dict], so
     chooser = choosers[spec.service]
     internal = from_node or source in local or \
         ipaddress.IPv4Address(source) in ipaddress.IPv4Network(cluster_cidr, strict=False)
-    kind = "ClusterIP" if spec.kind == INTERNAL else ("NodePort" if destination in node.addresses else "external IP")
+    kind = "ClusterIP" if spec.kind == INTERNAL else ("NodePort" if destination in node.addresses else
+                                                      "load-balancer IP" if destination in chooser.svc.lb_ips
+                                                      else "external IP")
     steps = [Step("relay", f"listener {destination}:{port}/{proto} of {spec.service} ({kind})")]
+    if spec.allow and not source_allowed(source, spec.allow):
+        steps.append(Step("relay", "socket filter drops the SYN" if proto == "tcp" else "the relay discards the datagram",
+                          f"{source} is not in loadBalancerSourceRanges ({', '.join(spec.allow)})"))
+        return done(DROP, steps)
     if spec.drop == DROP_ALL or (spec.drop and not internal):
         policy = "internalTrafficPolicy" if spec.kind == INTERNAL else "externalTrafficPolicy"
         steps.append(Step("relay", "socket filter drops the SYN" if proto == "tcp" else "the relay discards the datagram",
