@@ -130,15 +130,20 @@ def _proxy(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from pocketkube.cli import up
     from pocketkube.core.client import from_kubeconfig
+    from pocketkube.node import network
     from pocketkube.node.network import ClusterNetwork
     from pocketkube.proxy.trace import TraceError, trace_in_cluster
+
+    record = up.ClusterRecord.load(args.cluster_name)
+    # which node holds each load-balancer address, read from the nodes themselves (needs root)
+    announced = network.announced_addresses(record.network) if record and os.geteuid() == 0 else {}
 
     async def run() -> int:
         client = from_kubeconfig(args.kubeconfig or up.user_kubeconfig_path(), field_manager="pocketkube-trace")
         try:
             print(await trace_in_cluster(client, source=args.source, to=args.to, protocol=args.proto,
                                          namespace=args.namespace, cluster_name=args.cluster_name,
-                                         mode=args.proxy_mode,
+                                         mode=args.proxy_mode, announced=announced,
                                          host_address=ClusterNetwork(args.cluster_name).host_ip))
             return 0
         except TraceError as exc:

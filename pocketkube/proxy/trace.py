@@ -508,12 +508,13 @@ class TraceError(ValueError):
 async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp", namespace: str = "default",
                            cluster_name: str = "pocketkube", host_address: str = "172.18.0.1",
                            cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12",
-                           mode: str | None = None) -> str:
+                           mode: str | None = None, announced: dict[str, list[str]] | None = None) -> str:
     """Trace a first packet from `source` (a pod name or namespace/name, `node/NAME` or
     `host`, whose address on the node network is `host_address`) to `to` ("ADDR:PORT")
     through the rules of the node it enters, and on to a second node when it is forwarded
     there unchanged (another node's NodePort). `mode`: the proxies' mode (None: read it from
-    the cluster, `proxy_mode`)."""
+    the cluster, `proxy_mode`). `announced`: load-balancer address -> the nodes holding it
+    (the host's packet to it enters the announcing node)."""
     address, _, port_text = to.rpartition(":")
     try:
         ipaddress.IPv4Address(address)
@@ -527,6 +528,17 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
                                                            nodes, address)
     mode = mode or await proxy_mode(client)
     lines = []
+    owner = _load_balancer_owner(services, address)
+    if owner and source == "host":
+        holders = [n for n in (announced or {}).get(address, []) if n in nodes]
+        if not holders:
+            return (f"{address} is the load-balancer address of Service {owner}, but no node announces it: "
+                    f"the host's ARP request for it on the node network gets no answer (no route to host). "
+                    f"A node announces it when its agent runs and, with externalTrafficPolicy Local, it has a "
+                    f"ready endpoint of the Service.")
+        node = nodes[holders[0]]
+        lines.append(f"{address} is the load-balancer address of Service {owner}: node {node.name} announces it "
+                     f"(holds it on eth0 and answers ARP on the node network, layer 2), so the host sends it there.")
     for _hop in range(2):
         if mode == "userspace":
             trace = userspace_trace(node, services, slices, src_ip, address, port, protocol, from_node,
@@ -544,6 +556,15 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
         label, src_ip = f"{label} via node {node.name}", (node.ip if onward[0].masquerade else src_ip)
         node, from_node = target, False
     return "\n".join(lines)
+
+
+def _load_balancer_owner(services: list[dict], address: str) -> str | None:
+    """"namespace/name" of the LoadBalancer Service whose ingress IP is `address`."""
+    for svc in services:
+        for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            if ingress.get("ip") == address and (svc.get("spec") or {}).get("type") == "LoadBalancer":
+                return f"{svc['metadata'].get('namespace', '')}/{svc['metadata']['name']}"
+    return None
 
 
 async def _resolve_source(client, source: str, namespace: str, cluster_name: str, host_address: str,
