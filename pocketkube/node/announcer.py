@@ -16,8 +16,10 @@ sends gratuitous ARP, so the host's neighbour entry moves at once on a takeover;
 `nodeAssigned` Event on the Service ("announcing from node ... with protocol layer2").
 The others remove it. `pocketkube status` reads the labelled addresses back.
 
-A restarted agent first listens for 0.6 s (it claims nothing before it knows its peers), then
-announces again what it should hold (with gratuitous ARP), and drops what it should not.
+A (re)starting agent first says `join` for 0.6 s: it listens and claims nothing, and its peers
+do not count it, so they take over at once what a killed agent held, even when the supervisor
+restarts it faster than the 1.2 s of silence. Then it announces again what the plan gives it
+(with gratuitous ARP: another node may hold it meanwhile), and drops what it should not.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def arp_frames(mac: bytes, ip: str) -> list[bytes]:
 
 
 class Members(asyncio.DatagramProtocol):
-    """Who is alive, from the peers' datagrams (`pk-l2 alive NODE` / `pk-l2 leave NODE`)."""
+    """Who is alive, from the peers' datagrams: `pk-l2 alive NODE`, and `pk-l2 join NODE` /
+    `pk-l2 leave NODE` from a node that is starting or stopping (not a candidate)."""
 
     def __init__(self, me: str, on_change) -> None:
         self.me = me
@@ -119,7 +122,7 @@ class Members(asyncio.DatagramProtocol):
         was = self.alive()
         if parts[1] == "alive":
             self.last_seen[parts[2]] = time.monotonic()
-        elif parts[1] == "leave":
+        elif parts[1] in ("join", "leave"):  # starting (not a candidate yet) or stopping
             self.last_seen.pop(parts[2], None)
         if self.alive() != was:
             self.on_change()
@@ -159,6 +162,7 @@ class Announcer:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._started = 0.0
+        self._warm = False  # listened long enough to know the peers: a candidate now
         self._mac = b""
         self._arp: socket.socket | None = None
 
@@ -206,7 +210,7 @@ class Announcer:
     async def _ping(self) -> None:
         alive = self.members.alive()
         while True:
-            self.members.send("alive", self._peers())
+            self.members.send("alive" if self._warm else "join", self._peers())
             await asyncio.sleep(PING_SECONDS)
             now_alive = self.members.alive()
             if now_alive != alive:
@@ -230,7 +234,7 @@ class Announcer:
                 await self._wake.wait()
             self._wake.clear()
             first = not warm and time.monotonic() - self._started >= WARMUP_SECONDS
-            warm = warm or first
+            warm = self._warm = warm or first
             try:
                 await self._reconcile(warm, first)
             except Exception:

@@ -75,6 +75,9 @@ def test_members_alive_leave_and_silence(monkeypatch):
     assert members.alive() == {"pk-node-1", "pk-node-2"} and changes == [1]
     members.datagram_received(b"pk-l2 leave pk-node-2", ("172.18.0.3", 7946))
     assert members.alive() == {"pk-node-1"} and changes == [1, 1]
+    members.datagram_received(b"pk-l2 alive pk-node-2", ("172.18.0.3", 7946))
+    members.datagram_received(b"pk-l2 join pk-node-2", ("172.18.0.3", 7946))  # restarted: not a candidate yet
+    assert members.alive() == {"pk-node-1"}
     members.datagram_received(b"pk-l2 alive pk-node-3", ("172.18.0.4", 7946))
     later = time.monotonic() + announcer.DEAD_SECONDS + 0.1
     monkeypatch.setattr(announcer.time, "monotonic", lambda: later)
