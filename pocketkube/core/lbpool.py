@@ -25,6 +25,11 @@ REQUEST_ANNOTATIONS = ("metallb.universe.tf/loadBalancerIPs", "metallb.io/loadBa
                        "lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips")
 
 
+# The label of a load-balancer address on the eth0 of the node announcing it (node/announcer.py
+# puts it there; `status` reads it back; the userspace proxy does not take it for a node address).
+ANNOUNCED_LABEL = "eth0:lb"
+
+
 class PoolError(ValueError):
     """A range that cannot be a pool; the message says why."""
 

@@ -37,7 +37,7 @@ import time
 from pocketkube.core.client import Client
 from pocketkube.core.events import EventRecorder
 from pocketkube.core.informer import Informer, object_key
-from pocketkube.core.lbpool import ingress_ips, wants_load_balancer
+from pocketkube.core.lbpool import ANNOUNCED_LABEL, ingress_ips, wants_load_balancer
 from pocketkube.core.netns import socket_in
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import network
@@ -266,11 +266,11 @@ class Announcer:
         if code != 0:
             raise RuntimeError(f"cannot read {INTERFACE}'s addresses: {err.strip()}")
         return {i["local"] for link in json.loads(out or "[]") for i in link.get("addr_info") or []
-                if i.get("label") == network.LB_ADDRESS_LABEL}
+                if i.get("label") == ANNOUNCED_LABEL}
 
     async def _change(self, added: set[str], removed: set[str]) -> None:
         lines = [f"addr del {ip}/32 dev {INTERFACE}" for ip in sorted(removed)]
-        lines += [f"addr add {ip}/32 dev {INTERFACE} label {network.LB_ADDRESS_LABEL}" for ip in sorted(added)]
+        lines += [f"addr add {ip}/32 dev {INTERFACE} label {ANNOUNCED_LABEL}" for ip in sorted(added)]
         code, _, err = await self._ip(["-force", "-batch", "-"], "\n".join(lines) + "\n")
         if code != 0:
             log.warning("changing announced addresses: %s", err.strip())

@@ -30,7 +30,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from pocketkube.core.lbpool import DEFAULT_LB_RANGE, Pool, check_pool
+from pocketkube.core.lbpool import ANNOUNCED_LABEL, DEFAULT_LB_RANGE, Pool, check_pool
 
 DEFAULT_NAME = "pocketkube"
 NODE_SUBNET = ipaddress.IPv4Network("172.18.0.0/24")
@@ -41,9 +41,6 @@ ROUTE_PROTOCOL = 242  # tags the routes pocketkube adds on the host (`ip route .
 MAX_NAME_LENGTH = 20  # keeps `pk-<name>-p-<8 hex>` under 32 characters
 MAX_NODES = 64
 IFNAMSIZ = 15
-# The label of a load-balancer address a node announces, on its eth0 (node/announcer.py puts
-# it there; `status` reads it back).
-LB_ADDRESS_LABEL = "eth0:lb"
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 
@@ -412,7 +409,7 @@ def announced_addresses(net: ClusterNetwork) -> dict[str, list[str]]:
             continue
         for link in json.loads(cp.stdout or "[]"):
             for info in link.get("addr_info") or []:
-                if info.get("label") == LB_ADDRESS_LABEL:
+                if info.get("label") == ANNOUNCED_LABEL:
                     found.setdefault(info["local"], []).append(node.name)
     return found
 

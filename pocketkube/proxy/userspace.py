@@ -40,6 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pocketkube.core.lbpool import ANNOUNCED_LABEL
 from pocketkube.core.netns import enter_netns
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
 from pocketkube.proxy.nftables import NETNS_DIR, NftRunner, SyncStats
@@ -618,8 +619,8 @@ class UserspaceBackend:
             for info in link.get("addr_info") or []:
                 if link.get("ifname") == dummy:
                     present.add(info["local"])
-                elif not info["local"].startswith("127."):
-                    node.append(info["local"])
+                elif not info["local"].startswith("127.") and info.get("label") != ANNOUNCED_LABEL:
+                    node.append(info["local"])  # (a load-balancer address the node announces is not its own)
         self.node_addresses = sorted(set(node), key=lambda ip: socket.inet_aton(ip))
         self._service_addresses = {name: service_addresses(services, name) for name in services.service_names()}
         wanted = set().union(*self._service_addresses.values()) if self._service_addresses else set()
