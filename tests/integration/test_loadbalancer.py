@@ -143,3 +143,8 @@ def test_foreign_class_and_no_node_ports(small):
     theirs = small.kubectl_json("get", "svc", "theirs")
     assert lb_ip(small, "theirs") is None and not theirs["metadata"].get("finalizers")
     assert events(small, "theirs") == []
+
+
+def test_server_refuses_a_bad_range(tmp_path):
+    with pytest.raises(RuntimeError, match="invalid load-balancer range 'banana'"):
+        start_server(str(tmp_path), args=("--lb-range", "banana"))
