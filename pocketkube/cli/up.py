@@ -775,11 +775,12 @@ def _write_load_balancers(record: ClusterRecord, out) -> None:
     owners = {ip: f"{s['metadata']['namespace']}/{s['metadata']['name']}" for s in services
               for ip in ingress_ips(s) if ip in pool}
     out.write(f"  load-balancer pool: {pool} ({len(owners)} of {pool.size} in use)\n")
-    announced = network.announced_addresses(record.network) if os.geteuid() == 0 else {}
+    root = os.geteuid() == 0  # the nodes' addresses are read inside their namespaces
+    announced = network.announced_addresses(record.network) if root else {}
     for ip in sorted(owners, key=lambda a: tuple(int(p) for p in a.split("."))):
         nodes = announced.get(ip) or []
-        where = ", ".join(nodes) if nodes else "not announced"
-        out.write(f"    {ip}  {owners[ip]}  announced by {where}\n")
+        where = (f"announced by {', '.join(nodes)}" if nodes else "announced by no node") if root else ""
+        out.write(f"    {ip}  {owners[ip]}  {where}".rstrip() + "\n")
 
 
 # ---- command line ------------------------------------------------------------------------
