@@ -171,7 +171,7 @@ def failover(args) -> list[Row]:
             other_mac = next(node_mac(n) for name, n in nodes.items() if name != owner)
             pid = agent_pid(dc, owner)
             probe = Probe(ip)
-            wrk = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{args.failover_seconds}s", f"http://{ip}/"],
+            wrk = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{args.failover_seconds}s", "--latency", f"http://{ip}/"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             probe.start()
             time.sleep(1.0)
