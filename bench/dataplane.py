@@ -249,14 +249,16 @@ def until(check, what: str, timeout: float = WAIT, interval: float = 0.1):
 
 
 class DataplaneCluster:
-    """`pocketkube up --name pkbench` (1 node) with one nginx pod behind a Service and a
-    busybox client pod, held under the machine's e2e lock and taken down at the end."""
+    """`pocketkube up --name pkbench` (1 node, or `nodes`) with one nginx pod behind a Service
+    and a busybox client pod, held under the machine's e2e lock and taken down at the end."""
 
-    def __init__(self, args):
+    def __init__(self, args, nodes: int = 1):
         self.args = args
+        self.nodes = nodes
         self.work = tempfile.mkdtemp(prefix="pk-bench-")
-        self.cluster = BenchCluster(CLUSTER_NAME, 1, self.work, args.machine_timeout)
-        self.node = network.ClusterNetwork(CLUSTER_NAME, 1).node(1)
+        self.cluster = BenchCluster(CLUSTER_NAME, nodes, self.work, args.machine_timeout)
+        self.net = network.ClusterNetwork(CLUSTER_NAME, nodes)
+        self.node = self.net.node(1)
         self._lock = None
 
     def __enter__(self) -> "DataplaneCluster":
@@ -325,8 +327,9 @@ class DataplaneCluster:
                     if flag + mode in p["spec"]["containers"][0]["args"] and (
                             st.get("restartCount") or "terminated" in (st.get("state") or {})):
                         raise ModeUnavailable(f"kube-proxy --mode {mode} exits")
-            return len(pods) == 1 and flag + mode in pods[0]["spec"]["containers"][0]["args"] and \
-                not pods[0]["metadata"].get("deletionTimestamp") and running_and_ready(pods[0])
+            return len(pods) == self.nodes and all(
+                flag + mode in p["spec"]["containers"][0]["args"] and not p["metadata"].get("deletionTimestamp")
+                and running_and_ready(p) for p in pods)
         until(rolled_out, f"kube-proxy running in {mode} mode")
 
         def relay_address() -> bool:

@@ -63,10 +63,10 @@ class RunningServer:
 
 
 def start_server(data_dir: str, datastore: str = "memory", port: int = 0,
-                 controllers: bool = True) -> RunningServer:
-    """Start `pocketkube server` in its own process group and wait for it to listen."""
+                 controllers: bool = True, args: tuple[str, ...] = ()) -> RunningServer:
+    """Start `pocketkube server` (with more `args`) in its own process group and wait for it to listen."""
     log = open(os.path.join(data_dir, "server.log"), "ab")
-    extra = [] if controllers else ["--no-controllers"]
+    extra = ([] if controllers else ["--no-controllers"]) + list(args)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pocketkube.cli.main", "server", "--data-dir", data_dir,
          "--port", str(port), "--datastore", datastore, *extra],

@@ -17,6 +17,13 @@ def _server(args: argparse.Namespace) -> int:
     from pocketkube.controllers.base import Settings
     from pocketkube.controllers.manager import ControllerManager
     from pocketkube.core.client import Client
+    from pocketkube.core.lbpool import Pool, PoolError
+
+    try:
+        Pool.parse(args.lb_range)
+    except PoolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     async def run() -> None:
         sup = Supervisor()
@@ -27,7 +34,7 @@ def _server(args: argparse.Namespace) -> int:
             with open(server.pki.ca_cert, "rb") as f:
                 root_ca = f.read()
             settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
-                                root_ca=root_ca)
+                                root_ca=root_ca, lb_range=args.lb_range)
             await sup.start(ControllerManager(client, settings=settings))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
@@ -123,15 +130,20 @@ def _proxy(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from pocketkube.cli import up
     from pocketkube.core.client import from_kubeconfig
+    from pocketkube.node import network
     from pocketkube.node.network import ClusterNetwork
     from pocketkube.proxy.trace import TraceError, trace_in_cluster
+
+    record = up.ClusterRecord.load(args.cluster_name)
+    # which node holds each load-balancer address, read from the nodes themselves (needs root)
+    announced = network.announced_addresses(record.network) if record and os.geteuid() == 0 else {}
 
     async def run() -> int:
         client = from_kubeconfig(args.kubeconfig or up.user_kubeconfig_path(), field_manager="pocketkube-trace")
         try:
             print(await trace_in_cluster(client, source=args.source, to=args.to, protocol=args.proto,
                                          namespace=args.namespace, cluster_name=args.cluster_name,
-                                         mode=args.proxy_mode,
+                                         mode=args.proxy_mode, announced=announced,
                                          host_address=ClusterNetwork(args.cluster_name).host_ip))
             return 0
         except TraceError as exc:
@@ -179,6 +191,8 @@ def _run(coro) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pocketkube.core.lbpool import DEFAULT_LB_RANGE
+
     parser = argparse.ArgumentParser(prog="pocketkube", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
     p.add_argument("--advertise-address", default="127.0.0.1",
                    help="the address the `kubernetes` Service's endpoints point at")
+    p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
+                   help="addresses for LoadBalancer Services (default %(default)s; `up --lb-range` sets it)")
     p.set_defaults(func=_server)
     from pocketkube.cli import up
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pocketkube import addons
 from pocketkube.cli import supervisor
 from pocketkube.cli.supervisor import live_pid, write_file as _write_file
+from pocketkube.core.lbpool import DEFAULT_LB_RANGE, ingress_ips
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
 from pocketkube.node.network import ClusterNetwork
@@ -67,6 +68,7 @@ class ClusterRecord:
     data_dir: str
     nodes: int
     port: int
+    lb_range: str = DEFAULT_LB_RANGE
 
     @staticmethod
     def path(name: str) -> str:
@@ -89,7 +91,7 @@ class ClusterRecord:
 
     @property
     def network(self) -> ClusterNetwork:
-        return ClusterNetwork(self.name, self.nodes)
+        return ClusterNetwork(self.name, self.nodes, lb_range=self.lb_range)
 
     @property
     def server_dir(self) -> str:
@@ -341,6 +343,7 @@ class UpOptions:
     agent_command: tuple[str, ...] = AGENT_COMMAND
     disable: tuple[str, ...] = ()  # built-in add-ons not to apply
     proxy_mode: str = "nftables"
+    lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside the node network
 
 
 def require_root(command: str) -> None:
@@ -376,7 +379,7 @@ def up(opts: UpOptions, out=sys.stdout) -> int:
     ValueError, NetworkError) with the message to print."""
     started = time.monotonic()
     require_root("up")
-    net = ClusterNetwork(opts.name, opts.nodes)
+    net = ClusterNetwork(opts.name, opts.nodes, lb_range=opts.lb_range)
     with machine_lock():
         return _up(opts, net, out, started)
 
@@ -389,7 +392,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         teardown(opts.name, kubeconfig=None)
     _refuse_conflicts(net, opts.port)
     record = ClusterRecord(opts.name, os.path.abspath(opts.data_dir or default_data_dir(opts.name)), opts.nodes,
-                           opts.port)
+                           opts.port, opts.lb_range)
     _prepare_data_dir(record)
     record.save()
     progress = Progress(out)
@@ -497,7 +500,8 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     net = record.network
     processes = [{"name": "server", "log": record.server_log, "netns": None, "argv": [
         *SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
-        "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip]}]
+        "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
+        "--lb-range", net.lb_range]}]
     agent_url = f"https://{net.host_ip}:{record.port}"
     for node in net.node_list():
         state_dir = record.node_dir(node)
@@ -755,8 +759,28 @@ def status(name: str, out=sys.stdout) -> int:
                   f"{restarts('agent-' + node.name)}\n")
     if pods is not None:
         out.write(f"  pods: {pods}\n")
+    _write_load_balancers(record, out)
     out.write(f"  kubectl cluster-info --context {context_name(name)}\n")
     return 0
+
+
+def _write_load_balancers(record: ClusterRecord, out) -> None:
+    """The pool, and each address in use: its Service and the node announcing it (read from
+    the nodes' eth0, where the announcing agent puts it)."""
+    pool = record.network.lb_pool
+    try:
+        services = _api_get(record, "/api/v1/services").get("items") or []
+    except (OSError, urllib.error.URLError, ValueError):
+        services = []
+    owners = {ip: f"{s['metadata']['namespace']}/{s['metadata']['name']}" for s in services
+              for ip in ingress_ips(s) if ip in pool}
+    out.write(f"  load-balancer pool: {pool} ({len(owners)} of {pool.size} in use)\n")
+    root = os.geteuid() == 0  # the nodes' addresses are read inside their namespaces
+    announced = network.announced_addresses(record.network) if root else {}
+    for ip in sorted(owners, key=lambda a: tuple(int(p) for p in a.split("."))):
+        nodes = announced.get(ip) or []
+        where = (f"announced by {', '.join(nodes)}" if nodes else "announced by no node") if root else ""
+        out.write(f"    {ip}  {owners[ip]}  {where}".rstrip() + "\n")
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -775,8 +799,12 @@ def add_parsers(sub) -> None:
                    help="do not apply this built-in add-on (" + ", ".join(addons.ADDONS) + "); repeatable")
     p.add_argument("--proxy-mode", choices=("nftables", "userspace"), default="nftables",
                    help="how the service proxy routes Service traffic (default %(default)s)")
+    p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
+                   help="addresses for LoadBalancer Services, inside the node network and above the nodes' "
+                        "addresses (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
-                                                    disable=tuple(a.disable), proxy_mode=a.proxy_mode))))
+                                                    disable=tuple(a.disable), proxy_mode=a.proxy_mode,
+                                                    lb_range=a.lb_range))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: down(a.name)))

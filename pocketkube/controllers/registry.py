@@ -10,6 +10,7 @@ from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
 from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.job import JobController
+from pocketkube.controllers.loadbalancer import LoadBalancerController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
 from pocketkube.controllers.rootca import RootCACertPublisher
@@ -25,6 +26,7 @@ CONTROLLERS: list = [
     EndpointsController,
     EndpointSliceController,
     EndpointSliceMirroringController,
+    LoadBalancerController,
     KubernetesEndpointsController,
     StatefulSetController,
     DaemonSetController,

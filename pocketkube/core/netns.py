@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
+import threading
 
 CLONE_NEWNET = 0x40000000
 
@@ -26,3 +28,34 @@ def enter_netns(path: str) -> None:
             raise OSError(err, f"setns {path}: {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket of the network namespace at `path` (None, or the calling thread's own: made
+    here). Made by a short-lived thread that enters the namespace, so no thread of the caller
+    changes namespace; the socket keeps working in the namespace it was made in."""
+    if path is None or _same_file(path, "/proc/thread-self/ns/net"):
+        return socket.socket(family, kind, proto)
+    result: dict = {}
+
+    def enter_and_open() -> None:
+        try:
+            enter_netns(path)
+            result["sock"] = socket.socket(family, kind, proto)
+        except BaseException as exc:  # handed to the caller
+            result["error"] = exc
+
+    thread = threading.Thread(target=enter_and_open, name="socket-in-netns")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["sock"]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

@@ -123,6 +123,14 @@ class NodeAgent:
         self._transitions: dict[str, str] = {}
         self._pending_events: list[tuple[dict, str, str, str]] = []
         self._events_queued = asyncio.Event()
+        # Load-balancer addresses are announced only by an agent of a real node (its own
+        # network namespace): never on the host's interfaces.
+        self.announcer = None
+        if netns:
+            from pocketkube.node.announcer import Announcer
+
+            self.announcer = Announcer(client, node_name=node_name, node_ip=node_ip, netns=netns,
+                                       services=self.service_informer)
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -153,10 +161,14 @@ class NodeAgent:
         for uid in self.pods.running_pods():
             if uid not in live:
                 self.queue.add("orphan/" + uid)
+        if self.announcer is not None:
+            await self.announcer.start()
         self.ready.set()
         log.info("node %s ready (%s, pods %s)", self.node_name, self.node_ip, self.pod_cidr)
 
     async def stop(self) -> None:
+        if self.announcer is not None:
+            await self.announcer.stop()
         self.queue.shutdown()
         await cancel_and_wait(*self._tasks)
         await self.pod_informer.stop()

@@ -13,16 +13,15 @@ hairpin on; up` plus `addr add; link set eth0 up; route add default` did.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
 import os
 import socket
 import struct
-import threading
+
+from pocketkube.core.netns import socket_in
 
 NETLINK_ROUTE = 0
-CLONE_NEWNET = 0x40000000
 
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
@@ -92,51 +91,9 @@ def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = socket
     return _IFINFOMSG.pack(family, 0, index, flags, change)
 
 
-_libc = None
-_libc_lock = threading.Lock()
-
-
-def _setns(fd: int) -> None:
-    global _libc
-    with _libc_lock:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise NetlinkError(err, f"setns: {os.strerror(err)}")
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
 def _socket_in(netns_path: str | None) -> socket.socket:
     """A NETLINK_ROUTE socket of `netns_path`'s network namespace (None: this thread's)."""
-    if netns_path is None or _same_file(netns_path, "/proc/thread-self/ns/net"):
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    result: dict = {}
-
-    def enter_and_open() -> None:  # a short-lived thread: its namespace change dies with it
-        try:
-            target = os.open(netns_path, os.O_RDONLY)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
-            result["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        except BaseException as exc:  # handed to the caller
-            result["error"] = exc
-
-    thread = threading.Thread(target=enter_and_open, name="netlink-netns")
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["sock"]
+    return socket_in(netns_path, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
 
 
 class Netlink:

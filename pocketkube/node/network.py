@@ -30,6 +30,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from pocketkube.core.lbpool import ANNOUNCED_LABEL, DEFAULT_LB_RANGE, Pool, check_pool
+
 DEFAULT_NAME = "pocketkube"
 NODE_SUBNET = ipaddress.IPv4Network("172.18.0.0/24")
 POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
@@ -103,11 +105,21 @@ class ClusterNetwork:
     node_subnet: ipaddress.IPv4Network = NODE_SUBNET
     pod_cidr: ipaddress.IPv4Network = POD_CIDR
     service_cidr: ipaddress.IPv4Network = SERVICE_CIDR
+    lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside node_subnet
 
     def __post_init__(self) -> None:
         validate_cluster_name(self.name)
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"--nodes must be between 1 and {MAX_NODES}, not {self.nodes}")
+        used = {self.host_ip: "the host's address on the node network"}
+        used.update({str(self.node_subnet.network_address + 1 + i): f"node {self.name}-node-{i}"
+                     for i in range(1, self.nodes + 1)})
+        check_pool(self.lb_pool, self.node_subnet, used,
+                   {"pod network": self.pod_cidr, "service network": self.service_cidr})
+
+    @property
+    def lb_pool(self) -> Pool:
+        return Pool.parse(self.lb_range)
 
     @property
     def bridge(self) -> str:
@@ -124,7 +136,9 @@ class ClusterNetwork:
 
     @property
     def unreachable_ranges(self) -> tuple[str, ...]:
-        return (str(self.pod_cidr), str(self.service_cidr))
+        """The ranges refused on the host when nothing more specific delivers them: the pod and
+        service networks, and the load-balancer pool (which the bridge delivers while it exists)."""
+        return (str(self.pod_cidr), str(self.service_cidr), *(str(n) for n in self.lb_pool.networks()))
 
     @property
     def ranges(self) -> tuple[ipaddress.IPv4Network, ...]:
@@ -158,6 +172,9 @@ class ClusterNetwork:
         # The host is a client like any other: Service addresses go to node 1, whose proxy
         # rules deliver them (DESIGN.md, "The network").
         lines.append(f"route add {self.service_cidr} via {self.node(1).ip} dev {self.bridge} proto {ROUTE_PROTOCOL}")
+        # Load-balancer addresses are on the node network: the node announcing one answers ARP
+        # for it on the bridge. The pool's own routes sit above its unreachable ones, as above.
+        lines += [f"route add {n} dev {self.bridge} proto {ROUTE_PROTOCOL}" for n in self.lb_pool.networks()]
         lines += [f"route add unreachable {r} metric {UNREACHABLE_METRIC} proto {ROUTE_PROTOCOL}"
                   for r in self.unreachable_ranges]
         return "\n".join(lines) + "\n"
@@ -255,7 +272,10 @@ def create_network(net: ClusterNetwork) -> None:
     _run(["ip", "-batch", "-"], net.host_batch())
     for node in net.node_list():
         _run(["ip", "-batch", "-"], net.node_batch(node), netns=node.netns)
-        _run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], netns=node.netns)
+        # arp_ignore=1: a node answers ARP on eth0 only for eth0's own addresses, so only the
+        # node announcing a load-balancer address answers for it (userspace mode holds Service
+        # addresses on pk-svc on every node, which the default would answer for too).
+        _run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.eth0.arp_ignore=1"], netns=node.netns)
 
 
 @dataclass
@@ -298,8 +318,16 @@ def nft_tables() -> list[tuple[str, str]]:
 
 
 def _our_route(route: dict, ranges: tuple[str, ...]) -> bool:
-    return (route.get("type") == "unreachable" and route.get("dst") in ranges
-            and route.get("metric") == UNREACHABLE_METRIC and str(route.get("protocol")) == str(ROUTE_PROTOCOL))
+    """An unreachable route pocketkube added for one of `ranges`, or for a load-balancer pool
+    (any range inside the node network: `up --lb-range` chose it)."""
+    if not (route.get("type") == "unreachable" and route.get("metric") == UNREACHABLE_METRIC
+            and str(route.get("protocol")) == str(ROUTE_PROTOCOL)):
+        return False
+    try:
+        inside_nodes = ipaddress.ip_network(route.get("dst") or "", strict=False).subnet_of(NODE_SUBNET)
+    except (ValueError, TypeError):
+        inside_nodes = False
+    return route.get("dst") in ranges or inside_nodes
 
 
 def running_clusters() -> set[str]:
@@ -369,6 +397,20 @@ def conflicting_routes(net: ClusterNetwork) -> list[str]:
             continue
         if any(network.version == r.version and network.overlaps(r) for r in net.ranges):
             found.append(f"{dst} {route.get('type', '')} dev {route.get('dev', '-')}".replace("  ", " "))
+    return found
+
+
+def announced_addresses(net: ClusterNetwork) -> dict[str, list[str]]:
+    """Load-balancer address -> the nodes that hold it on their eth0 (announce it)."""
+    found: dict[str, list[str]] = {}
+    for node in net.node_list():
+        cp = _run(["ip", "-j", "-4", "addr", "show", "dev", "eth0"], netns=node.netns, check=False)
+        if cp.returncode != 0:
+            continue
+        for link in json.loads(cp.stdout or "[]"):
+            for info in link.get("addr_info") or []:
+                if info.get("label") == ANNOUNCED_LABEL:
+                    found.setdefault(info["local"], []).append(node.name)
     return found
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
 from pocketkube.proxy.ruleset import (DROP, MASQUERADE_BIT, RETURN, AddressPairInSet, Chain, CtStateNew,
-                                      CtStatusDnat, Dnat, FibLocal, Hook, IpInSet, IpMatch, Masquerade, MarkClear,
+                                      CtStatusDnat, Dnat, FibLocal, Hook, IpInRanges, IpInSet, IpMatch, Masquerade, MarkClear,
                                       NamedSet, PortVmap, ProtocolMatch, RandomOneIn, Reject, Rule, Ruleset,
                                       ServiceVmap, SetMark, UpdateSet, Verdict, goto, jump, render_element,
                                       render_rule)
@@ -38,6 +38,7 @@ SERVICE_NODEPORTS = "service-nodeports"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
 CLUSTER_IPS = "cluster-ips"
+FIREWALL_IPS = "firewall-ips"
 HAIRPIN = "hairpin-endpoints"
 # chains
 SERVICES = "services"
@@ -47,7 +48,8 @@ REJECT_CHAIN = "reject-chain"
 SERVICE_ENDPOINTS_CHECK = "service-endpoints-check"
 NODEPORT_ENDPOINTS_CHECK = "nodeport-endpoints-check"
 CLUSTER_IPS_CHECK = "cluster-ips-check"
-SERVICE_CHAIN_PREFIXES = ("service-", "local-", "external-")
+FIREWALL_CHECK = "firewall-check"
+SERVICE_CHAIN_PREFIXES = ("service-", "local-", "external-", "firewall-")
 AFFINITY_PREFIX = "affinity-"
 LOOPBACK = "127.0.0.0/8"
 NETNS_DIR = "/run/netns"
@@ -75,17 +77,21 @@ def base_ruleset(cfg: NftablesConfig) -> Ruleset:
     rs.add_set(NamedSet(SERVICE_NODEPORTS, "inet_proto . inet_service", is_map=True))
     rs.add_set(NamedSet(NO_ENDPOINT_SERVICES, "ipv4_addr . inet_proto . inet_service", is_map=True))
     rs.add_set(NamedSet(NO_ENDPOINT_NODEPORTS, "inet_proto . inet_service", is_map=True))
+    rs.add_set(NamedSet(FIREWALL_IPS, "ipv4_addr . inet_proto . inet_service", is_map=True))
     rs.add_set(NamedSet(CLUSTER_IPS, "ipv4_addr"))
     rs.add_set(NamedSet(HAIRPIN, "ipv4_addr . ipv4_addr"))
     new = CtStateNew()
     local_daddr = (FibLocal("daddr"), IpMatch("daddr", LOOPBACK, negate=True))
     chains = [
+        # filter, before DNAT: load-balancer addresses only for their loadBalancerSourceRanges
+        Chain("filter-prerouting", [(new, jump(FIREWALL_CHECK))], Hook("filter", "prerouting", "-110")),
         # filter: refuse or drop what no endpoint serves, before routing could send it on
         Chain("filter-input", [(new, jump(NODEPORT_ENDPOINTS_CHECK)), (new, jump(SERVICE_ENDPOINTS_CHECK))],
               Hook("filter", "input", "-110")),
         Chain("filter-forward", [(new, jump(SERVICE_ENDPOINTS_CHECK)), (new, jump(CLUSTER_IPS_CHECK))],
               Hook("filter", "forward", "-110")),
-        Chain("filter-output", [(new, jump(SERVICE_ENDPOINTS_CHECK))], Hook("filter", "output", "-110")),
+        Chain("filter-output", [(new, jump(FIREWALL_CHECK)), (new, jump(SERVICE_ENDPOINTS_CHECK))],
+              Hook("filter", "output", "-110")),
         Chain("filter-output-post-dnat", [(new, jump(CLUSTER_IPS_CHECK))], Hook("filter", "output", "-90")),
         # nat: dispatch every Service address, masquerade where marked
         Chain("nat-prerouting", [(jump(SERVICES),)], Hook("nat", "prerouting", "dstnat")),
@@ -98,6 +104,7 @@ def base_ruleset(cfg: NftablesConfig) -> Ruleset:
                           jump(MARK_MASQ)),
                          (ServiceVmap(SERVICE_IPS),), (*local_daddr, PortVmap(SERVICE_NODEPORTS))]),
         Chain(SERVICE_ENDPOINTS_CHECK, [(ServiceVmap(NO_ENDPOINT_SERVICES),)]),
+        Chain(FIREWALL_CHECK, [(ServiceVmap(FIREWALL_IPS),)]),
         Chain(NODEPORT_ENDPOINTS_CHECK, [(*local_daddr, PortVmap(NO_ENDPOINT_NODEPORTS))]),
         # a ClusterIP's unserved port is refused like a closed port (a TCP reset: the kernel
         # rate-limits ICMP errors per client, so an ICMP reject would often be a timeout)
@@ -164,6 +171,7 @@ def service_port_rules(cfg: NftablesConfig, svc: ServicePort, endpoints: tuple[E
     cat = categorize_endpoints(endpoints, svc)
     base, proto = chain_base(svc), svc.protocol.lower()
     cluster_chain, local_chain, external_chain = f"service-{base}", f"local-{base}", f"external-{base}"
+    firewall_chain = f"firewall-{base}"
     uses_cluster = bool(cat.cluster) and svc.uses_cluster_endpoints
     uses_local = bool(cat.local) and svc.uses_local_endpoints
     internal_chain = local_chain if svc.internal_policy_local else cluster_chain
@@ -183,6 +191,12 @@ def service_port_rules(cfg: NftablesConfig, svc: ServicePort, endpoints: tuple[E
             out.element(SERVICE_IPS, (ip, proto, svc.port), goto(external_chain))
         if not has_external:
             out.element(NO_ENDPOINT_SERVICES, (ip, proto, svc.port), no_endpoints)
+    if svc.lb_ips and svc.source_ranges:
+        # loadBalancerSourceRanges: every other client of a load-balancer address is dropped
+        # (not the NodePort, nor the ClusterIP, as in kube-proxy)
+        out.chains[firewall_chain] = ((IpInRanges("saddr", svc.source_ranges, negate=True), DROP),)
+        for ip in svc.lb_ips:
+            out.element(FIREWALL_IPS, (ip, proto, svc.port), goto(firewall_chain))
     if svc.node_port:
         if cat.has_any:
             out.element(SERVICE_NODEPORTS, (proto, svc.node_port), goto(external_chain))

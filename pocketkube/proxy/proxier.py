@@ -26,6 +26,7 @@ from pocketkube.core.client import Client
 from pocketkube.core.informer import Informer
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.proxy.changetracker import ChangeTracker
+from pocketkube.proxy.healthcheck import ServiceHealthServer
 from pocketkube.proxy.nftables import FAMILY, NftablesBackend, NftError, NftablesConfig, NftRunner, SyncStats, table_name
 from pocketkube.proxy.userspace import DUMMY_INTERFACE, UserspaceBackend, UserspaceConfig, UserspaceError
 
@@ -65,6 +66,7 @@ class Proxier:
         else:
             self.backend = NftablesBackend(self.cfg, self.runner)
         self.tracker = ChangeTracker(node_name)
+        self.health = ServiceHealthServer(netns)  # healthCheckNodePorts
         self.service_route_device = service_route_device
         self.node_ip = node_ip
         self.min_sync_interval = min_sync_interval
@@ -99,6 +101,7 @@ class Proxier:
         await cancel_and_wait(self._task)
         await self.slices.stop()
         await self.services.stop()
+        await self.health.stop()
         if isinstance(self.backend, UserspaceBackend):
             await self.backend.stop()
 
@@ -179,6 +182,7 @@ class Proxier:
             return False
         self.last_sync = stats
         self.sync_count += 1
+        await self.health.sync(self.tracker.services, self.tracker.endpoints)
         log.log(logging.INFO if stats.full else logging.DEBUG, "%s %s sync: %d Service(s), %d command(s) in %.1f ms",
                 self.mode, "full" if stats.full else "partial", stats.services, stats.commands,
                 (time.monotonic() - started) * 1000)

@@ -29,6 +29,17 @@ class IpMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class IpInRanges:
+    """`ip saddr != { 10.0.0.0/8, 192.168.1.0/24 }`: one of several addresses or CIDRs."""
+    field: str
+    values: tuple[str, ...]
+    negate: bool = False
+
+    def nft(self) -> str:
+        return f"ip {self.field} {'!= ' if self.negate else ''}{{ {', '.join(self.values)} }}"
+
+
+@dataclass(frozen=True, slots=True)
 class IpInSet:
     """`ip daddr @cluster-ips`, `ip saddr @affinity-...`."""
     field: str

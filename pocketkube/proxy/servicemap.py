@@ -45,8 +45,11 @@ class ServicePort:
     protocol: str  # TCP, UDP or SCTP
     node_port: int = 0
     external_ips: tuple[str, ...] = ()  # spec.externalIPs and status.loadBalancer.ingress IPs
+    lb_ips: tuple[str, ...] = ()  # the load-balancer ingress IPs among them (ipMode VIP or unset)
+    source_ranges: tuple[str, ...] = ()  # spec.loadBalancerSourceRanges: who may use lb_ips
     affinity_seconds: int = 0  # 0: no session affinity; else ClientIP with this timeout
     external_policy_local: bool = False  # externalTrafficPolicy Local (externally accessible only)
+    health_check_port: int = 0  # spec.healthCheckNodePort (LoadBalancer with externalTrafficPolicy Local)
     internal_policy_local: bool = False  # internalTrafficPolicy Local
 
     @property
@@ -97,6 +100,19 @@ def _ipv4(address: str) -> bool:
         return False
 
 
+def _cidrs(ranges: list[str]) -> list[str]:
+    """The IPv4 CIDRs of loadBalancerSourceRanges, normalised ("10.0.0.1/8" -> "10.0.0.0/8")."""
+    found = []
+    for text in ranges:
+        try:
+            net = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4:
+            found.append(str(net))
+    return found
+
+
 def service_ports(service: dict | None) -> dict[ServicePortName, ServicePort]:
     """The service ports of a Service object (empty for None or a skipped Service)."""
     if service is None or should_skip_service(service):
@@ -106,9 +122,13 @@ def service_ports(service: dict | None) -> dict[ServicePortName, ServicePort]:
     if not _ipv4(cluster_ip):
         return {}
     external = [ip for ip in spec.get("externalIPs") or [] if _ipv4(ip)]
+    lb_ips = []
     for ingress in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-        if _ipv4(ingress.get("ip") or "") and ingress["ip"] not in external:
-            external.append(ingress["ip"])
+        # ipMode Proxy: the load balancer forwards to the nodes itself, so kube-proxy leaves its IP alone
+        if _ipv4(ingress.get("ip") or "") and ingress.get("ipMode", "VIP") == "VIP" and ingress["ip"] not in lb_ips:
+            lb_ips.append(ingress["ip"])
+    external += [ip for ip in lb_ips if ip not in external]
+    source_ranges = tuple(_cidrs(spec.get("loadBalancerSourceRanges") or []))
     affinity = 0
     if spec.get("sessionAffinity") == "ClientIP":
         client_ip = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
@@ -124,9 +144,11 @@ def service_ports(service: dict | None) -> dict[ServicePortName, ServicePort]:
         accessible = bool(node_port or external)
         result[name] = ServicePort(
             name=name, cluster_ip=cluster_ip, port=int(entry["port"]), protocol=protocol, node_port=node_port,
-            external_ips=tuple(external), affinity_seconds=affinity,
+            external_ips=tuple(external), lb_ips=tuple(lb_ips), source_ranges=source_ranges if lb_ips else (),
+            affinity_seconds=affinity,
             external_policy_local=accessible and spec.get("externalTrafficPolicy") == "Local",
-            internal_policy_local=spec.get("internalTrafficPolicy") == "Local")
+            internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
+            health_check_port=int(spec.get("healthCheckNodePort") or 0) if spec.get("type") == "LoadBalancer" else 0)
     return result
 
 

@@ -24,7 +24,8 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from pocketkube.proxy.ruleset import (AddressPairInSet, CtStateNew, CtStatusDnat, Dnat, FibLocal, IpInSet, IpMatch,
+from pocketkube.proxy.ruleset import (AddressPairInSet, CtStateNew, CtStatusDnat, Dnat, FibLocal, IpInRanges,
+                                      IpInSet, IpMatch,
                                       Masquerade, MarkClear, PortMatch, PortVmap, ProtocolMatch, RandomOneIn, Reject,
                                       Rule, Ruleset, ServiceVmap, SetMark, UpdateSet, Verdict, render_rule)
 
@@ -257,6 +258,10 @@ class Tracer:
             address = st.saddr if expr.field == "saddr" else st.daddr
             inside = ipaddress.IPv4Address(address) in ipaddress.IPv4Network(expr.value, strict=False)
             return inside != expr.negate, ""
+        if isinstance(expr, IpInRanges):
+            address = ipaddress.IPv4Address(st.saddr if expr.field == "saddr" else st.daddr)
+            inside = any(address in ipaddress.IPv4Network(v, strict=False) for v in expr.values)
+            return inside != expr.negate, ""
         if isinstance(expr, IpInSet):
             address = st.saddr if expr.field == "saddr" else st.daddr
             named = self.ruleset.sets[expr.set_name]
@@ -407,7 +412,7 @@ def userspace_trace(node: NodeInfo, services: list[dict], slices: list[dict], so
     """The first packet from `source` to `destination:port` on a node whose proxy runs in
     userspace mode (from_node: sent by a process of the node itself)."""
     from pocketkube.proxy.changetracker import ChangeTracker
-    from pocketkube.proxy.userspace import DROP_ALL, INTERNAL, EndpointChooser, service_addresses
+    from pocketkube.proxy.userspace import DROP_ALL, INTERNAL, EndpointChooser, service_addresses, source_allowed
 
     tracker = ChangeTracker(node.name)
     for svc in services:
@@ -445,8 +450,14 @@ def userspace_trace(node: NodeInfo, services: list[dict], slices: list[dict], so
     chooser = choosers[spec.service]
     internal = from_node or source in local or \
         ipaddress.IPv4Address(source) in ipaddress.IPv4Network(cluster_cidr, strict=False)
-    kind = "ClusterIP" if spec.kind == INTERNAL else ("NodePort" if destination in node.addresses else "external IP")
+    kind = "ClusterIP" if spec.kind == INTERNAL else ("NodePort" if destination in node.addresses else
+                                                      "load-balancer IP" if destination in chooser.svc.lb_ips
+                                                      else "external IP")
     steps = [Step("relay", f"listener {destination}:{port}/{proto} of {spec.service} ({kind})")]
+    if spec.allow and not source_allowed(source, spec.allow):
+        steps.append(Step("relay", "socket filter drops the SYN" if proto == "tcp" else "the relay discards the datagram",
+                          f"{source} is not in loadBalancerSourceRanges ({', '.join(spec.allow)})"))
+        return done(DROP, steps)
     if spec.drop == DROP_ALL or (spec.drop and not internal):
         policy = "internalTrafficPolicy" if spec.kind == INTERNAL else "externalTrafficPolicy"
         steps.append(Step("relay", "socket filter drops the SYN" if proto == "tcp" else "the relay discards the datagram",
@@ -497,12 +508,13 @@ class TraceError(ValueError):
 async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp", namespace: str = "default",
                            cluster_name: str = "pocketkube", host_address: str = "172.18.0.1",
                            cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12",
-                           mode: str | None = None) -> str:
+                           mode: str | None = None, announced: dict[str, list[str]] | None = None) -> str:
     """Trace a first packet from `source` (a pod name or namespace/name, `node/NAME` or
     `host`, whose address on the node network is `host_address`) to `to` ("ADDR:PORT")
     through the rules of the node it enters, and on to a second node when it is forwarded
     there unchanged (another node's NodePort). `mode`: the proxies' mode (None: read it from
-    the cluster, `proxy_mode`)."""
+    the cluster, `proxy_mode`). `announced`: load-balancer address -> the nodes holding it
+    (the host's packet to it enters the announcing node)."""
     address, _, port_text = to.rpartition(":")
     try:
         ipaddress.IPv4Address(address)
@@ -516,6 +528,17 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
                                                            nodes, address)
     mode = mode or await proxy_mode(client)
     lines = []
+    owner = _load_balancer_owner(services, address)
+    if owner and source == "host":
+        holders = [n for n in (announced or {}).get(address, []) if n in nodes]
+        if not holders:
+            return (f"{address} is the load-balancer address of Service {owner}, but no node announces it: "
+                    f"the host's ARP request for it on the node network gets no answer (no route to host). "
+                    f"A node announces it when its agent runs and, with externalTrafficPolicy Local, it has a "
+                    f"ready endpoint of the Service.")
+        node = nodes[holders[0]]
+        lines.append(f"{address} is the load-balancer address of Service {owner}: node {node.name} announces it "
+                     f"(holds it on eth0 and answers ARP on the node network, layer 2), so the host sends it there.")
     for _hop in range(2):
         if mode == "userspace":
             trace = userspace_trace(node, services, slices, src_ip, address, port, protocol, from_node,
@@ -533,6 +556,15 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
         label, src_ip = f"{label} via node {node.name}", (node.ip if onward[0].masquerade else src_ip)
         node, from_node = target, False
     return "\n".join(lines)
+
+
+def _load_balancer_owner(services: list[dict], address: str) -> str | None:
+    """"namespace/name" of the LoadBalancer Service whose ingress IP is `address`."""
+    for svc in services:
+        for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            if ingress.get("ip") == address and (svc.get("spec") or {}).get("type") == "LoadBalancer":
+                return f"{svc['metadata'].get('namespace', '')}/{svc['metadata']['name']}"
+    return None
 
 
 async def _resolve_source(client, source: str, namespace: str, cluster_name: str, host_address: str,

@@ -40,6 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pocketkube.core.lbpool import ANNOUNCED_LABEL
 from pocketkube.core.netns import enter_netns
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
 from pocketkube.proxy.nftables import NETNS_DIR, NftRunner, SyncStats
@@ -69,6 +70,12 @@ class RelaySpec:
     service: ServicePortName
     kind: str  # INTERNAL (ClusterIP) or EXTERNAL (NodePort, external IP)
     drop: str | None = None
+    allow: tuple[str, ...] = ()  # loadBalancerSourceRanges of a load-balancer address: other sources dropped
+
+    @property
+    def filtered(self) -> tuple[str | None, tuple[str, ...]]:
+        """What its socket filter depends on."""
+        return (self.drop, self.allow)
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -147,7 +154,8 @@ class EndpointChooser:
         else:
             external_drop = DROP_EXTERNAL if self.candidates(EXTERNAL, True) else DROP_ALL
         specs = [RelaySpec(svc.cluster_ip, svc.port, svc.protocol, svc.name, INTERNAL, internal_drop)]
-        specs += [RelaySpec(ip, svc.port, svc.protocol, svc.name, EXTERNAL, external_drop) for ip in svc.external_ips]
+        specs += [RelaySpec(ip, svc.port, svc.protocol, svc.name, EXTERNAL, external_drop,
+                            svc.source_ranges if ip in svc.lb_ips else ()) for ip in svc.external_ips]
         if svc.node_port:
             specs += [RelaySpec(ip, svc.node_port, svc.protocol, svc.name, EXTERNAL, external_drop)
                       for ip in node_addresses]
@@ -180,6 +188,11 @@ class ClientClassifier:
         return value & self.mask == self.network or ip in self.local
 
 
+def source_allowed(ip: str, ranges: tuple[str, ...]) -> bool:
+    address = ipaddress.IPv4Address(ip)
+    return any(address in ipaddress.IPv4Network(cidr, strict=False) for cidr in ranges)
+
+
 # ---- socket filters -------------------------------------------------------------------------
 
 SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
@@ -189,14 +202,26 @@ _SKF_NET_SRC = -0x100000 + 12  # the IPv4 source address
 _LOOPBACK_IFINDEX = 1  # the node's own traffic to its local addresses arrives on lo
 
 
-def socket_filter(drop: str, cluster_cidr: str) -> list[tuple[int, int, int, int]]:
+def socket_filter(drop: str | None, cluster_cidr: str, allow: tuple[str, ...] = ()) -> list[tuple[int, int, int, int]]:
     """A classic BPF program for a listening socket: DROP_ALL drops every packet (a TCP SYN
     dropped by the filter is never answered); DROP_EXTERNAL keeps the node's own traffic (it
-    arrives on lo) and the pods' (source in the cluster range)."""
+    arrives on lo) and the pods' (source in the cluster range). With `allow` (CIDRs), a
+    source outside all of them is dropped first."""
+    program: list[tuple[int, int, int, int]] = []
+    for i, cidr in enumerate(allow):
+        net = ipaddress.IPv4Network(cidr, strict=False)
+        to_policy = 3 * (len(allow) - i) - 2  # past the later ranges and the drop below
+        program += [(_LD_W_ABS, 0, 0, _SKF_NET_SRC & 0xFFFFFFFF),
+                    (_AND_K, 0, 0, int(net.netmask)),
+                    (_JEQ_K, to_policy, 0, int(net.network_address))]
+    if allow:
+        program.append((_RET_K, 0, 0, 0))
+    if drop is None:
+        return program + [(_RET_K, 0, 0, 0xFFFFFFFF)]
     if drop == DROP_ALL:
-        return [(_RET_K, 0, 0, 0)]
+        return program + [(_RET_K, 0, 0, 0)]
     net = ipaddress.IPv4Network(cluster_cidr, strict=False)
-    return [(_LD_W_ABS, 0, 0, _SKF_AD_IFINDEX & 0xFFFFFFFF),
+    return program + [(_LD_W_ABS, 0, 0, _SKF_AD_IFINDEX & 0xFFFFFFFF),
             (_JEQ_K, 4, 0, _LOOPBACK_IFINDEX),
             (_LD_W_ABS, 0, 0, _SKF_NET_SRC & 0xFFFFFFFF),
             (_AND_K, 0, 0, int(net.netmask)),
@@ -205,14 +230,14 @@ def socket_filter(drop: str, cluster_cidr: str) -> list[tuple[int, int, int, int
             (_RET_K, 0, 0, 0xFFFFFFFF)]
 
 
-def set_socket_filter(sock, drop: str | None, cluster_cidr: str) -> None:
-    if drop is None:
+def set_socket_filter(sock, drop: str | None, cluster_cidr: str, allow: tuple[str, ...] = ()) -> None:
+    if drop is None and not allow:
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
         except OSError:
             pass  # no filter attached
         return
-    program = socket_filter(drop, cluster_cidr)
+    program = socket_filter(drop, cluster_cidr, allow)
     code = b"".join(struct.pack("HBBI", *insn) for insn in program)
     buffer = ctypes.create_string_buffer(code, len(code))
     fprog = struct.pack("HP", len(program), ctypes.addressof(buffer))
@@ -474,6 +499,8 @@ class UdpRelay(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr) -> None:
         session = self.sessions.get(addr)
         if session is None:
+            if self.spec.allow and not source_allowed(addr[0], self.spec.allow):
+                return  # not in loadBalancerSourceRanges: dropped
             chooser = self.backend.choosers.get(self.spec.service)
             ep = chooser.choose(addr[0], self.spec.kind, self.backend.is_internal(addr[0])) if chooser else None
             if ep is None:
@@ -592,8 +619,8 @@ class UserspaceBackend:
             for info in link.get("addr_info") or []:
                 if link.get("ifname") == dummy:
                     present.add(info["local"])
-                elif not info["local"].startswith("127."):
-                    node.append(info["local"])
+                elif not info["local"].startswith("127.") and info.get("label") != ANNOUNCED_LABEL:
+                    node.append(info["local"])  # (a load-balancer address the node announces is not its own)
         self.node_addresses = sorted(set(node), key=lambda ip: socket.inet_aton(ip))
         self._service_addresses = {name: service_addresses(services, name) for name in services.service_names()}
         wanted = set().union(*self._service_addresses.values()) if self._service_addresses else set()
@@ -690,8 +717,8 @@ class UserspaceBackend:
             if relay is None:
                 to_open.append(spec)
                 continue
-            if relay.spec.drop != spec.drop and spec.protocol == "TCP":
-                set_socket_filter(relay.sock, spec.drop, self.cfg.cluster_cidr)
+            if relay.spec.filtered != spec.filtered and spec.protocol == "TCP":
+                set_socket_filter(relay.sock, spec.drop, self.cfg.cluster_cidr, spec.allow)
                 changes += 1
             relay.spec = spec
             if isinstance(relay, UdpRelay):
@@ -711,8 +738,8 @@ class UserspaceBackend:
                 sock.setblocking(False)
                 if spec.protocol == "TCP":  # (for UDP it would let two sockets share a port)
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if spec.drop and spec.protocol == "TCP":
-                    set_socket_filter(sock, spec.drop, self.cfg.cluster_cidr)
+                if (spec.drop or spec.allow) and spec.protocol == "TCP":
+                    set_socket_filter(sock, spec.drop, self.cfg.cluster_cidr, spec.allow)
                 sock.bind((spec.ip, spec.port))
                 relay = TcpRelay(self, spec, sock) if spec.protocol == "TCP" else UdpRelay(self, spec, sock)
                 await relay.start()

@@ -136,7 +136,8 @@ def test_patch_types_and_patch_errors(raw, ns):
 
 def test_status_subresource_only_writes_status(raw, ns):
     base = f"/api/v1/namespaces/{ns}/services"
-    raw.request("POST", base, svc("st", type="LoadBalancer"))
+    # a class of another implementation: pocketkube's load-balancer controller leaves its status alone
+    raw.request("POST", base, svc("st", type="LoadBalancer", loadBalancerClass="example.com/elsewhere"))
     status, _, body = raw.request("PATCH", f"{base}/st/status",
                                   {"status": {"loadBalancer": {"ingress": [{"ip": "172.18.0.200"}]}},
                                    "spec": {"type": "ClusterIP"}},

@@ -50,7 +50,7 @@ def test_node_layout_of_the_default_cluster():
         (2, "pocketkube-node-2", "pk-pocketkube-n2", "172.18.0.3", "10.244.2.0/24", "10.244.2.1"),
         (3, "pocketkube-node-3", "pk-pocketkube-n3", "172.18.0.4", "10.244.3.0/24", "10.244.3.1"),
     ]
-    assert net.unreachable_ranges == ("10.244.0.0/16", "10.96.0.0/12")
+    assert net.unreachable_ranges == ("10.244.0.0/16", "10.96.0.0/12", "172.18.0.128/26")  # pods, Services, LB pool
 
 
 def test_node_index_out_of_range():
@@ -139,7 +139,21 @@ def test_host_batch_makes_bridge_veths_routes_and_unreachable_routes():
             f"proto {network.ROUTE_PROTOCOL}") in lines
     assert (f"route add unreachable 10.96.0.0/12 metric {network.UNREACHABLE_METRIC} "
             f"proto {network.ROUTE_PROTOCOL}") in lines
+    # The load-balancer pool: on the bridge (the announcing node answers ARP), refused under it.
+    assert f"route add 172.18.0.128/26 dev pk-dev proto {network.ROUTE_PROTOCOL}" in lines
+    assert (f"route add unreachable 172.18.0.128/26 metric {network.UNREACHABLE_METRIC} "
+            f"proto {network.ROUTE_PROTOCOL}") in lines
     assert not any("default" in line for line in lines)
+
+
+def test_lb_range_is_checked_against_the_cluster():
+    assert ClusterNetwork("dev", 2, lb_range="172.18.0.4-172.18.0.9").lb_pool.size == 6
+    with pytest.raises(ValueError, match="172.18.0.3 is node dev-node-2"):
+        ClusterNetwork("dev", 2, lb_range="172.18.0.3-172.18.0.9")
+    with pytest.raises(ValueError, match="overlaps the pod network 10.244.0.0/16"):
+        ClusterNetwork("dev", 2, lb_range="10.244.9.0/28")
+    with pytest.raises(ValueError, match="172.18.0.1 is the host's address"):
+        ClusterNetwork("dev", 2, lb_range="172.18.0.1/32")
 
 
 def test_node_batch_has_no_default_route():

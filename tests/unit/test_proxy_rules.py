@@ -11,7 +11,7 @@ import pytest
 
 from pocketkube.proxy.changetracker import ChangeTracker
 from pocketkube.proxy.nftables import NftablesConfig, build_ruleset
-from pocketkube.proxy.ruleset import Dnat, RandomOneIn
+from pocketkube.proxy.ruleset import Dnat, RandomOneIn, render_rule
 from pocketkube.proxy.trace import Tracer, format_trace
 
 NODE = "node-1"
@@ -143,6 +143,42 @@ def test_packet_flows():
         Flow("TCP port of the same Service", POD, "10.96.0.10", 53, "10.244.1.7:5353, 10.244.2.7:5353", False),
         Flow("SCTP is not a port of it", POD, "10.96.0.10", 53, "REJECT", None, proto="sctp"),
     ])
+
+
+def lb_service(name: str, cluster_ip: str, ip: str, node_port: int, ip_mode: str = "VIP", **spec) -> dict:
+    svc = service(name, cluster_ip, (("http", 80, "TCP", node_port),), type="LoadBalancer", **spec)
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": ip_mode}]}}
+    return svc
+
+
+def test_load_balancer_addresses():
+    """An ingress IP is an external address with the NodePort's traffic policy;
+    loadBalancerSourceRanges drops other clients of that address only; ipMode Proxy is left alone."""
+    services = [lb_service("lb", "10.96.0.30", "172.18.0.130", 30090),
+                lb_service("lb-local", "10.96.0.31", "172.18.0.131", 30091, externalTrafficPolicy="Local"),
+                lb_service("lb-ranges", "10.96.0.32", "172.18.0.132", 30092,
+                           loadBalancerSourceRanges=["172.18.0.1/32", "198.51.100.7/32"]),
+                lb_service("lb-proxy-mode", "10.96.0.33", "172.18.0.133", 30093, ip_mode="Proxy")]
+    slices = [endpoint_slice(name, [endpoint("10.244.1.9"), endpoint("10.244.2.9", "node-2")])
+              for name in ("lb", "lb-local", "lb-ranges", "lb-proxy-mode")]
+    both = "10.244.1.9:8080, 10.244.2.9:8080"
+    run_flows(ruleset_for(services, slices), [
+        Flow("host to LB IP", HOST, "172.18.0.130", 80, both, True),
+        Flow("host to Local LB IP: local endpoint, client address kept", HOST, "172.18.0.131", 80,
+             "10.244.1.9:8080", False),
+        Flow("pod to Local LB IP: every endpoint", POD, "172.18.0.131", 80, both, False),
+        Flow("allowed source", HOST, "172.18.0.132", 80, both, True),
+        Flow("allowed source, second range", "198.51.100.7", "172.18.0.132", 80, both, True),
+        Flow("other source: dropped", OUTSIDE, "172.18.0.132", 80, "DROP", None),
+        Flow("other source, from the node itself: dropped", NODE_IP, "172.18.0.132", 80, "DROP", None,
+             from_node=True),
+        Flow("source ranges do not cover the NodePort", OUTSIDE, NODE_IP, 30092, both, True),
+        Flow("ipMode Proxy: not the proxy's", HOST, "172.18.0.133", 80, "172.18.0.133:80", False),
+    ])
+    chains = ruleset_for(services, slices).chains
+    rendered = "\n".join(render_rule(r) for r in chains[next(c for c in chains if "/lb-ranges/" in c
+                                                            and c.startswith("firewall-"))].rules)
+    assert rendered == "ip saddr != { 172.18.0.1/32, 198.51.100.7/32 } drop"
 
 
 def test_hairpin_is_masqueraded_only_when_the_pod_reaches_itself():

@@ -21,6 +21,10 @@ SERVICES = [
     {"metadata": {"namespace": "default", "name": "web"},
      "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "externalTrafficPolicy": "Local",
               "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]}},
+    {"metadata": {"namespace": "default", "name": "lb"},
+     "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.22", "externalTrafficPolicy": "Local",
+              "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30081}]},
+     "status": {"loadBalancer": {"ingress": [{"ip": "172.18.0.130", "ipMode": "VIP"}]}}},
     {"metadata": {"namespace": "default", "name": "empty"},
      "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.21", "ports": [{"port": 80, "protocol": "TCP"}]}},
 ]
@@ -28,6 +32,9 @@ SLICES = [
     {"metadata": {"namespace": "default", "name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
      "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
      "endpoints": [{"addresses": ["10.244.2.5"], "conditions": {"ready": True}, "nodeName": "pk-node-2"}]},
+    {"metadata": {"namespace": "default", "name": "lb-1", "labels": {"kubernetes.io/service-name": "lb"}},
+     "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+     "endpoints": [{"addresses": ["10.244.2.6"], "conditions": {"ready": True}, "nodeName": "pk-node-2"}]},
 ]
 PODS = {("default", "client"): {"metadata": {"name": "client", "namespace": "default"},
                                 "spec": {"nodeName": "pk-node-1"}, "status": {"podIP": "10.244.1.9"}},
@@ -59,6 +66,18 @@ async def test_host_enters_through_node_1_and_is_masqueraded():
     text = await trace("host", "10.96.0.20:80")
     assert text.splitlines()[0] == "on node pk-node-1, from the host:"
     assert "tcp 172.18.0.1 -> 10.96.0.20:80" in text and "masqueraded" in text
+
+
+async def test_host_to_a_load_balancer_address_enters_the_announcing_node():
+    text = await trace_in_cluster(FakeClient(), source="host", to="172.18.0.130:80", cluster_name="pk",
+                                  announced={"172.18.0.130": ["pk-node-2"]})
+    lines = text.splitlines()
+    assert lines[0].startswith("172.18.0.130 is the load-balancer address of Service default/lb: node pk-node-2 "
+                               "announces it")
+    assert lines[1] == "on node pk-node-2, from the host:"
+    assert "DNAT to 10.244.2.6:8080, source kept" in text
+    silent = await trace_in_cluster(FakeClient(), source="host", to="172.18.0.130:80", cluster_name="pk")
+    assert "no node announces it" in silent
 
 
 async def test_local_nodeport_from_outside_the_node_without_endpoint_drops():

@@ -123,6 +123,39 @@ def test_socket_filter_programs():
         assert i + 1 + max(jt, jf) < len(program) or code == 0x06
 
 
+def run_filter(program, source: str, ifindex: int = 2) -> bool:
+    """A classic BPF interpreter for the instructions socket_filter uses: accepted or not."""
+    import ipaddress
+
+    a, pc = 0, 0
+    while True:
+        code, jt, jf, k = program[pc]
+        if code == 0x20:  # ld [k]: the ancillary ifindex, or the IPv4 source address
+            a = ifindex if k == (-0x1000 + 8) & 0xFFFFFFFF else int(ipaddress.IPv4Address(source))
+        elif code == 0x54:
+            a &= k
+        elif code == 0x15:
+            pc += jt if a == k else jf
+        elif code == 0x06:
+            return k != 0
+        pc += 1
+
+
+def test_socket_filter_source_ranges():
+    allow = ("172.18.0.1/32", "198.51.100.0/24")
+    alone = socket_filter(None, "10.244.0.0/16", allow)
+    assert run_filter(alone, "172.18.0.1") and run_filter(alone, "198.51.100.77")
+    assert not run_filter(alone, "172.18.0.2") and not run_filter(alone, "10.244.1.5")
+    # with the Local policy's filter after it: both must let the client through
+    both = socket_filter(DROP_EXTERNAL, "10.244.0.0/16", ("172.18.0.1/32", "10.244.0.0/16"))
+    assert not run_filter(both, "172.18.0.1")  # allowed source, but external and no local endpoint
+    assert run_filter(both, "10.244.2.3")  # a pod
+    assert not run_filter(both, "192.0.2.1")
+    svc = port(external_ips=("172.18.0.130",), lb_ips=("172.18.0.130",), source_ranges=allow, node_port=30080)
+    specs = {s.ip: s for s in EndpointChooser(svc, (A,)).relays(["192.168.77.2"])}
+    assert specs["172.18.0.130"].allow == allow and specs["192.168.77.2"].allow == ()
+
+
 # ---- trace on a userspace node --------------------------------------------------------------
 
 NODE = NodeInfo("pk-node-1", "172.18.0.2", {"172.18.0.2", "10.244.1.1"})
