@@ -292,3 +292,20 @@ def test_delete_with_a_protobuf_delete_options_body(raw, ns):
     assert status == 200 and body["status"] == "Success", body
     status, _, _ = raw.request("GET", f"{base}/pb-del")
     assert status == 404
+
+
+def test_a_deployment_status_write_keeps_its_labels(raw, ns):
+    """deploymentStatusStrategy: labels sent to /status are ignored (the upstream Deployment
+    lifecycle conformance test patches them there and expects them unchanged)."""
+    base = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "lbl", "labels": {"t": "updated"}},
+           "spec": {"selector": {"matchLabels": {"app": "x"}},
+                    "template": {"metadata": {"labels": {"app": "x"}},
+                                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    assert raw.request("POST", base, dep)[0] == 201
+    status, _, body = raw.request("PATCH", f"{base}/lbl/status",
+                                  {"metadata": {"labels": {"t": "patched-status"}}, "status": {"readyReplicas": 0}},
+                                  content_type="application/strategic-merge-patch+json")
+    assert status == 200, body
+    assert body["metadata"]["labels"] == {"t": "updated"}
+    assert raw.request("GET", f"{base}/lbl")[2]["metadata"]["labels"] == {"t": "updated"}

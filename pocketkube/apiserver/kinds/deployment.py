@@ -9,6 +9,15 @@ from pocketkube.core.errors import FieldError, forbidden, not_supported, require
 
 
 class DeploymentStrategy(apps_common.WorkloadStrategy):
+    def prepare_for_status_update(self, obj: dict, old: dict) -> None:
+        """deploymentStatusStrategy: a /status write keeps the Deployment's labels as they were."""
+        super().prepare_for_status_update(obj, old)
+        labels = (old.get("metadata") or {}).get("labels")
+        if labels is None:
+            obj["metadata"].pop("labels", None)
+        else:
+            obj["metadata"]["labels"] = labels
+
     def default(self, obj: dict) -> None:
         super().default(obj)
         spec = obj["spec"]
