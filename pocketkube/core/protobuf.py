@@ -196,6 +196,19 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         3: ("observedGeneration", INT64),
         6: ("conditions", "AppsCondition", REP),
     },
+    # --- autoscaling/v1: the scale subresource (client-go's UpdateScale sends it as protobuf) ---
+    "Scale": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "ScaleSpec"),
+        3: ("status", "ScaleStatus"),
+    },
+    "ScaleSpec": {
+        1: ("replicas", INT32),
+    },
+    "ScaleStatus": {
+        1: ("replicas", INT32),
+        2: ("selector", STRING),
+    },
     "ResourceQuota": {
         1: ("metadata", "ObjectMeta"),
         2: ("spec", "ResourceQuotaSpec"),
@@ -1244,6 +1257,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Node"): "Node",
     ("v1", "ReplicationController"): "ReplicationController",
     ("v1", "ResourceQuota"): "ResourceQuota",
+    ("autoscaling/v1", "Scale"): "Scale",
     ("batch/v1", "Job"): "Job",
     ("batch/v1", "CronJob"): "CronJob",
     ("rbac.authorization.k8s.io/v1", "Role"): "Role",
@@ -1259,7 +1273,7 @@ KINDS: dict[tuple[str, str], str] = {
 # DELETE body says `apiVersion: v1` or `apps/v1` beside `kind: DeleteOptions`.
 OPTIONS_KINDS = {"DeleteOptions": "DeleteOptions"}
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
-_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
+_INTERNAL_PACKAGE = {"": "core", "apps": "apps", "autoscaling": "autoscaling", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
                      "authentication.k8s.io": "authentication"}
 
 

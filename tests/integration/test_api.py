@@ -309,3 +309,24 @@ def test_a_deployment_status_write_keeps_its_labels(raw, ns):
     assert status == 200, body
     assert body["metadata"]["labels"] == {"t": "updated"}
     assert raw.request("GET", f"{base}/lbl")[2]["metadata"]["labels"] == {"t": "updated"}
+
+
+def test_scale_put_with_a_protobuf_body(raw, ns):
+    """client-go's UpdateScale (the StatefulSet scale conformance spec) sends autoscaling/v1 Scale
+    as protobuf."""
+    base = f"/apis/apps/v1/namespaces/{ns}/statefulsets"
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "pbs"},
+           "spec": {"serviceName": "pbs", "selector": {"matchLabels": {"app": "pbs"}},
+                    "template": {"metadata": {"labels": {"app": "pbs"}},
+                                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    assert raw.request("POST", base, sts)[0] == 201
+
+    def field(number: int, payload: bytes) -> bytes:  # length-delimited; every length here is < 128
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    scale = field(1, field(1, b"pbs") + field(3, ns.encode())) + field(2, bytes([1 << 3, 3]))  # spec.replicas=3
+    body = b"k8s\x00" + field(1, field(1, b"autoscaling/v1") + field(2, b"Scale")) + field(2, scale)
+    status, _, reply = raw.request("PUT", f"{base}/pbs/scale", body, content_type="application/vnd.kubernetes.protobuf")
+    assert status == 200, reply
+    assert reply["spec"]["replicas"] == 3
+    assert raw.request("GET", f"{base}/pbs")[2]["spec"]["replicas"] == 3
