@@ -655,12 +655,14 @@ _REPLICA_SET_COLUMNS = [
 
 
 def _replica_set_cells(rs: dict, now: _dt.datetime) -> list:
+    """printReplicaSet, and printReplicationController with the map selector formatted as labels."""
     status = _status(rs)
     names, images = _container_cells(_template_containers(rs))
+    selector = _spec(rs).get("selector")
     return [
         _name(rs), _desired_replicas(rs), status.get("replicas") or 0,
         status.get("readyReplicas") or 0, _age(rs, now), names, images,
-        format_label_selector(_spec(rs).get("selector")),
+        _format_labels(selector) if rs.get("kind") == "ReplicationController" else format_label_selector(selector),
     ]
 
 
@@ -677,16 +679,6 @@ _REPLICATION_CONTROLLER_COLUMNS = [
          "must match in order to be controlled by this replication controller, if empty defaulted to labels "
          "on Pod template. More info: " + _D_POD_SELECTOR_LABELS, priority=1),
 ]
-
-
-def _replication_controller_cells(rc: dict, now: _dt.datetime) -> list:
-    status = _status(rc)
-    names, images = _container_cells(_template_containers(rc))
-    return [
-        _name(rc), _desired_replicas(rc), status.get("replicas") or 0,
-        status.get("readyReplicas") or 0, _age(rc, now), names, images,
-        _format_labels(_spec(rc).get("selector")),
-    ]
 
 
 _JOB_COLUMNS = [
@@ -1145,7 +1137,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("events.k8s.io", "Event"): _Printer(_EVENT_COLUMNS, _event_cells),
     ("apps", "Deployment"): _Printer(_DEPLOYMENT_COLUMNS, _deployment_cells),
     ("apps", "ReplicaSet"): _Printer(_REPLICA_SET_COLUMNS, _replica_set_cells),
-    ("", "ReplicationController"): _Printer(_REPLICATION_CONTROLLER_COLUMNS, _replication_controller_cells),
+    ("", "ReplicationController"): _Printer(_REPLICATION_CONTROLLER_COLUMNS, _replica_set_cells),
     ("apps", "StatefulSet"): _Printer(_STATEFUL_SET_COLUMNS, _stateful_set_cells),
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
     ("networking.k8s.io", "NetworkPolicy"): _Printer(_NETWORK_POLICY_COLUMNS, _network_policy_cells),
