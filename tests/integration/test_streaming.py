@@ -873,7 +873,7 @@ def test_python_client_up_to_v32_spells_booleans_True(cluster, sleeper, core_api
     resp = _ws_exec(cluster, core_api, "command=sh&command=-c&command=read+l%3B+echo+got+%24l"
                                        "&stdin=True&stdout=True&stderr=True&tty=False", "v4.channel.k8s.io")
     resp.write_stdin("hello\n")
-    assert resp.readline_stdout(timeout=5) == "got hello"
+    assert resp.readline_stdout(timeout=30) == "got hello"  # a bound on the wait, not a measure
     assert _final_status(resp) == {"metadata": {}, "status": "Success"}
 
 
