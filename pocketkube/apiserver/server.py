@@ -19,10 +19,11 @@ import yaml
 from aiohttp import web
 
 from pocketkube.apiserver import allocators, certs, proxy, streaming, tokens
+from pocketkube.apiserver.kinds import ingress as ingress_kind, ingressclass as ingressclass_kind
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import Handlers, status_response
 from pocketkube.apiserver.kinds import registry
-from pocketkube.apiserver.storage import Storage, WriteOptions
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
 from pocketkube.core import errors
 from pocketkube.store import open_store
 
@@ -63,6 +64,8 @@ class APIServer:
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
         self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
+        self.storage.admission.append(ingress_kind.default_class_admission(
+            lambda: self.cache.list(collection_prefix(ingressclass_kind.INFO, None))))
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])

@@ -78,6 +78,10 @@ class Client:
             raise error_from(status, raw)
         return orjson.loads(raw) if raw else {}
 
+    async def version(self) -> dict:
+        """GET /version: what any caller may read, authenticated or not."""
+        return await self._call("GET", "/version")
+
     def _write_query(self, dry_run: bool, field_manager: str | None) -> list[tuple[str, str]]:
         q = [("fieldManager", field_manager or self.field_manager)]
         if dry_run:
@@ -244,7 +248,7 @@ async def wait_for_api(client: Client, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            await client.get("v1", "namespaces", "default")
+            await client.version()
             return
         except Exception:
             if asyncio.get_running_loop().time() > deadline:

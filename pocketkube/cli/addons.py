@@ -1,0 +1,117 @@
+"""`pocketkube addons list|enable|disable`: the verbs `minikube addons` taught people, over the
+built-in add-on manifests (pocketkube/addons). `enable` applies an add-on to a running cluster
+and waits until its workload is ready; `disable` deletes its objects; `list` shows each add-on
+and its state, read from the cluster itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from pocketkube import addons
+from pocketkube.cli import up
+from pocketkube.node import network
+
+POLL_SECONDS = 0.5
+
+
+def _record(name: str) -> up.ClusterRecord:
+    up.require_root("addons")
+    network.validate_cluster_name(name)
+    record = up.ClusterRecord.load(name)
+    if record is None or not up.cluster_processes(record):
+        raise up.UpError(f"cluster {name!r} is not running; start it with `pocketkube up --name {name}`")
+    return record
+
+
+def list_addons(name: str, out=sys.stdout) -> int:
+    record = _record(name)
+
+    async def run() -> list[tuple[str, str]]:
+        client = up.admin_client(record)
+        try:
+            rows = []
+            for addon in addons.KNOWN:
+                ready, state = await addons.workload_ready(client, up.addon_objects(record, addon))
+                enabled = state != "disabled"
+                rows.append((addon, ("enabled" if enabled else "disabled") + (f" ({state})" if enabled else "")))
+            return rows
+        finally:
+            await client.close()
+
+    rows = asyncio.run(run())
+    width = max(len(n) for n, _ in rows) + 3
+    out.write(f"{'ADDON':<{width}}STATUS\n")
+    for addon, state in rows:
+        out.write(f"{addon:<{width}}{state}\n")
+    return 0
+
+
+def enable(name: str, addon: str, wait: float, out=sys.stdout) -> int:
+    record = _record(name)
+    objects = up.addon_objects(record, addon)
+
+    async def run() -> tuple[bool, str]:
+        client = up.admin_client(record)
+        try:
+            await addons.apply(client, objects)
+            deadline = time.monotonic() + wait
+            while True:
+                ready, state = await addons.workload_ready(client, objects)
+                if ready or time.monotonic() > deadline:
+                    return ready, state
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            await client.close()
+
+    out.write(f"Enabling add-on {addon!r} in cluster {name!r}\n")
+    ready, state = asyncio.run(run())
+    if not ready and wait > 0:
+        out.write(f"The add-on {addon!r} is applied but not ready after {wait:.0f} s ({state}); see "
+                  f"`kubectl get pods -A`\n")
+        return 1
+    out.write(f"The add-on {addon!r} is enabled{' (' + state + ')' if wait > 0 else ''}\n")
+    if addon == "ingress":
+        out.write("  kubectl get pods,svc -n ingress-nginx\n"
+                  "  kubectl get ingressclass            # nginx, the default class\n")
+    return 0
+
+
+def disable(name: str, addon: str, out=sys.stdout) -> int:
+    record = _record(name)
+    if addon in addons.ADDONS:
+        raise up.UpError(f"{addon!r} is part of every cluster; start one without it with "
+                         f"`pocketkube up --disable {addon}`")
+
+    async def run() -> list[str]:
+        client = up.admin_client(record)
+        try:
+            return await addons.remove(client, up.addon_objects(record, addon))
+        finally:
+            await client.close()
+
+    deleted = asyncio.run(run())
+    out.write(f"The add-on {addon!r} is disabled" + (f" (deleted {', '.join(deleted)})" if deleted else
+                                                     " (it was not enabled)") + "\n")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("addons", help="list, enable and disable the built-in add-ons (ingress, ...)")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    cluster = {"default": network.DEFAULT_NAME, "help": "cluster name (default %(default)s)"}
+    v = verbs.add_parser("list", help="each add-on and whether it is enabled")
+    v.add_argument("--name", **cluster)
+    v.set_defaults(func=up._cli(lambda a: list_addons(a.name)))
+    v = verbs.add_parser("enable", help="apply an add-on and wait until it is ready")
+    v.add_argument("addon", choices=addons.OPTIONAL)
+    v.add_argument("--name", **cluster)
+    v.add_argument("--wait", type=float, default=180.0, metavar="SECONDS",
+                   help="how long to wait for it to be ready (0: do not wait; default %(default)s)")
+    v.set_defaults(func=up._cli(lambda a: enable(a.name, a.addon, a.wait)))
+    v = verbs.add_parser("disable", help="delete an add-on's objects")
+    v.add_argument("addon", choices=addons.KNOWN)
+    v.add_argument("--name", **cluster)
+    v.set_defaults(func=up._cli(lambda a: disable(a.name, a.addon)))

@@ -1,0 +1,35 @@
+"""The ingress-nginx controller image: pocketkube's Ingress controller (pocketkube/ingress) with
+Debian's nginx as its data plane, laid out as the upstream image: ENTRYPOINT
+`/usr/bin/dumb-init --`, the controller at `/nginx-ingress-controller` taking the upstream
+flags, nginx at /usr/sbin/nginx, and /etc/nginx the container's own writable directory (the
+controller writes nginx.conf and the certificates there, as upstream's does).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pocketkube.node.images import DEFAULT_PATH, ImageConfig, ImageContext, file_size, translate
+
+NAMES = ("registry.k8s.io/ingress-nginx/controller", "k8s.gcr.io/ingress-nginx/controller",
+         "registry.k8s.io/ingress-nginx/controller-chroot")
+HEADLINE = ("registry.k8s.io/ingress-nginx/controller",)
+CONTROLLER = "/nginx-ingress-controller"
+DUMB_INIT = "/usr/bin/dumb-init"
+
+
+def image_config(ctx: ImageContext) -> ImageConfig:
+    controller = [ctx.python, "-m", "pocketkube.cli.main", "ingress-controller"]
+    programs = {DUMB_INIT: [], CONTROLLER: controller, "nginx": ["/usr/sbin/nginx"]}
+    etc_nginx = os.path.join(ctx.run_dir, "etc-nginx")
+    os.makedirs(etc_nginx, exist_ok=True)
+
+    def dumb_init(argv: list[str]) -> list[str]:
+        """dumb-init runs its arguments (after `--`) as the child it supervises."""
+        if argv[:1] == ["--"]:
+            argv = argv[1:]
+        return translate(argv, programs)
+
+    return ImageConfig(entrypoint=[DUMB_INIT, "--"], cmd=[CONTROLLER], programs=programs,
+                       env={"PATH": DEFAULT_PATH}, mounts={"/etc/nginx": etc_nginx}, entry_script=dumb_init,
+                       size=file_size("/usr/sbin/nginx"))
