@@ -49,9 +49,27 @@ def list_addons(name: str, out=sys.stdout) -> int:
     return 0
 
 
-def enable(name: str, addon: str, wait: float, out=sys.stdout) -> int:
+def ingress_service_type(objects: list[dict], service_type: str) -> list[dict]:
+    """The ingress add-on with its controller Service of `service_type`. LoadBalancer is the
+    layout of ingress-nginx's cloud manifest: externalTrafficPolicy Local, and the controller
+    publishing the Service's address as the Ingresses' ADDRESS (--publish-service)."""
+    if service_type == "NodePort":
+        return objects
+    for obj in objects:
+        if obj["kind"] == "Service" and obj["metadata"]["name"] == "ingress-nginx-controller":
+            obj["spec"]["type"] = service_type
+            obj["spec"]["externalTrafficPolicy"] = "Local"
+        if obj["kind"] == "Deployment":
+            container = obj["spec"]["template"]["spec"]["containers"][0]
+            container["args"].append("--publish-service=$(POD_NAMESPACE)/ingress-nginx-controller")
+    return objects
+
+
+def enable(name: str, addon: str, wait: float, service_type: str = "NodePort", out=sys.stdout) -> int:
     record = _record(name)
     objects = up.addon_objects(record, addon)
+    if addon == "ingress":
+        objects = ingress_service_type(objects, service_type)
 
     async def run() -> tuple[bool, str]:
         client = up.admin_client(record)
@@ -110,7 +128,10 @@ def add_parser(sub) -> None:
     v.add_argument("--name", **cluster)
     v.add_argument("--wait", type=float, default=180.0, metavar="SECONDS",
                    help="how long to wait for it to be ready (0: do not wait; default %(default)s)")
-    v.set_defaults(func=up._cli(lambda a: enable(a.name, a.addon, a.wait)))
+    v.add_argument("--service-type", choices=("NodePort", "LoadBalancer"), default="NodePort",
+                   help="ingress: the controller Service's type (default %(default)s, as the bare-metal manifest; "
+                        "LoadBalancer as the cloud manifest, its address then the Ingresses' ADDRESS)")
+    v.set_defaults(func=up._cli(lambda a: enable(a.name, a.addon, a.wait, a.service_type)))
     v = verbs.add_parser("disable", help="delete an add-on's objects")
     v.add_argument("addon", choices=addons.KNOWN)
     v.add_argument("--name", **cluster)

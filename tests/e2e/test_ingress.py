@@ -286,6 +286,28 @@ def test_bad_input_gets_503_events_and_the_api_s_validation(cluster, ing):
     assert "no-such-thing is not supported" in describe and "proxy-body-size" in describe, describe
 
 
+def test_trace_explains_the_request(cluster, ing):
+    ns = ing["ns"]
+    out = cluster.pocketkube("trace", "--to", "http://paths.example/foo/bar/x", "--cluster-name", cluster.name)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"it enters at {ing['entry'].node_ip}:{ing['entry'].http}" in text, text
+    assert 'host "paths.example" matches server_name paths.example' in text, text
+    assert f"location /foo/bar/ (Ingress {ns}/paths, Prefix /foo/bar) is the longest prefix of /foo/bar/x" in text, text
+    assert f"location /foo/ (Ingress {ns}/paths, Prefix /foo) is a prefix too, but shorter" in text, text
+    canary_ip = _ready_pod(cluster, ns, "app=canary")["status"]["podIP"]
+    assert f"=> proxied to Service {ns}/canary port 80 (target http): straight to its ready endpoints, round robin: " \
+           f"{canary_ip}:8080" in text, text
+    assert "ingress-nginx-controller" in text  # the way in, through the controller Service's rules
+    out = cluster.pocketkube("trace", "--to", "http://secure.example/", "--cluster-name", cluster.name)
+    assert "=> nginx answers 308 with Location: https://secure.example/" in out.stdout, out.stdout
+    out = cluster.pocketkube("trace", "--to", "http://canary.example/", "--header", "X-Canary: always",
+                             "--cluster-name", cluster.name)
+    assert f"selects the canary Ingress {ns}/main-canary" in out.stdout, out.stdout
+    out = cluster.pocketkube("trace", "--to", "http://nowhere.example/", "--cluster-name", cluster.name)
+    assert out.returncode == 1 and 'no Ingress for host "nowhere.example" has an ADDRESS' in out.stderr, out.stderr
+
+
 def test_disable_removes_the_addon(cluster, ing):
     out = cluster.pocketkube("addons", "disable", "ingress", "--name", cluster.name)
     assert out.returncode == 0 and "disabled" in out.stdout, out.stdout + out.stderr
@@ -294,3 +316,22 @@ def test_disable_removes_the_addon(cluster, ing):
           "the ingress-nginx namespace goes away", timeout=60)
     listed = cluster.pocketkube("addons", "list", "--name", cluster.name).stdout
     assert re.search(r"^ingress\s+disabled", listed, re.M), listed
+
+
+def test_load_balancer_controller_publishes_its_address(cluster, ing):
+    """The cloud manifest's layout: the controller Service of type LoadBalancer, its address
+    the Ingresses' ADDRESS, answering from the host on port 80."""
+    ns = ing["ns"]
+    enabled = cluster.pocketkube("addons", "enable", "ingress", "--service-type", "LoadBalancer",
+                                 "--name", cluster.name, timeout=240)
+    try:
+        assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+        svc = until(lambda: (s := cluster.kubectl_json("get", "svc", "-n", "ingress-nginx", "ingress-nginx-controller"))
+                    ["status"].get("loadBalancer", {}).get("ingress") and s, "the controller gets an address")
+        ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+        eventually(lambda: cluster.kubectl("get", "ingress", "vhosts", "-n", ns, "--no-headers").stdout.split()[3],
+                   ip, "the Ingress ADDRESS is the load-balancer address", times=1)
+        entry = Entry(ip, 80, 443)
+        eventually(lambda: entry.text("a.example"), "from-one", "curl http://LB-IP/ with Host a.example")
+    finally:
+        cluster.pocketkube("addons", "disable", "ingress", "--name", cluster.name)
