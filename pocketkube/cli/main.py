@@ -140,7 +140,9 @@ def _ingress_controller(args: argparse.Namespace) -> int:
         update_status=args.update_status, update_status_on_shutdown=args.update_status_on_shutdown,
         work_dir=args.work_dir, http_port=args.http_port, https_port=args.https_port,
         healthz_port=args.healthz_port, default_server_port=args.default_server_port,
-        worker_processes=args.worker_processes))
+        worker_processes=args.worker_processes, validating_webhook=args.validating_webhook or "",
+        webhook_certificate=args.validating_webhook_certificate or "",
+        webhook_key=args.validating_webhook_key or ""))
     failed = []
 
     async def run() -> None:
@@ -194,9 +196,12 @@ def _add_ingress_parser(sub) -> None:
                    help="the default backend (404), on 127.0.0.1; the next port answers 503")
     g.add_argument("--work-dir", default="/etc/nginx", help="where nginx.conf, certificates and temp files go")
     g.add_argument("--worker-processes", default="auto", help="nginx's worker_processes")
+    g.add_argument("--validating-webhook", default="", metavar="[HOST]:PORT",
+                   help="serve the admission webhook (HTTPS) there")
+    g.add_argument("--validating-webhook-certificate", default="", metavar="PATH")
+    g.add_argument("--validating-webhook-key", default="", metavar="PATH")
     # accepted as the real controller accepts them; this controller does not act on them
-    for name in ("--validating-webhook", "--validating-webhook-certificate", "--validating-webhook-key",
-                 "--default-ssl-certificate", "--default-backend-service", "--watch-namespace",
+    for name in ("--default-ssl-certificate", "--default-backend-service", "--watch-namespace",
                  "--tcp-services-configmap", "--udp-services-configmap", "--v", "--metrics-per-host",
                  "--enable-metrics", "--enable-ssl-passthrough", "--ingress-class-by-name",
                  "--report-node-internal-ip-address", "--enable-annotation-validation", "--enable-topology-aware-routing"):

@@ -36,6 +36,7 @@ STATUS_INTERVAL = 30.0
 LEASE_SECONDS = 30
 RENEW_SECONDS = 5.0
 COMPONENT = "nginx-ingress-controller"
+NOT_YET_CREATED = "9999-12-31T23:59:59Z"
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Options:
     https_port: int = 443
     healthz_port: int = 10254
     default_server_port: int = 8181
+    validating_webhook: str = ""         # ":8443": serve the admission webhook there (HTTPS)
+    webhook_certificate: str = ""
+    webhook_key: str = ""
     nginx_binary: str = "/usr/sbin/nginx"
     worker_processes: str = "auto"
 
@@ -154,6 +158,7 @@ class IngressController:
         self._good_versions: dict[str, str] = {}   # Ingress key -> resourceVersion in the running config
         self._tasks: list[asyncio.Task] = []
         self._health = None
+        self._webhook = None
         self._addresses: list[dict] | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -168,6 +173,7 @@ class IngressController:
         for informer in self.informers.values():
             await informer.wait_synced(60)
         await self._start_health()
+        await self._start_webhook()
         await self.sync()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._sync_loop(), name="ingress-sync"),
@@ -188,8 +194,9 @@ class IngressController:
         for informer in self.informers.values():
             await informer.stop()
         await self.nginx.stop()
-        if self._health is not None:
-            await self._health.cleanup()
+        for runner in (self._health, self._webhook):
+            if runner is not None:
+                await runner.cleanup()
 
     # ---- events from the informers -------------------------------------------------------
 
@@ -435,6 +442,70 @@ class IngressController:
         await runner.setup()
         await web.TCPSite(runner, "0.0.0.0", self.options.healthz_port).start()
         self._health = runner
+
+
+    # ---- the validating admission webhook ------------------------------------------------
+
+    async def _start_webhook(self) -> None:
+        o = self.options
+        if not o.validating_webhook:
+            return
+        import ssl
+
+        from aiohttp import web
+
+        host, _, port = o.validating_webhook.rpartition(":")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(o.webhook_certificate, o.webhook_key)
+
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                review = await request.json()
+            except ValueError:
+                return web.json_response({"error": "the body is not an AdmissionReview"}, status=400)
+            return web.json_response(await self.review(review))
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host or "0.0.0.0", int(port), ssl_context=context).start()
+        self._webhook = runner
+        log.info("admission webhook serving on %s", o.validating_webhook)
+
+    async def review(self, review: dict) -> dict:
+        """An AdmissionReview's answer: an Ingress of this controller is refused when its host and
+        path are already another Ingress's, or when nginx would refuse the configuration."""
+        request = review.get("request") or {}
+        allowed, message = await self.validate(request.get("object") or {}, request.get("namespace") or "")
+        response: dict = {"uid": request.get("uid", ""), "allowed": allowed}
+        if not allowed:
+            response["result"] = {"status": "Failure", "message": message, "reason": "BadRequest", "code": 400}
+        return {"apiVersion": review.get("apiVersion") or "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": response}
+
+    async def validate(self, ing: dict, namespace: str) -> tuple[bool, str]:
+        if ing.get("kind") != "Ingress" or not self._ours(ing):
+            return True, ""
+        candidate = dict(ing)
+        meta = dict(candidate.get("metadata") or {})
+        meta.setdefault("namespace", namespace)
+        meta.setdefault("creationTimestamp", NOT_YET_CREATED)  # a new Ingress is newer than any stored
+        candidate["metadata"] = meta
+        key = routes.ingress_key(candidate)
+        i = self.informers
+        others = [o for o in i["ingresses"].list() if routes.ingress_key(o) != key]
+        model = routes.build(others + [candidate], i["ingressclasses"].list(), i["services"].list(),
+                             i["endpointslices"].list(), i["secrets"].list(), self._settings())
+        conflicts = [p.message for p in model.problems if p.ingress == key and p.reason in ("Conflict", "Path")]
+        if conflicts:
+            return False, "; ".join(conflicts)
+        text, files = render(model, self.layout, proxy_body_size=str(self._config().get("proxy-body-size", "1m")))
+        try:
+            await self.nginx.check(text, files, name="webhook")
+        except ConfigRejected as exc:
+            return False, f"nginx would refuse the configuration: {exc}"
+        return True, ""
 
 
 def _expired(spec: dict) -> bool:

@@ -58,12 +58,13 @@ class Nginx:
             cert, key = self._default_certificate or certificates.fake_certificate()
             _write(self.layout.default_certificate, cert + key)
 
-    async def check(self, text: str, files: dict[str, bytes]) -> None:
-        """Write the certificates and the candidate; raise ConfigRejected with nginx's message."""
+    async def check(self, text: str, files: dict[str, bytes], name: str = "candidate") -> None:
+        """Write the certificates and the candidate (`nginx.conf.NAME`); raise ConfigRejected
+        with nginx's message."""
         for path, content in files.items():
             if not os.path.exists(path):
                 _write(path, content)
-        candidate = self.conf + ".candidate"
+        candidate = f"{self.conf}.{name}"
         _write(candidate, text.encode(), 0o644)
         proc = await asyncio.create_subprocess_exec(self.binary, "-t", "-q", "-c", candidate,
                                                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from pocketkube.ingress import certgen
 from tests.conftest import ROOT
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -79,7 +80,11 @@ def steady(check, what: str, times: int = 3):
 @pytest.fixture(scope="module")
 def controller(server, tmp_path_factory):
     work = str(tmp_path_factory.mktemp("ingress-work"))
-    http_port, https_port, health, default = free_ports(5)[:4]
+    http_port, https_port, health, default, _, webhook = free_ports(6)
+    ca, cert, key = certgen.generate(["localhost"])
+    for name, content in (("ca", ca), ("cert", cert), ("key", key)):
+        with open(os.path.join(work, name), "wb") as f:
+            f.write(content)
     server.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
         "metadata": {"name": "nginx", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
@@ -89,11 +94,13 @@ def controller(server, tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "pocketkube.cli.main", "ingress-controller", "--kubeconfig", server.kubeconfig,
          f"--http-port={http_port}", f"--https-port={https_port}", f"--healthz-port={health}",
-         f"--default-server-port={default}", f"--work-dir={work}", "--configmap=default/ingress-config"],
+         f"--default-server-port={default}", f"--work-dir={work}", "--configmap=default/ingress-config",
+         f"--validating-webhook=127.0.0.1:{webhook}", f"--validating-webhook-certificate={work}/cert",
+         f"--validating-webhook-key={work}/key"],
         stdout=log, stderr=log, cwd=ROOT, start_new_session=True)
     try:
         until(lambda: http(http_port, "nothing.example") == 404, "the controller serving")
-        yield {"proc": proc, "http": http_port, "health": health, "work": work}
+        yield {"proc": proc, "http": http_port, "health": health, "work": work, "webhook": webhook}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -164,3 +171,67 @@ def test_nginx_killed_is_started_again(controller):
     with socket.create_connection(("127.0.0.1", controller["health"]), timeout=3) as s:
         s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
         assert s.recv(64).split()[1] == b"200"
+
+
+def _review(controller, ingress: dict, namespace: str) -> dict:
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=os.path.join(controller["work"], "ca"))
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": "u-1", "namespace": namespace, "operation": "CREATE", "object": ingress}})
+    req = urllib.request.Request(f"https://localhost:{controller['webhook']}/networking/v1/ingresses",
+                                 data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=context, timeout=10) as resp:
+        return json.loads(resp.read())["response"]
+
+
+def _ingress(name: str, host: str, path: str = "/", **spec) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": [
+                {"path": path, "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}], **spec}}
+
+
+def test_admission_webhook_refuses_conflicts_and_nginx_errors(server, controller, ns):
+    server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_ingress("taken", "taken.example")))
+    steady(lambda: http(controller["http"], "taken.example") == 503, "taken.example routed")
+    answer = _review(controller, _ingress("second", "taken.example"), ns)
+    assert answer == {"uid": "u-1", "allowed": False, "result": {
+        "status": "Failure", "reason": "BadRequest", "code": 400,
+        "message": f'host "taken.example" path "/" is already defined in Ingress {ns}/taken, which is older; '
+                   f'this path is ignored'}}
+    assert _review(controller, _ingress("fine", "fine.example"), ns) == {"uid": "u-1", "allowed": True}
+    assert _review(controller, {**_ingress("theirs", "taken.example"),
+                                "spec": {**_ingress("x", "taken.example")["spec"], "ingressClassName": "other"}},
+                   ns)["allowed"]
+    # the Ingress already stored may change itself
+    assert _review(controller, _ingress("taken", "taken.example", "/other"), ns)["allowed"]
+
+
+def test_kube_webhook_certgen_create_and_patch(server, ns):
+    hook = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": f"{ns}-admission"},
+            "webhooks": [{"name": "validate.nginx.ingress.kubernetes.io", "sideEffects": "None",
+                          "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore",
+                          "clientConfig": {"service": {"name": "x", "namespace": ns, "path": "/"}}}]}
+    server.kubectl("apply", "-f", "-", input=json.dumps(hook))
+
+    def certgen_run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pocketkube.ingress.certgen", "--kubeconfig", server.kubeconfig,
+                               *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    created = certgen_run("create", f"--host=x,x.{ns}.svc", f"--namespace={ns}", "--secret-name=admission")
+    assert created.returncode == 0, created.stderr
+    secret = server.kubectl_json("get", "secret", "admission", "-n", ns)
+    assert set(secret["data"]) == {"ca", "cert", "key"}
+    again = certgen_run("create", "--host=x", f"--namespace={ns}", "--secret-name=admission")
+    assert again.returncode == 0 and "already exists" in again.stderr
+    assert server.kubectl_json("get", "secret", "admission", "-n", ns)["data"] == secret["data"]
+    patched = certgen_run("patch", f"--webhook-name={ns}-admission", f"--namespace={ns}", "--patch-mutating=false",
+                          "--secret-name=admission", "--patch-failure-policy=Fail")
+    assert patched.returncode == 0, patched.stderr
+    [webhook] = server.kubectl_json("get", "validatingwebhookconfiguration", f"{ns}-admission")["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca"] and webhook["failurePolicy"] == "Fail"
+    server.kubectl("delete", "validatingwebhookconfiguration", f"{ns}-admission")
+    missing = certgen_run("patch", "--webhook-name=nope", f"--namespace={ns}", "--secret-name=admission")
+    assert missing.returncode == 1 and "not found" in missing.stderr

@@ -1,8 +1,12 @@
-"""The ingress-nginx controller image: pocketkube's Ingress controller (pocketkube/ingress) with
-Debian's nginx as its data plane, laid out as the upstream image: ENTRYPOINT
-`/usr/bin/dumb-init --`, the controller at `/nginx-ingress-controller` taking the upstream
-flags, nginx at /usr/sbin/nginx, and /etc/nginx the container's own writable directory (the
-controller writes nginx.conf and the certificates there, as upstream's does).
+"""The ingress-nginx images.
+
+- The controller: pocketkube's Ingress controller (pocketkube/ingress) with Debian's nginx as
+  its data plane, laid out as the upstream image: ENTRYPOINT `/usr/bin/dumb-init --`, the
+  controller at `/nginx-ingress-controller` taking the upstream flags, nginx at
+  /usr/sbin/nginx, and /etc/nginx the container's own writable directory (the controller
+  writes nginx.conf and the certificates there, as upstream's does).
+- kube-webhook-certgen (the install manifests' two Jobs): `create` and `patch`, as
+  pocketkube/ingress/certgen.py implements them.
 """
 
 from __future__ import annotations
@@ -11,14 +15,21 @@ import os
 
 from pocketkube.node.images import DEFAULT_PATH, ImageConfig, ImageContext, file_size, translate
 
-NAMES = ("registry.k8s.io/ingress-nginx/controller", "k8s.gcr.io/ingress-nginx/controller",
-         "registry.k8s.io/ingress-nginx/controller-chroot")
-HEADLINE = ("registry.k8s.io/ingress-nginx/controller",)
+CONTROLLER_IMAGES = ("registry.k8s.io/ingress-nginx/controller", "k8s.gcr.io/ingress-nginx/controller",
+                     "registry.k8s.io/ingress-nginx/controller-chroot")
+CERTGEN_IMAGES = ("registry.k8s.io/ingress-nginx/kube-webhook-certgen", "k8s.gcr.io/ingress-nginx/kube-webhook-certgen",
+                  "docker.io/jettech/kube-webhook-certgen", "jettech/kube-webhook-certgen")
+NAMES = CONTROLLER_IMAGES + CERTGEN_IMAGES
+HEADLINE = ("registry.k8s.io/ingress-nginx/controller", "registry.k8s.io/ingress-nginx/kube-webhook-certgen")
 CONTROLLER = "/nginx-ingress-controller"
 DUMB_INIT = "/usr/bin/dumb-init"
 
 
 def image_config(ctx: ImageContext) -> ImageConfig:
+    if ctx.ref.name in CERTGEN_IMAGES:
+        run = [ctx.python, "-m", "pocketkube.ingress.certgen"]
+        return ImageConfig(entrypoint=["/kube-webhook-certgen"], programs={"/kube-webhook-certgen": run},
+                           env={"PATH": DEFAULT_PATH})
     controller = [ctx.python, "-m", "pocketkube.cli.main", "ingress-controller"]
     programs = {DUMB_INIT: [], CONTROLLER: controller, "nginx": ["/usr/sbin/nginx"]}
     etc_nginx = os.path.join(ctx.run_dir, "etc-nginx")
