@@ -66,59 +66,27 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dns(args: argparse.Namespace) -> int:
-    from pocketkube.cli.supervisor import Supervisor
-    from pocketkube.core.client import wait_for_api
-    from pocketkube.dns.server import ClusterDNS
-
-    async def run() -> None:
-        from pocketkube.core.client import from_in_cluster, from_kubeconfig
-
-        if args.kubeconfig == "in-cluster":
-            client = from_in_cluster(field_manager="coredns")
-        else:
-            client = from_kubeconfig(args.kubeconfig, field_manager="coredns")
-        await wait_for_api(client, timeout=30)
-        upstreams = None
-        if args.upstream:
-            upstreams = [(u.rsplit(":", 1)[0], int(u.rsplit(":", 1)[1])) if u.count(":") == 1 else (u, 53)
-                         for u in args.upstream]
-        sup = Supervisor()
-        dns = await sup.start(ClusterDNS(client, address=args.listen, port=args.port, zone=args.zone, ttl=args.ttl,
-                                         pod_mode=args.pods, upstreams=upstreams, resolv_conf=args.resolv_conf,
-                                         metrics_port=args.metrics_port,
-                                         health_port=args.health_port, ready_port=args.ready_port))
-        print(f"pocketkube dns serving {args.zone} on {args.listen}:{dns.port}", flush=True)
-        await _until_signalled()
-        await sup.stop()
-        await client.close()
-
-    _run(run())
-    return 0
-
-
-def _proxy(args: argparse.Namespace) -> int:
+def _serve_component(kubeconfig: str | None, field_manager: str, make, banner, api_timeout: float = 30) -> int:
+    """Run one component in this process until SIGTERM: its client (the pod's service account
+    when `kubeconfig` is empty or `in-cluster`, else the file), `make(client)` started under a
+    Supervisor, then `banner(component)` printed. 1 when the client cannot be made."""
     from pocketkube.cli.supervisor import Supervisor
     from pocketkube.core.client import from_in_cluster, from_kubeconfig, wait_for_api
-    from pocketkube.proxy.proxier import Proxier
 
     failed = []
 
     async def run() -> None:
-        in_cluster = args.kubeconfig in (None, "in-cluster")
         try:
-            client = (from_in_cluster(field_manager="kube-proxy") if in_cluster
-                      else from_kubeconfig(args.kubeconfig, field_manager="kube-proxy"))
+            client = (from_in_cluster(field_manager=field_manager) if kubeconfig in (None, "", "in-cluster")
+                      else from_kubeconfig(kubeconfig, field_manager=field_manager))
         except (RuntimeError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed.append(exc)
             return
-        await wait_for_api(client, timeout=30)
+        await wait_for_api(client, timeout=api_timeout)
         sup = Supervisor()
-        await sup.start(Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name, mode=args.mode,
-                                netns=args.netns, node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
-                                service_cidr=args.service_cidr))
-        print(f"pocketkube proxy ({args.mode}) for node {args.node_name} started", flush=True)
+        component = await sup.start(make(client))
+        print(banner(component), flush=True)
         await _until_signalled()
         await sup.stop()
         await client.close()
@@ -127,9 +95,34 @@ def _proxy(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _dns(args: argparse.Namespace) -> int:
+    from pocketkube.dns.server import ClusterDNS
+
+    upstreams = None
+    if args.upstream:
+        upstreams = [(u.rsplit(":", 1)[0], int(u.rsplit(":", 1)[1])) if u.count(":") == 1 else (u, 53)
+                     for u in args.upstream]
+    return _serve_component(
+        args.kubeconfig, "coredns",
+        lambda client: ClusterDNS(client, address=args.listen, port=args.port, zone=args.zone, ttl=args.ttl,
+                                  pod_mode=args.pods, upstreams=upstreams, resolv_conf=args.resolv_conf,
+                                  metrics_port=args.metrics_port, health_port=args.health_port,
+                                  ready_port=args.ready_port),
+        lambda dns: f"pocketkube dns serving {args.zone} on {args.listen}:{dns.port}")
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from pocketkube.proxy.proxier import Proxier
+
+    return _serve_component(
+        args.kubeconfig, "kube-proxy",
+        lambda client: Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name, mode=args.mode,
+                               netns=args.netns, node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
+                               service_cidr=args.service_cidr),
+        lambda _: f"pocketkube proxy ({args.mode}) for node {args.node_name} started")
+
+
 def _ingress_controller(args: argparse.Namespace) -> int:
-    from pocketkube.cli.supervisor import Supervisor
-    from pocketkube.core.client import from_in_cluster, from_kubeconfig, wait_for_api
     from pocketkube.ingress.controller import IngressController, Options, options_from_env
 
     options = options_from_env(Options(
@@ -143,27 +136,10 @@ def _ingress_controller(args: argparse.Namespace) -> int:
         worker_processes=args.worker_processes, validating_webhook=args.validating_webhook or "",
         webhook_certificate=args.validating_webhook_certificate or "",
         webhook_key=args.validating_webhook_key or ""))
-    failed = []
-
-    async def run() -> None:
-        try:
-            client = (from_in_cluster(field_manager="nginx-ingress-controller") if not args.kubeconfig
-                      else from_kubeconfig(args.kubeconfig, field_manager="nginx-ingress-controller"))
-        except (RuntimeError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed.append(exc)
-            return
-        await wait_for_api(client, timeout=60)
-        sup = Supervisor()
-        await sup.start(IngressController(client, options))
-        print(f"pocketkube ingress controller ({options.controller_class}, class {options.ingress_class}) "
-              f"serving HTTP on :{options.http_port} and HTTPS on :{options.https_port}", flush=True)
-        await _until_signalled()
-        await sup.stop()
-        await client.close()
-
-    _run(run())
-    return 1 if failed else 0
+    return _serve_component(
+        args.kubeconfig, "nginx-ingress-controller", lambda client: IngressController(client, options),
+        lambda _: (f"pocketkube ingress controller ({options.controller_class}, class {options.ingress_class}) "
+                   f"serving HTTP on :{options.http_port} and HTTPS on :{options.https_port}"), api_timeout=60)
 
 
 def _go_bool(text: str) -> bool:

@@ -307,7 +307,53 @@ def test_trace_explains_the_request(cluster, ing):
                              "--cluster-name", cluster.name)
     assert f"selects the canary Ingress {ns}/main-canary" in out.stdout, out.stdout
     out = cluster.pocketkube("trace", "--to", "http://nowhere.example/", "--cluster-name", cluster.name)
-    assert out.returncode == 1 and 'no Ingress for host "nowhere.example" has an ADDRESS' in out.stderr, out.stderr
+    assert 'host "nowhere.example" matches no rule host' in out.stdout, out.stdout  # the catch-all server:
+    assert f"location / (Ingress {ns}/fallback, spec.defaultBackend)" in out.stdout, out.stdout  # its defaultBackend
+    out = cluster.pocketkube("trace", "--to", "http://x/", "--header", "nocolon", "--cluster-name", cluster.name)
+    assert out.returncode == 1 and "--header must be NAME:VALUE" in out.stderr, out.stderr
+
+
+WS_SERVER = """
+import base64, hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("", 8080)); s.listen(8)
+while True:
+    c, _ = s.accept()
+    head = c.recv(4096).decode()
+    key = [l.split(":", 1)[1].strip() for l in head.split("\\r\\n") if l.lower().startswith("sec-websocket-key")]
+    if not key:
+        c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"); c.close(); continue
+    accept = base64.b64encode(hashlib.sha1((key[0] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+              b"Sec-WebSocket-Accept: " + accept + b"\\r\\n\\r\\n")
+    frame = c.recv(4096); n = frame[1] & 127; mask = frame[2:6]
+    text = bytes(b ^ mask[i % 4] for i, b in enumerate(frame[6:6 + n]))
+    c.sendall(bytes([0x81, len(text) + 5]) + b"echo " + text); c.close()
+"""
+
+
+def test_websocket_upgrade_passes_through(cluster, ing):
+    ns, entry = ing["ns"], ing["entry"]
+    labels = {"app": "ws"}
+    apply(cluster, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ws", "labels": labels},
+                        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                            {"name": "ws", "image": "busybox", "command": ["python3", "-c", WS_SERVER],
+                             "ports": [{"name": "http", "containerPort": 8080}],
+                             "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}},
+          {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ws"},
+           "spec": {"selector": labels, "ports": [ECHO_PORT]}},
+          ingress("ws", [rule("ws.example", ("/", "Prefix", "ws"))]))
+    _ready_pod(cluster, ns, "app=ws")
+    eventually(lambda: entry.text("ws.example"), "ok", "ws.example routed")
+    with socket.create_connection((entry.node_ip, entry.http), timeout=5) as s:
+        s.sendall(b"GET /chat HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
+        mask, text = b"\x01\x02\x03\x04", b"hello"
+        s.sendall(bytes([0x81, 0x80 | len(text)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(text)))
+        frame = s.recv(4096)
+        assert frame[2:] == b"echo hello", frame
 
 
 def test_disable_removes_the_addon(cluster, ing):

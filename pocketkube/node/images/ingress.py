@@ -31,7 +31,10 @@ def image_config(ctx: ImageContext) -> ImageConfig:
         return ImageConfig(entrypoint=["/kube-webhook-certgen"], programs={"/kube-webhook-certgen": run},
                            env={"PATH": DEFAULT_PATH})
     controller = [ctx.python, "-m", "pocketkube.cli.main", "ingress-controller"]
-    programs = {DUMB_INIT: [], CONTROLLER: controller, "nginx": ["/usr/sbin/nginx"]}
+    # /wait-shutdown (the manifests' preStop hook) asks the controller to stop and waits; here the
+    # kubelet's SIGTERM that follows does the same, so the hook has nothing left to do
+    programs = {DUMB_INIT: [], CONTROLLER: controller, "nginx": ["/usr/sbin/nginx"],
+                "/wait-shutdown": [ctx.python, "-c", "pass"]}
     etc_nginx = os.path.join(ctx.run_dir, "etc-nginx")
     os.makedirs(etc_nginx, exist_ok=True)
 
