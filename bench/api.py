@@ -1,10 +1,14 @@
 """API server benchmark: creates/s, get and list latency at 10k objects, watch fan-out
-latency to 100 watchers, and server RSS, each printed beside its goal and anchor.
+latency to 100 watchers, and server RSS, each printed beside its goal and anchor; then what
+RBAC authorization costs a GET and a create.
 
 Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it over
-HTTPS with keep-alive connections, as kubectl and controllers do.
+HTTPS with keep-alive connections, as kubectl and controllers do. The authorization part runs
+an API server in this process and switches its authorizer off and on between interleaved
+rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resolves its rules), printing the
+median ratio on/off and its spread.
 
-    .venv/bin/python -m bench.api [--services 10000] [--watchers 100]
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--only main|authz]
 """
 
 from __future__ import annotations
@@ -162,11 +166,89 @@ async def main_async(args) -> None:
         srv.stop()
 
 
+async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
+    """GET and create latency with RBAC on and off in one in-process server, interleaved."""
+    from pocketkube.apiserver.server import APIServer
+
+    data = tempfile.mkdtemp(prefix="pk-bench-authz-")
+    server = APIServer(data, port=0, datastore="sqlite")
+    await server.start()
+    rbac = server.handlers.authorizer
+    try:
+        ctx = ssl.create_default_context(cafile=server.pki.ca_cert)
+        admin = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=0)) as s:
+            url = server.url
+
+            async def call(method, path, body=None, headers=admin, want=(200, 201)):
+                async with s.request(method, url + path, data=body, headers=headers) as r:
+                    out = await r.read()
+                    if r.status not in want:
+                        raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+                    return orjson.loads(out)
+
+            await call("POST", "/api/v1/namespaces", orjson.dumps({"metadata": {"name": "bench"}}))
+            await call("POST", "/api/v1/namespaces/bench/serviceaccounts", orjson.dumps({"metadata": {"name": "dev"}}))
+            for part in ("edit", "view"):  # edit's rules (the aggregation controller does not run here)
+                await call("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/bench/rolebindings", orjson.dumps({
+                    "metadata": {"name": f"dev-{part}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": f"system:aggregate-to-{part}"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": "bench"}]}))
+            token = (await call("POST", "/api/v1/namespaces/bench/serviceaccounts/dev/token",
+                                orjson.dumps({"spec": {}})))["status"]["token"]
+            dev = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            await call("POST", "/api/v1/namespaces/bench/configmaps", orjson.dumps({"metadata": {"name": "c"}}), dev)
+            counter = [0]
+
+            async def measure() -> tuple[float, float]:
+                gets, creates = [], []
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    await call("GET", "/api/v1/namespaces/bench/configmaps/c", headers=dev)
+                    gets.append(time.perf_counter() - t0)
+                    counter[0] += 1
+                    body = orjson.dumps({"metadata": {"name": f"c{counter[0]}"}})
+                    t0 = time.perf_counter()
+                    await call("POST", "/api/v1/namespaces/bench/configmaps", body, dev)
+                    creates.append(time.perf_counter() - t0)
+                return statistics.median(gets), statistics.median(creates)
+
+            await measure()  # warm up both paths
+            ratios_get, ratios_create, on_ms = [], [], []
+            for i in range(rounds):
+                results = {}
+                for mode in (("on", "off") if i % 2 == 0 else ("off", "on")):
+                    server.handlers.authorizer = rbac if mode == "on" else None
+                    results[mode] = await measure()
+                ratios_get.append(results["on"][0] / results["off"][0])
+                ratios_create.append(results["on"][1] / results["off"][1])
+                on_ms.append(results["on"])
+            server.handlers.authorizer = rbac
+        print(f"\nRBAC authorization cost ({rounds} interleaved rounds of {per_round} GETs and creates, "
+              f"as a ServiceAccount bound to edit, in-process server, SQLite)")
+        for what, ratios, idx in (("GET ConfigMap", ratios_get, 0), ("create ConfigMap", ratios_create, 1)):
+            med = statistics.median(ratios)
+            q = statistics.quantiles(ratios, n=4)
+            on = statistics.median(m[idx] for m in on_ms) * 1000
+            verdict = "meets goal" if med < 1.10 else "MISSES goal"
+            print(f"  {what:<18} on/off median {med:5.3f}x  (quartiles {q[0]:.3f}-{q[2]:.3f}, "
+                  f"min {min(ratios):.3f}, max {max(ratios):.3f})  {on:.2f} ms with RBAC  "
+                  f"goal < 1.10x  {verdict}")
+    finally:
+        await server.stop()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
-    asyncio.run(main_async(p.parse_args()))
+    p.add_argument("--only", choices=("main", "authz"), default=None)
+    args = p.parse_args()
+    if args.only != "authz":
+        asyncio.run(main_async(args))
+    if args.only != "main":
+        asyncio.run(authz_overhead())
 
 
 if __name__ == "__main__":

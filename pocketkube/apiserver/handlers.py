@@ -21,12 +21,12 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
-from pocketkube.apiserver import codec, discovery, openapi, printers, schema, tokens
+from pocketkube.apiserver import authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
-from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, served
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, object_key, served
 from pocketkube.core import errors, fieldsets, selectors
 from pocketkube.core.query import query_bool, wants_pretty
 from pocketkube.core.objects import deep_copy, rfc3339, utc_now
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JSON_CT = "application/json"
 TABLE_CT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+USER_KEY = web.RequestKey("user", authn.UserInfo)  # set by the server's authentication middleware
 BOOKMARK_INTERVAL = 10.0
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
 # Bodies above this go out in slices: a socket transport's write buffer is a bytearray that
@@ -54,6 +55,8 @@ class Request:
     query: MultiDictProxy | MultiDict
     headers: Mapping[str, str]
     body: bytes = b""
+    # Who asks (authn.py); None for the server's own in-process calls.
+    user: "authn.UserInfo | None" = None
 
 
 @dataclass
@@ -97,6 +100,9 @@ class Handlers:
         self.subresource_handlers: dict[tuple[str, str], Callable] = {}
         # resource -> handler(request, target, "[scheme:]name[:port]", prefix, rest) for RESOURCE/NAME/proxy/...
         self.proxy_handlers: dict[str, Callable] = {}
+        # RBAC (authz.py); None: every request is allowed (the server's --authorization-mode=AlwaysAllow).
+        self.authorizer: authz.RBACAuthorizer | None = None
+        self.authenticator: authn.Authenticator | None = None
 
     # ---- entry ---------------------------------------------------------------------
 
@@ -104,6 +110,7 @@ class Handlers:
         """Answer one request; every failure becomes a metav1.Status reply."""
         warnings: list[str] = []
         try:
+            req.user = self.authorize(req.method, req.path, req.query, req.headers, req.user)
             reply = await self._route(req, warnings)
         except errors.APIError as exc:
             reply = status_reply(exc)
@@ -115,12 +122,54 @@ class Handlers:
         reply.warnings = warnings
         return reply
 
+    def authorize(self, method: str, path: str, query, headers: Mapping[str, str],
+                  user: "authn.UserInfo | None") -> "authn.UserInfo":
+        """The user the request runs as (after impersonation), or 403 Forbidden."""
+        user = user or authn.APISERVER
+        if self.authorizer is None:
+            return user
+        wanted = authn.impersonation_requests(headers)
+        if wanted is not None:
+            user = self._impersonate(user, *wanted)
+        if authn.MASTERS in user.groups:  # the privileged-group authorizer: no need to look further
+            return user
+        a = authz.attributes(method, path, query, user)
+        allowed, reason = self.authorizer.authorize(a)
+        if not allowed:
+            log.warning("forbidden: %s", authz.forbidden_message(a))
+            raise authz.forbidden(a, reason)
+        return user
+
+    def _impersonate(self, user: "authn.UserInfo", name: str, groups: list[str], uid: str,
+                     extra: dict) -> "authn.UserInfo":
+        """Impersonate-* headers: the caller needs `impersonate` on each thing it asks to be."""
+        checks = []
+        sa = authn.split_service_account(name)
+        if sa:
+            checks.append(("", "serviceaccounts", sa[0], sa[1]))
+        else:
+            checks.append(("", "users", "", name))
+        checks += [("", "groups", "", g) for g in groups]
+        if uid:
+            checks.append(("authentication.k8s.io", "uids", "", uid))
+        for key, values in extra.items():
+            checks += [("authentication.k8s.io", f"userextras/{key}", "", v) for v in values]
+        for group, resource, namespace, obj_name in checks:
+            resource, _, sub = resource.partition("/")
+            a = authz.Attributes(user, "impersonate", True, namespace=namespace, group=group, resource=resource,
+                                 subresource=sub, name=obj_name)
+            allowed, reason = self.authorizer.authorize(a)
+            if not allowed:
+                raise authz.forbidden(a, reason)
+        return authn.impersonated(name, groups, uid, extra)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp adapter: HTTP in, `serve`, HTTP out."""
         raw = self._streaming_subresource(request.path)
         if raw is not None:
             handler, target = raw
             try:
+                self.authorize(request.method, request.path, request.query, request.headers, request.get(USER_KEY))
                 return await handler(request, target)
             except errors.APIError as exc:
                 return status_response(exc)
@@ -128,6 +177,7 @@ class Handlers:
         if proxied is not None:
             handler, target, segment, prefix, rest = proxied
             try:
+                self.authorize(request.method, request.path, request.query, request.headers, request.get(USER_KEY))
                 return await handler(request, target, segment, prefix, rest)
             except errors.APIError as exc:
                 return status_response(exc)
@@ -140,7 +190,8 @@ class Handlers:
             return status_response(errors.too_large())
         except errors.APIError as exc:
             return status_response(exc)
-        reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body))
+        reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body,
+                                         request.get(USER_KEY)))
         headers = CIMultiDict({"Content-Type": reply.content_type})
         if isinstance(reply, Reply):
             headers.update(reply.headers)
@@ -298,6 +349,8 @@ class Handlers:
             await self.storage.get(t.info, t.namespace or "", t.name)
             raise errors.APIError(503, "ServiceUnavailable",
                                   f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
+        if t.info.resource in reviews.RESOURCES and t.info.group in (reviews.AUTHZ_GROUP, reviews.AUTHN_GROUP):
+            return self._review(req, t)
         if t.subresource == "binding":
             return await self._binding(req, t)
         if t.subresource == "token":
@@ -496,6 +549,43 @@ class Handlers:
         return WriteOptions(dry_run=bool(q.getall("dryRun", [])), field_manager=manager,
                             subresource=subresource, force=forced)
 
+    def _rbac_admission(self, t: Target, user: "authn.UserInfo | None"):
+        """For writes of Roles, ClusterRoles and their bindings: the escalation check
+        (pkg/registry/rbac policybased storage) for this request's user; None otherwise."""
+        if self.authorizer is None or t.info.group != authz.GROUP or user is None:
+            return None
+        authorizer, info, ns = self.authorizer, t.info, t.namespace or ""
+
+        def allowed(verb: str, resource: str, name: str) -> bool:
+            a = authz.Attributes(user, verb, True, namespace=ns if resource == "roles" else "", group=authz.GROUP,
+                                 resource=resource, name=name)
+            return authorizer.authorize(a)[0]
+
+        def admit(obj: dict, old: dict | None) -> None:
+            if authn.MASTERS in user.groups or (old is not None and _only_gc_fields(obj, old)):
+                return
+            name = obj["metadata"].get("name", "")
+            if info.resource in ("roles", "clusterroles"):
+                if allowed("escalate", info.resource, name):
+                    return
+                authz.check_no_escalation(authorizer, user, ns, list(obj.get("rules") or []), info.group,
+                                          info.resource, name)
+                return
+            ref = obj.get("roleRef") or {}
+            role_resource = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+            if allowed("bind", role_resource, ref.get("name", "")):
+                return
+            role_info = registry.by_resource(authz.GROUP, "v1", role_resource)
+            role = self.cache.get(object_key(role_info, ns if role_resource == "roles" else "", ref.get("name", "")))
+            if role is None:
+                singular = "clusterrole" if role_resource == "clusterroles" else "role"
+                raise authz.forbidden_error(info.group, info.resource, name,
+                                            f'{singular}.{authz.GROUP} {errors.go_quote(ref.get("name", ""))} not found')
+            authz.check_no_escalation(authorizer, user, ns, list(role.get("rules") or []), info.group,
+                                      info.resource, name)
+
+        return admit
+
     def _check_body(self, info: KindInfo, decoded: codec.Decoded, q, warnings: list[str]) -> dict:
         """Type, kind and field checks of a create/update body, per fieldValidation."""
         body = decoded.obj
@@ -531,6 +621,7 @@ class Handlers:
                                     (t.info.api_version, t.info.kind))
         obj = self._check_body(t.info, decoded, req.query, warnings)
         opts = self._write_options(req.query, "POST")
+        opts.admit = self._rbac_admission(t, req.user)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
         return self._object_response(req, t.info, created, 201)
 
@@ -548,8 +639,9 @@ class Handlers:
             rv = obj.get("metadata", {}).get("resourceVersion")
             new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
             obj, sub = new, "finalize"
-        updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj,
-                                                     self._write_options(req.query, "PUT", sub))
+        opts = self._write_options(req.query, "PUT", sub)
+        opts.admit = self._rbac_admission(t, req.user)
+        updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj, opts)
         return self._object_response(req, t.info, updated, 201 if created else 200)
 
     async def _patch(self, req: Request, t: Target, warnings: list[str]) -> Reply:
@@ -557,6 +649,7 @@ class Handlers:
         ptype = codec.patch_type(req.headers.get("Content-Type"))
         q = req.query
         opts = self._write_options(q, "PATCH", t.subresource, apply=ptype == "apply")
+        opts.admit = self._rbac_admission(t, req.user)
         if ptype != "apply":
             await self.storage.get(t.info, t.namespace or "", t.name)
         ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
@@ -740,6 +833,18 @@ class Handlers:
                "status": {"token": token, "expirationTimestamp": rfc3339_at(exp)}}
         return json_response(out, 201)
 
+    def _review(self, req: Request, t: Target) -> Reply:
+        if req.method != "POST":
+            raise errors.method_not_allowed(req.method.lower(), t.info.resource)
+        body = codec.decode_body(req.body, req.headers.get("Content-Type"), (t.info.api_version, t.info.kind)).obj
+        if not isinstance(body, dict):
+            raise errors.bad_request(schema.cannot_handle_message(
+                t.info.api_version, t.info.kind,
+                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.{t.info.kind}"))
+        out = reviews.answer(t.info, body, req.user or authn.APISERVER, t.namespace, self.authorizer,
+                             self.authenticator)
+        return json_response(out, 201)
+
     async def _binding(self, req: Request, t: Target) -> Reply:
         if req.method != "POST":
             raise errors.method_not_allowed(req.method.lower(), "pods/binding")
@@ -820,6 +925,15 @@ def status_reply(exc: errors.APIError) -> Reply:
 def status_response(exc: errors.APIError) -> web.Response:
     """A Status as an aiohttp response (for the HTTP-only paths: auth, streaming subresources)."""
     return web.Response(body=orjson.dumps(exc.status()) + b"\n", status=exc.code, headers={"Content-Type": JSON_CT})
+
+
+def _only_gc_fields(obj: dict, old: dict) -> bool:
+    """rbacregistry.IsOnlyMutatingGCFields: the write changes ownerReferences or finalizers only."""
+    def strip(o: dict) -> dict:
+        m = {k: v for k, v in (o.get("metadata") or {}).items()
+             if k not in ("ownerReferences", "finalizers", "resourceVersion", "managedFields", "generation")}
+        return {**o, "metadata": m}
+    return strip(obj) == strip(old)
 
 
 def _typed(info: KindInfo, obj: dict) -> dict:

@@ -9,6 +9,7 @@ from pocketkube.apiserver.kinds import (
     statefulset, webhookconfiguration,
 )
 from pocketkube.apiserver.kinds.base import KindInfo
+from pocketkube.apiserver import reviews
 
 ALL_KINDS: list[KindInfo] = [
     namespace.INFO, pod.INFO, service.INFO, endpoints.INFO, node.INFO, secret.INFO, configmap.INFO,
@@ -22,6 +23,7 @@ ALL_KINDS: list[KindInfo] = [
     *policykinds.KINDS,
     lease.INFO,
     endpointslice.INFO,
+    *reviews.KINDS,
 ]
 
 # Served only as the `scale` subresource of deployments, replicasets, statefulsets and
@@ -30,7 +32,8 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
                  namespaced=True, verbs=("get", "patch", "update"))
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
-_GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io",
+_GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+                "networking.k8s.io",
                 "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")
 
