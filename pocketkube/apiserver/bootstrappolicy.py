@@ -8,10 +8,9 @@ the roles of the node, kube-proxy, the scheduler, the controller manager and of 
 controller (`system:controller:NAME`, bound to the ServiceAccount kube-system/NAME that
 controller runs as), and the bindings that give them.
 
-pocketkube additions, each named `system:pocketkube:*` and said why below: its node agent
-also announces load-balancer addresses (MetalLB's speaker does that upstream, with its own
-role), and its controller manager runs the Service IP allocation and the `kubernetes`
-endpoints reconciler, which live inside kube-apiserver upstream.
+One pocketkube addition, named `system:pocketkube:lb-speaker`: its node agent also announces
+load-balancer addresses (MetalLB's speaker does that upstream, with a role of its own). And one
+difference: `system:node` is bound to the `system:nodes` group, as there is no Node authorizer.
 
 `reconcile(storage)` runs at every start, as kube-apiserver's RBAC post-start hook does:
 missing objects are created; existing ones whose `rbac.authorization.kubernetes.io/autoupdate`
@@ -372,12 +371,6 @@ CONTROLLER_ROLES: dict[str, list[dict]] = {
     "validatingadmissionpolicy-status-controller": [
         rule(("get", "list", "watch"), (ADMISSION,), ("validatingadmissionpolicies",)),
         rule(("get", "patch", "update"), (ADMISSION,), ("validatingadmissionpolicies/status",)),
-        EVENTS_RULE],
-    # pocketkube: the Service ClusterIP/NodePort repair and the `kubernetes` Service's
-    # endpoints run in kube-apiserver upstream; here they are controllers with this role.
-    "pocketkube-apiserver-controllers": [
-        rule(READ + ("update", "patch", "create"), (CORE,), ("services", "endpoints")),
-        rule(READ + ("update", "patch", "create"), (DISCOVERY,), ("endpointslices",)),
         EVENTS_RULE],
 }
 
