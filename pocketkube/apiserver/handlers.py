@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
-from pocketkube.apiserver import authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens
+from pocketkube.apiserver import authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens, webhooks
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
@@ -103,6 +103,8 @@ class Handlers:
         # RBAC (authz.py); None: every request is allowed (the server's --authorization-mode=AlwaysAllow).
         self.authorizer: authz.RBACAuthorizer | None = None
         self.authenticator: authn.Authenticator | None = None
+        # Admission webhooks (webhooks.py); None: none are called.
+        self.webhooks: webhooks.Dispatcher | None = None
 
     # ---- entry ---------------------------------------------------------------------
 
@@ -549,6 +551,23 @@ class Handlers:
         return WriteOptions(dry_run=bool(q.getall("dryRun", [])), field_manager=manager,
                             subresource=subresource, force=forced)
 
+    def _admission(self, t: Target, user: "authn.UserInfo | None", opts: WriteOptions):
+        """This write's own admission, run by the storage on the object about to be stored:
+        RBAC's escalation check, then the admission webhooks. None when neither applies."""
+        rbac = self._rbac_admission(t, user)
+        hooks = self.webhooks if self.webhooks is not None and self.webhooks.active() else None
+        if rbac is None and hooks is None:
+            return None
+
+        async def admit(obj: dict, old: dict | None) -> None:
+            if rbac is not None:
+                rbac(obj, old)
+            if hooks is not None:
+                await hooks.admit("CREATE" if old is None else "UPDATE", t.info, opts.subresource, t.namespace or "",
+                                  obj["metadata"].get("name", ""), obj, old, user or authn.APISERVER, opts.dry_run)
+
+        return admit
+
     def _rbac_admission(self, t: Target, user: "authn.UserInfo | None"):
         """For writes of Roles, ClusterRoles and their bindings: the escalation check
         (pkg/registry/rbac policybased storage) for this request's user; None otherwise."""
@@ -621,7 +640,7 @@ class Handlers:
                                     (t.info.api_version, t.info.kind))
         obj = self._check_body(t.info, decoded, req.query, warnings)
         opts = self._write_options(req.query, "POST")
-        opts.admit = self._rbac_admission(t, req.user)
+        opts.admit = self._admission(t, req.user, opts)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
         return self._object_response(req, t.info, created, 201)
 
@@ -640,7 +659,7 @@ class Handlers:
             new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
             obj, sub = new, "finalize"
         opts = self._write_options(req.query, "PUT", sub)
-        opts.admit = self._rbac_admission(t, req.user)
+        opts.admit = self._admission(t, req.user, opts)
         updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj, opts)
         return self._object_response(req, t.info, updated, 201 if created else 200)
 
@@ -649,7 +668,7 @@ class Handlers:
         ptype = codec.patch_type(req.headers.get("Content-Type"))
         q = req.query
         opts = self._write_options(q, "PATCH", t.subresource, apply=ptype == "apply")
-        opts.admit = self._rbac_admission(t, req.user)
+        opts.admit = self._admission(t, req.user, opts)
         if ptype != "apply":
             await self.storage.get(t.info, t.namespace or "", t.name)
         ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
@@ -686,6 +705,11 @@ class Handlers:
     async def _delete(self, req: Request, t: Target) -> Reply:
         options = await self._delete_options(req)
         dry = bool(req.query.getall("dryRun", [])) or "All" in (options.get("dryRun") or [])
+        if self.webhooks is not None and self.webhooks.active():
+            current = await self.storage.get(t.info, t.namespace or "", t.name)
+            await self.webhooks.admit("DELETE", t.info, "", t.namespace or "", t.name, None, current,
+                                      req.user or authn.APISERVER, dry, {k: v for k, v in options.items()
+                                                                         if k not in ("kind", "apiVersion")})
         obj, deleted = await self.storage.delete(t.info, t.namespace or "", t.name, options, dry)
         if deleted and t.info.resource not in ("pods", "services", "namespaces", "endpoints"):
             details = {"name": t.name, "kind": t.info.resource, "uid": obj["metadata"].get("uid")}

@@ -21,7 +21,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import allocators, authn, authz, bootstrappolicy, certs, proxy, streaming, tokens
+from pocketkube.apiserver import allocators, authn, authz, bootstrappolicy, certs, proxy, streaming, tokens, webhooks
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
 from pocketkube.apiserver.kinds import registry
@@ -80,6 +80,7 @@ class APIServer:
         self.handlers.authenticator = self.authenticator
         if self.authorization_mode == "RBAC":
             self.handlers.authorizer = authz.RBACAuthorizer(self.cache)
+        self.handlers.webhooks = webhooks.Dispatcher(self.cache)
         streaming.install(self.handlers, self.storage, agent_token=self._kubelet_client_token())
         proxy.install(self.handlers, self.storage)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
@@ -101,6 +102,8 @@ class APIServer:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+        if self.handlers is not None and self.handlers.webhooks is not None:
+            await self.handlers.webhooks.close()
         if self.cache:
             await self.cache.stop()
         if self.store:
