@@ -92,10 +92,10 @@ class Handlers:
         self.tokens = token_issuer
         self.cache = cache
         self.server_address = server_address
-        self.openapi = OpenAPIV3()
-        core_doc, groups_doc = (orjson.dumps(discovery.aggregated(core=c)) for c in (True, False))
-        self._aggregated_core = (core_doc, discovery.etag(core_doc))
-        self._aggregated_groups = (groups_doc, discovery.etag(groups_doc))
+        self._documents_generation = -1
+        self._build_documents()
+        # Custom resources (customresources.py): synced with the stored CRDs before each request.
+        self.custom_resources = None
         # Extra handlers for subresources served elsewhere (logs, exec, ...): (resource, sub) -> fn
         self.subresource_handlers: dict[tuple[str, str], Callable] = {}
         # resource -> handler(request, target, "[scheme:]name[:port]", prefix, rest) for RESOURCE/NAME/proxy/...
@@ -105,6 +105,16 @@ class Handlers:
         self.authenticator: authn.Authenticator | None = None
         # Admission webhooks (webhooks.py); None: none are called.
         self.webhooks: webhooks.Dispatcher | None = None
+
+    def _build_documents(self) -> None:
+        """Discovery and OpenAPI documents, pre-encoded; rebuilt when the served kinds change."""
+        if self._documents_generation == registry.generation:
+            return
+        self.openapi = OpenAPIV3()
+        core_doc, groups_doc = (orjson.dumps(discovery.aggregated(core=c)) for c in (True, False))
+        self._aggregated_core = (core_doc, discovery.etag(core_doc))
+        self._aggregated_groups = (groups_doc, discovery.etag(groups_doc))
+        self._documents_generation = registry.generation
 
     # ---- entry ---------------------------------------------------------------------
 
@@ -254,6 +264,9 @@ class Handlers:
         return handler, target, target.name, prefix, raw_path[len(prefix):]
 
     async def _route(self, req: Request, warnings: list[str]) -> Reply | StreamReply:
+        if self.custom_resources is not None:
+            self.custom_resources.sync()
+            self._build_documents()
         path = req.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         if not parts:
@@ -424,7 +437,11 @@ class Handlers:
         return Reply(200, prefix + items + b"]}")
 
     def _table(self, info: KindInfo, objs: list[dict], accept: codec.Accept, with_columns: bool = True) -> dict:
-        columns, cells = printers.table_for(info.kind, info.group, objs, utc_now())
+        custom_table = getattr(info.strategy, "table", None)  # a custom resource's printer columns
+        if custom_table is not None:
+            columns, cells = custom_table(objs, utc_now())
+        else:
+            columns, cells = printers.table_for(info.kind, info.group, objs, utc_now())
         rows = []
         for obj, row_cells in zip(objs, cells):
             row: dict[str, Any] = {"cells": row_cells}
@@ -624,6 +641,14 @@ class Handlers:
         if decoded.type_error:
             raise errors.bad_request(schema.cannot_handle_message(info.api_version, info.kind, decoded.type_error))
         mode = _validation_mode(q)
+        custom_unknown = getattr(info.strategy, "unknown_fields", None)  # a custom resource's schema
+        if custom_unknown is not None:
+            unknown = [f'unknown field "{u}"' for u in custom_unknown(body)]
+            if unknown and mode == "Strict":
+                raise errors.bad_request(schema.cannot_handle_message(
+                    info.api_version, info.kind, schema.strict_decoding_error(unknown)))
+            if mode == "Warn":
+                warnings.extend(unknown)
         if decoded.strict_errors:
             if mode == "Strict":
                 raise errors.bad_request(schema.cannot_handle_message(
@@ -771,13 +796,13 @@ class Handlers:
 
         ns = t.namespace or ""
         if req.method == "GET":
-            return json_response(scale_of(await self.storage.get(t.info, ns, t.name)))
+            return json_response(scale_of(await self.storage.get(t.info, ns, t.name), t.info))
         if req.method == "PATCH":
             codec.patch_type(req.headers.get("Content-Type"))
         opts = self._write_options(req.query, req.method if req.method in OPTIONS_KIND else "PUT")
         for _ in range(5):
             parent = await self.storage.get(t.info, ns, t.name)
-            scale = scale_of(parent)
+            scale = scale_of(parent, t.info)
             if req.method == "PUT":
                 body = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                          ("autoscaling/v1", "Scale")).obj
@@ -818,7 +843,10 @@ class Handlers:
             if want_rv and want_rv != parent["metadata"]["resourceVersion"]:
                 raise errors.stale(t.info.resource, t.info.group, t.name)
             new_parent = deep_copy(parent)
-            new_parent["spec"]["replicas"] = replicas
+            if hasattr(t.info.strategy, "set_replicas"):  # a custom resource's specReplicasPath
+                t.info.strategy.set_replicas(new_parent, replicas)
+            else:
+                new_parent["spec"]["replicas"] = replicas
             if not want_rv:
                 new_parent["metadata"].pop("resourceVersion", None)
             try:
@@ -827,7 +855,7 @@ class Handlers:
                 if exc.reason == "Conflict" and not want_rv:
                     continue
                 raise
-            return json_response(scale_of(updated))
+            return json_response(scale_of(updated, t.info))
         raise errors.stale(t.info.resource, t.info.group, t.name)
 
     async def _token_request(self, req: Request, t: Target) -> Reply:
@@ -904,7 +932,9 @@ class Handlers:
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def scale_of(parent: dict) -> dict:
+def scale_of(parent: dict, info: KindInfo | None = None) -> dict:
+    if info is not None and hasattr(info.strategy, "scale_of"):  # a custom resource's scale paths
+        return info.strategy.scale_of(parent)
     m = parent["metadata"]
     spec = parent.get("spec") or {}
     return {

@@ -21,7 +21,9 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import allocators, authn, authz, bootstrappolicy, certs, proxy, streaming, tokens, webhooks
+from pocketkube.apiserver import (
+    allocators, authn, authz, bootstrappolicy, certs, customresources, proxy, streaming, tokens, webhooks,
+)
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
 from pocketkube.apiserver.kinds import registry
@@ -81,6 +83,7 @@ class APIServer:
         if self.authorization_mode == "RBAC":
             self.handlers.authorizer = authz.RBACAuthorizer(self.cache)
         self.handlers.webhooks = webhooks.Dispatcher(self.cache)
+        self.handlers.custom_resources = customresources.CustomResources(self.cache, self.storage)
         streaming.install(self.handlers, self.storage, agent_token=self._kubelet_client_token())
         proxy.install(self.handlers, self.storage)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A

@@ -1,10 +1,14 @@
 """Every kind the API server serves, looked up by resource or kind, and the API groups in
-the order a real 1.32 cluster lists them in discovery (core first, then by group priority)."""
+the order a real 1.32 cluster lists them in discovery (core first, then by group priority).
+
+Built-in kinds are fixed; the kinds of CustomResourceDefinitions come and go
+(`set_custom`, called by customresources.py when a CRD changes). `generation` counts those
+changes so documents built from the registry (discovery, OpenAPI) know when to rebuild."""
 
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
-    configmap, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
+    configmap, crd, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
     job, lease, namespace, node, pod, policykinds, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
     statefulset, webhookconfiguration,
 )
@@ -24,6 +28,7 @@ ALL_KINDS: list[KindInfo] = [
     lease.INFO,
     endpointslice.INFO,
     *reviews.KINDS,
+    crd.INFO,
 ]
 
 # Served only as the `scale` subresource of deployments, replicasets, statefulsets and
@@ -34,11 +39,15 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
 _GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
                 "networking.k8s.io",
-                "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "coordination.k8s.io",
+                "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+                "coordination.k8s.io",
                 "discovery.k8s.io")
 
+BUILT_IN = list(ALL_KINDS)
 _BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
 _BY_KIND = {(k.group, k.version, k.kind): k for k in ALL_KINDS + [SCALE]}
+_CUSTOM_GROUPS: list[tuple[str, list[str]]] = []
+generation = 0
 
 
 def by_resource(group: str, version: str, resource: str) -> KindInfo | None:
@@ -51,5 +60,15 @@ def by_kind(group: str, version: str, kind: str) -> KindInfo | None:
 
 def groups() -> list[tuple[str, list[str]]]:
     """(group, [versions]) with "" for the core group, preferred version first."""
-    served = {k.group for k in ALL_KINDS} | {SCALE.group}
-    return [(group, ["v1"]) for group in _GROUP_ORDER if group in served]
+    served = {k.group for k in BUILT_IN} | {SCALE.group}
+    return [(group, ["v1"]) for group in _GROUP_ORDER if group in served] + _CUSTOM_GROUPS
+
+
+def set_custom(kinds: list[KindInfo], custom_groups: list[tuple[str, list[str]]]) -> None:
+    """Serve exactly these custom resource kinds (every served version of every CRD)."""
+    global _BY_RESOURCE, _BY_KIND, _CUSTOM_GROUPS, generation
+    ALL_KINDS[:] = BUILT_IN + kinds
+    _BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
+    _BY_KIND = {(k.group, k.version, k.kind): k for k in ALL_KINDS + [SCALE]}
+    _CUSTOM_GROUPS = custom_groups
+    generation += 1
