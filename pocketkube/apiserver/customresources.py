@@ -34,17 +34,6 @@ log = logging.getLogger(__name__)
 
 CRD_PREFIX = f"/registry/{crdkind.GROUP}/customresourcedefinitions/"
 GROUP_PREFIX = f"/registry/{crdkind.GROUP}/"
-_VERSION_RE = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
-
-
-def version_priority(version: str) -> tuple:
-    """Kubernetes' version ordering: GA > beta > alpha, higher numbers first; others last, by name."""
-    m = _VERSION_RE.match(version)
-    if not m:
-        return (3, 0, 0, version)
-    major, level, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
-    rank = {None: 0, "beta": 1, "alpha": 2}[level]
-    return (rank, -major, -minor, version)
 
 
 class CustomResourceStrategy(Strategy):
@@ -263,7 +252,8 @@ class CustomResources:
             if crd["metadata"].get("deletionTimestamp") and crdkind.CLEANUP_FINALIZER in (
                     crd["metadata"].get("finalizers") or []):
                 self._cleanup(crd)
-        registry.set_custom(kinds, [(g, sorted(vs, key=version_priority)) for g, vs in sorted(groups.items())])
+        registry.set_custom(kinds, [(g, sorted(vs, key=registry.version_priority))
+                                    for g, vs in sorted(groups.items())])
 
     def _cleanup(self, crd: dict) -> None:
         name = crd["metadata"]["name"]

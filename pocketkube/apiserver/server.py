@@ -26,9 +26,10 @@ from pocketkube.apiserver import (
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
-from pocketkube.apiserver.kinds import registry
+from pocketkube.apiserver.kinds import policykinds, registry
 from pocketkube.apiserver.storage import Storage, WriteOptions
 from pocketkube.core import errors
+from pocketkube.core.objects import deep_copy
 from pocketkube.store import open_store
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,14 @@ class APIServer:
                     if exc.code != 409:
                         raise
         await bootstrappolicy.reconcile(self.storage, registry, WriteOptions(field_manager="kube-apiserver"))
+        pc_info = registry.by_resource("scheduling.k8s.io", "v1", "priorityclasses")
+        for pc in policykinds.SYSTEM_PRIORITY_CLASSES:
+            if self.cache.get(f"/registry/scheduling.k8s.io/priorityclasses/{pc['metadata']['name']}") is None:
+                try:
+                    await self.storage.create(pc_info, "", deep_copy(pc), WriteOptions(field_manager="kube-apiserver"))
+                except errors.APIError as exc:
+                    if exc.code != 409:
+                        raise
 
     def _load_token(self) -> str:
         path = os.path.join(self.data_dir, "token")

@@ -1239,6 +1239,17 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         1: ("token", STRING),
         2: ("expirationTimestamp", TIME),
     },
+    # --- policy/v1, scheduling.k8s.io/v1, autoscaling/v1: `kubectl create pdb | priorityclass`, `autoscale` ---
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodDisruptionBudgetSpec")},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", INTSTR, PTR), 2: ("selector", "LabelSelector", PTR),
+                                3: ("maxUnavailable", INTSTR, PTR), 4: ("unhealthyPodEvictionPolicy", STRING, PTR)},
+    "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", INT32), 3: ("globalDefault", BOOL),
+                      4: ("description", STRING), 5: ("preemptionPolicy", STRING, PTR)},
+    "HorizontalPodAutoscalerV1": {1: ("metadata", "ObjectMeta"), 2: ("spec", "HorizontalPodAutoscalerSpecV1")},
+    "HorizontalPodAutoscalerSpecV1": {1: ("scaleTargetRef", "CrossVersionObjectReference"),
+                                      2: ("minReplicas", INT32, PTR), 3: ("maxReplicas", INT32),
+                                      4: ("targetCPUUtilizationPercentage", INT32, PTR)},
+    "CrossVersionObjectReference": {1: ("kind", STRING), 2: ("name", STRING), 3: ("apiVersion", STRING)},
     # --- authentication.k8s.io/v1 and authorization.k8s.io/v1: `kubectl auth whoami | can-i` ---
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "SelfSubjectReviewStatus")},
     "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo")},
@@ -1300,6 +1311,9 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscalerV1",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
@@ -1312,7 +1326,8 @@ KINDS: dict[tuple[str, str], str] = {
 OPTIONS_KINDS = {"DeleteOptions": "DeleteOptions"}
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
 _INTERNAL_PACKAGE = {"": "core", "apps": "apps", "autoscaling": "autoscaling", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
-                     "authentication.k8s.io": "authentication", "authorization.k8s.io": "authorization"}
+                     "authentication.k8s.io": "authentication", "authorization.k8s.io": "authorization",
+                     "policy": "policy", "scheduling.k8s.io": "scheduling"}
 
 
 class Field(NamedTuple):

@@ -4,7 +4,8 @@ JSON paths and version ordering."""
 from __future__ import annotations
 
 from pocketkube.apiserver import crdschema
-from pocketkube.apiserver.customresources import jsonpath, version_priority
+from pocketkube.apiserver.customresources import jsonpath
+from pocketkube.apiserver.kinds.registry import version_priority
 
 SCHEMA = {"type": "object", "properties": {
     "spec": {"type": "object", "required": ["size"], "properties": {

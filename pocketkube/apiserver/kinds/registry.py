@@ -12,6 +12,8 @@ from pocketkube.apiserver.kinds import (
     job, lease, namespace, node, pod, policykinds, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
     statefulset, webhookconfiguration,
 )
+import re
+
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver import reviews
 
@@ -38,15 +40,15 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
 _GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
-                "networking.k8s.io",
-                "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
-                "coordination.k8s.io",
+                "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
+                "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")
 
 BUILT_IN = list(ALL_KINDS)
 _BY_RESOURCE = {(k.group, k.version, k.resource): k for k in ALL_KINDS}
 _BY_KIND = {(k.group, k.version, k.kind): k for k in ALL_KINDS + [SCALE]}
 _CUSTOM_GROUPS: list[tuple[str, list[str]]] = []
+_VERSION_RE = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 generation = 0
 
 
@@ -58,10 +60,23 @@ def by_kind(group: str, version: str, kind: str) -> KindInfo | None:
     return _BY_KIND.get((group, version, kind))
 
 
+def version_priority(version: str) -> tuple:
+    """Kubernetes' version ordering, as a sort key: GA before beta before alpha, higher numbers
+    first; versions of another form last, by name."""
+    m = _VERSION_RE.match(version)
+    if not m:
+        return (3, 0, 0, version)
+    major, level, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
+    return ({None: 0, "beta": 1, "alpha": 2}[level], -major, -minor, version)
+
+
 def groups() -> list[tuple[str, list[str]]]:
     """(group, [versions]) with "" for the core group, preferred version first."""
-    served = {k.group for k in BUILT_IN} | {SCALE.group}
-    return [(group, ["v1"]) for group in _GROUP_ORDER if group in served] + _CUSTOM_GROUPS
+    versions: dict[str, set[str]] = {}
+    for k in BUILT_IN + [SCALE]:
+        versions.setdefault(k.group, set()).add(k.version)
+    return [(group, sorted(versions[group], key=version_priority)) for group in _GROUP_ORDER
+            if group in versions] + _CUSTOM_GROUPS
 
 
 def set_custom(kinds: list[KindInfo], custom_groups: list[tuple[str, list[str]]]) -> None:
