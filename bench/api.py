@@ -6,9 +6,10 @@ Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it
 HTTPS with keep-alive connections, as kubectl and controllers do. The authorization part runs
 an API server in this process and switches its authorizer off and on between interleaved
 rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resolves its rules), printing the
-median ratio on/off and its spread.
+median ratio on/off and its spread. Last, a custom resource's create and Table list beside a
+built-in kind's.
 
-    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--only main|authz]
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--only main|authz|crd]
 """
 
 from __future__ import annotations
@@ -239,16 +240,84 @@ async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
         await server.stop()
 
 
+async def custom_resource_speed(rounds: int = 8, per_round: int = 250) -> None:
+    """Create and list-as-Table latency of a custom resource beside a built-in kind (ConfigMaps),
+    interleaved rounds in one in-process server."""
+    from pocketkube.apiserver.server import APIServer
+
+    data = tempfile.mkdtemp(prefix="pk-bench-crd-")
+    server = await _started(APIServer(data, port=0, datastore="sqlite"))
+    try:
+        ctx = ssl.create_default_context(cafile=server.pki.ca_cert)
+        headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=0), headers=headers) as s:
+            async def call(method, path, body=None, accept="application/json"):
+                async with s.request(method, server.url + path, data=body, headers={"Accept": accept}) as r:
+                    out = await r.read()
+                    if r.status not in (200, 201):
+                        raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+
+            await call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", orjson.dumps({
+                "metadata": {"name": "widgets.bench.example.com"},
+                "spec": {"group": "bench.example.com", "scope": "Namespaced",
+                         "names": {"plural": "widgets", "kind": "Widget"},
+                         "versions": [{"name": "v1", "served": True, "storage": True,
+                                       "additionalPrinterColumns": [{"name": "Size", "type": "integer",
+                                                                     "jsonPath": ".spec.size"}],
+                                       "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                           "spec": {"type": "object", "properties": {
+                                               "size": {"type": "integer", "minimum": 0},
+                                               "color": {"type": "string", "default": "red"}}}}}}}]}}))
+            kinds = {
+                "ConfigMap": ("/api/v1/namespaces/default/configmaps",
+                              lambda n: {"metadata": {"name": n}, "data": {"size": "1"}}),
+                "Widget": ("/apis/bench.example.com/v1/namespaces/default/widgets",
+                           lambda n: {"apiVersion": "bench.example.com/v1", "kind": "Widget",
+                                      "metadata": {"name": n}, "spec": {"size": 1}}),
+            }
+            creates: dict[str, list[float]] = {k: [] for k in kinds}
+            lists: dict[str, list[float]] = {k: [] for k in kinds}
+            for i in range(rounds):
+                for kind in (list(kinds) if i % 2 == 0 else list(reversed(kinds))):
+                    path, make = kinds[kind]
+                    t0 = time.perf_counter()
+                    for j in range(per_round):
+                        await call("POST", path, orjson.dumps(make(f"o-{i}-{j}")))
+                    creates[kind].append((time.perf_counter() - t0) / per_round)
+                    t0 = time.perf_counter()
+                    await call("GET", path, accept=TABLE)
+                    lists[kind].append(time.perf_counter() - t0)
+        n = rounds * per_round
+        print(f"\nCustom resource speed beside ConfigMaps ({rounds} interleaved rounds of {per_round} creates, "
+              f"then a Table list; {n:,} objects of each at the end, in-process server, SQLite)")
+        for what, values in (("create", creates), ("list as Table", lists)):
+            ratios = [c / b for c, b in zip(values["Widget"], values["ConfigMap"])]
+            med = statistics.median(ratios)
+            verdict = "meets goal" if med <= 1.5 else "MISSES goal"
+            print(f"  {what:<14} Widget/ConfigMap median {med:5.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+                  f"Widget {statistics.median(values['Widget']) * 1000:.2f} ms, ConfigMap "
+                  f"{statistics.median(values['ConfigMap']) * 1000:.2f} ms  goal <= 1.5x  {verdict}")
+    finally:
+        await server.stop()
+
+
+async def _started(server):
+    await server.start()
+    return server
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
-    p.add_argument("--only", choices=("main", "authz"), default=None)
+    p.add_argument("--only", choices=("main", "authz", "crd"), default=None)
     args = p.parse_args()
-    if args.only != "authz":
+    if args.only in (None, "main"):
         asyncio.run(main_async(args))
-    if args.only != "main":
+    if args.only in (None, "authz"):
         asyncio.run(authz_overhead())
+    if args.only in (None, "crd"):
+        asyncio.run(custom_resource_speed())
 
 
 if __name__ == "__main__":
