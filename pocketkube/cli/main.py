@@ -11,6 +11,7 @@ import sys
 
 
 def _server(args: argparse.Namespace) -> int:
+    from pocketkube.apiserver.authn import controller_identity
     from pocketkube.apiserver.local import LocalTransport
     from pocketkube.apiserver.server import APIServer
     from pocketkube.cli.supervisor import Supervisor
@@ -28,14 +29,19 @@ def _server(args: argparse.Namespace) -> int:
     async def run() -> None:
         sup = Supervisor()
         server = await sup.start(APIServer(args.data_dir, port=args.port, datastore=args.datastore,
-                                           bind=args.bind, extra_addresses=tuple(args.extra_bind)))
+                                           bind=args.bind, extra_addresses=tuple(args.extra_bind),
+                                           authorization_mode=args.authorization_mode))
         if not args.no_controllers:
-            client = Client(LocalTransport(server.handlers), field_manager="kube-controller-manager")
+            def client_for(username: str) -> Client:
+                return Client(LocalTransport(server.handlers, controller_identity(username)),
+                              field_manager="kube-controller-manager")
+
             with open(server.pki.ca_cert, "rb") as f:
                 root_ca = f.read()
             settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
                                 root_ca=root_ca, lb_range=args.lb_range)
-            await sup.start(ControllerManager(client, settings=settings))
+            await sup.start(ControllerManager(client_for("system:kube-controller-manager"), settings=settings,
+                                              client_for=client_for))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
         await _until_signalled()
@@ -56,7 +62,7 @@ def _agent(args: argparse.Namespace) -> int:
         sup = Supervisor()
         await sup.start(NodeAgent(client, node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr,
                                   state_dir=args.state_dir, netns=args.netns, port=args.port,
-                                  stream_token=client.transport.token))
+                                  stream_token=_stream_token(args.stream_token_file, client.transport.token)))
         print(f"pocketkube agent for node {args.node_name} ready on {args.node_ip}:{args.port}", flush=True)
         await _until_signalled()
         await sup.stop()
@@ -64,6 +70,13 @@ def _agent(args: argparse.Namespace) -> int:
 
     _run(run())
     return 0
+
+
+def _stream_token(path: str | None, default: str) -> str:
+    if not path:
+        return default
+    with open(path) as f:
+        return f.read().strip()
 
 
 def _serve_component(kubeconfig: str | None, field_manager: str, make, banner, api_timeout: float = 30) -> int:
@@ -274,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another address to listen on (repeatable; `up` adds the node bridge's)")
     p.add_argument("--datastore", choices=("sqlite", "memory"), default="sqlite")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
+                   help="RBAC (default): requests are authorized by Roles and bindings; AlwaysAllow: every "
+                        "authenticated request may do anything")
     p.add_argument("--advertise-address", default="127.0.0.1",
                    help="the address the `kubernetes` Service's endpoints point at")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
@@ -296,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--state-dir", required=True, help="where pod sandboxes and logs are kept")
     a.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
     a.add_argument("--port", type=int, default=10250, help="exec/attach/logs/port-forward port")
+    a.add_argument("--stream-token-file", default=None,
+                   help="the token the API server presents for exec/attach/logs/port-forward "
+                        "(default: the kubeconfig's token)")
     a.set_defaults(func=_agent)
     x = sub.add_parser("proxy", help="run a node's service proxy (pocketkube's kube-proxy)")
     x.add_argument("--kubeconfig", default=None,

@@ -48,6 +48,7 @@ REGISTRY_DIR = "/run/pocketkube"
 DATA_ROOT = "/var/lib/pocketkube"
 MARKER = ".pocketkube-cluster"
 AGENT_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "agent")
+NODE_TOKEN_SECONDS = 365 * 24 * 3600  # as long as kubeadm's kubelet client certificates
 SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
 SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
 SUPERVISOR_START_SECONDS = 10.0
@@ -489,6 +490,10 @@ def _write_credentials(record: ClusterRecord) -> tuple[bytes, str]:
     pki = certs.ensure_pki(os.path.join(record.server_dir, "pki"), hosts)
     token = secrets.token_urlsafe(32)
     _write_file(os.path.join(record.server_dir, "token"), token + "\n", private=True)
+    # What the server presents to the agents for exec, logs and port-forward (not the admin token,
+    # which no node holds).
+    _write_file(os.path.join(record.server_dir, "kubelet-client-token"), secrets.token_urlsafe(32) + "\n",
+                private=True)
     with open(pki.ca_cert, "rb") as f:
         return f.read(), token
 
@@ -503,16 +508,23 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         *SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
         "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
         "--lb-range", net.lb_range]}]
+    from pocketkube.apiserver.tokens import TokenIssuer
+
     agent_url = f"https://{net.host_ip}:{record.port}"
+    issuer = TokenIssuer(os.path.join(record.server_dir, "sa.key"))  # the key the server signs tokens with
+    stream_token_file = os.path.join(record.server_dir, "kubelet-client-token")
     for node in net.node_list():
         state_dir = record.node_dir(node)
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         kubeconfig = os.path.join(state_dir, "kubeconfig")
-        _write_file(kubeconfig, yaml.safe_dump(kubeconfig_dict("pocketkube", agent_url, ca_pem, token),
+        # Each agent is system:node:NAME in system:nodes (docs/adr/0007), as a kubelet's client certificate says.
+        node_token = issuer.issue_user(f"system:node:{node.name}", ["system:nodes"], NODE_TOKEN_SECONDS)
+        _write_file(kubeconfig, yaml.safe_dump(kubeconfig_dict("pocketkube", agent_url, ca_pem, node_token),
                                                sort_keys=False), private=True)
         processes.append({"name": f"agent-{node.name}", "log": record.agent_log(node), "netns": node.netns, "argv": [
             *agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
-            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns]})
+            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns,
+            "--stream-token-file", stream_token_file]})
     os.makedirs(record.run_dir, exist_ok=True)
     _remove(os.path.join(record.run_dir, supervisor.STATE_FILE))
     _write_file(os.path.join(record.run_dir, supervisor.SPEC_FILE), json.dumps(processes, indent=1) + "\n")

@@ -88,6 +88,10 @@ class Client:
             q.append(("dryRun", "All"))
         return q
 
+    async def version(self) -> dict:
+        """GET /version (the server's version.Info)."""
+        return await self._call("GET", "/version")
+
     async def get(self, api_version: str, resource: str, name: str, namespace: str | None = None,
                   subresource: str = "") -> dict:
         return await self._call("GET", resource_path(api_version, resource, namespace, name, subresource))
@@ -244,7 +248,8 @@ def from_in_cluster(field_manager: str = "pocketkube", directory: str = SERVICE_
 
 
 async def wait_for_api(client: Client, timeout: float = 30.0) -> None:
-    """Retry a cheap request until the API answers (components that start before it)."""
+    """Retry a cheap request until the API answers (components that start before it): /version,
+    which every identity may read, and which proves the credential (401 otherwise)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:

@@ -60,7 +60,7 @@ def rule(host: str | None, *paths: tuple[str, str, str]) -> dict:
 
 def eventually(get, expected, what: str, timeout: float = 60, times: int = 3):
     """Poll `get()` until it returns `expected` `times` in a row (after a reload, nginx's old
-    workers may answer for a moment: ADR 0007); fail with the last value seen."""
+    workers may answer for a moment: ADR 0008); fail with the last value seen."""
     seen = []
     streak = [0]
 
