@@ -154,6 +154,7 @@ class IngressController:
         self.syncs = 0
         self.last_sync = 0.0
         self._dirty = asyncio.Event()
+        self._status_due = asyncio.Event()
         self._reported: set[routes.Problem] = set()
         self._good_versions: dict[str, str] = {}   # Ingress key -> resourceVersion in the running config
         self._tasks: list[asyncio.Task] = []
@@ -177,7 +178,8 @@ class IngressController:
         await self.sync()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._sync_loop(), name="ingress-sync"),
-                       loop.create_task(self._lead(), name="ingress-leader")]
+                       loop.create_task(self._lead(), name="ingress-leader"),
+                       loop.create_task(self._status_loop(), name="ingress-status")]
         self.ready.set()
 
     async def stop(self) -> None:
@@ -276,8 +278,7 @@ class IngressController:
             if ing is not None:
                 self.recorder.event(ing, problem.type, problem.reason, problem.message)
         self._reported = current
-        if self.leader:
-            await self._update_status()
+        self._status_due.set()  # written by _status_loop, so a sync never waits on 1,000 status writes
 
     def _report_rejection(self, model: routes.Model, ingresses: dict[str, dict], message: str) -> None:
         changed = [k for k in model.ingresses if k in ingresses and
@@ -338,6 +339,18 @@ class IngressController:
     async def _other_controllers_running(self) -> bool:
         return len(await self._controller_pods()) > 1
 
+    async def _status_loop(self) -> None:
+        while True:
+            await self._status_due.wait()
+            self._status_due.clear()
+            if self.leader:
+                try:
+                    await self._update_status()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("updating the Ingresses' status failed")
+
     async def _update_status(self) -> None:
         if not self.options.update_status:
             return
@@ -382,7 +395,7 @@ class IngressController:
                     log.info("new leader elected: %s", self.identity)
                 if self.leader and (not was or time.monotonic() - last_status > STATUS_INTERVAL):
                     last_status = time.monotonic()
-                    await self._update_status()
+                    self._status_due.set()
             except errors.APIError as exc:
                 log.warning("leader election: %s", exc)
                 self.leader = False

@@ -373,12 +373,12 @@ def build(ingresses: list[dict], classes: list[dict], services: list[dict], slic
         if spec.get("defaultBackend") and not spec.get("rules") and parsed.canary is None:
             catch_all_backend = (ing, parsed)
             break
+    by_key = {ingress_key(ing): (ing, parsed) for ing, parsed in ours}
     for host, srv in model.servers.items():
-        _add_tls(model, srv, ours, secret_map)
-        if any(r.key == ("", "/") for r in srv.routes):
-            pass
-        else:
-            fallback = catch_all_backend if host == CATCH_ALL else _host_default(ours, host)
+        mine = [by_key[k] for k in srv.ingresses]  # this host's Ingresses, oldest first
+        _add_tls(model, srv, mine, secret_map)
+        if not any(r.key == ("", "/") for r in srv.routes):
+            fallback = catch_all_backend if host == CATCH_ALL else _host_default(mine)
             if fallback is not None:
                 ing, parsed = fallback
                 ns = (ing.get("metadata") or {}).get("namespace", "")
@@ -479,20 +479,19 @@ def _add_canary(model: Model, ing: dict, parsed: ann.Annotations, server, upstre
                                                          f"Ingress with the same host and path; it is ignored"))
 
 
-def _host_default(ours: list[tuple[dict, ann.Annotations]], host: str):
-    for ing, parsed in ours:
-        spec = ing.get("spec") or {}
-        if spec.get("defaultBackend") and parsed.canary is None and any(
-                ((r.get("host") or "").lower() or CATCH_ALL) == host for r in spec.get("rules") or []):
+def _host_default(mine: list[tuple[dict, ann.Annotations]]):
+    """The oldest of a host's Ingresses with a defaultBackend."""
+    for ing, parsed in mine:
+        if (ing.get("spec") or {}).get("defaultBackend") and parsed.canary is None:
             return ing, parsed
     return None
 
 
-def _add_tls(model: Model, srv: Server, ours, secret_map: dict[str, dict]) -> None:
+def _add_tls(model: Model, srv: Server, mine, secret_map: dict[str, dict]) -> None:
     if srv.host == CATCH_ALL:
         return
-    for ing, parsed in ours:
-        if parsed.canary is not None or ingress_key(ing) not in srv.ingresses:
+    for ing, parsed in mine:
+        if parsed.canary is not None:
             continue
         ns = (ing.get("metadata") or {}).get("namespace", "")
         for entry in (ing.get("spec") or {}).get("tls") or []:
