@@ -99,3 +99,30 @@ async def workload_ready(client: Client, objects: list[dict]) -> tuple[bool, str
     if not states:
         return False, "disabled"
     return all(ok for ok, _ in states), ", ".join(text for _, text in states)
+
+
+async def wait_namespaces_gone(client: Client, objects: list[dict], timeout: float, only_terminating: bool = False) -> bool:
+    """Wait until the add-on's namespaces no longer exist (all of them, or only those being
+    deleted: a namespace that is terminating refuses new objects). False on timeout."""
+    import asyncio
+    import time
+
+    from pocketkube.core import errors
+
+    deadline = time.monotonic() + timeout
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            continue
+        while True:
+            try:
+                live = await client.get("v1", "namespaces", obj["metadata"]["name"])
+            except errors.APIError as exc:
+                if exc.code == 404:
+                    break
+                raise
+            if only_terminating and not live["metadata"].get("deletionTimestamp"):
+                break
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+    return True

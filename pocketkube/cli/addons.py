@@ -15,6 +15,7 @@ from pocketkube.cli import up
 from pocketkube.node import network
 
 POLL_SECONDS = 0.5
+NAMESPACE_WAIT = 120.0  # how long enable and disable wait for the add-on's namespace to go
 
 
 def _record(name: str) -> up.ClusterRecord:
@@ -74,6 +75,9 @@ def enable(name: str, addon: str, wait: float, service_type: str = "NodePort", o
     async def run() -> tuple[bool, str]:
         client = up.admin_client(record)
         try:
+            if not await addons.wait_namespaces_gone(client, objects, NAMESPACE_WAIT, only_terminating=True):
+                raise up.UpError(f"the add-on's namespace is still being deleted after {NAMESPACE_WAIT:.0f} s; "
+                                 f"try again when `kubectl get namespaces` no longer lists it")
             await addons.apply(client, objects)
             deadline = time.monotonic() + wait
             while True:
@@ -106,7 +110,11 @@ def disable(name: str, addon: str, out=sys.stdout) -> int:
     async def run() -> list[str]:
         client = up.admin_client(record)
         try:
-            return await addons.remove(client, up.addon_objects(record, addon))
+            objects = up.addon_objects(record, addon)
+            deleted = await addons.remove(client, objects)
+            if deleted and not await addons.wait_namespaces_gone(client, objects, NAMESPACE_WAIT):
+                out.write(f"(its namespace is still terminating after {NAMESPACE_WAIT:.0f} s)\n")
+            return deleted
         finally:
             await client.close()
 

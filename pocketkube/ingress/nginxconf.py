@@ -175,11 +175,7 @@ def _location(w, srv: Server, route: Route) -> None:
     a = route.annotations
     head = f"{route.modifier} " if route.modifier else ""
     w(f"        location {head}{quote(route.location)} {{")
-    ns, _, name = route.ingress.partition("/")
     up = route.upstream
-    w(f"            set $namespace {literal(ns)};\n            set $ingress_name {literal(name)};")
-    w(f"            set $service_name {literal(up.service)};\n            set $service_port {literal(up.port)};")
-    w(f"            set $location_path {literal(route.path or '/')};")
     upstream_name = up.name + (f"-sticky-{_cookie_var(a.affinity_cookie)}" if a.affinity_cookie and
                                not up.is_default else "")
     w(f"            set $proxy_upstream_name {quote(upstream_name)};")

@@ -377,9 +377,10 @@ def test_load_balancer_controller_publishes_its_address(cluster, ing):
         svc = until(lambda: (s := cluster.kubectl_json("get", "svc", "-n", "ingress-nginx", "ingress-nginx-controller"))
                     ["status"].get("loadBalancer", {}).get("ingress") and s, "the controller gets an address")
         ip = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
-        eventually(lambda: cluster.kubectl("get", "ingress", "vhosts", "-n", ns, "--no-headers").stdout.split()[3],
+        apply(cluster, ns, ingress("lb", [rule("lb.example", ("/", "Prefix", "one"))]))
+        eventually(lambda: cluster.kubectl("get", "ingress", "lb", "-n", ns, "--no-headers").stdout.split()[3],
                    ip, "the Ingress ADDRESS is the load-balancer address", times=1)
         entry = Entry(ip, 80, 443)
-        eventually(lambda: entry.text("a.example"), "from-one", "curl http://LB-IP/ with Host a.example")
+        eventually(lambda: entry.text("lb.example"), "from-one", "curl http://LB-IP/ with Host lb.example")
     finally:
         cluster.pocketkube("addons", "disable", "ingress", "--name", cluster.name)

@@ -24,6 +24,8 @@ MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifests",
 
 @pytest.fixture(scope="module")
 def installed(cluster):
+    until(lambda: cluster.kubectl("get", "namespace", "ingress-nginx", check=False).returncode == 1,
+          "no ingress-nginx namespace left from other tests", timeout=120)
     applied = cluster.kubectl("apply", "-f", MANIFEST, check=False, timeout=120)
     ns = "man-" + uuid.uuid4().hex[:6]
     try:
@@ -46,8 +48,13 @@ def test_every_object_is_created_and_the_jobs_complete(cluster, installed):
     secret = cluster.kubectl_json("get", "secret", "-n", "ingress-nginx", "ingress-nginx-admission")
     [hook] = cluster.kubectl_json("get", "validatingwebhookconfiguration", "ingress-nginx-admission")["webhooks"]
     assert hook["clientConfig"]["caBundle"] == secret["data"]["ca"] and hook["failurePolicy"] == "Fail"
-    cluster.kubectl("rollout", "status", "-n", "ingress-nginx", "deployment/ingress-nginx-controller",
-                    "--timeout=180s", timeout=200)
+    rolled = cluster.kubectl("rollout", "status", "-n", "ingress-nginx", "deployment/ingress-nginx-controller",
+                             "--timeout=180s", timeout=200, check=False)
+    if rolled.returncode != 0:
+        selector = "app.kubernetes.io/component=controller"
+        pods = cluster.kubectl("describe", "pods", "-n", "ingress-nginx", "-l", selector, check=False).stdout
+        logs = cluster.kubectl("logs", "-n", "ingress-nginx", "-l", selector, "--tail=40", check=False)
+        pytest.fail(f"the controller did not become available:\n{pods}\n{logs.stdout}{logs.stderr}")
 
 
 def test_the_webhook_is_called_and_traffic_is_routed(cluster, installed):
