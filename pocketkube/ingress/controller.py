@@ -171,8 +171,14 @@ class IngressController:
             if name == "ingresses":
                 informer.add_handlers(self._on_ingress_add, self._on_ingress_update)
             await informer.start()
-        for informer in self.informers.values():
-            await informer.wait_synced(60)
+        for name, informer in self.informers.items():
+            try:
+                await informer.wait_synced(60)
+            except asyncio.TimeoutError:
+                raise RuntimeError(f"the {name} informer did not sync in 60 s (can the service account list "
+                                   f"and watch them?)") from None
+        log.info("informers synced (%d Ingresses, %d Services)", len(self.informers["ingresses"].store),
+                 len(self.informers["services"].store))
         await self._start_health()
         await self._start_webhook()
         await self.sync()

@@ -54,7 +54,10 @@ def test_every_object_is_created_and_the_jobs_complete(cluster, installed):
         selector = "app.kubernetes.io/component=controller"
         pods = cluster.kubectl("describe", "pods", "-n", "ingress-nginx", "-l", selector, check=False).stdout
         logs = cluster.kubectl("logs", "-n", "ingress-nginx", "-l", selector, "--tail=40", check=False)
-        pytest.fail(f"the controller did not become available:\n{pods}\n{logs.stdout}{logs.stderr}")
+        previous = cluster.kubectl("logs", "-n", "ingress-nginx", "-l", selector, "--tail=40", "--previous",
+                                   check=False)
+        pytest.fail(f"the controller did not become available:\n{pods}\n{logs.stdout}{logs.stderr}\n"
+                    f"before its restart:\n{previous.stdout}{previous.stderr}")
 
 
 def test_the_webhook_is_called_and_traffic_is_routed(cluster, installed):
