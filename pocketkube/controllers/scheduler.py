@@ -19,7 +19,7 @@ from fractions import Fraction
 
 from pocketkube.controllers import podcontrol
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.nodefit import matches_node_affinity, tolerates
+from pocketkube.core.nodefit import PORTS_REASON, host_ports, matches_node_affinity, ports_conflict, tolerates
 from pocketkube.core import errors
 from pocketkube.core.informer import object_key
 from pocketkube.core.objects import rfc3339
@@ -35,7 +35,6 @@ TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
-REASON_PORTS = "node(s) didn't have free ports for the requested pod ports"
 REASON_TOO_MANY_PODS = "Too many pods"
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 PREEMPTION_NO_VICTIMS = "No preemption victims found for incoming pod"
@@ -102,13 +101,8 @@ def pod_demand(pod: dict) -> PodDemand:
         parsed = parse_quantity(value)
         if parsed is not None:
             total[name] += parsed
-    ports = set()
-    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                ports.add((port.get("protocol") or "TCP", port.get("hostIP") or "0.0.0.0", port["hostPort"]))
     ref = podcontrol.controller_of(pod)
-    return PodDemand(ref.get("uid", "") if ref else "", total["cpu"], total["memory"], frozenset(ports))
+    return PodDemand(ref.get("uid", "") if ref else "", total["cpu"], total["memory"], host_ports(spec))
 
 
 @dataclass
@@ -167,16 +161,6 @@ def first_untolerated(taints: list[dict], tolerations: list[dict], effects: tupl
     return None
 
 
-def _ports_conflict(wanted: frozenset, used: Counter) -> bool:
-    for protocol, ip, port in wanted:
-        for (used_protocol, used_ip, used_port), count in used.items():
-            if count <= 0 or used_protocol != protocol or used_port != port:
-                continue
-            if ip == used_ip or "0.0.0.0" in (ip, used_ip):
-                return True
-    return False
-
-
 def unfit_reasons(pod: dict, demand: PodDemand, node: dict, usage: NodeUsage) -> tuple[list[str], bool]:
     """Why the pod does not fit the node ([] when it does), and whether preemption could
     help (False for UnschedulableAndUnresolvable reasons)."""
@@ -190,8 +174,8 @@ def unfit_reasons(pod: dict, demand: PodDemand, node: dict, usage: NodeUsage) ->
         return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"], False
     if not matches_node_affinity(pod.get("spec") or {}, node):
         return [REASON_AFFINITY], False
-    if demand.host_ports and _ports_conflict(demand.host_ports, usage.ports):
-        return [REASON_PORTS], True
+    if demand.host_ports and ports_conflict(demand.host_ports, usage.ports):
+        return [PORTS_REASON], True
     return _insufficient(demand, node, usage), True
 
 
