@@ -12,7 +12,6 @@ tried again when a node or a pod changes in a way that may make room, and every 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,6 +22,7 @@ from pocketkube.core.nodefit import PORTS_REASON, host_ports, matches_node_affin
 from pocketkube.core import errors
 from pocketkube.core.informer import object_key
 from pocketkube.core.objects import rfc3339
+from pocketkube.core.quantity import parse_quantity
 
 SCHEDULER_NAME = "default-scheduler"
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
@@ -38,33 +38,6 @@ REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 REASON_TOO_MANY_PODS = "Too many pods"
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 PREEMPTION_NO_VICTIMS = "No preemption victims found for incoming pod"
-
-
-# ---- quantities -------------------------------------------------------------------------------
-
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|([a-zA-Z]*))$")
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
-            "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-            "P": Fraction(10**15), "E": Fraction(10**18)}
-
-
-def parse_quantity(text) -> Fraction | None:
-    """resource.Quantity's value (None when it does not parse)."""
-    if isinstance(text, (int, float)):
-        return Fraction(text)
-    match = _QUANTITY.match(str(text).strip())
-    if not match:
-        return None
-    number, exponent, suffix = match.group(1), match.group(2), match.group(3) or ""
-    value = Fraction(number)
-    if exponent:
-        return value * Fraction(10) ** int(exponent[1:])
-    if suffix in _BINARY:
-        return value * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return value * _DECIMAL[suffix]
-    return None
 
 
 # ---- what a pod asks for -----------------------------------------------------------------------
