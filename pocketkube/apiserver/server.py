@@ -18,7 +18,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import allocators, certs, proxy, streaming, tokens
+from pocketkube.apiserver import allocators, certs, proxy, quota, streaming, tokens
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import Handlers, status_response
 from pocketkube.apiserver.kinds import registry
@@ -63,6 +63,7 @@ class APIServer:
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
         self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
+        quota.install(self.storage)  # ResourceQuota admission
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])

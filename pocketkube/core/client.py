@@ -84,6 +84,10 @@ class Client:
             q.append(("dryRun", "All"))
         return q
 
+    async def get_path(self, path: str) -> dict:
+        """GET any path of the API (discovery: /apis, /apis/GROUP, /api/v1)."""
+        return await self._call("GET", path)
+
     async def get(self, api_version: str, resource: str, name: str, namespace: str | None = None,
                   subresource: str = "") -> dict:
         return await self._call("GET", resource_path(api_version, resource, namespace, name, subresource))
