@@ -1,6 +1,7 @@
 """Kinds that charts and `kubectl describe namespace` expect to exist, served and stored with
-their basic validation; nothing enforces them yet: core/v1 ResourceQuota and LimitRange,
-networking.k8s.io/v1 NetworkPolicy."""
+their basic validation: core/v1 ResourceQuota (enforced by apiserver/quota.py, its status kept
+by the resource quota controller), and LimitRange and networking.k8s.io/v1 NetworkPolicy,
+which nothing enforces yet."""
 
 from __future__ import annotations
 
