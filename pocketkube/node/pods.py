@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from pocketkube.core.tasks import cancel_and_wait
-from pocketkube.node import images, runtime
+from pocketkube.node import images, runtime, security
 from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, remove_tree,
                                      write_atomic)
 
@@ -364,6 +364,41 @@ def write_volume_files(directory: str, files: dict[str, bytes], mode: int) -> No
             remove_tree(path)
 
 
+def set_volume_ownership(path: str, fs_group: int, readonly: bool) -> None:
+    """fsGroup as the kubelet applies it to a volume (SetVolumeOwnership): every file and
+    directory belongs to the group, gets its read (and unless read-only, write) bits, and
+    directories the setgid bit, so new files inherit the group."""
+    mask = 0o440 if readonly else 0o660
+    for root, dirs, files in os.walk(path):
+        for name in [None, *files]:
+            entry = root if name is None else os.path.join(root, name)
+            if os.path.islink(entry):
+                continue
+            os.chown(entry, -1, fs_group)
+            mode = os.stat(entry).st_mode & 0o7777
+            if name is None:
+                os.chmod(entry, mode | mask | 0o110 | 0o2000)
+            else:
+                os.chmod(entry, mode | mask)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+
+
+def own_capabilities() -> int:
+    """This process's bounding set (CapBnd of /proc/self/status)."""
+    for line in _read_text("/proc/self/status").splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def volume_mode(volume: dict) -> int:
     for kind in ("configMap", "secret", "projected", "downwardAPI"):
         if kind in volume and volume[kind].get("defaultMode") is not None:
@@ -406,6 +441,7 @@ class ContainerSlot:
         self.image_changed = False
         self.replacing = False
         self.pulled_image: str | None = None  # the spec image last resolved
+        self.security: dict | None = None     # what its process became (security.process_security)
 
     @property
     def backoff_key(self) -> str:
@@ -687,9 +723,14 @@ class PodWorker:
     # sandbox
     async def _create_sandbox(self) -> bool:
         try:
-            mounts, top = await self._volume_mounts()
+            mounts = await self._volume_mounts()
             dirs = sorted({s.spec.get("workingDir") for s in self.all_slots() if s.spec.get("workingDir")})
-            self.sandbox = await self.m.sandboxes.create(self.pod, mounts, dirs, top)
+            resolved = [s.resolved for s in self.all_slots() if s.resolved is not None]
+            # the libraries always: the holder (this machine's sleep) loads them too
+            holds = list(dict.fromkeys([*images.LIBRARY_DIRS, *(path for r in resolved for path in r.holds)]))
+            passwd = images.passwd_file([line for r in resolved for line in r.users])
+            group = images.group_file([line for r in resolved for line in r.groups])
+            self.sandbox = await self.m.sandboxes.create(self.pod, mounts, dirs, holds, passwd, group)
         except (SandboxError, VolumeError) as exc:
             reason = "FailedMount" if isinstance(exc, VolumeError) else "FailedCreatePodSandBox"
             self.sandbox_error = str(exc)
@@ -713,10 +754,9 @@ class PodWorker:
         await self.m.sandboxes.destroy(self.sandbox)
         self.sandbox = None
 
-    async def _volume_mounts(self) -> tuple[list[dict], list[dict]]:
+    async def _volume_mounts(self) -> list[dict]:
         """Bind mounts for every container's volumeMounts (first one wins per path) and the
-        images' own mounts; top-level replacements of the machine's entries (/bin of busybox)
-        apart. A top-level path the machine lacks (agnhost's /agnhost) is an ordinary mount."""
+        images' own mounts (read-only when shared by the node's pods: busybox's /bin)."""
         spec = self.pod.get("spec") or {}
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
         sources: dict[str, str] = {}
@@ -737,16 +777,15 @@ class PodWorker:
                 readonly = bool(vm.get("readOnly")) or any(k in volume for k in FILE_VOLUMES)
                 mounts[vm["mountPath"].rstrip("/") or "/"] = {"target": vm["mountPath"], "source": source,
                                                               "readonly": readonly, "owned": owned}
-        top: list[dict] = []
+                fs_group = ((self.pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+                if fs_group is not None and owned:
+                    set_volume_ownership(source, int(fs_group), readonly)
         for slot in self.all_slots():
             for target, source in (slot.resolved.mounts if slot.resolved else {}).items():
-                if target in mounts or any(t["target"] == target for t in top):
-                    continue
-                if target.count("/") == 1 and os.path.lexists(target):
-                    top.append({"target": target, "source": source, "readonly": True})
-                else:
-                    mounts[target] = {"target": target, "source": source, "readonly": False, "owned": True}
-        return list(mounts.values()), top
+                if target not in mounts:
+                    shared = source.startswith(self.m.cache_dir + os.sep)
+                    mounts[target] = {"target": target, "source": source, "readonly": shared, "owned": not shared}
+        return list(mounts.values())
 
     async def _prepare_volume(self, volume: dict) -> str:
         name = volume["name"]
@@ -767,10 +806,30 @@ class PodWorker:
                 raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : '
                                   f'{getattr(exc, "message", None) or exc}') from None
             write_volume_files(directory, files, volume_mode(volume))
+            self._protect_tokens(directory, volume)
             return directory
         os.makedirs(directory, exist_ok=True)  # emptyDir and anything else: a directory of the pod
         os.chmod(directory, 0o777)
         return directory
+
+    def _protect_tokens(self, directory: str, volume: dict) -> None:
+        """A projected service-account token as the kubelet writes it: with fsGroup, or with
+        one runAsUser for every container, 0600 and owned by that user (fsGroup then adds
+        group read), so the pod's user and nobody else reads it."""
+        spec = self.pod.get("spec") or {}
+        users = {security.effective_context(self.pod, c).get("runAsUser")
+                 for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+        fs_user = users.pop() if len(users) == 1 else None
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        if fs_user is None and fs_group is None:
+            return
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "serviceAccountToken" in source:
+                token = os.path.join(directory, source["serviceAccountToken"].get("path") or "token")
+                if os.path.exists(token):
+                    os.chmod(token, 0o600)
+                    if fs_user is not None:
+                        os.chown(os.path.realpath(token), int(fs_user), -1)
 
     @staticmethod
     def _host_path(src: dict, name: str) -> str:
@@ -869,8 +928,23 @@ class PodWorker:
             slot.retry_at = time.monotonic() + slot.retry_delay
             slot.retry_delay = min(slot.retry_delay * 2, RETRY_MAX_SECONDS)
             return
-        slot.retry_delay = RETRY_SECONDS
         resolved = slot.resolved
+        refusal = security.verify_run_as_non_root(security.effective_context(self.pod, spec), resolved.user,
+                                                  format_pod(self.pod), slot.name)
+        try:
+            slot.security = self._security(slot)
+        except ValueError as exc:  # an image user its passwd lacks
+            refusal = str(exc)
+        if refusal is not None:
+            slot.waiting_reason, slot.waiting_message = "CreateContainerConfigError", refusal
+            self.event("Warning", "Failed", f"Error: {refusal}")
+            slot.retry_at = time.monotonic() + slot.retry_delay
+            slot.retry_delay = min(slot.retry_delay * 2, RETRY_MAX_SECONDS)
+            return
+        if slot.security["unknown_capabilities"]:  # runc's warning; the container runs without them
+            log.warning("pod %s container %s: ignoring unknown or unavailable capabilities: %s",
+                        format_pod(self.pod), slot.name, slot.security["unknown_capabilities"])
+        slot.retry_delay = RETRY_SECONDS
         hostname = self._hostname()
         merged = {**resolved.env, "HOSTNAME": hostname, **env}
         if spec.get("tty"):
@@ -891,7 +965,8 @@ class PodWorker:
                 env=merged, working_dir=slot.working_dir, log_path=log_path, cgroup=cgroup,
                 restart_count=slot.restart_count + (1 if restarting else 0), tty=bool(spec.get("tty")),
                 stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")),
-                pid_namespace=self.sandbox.pid_namespace_path)
+                pid_namespace=self.sandbox.pid_namespace_path, security=slot.security,
+                writable=[vm["mountPath"] for vm in spec.get("volumeMounts") or [] if not vm.get("readOnly")])
         except runtime.StartError as exc:
             if cgroup:
                 runtime.remove_cgroup(cgroup)
@@ -925,6 +1000,14 @@ class PodWorker:
         if not slot.is_init:
             self._start_probes(slot)
 
+    def _security(self, slot: ContainerSlot) -> dict:
+        """What the container's process becomes (security.py), from its spec and image."""
+        sandbox_etc = os.path.join(self.dir, "etc")
+        return security.process_security(self.pod, slot.spec, image_user=slot.resolved.user if slot.resolved else "0",
+                                         passwd=_read_text(os.path.join(sandbox_etc, "passwd")),
+                                         group=_read_text(os.path.join(sandbox_etc, "group")),
+                                         available=self.m.capabilities)
+
     def _prune_logs(self, slot: ContainerSlot) -> None:
         """Keep the current and the previous instance's logs."""
         for old in range(max(0, slot.instances - 3), slot.instances - 2):
@@ -954,7 +1037,7 @@ class PodWorker:
         if "exec" in handler:
             command = handler["exec"].get("command") or []
             argv = runtime.exec_argv(process.pid, slot.working_dir, slot.env, command,
-                                     cgroup=process.record.cgroup)
+                                     cgroup=process.record.cgroup, security=self._security(slot))
             return await runtime.probe_exec(argv, command, timeout)
         if "httpGet" in handler:
             get = handler["httpGet"]
@@ -1178,6 +1261,7 @@ class PodManager:
         self.sandboxes = SandboxManager(state_dir=state_dir, node_ip=node_ip, pod_cidr=pod_cidr, netns=netns,
                                         cluster_dns=cluster_dns, cluster_domain=cluster_domain)
         self.cgroups = runtime.Cgroups(state_dir, node_name)
+        self.capabilities = own_capabilities()  # a privileged container gets these
         self.probe_sockets = runtime.NetnsSockets(f"/run/netns/{netns}" if netns else None)
         self.workers: dict[str, PodWorker] = {}
         self._indexer: asyncio.Task | None = None
@@ -1215,7 +1299,7 @@ class PodManager:
             self._kill_leftovers(info, containers)
             if info is not None:
                 self.sandboxes.ipam.release(uid)
-            for sub in ("root", "tmp", "run", "overlay", "etc", "sandbox.json"):
+            for sub in ("root", "overlay", "etc", "sandbox.json"):
                 remove_tree(os.path.join(pod_dir, sub))
             self.cgroups.remove_pod(uid)
         else:
@@ -1369,9 +1453,9 @@ class PodManager:
         """An argv running `argv` in the container: as a child of nsenter in its PID, mount,
         UTS, IPC and network namespaces, with its root, working dir, env and cgroup; with
         tty=True its stdin must be a terminal (it becomes the controlling one)."""
-        _, slot = self._running_slot(uid, container)
+        worker, slot = self._running_slot(uid, container)
         return runtime.exec_argv(slot.process.pid, slot.working_dir, slot.env, argv,
-                                 cgroup=slot.process.record.cgroup, tty=tty)
+                                 cgroup=slot.process.record.cgroup, tty=tty, security=worker._security(slot))
 
     def attach(self, uid: str, container: str) -> runtime.AttachHandle:
         _, slot = self._running_slot(uid, container)

@@ -14,9 +14,9 @@ nothing outside); with shareProcessNamespace the containers join the pod's PID n
 clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
 agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
 after a restart finds it by that PID). Before exec the process enters the pod's mount
-namespace, then a copy of its own where a fresh /proc shows its PID namespace. Exec sessions
-and exec probes join the container's PID and mount namespaces (nsenter --target=<main
-process>). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
+namespace, then a copy of its own where a fresh /proc shows its PID namespace, and takes the
+user, groups and capabilities of its securityContext (security.py). Exec sessions and exec
+probes join the container's namespaces with the same security (sandbox.py `--exec`). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
 drops it otherwise): stopping such a container waits for the grace period, then SIGKILL, as
 on a real node.
 
@@ -37,7 +37,7 @@ import ctypes
 import datetime
 import errno
 import fcntl
-import functools
+import json
 import os
 import pty
 import signal
@@ -45,13 +45,14 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Callable
 
-from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, host_program, process_alive, process_start_ticks
+from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, process_alive, process_start_ticks
 
 START_ERROR_EXIT_CODE = 128
 PROBE_USER_AGENT = "kube-probe/1.32"
@@ -290,30 +291,7 @@ def start_error_message(program: str) -> str:
 
 # ---- a container's namespaces ----------------------------------------------------------------
 
-# exec sessions: a command on a terminal leads its own session there (as runc makes it), so
-# the terminal's ^C reaches it and not nsenter, which waits for it
-TERMINAL_SESSION_SCRIPT = 'if [ -t 0 ]; then exec {setsid} -c "$@"; fi; exec "$@"'
-
-
-def nsenter_argv(container_pid: int, working_dir: str) -> list[str]:
-    """nsenter into a running container's namespaces (PID, its own mount namespace, UTS, IPC,
-    network): the command runs as nsenter's child in them; the working dir is opened through
-    the container's root."""
-    return ["nsenter", f"--target={container_pid}", "--pid", "--mount", "--uts", "--ipc", "--net",
-            f"--wd=/proc/{container_pid}/root{working_dir}", "--"]
-
-
-@functools.cache
-def _terminal_session_argv() -> tuple[str, ...]:
-    return host_program("sh"), "-c", TERMINAL_SESSION_SCRIPT.format(setsid=host_program("setsid")), "sh"
-
-
-def cgroup_wrapper(cgroup: str | None) -> list[str]:
-    """A shell that moves itself into the cgroup, then execs the rest of the argv (exec
-    sessions and probes join their container's cgroup this way)."""
-    if not cgroup:
-        return []
-    return ["sh", "-c", 'echo $$ > "$1" 2>/dev/null; shift; exec "$@"', "sh", os.path.join(cgroup, "cgroup.procs")]
+SANDBOX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
 
 
 class Fanout:
@@ -543,11 +521,13 @@ class ContainerProcess:
 async def start_container(*, spawner: Spawner, name: str, container_id: str, holder_pid: int, argv: list[str],
                           env: dict[str, str], working_dir: str, log_path: str, cgroup: str | None,
                           restart_count: int, tty: bool, stdin: bool, stdin_once: bool,
-                          pid_namespace: str | None = None) -> ContainerProcess:
+                          pid_namespace: str | None = None, security: dict | None = None,
+                          writable: list[str] | None = None) -> ContainerProcess:
     """Start a container's process in the sandbox of `holder_pid` (through the node's
     spawner, as a child of this process), as PID 1 of a new PID namespace or in
-    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one); raises StartError when
-    its program does not exist in the pod or cannot be started."""
+    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one), with `security`
+    (security.process_security) and its volumes' mountPaths `writable` under a read-only root;
+    raises StartError when its program does not exist in the pod or cannot be started."""
     root = f"/proc/{holder_pid}/root"
     program = find_executable(root, argv[0], env.get("PATH", ""))
     if program is None:
@@ -560,7 +540,8 @@ async def start_container(*, spawner: Spawner, name: str, container_id: str, hol
     log_file = open(log_path, "ab", buffering=0) if tty else None  # a terminal's output is copied by us
     stdin_read = stdin_write = master = slave = None
     config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "program": program, "argv": argv,
-              "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path}
+              "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path,
+              "security": security or {}, "writable": writable or []}
     try:
         if tty:
             master, slave = pty.openpty()
@@ -608,14 +589,14 @@ def adopt_container(record: ContainerRecord) -> ContainerProcess:
 
 
 def exec_argv(container_pid: int, working_dir: str, env: dict[str, str], argv: list[str],
-              cgroup: str | None = None, tty: bool = False) -> list[str]:
-    """An argv running `argv` inside the container whose main process is `container_pid`:
-    its cgroup, its namespaces (PID included) and working dir, its environment; a command
-    whose stdin is a terminal leads a session on it (`tty`: make stdin the controlling
-    terminal first; it must be one)."""
-    env_args = ["env", "-i", *[f"{k}={v}" for k, v in env.items()]]
-    return cgroup_wrapper(cgroup) + (["setsid", "-c"] if tty else []) + nsenter_argv(container_pid, working_dir) \
-        + list(_terminal_session_argv()) + env_args + argv
+              cgroup: str | None = None, tty: bool = False, security: dict | None = None) -> list[str]:
+    """An argv running `argv` inside the container whose main process is `container_pid`, as
+    runc exec does (sandbox.py's `exec_main`): its cgroup, its namespaces (PID included),
+    working dir, environment, user and capabilities (`security`); a command whose stdin is a
+    terminal leads a session on it (`tty`)."""
+    config = {"container_pid": container_pid, "working_dir": working_dir, "env": env, "argv": list(argv),
+              "cgroup": cgroup, "tty": tty, "security": security or {}}
+    return [sys.executable, "-I", "-S", SANDBOX_SCRIPT, "--exec", json.dumps(config)]
 
 
 # ---- logs ----------------------------------------------------------------------------------
