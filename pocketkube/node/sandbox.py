@@ -343,15 +343,21 @@ def sandbox_init(config: dict) -> None:
             with open("/proc/sys/" + name.replace(".", "/"), "w") as f:
                 f.write(value)
     sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    build_root(sys_, config)
+    if config.get("new_uts"):
+        sys_.sethostname(config["hostname"])
+    sys_.pivot_root(config["root"])
+
+
+def build_root(sys_: Syscalls, config: dict) -> None:
+    """The pod's root at config["root"], in the current (private) mount namespace: the image
+    part, then the volumes and the images' own mounts, then the working dirs."""
     builder = RootBuilder(sys_, config)
     builder.build()
     for mount in sorted(config.get("mounts", []), key=lambda m: m["target"].count("/")):
         builder.bind(mount["target"], mount["source"], mount.get("readonly", False), mount.get("owned", False))
     for directory in config.get("dirs", []):
         builder.ensure_dir(directory)
-    if config.get("new_uts"):
-        sys_.sethostname(config["hostname"])
-    sys_.pivot_root(builder.root)
 
 
 def _become_holder(request_id: str, config: dict) -> None:
