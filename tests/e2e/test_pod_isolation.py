@@ -138,3 +138,13 @@ async def test_run_as_non_root_and_seccomp_runtime_default(node):
     free = await logs_when_done(node, pod, "free")
     assert "Seccomp:\t0" in free and "userns refused" not in free
     run("true")
+
+
+async def test_non_root_images_serve_as_their_upstream_user(node):
+    pod = make_pod("unpriv", [{"name": "nginx", "image": "nginxinc/nginx-unprivileged:1.25"},
+                              {"name": "pause", "image": "registry.k8s.io/pause:3.9"}])
+    ip = (await node.running(pod))["podIP"]
+    assert "Welcome to nginx!" in node.curl(f"http://{ip}:8080/")
+    assert exec_in(node, pod, "nginx", "id").stdout.strip() == "uid=101(nginx) gid=101(nginx) groups=101(nginx)"
+    with open(f"/proc/{node.manager.container_pid(pod['metadata']['uid'], 'pause')}/status") as f:
+        assert "Uid:\t65535\t65535\t65535\t65535" in f.read()
