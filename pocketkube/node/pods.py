@@ -745,13 +745,14 @@ class PodWorker:
         return True
 
     async def _sandbox_died(self) -> None:
-        """The holder is gone (killed from outside): kill the containers, make a new sandbox."""
+        """The holder is gone (killed from outside), or the root lacks an image: kill the
+        containers, make a new sandbox."""
         self.event("Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
         for slot in self.all_slots():
             if slot.running:
                 await slot.process.stop(0)
         self._collect_exits()
-        await self.m.sandboxes.destroy(self.sandbox)
+        await self.m.sandboxes.destroy(self.sandbox, keep_pod_files=True)
         self.sandbox = None
 
     async def _volume_mounts(self) -> list[dict]:
@@ -909,6 +910,12 @@ class PodWorker:
                                                      f"{format_pod(self.pod)}")
                 return self.crash_backoff.remaining(key, finished, now)
             self.crash_backoff.next(key, finished, now)
+        if self.sandbox is not None and self.sandbox.holds is not None \
+                and not set(slot.resolved.holds) <= set(self.sandbox.holds):
+            # an image the pod's root does not hold (changed, or pulled after the sandbox was
+            # made): the containers of a pod share one root, so it is made again with it
+            await self._sandbox_died()
+            return 0.0
         await self._start(slot)
         if slot.running or slot.done:
             return None

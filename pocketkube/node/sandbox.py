@@ -961,7 +961,7 @@ class SandboxInfo:
     """A live sandbox, as persisted in pods/<uid>/sandbox.json."""
 
     FIELDS = ("uid", "name", "namespace", "holder_pid", "holder_start", "ip", "veth", "host_network", "created",
-              "shared_pid_namespace")
+              "shared_pid_namespace", "holds")
 
     def __init__(self, **values):
         for name in self.FIELDS:
@@ -1173,7 +1173,7 @@ class SandboxManager:
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
                            veth=None if host_network else veth_name(uid), host_network=host_network,
-                           created=_now(), shared_pid_namespace=shared_pids)
+                           created=_now(), shared_pid_namespace=shared_pids, holds=list(holds))
         try:
             info.holder_pid = await self.spawner.spawn(config)
             info.holder_start = process_start_ticks(info.holder_pid)
@@ -1201,9 +1201,10 @@ class SandboxManager:
         except OSError as exc:
             raise SandboxError(f"failed to set up the pod network: {exc.strerror or exc}") from None
 
-    async def destroy(self, info: SandboxInfo) -> None:
+    async def destroy(self, info: SandboxInfo, keep_pod_files: bool = False) -> None:
         """Kill the holder (its namespaces and veth go with it once the containers are
-        gone), release the IP and remove the sandbox's files (not the logs)."""
+        gone), release the IP and remove the sandbox's files (not the logs; with
+        `keep_pod_files`, for a sandbox made again, not the volumes nor the images' files)."""
         import asyncio
 
         if info.holder_pid and info.alive():
@@ -1227,7 +1228,7 @@ class SandboxManager:
                     logging.getLogger(__name__).warning("removing %s: %s", info.veth, exc)
             self.ipam.release(info.uid)
         pod_dir = self.pod_dir(info.uid)
-        for sub in ("root", "overlay", "etc", "volumes", "containers", "sandbox.json"):
+        for sub in ("root", "overlay", "etc", "sandbox.json") + (() if keep_pod_files else ("volumes", "containers")):
             remove_tree(os.path.join(pod_dir, sub))
 
     def load(self, uid: str) -> SandboxInfo | None:

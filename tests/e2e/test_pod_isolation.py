@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from test_pods_runtime import ROOT, busybox, exec_in, make_pod, node, run  # noqa: F401  (node: the fixture)
+from test_pods_runtime import ROOT, busybox, exec_in, make_pod, node  # noqa: F401  (node: the fixture)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -91,14 +91,15 @@ async def test_user_groups_capabilities_and_no_new_privs(node):
 
 async def test_root_gets_the_runtime_default_capabilities_and_privileged_all(node):
     script = ("grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; id -u; mount -t tmpfs t /mnt 2>&1 || "
-              "echo mount refused; unshare -n true 2>&1 || echo unshare refused; echo END; sleep 3600")
+              "echo mount refused; unshare -n true 2>&1 || echo unshare refused; "
+              "nsenter -t 1 -n true 2>&1 || echo setns refused; echo END; sleep 3600")
     pod = make_pod("caps", [busybox("plain", script),
                             busybox("priv", script, securityContext={"privileged": True}),
                             busybox("odd", script, securityContext={"capabilities": {"add": ["NOT_A_CAP"]}})])
     await node.running(pod)
     plain = await logs_when_done(node, pod, "plain")
     assert status_fields(plain)["CapEff"] == DEFAULT_CAPS and status_fields(plain)["NoNewPrivs"] == "0"
-    assert "mount refused" in plain and "unshare refused" in plain
+    assert "mount refused" in plain and "unshare refused" in plain and "setns refused" in plain
     privileged = await logs_when_done(node, pod, "priv")
     with open("/proc/self/status") as f:  # every capability the node agent has
         assert status_fields(privileged)["CapEff"] == status_fields(f.read())["CapBnd"]
@@ -126,7 +127,7 @@ async def test_run_as_non_root_and_seccomp_runtime_default(node):
     message = status["containerStatuses"][0]["state"]["waiting"]["message"]
     assert message == (f"container has runAsNonRoot and image will run as root (pod: "
                        f"\"nonroot_default({refused['metadata']['uid']})\", container: c)")
-    script = ("grep -E '^Seccomp:' /proc/self/status; unshare -U true 2>&1 || echo userns refused; "
+    script = ("id; grep -E '^Seccomp:' /proc/self/status; unshare -U true 2>&1 || echo userns refused; "
               "echo END; sleep 3600")
     pod = make_pod("filtered", [busybox("c", script), busybox("free", script, securityContext={
         "seccompProfile": {"type": "Unconfined"}})],
@@ -134,10 +135,10 @@ async def test_run_as_non_root_and_seccomp_runtime_default(node):
                                     "seccompProfile": {"type": "RuntimeDefault"}})
     await node.running(pod)
     filtered = await logs_when_done(node, pod, "c")
+    assert filtered.splitlines()[0] == "uid=1000 gid=0(root) groups=0(root)"  # no passwd entry: it still runs
     assert "Seccomp:\t2" in filtered and "userns refused" in filtered
     free = await logs_when_done(node, pod, "free")
     assert "Seccomp:\t0" in free and "userns refused" not in free
-    run("true")
 
 
 async def test_non_root_images_serve_as_their_upstream_user(node):
@@ -148,3 +149,17 @@ async def test_non_root_images_serve_as_their_upstream_user(node):
     assert exec_in(node, pod, "nginx", "id").stdout.strip() == "uid=101(nginx) gid=101(nginx) groups=101(nginx)"
     with open(f"/proc/{node.manager.container_pid(pod['metadata']['uid'], 'pause')}/status") as f:
         assert "Uid:\t65535\t65535\t65535\t65535" in f.read()
+
+
+async def test_an_image_pulled_after_the_sandbox_gets_a_root_that_holds_it(node):
+    pod = make_pod("late", [{"name": "web", "image": "example.test/missing:1"}])
+    worker = node.manager.workers.get
+    await node.wait(pod, lambda s: (s["containerStatuses"][0]["state"].get("waiting") or {}).get("reason")
+                    in ("ErrImagePull", "ImagePullBackOff") and worker(pod["metadata"]["uid"]).sandbox is not None,
+                    what="the pull error, with the sandbox made")
+    holder = worker(pod["metadata"]["uid"]).sandbox.holder_pid
+    pod["spec"]["containers"][0]["image"] = "nginx:1.25"  # the user fixes the image
+    ip = (await node.running(pod))["podIP"]
+    assert "Welcome to nginx!" in node.curl(f"http://{ip}/")
+    assert node.manager.workers[pod["metadata"]["uid"]].sandbox.holder_pid != holder
+    assert "SandboxChanged" in node.event_reasons("late")
