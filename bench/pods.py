@@ -16,8 +16,9 @@ at the end, even when it fails.
   one TLS connection per request in flight (kubectl multiplexes its requests over one HTTP/2
   connection), and 50 handshakes at once are the client's cost, not the pods'. Goal p99 <
   500 ms; anchor: Kubernetes' pod startup SLO, 5 s.
-- Pod root assembly: what building a pod's root from its image costs (sandbox.build_root:
-  the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the image's own mounts), timed
+- Container root assembly: what building a container's root from its image costs
+  (sandbox.build_root: the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the
+  image's own mounts; each container start does it), timed
   in a forked child in a private mount namespace of its own (nothing else of a pod: no
   network, no holder), --samples times per image (p50, p99). No cluster. It is part of the
   pod startup latency above, whose goal it shares.
@@ -384,13 +385,13 @@ def measure_pod_startup(args) -> list[Row]:
         return asyncio.run(_pod_startup(cluster, args))
 
 
-# ---- pod root assembly ---------------------------------------------------------------------
+# ---- container root assembly ---------------------------------------------------------------
 
 ROOTFS_IMAGES = ("registry.k8s.io/pause", "busybox", "nginx", "luksa/kubia")
 
 
 def _rootfs_config(work: str, image: str) -> dict:
-    """A sandbox config for one pod of `image`, as the agent builds it (pods.py)."""
+    """The root config of a container of `image`, as the agent makes it (pods.py `_rootfs`)."""
     pod = {"metadata": {"name": "bench", "namespace": "default", "uid": "bench"}, "spec": {}}
     run_dir, cache = os.path.join(work, "run"), os.path.join(work, "cache")
     resolved = images.resolve(image, None, None, pod, {"name": "c"}, run_dir=run_dir, cache_dir=cache)
@@ -398,18 +399,14 @@ def _rootfs_config(work: str, image: str) -> dict:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(data)
-    etc = os.path.join(work, "etc")
-    os.makedirs(etc, exist_ok=True)
-    for name, text in (("passwd", images.passwd_file(resolved.users)), ("group", images.group_file(resolved.groups)),
-                       ("hosts", "127.0.0.1\tlocalhost\n"), ("resolv.conf", "nameserver 10.96.0.10\n")):
-        with open(os.path.join(etc, name), "w") as f:
-            f.write(text)
+    etc = {"passwd": images.passwd_file(resolved.users), "group": images.group_file(resolved.groups),
+           "hosts": "127.0.0.1\tlocalhost\n", "resolv.conf": "nameserver 10.96.0.10\n", "hostname": "bench\n"}
     for sub in ("root", "overlay"):
         os.makedirs(os.path.join(work, sub), exist_ok=True)
     mounts = [{"target": t, "source": s, "readonly": s.startswith(cache), "owned": not s.startswith(cache)}
               for t, s in resolved.mounts.items()]
     return {"root": os.path.join(work, "root"), "overlay_dir": os.path.join(work, "overlay"), "etc": etc,
-            "holds": [*images.LIBRARY_DIRS, *resolved.holds], "mounts": mounts, "dirs": []}
+            "holds": [*images.LIBRARY_DIRS, *resolved.holds], "mounts": mounts, "dirs": ["/"]}
 
 
 def _assemble_once(config: dict) -> float:
@@ -443,7 +440,7 @@ def measure_rootfs(args) -> list[Row]:
         for image in ROOTFS_IMAGES:
             config = _rootfs_config(os.path.join(work, _short(image)), image)
             samples = [_assemble_once(config) for _ in range(args.samples)]
-            rows += _latency_rows(f"pod root assembly, {_short(image)} ({len(samples)} roots)", samples)
+            rows += _latency_rows(f"container root assembly, {_short(image)} ({len(samples)} roots)", samples)
     return rows
 
 

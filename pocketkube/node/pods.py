@@ -516,6 +516,7 @@ class PodWorker:
         self.env_resolver = None
         self.sandbox: SandboxInfo | None = None
         self.pod_ip: str | None = None
+        self.volume_sources: dict[str, str] = {}  # volume name -> the node's directory (or file) behind it
         self.start_time: str | None = None
         self.terminal_phase: str | None = None
         self.conditions: list[dict] = []
@@ -723,14 +724,10 @@ class PodWorker:
     # sandbox
     async def _create_sandbox(self) -> bool:
         try:
-            mounts = await self._volume_mounts()
-            dirs = sorted({s.spec.get("workingDir") for s in self.all_slots() if s.spec.get("workingDir")})
-            resolved = [s.resolved for s in self.all_slots() if s.resolved is not None]
-            # the libraries always: the holder (this machine's sleep) loads them too
-            holds = list(dict.fromkeys([*images.LIBRARY_DIRS, *(path for r in resolved for path in r.holds)]))
-            passwd = images.passwd_file([line for r in resolved for line in r.users])
-            group = images.group_file([line for r in resolved for line in r.groups])
-            self.sandbox = await self.m.sandboxes.create(self.pod, mounts, dirs, holds, passwd, group)
+            await self._prepare_volumes()
+            # the pause container's root: the libraries its sleep loads, the base accounts
+            self.sandbox = await self.m.sandboxes.create(self.pod, list(images.LIBRARY_DIRS), images.passwd_file([]),
+                                                         images.group_file([]))
         except (SandboxError, VolumeError) as exc:
             reason = "FailedMount" if isinstance(exc, VolumeError) else "FailedCreatePodSandBox"
             self.sandbox_error = str(exc)
@@ -745,8 +742,7 @@ class PodWorker:
         return True
 
     async def _sandbox_died(self) -> None:
-        """The holder is gone (killed from outside), or the root lacks an image: kill the
-        containers, make a new sandbox."""
+        """The holder is gone (killed from outside): kill the containers, make a new sandbox."""
         self.event("Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
         for slot in self.all_slots():
             if slot.running:
@@ -755,38 +751,56 @@ class PodWorker:
         await self.m.sandboxes.destroy(self.sandbox, keep_pod_files=True)
         self.sandbox = None
 
-    async def _volume_mounts(self) -> list[dict]:
-        """Bind mounts for every container's volumeMounts (first one wins per path) and the
-        images' own mounts (read-only when shared by the node's pods: busybox's /bin)."""
+    async def _prepare_volumes(self) -> None:
+        """Every volume a container mounts, made ready before the sandbox (FailedMount
+        otherwise), group-owned by fsGroup as the kubelet makes them."""
         spec = self.pod.get("spec") or {}
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
-        sources: dict[str, str] = {}
-        mounts: dict[str, dict] = {}
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
         for slot in self.all_slots():
             for vm in slot.spec.get("volumeMounts") or []:
                 volume = volumes.get(vm["name"])
-                if volume is None or vm["mountPath"] in mounts:
+                if volume is None or vm["name"] in self.volume_sources:
                     continue
-                if vm["name"] not in sources:
-                    sources[vm["name"]] = await self._prepare_volume(volume)
-                source = sources[vm["name"]]
-                owned = "hostPath" not in volume
-                if vm.get("subPath"):
-                    source = os.path.join(source, vm["subPath"])
-                    if not os.path.lexists(source) and owned:
-                        os.makedirs(source, exist_ok=True)
-                readonly = bool(vm.get("readOnly")) or any(k in volume for k in FILE_VOLUMES)
-                mounts[vm["mountPath"].rstrip("/") or "/"] = {"target": vm["mountPath"], "source": source,
-                                                              "readonly": readonly, "owned": owned}
-                fs_group = ((self.pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
-                if fs_group is not None and owned:
-                    set_volume_ownership(source, int(fs_group), readonly)
-        for slot in self.all_slots():
-            for target, source in (slot.resolved.mounts if slot.resolved else {}).items():
-                if target not in mounts:
-                    shared = source.startswith(self.m.cache_dir + os.sep)
-                    mounts[target] = {"target": target, "source": source, "readonly": shared, "owned": not shared}
-        return list(mounts.values())
+                source = self.volume_sources[vm["name"]] = await self._prepare_volume(volume)
+                if fs_group is not None and "hostPath" not in volume:
+                    set_volume_ownership(source, int(fs_group), any(k in volume for k in FILE_VOLUMES))
+
+    async def _container_mounts(self, slot: ContainerSlot) -> list[dict]:
+        """Bind mounts for the container's root: its volumeMounts, then its image's own mounts
+        (read-only when shared by the node's pods: busybox's /bin)."""
+        volumes = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
+        mounts: list[dict] = []
+        for vm in slot.spec.get("volumeMounts") or []:
+            volume = volumes.get(vm["name"])
+            if volume is None:
+                continue
+            if vm["name"] not in self.volume_sources:  # an agent restarted since the sandbox was made
+                self.volume_sources[vm["name"]] = await self._prepare_volume(volume)
+            source = self.volume_sources[vm["name"]]
+            owned = "hostPath" not in volume
+            if vm.get("subPath"):
+                source = os.path.join(source, vm["subPath"])
+                if not os.path.lexists(source) and owned:
+                    os.makedirs(source, exist_ok=True)
+            readonly = bool(vm.get("readOnly")) or any(k in volume for k in FILE_VOLUMES)
+            mounts.append({"target": vm["mountPath"], "source": source, "readonly": readonly, "owned": owned})
+        targets = {m["target"].rstrip("/") or "/" for m in mounts}
+        for target, source in slot.resolved.mounts.items():
+            if target.rstrip("/") not in targets:
+                shared = source.startswith(self.m.cache_dir + os.sep)
+                mounts.append({"target": target, "source": source, "readonly": shared, "owned": not shared})
+        return mounts
+
+    async def _rootfs(self, slot: ContainerSlot) -> dict:
+        """The container's root (sandbox.RootBuilder's config): its image's holds and users,
+        the pod's hosts, resolv.conf and hostname, its mounts, its working dir, the pod's /dev/shm."""
+        resolved = slot.resolved
+        etc = self.m.sandboxes.etc_files(self.pod, self.sandbox.ip, images.passwd_file(resolved.users),
+                                         images.group_file(resolved.groups))
+        return {"root": os.path.join(self.dir, "root"), "overlay_dir": os.path.join(self.dir, "overlay"), "etc": etc,
+                "holds": [*images.LIBRARY_DIRS, *resolved.holds], "mounts": await self._container_mounts(slot),
+                "dirs": [slot.working_dir], "shm": self.m.sandboxes.shm_dir(self.uid)}
 
     async def _prepare_volume(self, volume: dict) -> str:
         name = volume["name"]
@@ -910,12 +924,6 @@ class PodWorker:
                                                      f"{format_pod(self.pod)}")
                 return self.crash_backoff.remaining(key, finished, now)
             self.crash_backoff.next(key, finished, now)
-        if self.sandbox is not None and self.sandbox.holds is not None \
-                and not set(slot.resolved.holds) <= set(self.sandbox.holds):
-            # an image the pod's root does not hold (changed, or pulled after the sandbox was
-            # made): the containers of a pod share one root, so it is made again with it
-            await self._sandbox_died()
-            return 0.0
         await self._start(slot)
         if slot.running or slot.done:
             return None
@@ -973,7 +981,8 @@ class PodWorker:
                 restart_count=slot.restart_count + (1 if restarting else 0), tty=bool(spec.get("tty")),
                 stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")),
                 pid_namespace=self.sandbox.pid_namespace_path, security=slot.security,
-                writable=[vm["mountPath"] for vm in spec.get("volumeMounts") or [] if not vm.get("readOnly")])
+                writable=[vm["mountPath"] for vm in spec.get("volumeMounts") or [] if not vm.get("readOnly")],
+                rootfs=await self._rootfs(slot))
         except runtime.StartError as exc:
             if cgroup:
                 runtime.remove_cgroup(cgroup)
@@ -1009,11 +1018,10 @@ class PodWorker:
 
     def _security(self, slot: ContainerSlot) -> dict:
         """What the container's process becomes (security.py), from its spec and image."""
-        sandbox_etc = os.path.join(self.dir, "etc")
-        return security.process_security(self.pod, slot.spec, image_user=slot.resolved.user if slot.resolved else "0",
-                                         passwd=_read_text(os.path.join(sandbox_etc, "passwd")),
-                                         group=_read_text(os.path.join(sandbox_etc, "group")),
-                                         available=self.m.capabilities)
+        resolved = slot.resolved
+        return security.process_security(self.pod, slot.spec, image_user=resolved.user,
+                                         passwd=images.passwd_file(resolved.users),
+                                         group=images.group_file(resolved.groups), available=self.m.capabilities)
 
     def _prune_logs(self, slot: ContainerSlot) -> None:
         """Keep the current and the previous instance's logs."""
@@ -1306,7 +1314,7 @@ class PodManager:
             self._kill_leftovers(info, containers)
             if info is not None:
                 self.sandboxes.ipam.release(uid)
-            for sub in ("root", "overlay", "etc", "sandbox.json"):
+            for sub in ("root", "overlay", "shm", "sandbox.json"):
                 remove_tree(os.path.join(pod_dir, sub))
             self.cgroups.remove_pod(uid)
         else:

@@ -267,28 +267,6 @@ class ContainerRecord:
         return asdict(self)
 
 
-def find_executable(root: str, program: str, path_env: str) -> str | None:
-    """Where `program` is inside the pod whose root is `root` (/proc/<holder>/root)."""
-    if "/" in program:
-        candidate = program if program.startswith("/") else "/" + program
-        return candidate if os.access(root + candidate, os.X_OK) else None
-    for directory in path_env.split(":"):
-        if directory and os.access(f"{root}{directory.rstrip('/')}/{program}", os.X_OK) \
-                and not os.path.isdir(f"{root}{directory.rstrip('/')}/{program}"):
-            return f"{directory.rstrip('/')}/{program}"
-    return None
-
-
-def start_error_message(program: str) -> str:
-    """The message containerd gives when the program is missing."""
-    if "/" in program:
-        why = f'exec: "{program}": stat {program}: no such file or directory'
-    else:
-        why = f'exec: "{program}": executable file not found in $PATH'
-    return ("failed to create containerd task: failed to create shim task: OCI runtime create failed: "
-            f"runc create failed: unable to start container process: {why}: unknown")
-
-
 # ---- a container's namespaces ----------------------------------------------------------------
 
 SANDBOX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
@@ -522,26 +500,19 @@ async def start_container(*, spawner: Spawner, name: str, container_id: str, hol
                           env: dict[str, str], working_dir: str, log_path: str, cgroup: str | None,
                           restart_count: int, tty: bool, stdin: bool, stdin_once: bool,
                           pid_namespace: str | None = None, security: dict | None = None,
-                          writable: list[str] | None = None) -> ContainerProcess:
+                          writable: list[str] | None = None, rootfs: dict) -> ContainerProcess:
     """Start a container's process in the sandbox of `holder_pid` (through the node's
     spawner, as a child of this process), as PID 1 of a new PID namespace or in
-    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one), with `security`
-    (security.process_security) and its volumes' mountPaths `writable` under a read-only root;
-    raises StartError when its program does not exist in the pod or cannot be started."""
-    root = f"/proc/{holder_pid}/root"
-    program = find_executable(root, argv[0], env.get("PATH", ""))
-    if program is None:
-        raise StartError(start_error_message(argv[0]))
-    if not os.path.isdir(root + working_dir):
-        raise StartError("failed to create containerd task: failed to create shim task: OCI runtime create "
-                         f"failed: runc create failed: unable to start container process: chdir to cwd "
-                         f"(\"{working_dir}\") set in config.json failed: no such file or directory: unknown")
+    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one), in a root of its own built
+    from `rootfs` (sandbox.RootBuilder's config: its image's holds, /etc, its volumes), with
+    `security` (security.process_security) and its volumes' mountPaths `writable` under a
+    read-only root; raises StartError when its program is not in its image or cannot start."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log_file = open(log_path, "ab", buffering=0) if tty else None  # a terminal's output is copied by us
     stdin_read = stdin_write = master = slave = None
-    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "program": program, "argv": argv,
+    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "argv": argv,
               "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path,
-              "security": security or {}, "writable": writable or []}
+              "security": security or {}, "writable": writable or [], "rootfs": rootfs}
     try:
         if tty:
             master, slave = pty.openpty()
@@ -552,7 +523,9 @@ async def start_container(*, spawner: Spawner, name: str, container_id: str, hol
         try:
             pid = await spawner.start_container(config)
         except OSError as exc:
-            raise StartError(f"failed to start container process: {exc}") from None
+            message = str(exc)
+            raise StartError(message if message.startswith("failed to create containerd task")
+                             else f"failed to start container process: {message}") from None
         finally:
             for fd in (slave, stdin_read):
                 if fd is not None:

@@ -10,23 +10,25 @@ PIDs: each container gets its own PID namespace, as Kubernetes does by default. 
 containers join it), and then it is a small shell loop that reaps the orphans of the pod
 and exits on SIGTERM or SIGINT, as the pause process does.
 
-The pod's root is built from its images, not from the machine (`RootBuilder`; the catalog,
-images/__init__.py, says what an image holds; docs/adr/0007 why): a tmpfs as its writable
-layer, the shared libraries and the images' programs and data bound read-only at their paths,
-the pod's own /etc (passwd, group, hosts, resolv.conf, hostname, nsswitch.conf), a minimal
-/dev, /proc, a read-only /sys for its network namespace, and the volumes at their mountPaths.
-Nothing else of the machine (/root, /home, /var/lib, /run, /etc/shadow, other pods) is in it.
-A mountPath under a held directory gets a copy-on-write overlay there, so nothing is ever
-created outside the pod's own state directory. The holder pivots into that root, so anything
-joining its mount namespace sees the pod's filesystem; it runs this machine's `sleep` (or
-`sh`), opened before the pivot, so the pod need not hold them.
+Each container's root is built from its image, not from the machine (`RootBuilder`; the
+catalog, images/__init__.py, says what an image holds; docs/adr/0007 why), in a mount
+namespace of its own, at each start (a restarted container gets a fresh writable layer, as
+a new container would): a tmpfs as its writable layer, the shared libraries and the image's
+programs and data bound read-only at their paths, its /etc (the image's passwd and group, the
+pod's hosts, resolv.conf and hostname, nsswitch.conf), a minimal /dev with the pod's /dev/shm,
+/proc for its PID namespace, a read-only /sys for the pod's network namespace, and its volumes
+at their mountPaths. Nothing else of the machine (/root, /home, /var/lib, /run, /etc/shadow,
+other pods or containers) is in it. A mountPath under a held directory gets a copy-on-write
+overlay there, so nothing is ever created outside the pod's own state directory. The holder
+gets a small root of the same kind (libraries, /etc, /dev); it runs this machine's `sleep` (or
+`sh`), opened before its pivot, so no image need hold them.
 
-Each container then gets a mount namespace of its own (a copy of the pod's) with a fresh
-/proc, runc's masked and read-only paths, a read-only root if asked, and becomes the user,
-groups and capabilities its securityContext asks for (security.py computes them;
-`apply_security` applies them, with no_new_privs and the seccomp filter). Exec sessions and
-exec probes go the same way (`exec_main`, run as `sandbox.py --exec`). Pods with their own
-network namespace get containerd's sysctls for unprivileged ports and ping.
+In its root a container gets runc's masked and read-only paths of /proc and /sys, a read-only
+root if asked, and becomes the user, groups and capabilities its securityContext asks for
+(security.py computes them; `apply_security` applies them, with no_new_privs and the seccomp
+filter). Exec sessions and exec probes go the same way (`exec_main`, run as `sandbox.py
+--exec`). Pods with their own network namespace get containerd's sysctls for unprivileged
+ports and ping.
 
 The network: a veth pair, one end `veth<8 hex>` on the node's cni0, the other `eth0` in the
 pod with an IP of the node's pod /24 (IPAM persisted in the state dir), lo up, default route
@@ -161,16 +163,17 @@ ROOT_SIZE = "1g"  # the pod's writable layer (a tmpfs: a limit, not a reservatio
 
 
 class RootBuilder:
-    """Builds the pod's root under `root` (a path of the current mount namespace) from what its
-    images hold, never from the machine's whole tree:
+    """Builds a container's root (or the holder's) under `root` (a path of the current mount
+    namespace) from what its image holds, never from the machine's whole tree:
 
-    - a tmpfs (the pod's writable layer) with the usual top-level directories, and /bin,
+    - a tmpfs (the container's writable layer) with the usual top-level directories, and /bin,
       /sbin, /lib, /lib64 as links into /usr where this machine has them so;
-    - `holds`: this machine's paths the images hold (libraries, programs, data), each bound
+    - `etc`: its /etc files (passwd, group, hosts, resolv.conf, hostname, nsswitch.conf);
+    - `holds`: this machine's paths the image holds (libraries, programs, data), each bound
       read-only at the same path (a path under another held directory comes with it);
-    - /etc: the pod's own directory (passwd, group, hosts, resolv.conf, ... written by the
-      agent), /dev: a small tmpfs with the usual device nodes, /proc, and /sys read-only;
-    - `mounts` (volumes, the images' own files): `bind()`; a target under a held directory
+    - /dev: a small tmpfs with the usual device nodes and the pod's /dev/shm (`shm`), /proc for
+      the current PID namespace, /sys (the current network namespace's) read-only;
+    - `mounts` (volumes, the image's own files): `bind()`; a target under a held directory
       gets a copy-on-write overlay there, so nothing is ever created outside the pod."""
 
     def __init__(self, sys_: Syscalls, config: dict):
@@ -196,8 +199,9 @@ class RootBuilder:
             if not os.path.lexists(self.host(path)):
                 os.mkdir(self.host(path))
             os.chmod(self.host(path), mode)
-        self.sys.mount(self.config["etc"], self.host("/etc"), None, MS_BIND)
-        self.owned.add("/etc")
+        for name, content in self.config.get("etc", {}).items():
+            with open(self.host("/etc/" + name), "w") as f:
+                f.write(content)
         for path in held_paths(self.config.get("holds", [])):
             self.bind(path, path, readonly=True, owned=False)
             if path.startswith("/root/"):  # pyenv's Python: every user of the pod must reach it
@@ -209,7 +213,7 @@ class RootBuilder:
         self.sys.mount(None, self.host("/sys"), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
     def dev(self) -> None:
-        """A container's /dev: the usual nodes, the machine's ptys, a private /dev/shm."""
+        """A container's /dev: the usual nodes, the machine's ptys, the pod's /dev/shm."""
         dev = self.host("/dev")
         os.mkdir(dev)
         self.sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
@@ -219,12 +223,13 @@ class RootBuilder:
                 self.sys.mount("/dev/" + node, f"{dev}/{node}", None, MS_BIND)
         for name, target in DEV_LINKS.items():
             os.symlink(target, f"{dev}/{name}")
-        for name, fstype, options in (("pts", None, None), ("shm", "tmpfs", "mode=1777,size=65536k")):
-            os.mkdir(f"{dev}/{name}")
-            if fstype is None:
-                self.sys.mount("/dev/pts", f"{dev}/pts", None, MS_BIND)
-            else:
-                self.sys.mount(fstype, f"{dev}/{name}", fstype, MS_NOSUID | MS_NODEV, options)
+        os.mkdir(f"{dev}/pts")
+        self.sys.mount("/dev/pts", f"{dev}/pts", None, MS_BIND)
+        os.mkdir(f"{dev}/shm")
+        if self.config.get("shm"):  # the sandbox's: the pod's containers share it, as their IPC namespace
+            self.sys.mount(self.config["shm"], f"{dev}/shm", None, MS_BIND)
+        else:
+            self.sys.mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k")
 
     def resolve(self, pod_path: str) -> str:
         """The pod path `pod_path` names once symlinks are followed inside the pod's root."""
@@ -416,8 +421,8 @@ def _fork_pid_namespace_init(request_id: str) -> int:
     os._exit(0)
 
 
-# the holder's namespaces a container joins (the mount namespace last: paths are the agent's until then)
-SANDBOX_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS))
+# the holder's namespaces a container joins (not its mount namespace: a container has a root of its own)
+SANDBOX_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET))
 
 
 def _start_container(sys_: Syscalls, config: dict) -> tuple[int, int]:
@@ -491,9 +496,10 @@ def _answer(line: str) -> None:
 def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
     """In the container's fresh process: its stdio (the agent's pipe or terminal through
     /proc/<agent>/fd), a session of its own (the terminal as its controlling one), its
-    cgroup, the sandbox's IPC, UTS, network and mount namespaces, then a mount namespace of
-    its own (private) where the pod's /proc is replaced by a fresh one for the container's
-    PID namespace with runc's read-only paths, its working dir, and exec."""
+    cgroup, the sandbox's IPC, UTS and network namespaces, then a mount namespace of its own
+    where it builds and enters its root (`config["rootfs"]`, a RootBuilder config: its image,
+    its volumes), runc's masked and read-only paths, its program looked up in its PATH there,
+    its working dir, user and rights, and exec."""
     for number in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):  # as Python found them
         signal.signal(number, signal.SIG_DFL)
     agent_fd = "/proc/{}/fd/{}".format
@@ -531,21 +537,39 @@ def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
     for name, nstype, fd in namespaces:
         sys_.setns_fd(fd, nstype, f"the pod's {name} namespace")
         os.close(fd)
+    # its own root, from its image, in a mount namespace of its own (its /proc is for its PID
+    # namespace, its /sys for the pod's network namespace: both joined above)
+    sys_.unshare(CLONE_NEWNS)
+    sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates anywhere
+    build_root(sys_, config["rootfs"])
+    sys_.pivot_root(config["rootfs"]["root"])
     container_mounts(sys_, security, config.get("writable") or [])
+    program = find_program(config["argv"][0], config["env"].get("PATH", ""))
+    if program is None:
+        raise ContainerStartError(start_error_message(config["argv"][0]))
     os.chdir(config["working_dir"])
     apply_security(sys_, security)
-    os.execve(config["program"], config["argv"], config["env"])
+    os.execve(program, config["argv"], config["env"])
+
+
+class ContainerStartError(Exception):
+    """Why a container's program cannot start, in the runtime's words (reported as is)."""
+
+
+def start_error_message(program: str) -> str:
+    """The message containerd gives when the program is missing."""
+    if "/" in program:
+        why = f'exec: "{program}": stat {program}: no such file or directory'
+    else:
+        why = f'exec: "{program}": executable file not found in $PATH'
+    return ("failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+            f"runc create failed: unable to start container process: {why}: unknown")
 
 
 def container_mounts(sys_: Syscalls, security: dict, writable: list[str]) -> None:
-    """The container's own mount namespace (a private copy of the pod's): a fresh /proc for its
-    PID namespace, runc's masked and read-only paths, /sys writable only when privileged, and
-    with readOnlyRootFilesystem every mount but the volumes (`writable`), /dev, /proc and /sys
-    made read-only."""
-    sys_.unshare(CLONE_NEWNS)
-    sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates anywhere
-    sys_.umount("/proc", MNT_DETACH)
-    sys_.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    """In the container's own root: runc's masked and read-only paths, /sys writable only when
+    privileged, and with readOnlyRootFilesystem every mount but the volumes (`writable`), /dev,
+    /proc and /sys made read-only."""
     if security.get("privileged"):
         sys_.mount(None, "/sys", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for path in security.get("masked_paths", ()):
@@ -961,7 +985,7 @@ class SandboxInfo:
     """A live sandbox, as persisted in pods/<uid>/sandbox.json."""
 
     FIELDS = ("uid", "name", "namespace", "holder_pid", "holder_start", "ip", "veth", "host_network", "created",
-              "shared_pid_namespace", "holds")
+              "shared_pid_namespace")
 
     def __init__(self, **values):
         for name in self.FIELDS:
@@ -1114,37 +1138,29 @@ class SandboxManager:
     def pod_dir(self, uid: str) -> str:
         return os.path.join(self.pods_dir, uid)
 
+    def shm_dir(self, uid: str) -> str:
+        """The pod's /dev/shm, shared by its containers as their IPC namespace is (a directory
+        of its state: a mount of another mount namespace cannot be bound into theirs)."""
+        return os.path.join(self.pod_dir(uid), "shm")
+
     def node_netns_path(self) -> str | None:
         return f"/run/netns/{self.netns}" if self.netns else None
 
     # files the pod sees
-    def write_etc(self, pod: dict, ip: str, passwd: str, group: str) -> str:
-        """The pod's /etc, in its state dir: resolv.conf, hosts and hostname as the kubelet
-        writes them, passwd and group of its images, nsswitch.conf; returns the directory."""
-        etc = os.path.join(self.pod_dir(pod["metadata"]["uid"]), "etc")
-        os.makedirs(etc, exist_ok=True)
-        os.chmod(etc, 0o755)
+    def etc_files(self, pod: dict, ip: str, passwd: str, group: str) -> dict[str, str]:
+        """A container's /etc (and the holder's): resolv.conf, hosts and hostname as the kubelet
+        writes them for the pod, the image's passwd and group, nsswitch.conf."""
         hostname, _ = pod_hostname(pod, self.cluster_domain)
         if (pod.get("spec") or {}).get("hostNetwork"):
             hostname = _read("/proc/sys/kernel/hostname").strip()
-        files = {
-            "/etc/resolv.conf": resolv_conf(pod, self.cluster_dns, self.cluster_domain, _read("/etc/resolv.conf")),
-            "/etc/hosts": hosts_file(pod, ip, self.cluster_domain, _read("/etc/hosts")),
-            "/etc/hostname": hostname + "\n",
-            "/etc/passwd": passwd,
-            "/etc/group": group,
-            "/etc/nsswitch.conf": NSSWITCH_CONF,
-        }
-        for pod_path, content in files.items():
-            write_atomic(os.path.join(etc, os.path.basename(pod_path)), content.encode())
-        return etc
+        return {"resolv.conf": resolv_conf(pod, self.cluster_dns, self.cluster_domain, _read("/etc/resolv.conf")),
+                "hosts": hosts_file(pod, ip, self.cluster_domain, _read("/etc/hosts")),
+                "hostname": hostname + "\n", "passwd": passwd, "group": group, "nsswitch.conf": NSSWITCH_CONF}
 
-    async def create(self, pod: dict, mounts: list[dict], dirs: list[str], holds: list[str],
-                     passwd: str, group: str) -> SandboxInfo:
-        """Start the holder with the pod's namespaces and root, then wire its network.
-        `mounts`: [{target, source, readonly, owned}] bind mounts; `dirs`: pod directories
-        that must exist (working dirs); `holds`: this machine's paths the pod's images hold;
-        `passwd`, `group`: the images' /etc/passwd and /etc/group."""
+    async def create(self, pod: dict, holds: list[str], passwd: str, group: str) -> SandboxInfo:
+        """Start the holder with the pod's namespaces and a small root of its own (`holds`:
+        the libraries its sleep loads; `passwd`, `group`), then wire its network. Containers
+        build their own roots (`_become_container`)."""
         import asyncio
 
         meta = pod["metadata"]
@@ -1152,28 +1168,28 @@ class SandboxManager:
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         shared_pids = bool((pod.get("spec") or {}).get("shareProcessNamespace"))
         pod_dir = self.pod_dir(uid)
-        for sub in ("root", "overlay"):
+        for sub in ("root", "overlay", "shm"):
             os.makedirs(os.path.join(pod_dir, sub), exist_ok=True)
+        os.chmod(self.shm_dir(uid), 0o1777)
         ip = self.node_ip if host_network else self.ipam.allocate(uid)
         hostname, _ = pod_hostname(pod, self.cluster_domain)
         config = {
             "root": os.path.join(pod_dir, "root"),
             "overlay_dir": os.path.join(pod_dir, "overlay"),
-            "etc": self.write_etc(pod, ip, passwd, group),
+            "etc": self.etc_files(pod, ip, passwd, group),
             "holds": holds,
+            "shm": self.shm_dir(uid),
             "new_net": not host_network,
             "new_uts": not host_network,
             "join_netns": self.node_netns_path() if host_network else None,
             "hostname": hostname,
-            "mounts": mounts,
-            "dirs": dirs,
             "new_pid": shared_pids,
             "sleep": host_program("sleep"),
             "sh": host_program("sh"),
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
                            veth=None if host_network else veth_name(uid), host_network=host_network,
-                           created=_now(), shared_pid_namespace=shared_pids, holds=list(holds))
+                           created=_now(), shared_pid_namespace=shared_pids)
         try:
             info.holder_pid = await self.spawner.spawn(config)
             info.holder_start = process_start_ticks(info.holder_pid)
@@ -1228,7 +1244,7 @@ class SandboxManager:
                     logging.getLogger(__name__).warning("removing %s: %s", info.veth, exc)
             self.ipam.release(info.uid)
         pod_dir = self.pod_dir(info.uid)
-        for sub in ("root", "overlay", "etc", "sandbox.json") + (() if keep_pod_files else ("volumes", "containers")):
+        for sub in ("root", "overlay", "shm", "sandbox.json") + (() if keep_pod_files else ("volumes", "containers")):
             remove_tree(os.path.join(pod_dir, sub))
 
     def load(self, uid: str) -> SandboxInfo | None:

@@ -289,7 +289,7 @@ async def test_children_die_with_the_container(node):
     await node.running(pod)
     await asyncio.sleep(0.3)
     worker = node.manager.workers[pod["metadata"]["uid"]]
-    in_container = int(open(f"/proc/{worker.sandbox.holder_pid}/root/tmp/child").read())
+    in_container = int(open(f"/proc/{worker.slot('c').process.pid}/root/tmp/child").read())
     child = host_pid(worker.slot("c").process.pid, in_container)
     ticks = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[19]
     await node.manager.terminate(pod, 1)
