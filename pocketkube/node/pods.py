@@ -10,7 +10,10 @@ everything gracefully (preStop, SIGTERM, grace period, SIGKILL) and removes the 
 Each container instance runs in a PID namespace of its own, where its main process is
 PID 1, or in the pod's with shareProcessNamespace (runtime.py, sandbox.py); exec sessions
 and exec probes join it. `spec.hostPID` is not honoured: a pod never shares the machine's
-PID namespace (here the node is the machine).
+PID namespace (here the node is the machine). Each container instance starts in a root built
+from its image, with its volumes and the user and rights of its securityContext
+(`_rootfs`, `_security`: sandbox.py, security.py); runAsNonRoot refusals and unknown image
+users are CreateContainerConfigError, as the kubelet reports them.
 
 The pod status is computed by pure functions (`generate_pod_status`, `pod_phase`, ...) from
 a snapshot of the worker's state, as the kubelet's generateAPIPodStatus does; `sync()`
@@ -36,8 +39,8 @@ from typing import Any, AsyncIterator, Callable
 
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import images, runtime, security
-from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, remove_tree,
-                                     write_atomic)
+from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, read_text,
+                                     remove_tree, write_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -385,18 +388,10 @@ def set_volume_ownership(path: str, fs_group: int, readonly: bool) -> None:
 
 def own_capabilities() -> int:
     """This process's bounding set (CapBnd of /proc/self/status)."""
-    for line in _read_text("/proc/self/status").splitlines():
+    for line in read_text("/proc/self/status").splitlines():
         if line.startswith("CapBnd:"):
             return int(line.split()[1], 16)
     return 0
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def volume_mode(volume: dict) -> int:

@@ -13,10 +13,11 @@ nothing outside); with shareProcessNamespace the containers join the pod's PID n
 (PID 1: the holder). The node's sandbox spawner (sandbox.py) starts each main process with
 clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
 agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
-after a restart finds it by that PID). Before exec the process enters the pod's mount
-namespace, then a copy of its own where a fresh /proc shows its PID namespace, and takes the
-user, groups and capabilities of its securityContext (security.py). Exec sessions and exec
-probes join the container's namespaces with the same security (sandbox.py `--exec`). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
+after a restart finds it by that PID). Before exec the process builds its own root from its
+image in a mount namespace of its own (sandbox.py), where /proc shows its PID namespace, and
+takes the user, groups and capabilities of its securityContext (security.py). Exec sessions
+and exec probes join the container's namespaces with the same security (sandbox.py
+`--exec`). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
 drops it otherwise): stopping such a container waits for the grace period, then SIGKILL, as
 on a real node.
 

@@ -156,7 +156,8 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
 # the directories of every pod's root (modes as in a Debian or busybox image)
 ROOT_DIRS = {"/etc": 0o755, "/proc": 0o555, "/sys": 0o555, "/tmp": 0o1777, "/run": 0o755, "/var": 0o755,
              "/var/tmp": 0o1777, "/root": 0o700, "/home": 0o755, "/usr": 0o755, "/usr/local": 0o755,
-             "/usr/local/bin": 0o755, "/usr/bin": 0o755, "/usr/sbin": 0o755, "/mnt": 0o755, "/opt": 0o755, "/srv": 0o755}
+             "/usr/local/bin": 0o755, "/usr/bin": 0o755, "/usr/sbin": 0o755, "/mnt": 0o755, "/opt": 0o755,
+             "/srv": 0o755}
 # top-level names that are links on a merged-/usr machine (Debian: /bin -> usr/bin); a pod gets the same links
 USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 ROOT_SIZE = "1g"  # the pod's writable layer (a tmpfs: a limit, not a reservation)
@@ -210,7 +211,8 @@ class RootBuilder:
         self.sys.mount("proc", self.host("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         # read-only for this mount only (a privileged container makes its copy writable)
         self.sys.mount("sysfs", self.host("/sys"), "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        self.sys.mount(None, self.host("/sys"), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        self.sys.mount(None, self.host("/sys"), None,
+                       MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
     def dev(self) -> None:
         """A container's /dev: the usual nodes, the machine's ptys, the pod's /dev/shm."""
@@ -1152,9 +1154,9 @@ class SandboxManager:
         writes them for the pod, the image's passwd and group, nsswitch.conf."""
         hostname, _ = pod_hostname(pod, self.cluster_domain)
         if (pod.get("spec") or {}).get("hostNetwork"):
-            hostname = _read("/proc/sys/kernel/hostname").strip()
-        return {"resolv.conf": resolv_conf(pod, self.cluster_dns, self.cluster_domain, _read("/etc/resolv.conf")),
-                "hosts": hosts_file(pod, ip, self.cluster_domain, _read("/etc/hosts")),
+            hostname = read_text("/proc/sys/kernel/hostname").strip()
+        return {"resolv.conf": resolv_conf(pod, self.cluster_dns, self.cluster_domain, read_text("/etc/resolv.conf")),
+                "hosts": hosts_file(pod, ip, self.cluster_domain, read_text("/etc/hosts")),
                 "hostname": hostname + "\n", "passwd": passwd, "group": group, "nsswitch.conf": NSSWITCH_CONF}
 
     async def create(self, pod: dict, holds: list[str], passwd: str, group: str) -> SandboxInfo:
@@ -1267,7 +1269,7 @@ def host_program(program: str) -> str:
     return found
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()

@@ -11,8 +11,9 @@
 - Capabilities: containerd's default set is the base; `add`/`drop` with "ALL" first, then
   the named ones (without the CAP_ prefix, any case, as containerd prefixes them). A name the
   kernel does not know is ignored, as runc ignores it (with a warning: `unknown_capabilities`).
-  `privileged: true` gets every capability (every one the node agent holds). A root process gets the set as its effective capabilities; another
-  user keeps it as its bounding set only (its effective set is empty after exec), as runc does.
+  `privileged: true` gets every capability (every one the node agent holds). A root process
+  gets the set as its effective capabilities; another user keeps it as its bounding set only
+  (its effective set is empty after exec), as runc does.
 - `allowPrivilegeEscalation: false` sets no_new_privs; privileged containers never get it.
 - `seccompProfile: RuntimeDefault` (pod or container) loads `seccomp_filter()`: a classic BPF
   program refusing (EPERM) what containerd's default profile refuses: namespace and mount

@@ -155,3 +155,32 @@ def test_syscall_numbers_match_libseccomp():
             else:
                 assert number == expected, (machine, name, number)
     assert "mount" in security.denied_syscalls(0) and "mount" not in security.denied_syscalls(1 << 21)
+
+
+# ---- what a root binds and where a program is found (sandbox.py) --------------------------------
+
+def test_held_paths_are_the_outermost_existing_ones_named_through_real_directories(tmp_path):
+    from pocketkube.node.sandbox import held_paths
+
+    (tmp_path / "usr" / "lib" / "x").mkdir(parents=True)
+    (tmp_path / "usr" / "bin").mkdir()
+    (tmp_path / "usr" / "bin" / "tool").write_text("")
+    (tmp_path / "bin").symlink_to(tmp_path / "usr" / "bin")
+    paths = [str(tmp_path / p) for p in ("usr/lib", "usr/lib/x", "bin/tool", "missing")]
+    assert held_paths(paths) == [str(tmp_path / "usr" / "bin" / "tool"), str(tmp_path / "usr" / "lib")]
+
+
+def test_a_program_is_found_in_path_as_runc_finds_it(tmp_path):
+    from pocketkube.node.sandbox import find_program, start_error_message
+
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (tmp_path / "bin" / "data").write_text("")  # not executable
+    path = f"{tmp_path}/nothing:{tmp_path}/bin"
+    assert find_program("tool", path) == str(tool)
+    assert find_program("data", path) is None and find_program(str(tmp_path / "bin"), path) is None
+    assert find_program(str(tool), "") == str(tool)
+    assert start_error_message("nginx").endswith(
+        'unable to start container process: exec: "nginx": executable file not found in $PATH: unknown')

@@ -7,8 +7,9 @@ directory), so `nginx -s reload`, a configMap mounted at /etc/nginx/conf.d or a 
 page, logs requests to stdout and errors to stderr (so `kubectl logs` shows them), keeps its
 pid and temp files in the pod's /run and /tmp, runs in the foreground. One worker process per
 pod keeps 200 nginx pods on a node affordable. The official image is Debian-based: this one
-holds this machine's /usr (Debian's nginx, a shell, coreutils) and nginx's mime.types; its users are the official image's (nginx, uid 101, for the workers);
-nginxinc/nginx-unprivileged runs as 101 and listens on 8080, as upstream.
+holds this machine's /usr (Debian's nginx, a shell, coreutils) and nginx's mime.types; its
+users are the official image's (nginx, uid 101, for the workers); nginxinc/nginx-unprivileged
+runs as 101 and listens on 8080, as upstream.
 """
 
 from __future__ import annotations

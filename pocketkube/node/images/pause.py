@@ -16,5 +16,6 @@ def image_config(ctx: ImageContext) -> ImageConfig:
     sh = shutil.which("sh", path="/usr/bin:/bin") or "/bin/sh"
     sleep = shutil.which("sleep", path="/usr/bin:/bin") or "/bin/sleep"
     return ImageConfig(entrypoint=["/pause"],
-                       programs={"/pause": [sh, "-c", f'trap "exit 0" TERM INT; while :; do {sleep} 3600 & wait $!; done']},
+                       programs={"/pause": [sh, "-c",
+                                            f'trap "exit 0" TERM INT; while :; do {sleep} 3600 & wait $!; done']},
                        holds=[sh, sleep], user="65535:65535", size=file_size(sh))

@@ -2,7 +2,8 @@
 
 The add-on manifests (pocketkube/addons) use the real image names, as kubeadm and kind do,
 with arguments for pocketkube's implementations. The images hold the Python interpreter, the
-virtual env and the pocketkube package (read-only), and kube-proxy's the programs it runs (nft, conntrack, ip).
+virtual env and the pocketkube package (read-only), and kube-proxy's the programs it runs
+(nft, conntrack, ip).
 CoreDNS runs as nonroot (65532), as its distroless image does; kube-proxy as root.
 """
 
