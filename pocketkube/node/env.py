@@ -8,10 +8,10 @@ token comes from the TokenRequest API, ca.crt from the kube-root-ca.crt ConfigMa
 
 ConfigMaps the agent watches (kube-root-ca.crt, in every pod's token volume) are read
 from its watch cache, as the kubelet's watch-based ConfigMap manager does; others through
-the API. Service account tokens are cached per namespace, service account, audience and lifetime,
-and reused until 80% of their lifetime has passed (one TokenRequest for a burst of pods,
-not one per pod). A shared token is therefore not bound to one pod: it is requested
-without boundObjectRef, so it never names a pod other than the one reading it.
+the API. A service account token is requested for each pod and bound to it (boundObjectRef),
+as the kubelet requests it, and reused for the pod's containers and restarts until 80% of its
+lifetime has passed. Tokens are not shared between pods: a token names its ServiceAccount's
+UID, so one minted before the account was deleted and made again would be refused (401).
 """
 
 from __future__ import annotations
@@ -251,13 +251,14 @@ class EnvResolver:
         sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         audiences = (src["audience"],) if src.get("audience") else ()
         seconds = src.get("expirationSeconds", TOKEN_SECONDS)
-        key = (namespace, sa, audiences, seconds)
+        uid = pod["metadata"].get("uid", "")
+        key = (uid, namespace, sa, audiences, seconds)
         cached = self._tokens.get(key)
         if cached is None or time.monotonic() >= cached[0]:
             future = asyncio.get_running_loop().create_future()
             self._tokens[key] = (time.monotonic() + seconds * TOKEN_REFRESH_FRACTION, future)
             try:
-                future.set_result(await self._request_token(namespace, sa, list(audiences), seconds))
+                future.set_result(await self._request_token(namespace, sa, list(audiences), seconds, pod))
             except BaseException as exc:
                 self._tokens.pop(key, None)
                 future.set_exception(exc if isinstance(exc, Exception)
@@ -268,9 +269,11 @@ class EnvResolver:
         token = await asyncio.shield(cached[1])
         return {src.get("path", "token"): token.encode()}
 
-    async def _request_token(self, namespace: str, sa: str, audiences: list[str], seconds: int) -> str:
+    async def _request_token(self, namespace: str, sa: str, audiences: list[str], seconds: int, pod: dict) -> str:
+        bound = {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"].get("name", ""),
+                 "uid": pod["metadata"].get("uid", "")}
         request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                   "spec": {"audiences": audiences, "expirationSeconds": seconds}}
+                   "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": bound}}
         resp = await self.client.create("v1", "serviceaccounts", request, namespace=namespace,
                                         name=sa, subresource="token")
         return resp["status"]["token"]

@@ -336,7 +336,7 @@ def test_websocket_upgrade_passes_through(cluster, ing):
     labels = {"app": "ws"}
     apply(cluster, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ws", "labels": labels},
                         "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-                            {"name": "ws", "image": "busybox", "command": ["python3", "-c", WS_SERVER],
+                            {"name": "ws", "image": "python:3.11-slim", "command": ["python3", "-c", WS_SERVER],
                              "ports": [{"name": "http", "containerPort": 8080}],
                              "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}},
           {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ws"},

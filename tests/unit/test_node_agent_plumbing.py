@@ -114,17 +114,18 @@ def pod(name: str, sa: str = "default", namespace: str = "default") -> dict:
             "spec": {"serviceAccountName": sa}}
 
 
-async def test_pods_of_one_service_account_share_one_token_request():
+async def test_each_pod_gets_its_own_token_bound_to_it_and_its_containers_share_it():
     client = TokenClient()
     resolver = node_env.EnvResolver(client, services=None)
     src = {"path": "token", "expirationSeconds": 3607}
-    files = await asyncio.gather(*(resolver._token_file(pod(f"p{i}"), src) for i in range(20)))
-    assert files == [{"token": b"token-1"}] * 20
-    assert client.requests == [{"namespace": "default", "name": "default", "audiences": [],
-                                "expirationSeconds": 3607}]  # not bound to one of the pods
+    files = await asyncio.gather(*(resolver._token_file(pod("p0"), src) for _ in range(5)))
+    assert files == [{"token": b"token-1"}] * 5  # one pod's containers: one request
+    assert client.requests == [{"namespace": "default", "name": "default", "audiences": [], "expirationSeconds": 3607,
+                                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p0", "uid": "uid-p0"}}]
+    assert await resolver._token_file(pod("p1"), src) == {"token": b"token-2"}  # another pod: its own
     await resolver._token_file(pod("other", sa="builder"), src)
     await resolver._token_file(pod("aud"), {**src, "audience": "vault"})
-    assert [(r["name"], r["audiences"]) for r in client.requests[1:]] == [("builder", []), ("default", ["vault"])]
+    assert [(r["name"], r["audiences"]) for r in client.requests[2:]] == [("builder", []), ("default", ["vault"])]
 
 
 async def test_a_token_is_renewed_after_most_of_its_lifetime(monkeypatch):
@@ -132,12 +133,12 @@ async def test_a_token_is_renewed_after_most_of_its_lifetime(monkeypatch):
     resolver = node_env.EnvResolver(client, services=None)
     src = {"path": "token", "expirationSeconds": 3607}
     assert await resolver._token_file(pod("a"), src) == {"token": b"token-1"}
-    assert await resolver._token_file(pod("b"), src) == {"token": b"token-1"}
+    assert await resolver._token_file(pod("a"), src) == {"token": b"token-1"}
     monkeypatch.setattr(node_env, "TOKEN_REFRESH_FRACTION", 0.0)  # renewed as soon as it is issued
-    assert await resolver._token_file(pod("c"), src) == {"token": b"token-1"}  # still the old deadline
+    assert await resolver._token_file(pod("a"), src) == {"token": b"token-1"}  # still the old deadline
     resolver._tokens.clear()
-    assert await resolver._token_file(pod("d"), src) == {"token": b"token-2"}
-    assert await resolver._token_file(pod("e"), src) == {"token": b"token-3"}
+    assert await resolver._token_file(pod("a"), src) == {"token": b"token-2"}
+    assert await resolver._token_file(pod("a"), src) == {"token": b"token-3"}
 
 
 async def test_a_failed_token_request_is_not_cached():
