@@ -53,6 +53,9 @@ http {{
     proxy_buffering off;
     client_body_temp_path /tmp/client-body;
     proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
     upstream backends {{
 {servers}
         keepalive 320;
