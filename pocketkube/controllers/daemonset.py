@@ -14,7 +14,7 @@ import datetime as _dt
 import math
 
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.nodefit import matches_node_affinity, tolerates
+from pocketkube.core.nodefit import matches_node_affinity, tolerates
 from pocketkube.controllers.podcontrol import (
     Expectations, OwnerIndex, controller_of, controller_ref, is_being_deleted, is_pod_available, is_pod_ready,
     label_selector, pod_from_template, pod_name_prefix,
@@ -226,6 +226,7 @@ def rolling_update_deletions(ds: dict, node_to_pods: dict[str, list[dict]], hash
 
 class DaemonSetController(Controller):
     name = "daemonset-controller"
+    service_account = "daemon-set-controller"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

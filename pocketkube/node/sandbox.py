@@ -11,7 +11,7 @@ containers join it), and then it is a small shell loop that reaps the orphans of
 and exits on SIGTERM or SIGINT, as the pause process does.
 
 Each container's root is built from its image, not from the machine (`RootBuilder`; the
-catalog, images/__init__.py, says what an image holds; docs/adr/0007 why), in a mount
+catalog, images/__init__.py, says what an image holds; docs/adr/0009 why), in a mount
 namespace of its own, at each start (a restarted container gets a fresh writable layer, as
 a new container would): a tmpfs as its writable layer, the shared libraries and the image's
 programs and data bound read-only at their paths, its /etc (the image's passwd and group, the

@@ -19,7 +19,7 @@
   program refusing (EPERM) what containerd's default profile refuses: namespace and mount
   syscalls without CAP_SYS_ADMIN, kernel modules, kexec, keyrings, reboot, clock setting,
   swap, io_uring, ... and clone3 (ENOSYS, so libc falls back to clone). It is a deny list of
-  those syscalls, not the profile's allow list; docs/adr/0007 says why. Unconfined or no
+  those syscalls, not the profile's allow list; docs/adr/0009 says why. Unconfined or no
   profile: no filter (the kubelet's default); Localhost profiles are refused.
 - runAsNonRoot: the kubelet's refusal messages (`verify_run_as_non_root`).
 """

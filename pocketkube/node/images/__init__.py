@@ -11,7 +11,7 @@ would); without one it is an image pull error that lists the catalog, as a real 
 a missing image.
 
 What an image holds is all a pod sees of this machine (sandbox.py builds the pod's root from
-it; docs/adr/0007-pod-root-from-the-image.md says why):
+it; docs/adr/0009-pod-root-from-the-image.md says why):
 
 - every image: this machine's shared libraries (/usr/lib, /usr/lib64, with /lib and /lib64 as
   on the machine), a generated /etc (passwd and group from `BASE_USERS` / `BASE_GROUPS` plus
@@ -170,9 +170,9 @@ class Resolved:
 
 
 def _families():
-    from pocketkube.node.images import agnhost, apps, busybox, nginx, pause, system
+    from pocketkube.node.images import agnhost, apps, busybox, ingress, nginx, pause, system
 
-    return (nginx, busybox, apps, agnhost, pause, system)
+    return (nginx, busybox, apps, agnhost, pause, system, ingress)
 
 
 def catalog() -> dict:
