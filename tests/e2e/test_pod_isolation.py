@@ -40,14 +40,15 @@ async def test_the_pod_sees_its_image_not_the_machine(node):
                     os.path.join(ROOT, "tests"), "/run/netns", "/usr/sbin/nginx"]
     secret_paths += [os.path.join("/home", name) for name in os.listdir("/home")]
     script = ("for p in " + " ".join(secret_paths) + "; do test -e $p && echo SEES $p; done; "
-              "ls /root | wc -l; head -1 /etc/passwd; echo hi > /written && cat /written; END=1; echo END; sleep 3600")
+              "ls /root | wc -l; head -1 /etc/passwd; echo hi > /written && cat /written; ls /dev/pts; "
+              "echo END; sleep 3600")
     other = make_pod("other", [busybox("c", "sleep 3600")])
     await node.running(other)
     pod = make_pod("looker", [busybox("c", script)])
     await node.running(pod)
     out = await logs_when_done(node, pod)
     assert "SEES" not in out, out
-    assert out.splitlines()[:3] == ["0", "root:x:0:0:root:/root:/bin/sh", "hi"]
+    assert out.splitlines()[:4] == ["0", "root:x:0:0:root:/root:/bin/sh", "hi", "ptmx"]  # no terminal of the machine
     assert not os.path.exists("/written")
     # another pod's files are nowhere in this one
     other_dir = os.path.join(node.state_dir, "pods", other["metadata"]["uid"])
