@@ -172,8 +172,9 @@ class RootBuilder:
     - `etc`: its /etc files (passwd, group, hosts, resolv.conf, hostname, nsswitch.conf);
     - `holds`: this machine's paths the image holds (libraries, programs, data), each bound
       read-only at the same path (a path under another held directory comes with it);
-    - /dev: a small tmpfs with the usual device nodes and the pod's /dev/shm (`shm`), /proc for
-      the current PID namespace, /sys (the current network namespace's) read-only;
+    - /dev: a small tmpfs with the usual device nodes, a devpts of its own and the pod's
+      /dev/shm (`shm`), /proc for the current PID namespace, /sys (the current network
+      namespace's) read-only;
     - `mounts` (volumes, the image's own files): `bind()`; a target under a held directory
       gets a copy-on-write overlay there, so nothing is ever created outside the pod."""
 
@@ -215,7 +216,7 @@ class RootBuilder:
                        MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
     def dev(self) -> None:
-        """A container's /dev: the usual nodes, the machine's ptys, the pod's /dev/shm."""
+        """A container's /dev: the usual nodes, a devpts of its own, the pod's /dev/shm."""
         dev = self.host("/dev")
         os.mkdir(dev)
         self.sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
@@ -225,8 +226,11 @@ class RootBuilder:
                 self.sys.mount("/dev/" + node, f"{dev}/{node}", None, MS_BIND)
         for name, target in DEV_LINKS.items():
             os.symlink(target, f"{dev}/{name}")
+        # a devpts of its own: the machine's terminals (other pods', the user's) are not in it;
+        # a tty container's terminal is the agent's, handed over as an open file
         os.mkdir(f"{dev}/pts")
-        self.sys.mount("/dev/pts", f"{dev}/pts", None, MS_BIND)
+        self.sys.mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                       "newinstance,ptmxmode=0666,mode=0620,gid=5")
         os.mkdir(f"{dev}/shm")
         if self.config.get("shm"):  # the sandbox's: the pod's containers share it, as their IPC namespace
             self.sys.mount(self.config["shm"], f"{dev}/shm", None, MS_BIND)

@@ -40,14 +40,15 @@ async def test_the_pod_sees_its_image_not_the_machine(node):
                     os.path.join(ROOT, "tests"), "/run/netns", "/usr/sbin/nginx"]
     secret_paths += [os.path.join("/home", name) for name in os.listdir("/home")]
     script = ("for p in " + " ".join(secret_paths) + "; do test -e $p && echo SEES $p; done; "
-              "ls /root | wc -l; head -1 /etc/passwd; echo hi > /written && cat /written; END=1; echo END; sleep 3600")
+              "ls /root | wc -l; head -1 /etc/passwd; echo hi > /written && cat /written; ls /dev/pts; "
+              "echo END; sleep 3600")
     other = make_pod("other", [busybox("c", "sleep 3600")])
     await node.running(other)
     pod = make_pod("looker", [busybox("c", script)])
     await node.running(pod)
     out = await logs_when_done(node, pod)
     assert "SEES" not in out, out
-    assert out.splitlines()[:3] == ["0", "root:x:0:0:root:/root:/bin/sh", "hi"]
+    assert out.splitlines()[:4] == ["0", "root:x:0:0:root:/root:/bin/sh", "hi", "ptmx"]  # no terminal of the machine
     assert not os.path.exists("/written")
     # another pod's files are nowhere in this one
     other_dir = os.path.join(node.state_dir, "pods", other["metadata"]["uid"])
@@ -175,3 +176,29 @@ async def test_an_image_pulled_after_the_sandbox_runs_from_its_own_root(node):
     ip = (await node.running(pod))["podIP"]
     assert "Welcome to nginx!" in node.curl(f"http://{ip}/")
     assert worker(pod["metadata"]["uid"]).sandbox.holder_pid == holder
+
+
+@pytest.mark.parametrize("image, args, port, answer", [
+    ("hashicorp/http-echo", ["-text=hi"], 5678, "hi"),
+    ("gcr.io/google-samples/hello-app:2.0", None, 8080, "Version: 2.0.0"),
+    ("ealen/echo-server", None, 80, '"method": "GET"'),
+    ("kicbase/echo-server:1.0", None, 8080, "Request served by"),
+    ("httpd:2.4", None, 80, "It works!"),
+])
+async def test_catalog_servers_answer_from_their_own_roots(node, image, args, port, answer):
+    container = {"name": "c", "image": image, **({"args": args} if args else {})}
+    ip = (await node.running(make_pod("srv", [container])))["podIP"]
+    assert answer in node.curl(f"http://{ip}:{port}/")
+
+
+async def test_catalog_tools_run_from_their_own_roots(node):
+    pod = make_pod("tools", [
+        {"name": "curl", "image": "curlimages/curl", "command": ["sh", "-c", "curl --version | head -1; sleep 3600"]},
+        {"name": "deb", "image": "debian:12", "command": ["bash", "-c", "ls /usr/bin/apt* >/dev/null 2>&1; "
+                                                                         "echo bash $BASH_VERSION; sleep 3600"]},
+        {"name": "alp", "image": "alpine:3.19", "command": ["sh", "-c", "wget --help 2>&1 | head -1; sleep 3600"]}])
+    await node.running(pod)
+    await asyncio.sleep(0.5)
+    assert (await node.logs(pod, "curl")).startswith("curl ")
+    assert (await node.logs(pod, "deb")).startswith("bash ")
+    assert "BusyBox" in await node.logs(pod, "alp")
