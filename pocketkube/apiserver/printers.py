@@ -911,6 +911,25 @@ def _hpa_cells(hpa: dict, now: _dt.datetime) -> list:
             str(status.get("currentReplicas", 0)), _age(hpa, now)]
 
 
+_APISERVICE_COLUMNS = [
+    _name_col(),
+    _col("Service", "The reference to the service that hosts this API endpoint."),
+    _col("Available", "Whether this service is available."),
+    _age_col(),
+]
+
+
+def _apiservice_cells(svc: dict, now: _dt.datetime) -> list:
+    ref = _spec(svc).get("service")
+    service = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref else "Local"
+    available = "Unknown"
+    for c in _status(svc).get("conditions") or []:
+        if c.get("type") == "Available":
+            available = c.get("status", "") if c.get("status") == "True" or not c.get("reason") else \
+                f"{c.get('status', '')} ({c['reason']})"
+    return [_name(svc), service, available, _age(svc, now)]
+
+
 _RESOURCE_QUOTA_COLUMNS = [
     _name_col(),
     _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
@@ -1257,6 +1276,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("networking.k8s.io", "NetworkPolicy"): _Printer(_NETWORK_POLICY_COLUMNS, _network_policy_cells),
     ("", "ResourceQuota"): _Printer(_RESOURCE_QUOTA_COLUMNS, _resource_quota_cells),
     ("", "PersistentVolumeClaim"): _Printer(_PVC_COLUMNS, _pvc_cells),
+    ("apiregistration.k8s.io", "APIService"): _Printer(_APISERVICE_COLUMNS, _apiservice_cells),
     ("policy", "PodDisruptionBudget"): _Printer(_PDB_COLUMNS, _pdb_cells),
     ("scheduling.k8s.io", "PriorityClass"): _Printer(_PRIORITY_CLASS_COLUMNS, _priority_class_cells),
     ("autoscaling", "HorizontalPodAutoscaler"): _Printer(_HPA_COLUMNS, _hpa_cells),

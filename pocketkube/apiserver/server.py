@@ -22,11 +22,11 @@ import yaml
 from aiohttp import web
 
 from pocketkube.apiserver import (
-    allocators, authn, authz, bootstrappolicy, certs, customresources, proxy, streaming, tokens, webhooks,
+    allocators, authn, authz, bootstrappolicy, certs, customresources, discovery, proxy, streaming, tokens, webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
-from pocketkube.apiserver.kinds import policykinds, registry
+from pocketkube.apiserver.kinds import apiservice, policykinds, registry
 from pocketkube.apiserver.storage import Storage, WriteOptions
 from pocketkube.core import errors
 from pocketkube.core.objects import deep_copy
@@ -143,14 +143,17 @@ class APIServer:
                     if exc.code != 409:
                         raise
         await bootstrappolicy.reconcile(self.storage, registry, WriteOptions(field_manager="kube-apiserver"))
-        pc_info = registry.by_resource("scheduling.k8s.io", "v1", "priorityclasses")
-        for pc in policykinds.SYSTEM_PRIORITY_CLASSES:
-            if self.cache.get(f"/registry/scheduling.k8s.io/priorityclasses/{pc['metadata']['name']}") is None:
-                try:
-                    await self.storage.create(pc_info, "", deep_copy(pc), WriteOptions(field_manager="kube-apiserver"))
-                except errors.APIError as exc:
-                    if exc.code != 409:
-                        raise
+        apiservice.STRATEGY.service_lookup = lambda ns, name: self.cache.get(f"/registry/core/services/{ns}/{name}")
+        for resource, objects in (("priorityclasses", policykinds.SYSTEM_PRIORITY_CLASSES),
+                                  ("apiservices", apiservice.local_apiservices(discovery.served_groups()))):
+            info = next(k for k in registry.ALL_KINDS if k.resource == resource)
+            for obj in objects:
+                if self.cache.get(f"/registry/{info.group}/{resource}/{obj['metadata']['name']}") is None:
+                    try:
+                        await self.storage.create(info, "", deep_copy(obj), WriteOptions(field_manager="kube-apiserver"))
+                    except errors.APIError as exc:
+                        if exc.code != 409:
+                            raise
 
     def _load_token(self) -> str:
         path = os.path.join(self.data_dir, "token")

@@ -213,8 +213,9 @@ class Dispatcher:
         except asyncio.TimeoutError:
             raise _CallFailed(f'failed to call webhook: Post "{shown}": context deadline exceeded') from None
         except aiohttp.ClientConnectorCertificateError as exc:
+            why = getattr(exc.certificate_error, "verify_message", "") or str(exc.certificate_error)
             raise _CallFailed(f'failed to call webhook: Post "{shown}": tls: failed to verify certificate: '
-                              f'{exc.certificate_error.verify_message if hasattr(exc.certificate_error, "verify_message") else exc}') from None
+                              f'x509: {why}') from None
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             raise _CallFailed(f'failed to call webhook: Post "{shown}": {_reason(exc)}') from None
         if status != 200:
