@@ -228,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pocketkube.cli import up
 
     up.add_parsers(sub)
-    from pocketkube.cli import explain_dns
+    from pocketkube.cli import certgen, explain_dns
 
     explain_dns.add_parser(sub)
+    certgen.add_parser(sub)
     a = sub.add_parser("agent", help="run a node agent (pocketkube's kubelet); `up` starts these")
     a.add_argument("--kubeconfig", required=True, help="how to reach the API server")
     a.add_argument("--node-name", required=True)
