@@ -181,3 +181,31 @@ def test_dry_run_is_refused_for_webhooks_with_side_effects(server, ns, hook_serv
     obj["webhooks"][0]["sideEffects"] = "Some"
     cp = server.kubectl("create", "-f", "-", input=json.dumps(obj), check=False)
     assert cp.returncode == 1  # v1 accepts only None and NoneOnDryRun: no webhook with side effects exists
+
+
+def test_equivalent_match_policy_sends_the_version_the_rule_names(server, ns, hook_server, configure):
+    hook = webhook_config(f"equiv-{ns}", "MutatingWebhookConfiguration", ns, hook_server["url"] + "/mutate",
+                          hook_server["ca"])
+    hook["webhooks"][0]["rules"] = [{"operations": ["CREATE"], "apiGroups": ["autoscaling"], "apiVersions": ["v1"],
+                                     "resources": ["horizontalpodautoscalers"]}]
+    configure(hook)
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "maxReplicas": 3, "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}}
+    server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
+    got = server.kubectl_json("get", "hpa", "h", "-n", ns)
+    assert got["metadata"]["labels"] == {"mutated": "yes"} and got["spec"]["metrics"][0]["resource"]["target"] == {
+        "type": "Utilization", "averageUtilization": 50}
+    req = [c["request"] for c in CALLS if c["request"].get("namespace") == ns and c["request"]["name"] == "h"][-1]
+    assert req["kind"] == {"group": "autoscaling", "version": "v1", "kind": "HorizontalPodAutoscaler"}
+    assert req["requestKind"]["version"] == "v2"
+    assert req["object"]["apiVersion"] == "autoscaling/v1"
+    assert req["object"]["spec"]["targetCPUUtilizationPercentage"] == 50
+    exact = webhook_config(f"equiv-{ns}", "MutatingWebhookConfiguration", ns, hook_server["url"] + "/mutate",
+                           hook_server["ca"], matchPolicy="Exact")
+    exact["webhooks"][0]["rules"] = hook["webhooks"][0]["rules"]
+    configure(exact)
+    hpa["metadata"]["name"] = "h2"
+    server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
+    assert "labels" not in server.kubectl_json("get", "hpa", "h2", "-n", ns)["metadata"]
