@@ -49,6 +49,31 @@ def _report(rule: str, why: str) -> None:
         log.warning("CEL rule %r is not checked: %s", rule, why)
 
 
+class NotEvaluated(Exception):
+    """The expression could not be compiled or evaluated here (the reason is logged)."""
+
+
+def evaluate(expression: str, activation: dict[str, Any]) -> Any:
+    """The value of a CEL expression over JSON-like variables (dicts become CEL maps);
+    raises NotEvaluated when it cannot be compiled or evaluated."""
+    try:
+        import celpy
+    except ImportError:
+        raise NotEvaluated("cel-python is not installed") from None
+    prog = _program(expression)
+    if prog is None:
+        raise NotEvaluated("does not compile")
+    try:
+        result = prog.evaluate({k: celpy.json_to_cel(v) for k, v in activation.items()})
+    except Exception as exc:
+        _report(expression, f"evaluation failed: {exc}")
+        raise NotEvaluated(str(exc)) from None
+    if isinstance(result, Exception):
+        _report(expression, f"evaluation failed: {result}")
+        raise NotEvaluated(str(result))
+    return result
+
+
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"

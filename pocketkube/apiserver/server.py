@@ -22,7 +22,7 @@ import yaml
 from aiohttp import web
 
 from pocketkube.apiserver import (
-    allocators, authn, authz, bootstrappolicy, certs, customresources, discovery, proxy, streaming, tokens, webhooks,
+    admissionpolicy, allocators, authn, authz, bootstrappolicy, certs, customresources, discovery, proxy, streaming, tokens, webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
@@ -84,6 +84,7 @@ class APIServer:
         if self.authorization_mode == "RBAC":
             self.handlers.authorizer = authz.RBACAuthorizer(self.cache)
         self.handlers.webhooks = webhooks.Dispatcher(self.cache)
+        self.handlers.policies = admissionpolicy.Policies(self.cache)
         self.handlers.custom_resources = customresources.CustomResources(self.cache, self.storage)
         streaming.install(self.handlers, self.storage, agent_token=self._kubelet_client_token())
         proxy.install(self.handlers, self.storage)

@@ -90,34 +90,7 @@ class Dispatcher:
 
     def _matches(self, hook: dict, operation: str, info: KindInfo, sub: str, namespace: str, obj: dict | None,
                  old: dict | None) -> KindInfo | None:
-        """The kind (version) the webhook is called with, or None when it does not select the request.
-        With `matchPolicy: Equivalent` (the default) a rule naming another served version of the same
-        resource selects it too, and the webhook gets the object in that version."""
-        rules = [r for r in hook.get("rules") or [] if isinstance(r, dict)]
-        chosen = info if any(_rule_matches(r, operation, info, sub) for r in rules) else None
-        if chosen is None and hook.get("matchPolicy", "Equivalent") == "Equivalent":
-            chosen = next((other for other in registry.ALL_KINDS
-                           if other.group == info.group and other.resource == info.resource and other is not info
-                           and any(_rule_matches(r, operation, other, sub) for r in rules)), None)
-        if chosen is None:
-            return None
-        try:
-            ns_sel = selectors.selector_from_object(hook.get("namespaceSelector") or {})
-            obj_sel = selectors.selector_from_object(hook.get("objectSelector") or {})
-        except ValueError:
-            return False
-        if info.kind == "Namespace" and info.group == "":
-            if not ns_sel.matches(((obj or old or {}).get("metadata") or {}).get("labels") or {}):
-                return None
-        elif info.namespaced and not ns_sel.empty:
-            ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
-            if not ns_sel.matches(((ns or {}).get("metadata") or {}).get("labels") or {}):
-                return None
-        if not obj_sel.empty:
-            labels = [((o or {}).get("metadata") or {}).get("labels") or {} for o in (obj, old) if o is not None]
-            if not any(obj_sel.matches(lbl) for lbl in labels):
-                return None
-        return chosen
+        return select(self.cache, hook, hook.get("rules") or [], operation, info, sub, namespace, obj, old)
 
     # ---- admission ---------------------------------------------------------------------
 
@@ -280,6 +253,39 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"tls: {exc.reason or exc}"
     return str(exc) or exc.__class__.__name__
+
+
+def select(cache, spec: dict, rules: list, operation: str, info: KindInfo, sub: str, namespace: str,
+           obj: dict | None, old: dict | None) -> KindInfo | None:
+    """The kind (version) a webhook or policy is called with, or None when its `rules` and
+    `spec`'s namespaceSelector, objectSelector and matchPolicy do not select the request. With
+    `matchPolicy: Equivalent` (the default) a rule naming another served version of the same
+    resource selects it too, and the object is sent in that version."""
+    rules = [r for r in rules if isinstance(r, dict)]
+    chosen = info if any(_rule_matches(r, operation, info, sub) for r in rules) else None
+    if chosen is None and spec.get("matchPolicy", "Equivalent") == "Equivalent":
+        chosen = next((other for other in registry.ALL_KINDS
+                       if other.group == info.group and other.resource == info.resource and other is not info
+                       and any(_rule_matches(r, operation, other, sub) for r in rules)), None)
+    if chosen is None:
+        return None
+    try:
+        ns_sel = selectors.selector_from_object(spec.get("namespaceSelector") or {})
+        obj_sel = selectors.selector_from_object(spec.get("objectSelector") or {})
+    except ValueError:
+        return None
+    if info.kind == "Namespace" and info.group == "":
+        if not ns_sel.matches(((obj or old or {}).get("metadata") or {}).get("labels") or {}):
+            return None
+    elif info.namespaced and not ns_sel.empty:
+        ns = cache.get(f"/registry/core/namespaces/{namespace}")
+        if not ns_sel.matches(((ns or {}).get("metadata") or {}).get("labels") or {}):
+            return None
+    if not obj_sel.empty:
+        labels = [((o or {}).get("metadata") or {}).get("labels") or {} for o in (obj, old) if o is not None]
+        if not any(obj_sel.matches(lbl) for lbl in labels):
+            return None
+    return chosen
 
 
 def _rule_matches(rule: dict, operation: str, info: KindInfo, sub: str) -> bool:

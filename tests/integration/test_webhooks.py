@@ -209,3 +209,33 @@ def test_equivalent_match_policy_sends_the_version_the_rule_names(server, ns, ho
     hpa["metadata"]["name"] = "h2"
     server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
     assert "labels" not in server.kubectl_json("get", "hpa", "h2", "-n", ns)["metadata"]
+
+
+def test_validating_admission_policy_denies_and_warns(server, ns, configure):
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": f"limit-{ns}"},
+              "spec": {"matchConstraints": {"resourceRules": [{
+                  "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                  "resources": ["deployments"]}]},
+                  "variables": [{"name": "replicas", "expression": "object.spec.replicas"}],
+                  "validations": [{"expression": "variables.replicas <= 5", "message": "no more than 5 replicas"},
+                                  {"expression": "object.metadata.name.startsWith('ok-')"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": f"limit-{ns}"},
+               "spec": {"policyName": f"limit-{ns}", "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}}
+    configure(policy)
+    configure(binding)
+    server.kubectl("create", "deployment", "ok-web", "--image=nginx", "--replicas=3", "-n", ns)
+    cp = server.kubectl("create", "deployment", "ok-big", "--image=nginx", "--replicas=9", "-n", ns, check=False)
+    assert cp.stderr.strip() == (f"error: failed to create deployment: ValidatingAdmissionPolicy 'limit-{ns}' with "
+                                 f"binding 'limit-{ns}' denied request: no more than 5 replicas")
+    cp = server.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns, check=False)
+    assert cp.stderr.strip().endswith("denied request: failed expression: object.metadata.name.startsWith('ok-')")
+    assert server.kubectl("get", "validatingadmissionpolicies", f"limit-{ns}").stdout.split()[:6] == [
+        "NAME", "VALIDATIONS", "PARAMKIND", "AGE", f"limit-{ns}", "2"]
+    binding["spec"]["validationActions"] = ["Warn"]
+    configure(binding)
+    cp = server.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns)
+    assert (f"Warning: Validation failed for ValidatingAdmissionPolicy 'limit-{ns}' with binding 'limit-{ns}': "
+            "failed expression: object.metadata.name.startsWith('ok-')") in cp.stderr
