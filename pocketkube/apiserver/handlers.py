@@ -151,7 +151,7 @@ class Handlers:
         a = authz.attributes(method, path, query, user)
         allowed, reason = self.authorizer.authorize(a)
         if not allowed:
-            log.warning("forbidden: %s", authz.forbidden_message(a))
+            log.info("forbidden: %s", authz.forbidden_message(a))
             raise authz.forbidden(a, reason)
         return user
 
