@@ -74,7 +74,7 @@ spec:
       containers:
       - name: create
         image: {certgen}
-        args: [create, --host=webhook,webhook.{ns}.svc, --namespace={ns}, --secret-name=webhook-cert]
+        args: [create, "--host=webhook,webhook.{ns}.svc", --namespace={ns}, --secret-name=webhook-cert]
 """))
     return docs
 
