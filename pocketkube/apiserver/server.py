@@ -27,7 +27,8 @@ from pocketkube.apiserver import (
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
 from pocketkube.apiserver.kinds import apiservice, policykinds, registry
-from pocketkube.apiserver.storage import Storage, WriteOptions
+from pocketkube.apiserver.kinds import ingress as ingress_kind, ingressclass as ingressclass_kind
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
 from pocketkube.core import errors
 from pocketkube.core.objects import deep_copy
 from pocketkube.store import open_store
@@ -73,6 +74,8 @@ class APIServer:
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
         self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
+        self.storage.admission.append(ingress_kind.default_class_admission(
+            lambda: self.cache.list(collection_prefix(ingressclass_kind.INFO, None))))
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])

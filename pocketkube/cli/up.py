@@ -345,6 +345,7 @@ class UpOptions:
     disable: tuple[str, ...] = ()  # built-in add-ons not to apply
     proxy_mode: str = "nftables"
     lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside the node network
+    addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
 
 
 def require_root(command: str) -> None:
@@ -404,7 +405,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         ca_pem, token = _write_credentials(record)
         _start_processes(record, ca_pem, token, opts.agent_command)
         _wait_until_ready(record, progress, opts.wait)
-        wanted = [a for a in addons.ADDONS if a not in opts.disable]
+        wanted = [a for a in addons.ADDONS if a not in opts.disable] + [a for a in opts.addons if a not in opts.disable]
         if wanted:
             progress.show("Applying add-ons (" + ", ".join(wanted) + ")")
             _apply_addons(record, wanted, opts.proxy_mode)
@@ -536,20 +537,28 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         time.sleep(POLL_SECONDS)
 
 
+def addon_objects(record: ClusterRecord, name: str, proxy_mode: str = "nftables") -> list[dict]:
+    """An add-on's objects, filled in with this cluster's facts."""
+    return addons.render(name, api_host=record.network.host_ip, api_port=str(record.port), cluster_name=record.name,
+                         proxy_mode=proxy_mode)
+
+
+def admin_client(record: ClusterRecord):
+    """A client with the cluster's admin credentials (what `up` and `addons` apply with)."""
+    from pocketkube.core.client import from_kubeconfig
+
+    return from_kubeconfig(os.path.join(record.server_dir, "kubeconfig"), field_manager="pocketkube-addons")
+
+
 def _apply_addons(record: ClusterRecord, names: list[str], proxy_mode: str) -> None:
     """Server-side apply the built-in add-ons through the cluster's own API."""
     import asyncio
 
-    from pocketkube.core.client import from_kubeconfig
-
-    params = {"api_host": record.network.host_ip, "api_port": str(record.port), "cluster_name": record.name,
-              "proxy_mode": proxy_mode}
-
     async def apply_all() -> None:
-        client = from_kubeconfig(os.path.join(record.server_dir, "kubeconfig"), field_manager="pocketkube-addons")
+        client = admin_client(record)
         try:
             for name in names:
-                await addons.apply(client, addons.render(name, **params))
+                await addons.apply(client, addon_objects(record, name, proxy_mode))
         finally:
             await client.close()
 
@@ -809,6 +818,8 @@ def add_parsers(sub) -> None:
                    help="how long to wait for the nodes to be Ready (default %(default)s)")
     p.add_argument("--disable", action="append", default=[], choices=addons.ADDONS, metavar="ADDON",
                    help="do not apply this built-in add-on (" + ", ".join(addons.ADDONS) + "); repeatable")
+    p.add_argument("--addons", action="append", default=[], type=_addon_list, metavar="ADDON[,ADDON]",
+                   help="also apply these optional add-ons (" + ", ".join(addons.OPTIONAL) + "); repeatable")
     p.add_argument("--proxy-mode", choices=("nftables", "userspace"), default="nftables",
                    help="how the service proxy routes Service traffic (default %(default)s)")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
@@ -816,13 +827,24 @@ def add_parsers(sub) -> None:
                         "addresses (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
-                                                    lb_range=a.lb_range))))
+                                                    lb_range=a.lb_range,
+                                                    addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: down(a.name)))
     p = sub.add_parser("status", help="say what runs")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: status(a.name)))
+
+
+def _addon_list(text: str) -> list[str]:
+    import argparse
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in addons.OPTIONAL:
+            raise argparse.ArgumentTypeError(f"unknown add-on {n!r}; optional add-ons: {', '.join(addons.OPTIONAL)}")
+    return names
 
 
 def _cli(command):

@@ -1,6 +1,7 @@
-"""kube-webhook-certgen's Jobs, as install manifests run them (ingress-nginx): `create` makes the
-webhook's certificate into a Secret, `patch` puts its CA into the webhook configuration, each as
-a ServiceAccount with only the manifest's RBAC. The API server then calls the webhook with it."""
+"""kube-webhook-certgen's Jobs (pocketkube/ingress/certgen.py), as install manifests run them
+(ingress-nginx): `create` makes the webhook's certificate into a Secret, `patch` puts its CA into
+the webhook configuration, each as a ServiceAccount with only the manifest's RBAC. The API
+server then calls the webhook with it."""
 
 from __future__ import annotations
 
@@ -60,13 +61,14 @@ def test_create_then_patch_then_the_webhook_is_called(server, ns, tmp_path):
     kubeconfig.write_text(yaml.safe_dump(cfg))
 
     def certgen(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pocketkube.cli.main", "webhook-certgen", *args,
-                               f"--namespace={ns}", "--secret-name=admission", f"--kubeconfig={kubeconfig}"],
+        return subprocess.run([sys.executable, "-m", "pocketkube.ingress.certgen", f"--kubeconfig={kubeconfig}",
+                               *args, f"--namespace={ns}", "--secret-name=admission"],
                               capture_output=True, text=True, cwd=ROOT, timeout=60)
 
-    cp = certgen("create", "--host=127.0.0.1,admission.example")
+    cp = certgen("create", "--host=localhost,admission.example")
     assert cp.returncode == 0, cp.stderr
-    assert "already exists" in certgen("create", "--host=127.0.0.1").stdout  # a second run keeps it
+    again = certgen("create", "--host=localhost")  # a second run keeps it
+    assert again.returncode == 0 and "already exists" in again.stdout + again.stderr
     data = server.kubectl_json("get", "secret", "admission", "-n", ns)["data"]
     assert sorted(data) == ["ca", "cert", "key"]
     (tmp_path / "cert").write_bytes(base64.b64decode(data["cert"]))
@@ -81,7 +83,7 @@ def test_create_then_patch_then_the_webhook_is_called(server, ns, tmp_path):
         config = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
                   "metadata": {"name": name},
                   "webhooks": [{"name": "validate.admission.example", "failurePolicy": "Ignore",
-                                "clientConfig": {"url": f"https://127.0.0.1:{httpd.server_address[1]}/deny"},
+                                "clientConfig": {"url": f"https://localhost:{httpd.server_address[1]}/deny"},
                                 "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                                            "resources": ["configmaps"]}],
                                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},

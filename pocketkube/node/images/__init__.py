@@ -131,9 +131,9 @@ class Resolved:
 
 
 def _families():
-    from pocketkube.node.images import agnhost, apps, busybox, nginx, pause, system
+    from pocketkube.node.images import agnhost, apps, busybox, ingress, nginx, pause, system
 
-    return (nginx, busybox, apps, agnhost, pause, system)
+    return (nginx, busybox, apps, agnhost, pause, system, ingress)
 
 
 def catalog() -> dict:
