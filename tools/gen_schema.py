@@ -48,6 +48,8 @@ SERVED_KINDS = [
     ("v1", "ReplicationController", "V1ReplicationController"),
     ("v1", "ResourceQuota", "V1ResourceQuota"),
     ("v1", "LimitRange", "V1LimitRange"),
+    ("v1", "PersistentVolumeClaim", "V1PersistentVolumeClaim"),
+    ("v1", "PersistentVolume", "V1PersistentVolume"),
     ("networking.k8s.io/v1", "NetworkPolicy", "V1NetworkPolicy"),
     ("apps/v1", "Deployment", "V1Deployment"),
     ("apps/v1", "ReplicaSet", "V1ReplicaSet"),
@@ -95,7 +97,7 @@ META_CLASSES = {
     "V1Preconditions", "V1Status", "V1StatusDetails", "V1StatusCause",
 }
 # Core kinds not served but whose reachable types are core/v1 (pod templates, PVC templates).
-CORE_ANCHORS = ["V1PodTemplate", "V1PersistentVolumeClaim", "V1ObjectReference"]
+CORE_ANCHORS = ["V1PodTemplate", "V1ObjectReference"]
 
 # Go int64 fields ("Class.jsonName"); every other integer is an int32.
 INT64_FIELDS = {
@@ -126,6 +128,7 @@ RESOURCE_LIST_FIELDS = {
     "V1NodeStatus.capacity", "V1NodeStatus.allocatable", "V1PodSpec.overhead",
     "V1ContainerStatus.allocatedResources", "V1PodStatus.allocatedResources",
     "V1PersistentVolumeClaimStatus.capacity", "V1PersistentVolumeClaimStatus.allocatedResources",
+    "V1PersistentVolumeSpec.capacity",
     "V1ResourceQuotaSpec.hard", "V1ResourceQuotaStatus.hard", "V1ResourceQuotaStatus.used",
     "V1LimitRangeItem.max", "V1LimitRangeItem.min", "V1LimitRangeItem.default",
     "V1LimitRangeItem.defaultRequest", "V1LimitRangeItem.maxLimitRequestRatio",

@@ -797,34 +797,82 @@ def _network_policy_cells(policy: dict, now: _dt.datetime) -> list:
     return [_name(policy), format_label_selector(_spec(policy).get("podSelector") or {}), _age(policy, now)]
 
 
-_PVC_COLUMNS = [
+_PERSISTENT_VOLUME_CLAIM_COLUMNS = [
     _name_col(),
     _col("Status", "phase represents the current phase of PersistentVolumeClaim."),
     _col("Volume", "volumeName is the binding reference to the PersistentVolume backing this claim."),
     _col("Capacity", "capacity represents the actual resources of the underlying volume."),
-    _col("Access Modes", "accessModes contains the actual access modes the volume backing the PVC has."),
+    _col("Access Modes", "accessModes contains the actual access modes the volume backing the PVC has. More info: "
+                         "https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1"),
     _col("StorageClass", "StorageClass of the pvc"),
     _col("VolumeAttributesClass", "VolumeAttributesClass of the pvc"),
     _age_col(),
     _col("VolumeMode", "volumeMode defines what type of volume is required by the claim. Value of Filesystem is "
                        "implied when not included in claim spec.", priority=1),
 ]
-_ACCESS_MODE_SHORT = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
-                      "ReadWriteOncePod": "RWOP"}
+_PERSISTENT_VOLUME_COLUMNS = [
+    _name_col(),
+    _col("Capacity", "capacity is the description of the persistent volume's resources and capacity. More info: "
+                     "https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity"),
+    _col("Access Modes", "accessModes contains all ways the volume can be mounted. More info: "
+                         "https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes"),
+    _col("Reclaim Policy", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released "
+                           "from its claim. Valid options are Retain (default for manually created PersistentVolumes), "
+                           "Delete (default for dynamically provisioned PersistentVolumes), and Recycle (deprecated). "
+                           "Recycle must be supported by the volume plugin underlying this PersistentVolume. More "
+                           "info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#reclaiming"),
+    _col("Status", "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: "
+                   "https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase"),
+    _col("Claim", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim. "
+                  "Expected to be non-nil when bound. claim.VolumeName is the authoritative bind between PV and PVC. "
+                  "More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#binding"),
+    _col("StorageClass", "StorageClass of the pv"),
+    _col("VolumeAttributesClass", "VolumeAttributesClass of the pv"),
+    _col("Reason", "reason is a brief CamelCase string that describes any failure and is meant for machine parsing "
+                   "and tidy display in the CLI."),
+    _age_col(),
+    _col("VolumeMode", "volumeMode defines if a volume is intended to be used with a formatted filesystem or to "
+                       "remain in raw block state. Value of Filesystem is implied when not included in spec.",
+         priority=1),
+]
+_ACCESS_MODE_ABBREVIATIONS = (("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"),
+                              ("ReadWriteOncePod", "RWOP"))
 
 
-def _pvc_cells(pvc: dict, now: _dt.datetime) -> list:
-    """printPersistentVolumeClaim."""
+def _access_modes(modes: list) -> str:
+    """GetAccessModesAsString: RWO, ROX, RWX, RWOP in that order, each once."""
+    return ",".join(short for mode, short in _ACCESS_MODE_ABBREVIATIONS if mode in (modes or []))
+
+
+def _volume_phase(obj: dict) -> str:
+    return "Terminating" if _meta(obj).get("deletionTimestamp") else _status(obj).get("phase") or ""
+
+
+def _storage_class(obj: dict) -> str:
+    """The beta annotation first, then spec.storageClassName (GetPersistentVolume(Claim)Class)."""
+    annotations = _meta(obj).get("annotations") or {}
+    return annotations.get("volume.beta.kubernetes.io/storage-class", _spec(obj).get("storageClassName") or "")
+
+
+def _persistent_volume_claim_cells(pvc: dict, now: _dt.datetime) -> list:
+    """printPersistentVolumeClaim: capacity and modes are the bound volume's, shown once bound."""
     spec, status = _spec(pvc), _status(pvc)
-    phase = "Terminating" if _meta(pvc).get("deletionTimestamp") else status.get("phase", "")
     capacity = modes = ""
     if spec.get("volumeName"):
-        modes = ",".join(_ACCESS_MODE_SHORT.get(m, m) for m in status.get("accessModes") or [])
         capacity = (status.get("capacity") or {}).get("storage", "")
-    storage_class = spec.get("storageClassName") or (_meta(pvc).get("annotations") or {}).get(
-        "volume.beta.kubernetes.io/storage-class", "")
-    return [_name(pvc), phase, spec.get("volumeName", ""), capacity, modes, storage_class,
+        modes = _access_modes(status.get("accessModes"))
+    return [_name(pvc), _volume_phase(pvc), spec.get("volumeName") or "", capacity, modes, _storage_class(pvc),
             spec.get("volumeAttributesClassName") or "<unset>", _age(pvc, now), spec.get("volumeMode") or "<unset>"]
+
+
+def _persistent_volume_cells(pv: dict, now: _dt.datetime) -> list:
+    spec = _spec(pv)
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if spec.get("claimRef") else ""
+    return [_name(pv), (spec.get("capacity") or {}).get("storage", ""), _access_modes(spec.get("accessModes")),
+            spec.get("persistentVolumeReclaimPolicy") or "", _volume_phase(pv), claim, _storage_class(pv),
+            spec.get("volumeAttributesClassName") or "<unset>", _status(pv).get("reason") or "", _age(pv, now),
+            spec.get("volumeMode") or "<unset>"]
 
 
 _PDB_COLUMNS = [
@@ -1306,7 +1354,6 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
     ("networking.k8s.io", "NetworkPolicy"): _Printer(_NETWORK_POLICY_COLUMNS, _network_policy_cells),
     ("", "ResourceQuota"): _Printer(_RESOURCE_QUOTA_COLUMNS, _resource_quota_cells),
-    ("", "PersistentVolumeClaim"): _Printer(_PVC_COLUMNS, _pvc_cells),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): _Printer(_VAP_COLUMNS, _vap_cells),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"): _Printer(_VAP_BINDING_COLUMNS,
                                                                                     _vap_binding_cells),
@@ -1314,6 +1361,8 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("policy", "PodDisruptionBudget"): _Printer(_PDB_COLUMNS, _pdb_cells),
     ("scheduling.k8s.io", "PriorityClass"): _Printer(_PRIORITY_CLASS_COLUMNS, _priority_class_cells),
     ("autoscaling", "HorizontalPodAutoscaler"): _Printer(_HPA_COLUMNS, _hpa_cells),
+    ("", "PersistentVolumeClaim"): _Printer(_PERSISTENT_VOLUME_CLAIM_COLUMNS, _persistent_volume_claim_cells),
+    ("", "PersistentVolume"): _Printer(_PERSISTENT_VOLUME_COLUMNS, _persistent_volume_cells),
     ("batch", "CronJob"): _Printer(_CRON_JOB_COLUMNS, _cron_job_cells),
     ("rbac.authorization.k8s.io", "RoleBinding"): _Printer(_ROLE_BINDING_COLUMNS, _binding_cells),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):

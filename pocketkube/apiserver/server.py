@@ -22,7 +22,8 @@ import yaml
 from aiohttp import web
 
 from pocketkube.apiserver import (
-    admissionpolicy, allocators, authn, authz, bootstrappolicy, certs, customresources, discovery, proxy, streaming, tokens, webhooks,
+    admissionpolicy, allocators, authn, authz, bootstrappolicy, certs, customresources, discovery, proxy, quota,
+    streaming, tokens, webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
@@ -76,6 +77,7 @@ class APIServer:
         self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
         self.storage.admission.append(ingress_kind.default_class_admission(
             lambda: self.cache.list(collection_prefix(ingressclass_kind.INFO, None))))
+        quota.install(self.storage)  # ResourceQuota admission
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])

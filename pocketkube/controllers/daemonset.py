@@ -14,7 +14,7 @@ import datetime as _dt
 import math
 
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.nodefit import matches_node_affinity, tolerates
+from pocketkube.core.nodefit import matches_node_affinity, tolerates
 from pocketkube.controllers.podcontrol import (
     Expectations, OwnerIndex, controller_of, controller_ref, is_being_deleted, is_pod_available, is_pod_ready,
     label_selector, pod_from_template, pod_name_prefix,

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import orjson
-
 from pocketkube.controllers.base import Controller
 from pocketkube.core import errors
-from pocketkube.core.client import error_from
 from pocketkube.core.objects import deep_copy, parse_time, rfc3339, utc_now
 
 FINALIZER = "kubernetes"
@@ -156,25 +153,19 @@ class NamespaceController(Controller):
     async def discover(self) -> list[Resource]:
         """Every namespaced resource (not subresource) that can be listed and deleted."""
         group_versions = ["v1"]
-        groups = await self._get_json("/apis")
+        groups = await self.client.get_path("/apis")
         for group in groups.get("groups") or []:
             preferred = (group.get("preferredVersion") or {}).get("groupVersion")
             if preferred:
                 group_versions.append(preferred)
         result = []
         for gv in group_versions:
-            listing = await self._get_json("/api/v1" if gv == "v1" else f"/apis/{gv}")
+            listing = await self.client.get_path("/api/v1" if gv == "v1" else f"/apis/{gv}")
             for res in listing.get("resources") or []:
                 verbs = set(res.get("verbs") or [])
                 if res.get("namespaced") and "/" not in res["name"] and {"list", "delete"} <= verbs:
                     result.append(Resource(gv, res["name"]))
         return result
-
-    async def _get_json(self, path: str) -> dict:
-        status, body = await self.client.transport.request("GET", path, [], None, None)
-        if status >= 300:
-            raise error_from(status, body)
-        return orjson.loads(body)
 
     async def delete_all_content(self, namespace: str, resources: list[Resource]) -> ContentTotals:
         totals = ContentTotals()

@@ -14,6 +14,7 @@ from pocketkube.controllers.job import JobController, TTLAfterFinishedController
 from pocketkube.controllers.loadbalancer import LoadBalancerController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
+from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.rootca import RootCACertPublisher
 from pocketkube.controllers.scheduler import Scheduler
 from pocketkube.controllers.serviceaccount import ServiceAccountController
@@ -36,6 +37,7 @@ CONTROLLERS: list = [
     CronJobController,
     GarbageCollector,
     NamespaceController,
+    ResourceQuotaController,
     ServiceAccountController,
     RootCACertPublisher,
     ClusterRoleAggregationController,

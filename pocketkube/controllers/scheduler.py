@@ -12,17 +12,17 @@ tried again when a node or a pod changes in a way that may make room, and every 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from pocketkube.controllers import podcontrol
 from pocketkube.controllers.base import Controller
-from pocketkube.controllers.nodefit import matches_node_affinity, tolerates
+from pocketkube.core.nodefit import PORTS_REASON, host_ports, matches_node_affinity, ports_conflict, tolerates
 from pocketkube.core import errors
 from pocketkube.core.informer import object_key
 from pocketkube.core.objects import rfc3339
+from pocketkube.core.quantity import parse_quantity
 
 SCHEDULER_NAME = "default-scheduler"
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
@@ -35,37 +35,9 @@ TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
-REASON_PORTS = "node(s) didn't have free ports for the requested pod ports"
 REASON_TOO_MANY_PODS = "Too many pods"
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 PREEMPTION_NO_VICTIMS = "No preemption victims found for incoming pod"
-
-
-# ---- quantities -------------------------------------------------------------------------------
-
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|([a-zA-Z]*))$")
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
-            "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-            "P": Fraction(10**15), "E": Fraction(10**18)}
-
-
-def parse_quantity(text) -> Fraction | None:
-    """resource.Quantity's value (None when it does not parse)."""
-    if isinstance(text, (int, float)):
-        return Fraction(text)
-    match = _QUANTITY.match(str(text).strip())
-    if not match:
-        return None
-    number, exponent, suffix = match.group(1), match.group(2), match.group(3) or ""
-    value = Fraction(number)
-    if exponent:
-        return value * Fraction(10) ** int(exponent[1:])
-    if suffix in _BINARY:
-        return value * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return value * _DECIMAL[suffix]
-    return None
 
 
 # ---- what a pod asks for -----------------------------------------------------------------------
@@ -102,13 +74,8 @@ def pod_demand(pod: dict) -> PodDemand:
         parsed = parse_quantity(value)
         if parsed is not None:
             total[name] += parsed
-    ports = set()
-    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                ports.add((port.get("protocol") or "TCP", port.get("hostIP") or "0.0.0.0", port["hostPort"]))
     ref = podcontrol.controller_of(pod)
-    return PodDemand(ref.get("uid", "") if ref else "", total["cpu"], total["memory"], frozenset(ports))
+    return PodDemand(ref.get("uid", "") if ref else "", total["cpu"], total["memory"], host_ports(spec))
 
 
 @dataclass
@@ -167,16 +134,6 @@ def first_untolerated(taints: list[dict], tolerations: list[dict], effects: tupl
     return None
 
 
-def _ports_conflict(wanted: frozenset, used: Counter) -> bool:
-    for protocol, ip, port in wanted:
-        for (used_protocol, used_ip, used_port), count in used.items():
-            if count <= 0 or used_protocol != protocol or used_port != port:
-                continue
-            if ip == used_ip or "0.0.0.0" in (ip, used_ip):
-                return True
-    return False
-
-
 def unfit_reasons(pod: dict, demand: PodDemand, node: dict, usage: NodeUsage) -> tuple[list[str], bool]:
     """Why the pod does not fit the node ([] when it does), and whether preemption could
     help (False for UnschedulableAndUnresolvable reasons)."""
@@ -190,8 +147,8 @@ def unfit_reasons(pod: dict, demand: PodDemand, node: dict, usage: NodeUsage) ->
         return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"], False
     if not matches_node_affinity(pod.get("spec") or {}, node):
         return [REASON_AFFINITY], False
-    if demand.host_ports and _ports_conflict(demand.host_ports, usage.ports):
-        return [REASON_PORTS], True
+    if demand.host_ports and ports_conflict(demand.host_ports, usage.ports):
+        return [PORTS_REASON], True
     return _insufficient(demand, node, usage), True
 
 

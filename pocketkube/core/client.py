@@ -90,6 +90,10 @@ class Client:
         """GET /version (the server's version.Info)."""
         return await self._call("GET", "/version")
 
+    async def get_path(self, path: str) -> dict:
+        """GET any path of the API (discovery: /apis, /apis/GROUP, /api/v1)."""
+        return await self._call("GET", path)
+
     async def get(self, api_version: str, resource: str, name: str, namespace: str | None = None,
                   subresource: str = "") -> dict:
         return await self._call("GET", resource_path(api_version, resource, namespace, name, subresource))

@@ -254,6 +254,12 @@ def forbidden_status(message: str) -> APIError:
     return APIError(403, "Forbidden", message)
 
 
+def forbidden_object(resource: str, group: str, name: str, why: str) -> APIError:
+    """apierrors.NewForbidden: `pods "web-1" is forbidden: <why>` (an admission plugin's refusal)."""
+    return APIError(403, "Forbidden", f'{qualified(resource, group)} "{name}" is forbidden: {why}',
+                    _details(name, resource, group))
+
+
 def not_found_path() -> APIError:
     return APIError(404, "NotFound", "the server could not find the requested resource", {})
 

@@ -499,7 +499,8 @@ class IngressController:
         allowed, message = await self.validate(request.get("object") or {}, request.get("namespace") or "")
         response: dict = {"uid": request.get("uid", ""), "allowed": allowed}
         if not allowed:
-            response["result"] = {"status": "Failure", "message": message, "reason": "BadRequest", "code": 400}
+            # AdmissionResponse.Result is "status" in JSON (a metav1.Status)
+            response["status"] = {"status": "Failure", "message": message, "reason": "BadRequest", "code": 400}
         return {"apiVersion": review.get("apiVersion") or "admission.k8s.io/v1", "kind": "AdmissionReview",
                 "response": response}
 

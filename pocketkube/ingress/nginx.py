@@ -66,7 +66,7 @@ class Nginx:
                 _write(path, content)
         candidate = f"{self.conf}.{name}"
         _write(candidate, text.encode(), 0o644)
-        proc = await asyncio.create_subprocess_exec(self.binary, "-t", "-q", "-c", candidate,
+        proc = await asyncio.create_subprocess_exec(self.binary, "-t", "-q", "-e", "stderr", "-c", candidate,
                                                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
         if proc.returncode != 0:
@@ -97,8 +97,9 @@ class Nginx:
                 os.unlink(path)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(self.binary, "-c", self.conf, "-g", "daemon off; master_process on;",
-                                                    start_new_session=True)
+        # -e stderr: not the compiled-in /var/log/nginx/error.log, which the image does not have
+        return await asyncio.create_subprocess_exec(self.binary, "-e", "stderr", "-c", self.conf,
+                                                    "-g", "daemon off; master_process on;", start_new_session=True)
 
     @staticmethod
     def _kill_group(proc: asyncio.subprocess.Process) -> None:

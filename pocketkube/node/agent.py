@@ -6,6 +6,12 @@ containers, probes, status) and writes the status back through pods/NAME/status;
 being deleted are stopped gracefully, then removed with gracePeriodSeconds=0, as the
 kubelet does. Component shape of DESIGN.md: `start()`, `stop()`, `ready`.
 
+A pod new to this node is admitted first, as the kubelet's canAdmitPod does: one whose host
+ports are taken by a pod the node already runs (and that has not finished) is rejected, not
+run: its status becomes phase Failed, reason `NodePorts`, message `Pod was rejected: Predicate
+NodePorts failed: node(s) didn't ...`, with a Warning event, and it stays so (its controller
+replaces it).
+
 Status writes are coalesced as the kubelet's status manager does: a pod's status is
 written when its worker has something to report (the end of a sync pass, see
 PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
@@ -19,12 +25,14 @@ import asyncio
 import logging
 import os
 import platform
+from collections import Counter
 
 from pocketkube import __version__
 from pocketkube.core import errors
 from pocketkube.core.client import Client
 from pocketkube.core.events import EventRecorder
 from pocketkube.core.informer import Informer, object_key
+from pocketkube.core.nodefit import PORTS_REASON, host_ports, ports_conflict
 from pocketkube.core.objects import rfc3339, rfc3339_micro
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.core.workqueue import WorkQueue
@@ -40,6 +48,7 @@ WORKERS = 16  # pods synced (and statuses written) at once
 STATUS_KEY = "status/"  # a queue key: only write the pod's status (its worker saw a change)
 EVENTS_AT_ONCE = 8  # pod events being written at a time (a burst of pods must not open a connection each)
 KUBELET_PORT = 10250
+TERMINAL_PHASES = ("Succeeded", "Failed")
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 
 
@@ -116,6 +125,7 @@ class NodeAgent:
         self._statuses: dict[str, dict] = {}  # uid -> last status written
         self._status_locks: dict[str, asyncio.Lock] = {}  # uid -> held while its status is written
         self._terminating: set[str] = set()
+        self._rejected: set[str] = set()  # uids refused at admission; they never run here
         self._tasks: list[asyncio.Task] = []
         self._streaming_server = None
         self._want_streaming = streaming
@@ -280,6 +290,7 @@ class NodeAgent:
                 await self.pods.terminate({"metadata": {"uid": uid}}, 0)
             self._statuses.pop(uid, None)
             self._status_locks.pop(uid, None)
+            self._rejected.discard(uid)
             return
         pod = self.pod_informer.get(key)
         if pod is None:
@@ -287,8 +298,50 @@ class NodeAgent:
         if pod["metadata"].get("deletionTimestamp"):
             await self._finish_deletion(pod)
             return
+        uid = pod["metadata"]["uid"]
+        if uid not in self.pods.running_pods():
+            if uid in self._rejected or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                return  # refused, or finished before this agent knew it: never (re)started
+            refusal = self._admission_refusal(pod)
+            if refusal is not None:
+                await self._reject(pod, *refusal)
+                return
         await self.pods.sync(pod, self.env)
         await self._write_status(pod)
+
+    def _admission_refusal(self, pod: dict) -> tuple[str, str] | None:
+        """(reason, message) if the pod cannot run beside the pods this node runs and that have
+        not finished (the kubelet's predicate admit handler, its NodePorts predicate); None to admit.
+        No await between this check and PodManager.sync: two new pods cannot both pass."""
+        uid = pod["metadata"]["uid"]
+        wanted = host_ports(pod.get("spec") or {})
+        if not wanted:
+            return None
+        running = set(self.pods.running_pods())
+        used: Counter = Counter()
+        for other in self.pod_informer.list():
+            other_uid = other["metadata"]["uid"]
+            if other_uid == uid or other_uid not in running:
+                continue
+            status = self.pods.current_status(other_uid) or other.get("status") or {}
+            if status.get("phase") not in TERMINAL_PHASES:
+                used.update(host_ports(other.get("spec") or {}))
+        if ports_conflict(wanted, used):
+            return "NodePorts", f"Predicate NodePorts failed: {PORTS_REASON}"
+        return None
+
+    async def _reject(self, pod: dict, reason: str, message: str) -> None:
+        """The kubelet's rejectPod: a Warning event, and phase Failed with the reason."""
+        m = pod["metadata"]
+        self._rejected.add(m["uid"])
+        self._pod_event(pod, "Warning", reason, message)
+        status = {"phase": "Failed", "reason": reason, "message": "Pod was rejected: " + message}
+        try:
+            await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
+                                    subresource="status", field_manager="kubelet")
+        except errors.APIError as exc:
+            if exc.code != 404:
+                raise
 
     async def _write_status(self, pod: dict) -> None:
         """Write the pod's current status if it changed since the last write and its worker

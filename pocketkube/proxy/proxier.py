@@ -11,6 +11,9 @@ established connections (and new ones) keep working while it restarts; a restart
 adopts its table in one atomic full sync. Stopping the userspace proxy closes its relays
 (they live in the process); the next one adopts the addresses on `pk-svc`.
 
+kube-proxy's own endpoints (healthz on :10256, proxyMode on 127.0.0.1:10249) are
+statusserver.py's, fed with the time of the last sync and of the oldest change waiting.
+
 Starting in one mode removes what the other mode left (as kube-proxy cleans up the other
 modes' rules at start): the nftables table in userspace mode, the `pk-svc` dummy in nftables
 mode.
@@ -27,6 +30,7 @@ from pocketkube.core.informer import Informer
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.proxy.changetracker import ChangeTracker
 from pocketkube.proxy.healthcheck import ServiceHealthServer
+from pocketkube.proxy.statusserver import StatusServer
 from pocketkube.proxy.nftables import FAMILY, NftablesBackend, NftError, NftablesConfig, NftRunner, SyncStats, table_name
 from pocketkube.proxy.userspace import DUMMY_INTERFACE, UserspaceBackend, UserspaceConfig, UserspaceError
 
@@ -45,12 +49,13 @@ class Proxier:
                  netns: str | None = None, node_ip: str | None = None, cluster_cidr: str = "10.244.0.0/16",
                  service_cidr: str = "10.96.0.0/12", service_route_device: str | None = "cni0",
                  min_sync_interval: float = 0.0, full_sync_interval: float = 3600.0,
-                 max_retry_interval: float = 30.0):
+                 max_retry_interval: float = 30.0, status_ports: tuple[int, int] | None = None):
         """service_route_device: the node gets a route for the service range through this
         device (the node has no default route, and a node process can only connect to a
         ClusterIP that has a route; None: leave routes alone), with the node's address as the
         source: `node_ip`, else the Node object's InternalIP. The userspace mode needs no such
-        route (Service addresses are local to the node) and removes it."""
+        route (Service addresses are local to the node) and removes it. status_ports: the
+        (healthz, metrics) ports, kube-proxy's 10256 and 10249 by default; 0 picks a free one."""
         if mode not in MODES:
             raise ValueError(f"unknown proxy mode {mode!r}; known: {', '.join(MODES)}")
         self.client = client
@@ -67,6 +72,12 @@ class Proxier:
             self.backend = NftablesBackend(self.cfg, self.runner)
         self.tracker = ChangeTracker(node_name)
         self.health = ServiceHealthServer(netns)  # healthCheckNodePorts
+        healthz_port, metrics_port = status_ports or (None, None)
+        self.status = StatusServer(mode, lambda: (self.last_synced_at, self._queued_at),
+                                   netns_path=self.health.netns_path,
+                                   **({"healthz_port": healthz_port, "metrics_port": metrics_port} if status_ports else {}))
+        self.last_synced_at: float | None = None  # time.time() of the last successful sync
+        self._queued_at: float | None = None  # of the oldest change not synced yet
         self.service_route_device = service_route_device
         self.node_ip = node_ip
         self.min_sync_interval = min_sync_interval
@@ -93,12 +104,14 @@ class Proxier:
             await self.runner.ensure_route(self.cfg.service_cidr, self.service_route_device, node_ip)
         await self.services.start()
         await self.slices.start()
+        await self.status.start()
         self._task = asyncio.create_task(self._loop(), name="proxy-sync")
 
     async def stop(self) -> None:
         """Stop watching and syncing; nftables rules and userspace addresses stay
         (kube-proxy's behaviour too), userspace relays close."""
         await cancel_and_wait(self._task)
+        await self.status.stop()
         await self.slices.stop()
         await self.services.stop()
         await self.health.stop()
@@ -133,6 +146,8 @@ class Proxier:
 
     def _changed(self, pending: bool) -> None:
         if pending:
+            if self._queued_at is None:
+                self._queued_at = time.time()
             self._wake.set()
 
     async def _loop(self) -> None:
@@ -166,10 +181,16 @@ class Proxier:
                 retry = min(self.max_retry_interval, retry * 2 or 1.0)
                 log.info("retrying with a full sync in %.0fs", retry)
 
+    def _synced(self) -> None:
+        """What /healthz reports: synced now; changes that came during the sync wait from now."""
+        self.last_synced_at = time.time()
+        self._queued_at = self.last_synced_at if self._wake.is_set() else None
+
     async def sync_once(self) -> bool:
         """Apply what is pending and program it; False when it failed (nft or ip refused it)."""
         result = self.tracker.apply()
         if not result and not self.backend.needs_full_sync:
+            self._synced()
             return True
         started = time.monotonic()
         try:
@@ -182,6 +203,7 @@ class Proxier:
             return False
         self.last_sync = stats
         self.sync_count += 1
+        self._synced()
         await self.health.sync(self.tracker.services, self.tracker.endpoints)
         log.log(logging.INFO if stats.full else logging.DEBUG, "%s %s sync: %d Service(s), %d command(s) in %.1f ms",
                 self.mode, "full" if stats.full else "partial", stats.services, stats.commands,

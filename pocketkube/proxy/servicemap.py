@@ -18,6 +18,7 @@ from typing import NamedTuple
 DEFAULT_AFFINITY_SECONDS = 10800  # spec.sessionAffinityConfig.clientIP.timeoutSeconds default
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"  # v1.IsHeadlessService
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
@@ -83,14 +84,17 @@ class Endpoint:
 
 
 def should_skip_service(service: dict) -> bool:
-    """ExternalName and headless Services, and those another proxy serves, get no rules."""
+    """ExternalName and headless Services, and those another proxy serves, get no rules.
+    As kube-proxy's informers select `!service-proxy-name,!headless`, a Service labelled
+    service.kubernetes.io/headless is left alone even with a cluster IP."""
     spec = service.get("spec") or {}
     if spec.get("type") == "ExternalName":
         return True
     cluster_ip = spec.get("clusterIP")
     if not cluster_ip or cluster_ip == "None":
         return True
-    return PROXY_NAME_LABEL in ((service.get("metadata") or {}).get("labels") or {})
+    labels = (service.get("metadata") or {}).get("labels") or {}
+    return PROXY_NAME_LABEL in labels or HEADLESS_LABEL in labels
 
 
 def _ipv4(address: str) -> bool:

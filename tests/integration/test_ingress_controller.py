@@ -197,7 +197,7 @@ def test_admission_webhook_refuses_conflicts_and_nginx_errors(server, controller
     server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_ingress("taken", "taken.example")))
     steady(lambda: http(controller["http"], "taken.example") == 503, "taken.example routed")
     answer = _review(controller, _ingress("second", "taken.example"), ns)
-    assert answer == {"uid": "u-1", "allowed": False, "result": {
+    assert answer == {"uid": "u-1", "allowed": False, "status": {
         "status": "Failure", "reason": "BadRequest", "code": 400,
         "message": f'host "taken.example" path "/" is already defined in Ingress {ns}/taken, which is older; '
                    f'this path is ignored'}}

@@ -6,12 +6,14 @@ pods are deleted, ReplicaSet status, and the scheduler's filters and FitError me
 from __future__ import annotations
 
 import datetime as dt
+from fractions import Fraction
 
 import pytest
 
 from pocketkube.controllers import deployment as dep
 from pocketkube.controllers import podcontrol, scheduler
 from pocketkube.controllers.replicaset import calculate_status
+from pocketkube.core.quantity import parse_quantity
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -396,11 +398,11 @@ def test_fit_error_message(failures, message):
 
 
 @pytest.mark.parametrize("text, value", [
-    ("100m", scheduler.Fraction(1, 10)), ("2", 2), ("1Gi", 2**30), ("1.5G", 1_500_000_000), ("1e3", 1000),
+    ("100m", Fraction(1, 10)), ("2", 2), ("1Gi", 2**30), ("1.5G", 1_500_000_000), ("1e3", 1000),
     ("512Ki", 512 * 1024), ("bad", None),
 ])
 def test_parse_quantity(text, value):
-    assert scheduler.parse_quantity(text) == value
+    assert parse_quantity(text) == value
 
 
 def test_needs_scheduling_only_own_unbound_live_pods():

@@ -173,10 +173,13 @@ AGNHOST_PY = os.path.join(images.PROGRAMS_DIR, "agnhost.py")
     ("k8s.gcr.io/e2e-test-images/agnhost:2.21", ["/agnhost", "serve-hostname"], None, ["serve-hostname"]),
     ("k8s.gcr.io/e2e-test-images/agnhost:2.21", ["/agnhost-2", "entrypoint-tester"], None,
      ["--as", "/agnhost-2", "entrypoint-tester"]),
+    ("k8s.gcr.io/e2e-test-images/agnhost:2.21", ["/coredns"], ["-conf", "/etc/coredns/Corefile"],
+     ["-conf", "/etc/coredns/Corefile"]),
 ])
 def test_agnhost_image_runs_the_bundled_agnhost(image, command, args, tail, tmp_path):
     resolved = resolve(image, command, args, tmp_path=tmp_path)
-    assert resolved.argv == [sys.executable, "-I", "-u", AGNHOST_PY, *tail]
+    program = "coredns.py" if command == ["/coredns"] else "agnhost.py"
+    assert resolved.argv == [sys.executable, "-I", "-u", os.path.join(images.PROGRAMS_DIR, program), *tail]
 
 
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")

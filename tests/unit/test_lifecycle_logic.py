@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from pocketkube.controllers import daemonset as ds_logic
-from pocketkube.controllers import nodefit
+from pocketkube.core import nodefit
 from pocketkube.controllers import garbagecollector as gc
 from pocketkube.controllers import namespace as ns_logic
 from pocketkube.controllers import statefulset as sts_logic

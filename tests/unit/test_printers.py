@@ -134,7 +134,13 @@ EXPECTED_COLUMNS = {
     ("coordination.k8s.io", "Lease"): [("Name", 0), ("Holder", 0), ("Age", 0)],
     ("autoscaling", "Scale"): [("Name", 0), ("Desired", 0), ("Available", 0), ("Age", 0)],
     ("example.com", "Widget"): [("Name", 0), ("Created At", 0)],
-    ("", "PersistentVolume"): [("Name", 0), ("Created At", 0)],
+    ("", "PodTemplate"): [("Name", 0), ("Created At", 0)],
+    ("", "PersistentVolumeClaim"): [("Name", 0), ("Status", 0), ("Volume", 0), ("Capacity", 0), ("Access Modes", 0),
+                                    ("StorageClass", 0), ("VolumeAttributesClass", 0), ("Age", 0),
+                                    ("VolumeMode", 1)],
+    ("", "PersistentVolume"): [("Name", 0), ("Capacity", 0), ("Access Modes", 0), ("Reclaim Policy", 0),
+                               ("Status", 0), ("Claim", 0), ("StorageClass", 0), ("VolumeAttributesClass", 0),
+                               ("Reason", 0), ("Age", 0), ("VolumeMode", 1)],
 }
 
 

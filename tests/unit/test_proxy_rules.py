@@ -250,9 +250,13 @@ def test_skipped_services_get_no_rules():
     external_name = service("mail", "", type="ExternalName", externalName="mail.example.com")
     other_proxy = service("other", "10.96.0.50")
     other_proxy["metadata"]["labels"] = {"service.kubernetes.io/service-proxy-name": "foo"}
-    rs = ruleset_for([headless, external_name, other_proxy], [endpoint_slice("other", [endpoint("10.244.1.2")])])
+    labelled_headless = service("labelled", "10.96.0.51")  # a cluster IP, but the label says headless
+    labelled_headless["metadata"]["labels"] = {"service.kubernetes.io/headless": ""}
+    rs = ruleset_for([headless, external_name, other_proxy, labelled_headless],
+                     [endpoint_slice("other", [endpoint("10.244.1.2")]), endpoint_slice("labelled", [endpoint("10.244.1.3")])])
     assert not [name for name in rs.chains if "/" in name]
-    run_flows(rs, [Flow("other proxy's Service", POD, "10.96.0.50", 80, "DROP", None)])
+    run_flows(rs, [Flow("other proxy's Service", POD, "10.96.0.50", 80, "DROP", None),
+                   Flow("Service labelled headless", POD, "10.96.0.51", 80, "DROP", None)])
 
 
 def test_render_is_nft_syntax_for_every_rule():

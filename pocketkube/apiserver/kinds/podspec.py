@@ -8,10 +8,10 @@ ValidatePodTemplateSpec of pkg/apis/core/validation (1.32), for the fields users
 from __future__ import annotations
 
 from fractions import Fraction
-import re
 from typing import Any
 
 from pocketkube.core import validation as v
+from pocketkube.core.quantity import parse_quantity
 from pocketkube.core.errors import FieldError, duplicate, forbidden, invalid_value, not_found_field, not_supported, required
 
 SUPPORTED_PROTOCOLS = ["SCTP", "TCP", "UDP"]
@@ -122,38 +122,6 @@ def default_requests_from_limits(container: dict) -> None:
 
 
 # ---------------------------------------------------------------- quantities and QoS
-
-_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-_SUFFIXES = {
-    "": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "k": 10**3, "M": 10**6,
-    "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-    "Pi": 2**50, "Ei": 2**60,
-}
-
-
-def parse_quantity(value: Any) -> Fraction | None:
-    """A resource.Quantity as an exact number, or None when it does not parse."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return Fraction(value)
-    match = _QUANTITY_RE.match(str(value).strip())
-    if not match:
-        return None
-    number, suffix = match.groups()
-    try:
-        base = Fraction(number)
-    except ValueError:
-        return None
-    if suffix in _SUFFIXES:
-        return base * _SUFFIXES[suffix]
-    if suffix[:1] in "eE":
-        try:
-            return base * Fraction(10) ** int(suffix[1:])
-        except ValueError:
-            return None
-    return None
-
 
 def qos_class(spec: dict) -> str:
     """GetPodQOS: BestEffort, Guaranteed or Burstable, from cpu and memory of every container."""

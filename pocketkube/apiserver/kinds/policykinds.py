@@ -1,9 +1,9 @@
 """Kinds that charts and `kubectl describe namespace` expect to exist, served and stored with
-their defaults and basic validation; nothing enforces them yet: core/v1 ResourceQuota,
-LimitRange and PersistentVolumeClaim (which stays Pending: there are no volumes),
-networking.k8s.io/v1 NetworkPolicy, policy/v1 PodDisruptionBudget, scheduling.k8s.io/v1
-PriorityClass (with the two system classes every cluster has) and autoscaling/v2
-HorizontalPodAutoscaler (no autoscaling happens)."""
+their defaults and basic validation: core/v1 ResourceQuota (enforced by apiserver/quota.py, its
+status kept by the resource quota controller); LimitRange, networking.k8s.io/v1 NetworkPolicy,
+policy/v1 PodDisruptionBudget, scheduling.k8s.io/v1 PriorityClass (with the two system classes
+every cluster has) and autoscaling/v2 HorizontalPodAutoscaler, which nothing enforces or acts on
+yet. PersistentVolumeClaims and PersistentVolumes are volume.py's."""
 
 from __future__ import annotations
 
@@ -78,36 +78,6 @@ class NetworkPolicyStrategy(_StoredStrategy):
         for i, kind in enumerate(spec.get("policyTypes") or []):
             if kind not in POLICY_TYPES:
                 errs.append(not_supported(f"spec.policyTypes[{i}]", kind, POLICY_TYPES))
-        return errs
-
-
-class PersistentVolumeClaimStrategy(_StoredStrategy):
-    has_status_subresource = True
-    tracks_generation = False
-    ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
-
-    def default(self, obj: dict) -> None:
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("volumeMode", "Filesystem")
-
-    def initial_status(self, obj: dict) -> dict:
-        return {"phase": "Pending"}
-
-    def prepare_for_create(self, obj: dict) -> None:
-        super().prepare_for_create(obj)
-        obj["status"] = self.initial_status(obj)
-
-    def validate_body(self, obj: dict) -> list[FieldError]:
-        spec = obj.get("spec") or {}
-        errs: list[FieldError] = []
-        modes = spec.get("accessModes") or []
-        if not modes:
-            errs.append(required("spec.accessModes", "at least 1 access mode is required"))
-        for mode in modes:
-            if mode not in self.ACCESS_MODES:
-                errs.append(not_supported("spec.accessModes", mode, self.ACCESS_MODES))
-        if not ((spec.get("resources") or {}).get("requests") or {}).get("storage") and not spec.get("volumeName"):
-            errs.append(required("spec.resources[storage]"))
         return errs
 
 
@@ -255,10 +225,6 @@ LIMIT_RANGE = KindInfo(group="", version="v1", kind="LimitRange", resource="limi
 NETWORK_POLICY = KindInfo(group="networking.k8s.io", version="v1", kind="NetworkPolicy", resource="networkpolicies",
                           singular="networkpolicy", namespaced=True, strategy=NetworkPolicyStrategy(),
                           short_names=("netpol",))
-PERSISTENT_VOLUME_CLAIM = KindInfo(group="", version="v1", kind="PersistentVolumeClaim",
-                                   resource="persistentvolumeclaims", singular="persistentvolumeclaim",
-                                   namespaced=True, strategy=PersistentVolumeClaimStrategy(), short_names=("pvc",),
-                                   subresources=("status",))
 POD_DISRUPTION_BUDGET = KindInfo(group="policy", version="v1", kind="PodDisruptionBudget",
                                  resource="poddisruptionbudgets", singular="poddisruptionbudget", namespaced=True,
                                  strategy=PodDisruptionBudgetStrategy(), short_names=("pdb",),
@@ -275,8 +241,8 @@ HORIZONTAL_POD_AUTOSCALER_V1 = KindInfo(group="autoscaling", version="v1", kind=
                                         namespaced=True, strategy=HorizontalPodAutoscalerV1Strategy(),
                                         short_names=("hpa",), categories=("all",), subresources=("status",),
                                         storage_group="autoscaling")
-KINDS = [RESOURCE_QUOTA, LIMIT_RANGE, NETWORK_POLICY, PERSISTENT_VOLUME_CLAIM, POD_DISRUPTION_BUDGET, PRIORITY_CLASS,
-         HORIZONTAL_POD_AUTOSCALER, HORIZONTAL_POD_AUTOSCALER_V1]
+KINDS = [RESOURCE_QUOTA, LIMIT_RANGE, NETWORK_POLICY, POD_DISRUPTION_BUDGET, PRIORITY_CLASS, HORIZONTAL_POD_AUTOSCALER,
+         HORIZONTAL_POD_AUTOSCALER_V1]
 
 # scheduling's post-start hook: the classes every cluster has
 SYSTEM_PRIORITY_CLASSES = [

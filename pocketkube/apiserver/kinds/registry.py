@@ -10,7 +10,7 @@ from __future__ import annotations
 from pocketkube.apiserver.kinds import (
     apiservice, configmap, crd, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
     job, lease, namespace, node, pod, policykinds, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
-    statefulset, webhookconfiguration,
+    statefulset, volume, webhookconfiguration,
 )
 import re
 
@@ -27,6 +27,7 @@ ALL_KINDS: list[KindInfo] = [
     *rbac.KINDS,
     *webhookconfiguration.KINDS,
     *policykinds.KINDS,
+    *volume.KINDS,
     lease.INFO,
     endpointslice.INFO,
     *reviews.KINDS,

@@ -8,7 +8,8 @@
   for 127.0.0.1, ::1 and localhost, made once per node with openssl). Upstream builds it on
   alpine with bind-tools, curl, netcat-openbsd, iproute2 and bash: the pod's /bin is busybox's
   applets, as in alpine, with this machine's nc (netcat-openbsd), dig, nslookup, host, ip, ss
-  and bash over them.
+  and bash over them. Its /coredns (CoreDNS, which agnhost images carry for the DNS tests'
+  server pods) is the bundled programs/coredns.py: `-conf` Corefiles with the hosts plugin.
 - httpd (docker.io/library/httpd, the suite's 2.4.38-alpine webserver): the bundled program
   serving the pod's own /usr/local/apache2/htdocs ("It works!") on 80 as Apache does, with
   alpine's busybox as /bin (the StatefulSet tests `mv -v` index.html away to fail the readiness
@@ -21,8 +22,8 @@ import os
 import shlex
 import subprocess
 
-from pocketkube.node.images import PROGRAMS_DIR, ImageConfig, ImageContext, file_size, python_program
-from pocketkube.node.images.busybox import BUSYBOX_PATH, ensure_bin_dir
+from pocketkube.node.images import PROGRAMS_DIR, ImageConfig, ImageContext, file_size, python_holds, python_program
+from pocketkube.node.images.busybox import BUSYBOX_PATH, bin_dir_holds, ensure_bin_dir
 
 AGNHOST = ("registry.k8s.io/e2e-test-images/agnhost", "k8s.gcr.io/e2e-test-images/agnhost",
            "gcr.io/kubernetes-e2e-test-images/agnhost")
@@ -77,9 +78,11 @@ def agnhost_config(ctx: ImageContext) -> ImageConfig:
             files[os.path.join(ctx.run_dir, name)] = _read(source)
             mounts["/" + name] = os.path.join(ctx.run_dir, name)
     mounts["/bin"] = ensure_bin_dir(ctx.cache_dir, AGNHOST_PROGRAMS)
-    programs = {"/agnhost": run, "./agnhost": run, "agnhost": run, "/agnhost-2": run_as_2, "./agnhost-2": run_as_2}
+    programs = {"/agnhost": run, "./agnhost": run, "agnhost": run, "/agnhost-2": run_as_2, "./agnhost-2": run_as_2,
+                "/coredns": python_program(ctx, program="coredns.py")}
     return ImageConfig(entrypoint=["/agnhost"], cmd=["pause"], env={"PATH": BUSYBOX_PATH}, programs=programs,
-                       files=files, mounts=mounts, size=file_size(os.path.join(PROGRAMS_DIR, "agnhost.py")))
+                       files=files, mounts=mounts, holds=python_holds(ctx) + bin_dir_holds(AGNHOST_PROGRAMS),
+                       size=file_size(os.path.join(PROGRAMS_DIR, "agnhost.py")))
 
 
 def httpd_config(ctx: ImageContext) -> ImageConfig:
@@ -92,6 +95,7 @@ def httpd_config(ctx: ImageContext) -> ImageConfig:
                        programs={"httpd-foreground": run, "/usr/local/bin/httpd-foreground": run},
                        files={os.path.join(htdocs, "index.html"): IT_WORKS},
                        mounts={HTDOCS: htdocs, "/bin": ensure_bin_dir(ctx.cache_dir, HTTPD_PROGRAMS)},
+                       holds=python_holds(ctx) + bin_dir_holds(HTTPD_PROGRAMS),
                        size=file_size(os.path.join(PROGRAMS_DIR, "webapps.py")))
 
 

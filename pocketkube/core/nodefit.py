@@ -1,8 +1,15 @@
-"""Whether a pod may go on a node: node affinity (nodeSelector and the required terms) and
-taints against tolerations. The scheduler and the DaemonSet controller decide with the same
-rules, as kube-scheduler's plugins and the DaemonSet controller's predicates do."""
+"""Whether a pod may go on a node: node affinity (nodeSelector and the required terms),
+taints against tolerations, and host ports. The scheduler, the DaemonSet controller and the
+node agent's admission decide with the same rules, as kube-scheduler's plugins, the DaemonSet
+controller's predicates and the kubelet's GeneralPredicates do."""
 
 from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+WILDCARD_IP = "0.0.0.0"
+PORTS_REASON = "node(s) didn't have free ports for the requested pod ports"  # the NodePorts plugin's
 
 
 def tolerates(toleration: dict, taint: dict) -> bool:
@@ -61,3 +68,27 @@ def matches_node_affinity(pod_spec: dict, node: dict) -> bool:
     if required is None:
         return True
     return any(term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
+
+
+# ---- host ports (the NodePorts filter) ------------------------------------------------------
+
+def host_ports(pod_spec: dict) -> frozenset:
+    """(protocol, hostIP, hostPort) of every container port with a hostPort, init containers too."""
+    ports = set()
+    for container in (pod_spec.get("initContainers") or []) + (pod_spec.get("containers") or []):
+        for port in container.get("ports") or []:
+            if port.get("hostPort"):
+                ports.add((port.get("protocol") or "TCP", port.get("hostIP") or WILDCARD_IP, port["hostPort"]))
+    return frozenset(ports)
+
+
+def ports_conflict(wanted: Iterable[tuple], used: Counter) -> bool:
+    """Whether any wanted host port is taken: same protocol and port, and the same address or
+    either side on 0.0.0.0. `used` counts the ports of the pods already there."""
+    for protocol, ip, port in wanted:
+        for (used_protocol, used_ip, used_port), count in used.items():
+            if count <= 0 or used_protocol != protocol or used_port != port:
+                continue
+            if ip == used_ip or WILDCARD_IP in (ip, used_ip):
+                return True
+    return False
