@@ -80,10 +80,7 @@ class Policies:
         spec = policy.get("spec") or {}
         pname, bname = policy["metadata"]["name"], binding["metadata"]["name"]
         actions = (binding.get("spec") or {}).get("validationActions") or []
-        request = {"kind": {"group": info.group, "version": info.version, "kind": info.kind},
-                   "resource": {"group": info.group, "version": info.version, "resource": info.resource},
-                   "subResource": sub, "name": name, "namespace": namespace, "operation": operation,
-                   "userInfo": user.to_api(), "dryRun": dry_run}
+        request = webhooks.cel_request(operation, info, sub, namespace, name, user, dry_run)
         ns_obj = self.cache.get(f"/registry/core/namespaces/{namespace}") if namespace else None
         activation: dict[str, Any] = {"object": obj, "oldObject": old, "request": request,
                                       "namespaceObject": ns_obj, "params": None}

@@ -24,8 +24,10 @@ For each create, update (patch and apply included, and their subresources) and d
 - a dry run is refused for a webhook whose `sideEffects` is not None or NoneOnDryRun.
 
 Webhook configurations themselves are never sent to webhooks (so a broken webhook can be
-deleted). `matchConditions` (CEL) are not evaluated: a webhook with them is called as if they
-matched. The configurations are read from the watch cache and re-read when one changes.
+deleted). `matchConditions` are CEL expressions over `object`, `oldObject` and `request`
+(celrules.py): a webhook is called only when all are true; one that cannot be evaluated is a
+failure its failurePolicy decides. The configurations are read from the watch cache and re-read
+when one changes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pocketkube.apiserver import authn
+from pocketkube.apiserver import authn, celrules
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import errors, patch as patching, selectors
@@ -106,10 +108,12 @@ class Dispatcher:
                 "user": user, "dry_run": dry_run, "options": options}
         if operation != "DELETE" and obj is not None:
             selected = [(h, as_info) for h in mutating
-                        if (as_info := self._matches(h, operation, info, sub, namespace, obj, old)) is not None]
+                        if (as_info := self._matches(h, operation, info, sub, namespace, obj, old)) is not None
+                        and _conditions_hold(h, obj, old, base)]
             await self._mutate(selected, obj, old, base)
         chosen = [(h, as_info) for h in validating
-                  if (as_info := self._matches(h, operation, info, sub, namespace, obj, old)) is not None]
+                  if (as_info := self._matches(h, operation, info, sub, namespace, obj, old)) is not None
+                  and _conditions_hold(h, obj, old, base)]
         results = await asyncio.gather(*(self._call(h, as_info, obj, old, base) for h, as_info in chosen),
                                        return_exceptions=True)
         for result in results:
@@ -323,6 +327,36 @@ def _denied(name: str, status: Any) -> errors.APIError:
         message = f"{denied_by} without explanation"
     return errors.APIError(code, str(status.get("reason") or ""), message,
                            status.get("details") if isinstance(status.get("details"), dict) else None)
+
+
+def cel_request(operation: str, info: KindInfo, sub: str, namespace: str, name: str, user: authn.UserInfo,
+                dry_run: bool) -> dict:
+    """The `request` variable of admission CEL expressions (an AdmissionRequest's fields)."""
+    return {"kind": {"group": info.group, "version": info.version, "kind": info.kind},
+            "resource": {"group": info.group, "version": info.version, "resource": info.resource},
+            "subResource": sub, "name": name, "namespace": namespace, "operation": operation,
+            "userInfo": user.to_api(), "dryRun": dry_run}
+
+
+def _conditions_hold(hook: dict, obj: dict | None, old: dict | None, base: dict) -> bool:
+    """Whether every matchCondition is true; an expression that cannot be evaluated refuses the
+    request under failurePolicy Fail and skips the webhook under Ignore."""
+    conditions = hook.get("matchConditions") or []
+    if not conditions:
+        return True
+    activation = {"object": obj, "oldObject": old, "request": cel_request(
+        base["operation"], base["info"], base["sub"], base["namespace"], base["name"], base["user"],
+        base["dry_run"])}
+    for cond in conditions:
+        try:
+            if not bool(celrules.evaluate(cond.get("expression", ""), activation)):
+                return False
+        except celrules.NotEvaluated as exc:
+            if hook.get("failurePolicy", "Fail") == "Ignore":
+                return False
+            raise errors.internal(f"failed calling webhook {errors.go_quote(hook.get('name', ''))}: failed to "
+                                  f"evaluate match condition: {exc}") from None
+    return True
 
 
 def _convert(obj: dict | None, source: KindInfo, target: KindInfo) -> dict | None:

@@ -239,3 +239,17 @@ def test_validating_admission_policy_denies_and_warns(server, ns, configure):
     cp = server.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns)
     assert (f"Warning: Validation failed for ValidatingAdmissionPolicy 'limit-{ns}' with binding 'limit-{ns}': "
             "failed expression: object.metadata.name.startsWith('ok-')") in cp.stderr
+
+
+def test_match_conditions_choose_which_requests_reach_the_webhook(server, ns, hook_server, configure):
+    configure(webhook_config(f"cond-{ns}", "ValidatingWebhookConfiguration", ns, hook_server["url"] + "/deny",
+                             hook_server["ca"], matchConditions=[
+                                 {"name": "only-checked", "expression": "object.metadata.name.startsWith('checked-')"}]))
+    server.kubectl("create", "configmap", "free", "--from-literal=forbidden=1", "-n", ns)  # not selected
+    cp = server.kubectl("create", "configmap", "checked-1", "--from-literal=forbidden=1", "-n", ns, check=False)
+    assert "denied the request: the key 'forbidden' is not allowed" in cp.stderr
+    server.kubectl("delete", "validatingwebhookconfiguration", f"cond-{ns}")
+    configure(webhook_config(f"cond2-{ns}", "ValidatingWebhookConfiguration", ns, hook_server["url"] + "/deny",
+                             hook_server["ca"], matchConditions=[{"name": "broken", "expression": "object.nope()"}]))
+    cp = server.kubectl("create", "configmap", "x", "-n", ns, check=False)
+    assert f'failed calling webhook "cond2-{ns}.example.com": failed to evaluate match condition' in cp.stderr
