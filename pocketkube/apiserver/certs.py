@@ -38,31 +38,23 @@ def _key_pem(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def ensure_pki(directory: str, hosts: list[str]) -> PKI:
-    """Make (or reuse) the CA and a serving certificate for `hosts` (IPs or DNS names).
-    A serving certificate that lacks one of the hosts is made again."""
-    os.makedirs(directory, exist_ok=True)
-    pki = PKI(*(os.path.join(directory, n) for n in ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key")))
+def new_ca(common_name: str, days: int = 3650):
+    """A self-signed CA: (certificate, key)."""
     now = dt.datetime.now(dt.timezone.utc)
-    if os.path.exists(pki.ca_cert) and os.path.exists(pki.ca_key):
-        with open(pki.ca_cert, "rb") as f:
-            ca_cert = x509.load_pem_x509_certificate(f.read())
-        with open(pki.ca_key, "rb") as f:
-            ca_key = serialization.load_pem_private_key(f.read(), None)
-    else:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pocketkube-ca")])
-        ca_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                                  critical=True)
-                   .sign(ca_key, hashes.SHA256()))
-        _write(pki.ca_key, _key_pem(ca_key), private=True)
-        _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
-    if _serving_cert_covers(pki.server_cert, hosts):
-        return pki
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def serving_cert(ca_cert, ca_key, hosts: list[str], common_name: str, days: int = 3650):
+    """A serving certificate for `hosts` (IPs or DNS names) signed by the CA: (certificate, key)."""
+    now = dt.datetime.now(dt.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for h in hosts:
@@ -71,15 +63,40 @@ def ensure_pki(directory: str, hosts: list[str]) -> PKI:
         except ValueError:
             sans.append(x509.DNSName(h))
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(ca_cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+def pem(cert=None, key=None) -> bytes:
+    """A certificate's or a private key's PEM."""
+    return cert.public_bytes(serialization.Encoding.PEM) if cert is not None else _key_pem(key)
+
+
+def ensure_pki(directory: str, hosts: list[str]) -> PKI:
+    """Make (or reuse) the CA and a serving certificate for `hosts` (IPs or DNS names).
+    A serving certificate that lacks one of the hosts is made again."""
+    os.makedirs(directory, exist_ok=True)
+    pki = PKI(*(os.path.join(directory, n) for n in ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key")))
+    if os.path.exists(pki.ca_cert) and os.path.exists(pki.ca_key):
+        with open(pki.ca_cert, "rb") as f:
+            ca_cert = x509.load_pem_x509_certificate(f.read())
+        with open(pki.ca_key, "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), None)
+    else:
+        ca_cert, ca_key = new_ca("pocketkube-ca")
+        _write(pki.ca_key, _key_pem(ca_key), private=True)
+        _write(pki.ca_cert, pem(ca_cert))
+    if _serving_cert_covers(pki.server_cert, hosts):
+        return pki
+    cert, key = serving_cert(ca_cert, ca_key, hosts, "kube-apiserver")
     _write(pki.server_key, _key_pem(key), private=True)
-    _write(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    _write(pki.server_cert, pem(cert))
     return pki
 
 

@@ -6,8 +6,9 @@ messages).
 Validation covers type (with `nullable`, `x-kubernetes-int-or-string`), enum, the string
 (minLength, maxLength, pattern), number (minimum, maximum and their exclusive forms,
 multipleOf), array (minItems, maxItems, uniqueItems, `x-kubernetes-list-type: set|map`) and
-object (required, minProperties, maxProperties, additionalProperties) keywords. CEL rules
-(`x-kubernetes-validations`) and `format` are not checked.
+object (required, minProperties, maxProperties, additionalProperties) keywords, and the CEL
+rules of `x-kubernetes-validations` (celrules.py), with the old object for transition rules.
+`format` is not checked.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pocketkube.apiserver import celrules
 from pocketkube.core import errors
 from pocketkube.core.errors import FieldError
+
+_NO_OLD = object()
 
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
@@ -96,10 +100,11 @@ def _escape(node: dict) -> bool:
 # ---- validation ------------------------------------------------------------------------
 
 
-def validate(value: Any, schema: dict, path: str) -> list[FieldError]:
-    """The field errors of `value` against `schema` at `path` ("spec", "spec.size", ...)."""
+def validate(value: Any, schema: dict, path: str, old: Any = _NO_OLD) -> list[FieldError]:
+    """The field errors of `value` against `schema` at `path` ("spec", "spec.size", ...);
+    `old` is the value before an update (for CEL transition rules)."""
     errs: list[FieldError] = []
-    _validate(value, schema or {}, path, errs)
+    _validate(value, schema or {}, path, errs, old)
     return errs
 
 
@@ -107,7 +112,7 @@ def _in_body(path: str) -> str:
     return path or "body"
 
 
-def _validate(value: Any, s: dict, path: str, errs: list[FieldError]) -> None:
+def _validate(value: Any, s: dict, path: str, errs: list[FieldError], old: Any = _NO_OLD) -> None:
     if value is None:
         if s.get("nullable") or not s.get("type"):
             return
@@ -131,9 +136,12 @@ def _validate(value: Any, s: dict, path: str, errs: list[FieldError]) -> None:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         _validate_number(value, s, path, errs)
     elif isinstance(value, list):
-        _validate_array(value, s, path, errs)
+        _validate_array(value, s, path, errs, old)
     elif isinstance(value, dict):
-        _validate_object(value, s, path, errs)
+        _validate_object(value, s, path, errs, old)
+    rules = s.get("x-kubernetes-validations")
+    if rules:
+        errs.extend(celrules.check(rules, value, path, None if old is _NO_OLD else old, old is not _NO_OLD))
 
 
 def _validate_string(value: str, s: dict, path: str, errs: list[FieldError]) -> None:
@@ -175,7 +183,7 @@ def _validate_number(value: float, s: dict, path: str, errs: list[FieldError]) -
         errs.append(errors.invalid_value(path, value, f"{where} in body should be a multiple of {_num(m)}"))
 
 
-def _validate_array(value: list, s: dict, path: str, errs: list[FieldError]) -> None:
+def _validate_array(value: list, s: dict, path: str, errs: list[FieldError], old: Any = _NO_OLD) -> None:
     if "maxItems" in s and len(value) > s["maxItems"]:
         errs.append(errors.too_many(path, len(value), s["maxItems"]))
     if "minItems" in s and len(value) < s["minItems"]:
@@ -199,11 +207,18 @@ def _validate_array(value: list, s: dict, path: str, errs: list[FieldError]) -> 
                 seen_keys.append(k)
     items = s.get("items")
     if isinstance(items, dict):
+        olds: dict = {}
+        if list_type == "map" and isinstance(old, list):  # items correlate with the old ones by their keys
+            keys = s.get("x-kubernetes-list-map-keys") or []
+            olds = {repr([o.get(k) for k in keys]): o for o in old if isinstance(o, dict)}
         for i, item in enumerate(value):
-            _validate(item, items, f"{path}[{i}]", errs)
+            prior = _NO_OLD
+            if olds and isinstance(item, dict):
+                prior = olds.get(repr([item.get(k) for k in s.get("x-kubernetes-list-map-keys") or []]), _NO_OLD)
+            _validate(item, items, f"{path}[{i}]", errs, prior)
 
 
-def _validate_object(value: dict, s: dict, path: str, errs: list[FieldError]) -> None:
+def _validate_object(value: dict, s: dict, path: str, errs: list[FieldError], old: Any = _NO_OLD) -> None:
     props = s.get("properties") or {}
     for name in s.get("required") or []:
         if name not in value:
@@ -216,11 +231,12 @@ def _validate_object(value: dict, s: dict, path: str, errs: list[FieldError]) ->
     extra = s.get("additionalProperties")
     for key, item in value.items():
         sub_path = f"{path}.{key}" if path else key
+        prior = old.get(key, _NO_OLD) if isinstance(old, dict) else _NO_OLD
         if key in props:
             if not (not path and key == "metadata"):
-                _validate(item, props[key], sub_path, errs)
+                _validate(item, props[key], sub_path, errs, prior)
         elif isinstance(extra, dict):
-            _validate(item, extra, f"{path}[{key}]" if path else key, errs)
+            _validate(item, extra, f"{path}[{key}]" if path else key, errs, prior)
 
 
 # ---- pruning and defaults --------------------------------------------------------------

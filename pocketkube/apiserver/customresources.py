@@ -92,17 +92,22 @@ class CustomResourceStrategy(Strategy):
             gen += 1
         obj["metadata"]["generation"] = gen
 
-    def validate(self, obj: dict) -> list[FieldError]:
+    def validate(self, obj: dict, old: dict | None = None) -> list[FieldError]:
         errs = v.validate_object_meta(obj.get("metadata") or {}, self.namespaced, v.name_is_dns_subdomain)
-        body = {k: val for k, val in obj.items() if k != "metadata"}
+        # metadata, apiVersion and kind are checked as every object's: the schema's own words on them
+        # are left out (root CEL rules still see self.metadata)
         schema = {**self.schema, "properties": {k: s for k, s in (self.schema.get("properties") or {}).items()
                                                 if k not in ("metadata", "apiVersion", "kind")}}
         schema.pop("required", None)
-        errs += crdschema.validate(body, schema, "")
+        errs += crdschema.validate(obj, schema, "") if old is None else crdschema.validate(obj, schema, "", old)
         for name in self.schema.get("required") or []:
             if name not in obj and name not in ("metadata", "apiVersion", "kind"):
                 errs.append(errors.required(name))
         return errs
+
+    def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
+        return v.validate_object_meta_update(obj.get("metadata") or {}, old.get("metadata") or {}) + \
+            self.validate(obj, old)
 
     # ---- scale ---------------------------------------------------------------------
 

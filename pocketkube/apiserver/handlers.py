@@ -21,7 +21,9 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
-from pocketkube.apiserver import authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens, webhooks
+from pocketkube.apiserver import (
+    admissionpolicy, authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens, webhooks,
+)
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
@@ -103,8 +105,9 @@ class Handlers:
         # RBAC (authz.py); None: every request is allowed (the server's --authorization-mode=AlwaysAllow).
         self.authorizer: authz.RBACAuthorizer | None = None
         self.authenticator: authn.Authenticator | None = None
-        # Admission webhooks (webhooks.py); None: none are called.
+        # Admission webhooks (webhooks.py) and ValidatingAdmissionPolicies (admissionpolicy.py); None: off.
         self.webhooks: webhooks.Dispatcher | None = None
+        self.policies: admissionpolicy.Policies | None = None
 
     def _build_documents(self) -> None:
         """Discovery and OpenAPI documents, pre-encoded; rebuilt when the served kinds change."""
@@ -148,7 +151,7 @@ class Handlers:
         a = authz.attributes(method, path, query, user)
         allowed, reason = self.authorizer.authorize(a)
         if not allowed:
-            log.warning("forbidden: %s", authz.forbidden_message(a))
+            log.info("forbidden: %s", authz.forbidden_message(a))
             raise authz.forbidden(a, reason)
         return user
 
@@ -568,20 +571,26 @@ class Handlers:
         return WriteOptions(dry_run=bool(q.getall("dryRun", [])), field_manager=manager,
                             subresource=subresource, force=forced)
 
-    def _admission(self, t: Target, user: "authn.UserInfo | None", opts: WriteOptions):
+    def _admission(self, t: Target, user: "authn.UserInfo | None", opts: WriteOptions, warnings: list[str]):
         """This write's own admission, run by the storage on the object about to be stored:
-        RBAC's escalation check, then the admission webhooks. None when neither applies."""
+        RBAC's escalation check, the admission webhooks (mutating, then validating), then the
+        ValidatingAdmissionPolicies. None when none applies."""
         rbac = self._rbac_admission(t, user)
         hooks = self.webhooks if self.webhooks is not None and self.webhooks.active() else None
-        if rbac is None and hooks is None:
+        policies = self.policies if self.policies is not None and self.policies.active() else None
+        if rbac is None and hooks is None and policies is None:
             return None
 
         async def admit(obj: dict, old: dict | None) -> None:
             if rbac is not None:
                 rbac(obj, old)
+            operation, name = "CREATE" if old is None else "UPDATE", obj["metadata"].get("name", "")
             if hooks is not None:
-                await hooks.admit("CREATE" if old is None else "UPDATE", t.info, opts.subresource, t.namespace or "",
-                                  obj["metadata"].get("name", ""), obj, old, user or authn.APISERVER, opts.dry_run)
+                await hooks.admit(operation, t.info, opts.subresource, t.namespace or "", name, obj, old,
+                                  user or authn.APISERVER, opts.dry_run)
+            if policies is not None:
+                policies.admit(operation, t.info, opts.subresource, t.namespace or "", name, obj, old,
+                               user or authn.APISERVER, opts.dry_run, warnings)
 
         return admit
 
@@ -665,7 +674,7 @@ class Handlers:
                                     (t.info.api_version, t.info.kind))
         obj = self._check_body(t.info, decoded, req.query, warnings)
         opts = self._write_options(req.query, "POST")
-        opts.admit = self._admission(t, req.user, opts)
+        opts.admit = self._admission(t, req.user, opts, warnings)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
         return self._object_response(req, t.info, created, 201)
 
@@ -684,7 +693,7 @@ class Handlers:
             new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
             obj, sub = new, "finalize"
         opts = self._write_options(req.query, "PUT", sub)
-        opts.admit = self._admission(t, req.user, opts)
+        opts.admit = self._admission(t, req.user, opts, warnings)
         updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj, opts)
         return self._object_response(req, t.info, updated, 201 if created else 200)
 
@@ -693,7 +702,7 @@ class Handlers:
         ptype = codec.patch_type(req.headers.get("Content-Type"))
         q = req.query
         opts = self._write_options(q, "PATCH", t.subresource, apply=ptype == "apply")
-        opts.admit = self._admission(t, req.user, opts)
+        opts.admit = self._admission(t, req.user, opts, warnings)
         if ptype != "apply":
             await self.storage.get(t.info, t.namespace or "", t.name)
         ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
@@ -730,11 +739,16 @@ class Handlers:
     async def _delete(self, req: Request, t: Target) -> Reply:
         options = await self._delete_options(req)
         dry = bool(req.query.getall("dryRun", [])) or "All" in (options.get("dryRun") or [])
-        if self.webhooks is not None and self.webhooks.active():
+        hooks = self.webhooks is not None and self.webhooks.active()
+        policies = self.policies is not None and self.policies.active()
+        if hooks or policies:
             current = await self.storage.get(t.info, t.namespace or "", t.name)
-            await self.webhooks.admit("DELETE", t.info, "", t.namespace or "", t.name, None, current,
-                                      req.user or authn.APISERVER, dry, {k: v for k, v in options.items()
-                                                                         if k not in ("kind", "apiVersion")})
+            user = req.user or authn.APISERVER
+            if hooks:
+                await self.webhooks.admit("DELETE", t.info, "", t.namespace or "", t.name, None, current, user, dry,
+                                          {k: v for k, v in options.items() if k not in ("kind", "apiVersion")})
+            if policies:
+                self.policies.admit("DELETE", t.info, "", t.namespace or "", t.name, None, current, user, dry, [])
         obj, deleted = await self.storage.delete(t.info, t.namespace or "", t.name, options, dry)
         if deleted and t.info.resource not in ("pods", "services", "namespaces", "endpoints"):
             details = {"name": t.name, "kind": t.info.resource, "uid": obj["metadata"].get("uid")}

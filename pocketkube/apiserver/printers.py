@@ -959,6 +959,56 @@ def _hpa_cells(hpa: dict, now: _dt.datetime) -> list:
             str(status.get("currentReplicas", 0)), _age(hpa, now)]
 
 
+_APISERVICE_COLUMNS = [
+    _name_col(),
+    _col("Service", "The reference to the service that hosts this API endpoint."),
+    _col("Available", "Whether this service is available."),
+    _age_col(),
+]
+
+
+def _apiservice_cells(svc: dict, now: _dt.datetime) -> list:
+    ref = _spec(svc).get("service")
+    service = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref else "Local"
+    available = "Unknown"
+    for c in _status(svc).get("conditions") or []:
+        if c.get("type") == "Available":
+            available = c.get("status", "") if c.get("status") == "True" or not c.get("reason") else \
+                f"{c.get('status', '')} ({c['reason']})"
+    return [_name(svc), service, available, _age(svc, now)]
+
+
+_VAP_COLUMNS = [
+    _name_col(),
+    _col("Validations", "Validations is the number of validations in this policy.", "integer"),
+    _col("ParamKind", "ParamKind specifies the kind of resources used to parameterize this policy"),
+    _age_col(),
+]
+
+
+def _vap_cells(policy: dict, now: _dt.datetime) -> list:
+    kind = _spec(policy).get("paramKind")
+    param = f"{kind.get('apiVersion', '')}/{kind.get('kind', '')}" if kind else "<unset>"
+    return [_name(policy), len(_spec(policy).get("validations") or []), param, _age(policy, now)]
+
+
+_VAP_BINDING_COLUMNS = [
+    _name_col(),
+    _col("PolicyName", "PolicyName references a ValidatingAdmissionPolicy name which the "
+                       "ValidatingAdmissionPolicyBinding binds to."),
+    _col("ParamRef", "ParamRef specifies the parameter resource used to configure the admission control policy."),
+    _age_col(),
+]
+
+
+def _vap_binding_cells(binding: dict, now: _dt.datetime) -> list:
+    ref = _spec(binding).get("paramRef")
+    param = "<unset>"
+    if ref:
+        param = f"{ref['namespace']}/{ref.get('name', '')}" if ref.get("namespace") else ref.get("name", "*")
+    return [_name(binding), _spec(binding).get("policyName", ""), param, _age(binding, now)]
+
+
 _RESOURCE_QUOTA_COLUMNS = [
     _name_col(),
     _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
@@ -1304,6 +1354,10 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
     ("networking.k8s.io", "NetworkPolicy"): _Printer(_NETWORK_POLICY_COLUMNS, _network_policy_cells),
     ("", "ResourceQuota"): _Printer(_RESOURCE_QUOTA_COLUMNS, _resource_quota_cells),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): _Printer(_VAP_COLUMNS, _vap_cells),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"): _Printer(_VAP_BINDING_COLUMNS,
+                                                                                    _vap_binding_cells),
+    ("apiregistration.k8s.io", "APIService"): _Printer(_APISERVICE_COLUMNS, _apiservice_cells),
     ("policy", "PodDisruptionBudget"): _Printer(_PDB_COLUMNS, _pdb_cells),
     ("scheduling.k8s.io", "PriorityClass"): _Printer(_PRIORITY_CLASS_COLUMNS, _priority_class_cells),
     ("autoscaling", "HorizontalPodAutoscaler"): _Printer(_HPA_COLUMNS, _hpa_cells),

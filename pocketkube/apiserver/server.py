@@ -22,12 +22,13 @@ import yaml
 from aiohttp import web
 
 from pocketkube.apiserver import (
-    allocators, authn, authz, bootstrappolicy, certs, customresources, proxy, quota, streaming, tokens, webhooks,
+    admissionpolicy, allocators, authn, authz, bootstrappolicy, certs, customresources, discovery, proxy, quota,
+    streaming, tokens, webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
+from pocketkube.apiserver.kinds import apiservice, policykinds, registry
 from pocketkube.apiserver.kinds import ingress as ingress_kind, ingressclass as ingressclass_kind
-from pocketkube.apiserver.kinds import policykinds, registry
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
 from pocketkube.core import errors
 from pocketkube.core.objects import deep_copy
@@ -88,6 +89,7 @@ class APIServer:
         if self.authorization_mode == "RBAC":
             self.handlers.authorizer = authz.RBACAuthorizer(self.cache)
         self.handlers.webhooks = webhooks.Dispatcher(self.cache)
+        self.handlers.policies = admissionpolicy.Policies(self.cache)
         self.handlers.custom_resources = customresources.CustomResources(self.cache, self.storage)
         streaming.install(self.handlers, self.storage, agent_token=self._kubelet_client_token())
         proxy.install(self.handlers, self.storage)
@@ -147,14 +149,17 @@ class APIServer:
                     if exc.code != 409:
                         raise
         await bootstrappolicy.reconcile(self.storage, registry, WriteOptions(field_manager="kube-apiserver"))
-        pc_info = registry.by_resource("scheduling.k8s.io", "v1", "priorityclasses")
-        for pc in policykinds.SYSTEM_PRIORITY_CLASSES:
-            if self.cache.get(f"/registry/scheduling.k8s.io/priorityclasses/{pc['metadata']['name']}") is None:
-                try:
-                    await self.storage.create(pc_info, "", deep_copy(pc), WriteOptions(field_manager="kube-apiserver"))
-                except errors.APIError as exc:
-                    if exc.code != 409:
-                        raise
+        apiservice.STRATEGY.service_lookup = lambda ns, name: self.cache.get(f"/registry/core/services/{ns}/{name}")
+        for resource, objects in (("priorityclasses", policykinds.SYSTEM_PRIORITY_CLASSES),
+                                  ("apiservices", apiservice.local_apiservices(discovery.served_groups()))):
+            info = next(k for k in registry.ALL_KINDS if k.resource == resource)
+            for obj in objects:
+                if self.cache.get(f"/registry/{info.group}/{resource}/{obj['metadata']['name']}") is None:
+                    try:
+                        await self.storage.create(info, "", deep_copy(obj), WriteOptions(field_manager="kube-apiserver"))
+                    except errors.APIError as exc:
+                        if exc.code != 409:
+                            raise
 
     def _load_token(self) -> str:
         path = os.path.join(self.data_dir, "token")

@@ -6,8 +6,10 @@ For each create, update (patch and apply included, and their subresources) and d
 
 - the webhooks whose `rules` (operations, apiGroups, apiVersions, resources with `*` and
   `res/sub` forms, scope), `namespaceSelector` (the namespace's labels; a Namespace's own)
-  and `objectSelector` (the object's or the old object's labels) match are called with an
-  `admission.k8s.io/v1` AdmissionReview, over HTTPS, verified with the `caBundle`: a
+  and `objectSelector` (the object's or the old object's labels) match (with `matchPolicy:
+  Equivalent`, the default, a rule naming another served version of the resource matches too,
+  and the object is sent in that version) are called with an `admission.k8s.io/v1`
+  AdmissionReview, over HTTPS, verified with the `caBundle`: a
   `clientConfig.url`, or a `clientConfig.service` reached at its ClusterIP and checked as
   `NAME.NAMESPACE.svc` (the host routes the service range into the cluster);
 - mutating webhooks run one after another, in the order of their configurations' names, and
@@ -22,8 +24,10 @@ For each create, update (patch and apply included, and their subresources) and d
 - a dry run is refused for a webhook whose `sideEffects` is not None or NoneOnDryRun.
 
 Webhook configurations themselves are never sent to webhooks (so a broken webhook can be
-deleted). `matchConditions` (CEL) are not evaluated: a webhook with them is called as if they
-matched. The configurations are read from the watch cache and re-read when one changes.
+deleted). `matchConditions` are CEL expressions over `object`, `oldObject` and `request`
+(celrules.py): a webhook is called only when all are true; one that cannot be evaluated is a
+failure its failurePolicy decides. The configurations are read from the watch cache and re-read
+when one changes.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pocketkube.apiserver import authn
+from pocketkube.apiserver import authn, celrules
+from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import errors, patch as patching, selectors
 
@@ -86,26 +91,8 @@ class Dispatcher:
     # ---- matching ----------------------------------------------------------------------
 
     def _matches(self, hook: dict, operation: str, info: KindInfo, sub: str, namespace: str, obj: dict | None,
-                 old: dict | None) -> bool:
-        if not any(_rule_matches(r, operation, info, sub) for r in hook.get("rules") or [] if isinstance(r, dict)):
-            return False
-        try:
-            ns_sel = selectors.selector_from_object(hook.get("namespaceSelector") or {})
-            obj_sel = selectors.selector_from_object(hook.get("objectSelector") or {})
-        except ValueError:
-            return False
-        if info.kind == "Namespace" and info.group == "":
-            if not ns_sel.matches(((obj or old or {}).get("metadata") or {}).get("labels") or {}):
-                return False
-        elif info.namespaced and not ns_sel.empty:
-            ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
-            if not ns_sel.matches(((ns or {}).get("metadata") or {}).get("labels") or {}):
-                return False
-        if not obj_sel.empty:
-            labels = [((o or {}).get("metadata") or {}).get("labels") or {} for o in (obj, old) if o is not None]
-            if not any(obj_sel.matches(lbl) for lbl in labels):
-                return False
-        return True
+                 old: dict | None) -> KindInfo | None:
+        return select(self.cache, hook, hook.get("rules") or [], operation, info, sub, namespace, obj, old)
 
     # ---- admission ---------------------------------------------------------------------
 
@@ -120,31 +107,39 @@ class Dispatcher:
         base = {"operation": operation, "info": info, "sub": sub, "namespace": namespace, "name": name,
                 "user": user, "dry_run": dry_run, "options": options}
         if operation != "DELETE" and obj is not None:
-            await self._mutate([h for h in mutating if self._matches(h, operation, info, sub, namespace, obj, old)],
-                               obj, old, base)
-        chosen = [h for h in validating if self._matches(h, operation, info, sub, namespace, obj, old)]
-        results = await asyncio.gather(*(self._call(h, obj, old, base) for h in chosen), return_exceptions=True)
-        for hook, result in zip(chosen, results):
+            selected = [(h, as_info) for h in mutating
+                        if (as_info := self._matches(h, operation, info, sub, namespace, obj, old)) is not None
+                        and _conditions_hold(h, obj, old, base)]
+            await self._mutate(selected, obj, old, base)
+        chosen = [(h, as_info) for h in validating
+                  if (as_info := self._matches(h, operation, info, sub, namespace, obj, old)) is not None
+                  and _conditions_hold(h, obj, old, base)]
+        results = await asyncio.gather(*(self._call(h, as_info, obj, old, base) for h, as_info in chosen),
+                                       return_exceptions=True)
+        for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _mutate(self, hooks: list[dict], obj: dict, old: dict | None, base: dict) -> None:
+    async def _mutate(self, hooks: list[tuple[dict, KindInfo]], obj: dict, old: dict | None, base: dict) -> None:
         changed_after: dict[int, bool] = {}
-        for i, hook in enumerate(hooks):
-            if await self._call(hook, obj, old, base, mutating=True):
+        for i, (hook, as_info) in enumerate(hooks):
+            if await self._call(hook, as_info, obj, old, base, mutating=True):
                 for j in range(i):
                     changed_after[j] = True
-        again = [h for j, h in enumerate(hooks) if changed_after.get(j) and h.get("reinvocationPolicy") == "IfNeeded"]
-        for hook in again:
-            await self._call(hook, obj, old, base, mutating=True)
+        again = [(h, a) for j, (h, a) in enumerate(hooks)
+                 if changed_after.get(j) and h.get("reinvocationPolicy") == "IfNeeded"]
+        for hook, as_info in again:
+            await self._call(hook, as_info, obj, old, base, mutating=True)
 
-    async def _call(self, hook: dict, obj: dict | None, old: dict | None, base: dict,
+    async def _call(self, hook: dict, as_info: KindInfo, obj: dict | None, old: dict | None, base: dict,
                     mutating: bool = False) -> bool:
         """Call one webhook; True if it changed `obj`. Refusals and Fail-policy failures raise."""
         name = hook.get("name", "")
         if base["dry_run"] and hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
             raise errors.bad_request(f"admission webhook {errors.go_quote(name)} does not support dry run")
-        request = _review_request(obj, old, base)
+        info: KindInfo = base["info"]
+        sent, sent_old = _convert(obj, info, as_info), _convert(old, info, as_info)
+        request = _review_request(sent, sent_old, base, as_info)
         try:
             response = await self._post(hook, request)
         except _CallFailed as exc:
@@ -160,9 +155,10 @@ class Dispatcher:
             if response.get("patchType") != "JSONPatch":
                 raise ValueError(f"unsupported patch type {response.get('patchType')!r}")
             ops = orjson.loads(base64.b64decode(response["patch"]))
-            patched = patching.json_patch(obj, ops)
+            patched = patching.json_patch(sent, ops)
             if not isinstance(patched, dict):
                 raise ValueError("the patch does not leave an object")
+            patched = _convert(patched, as_info, info)
         except (ValueError, TypeError, orjson.JSONDecodeError, errors.APIError) as exc:
             msg = exc.message if isinstance(exc, errors.APIError) else str(exc)
             if hook.get("failurePolicy", "Fail") == "Ignore":
@@ -213,8 +209,9 @@ class Dispatcher:
         except asyncio.TimeoutError:
             raise _CallFailed(f'failed to call webhook: Post "{shown}": context deadline exceeded') from None
         except aiohttp.ClientConnectorCertificateError as exc:
+            why = getattr(exc.certificate_error, "verify_message", "") or str(exc.certificate_error)
             raise _CallFailed(f'failed to call webhook: Post "{shown}": tls: failed to verify certificate: '
-                              f'{exc.certificate_error.verify_message if hasattr(exc.certificate_error, "verify_message") else exc}') from None
+                              f'x509: {why}') from None
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             raise _CallFailed(f'failed to call webhook: Post "{shown}": {_reason(exc)}') from None
         if status != 200:
@@ -262,6 +259,39 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or exc.__class__.__name__
 
 
+def select(cache, spec: dict, rules: list, operation: str, info: KindInfo, sub: str, namespace: str,
+           obj: dict | None, old: dict | None) -> KindInfo | None:
+    """The kind (version) a webhook or policy is called with, or None when its `rules` and
+    `spec`'s namespaceSelector, objectSelector and matchPolicy do not select the request. With
+    `matchPolicy: Equivalent` (the default) a rule naming another served version of the same
+    resource selects it too, and the object is sent in that version."""
+    rules = [r for r in rules if isinstance(r, dict)]
+    chosen = info if any(_rule_matches(r, operation, info, sub) for r in rules) else None
+    if chosen is None and spec.get("matchPolicy", "Equivalent") == "Equivalent":
+        chosen = next((other for other in registry.ALL_KINDS
+                       if other.group == info.group and other.resource == info.resource and other is not info
+                       and any(_rule_matches(r, operation, other, sub) for r in rules)), None)
+    if chosen is None:
+        return None
+    try:
+        ns_sel = selectors.selector_from_object(spec.get("namespaceSelector") or {})
+        obj_sel = selectors.selector_from_object(spec.get("objectSelector") or {})
+    except ValueError:
+        return None
+    if info.kind == "Namespace" and info.group == "":
+        if not ns_sel.matches(((obj or old or {}).get("metadata") or {}).get("labels") or {}):
+            return None
+    elif info.namespaced and not ns_sel.empty:
+        ns = cache.get(f"/registry/core/namespaces/{namespace}")
+        if not ns_sel.matches(((ns or {}).get("metadata") or {}).get("labels") or {}):
+            return None
+    if not obj_sel.empty:
+        labels = [((o or {}).get("metadata") or {}).get("labels") or {} for o in (obj, old) if o is not None]
+        if not any(obj_sel.matches(lbl) for lbl in labels):
+            return None
+    return chosen
+
+
 def _rule_matches(rule: dict, operation: str, info: KindInfo, sub: str) -> bool:
     ops = rule.get("operations") or []
     if "*" not in ops and operation not in ops:
@@ -299,11 +329,52 @@ def _denied(name: str, status: Any) -> errors.APIError:
                            status.get("details") if isinstance(status.get("details"), dict) else None)
 
 
-def _review_request(obj: dict | None, old: dict | None, base: dict) -> dict:
+def cel_request(operation: str, info: KindInfo, sub: str, namespace: str, name: str, user: authn.UserInfo,
+                dry_run: bool) -> dict:
+    """The `request` variable of admission CEL expressions (an AdmissionRequest's fields)."""
+    return {"kind": {"group": info.group, "version": info.version, "kind": info.kind},
+            "resource": {"group": info.group, "version": info.version, "resource": info.resource},
+            "subResource": sub, "name": name, "namespace": namespace, "operation": operation,
+            "userInfo": user.to_api(), "dryRun": dry_run}
+
+
+def _conditions_hold(hook: dict, obj: dict | None, old: dict | None, base: dict) -> bool:
+    """Whether every matchCondition is true; an expression that cannot be evaluated refuses the
+    request under failurePolicy Fail and skips the webhook under Ignore."""
+    conditions = hook.get("matchConditions") or []
+    if not conditions:
+        return True
+    activation = {"object": obj, "oldObject": old, "request": cel_request(
+        base["operation"], base["info"], base["sub"], base["namespace"], base["name"], base["user"],
+        base["dry_run"])}
+    for cond in conditions:
+        try:
+            if not bool(celrules.evaluate(cond.get("expression", ""), activation)):
+                return False
+        except celrules.NotEvaluated as exc:
+            if hook.get("failurePolicy", "Fail") == "Ignore":
+                return False
+            raise errors.internal(f"failed calling webhook {errors.go_quote(hook.get('name', ''))}: failed to "
+                                  f"evaluate match condition: {exc}") from None
+    return True
+
+
+def _convert(obj: dict | None, source: KindInfo, target: KindInfo) -> dict | None:
+    """An object of one version of a resource in another, through the storage form."""
+    if obj is None or source is target:
+        return obj
+    stored = source.strategy.to_storage(obj) if source.storage_group is not None else obj
+    return target.strategy.from_storage(stored) if target.storage_group is not None else stored
+
+
+def _review_request(obj: dict | None, old: dict | None, base: dict, as_info: KindInfo) -> dict:
     info: KindInfo = base["info"]
-    gvk = {"group": info.group, "version": info.version, "kind": info.kind}
-    gvr = {"group": info.group, "version": info.version, "resource": info.resource}
-    req: dict = {"uid": str(uuid.uuid4()), "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+    gvk = {"group": as_info.group, "version": as_info.version, "kind": as_info.kind}
+    gvr = {"group": as_info.group, "version": as_info.version, "resource": as_info.resource}
+    request_gvk = {"group": info.group, "version": info.version, "kind": info.kind}
+    request_gvr = {"group": info.group, "version": info.version, "resource": info.resource}
+    req: dict = {"uid": str(uuid.uuid4()), "kind": gvk, "resource": gvr, "requestKind": request_gvk,
+                 "requestResource": request_gvr,
                  "name": base["name"], "operation": base["operation"], "userInfo": base["user"].to_api(),
                  "object": obj, "oldObject": old, "dryRun": base["dry_run"],
                  "options": {"kind": OPTIONS_KIND.get(base["operation"], "CreateOptions"),

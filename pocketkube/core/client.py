@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import Any, AsyncIterator, Protocol
 from urllib.parse import quote
 
@@ -165,13 +166,20 @@ class Client:
 
 
 class HTTPTransport:
-    """HTTPS with a bearer token, keep-alive connections (aiohttp)."""
+    """HTTPS with a bearer token, keep-alive connections (aiohttp). With `token_file` (a pod's
+    projected service account token, which the kubelet renews before it expires) the token is
+    read again when it is a minute old, as client-go's in-cluster config does."""
 
-    def __init__(self, server: str, token: str, ca_file: str | None = None, insecure: bool = False):
+    TOKEN_FILE_SECONDS = 60.0
+
+    def __init__(self, server: str, token: str, ca_file: str | None = None, insecure: bool = False,
+                 token_file: str | None = None):
         import aiohttp
 
         self.server = server.rstrip("/")
         self.token = token
+        self._token_file = token_file
+        self._token_read = time.monotonic()
         if server.startswith("https"):
             ctx = ssl.create_default_context(cafile=ca_file)
             if insecure:
@@ -181,17 +189,29 @@ class HTTPTransport:
             ctx = False
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
-            headers={"Authorization": f"Bearer {token}", "Accept": JSON},
+            headers={"Accept": JSON},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
+    def _auth(self) -> dict[str, str]:
+        if self._token_file and time.monotonic() - self._token_read > self.TOKEN_FILE_SECONDS:
+            try:
+                with open(self._token_file) as f:
+                    self.token = f.read().strip() or self.token
+            except OSError:
+                pass
+            self._token_read = time.monotonic()
+        return {"Authorization": f"Bearer {self.token}"}
+
     async def request(self, method, path, query, body, content_type):
-        headers = {"Content-Type": content_type} if content_type else None
+        headers = self._auth()
+        if content_type:
+            headers["Content-Type"] = content_type
         async with self._session.request(method, self.server + path, params=query, data=body,
                                           headers=headers, timeout=_timeout(60)) as resp:
             return resp.status, await resp.read()
 
     async def watch(self, path, query):
-        async with self._session.get(self.server + path, params=query) as resp:
+        async with self._session.get(self.server + path, params=query, headers=self._auth()) as resp:
             if resp.status >= 300:
                 raise error_from(resp.status, await resp.read())
             async for line in resp.content:
@@ -245,7 +265,8 @@ def from_in_cluster(field_manager: str = "pocketkube", directory: str = SERVICE_
     with open(os.path.join(directory, "token")) as f:
         token = f.read().strip()
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    return Client(HTTPTransport(server, token, os.path.join(directory, "ca.crt")), field_manager)
+    return Client(HTTPTransport(server, token, os.path.join(directory, "ca.crt"),
+                                token_file=os.path.join(directory, "token")), field_manager)
 
 
 async def wait_for_api(client: Client, timeout: float = 30.0) -> None:

@@ -40,7 +40,25 @@ def _go_value(value: Any) -> str:
         return go_quote(value)
     if isinstance(value, (list, tuple)):
         return "[]string{" + ", ".join(go_quote(str(v)) for v in value) + "}"
+    if isinstance(value, dict):
+        return _go_interface(value)
     return go_quote(str(value))
+
+
+def _go_interface(value: Any) -> str:
+    """%#v of an unstructured JSON value (a custom resource's): map keys sorted, as Go prints them."""
+    if isinstance(value, dict):
+        return "map[string]interface {}{" + ", ".join(
+            f"{go_quote(str(k))}:{_go_interface(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[]interface {}{" + ", ".join(_go_interface(v) for v in value) + "}"
+    if value is None:
+        return "interface {}(nil)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return go_quote(value)
+    return str(value)
 
 
 def go_quote(s: str) -> str:

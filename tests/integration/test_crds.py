@@ -178,3 +178,26 @@ def test_a_thousand_objects_list_as_a_table(server, ns, group):
                                                                     "items": items}), timeout=300)
     lines = server.kubectl("get", "wd", "-n", ns, "--chunk-size=0").stdout.splitlines()
     assert len(lines) == 1001 and lines[1].split()[:3] == ["w0000", "1", "red"]
+
+
+def test_cel_rules_refuse_with_their_messages(server, ns):
+    g = f"cel-{ns}.example.com"
+    spec_schema = {"type": "object", "properties": {"min": {"type": "integer"}, "max": {"type": "integer"},
+                                                    "mode": {"type": "string"}},
+                   "x-kubernetes-validations": [
+                       {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+                       {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"}]}
+    obj = crd(g)
+    obj["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = spec_schema
+    server.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    try:
+        def make(**spec) -> str:
+            return json.dumps({"apiVersion": f"{g}/v1", "kind": "Widget", "metadata": {"name": "r"}, "spec": spec})
+
+        cp = server.kubectl("apply", "-n", ns, "-f", "-", input=make(min=3, max=1, mode="a"), check=False)
+        assert cp.stderr.strip() == 'The Widget "r" is invalid: spec: Invalid value: "object": min must not exceed max'
+        server.kubectl("apply", "-n", ns, "-f", "-", input=make(min=1, max=3, mode="a"))
+        cp = server.kubectl("apply", "-n", ns, "-f", "-", input=make(min=1, max=3, mode="b"), check=False)
+        assert cp.stderr.strip() == 'The Widget "r" is invalid: spec: Invalid value: "object": mode is immutable'
+    finally:
+        server.kubectl("delete", "crd", f"widgets.{g}")

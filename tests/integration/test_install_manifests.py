@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from tests.integration.test_endpoints import eventually
+
 pytestmark = pytest.mark.usefixtures("server")
 
 
@@ -130,3 +132,70 @@ def test_quotas_limit_ranges_and_network_policies_are_stored_and_printed(server,
     cp = server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(bad), check=False)
     assert 'spec.limits[0].type: Unsupported value: "Node": supported values: "Container", "Pod", ' \
            '"PersistentVolumeClaim"' in cp.stderr
+
+
+def metrics_manifest(ns: str, group: str) -> list[dict]:
+    """Our own manifest of the shape metrics-server publishes: RBAC that aggregates into `view`,
+    the auth-delegator and extension-apiserver-authentication-reader bindings, a Deployment and
+    Service, and the APIService that registers its API."""
+    rbac = "rbac.authorization.k8s.io/v1"
+    sa = [{"kind": "ServiceAccount", "name": "metrics", "namespace": ns}]
+    labels = {"k8s-app": "metrics"}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "metrics", "namespace": ns}},
+        {"apiVersion": rbac, "kind": "ClusterRole",
+         "metadata": {"name": f"{ns}:aggregated-metrics-reader",
+                      "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true",
+                                 "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                                 "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+         "rules": [{"apiGroups": [group], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": f"{ns}:metrics"},
+         "rules": [{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                   {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": rbac, "kind": "RoleBinding",
+         "metadata": {"name": f"{ns}-auth-reader", "namespace": "kube-system"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "extension-apiserver-authentication-reader"}, "subjects": sa},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": f"{ns}:auth-delegator"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+         "subjects": sa},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": f"{ns}:metrics"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{ns}:metrics"},
+         "subjects": sa},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "metrics", "namespace": ns, "labels": labels},
+         "spec": {"selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "metrics", "namespace": ns},
+         "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
+             "serviceAccountName": "metrics", "priorityClassName": "system-cluster-critical",
+             "containers": [{"name": "metrics", "image": "registry.example/metrics:v1",
+                             "args": ["--secure-port=10250", "--kubelet-preferred-address-types=InternalIP"],
+                             "ports": [{"name": "https", "containerPort": 10250}]}]}}}},
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": f"v1beta1.{group}"},
+         "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": True, "groupPriorityMinimum": 100,
+                  "versionPriority": 100, "service": {"name": "metrics", "namespace": ns}}},
+    ]
+
+
+def test_a_metrics_server_shaped_manifest_applies_and_its_rbac_works(server, ns):
+    group = f"metrics-{ns}.example.com"
+    docs = metrics_manifest(ns, group)
+    cp = server.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    assert cp.stdout.count("created") == len(docs)
+    try:
+        who = ("--as", f"system:serviceaccount:{ns}:metrics")
+        assert server.kubectl("auth", "can-i", "get", "nodes/metrics", *who).stdout.strip() == "yes"
+        assert server.kubectl("auth", "can-i", "create", "subjectaccessreviews.authorization.k8s.io",
+                              *who).stdout.strip() == "yes"
+        assert server.kubectl("auth", "can-i", "get", "configmaps/extension-apiserver-authentication",
+                              "-n", "kube-system", *who).stdout.strip() == "yes"
+        assert server.kubectl("auth", "can-i", "delete", "pods", *who, check=False).stdout.strip() == "no"
+        eventually(lambda: any(group in (r.get("apiGroups") or [])
+                               for r in server.kubectl_json("get", "clusterrole", "view")["rules"]))
+        line = server.kubectl("get", "apiservice", f"v1beta1.{group}").stdout.splitlines()[1].split()
+        assert line[1:4] == [f"{ns}/metrics", "False", "(FailedDiscoveryCheck)"]
+    finally:
+        for kind, name in (("apiservice", f"v1beta1.{group}"), ("clusterrole", f"{ns}:aggregated-metrics-reader"),
+                           ("clusterrole", f"{ns}:metrics"), ("clusterrolebinding", f"{ns}:auth-delegator"),
+                           ("clusterrolebinding", f"{ns}:metrics")):
+            server.kubectl("delete", kind, name, "--ignore-not-found")
+        server.kubectl("delete", "rolebinding", f"{ns}-auth-reader", "-n", "kube-system", "--ignore-not-found")

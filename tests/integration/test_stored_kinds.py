@@ -61,3 +61,17 @@ def test_horizontal_pod_autoscaler(server, ns):
     v1 = json.loads(server.kubectl("get", "--raw", f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers/web"
                                    ).stdout)
     assert v1["spec"]["targetCPUUtilizationPercentage"] == 60 and "metrics" not in v1["spec"]
+
+
+def test_apiservices_local_and_aggregated(server):
+    rows = {r.split()[0]: r.split()[1:3] for r in server.kubectl("get", "apiservices").stdout.splitlines()[1:]}
+    assert rows["v1."] == ["Local", "True"] and rows["v1.apps"] == ["Local", "True"]
+    svc = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+           "metadata": {"name": "v1beta1.metrics.k8s.io"},
+           "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "insecureSkipTLSVerify": True,
+                    "service": {"name": "metrics-server", "namespace": "kube-system"},
+                    "groupPriorityMinimum": 100, "versionPriority": 100}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(svc))
+    line = server.kubectl("get", "apiservice", "v1beta1.metrics.k8s.io").stdout.splitlines()[1].split()
+    assert line[:4] == ["v1beta1.metrics.k8s.io", "kube-system/metrics-server", "False", "(ServiceNotFound)"]
+    server.kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io")

@@ -181,3 +181,75 @@ def test_dry_run_is_refused_for_webhooks_with_side_effects(server, ns, hook_serv
     obj["webhooks"][0]["sideEffects"] = "Some"
     cp = server.kubectl("create", "-f", "-", input=json.dumps(obj), check=False)
     assert cp.returncode == 1  # v1 accepts only None and NoneOnDryRun: no webhook with side effects exists
+
+
+def test_equivalent_match_policy_sends_the_version_the_rule_names(server, ns, hook_server, configure):
+    hook = webhook_config(f"equiv-{ns}", "MutatingWebhookConfiguration", ns, hook_server["url"] + "/mutate",
+                          hook_server["ca"])
+    hook["webhooks"][0]["rules"] = [{"operations": ["CREATE"], "apiGroups": ["autoscaling"], "apiVersions": ["v1"],
+                                     "resources": ["horizontalpodautoscalers"]}]
+    configure(hook)
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "maxReplicas": 3, "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}}
+    server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
+    got = server.kubectl_json("get", "hpa", "h", "-n", ns)
+    assert got["metadata"]["labels"] == {"mutated": "yes"} and got["spec"]["metrics"][0]["resource"]["target"] == {
+        "type": "Utilization", "averageUtilization": 50}
+    req = [c["request"] for c in CALLS if c["request"].get("namespace") == ns and c["request"]["name"] == "h"][-1]
+    assert req["kind"] == {"group": "autoscaling", "version": "v1", "kind": "HorizontalPodAutoscaler"}
+    assert req["requestKind"]["version"] == "v2"
+    assert req["object"]["apiVersion"] == "autoscaling/v1"
+    assert req["object"]["spec"]["targetCPUUtilizationPercentage"] == 50
+    exact = webhook_config(f"equiv-{ns}", "MutatingWebhookConfiguration", ns, hook_server["url"] + "/mutate",
+                           hook_server["ca"], matchPolicy="Exact")
+    exact["webhooks"][0]["rules"] = hook["webhooks"][0]["rules"]
+    configure(exact)
+    hpa["metadata"]["name"] = "h2"
+    server.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
+    assert "labels" not in server.kubectl_json("get", "hpa", "h2", "-n", ns)["metadata"]
+
+
+def test_validating_admission_policy_denies_and_warns(server, ns, configure):
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": f"limit-{ns}"},
+              "spec": {"matchConstraints": {"resourceRules": [{
+                  "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                  "resources": ["deployments"]}]},
+                  "variables": [{"name": "replicas", "expression": "object.spec.replicas"}],
+                  "validations": [{"expression": "variables.replicas <= 5", "message": "no more than 5 replicas"},
+                                  {"expression": "object.metadata.name.startsWith('ok-')"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": f"limit-{ns}"},
+               "spec": {"policyName": f"limit-{ns}", "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}}
+    configure(policy)
+    configure(binding)
+    server.kubectl("create", "deployment", "ok-web", "--image=nginx", "--replicas=3", "-n", ns)
+    cp = server.kubectl("create", "deployment", "ok-big", "--image=nginx", "--replicas=9", "-n", ns, check=False)
+    assert cp.stderr.strip() == (f"error: failed to create deployment: ValidatingAdmissionPolicy 'limit-{ns}' with "
+                                 f"binding 'limit-{ns}' denied request: no more than 5 replicas")
+    cp = server.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns, check=False)
+    assert cp.stderr.strip().endswith("denied request: failed expression: object.metadata.name.startsWith('ok-')")
+    assert server.kubectl("get", "validatingadmissionpolicies", f"limit-{ns}").stdout.split()[:6] == [
+        "NAME", "VALIDATIONS", "PARAMKIND", "AGE", f"limit-{ns}", "2"]
+    binding["spec"]["validationActions"] = ["Warn"]
+    configure(binding)
+    cp = server.kubectl("create", "deployment", "web", "--image=nginx", "-n", ns)
+    assert (f"Warning: Validation failed for ValidatingAdmissionPolicy 'limit-{ns}' with binding 'limit-{ns}': "
+            "failed expression: object.metadata.name.startsWith('ok-')") in cp.stderr
+
+
+def test_match_conditions_choose_which_requests_reach_the_webhook(server, ns, hook_server, configure):
+    configure(webhook_config(f"cond-{ns}", "ValidatingWebhookConfiguration", ns, hook_server["url"] + "/deny",
+                             hook_server["ca"], matchConditions=[
+                                 {"name": "only-checked", "expression": "object.metadata.name.startsWith('checked-')"}]))
+    server.kubectl("create", "configmap", "free", "--from-literal=forbidden=1", "-n", ns)  # not selected
+    cp = server.kubectl("create", "configmap", "checked-1", "--from-literal=forbidden=1", "-n", ns, check=False)
+    assert "denied the request: the key 'forbidden' is not allowed" in cp.stderr
+    server.kubectl("delete", "validatingwebhookconfiguration", f"cond-{ns}")
+    configure(webhook_config(f"cond2-{ns}", "ValidatingWebhookConfiguration", ns, hook_server["url"] + "/deny",
+                             hook_server["ca"], matchConditions=[{"name": "broken", "expression": "object.nope()"}]))
+    cp = server.kubectl("create", "configmap", "x", "-n", ns, check=False)
+    assert f'failed calling webhook "cond2-{ns}.example.com": failed to evaluate match condition' in cp.stderr

@@ -62,3 +62,27 @@ def test_jsonpath_and_versions():
     assert jsonpath(obj, ".spec.missing") == []
     assert sorted(["v1beta1", "v2", "v1", "v1alpha1", "foo"], key=version_priority) == [
         "v2", "v1", "v1beta1", "v1alpha1", "foo"]
+
+
+def test_cel_rules_with_messages_paths_and_transitions():
+    schema = {"type": "object", "properties": {"spec": {
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+            {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable", "fieldPath": ".mode"},
+            {"rule": "!has(self.hostname) || self.protocol != 'TCP'", "reason": "FieldValueForbidden",
+             "message": "hostname must not be set for TCP"},
+            {"rule": "isIP(self.mode)"}],  # a Kubernetes CEL function cel-python lacks: skipped
+        "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "mode": {"type": "string"},
+                       "protocol": {"type": "string"}, "hostname": {"type": "string"},
+                       "ports": {"type": "array", "items": {"type": "integer",
+                                                            "x-kubernetes-validations": [{"rule": "self > 0"}]}}}}}}
+    ok = {"spec": {"min": 1, "max": 2, "mode": "a", "protocol": "UDP", "hostname": "h", "ports": [1]}}
+    assert crdschema.validate(ok, schema, "") == []
+    bad = {"spec": {"min": 3, "max": 2, "mode": "b", "protocol": "TCP", "hostname": "h", "ports": [1, 0]}}
+    assert [str(e) for e in crdschema.validate(bad, schema, "")] == [
+        'spec.ports[1]: Invalid value: "integer": failed rule: self > 0',
+        'spec: Invalid value: "object": min must not exceed max',
+        "spec: Forbidden: hostname must not be set for TCP"]
+    assert [str(e) for e in crdschema.validate(bad, schema, "", ok)][2] == \
+        'spec.mode: Invalid value: "object": mode is immutable'

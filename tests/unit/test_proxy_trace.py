@@ -120,7 +120,9 @@ async def test_in_cluster_client(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "172.18.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
     made = []
-    monkeypatch.setattr("pocketkube.core.client.HTTPTransport", lambda *args: made.append(args) or args)
+    monkeypatch.setattr("pocketkube.core.client.HTTPTransport",
+                        lambda *args, **kwargs: made.append((args, kwargs)) or args)
     client = from_in_cluster(field_manager="kube-proxy", directory=str(tmp_path))
-    assert made == [("https://172.18.0.1:6443", "secret-token", str(tmp_path / "ca.crt"))]
+    assert made == [(("https://172.18.0.1:6443", "secret-token", str(tmp_path / "ca.crt")),
+                     {"token_file": str(tmp_path / "token")})]
     assert client.field_manager == "kube-proxy"

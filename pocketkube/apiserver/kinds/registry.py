@@ -8,7 +8,7 @@ changes so documents built from the registry (discovery, OpenAPI) know when to r
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
-    configmap, crd, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
+    apiservice, configmap, crd, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
     job, lease, namespace, node, pod, policykinds, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
     statefulset, volume, webhookconfiguration,
 )
@@ -32,6 +32,7 @@ ALL_KINDS: list[KindInfo] = [
     endpointslice.INFO,
     *reviews.KINDS,
     crd.INFO,
+    apiservice.INFO,
 ]
 
 # Served only as the `scale` subresource of deployments, replicasets, statefulsets and
@@ -40,7 +41,7 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
                  namespaced=True, verbs=("get", "patch", "update"))
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
-_GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+_GROUP_ORDER = ("", "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
                 "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
                 "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")

@@ -1,7 +1,8 @@
 """admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration and
 MutatingWebhookConfiguration: defaults (SetDefaults_*Webhook, _Rule, _ServiceReference) and the
 validation a user meets (names, rules, policies, side effects, timeouts, client config, review
-versions), in one module since the two share all of it.
+versions), in one module since the two share all of it; and ValidatingAdmissionPolicy with its
+Binding, whose match rules are the same (admissionpolicy.py evaluates them).
 
 Stored and served as kube-apiserver serves them; webhooks.py calls the webhooks they name.
 """
@@ -157,4 +158,73 @@ VALIDATING = KindInfo(group=GROUP, version="v1", kind="ValidatingWebhookConfigur
 MUTATING = KindInfo(group=GROUP, version="v1", kind="MutatingWebhookConfiguration",
                     resource="mutatingwebhookconfigurations", singular="mutatingwebhookconfiguration",
                     namespaced=False, strategy=_MutatingStrategy(), categories=("api-extensions",))
-KINDS = [VALIDATING, MUTATING]
+
+
+class _PolicyStrategy(Strategy):
+    has_status_subresource = True
+
+    def default(self, obj: dict) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("failurePolicy", "Fail")
+        match = spec.setdefault("matchConstraints", {})
+        match.setdefault("matchPolicy", "Equivalent")
+        match.setdefault("namespaceSelector", {})
+        match.setdefault("objectSelector", {})
+        for rule in match.get("resourceRules") or []:
+            if isinstance(rule, dict):
+                rule.setdefault("scope", "*")
+
+    def validate(self, obj: dict) -> list[FieldError]:
+        errs = v.validate_object_meta(obj.get("metadata") or {}, False, v.name_is_dns_subdomain)
+        spec = obj.get("spec") or {}
+        validations = spec.get("validations") or []
+        if not validations and not spec.get("auditAnnotations"):
+            errs.append(required("spec.validations", "validations or auditAnnotations must contain at least one item"))
+        for i, item in enumerate(validations):
+            if not (item or {}).get("expression"):
+                errs.append(required(f"spec.validations[{i}].expression"))
+        if spec.get("failurePolicy") not in ("Fail", "Ignore"):
+            errs.append(not_supported("spec.failurePolicy", spec.get("failurePolicy"), ["Fail", "Ignore"]))
+        rules = (spec.get("matchConstraints") or {}).get("resourceRules") or []
+        if not rules:
+            errs.append(required("spec.matchConstraints.resourceRules"))
+        for j, rule in enumerate(rules):
+            errs += _validate_rule(rule or {}, f"spec.matchConstraints.resourceRules[{j}]")
+        return errs
+
+    def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
+        return v.validate_object_meta_update(obj.get("metadata") or {}, old.get("metadata") or {}) + self.validate(obj)
+
+
+class _PolicyBindingStrategy(Strategy):
+    ACTIONS = ["Audit", "Deny", "Warn"]
+
+    def validate(self, obj: dict) -> list[FieldError]:
+        errs = v.validate_object_meta(obj.get("metadata") or {}, False, v.name_is_dns_subdomain)
+        spec = obj.get("spec") or {}
+        if not spec.get("policyName"):
+            errs.append(required("spec.policyName"))
+        actions = spec.get("validationActions") or []
+        if not actions:
+            errs.append(required("spec.validationActions"))
+        for i, action in enumerate(actions):
+            if action not in self.ACTIONS:
+                errs.append(not_supported(f"spec.validationActions[{i}]", action, self.ACTIONS))
+        if "Deny" in actions and "Warn" in actions:
+            errs.append(invalid_value("spec.validationActions", actions, "must not contain both Deny and Warn "
+                                                                        "(repeating the same validation failure "
+                                                                        "information in the API response and "
+                                                                        "headers serves no purpose)"))
+        return errs
+
+    def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
+        return v.validate_object_meta_update(obj.get("metadata") or {}, old.get("metadata") or {}) + self.validate(obj)
+
+
+POLICY = KindInfo(group=GROUP, version="v1", kind="ValidatingAdmissionPolicy", resource="validatingadmissionpolicies",
+                  singular="validatingadmissionpolicy", namespaced=False, strategy=_PolicyStrategy(),
+                  categories=("api-extensions",), subresources=("status",))
+POLICY_BINDING = KindInfo(group=GROUP, version="v1", kind="ValidatingAdmissionPolicyBinding",
+                          resource="validatingadmissionpolicybindings", singular="validatingadmissionpolicybinding",
+                          namespaced=False, strategy=_PolicyBindingStrategy(), categories=("api-extensions",))
+KINDS = [VALIDATING, MUTATING, POLICY, POLICY_BINDING]
