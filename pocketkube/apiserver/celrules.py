@@ -1,5 +1,5 @@
 """CEL validation rules of CRD schemas (`x-kubernetes-validations`), evaluated with cel-python
-(docs/adr/0009 says why that library).
+(docs/adr/0010 says why that library).
 
 A rule sees the value of its schema node as `self` and, on an update, the old value as
 `oldSelf` (a rule that names `oldSelf` is a transition rule: it is checked only when there is an
