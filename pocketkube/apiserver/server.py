@@ -70,7 +70,7 @@ class APIServer:
         self.tokens = tokens.TokenIssuer(os.path.join(self.data_dir, "sa.key"))
         self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}", self.tokens)
         streaming.install(self.handlers, self.storage, agent_token=self.token)
-        proxy.install(self.handlers, self.storage)
+        proxy.install(self.handlers, self.storage, agent_token=self.token)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
