@@ -1,10 +1,15 @@
 """API server benchmark: creates/s, get and list latency at 10k objects, watch fan-out
-latency to 100 watchers, and server RSS, each printed beside its goal and anchor.
+latency to 100 watchers, and server RSS, each printed beside its goal and anchor; then what
+RBAC authorization costs a GET and a create.
 
 Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it over
-HTTPS with keep-alive connections, as kubectl and controllers do.
+HTTPS with keep-alive connections, as kubectl and controllers do. The authorization part runs
+an API server in this process and switches its authorizer off and on between interleaved
+rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resolves its rules), printing the
+median ratio on/off and its spread. Last, a custom resource's create and Table list beside a
+built-in kind's.
 
-    .venv/bin/python -m bench.api [--services 10000] [--watchers 100]
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--only main|authz|crd]
 """
 
 from __future__ import annotations
@@ -162,11 +167,157 @@ async def main_async(args) -> None:
         srv.stop()
 
 
+async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
+    """GET and create latency with RBAC on and off in one in-process server, interleaved."""
+    from pocketkube.apiserver.server import APIServer
+
+    data = tempfile.mkdtemp(prefix="pk-bench-authz-")
+    server = APIServer(data, port=0, datastore="sqlite")
+    await server.start()
+    rbac = server.handlers.authorizer
+    try:
+        ctx = ssl.create_default_context(cafile=server.pki.ca_cert)
+        admin = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=0)) as s:
+            url = server.url
+
+            async def call(method, path, body=None, headers=admin, want=(200, 201)):
+                async with s.request(method, url + path, data=body, headers=headers) as r:
+                    out = await r.read()
+                    if r.status not in want:
+                        raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+                    return orjson.loads(out)
+
+            await call("POST", "/api/v1/namespaces", orjson.dumps({"metadata": {"name": "bench"}}))
+            await call("POST", "/api/v1/namespaces/bench/serviceaccounts", orjson.dumps({"metadata": {"name": "dev"}}))
+            for part in ("edit", "view"):  # edit's rules (the aggregation controller does not run here)
+                await call("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/bench/rolebindings", orjson.dumps({
+                    "metadata": {"name": f"dev-{part}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": f"system:aggregate-to-{part}"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": "bench"}]}))
+            token = (await call("POST", "/api/v1/namespaces/bench/serviceaccounts/dev/token",
+                                orjson.dumps({"spec": {}})))["status"]["token"]
+            dev = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            await call("POST", "/api/v1/namespaces/bench/configmaps", orjson.dumps({"metadata": {"name": "c"}}), dev)
+            counter = [0]
+
+            async def measure() -> tuple[float, float]:
+                gets, creates = [], []
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    await call("GET", "/api/v1/namespaces/bench/configmaps/c", headers=dev)
+                    gets.append(time.perf_counter() - t0)
+                    counter[0] += 1
+                    body = orjson.dumps({"metadata": {"name": f"c{counter[0]}"}})
+                    t0 = time.perf_counter()
+                    await call("POST", "/api/v1/namespaces/bench/configmaps", body, dev)
+                    creates.append(time.perf_counter() - t0)
+                return statistics.median(gets), statistics.median(creates)
+
+            await measure()  # warm up both paths
+            ratios_get, ratios_create, on_ms = [], [], []
+            for i in range(rounds):
+                results = {}
+                for mode in (("on", "off") if i % 2 == 0 else ("off", "on")):
+                    server.handlers.authorizer = rbac if mode == "on" else None
+                    results[mode] = await measure()
+                ratios_get.append(results["on"][0] / results["off"][0])
+                ratios_create.append(results["on"][1] / results["off"][1])
+                on_ms.append(results["on"])
+            server.handlers.authorizer = rbac
+        print(f"\nRBAC authorization cost ({rounds} interleaved rounds of {per_round} GETs and creates, "
+              f"as a ServiceAccount bound to edit, in-process server, SQLite)")
+        for what, ratios, idx in (("GET ConfigMap", ratios_get, 0), ("create ConfigMap", ratios_create, 1)):
+            med = statistics.median(ratios)
+            q = statistics.quantiles(ratios, n=4)
+            on = statistics.median(m[idx] for m in on_ms) * 1000
+            verdict = "meets goal" if med < 1.10 else "MISSES goal"
+            print(f"  {what:<18} on/off median {med:5.3f}x  (quartiles {q[0]:.3f}-{q[2]:.3f}, "
+                  f"min {min(ratios):.3f}, max {max(ratios):.3f})  {on:.2f} ms with RBAC  "
+                  f"goal < 1.10x  {verdict}")
+    finally:
+        await server.stop()
+
+
+async def custom_resource_speed(rounds: int = 8, per_round: int = 250) -> None:
+    """Create and list-as-Table latency of a custom resource beside a built-in kind (ConfigMaps),
+    interleaved rounds in one in-process server."""
+    from pocketkube.apiserver.server import APIServer
+
+    data = tempfile.mkdtemp(prefix="pk-bench-crd-")
+    server = await _started(APIServer(data, port=0, datastore="sqlite"))
+    try:
+        ctx = ssl.create_default_context(cafile=server.pki.ca_cert)
+        headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=0), headers=headers) as s:
+            async def call(method, path, body=None, accept="application/json"):
+                async with s.request(method, server.url + path, data=body, headers={"Accept": accept}) as r:
+                    out = await r.read()
+                    if r.status not in (200, 201):
+                        raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+
+            await call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", orjson.dumps({
+                "metadata": {"name": "widgets.bench.example.com"},
+                "spec": {"group": "bench.example.com", "scope": "Namespaced",
+                         "names": {"plural": "widgets", "kind": "Widget"},
+                         "versions": [{"name": "v1", "served": True, "storage": True,
+                                       "additionalPrinterColumns": [{"name": "Size", "type": "integer",
+                                                                     "jsonPath": ".spec.size"}],
+                                       "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                           "spec": {"type": "object", "properties": {
+                                               "size": {"type": "integer", "minimum": 0},
+                                               "color": {"type": "string", "default": "red"}}}}}}}]}}))
+            kinds = {
+                "ConfigMap": ("/api/v1/namespaces/default/configmaps",
+                              lambda n: {"metadata": {"name": n}, "data": {"size": "1"}}),
+                "Widget": ("/apis/bench.example.com/v1/namespaces/default/widgets",
+                           lambda n: {"apiVersion": "bench.example.com/v1", "kind": "Widget",
+                                      "metadata": {"name": n}, "spec": {"size": 1}}),
+            }
+            creates: dict[str, list[float]] = {k: [] for k in kinds}
+            lists: dict[str, list[float]] = {k: [] for k in kinds}
+            for i in range(rounds):
+                for kind in (list(kinds) if i % 2 == 0 else list(reversed(kinds))):
+                    path, make = kinds[kind]
+                    t0 = time.perf_counter()
+                    for j in range(per_round):
+                        await call("POST", path, orjson.dumps(make(f"o-{i}-{j}")))
+                    creates[kind].append((time.perf_counter() - t0) / per_round)
+                    t0 = time.perf_counter()
+                    await call("GET", path, accept=TABLE)
+                    lists[kind].append(time.perf_counter() - t0)
+        n = rounds * per_round
+        print(f"\nCustom resource speed beside ConfigMaps ({rounds} interleaved rounds of {per_round} creates, "
+              f"then a Table list; {n:,} objects of each at the end, in-process server, SQLite)")
+        for what, values in (("create", creates), ("list as Table", lists)):
+            ratios = [c / b for c, b in zip(values["Widget"], values["ConfigMap"])]
+            med = statistics.median(ratios)
+            verdict = "meets goal" if med <= 1.5 else "MISSES goal"
+            print(f"  {what:<14} Widget/ConfigMap median {med:5.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+                  f"Widget {statistics.median(values['Widget']) * 1000:.2f} ms, ConfigMap "
+                  f"{statistics.median(values['ConfigMap']) * 1000:.2f} ms  goal <= 1.5x  {verdict}")
+    finally:
+        await server.stop()
+
+
+async def _started(server):
+    await server.start()
+    return server
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
-    asyncio.run(main_async(p.parse_args()))
+    p.add_argument("--only", choices=("main", "authz", "crd"), default=None)
+    args = p.parse_args()
+    if args.only in (None, "main"):
+        asyncio.run(main_async(args))
+    if args.only in (None, "authz"):
+        asyncio.run(authz_overhead())
+    if args.only in (None, "crd"):
+        asyncio.run(custom_resource_speed())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ at the end, even when it fails.
   one TLS connection per request in flight (kubectl multiplexes its requests over one HTTP/2
   connection), and 50 handshakes at once are the client's cost, not the pods'. Goal p99 <
   500 ms; anchor: Kubernetes' pod startup SLO, 5 s.
+- Container root assembly: what building a container's root from its image costs
+  (sandbox.build_root: the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the
+  image's own mounts; each container start does it), timed
+  in a forked child in a private mount namespace of its own (nothing else of a pod: no
+  network, no holder), --samples times per image (p50, p99). No cluster. It is part of the
+  pod startup latency above, whose goal it shares.
 - Memory: sum of VmRSS of the API server's processes and of the agent's (the agent and its
   helpers, pods excluded), with none of our pods (the add-ons run) and with 50 idle pods
   (pause, then nginx); separately the pods' own processes (holder and containers; their PSS
@@ -49,7 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from pocketkube.cli import up as up_cmd  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
-from pocketkube.node import network  # noqa: E402
+from pocketkube.node import images, network, sandbox  # noqa: E402
 
 UP_GOAL_SECONDS = 3.0
 UP_ANCHORS = (("k3d", 20.0), ("kind", 33.0), ("minikube", 51.0))
@@ -379,6 +385,65 @@ def measure_pod_startup(args) -> list[Row]:
         return asyncio.run(_pod_startup(cluster, args))
 
 
+# ---- container root assembly ---------------------------------------------------------------
+
+ROOTFS_IMAGES = ("registry.k8s.io/pause", "busybox", "nginx", "luksa/kubia")
+
+
+def _rootfs_config(work: str, image: str) -> dict:
+    """The root config of a container of `image`, as the agent makes it (pods.py `_rootfs`)."""
+    pod = {"metadata": {"name": "bench", "namespace": "default", "uid": "bench"}, "spec": {}}
+    run_dir, cache = os.path.join(work, "run"), os.path.join(work, "cache")
+    resolved = images.resolve(image, None, None, pod, {"name": "c"}, run_dir=run_dir, cache_dir=cache)
+    for path, data in resolved.files.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    etc = {"passwd": images.passwd_file(resolved.users), "group": images.group_file(resolved.groups),
+           "hosts": "127.0.0.1\tlocalhost\n", "resolv.conf": "nameserver 10.96.0.10\n", "hostname": "bench\n"}
+    for sub in ("root", "overlay"):
+        os.makedirs(os.path.join(work, sub), exist_ok=True)
+    mounts = [{"target": t, "source": s, "readonly": s.startswith(cache), "owned": not s.startswith(cache)}
+              for t, s in resolved.mounts.items()]
+    return {"root": os.path.join(work, "root"), "overlay_dir": os.path.join(work, "overlay"), "etc": etc,
+            "holds": [*images.LIBRARY_DIRS, *resolved.holds], "mounts": mounts, "dirs": ["/"]}
+
+
+def _assemble_once(config: dict) -> float:
+    """Seconds to build the root once, in a forked child whose private mount namespace (and
+    every mount in it) ends with it."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        answer = b"error"
+        try:
+            os.close(read)
+            sys_ = sandbox.Syscalls()
+            sys_.unshare(sandbox.CLONE_NEWNS)
+            sys_.mount(None, "/", None, sandbox.MS_REC | sandbox.MS_PRIVATE)
+            started = time.perf_counter()
+            sandbox.build_root(sys_, config)
+            answer = repr(time.perf_counter() - started).encode()
+        finally:
+            os.write(write, answer)
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        answer = f.read()
+    os.waitpid(pid, 0)
+    return float(answer)
+
+
+def measure_rootfs(args) -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pk-bench-rootfs-") as work:
+        for image in ROOTFS_IMAGES:
+            config = _rootfs_config(os.path.join(work, _short(image)), image)
+            samples = [_assemble_once(config) for _ in range(args.samples)]
+            rows += _latency_rows(f"container root assembly, {_short(image)} ({len(samples)} roots)", samples)
+    return rows
+
+
 # ---- memory --------------------------------------------------------------------------------
 
 
@@ -503,7 +568,7 @@ def measure_memory(args) -> list[Row]:
     return rows
 
 
-MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_memory]
+MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_rootfs, measure_memory]
 
 
 # ---- main ----------------------------------------------------------------------------------

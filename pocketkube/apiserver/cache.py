@@ -111,6 +111,8 @@ class WatchCache:
         self._log: list[WatchEvent] = []
         self._oldest = 0  # watches may start at revisions >= this
         self._watchers: dict[str, set[Watcher]] = {}
+        self._prefix_revs: dict[str, int] = {}  # resource prefix -> revision of its last change
+        self._listed_at = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
         self.ready = asyncio.Event()
@@ -134,6 +136,8 @@ class WatchCache:
             objects.setdefault(resource_prefix(kv.key), {})[kv.key] = obj
         self.objects = objects
         self.revision = rev
+        self._prefix_revs.clear()
+        self._listed_at = rev
         self._log_revs.clear()
         self._log.clear()
         self._oldest = rev
@@ -167,6 +171,7 @@ class WatchCache:
             etype = "MODIFIED" if prev is not None else "ADDED"
         ev = WatchEvent(etype, key, obj, prev, sev.kv.mod_revision)
         self.revision = sev.kv.mod_revision
+        self._prefix_revs[rprefix] = self._prefix_revs[rprefix[:rprefix.index("/", 10) + 1]] = self.revision
         self._log_revs.append(ev.revision)
         self._log.append(ev)
         if len(self._log) > self.window * 2:
@@ -201,6 +206,12 @@ class WatchCache:
     async def wait_fresh(self) -> None:
         """Read-your-writes: wait until the cache holds every write the store acknowledged."""
         await self.wait_for(self.store.revision)
+
+    def prefix_revision(self, rprefix: str) -> int:
+        """The revision of the last change under a resource prefix ("/registry/GROUP/RESOURCE/")
+        or a group's ("/registry/GROUP/"): what caches built from them, like the RBAC
+        authorizer's, compare to know they are stale."""
+        return self._prefix_revs.get(rprefix, self._listed_at)
 
     def get(self, key: str) -> dict | None:
         return self.objects.get(resource_prefix(key), {}).get(key)

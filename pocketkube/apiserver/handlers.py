@@ -21,12 +21,12 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
-from pocketkube.apiserver import codec, discovery, openapi, printers, schema, tokens
+from pocketkube.apiserver import authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens, webhooks
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
-from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, served
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, object_key, served
 from pocketkube.core import errors, fieldsets, selectors
 from pocketkube.core.query import query_bool, wants_pretty
 from pocketkube.core.objects import deep_copy, rfc3339, utc_now
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JSON_CT = "application/json"
 TABLE_CT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+USER_KEY = web.RequestKey("user", authn.UserInfo)  # set by the server's authentication middleware
 BOOKMARK_INTERVAL = 10.0
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
 # Bodies above this go out in slices: a socket transport's write buffer is a bytearray that
@@ -54,6 +55,8 @@ class Request:
     query: MultiDictProxy | MultiDict
     headers: Mapping[str, str]
     body: bytes = b""
+    # Who asks (authn.py); None for the server's own in-process calls.
+    user: "authn.UserInfo | None" = None
 
 
 @dataclass
@@ -89,14 +92,29 @@ class Handlers:
         self.tokens = token_issuer
         self.cache = cache
         self.server_address = server_address
-        self.openapi = OpenAPIV3()
-        core_doc, groups_doc = (orjson.dumps(discovery.aggregated(core=c)) for c in (True, False))
-        self._aggregated_core = (core_doc, discovery.etag(core_doc))
-        self._aggregated_groups = (groups_doc, discovery.etag(groups_doc))
+        self._documents_generation = -1
+        self._build_documents()
+        # Custom resources (customresources.py): synced with the stored CRDs before each request.
+        self.custom_resources = None
         # Extra handlers for subresources served elsewhere (logs, exec, ...): (resource, sub) -> fn
         self.subresource_handlers: dict[tuple[str, str], Callable] = {}
         # resource -> handler(request, target, "[scheme:]name[:port]", prefix, rest) for RESOURCE/NAME/proxy/...
         self.proxy_handlers: dict[str, Callable] = {}
+        # RBAC (authz.py); None: every request is allowed (the server's --authorization-mode=AlwaysAllow).
+        self.authorizer: authz.RBACAuthorizer | None = None
+        self.authenticator: authn.Authenticator | None = None
+        # Admission webhooks (webhooks.py); None: none are called.
+        self.webhooks: webhooks.Dispatcher | None = None
+
+    def _build_documents(self) -> None:
+        """Discovery and OpenAPI documents, pre-encoded; rebuilt when the served kinds change."""
+        if self._documents_generation == registry.generation:
+            return
+        self.openapi = OpenAPIV3()
+        core_doc, groups_doc = (orjson.dumps(discovery.aggregated(core=c)) for c in (True, False))
+        self._aggregated_core = (core_doc, discovery.etag(core_doc))
+        self._aggregated_groups = (groups_doc, discovery.etag(groups_doc))
+        self._documents_generation = registry.generation
 
     # ---- entry ---------------------------------------------------------------------
 
@@ -104,6 +122,7 @@ class Handlers:
         """Answer one request; every failure becomes a metav1.Status reply."""
         warnings: list[str] = []
         try:
+            req.user = self.authorize(req.method, req.path, req.query, req.headers, req.user)
             reply = await self._route(req, warnings)
         except errors.APIError as exc:
             reply = status_reply(exc)
@@ -115,12 +134,54 @@ class Handlers:
         reply.warnings = warnings
         return reply
 
+    def authorize(self, method: str, path: str, query, headers: Mapping[str, str],
+                  user: "authn.UserInfo | None") -> "authn.UserInfo":
+        """The user the request runs as (after impersonation), or 403 Forbidden."""
+        user = user or authn.APISERVER
+        if self.authorizer is None:
+            return user
+        wanted = authn.impersonation_requests(headers)
+        if wanted is not None:
+            user = self._impersonate(user, *wanted)
+        if authn.MASTERS in user.groups:  # the privileged-group authorizer: no need to look further
+            return user
+        a = authz.attributes(method, path, query, user)
+        allowed, reason = self.authorizer.authorize(a)
+        if not allowed:
+            log.warning("forbidden: %s", authz.forbidden_message(a))
+            raise authz.forbidden(a, reason)
+        return user
+
+    def _impersonate(self, user: "authn.UserInfo", name: str, groups: list[str], uid: str,
+                     extra: dict) -> "authn.UserInfo":
+        """Impersonate-* headers: the caller needs `impersonate` on each thing it asks to be."""
+        checks = []
+        sa = authn.split_service_account(name)
+        if sa:
+            checks.append(("", "serviceaccounts", sa[0], sa[1]))
+        else:
+            checks.append(("", "users", "", name))
+        checks += [("", "groups", "", g) for g in groups]
+        if uid:
+            checks.append(("authentication.k8s.io", "uids", "", uid))
+        for key, values in extra.items():
+            checks += [("authentication.k8s.io", f"userextras/{key}", "", v) for v in values]
+        for group, resource, namespace, obj_name in checks:
+            resource, _, sub = resource.partition("/")
+            a = authz.Attributes(user, "impersonate", True, namespace=namespace, group=group, resource=resource,
+                                 subresource=sub, name=obj_name)
+            allowed, reason = self.authorizer.authorize(a)
+            if not allowed:
+                raise authz.forbidden(a, reason)
+        return authn.impersonated(name, groups, uid, extra)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp adapter: HTTP in, `serve`, HTTP out."""
         raw = self._streaming_subresource(request.path)
         if raw is not None:
             handler, target = raw
             try:
+                self.authorize(request.method, request.path, request.query, request.headers, request.get(USER_KEY))
                 return await handler(request, target)
             except errors.APIError as exc:
                 return status_response(exc)
@@ -128,6 +189,7 @@ class Handlers:
         if proxied is not None:
             handler, target, segment, prefix, rest = proxied
             try:
+                self.authorize(request.method, request.path, request.query, request.headers, request.get(USER_KEY))
                 return await handler(request, target, segment, prefix, rest)
             except errors.APIError as exc:
                 return status_response(exc)
@@ -140,7 +202,8 @@ class Handlers:
             return status_response(errors.too_large())
         except errors.APIError as exc:
             return status_response(exc)
-        reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body))
+        reply = await self.serve(Request(request.method, request.path, request.query, request.headers, body,
+                                         request.get(USER_KEY)))
         headers = CIMultiDict({"Content-Type": reply.content_type})
         if isinstance(reply, Reply):
             headers.update(reply.headers)
@@ -207,6 +270,9 @@ class Handlers:
         return handler, target, target.name, prefix, raw_path[len(prefix):]
 
     async def _route(self, req: Request, warnings: list[str]) -> Reply | StreamReply:
+        if self.custom_resources is not None:
+            self.custom_resources.sync()
+            self._build_documents()
         path = req.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         if not parts:
@@ -304,6 +370,8 @@ class Handlers:
             await self.storage.get(t.info, t.namespace or "", t.name)
             raise errors.APIError(503, "ServiceUnavailable",
                                   f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
+        if t.info.resource in reviews.RESOURCES and t.info.group in (reviews.AUTHZ_GROUP, reviews.AUTHN_GROUP):
+            return self._review(req, t)
         if t.subresource == "binding":
             return await self._binding(req, t)
         if t.subresource == "token":
@@ -375,7 +443,11 @@ class Handlers:
         return Reply(200, prefix + items + b"]}")
 
     def _table(self, info: KindInfo, objs: list[dict], accept: codec.Accept, with_columns: bool = True) -> dict:
-        columns, cells = printers.table_for(info.kind, info.group, objs, utc_now())
+        custom_table = getattr(info.strategy, "table", None)  # a custom resource's printer columns
+        if custom_table is not None:
+            columns, cells = custom_table(objs, utc_now())
+        else:
+            columns, cells = printers.table_for(info.kind, info.group, objs, utc_now())
         rows = []
         for obj, row_cells in zip(objs, cells):
             row: dict[str, Any] = {"cells": row_cells}
@@ -502,6 +574,60 @@ class Handlers:
         return WriteOptions(dry_run=bool(q.getall("dryRun", [])), field_manager=manager,
                             subresource=subresource, force=forced)
 
+    def _admission(self, t: Target, user: "authn.UserInfo | None", opts: WriteOptions):
+        """This write's own admission, run by the storage on the object about to be stored:
+        RBAC's escalation check, then the admission webhooks. None when neither applies."""
+        rbac = self._rbac_admission(t, user)
+        hooks = self.webhooks if self.webhooks is not None and self.webhooks.active() else None
+        if rbac is None and hooks is None:
+            return None
+
+        async def admit(obj: dict, old: dict | None) -> None:
+            if rbac is not None:
+                rbac(obj, old)
+            if hooks is not None:
+                await hooks.admit("CREATE" if old is None else "UPDATE", t.info, opts.subresource, t.namespace or "",
+                                  obj["metadata"].get("name", ""), obj, old, user or authn.APISERVER, opts.dry_run)
+
+        return admit
+
+    def _rbac_admission(self, t: Target, user: "authn.UserInfo | None"):
+        """For writes of Roles, ClusterRoles and their bindings: the escalation check
+        (pkg/registry/rbac policybased storage) for this request's user; None otherwise."""
+        if self.authorizer is None or t.info.group != authz.GROUP or user is None:
+            return None
+        authorizer, info, ns = self.authorizer, t.info, t.namespace or ""
+
+        def allowed(verb: str, resource: str, name: str) -> bool:
+            a = authz.Attributes(user, verb, True, namespace=ns if resource == "roles" else "", group=authz.GROUP,
+                                 resource=resource, name=name)
+            return authorizer.authorize(a)[0]
+
+        def admit(obj: dict, old: dict | None) -> None:
+            if authn.MASTERS in user.groups or (old is not None and _only_gc_fields(obj, old)):
+                return
+            name = obj["metadata"].get("name", "")
+            if info.resource in ("roles", "clusterroles"):
+                if allowed("escalate", info.resource, name):
+                    return
+                authz.check_no_escalation(authorizer, user, ns, list(obj.get("rules") or []), info.group,
+                                          info.resource, name)
+                return
+            ref = obj.get("roleRef") or {}
+            role_resource = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+            if allowed("bind", role_resource, ref.get("name", "")):
+                return
+            role_info = registry.by_resource(authz.GROUP, "v1", role_resource)
+            role = self.cache.get(object_key(role_info, ns if role_resource == "roles" else "", ref.get("name", "")))
+            if role is None:
+                singular = "clusterrole" if role_resource == "clusterroles" else "role"
+                raise authz.forbidden_error(info.group, info.resource, name,
+                                            f'{singular}.{authz.GROUP} {errors.go_quote(ref.get("name", ""))} not found')
+            authz.check_no_escalation(authorizer, user, ns, list(role.get("rules") or []), info.group,
+                                      info.resource, name)
+
+        return admit
+
     def _check_body(self, info: KindInfo, decoded: codec.Decoded, q, warnings: list[str]) -> dict:
         """Type, kind and field checks of a create/update body, per fieldValidation."""
         body = decoded.obj
@@ -521,6 +647,14 @@ class Handlers:
         if decoded.type_error:
             raise errors.bad_request(schema.cannot_handle_message(info.api_version, info.kind, decoded.type_error))
         mode = _validation_mode(q)
+        custom_unknown = getattr(info.strategy, "unknown_fields", None)  # a custom resource's schema
+        if custom_unknown is not None:
+            unknown = [f'unknown field "{u}"' for u in custom_unknown(body)]
+            if unknown and mode == "Strict":
+                raise errors.bad_request(schema.cannot_handle_message(
+                    info.api_version, info.kind, schema.strict_decoding_error(unknown)))
+            if mode == "Warn":
+                warnings.extend(unknown)
         if decoded.strict_errors:
             if mode == "Strict":
                 raise errors.bad_request(schema.cannot_handle_message(
@@ -537,6 +671,7 @@ class Handlers:
                                     (t.info.api_version, t.info.kind))
         obj = self._check_body(t.info, decoded, req.query, warnings)
         opts = self._write_options(req.query, "POST")
+        opts.admit = self._admission(t, req.user, opts)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)
         return self._object_response(req, t.info, created, 201)
 
@@ -554,8 +689,9 @@ class Handlers:
             rv = obj.get("metadata", {}).get("resourceVersion")
             new["metadata"]["resourceVersion"] = rv or current["metadata"]["resourceVersion"]
             obj, sub = new, "finalize"
-        updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj,
-                                                     self._write_options(req.query, "PUT", sub))
+        opts = self._write_options(req.query, "PUT", sub)
+        opts.admit = self._admission(t, req.user, opts)
+        updated, created = await self.storage.update(t.info, t.namespace or "", t.name, obj, opts)
         return self._object_response(req, t.info, updated, 201 if created else 200)
 
     async def _patch(self, req: Request, t: Target, warnings: list[str]) -> Reply:
@@ -563,6 +699,7 @@ class Handlers:
         ptype = codec.patch_type(req.headers.get("Content-Type"))
         q = req.query
         opts = self._write_options(q, "PATCH", t.subresource, apply=ptype == "apply")
+        opts.admit = self._admission(t, req.user, opts)
         if ptype != "apply":
             await self.storage.get(t.info, t.namespace or "", t.name)
         ptype, body, dups = codec.decode_patch(req.body, req.headers.get("Content-Type"))
@@ -599,6 +736,11 @@ class Handlers:
     async def _delete(self, req: Request, t: Target) -> Reply:
         options = await self._delete_options(req)
         dry = bool(req.query.getall("dryRun", [])) or "All" in (options.get("dryRun") or [])
+        if self.webhooks is not None and self.webhooks.active():
+            current = await self.storage.get(t.info, t.namespace or "", t.name)
+            await self.webhooks.admit("DELETE", t.info, "", t.namespace or "", t.name, None, current,
+                                      req.user or authn.APISERVER, dry, {k: v for k, v in options.items()
+                                                                         if k not in ("kind", "apiVersion")})
         obj, deleted = await self.storage.delete(t.info, t.namespace or "", t.name, options, dry)
         if deleted and t.info.resource not in ("pods", "services", "namespaces", "endpoints"):
             details = {"name": t.name, "kind": t.info.resource, "uid": obj["metadata"].get("uid")}
@@ -660,13 +802,13 @@ class Handlers:
 
         ns = t.namespace or ""
         if req.method == "GET":
-            return json_response(scale_of(await self.storage.get(t.info, ns, t.name)))
+            return json_response(scale_of(await self.storage.get(t.info, ns, t.name), t.info))
         if req.method == "PATCH":
             codec.patch_type(req.headers.get("Content-Type"))
         opts = self._write_options(req.query, req.method if req.method in OPTIONS_KIND else "PUT")
         for _ in range(5):
             parent = await self.storage.get(t.info, ns, t.name)
-            scale = scale_of(parent)
+            scale = scale_of(parent, t.info)
             if req.method == "PUT":
                 body = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                          ("autoscaling/v1", "Scale")).obj
@@ -707,7 +849,10 @@ class Handlers:
             if want_rv and want_rv != parent["metadata"]["resourceVersion"]:
                 raise errors.stale(t.info.resource, t.info.group, t.name)
             new_parent = deep_copy(parent)
-            new_parent["spec"]["replicas"] = replicas
+            if hasattr(t.info.strategy, "set_replicas"):  # a custom resource's specReplicasPath
+                t.info.strategy.set_replicas(new_parent, replicas)
+            else:
+                new_parent["spec"]["replicas"] = replicas
             if not want_rv:
                 new_parent["metadata"].pop("resourceVersion", None)
             try:
@@ -716,7 +861,7 @@ class Handlers:
                 if exc.reason == "Conflict" and not want_rv:
                     continue
                 raise
-            return json_response(scale_of(updated))
+            return json_response(scale_of(updated, t.info))
         raise errors.stale(t.info.resource, t.info.group, t.name)
 
     async def _token_request(self, req: Request, t: Target) -> Reply:
@@ -744,6 +889,18 @@ class Handlers:
                "spec": {"audiences": list(spec.get("audiences") or []) or [tokens.ISSUER],
                         "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},
                "status": {"token": token, "expirationTimestamp": rfc3339_at(exp)}}
+        return json_response(out, 201)
+
+    def _review(self, req: Request, t: Target) -> Reply:
+        if req.method != "POST":
+            raise errors.method_not_allowed(req.method.lower(), t.info.resource)
+        body = codec.decode_body(req.body, req.headers.get("Content-Type"), (t.info.api_version, t.info.kind)).obj
+        if not isinstance(body, dict):
+            raise errors.bad_request(schema.cannot_handle_message(
+                t.info.api_version, t.info.kind,
+                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.{t.info.kind}"))
+        out = reviews.answer(t.info, body, req.user or authn.APISERVER, t.namespace, self.authorizer,
+                             self.authenticator)
         return json_response(out, 201)
 
     async def _binding(self, req: Request, t: Target) -> Reply:
@@ -781,7 +938,9 @@ class Handlers:
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def scale_of(parent: dict) -> dict:
+def scale_of(parent: dict, info: KindInfo | None = None) -> dict:
+    if info is not None and hasattr(info.strategy, "scale_of"):  # a custom resource's scale paths
+        return info.strategy.scale_of(parent)
     m = parent["metadata"]
     spec = parent.get("spec") or {}
     return {
@@ -826,6 +985,15 @@ def status_reply(exc: errors.APIError) -> Reply:
 def status_response(exc: errors.APIError) -> web.Response:
     """A Status as an aiohttp response (for the HTTP-only paths: auth, streaming subresources)."""
     return web.Response(body=orjson.dumps(exc.status()) + b"\n", status=exc.code, headers={"Content-Type": JSON_CT})
+
+
+def _only_gc_fields(obj: dict, old: dict) -> bool:
+    """rbacregistry.IsOnlyMutatingGCFields: the write changes ownerReferences or finalizers only."""
+    def strip(o: dict) -> dict:
+        m = {k: v for k, v in (o.get("metadata") or {}).items()
+             if k not in ("ownerReferences", "finalizers", "resourceVersion", "managedFields", "generation")}
+        return {**o, "metadata": m}
+    return strip(obj) == strip(old)
 
 
 def _typed(info: KindInfo, obj: dict) -> dict:

@@ -2,7 +2,8 @@
 
 Controllers running inside the server process use `Client(LocalTransport(handlers))`;
 requests go through exactly the same `Handlers.serve` as HTTP ones (routing, admission,
-validation, watch), minus TLS, HTTP parsing and the loopback round trip.
+validation, watch), minus TLS, HTTP parsing and the loopback round trip. A transport acts as
+one user (authn.UserInfo; None: the API server itself), authorized as HTTP requests are.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from pocketkube.core.client import error_from
 
 
 class LocalTransport:
-    def __init__(self, handlers: Handlers):
+    def __init__(self, handlers: Handlers, user=None):
         self.handlers = handlers
+        self.user = user
 
     async def request(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None,
                       content_type: str | None) -> tuple[int, bytes]:
         headers = CIMultiDict({"Accept": "application/json"})
         if content_type:
             headers["Content-Type"] = content_type
-        reply = await self.handlers.serve(Request(method, path, MultiDict(query), headers, body or b""))
+        reply = await self.handlers.serve(Request(method, path, MultiDict(query), headers, body or b"", self.user))
         if not isinstance(reply, Reply):
             await reply.chunks.aclose()
             return 500, b'{"kind":"Status","code":500,"message":"unexpected stream"}'
@@ -32,7 +34,7 @@ class LocalTransport:
 
     async def watch(self, path: str, query: list[tuple[str, str]]) -> AsyncIterator[bytes]:
         headers = CIMultiDict({"Accept": "application/json"})
-        reply = await self.handlers.serve(Request("GET", path, MultiDict(query), headers, b""))
+        reply = await self.handlers.serve(Request("GET", path, MultiDict(query), headers, b"", self.user))
         if isinstance(reply, Reply):
             raise error_from(reply.status, reply.body)
         try:

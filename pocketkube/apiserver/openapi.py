@@ -67,12 +67,38 @@ def group_version_doc(group: str, version: str) -> dict:
             "delete": {"x-kubernetes-action": "delete", "x-kubernetes-group-version-kind": _gvk(info),
                        "responses": {"200": {"description": "OK"}}},
         }
+    custom = any(isinstance(getattr(i.strategy, "schema", None), dict) for i in registry.ALL_KINDS
+                 if i.group == group and i.version == version)
+    components = schema.openapi_v3_components(gv, (_OBJECT_META,) if custom else ())
+    for info in registry.ALL_KINDS:  # custom resources: their CRD's schema, for `kubectl explain`
+        crd_schema = getattr(info.strategy, "schema", None)
+        if info.group == group and info.version == version and isinstance(crd_schema, dict):
+            name = ".".join(reversed(group.split("."))) + f".{version}.{info.kind}"
+            props = {**(crd_schema.get("properties") or {})}
+            props.setdefault("apiVersion", {"type": "string", "description": _API_VERSION_DOC})
+            props.setdefault("kind", {"type": "string", "description": _KIND_DOC})
+            props["metadata"] = {"allOf": [{"$ref": "#/components/schemas/" + _OBJECT_META}],
+                                 "description": "Standard object's metadata. More info: https://git.k8s.io/"
+                                                "community/contributors/devel/sig-architecture/api-conventions.md"
+                                                "#metadata"}
+            components.setdefault("schemas", {})[name] = {
+                **crd_schema, "properties": props, "x-kubernetes-group-version-kind": [_gvk(info)]}
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0"},
         "paths": paths,
-        "components": schema.openapi_v3_components(gv),
+        "components": components,
     }
+
+
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_API_VERSION_DOC = ("APIVersion defines the versioned schema of this representation of an object. Servers should "
+                    "convert recognized schemas to the latest internal value, and may reject unrecognized values. "
+                    "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"
+                    "#resources")
+_KIND_DOC = ("Kind is a string value representing the REST resource this object represents. Servers may infer "
+             "this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: "
+             "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds")
 
 
 V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"  # kubectl asks for ...v2@v1.0+protobuf

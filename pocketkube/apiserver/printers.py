@@ -875,6 +875,90 @@ def _persistent_volume_cells(pv: dict, now: _dt.datetime) -> list:
             spec.get("volumeMode") or "<unset>"]
 
 
+_PDB_COLUMNS = [
+    _name_col(),
+    _col("Min Available", "The minimum number of pods that must be available."),
+    _col("Max Unavailable", "The maximum number of pods that may be unavailable."),
+    _col("Allowed Disruptions", "Calculated number of pods that may be disrupted at this time.", "integer"),
+    _age_col(),
+]
+
+
+def _pdb_cells(pdb: dict, now: _dt.datetime) -> list:
+    spec = _spec(pdb)
+    low, high = spec.get("minAvailable"), spec.get("maxUnavailable")
+    return [_name(pdb), "N/A" if low is None else str(low), "N/A" if high is None else str(high),
+            _status(pdb).get("disruptionsAllowed", 0), _age(pdb, now)]
+
+
+_PRIORITY_CLASS_COLUMNS = [
+    _name_col(),
+    _col("Value", "value represents the integer value of this priority class. This is the actual priority that "
+                  "pods receive when they have the name of this class in their pod spec.", "integer"),
+    _col("Global-Default", "globalDefault specifies whether this PriorityClass should be considered as the default "
+                           "priority for pods that do not have any priority class. Only one PriorityClass can be "
+                           "marked as `globalDefault`. However, if more than one PriorityClasses exists with their "
+                           "`globalDefault` field set to true, the smallest value of such global default "
+                           "PriorityClasses will be used as the default priority.", "boolean"),
+    _age_col(),
+    _col("PreemptionPolicy", "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, "
+                             "PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
+]
+
+
+def _priority_class_cells(pc: dict, now: _dt.datetime) -> list:
+    return [_name(pc), pc.get("value", 0), bool(pc.get("globalDefault")), _age(pc, now),
+            pc.get("preemptionPolicy", "")]
+
+
+_HPA_COLUMNS = [
+    _name_col(),
+    _col("Reference", "scaleTargetRef points to the target resource to scale, and is used to the pods for which "
+                      "metrics should be collected, as well as to actually change the replica count."),
+    _col("Targets", "metrics contains the specifications for which to use to calculate the desired replica count "
+                    "(the maximum replica count across all metrics will be used)."),
+    _col("MinPods", "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale "
+                    "down."),
+    _col("MaxPods", "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale "
+                    "up."),
+    _col("Replicas", "currentReplicas is current number of replicas of pods managed by this autoscaler, as last "
+                     "seen by the autoscaler."),
+    _age_col(),
+]
+
+
+def _hpa_target(metric: dict, current: dict | None) -> str:
+    """One metric of formatHPAMetrics: `NAME: CURRENT/TARGET`, <unknown> before any status."""
+    kind = metric.get("type", "")
+    spec = metric.get({"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+                       "Object": "object", "External": "external"}.get(kind, ""), {}) or {}
+    target = spec.get("target") or {}
+    name = spec.get("name") or (spec.get("metric") or {}).get("name", "")
+    cur = (current or {}).get("current") or {}
+    if target.get("averageUtilization") is not None:
+        have = cur.get("averageUtilization")
+        return f"{name}: {'<unknown>' if have is None else f'{have}%'}/{target['averageUtilization']}%"
+    for key in ("averageValue", "value"):
+        if target.get(key) is not None:
+            have = cur.get(key)
+            return f"{name}: {'<unknown>' if have is None else have}/{target[key]}"
+    return f"{name}: <unknown>"
+
+
+def _hpa_cells(hpa: dict, now: _dt.datetime) -> list:
+    spec, status = _spec(hpa), _status(hpa)
+    ref = spec.get("scaleTargetRef") or {}
+    metrics = spec.get("metrics") or []
+    currents = status.get("currentMetrics") or []
+    parts = [_hpa_target(m, currents[i] if i < len(currents) else None) for i, m in enumerate(metrics)]
+    targets = "<none>" if not parts else ", ".join(parts[:4]) + (f" + {len(parts) - 4} more..." if len(parts) > 4
+                                                                   else "")
+    low = spec.get("minReplicas")
+    return [_name(hpa), f"{ref.get('kind', '')}/{ref.get('name', '')}", targets,
+            "<unset>" if low is None else str(low), str(spec.get("maxReplicas", 0)),
+            str(status.get("currentReplicas", 0)), _age(hpa, now)]
+
+
 _RESOURCE_QUOTA_COLUMNS = [
     _name_col(),
     _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
@@ -1220,6 +1304,9 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("batch", "Job"): _Printer(_JOB_COLUMNS, _job_cells),
     ("networking.k8s.io", "NetworkPolicy"): _Printer(_NETWORK_POLICY_COLUMNS, _network_policy_cells),
     ("", "ResourceQuota"): _Printer(_RESOURCE_QUOTA_COLUMNS, _resource_quota_cells),
+    ("policy", "PodDisruptionBudget"): _Printer(_PDB_COLUMNS, _pdb_cells),
+    ("scheduling.k8s.io", "PriorityClass"): _Printer(_PRIORITY_CLASS_COLUMNS, _priority_class_cells),
+    ("autoscaling", "HorizontalPodAutoscaler"): _Printer(_HPA_COLUMNS, _hpa_cells),
     ("", "PersistentVolumeClaim"): _Printer(_PERSISTENT_VOLUME_CLAIM_COLUMNS, _persistent_volume_claim_cells),
     ("", "PersistentVolume"): _Printer(_PERSISTENT_VOLUME_COLUMNS, _persistent_volume_cells),
     ("batch", "CronJob"): _Printer(_CRON_JOB_COLUMNS, _cron_job_cells),

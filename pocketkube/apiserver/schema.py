@@ -853,7 +853,7 @@ def _docs() -> dict:
     return json.loads((Path(__file__).with_name("schema_docs.json")).read_text())
 
 
-def openapi_v3_components(group_version: str) -> dict:
+def openapi_v3_components(group_version: str, extra_definitions: tuple[str, ...] = ()) -> dict:
     """components.schemas for the kinds of one group version ("v1", "apps/v1", ...) and every
     definition they reference, plus DeleteOptions and Status, with the descriptions
     and enums of schema_docs.json. Built anew each call: the caller keeps the encoded form."""
@@ -862,7 +862,7 @@ def openapi_v3_components(group_version: str) -> dict:
     gvks = _gvk_index()
     docs = _docs()
     schemas: dict[str, dict] = {}
-    pending = [s.definition for s in wanted]
+    pending = [s.definition for s in wanted] + list(extra_definitions)
     while pending:
         definition = pending.pop()
         if definition in schemas:

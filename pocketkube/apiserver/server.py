@@ -3,13 +3,16 @@
 `APIServer(data_dir, ...)` follows the component shape of DESIGN.md: `await start()`,
 `await stop()`, and a `ready` event. It writes DATA_DIR/kubeconfig (context
 `pocketkube`) so the real kubectl and the `kubernetes` client can reach it.
+
+Every request is authenticated (authn.py: the admin token, service account and node tokens,
+else anonymous) and, with `authorization_mode="RBAC"` (the default), authorized by RBAC
+(authz.py) against the bootstrap policy reconciled at start (bootstrappolicy.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
 import os
 import secrets
@@ -18,12 +21,16 @@ import ssl
 import yaml
 from aiohttp import web
 
-from pocketkube.apiserver import allocators, certs, proxy, quota, streaming, tokens
+from pocketkube.apiserver import (
+    allocators, authn, authz, bootstrappolicy, certs, customresources, proxy, quota, streaming, tokens, webhooks,
+)
 from pocketkube.apiserver.cache import WatchCache
-from pocketkube.apiserver.handlers import Handlers, status_response
-from pocketkube.apiserver.kinds import registry
-from pocketkube.apiserver.storage import Storage, WriteOptions
+from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
+from pocketkube.apiserver.kinds import ingress as ingress_kind, ingressclass as ingressclass_kind
+from pocketkube.apiserver.kinds import policykinds, registry
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
 from pocketkube.core import errors
+from pocketkube.core.objects import deep_copy
 from pocketkube.store import open_store
 
 log = logging.getLogger(__name__)
@@ -35,13 +42,17 @@ CERT_HOSTS = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kub
 
 class APIServer:
     def __init__(self, data_dir: str, port: int = 6443, datastore: str = "sqlite",
-                 bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True):
+                 bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True,
+                 authorization_mode: str = "RBAC"):
         self.data_dir = os.path.abspath(data_dir)
         self.port = port
         self.datastore = datastore
         self.bind = bind
         self.extra_addresses = tuple(extra_addresses)
         self.tls = tls
+        if authorization_mode not in ("RBAC", "AlwaysAllow"):
+            raise ValueError(f"unknown authorization mode {authorization_mode!r}: RBAC or AlwaysAllow")
+        self.authorization_mode = authorization_mode
         self.ready = asyncio.Event()
         self.store = None
         self.cache: WatchCache | None = None
@@ -63,14 +74,24 @@ class APIServer:
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
         self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
+        self.storage.admission.append(ingress_kind.default_class_admission(
+            lambda: self.cache.list(collection_prefix(ingressclass_kind.INFO, None))))
         quota.install(self.storage)  # ResourceQuota admission
         await self._bootstrap()
         self.token = self._load_token()
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._auth])
         self.tokens = tokens.TokenIssuer(os.path.join(self.data_dir, "sa.key"))
         self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}", self.tokens)
-        streaming.install(self.handlers, self.storage, agent_token=self.token)
-        proxy.install(self.handlers, self.storage, agent_token=self.token)
+        self.authenticator = authn.Authenticator(
+            self.token, self.tokens, lambda ns, name: self.cache.get(f"/registry/core/serviceaccounts/{ns}/{name}"))
+        self.handlers.authenticator = self.authenticator
+        if self.authorization_mode == "RBAC":
+            self.handlers.authorizer = authz.RBACAuthorizer(self.cache)
+        self.handlers.webhooks = webhooks.Dispatcher(self.cache)
+        self.handlers.custom_resources = customresources.CustomResources(self.cache, self.storage)
+        agent_token = self._kubelet_client_token()
+        streaming.install(self.handlers, self.storage, agent_token=agent_token)
+        proxy.install(self.handlers, self.storage, agent_token=agent_token)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -90,6 +111,8 @@ class APIServer:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+        if self.handlers is not None and self.handlers.webhooks is not None:
+            await self.handlers.webhooks.close()
         if self.cache:
             await self.cache.stop()
         if self.store:
@@ -97,14 +120,23 @@ class APIServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.startswith("Bearer ") else ""
-        if not token or not (hmac.compare_digest(token, self.token) or self.tokens.verify(token)):
+        user = self.authenticator.authenticate(request.headers.get("Authorization", ""))
+        if user is None:
             return status_response(errors.unauthorized())
+        request[USER_KEY] = user
         return await handler(request)
 
+    def _kubelet_client_token(self) -> str:
+        """What the server presents to node agents for exec, logs and port-forward: the secret
+        `up` shares with the agents (DATA_DIR/kubelet-client-token), else the admin token."""
+        try:
+            with open(os.path.join(self.data_dir, "kubelet-client-token")) as f:
+                return f.read().strip() or self.token
+        except FileNotFoundError:
+            return self.token
+
     async def _bootstrap(self) -> None:
-        """The namespaces every cluster has."""
+        """The namespaces every cluster has, and the RBAC bootstrap policy."""
         ns_info = registry.by_resource("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
             if self.cache.get(f"/registry/core/namespaces/{name}") is None:
@@ -112,6 +144,15 @@ class APIServer:
                     await self.storage.create(ns_info, "", {"apiVersion": "v1", "kind": "Namespace",
                                                             "metadata": {"name": name}},
                                               WriteOptions(field_manager="kube-apiserver"))
+                except errors.APIError as exc:
+                    if exc.code != 409:
+                        raise
+        await bootstrappolicy.reconcile(self.storage, registry, WriteOptions(field_manager="kube-apiserver"))
+        pc_info = registry.by_resource("scheduling.k8s.io", "v1", "priorityclasses")
+        for pc in policykinds.SYSTEM_PRIORITY_CLASSES:
+            if self.cache.get(f"/registry/scheduling.k8s.io/priorityclasses/{pc['metadata']['name']}") is None:
+                try:
+                    await self.storage.create(pc_info, "", deep_copy(pc), WriteOptions(field_manager="kube-apiserver"))
                 except errors.APIError as exc:
                     if exc.code != 409:
                         raise

@@ -61,6 +61,8 @@ class WriteOptions:
     field_manager: str = ""
     subresource: str = ""  # "" or "status"
     force: bool = False  # server-side apply
+    # This request's own admission (RBAC escalation checks: they need the user): (obj, old) -> None or APIError.
+    admit: Callable[[dict, dict | None], Any] | None = None
 
 
 @dataclass
@@ -153,6 +155,8 @@ class Storage:
                 None, obj, opts.field_manager or "unknown", "Update", info.api_version, m["creationTimestamp"]))
         for hook in self.admission:
             await _maybe_await(hook("CREATE", info, obj, None))
+        if opts.admit is not None:
+            await _maybe_await(opts.admit(obj, None))
         schema.zero_required_status(info.api_version, info.kind, obj)
         with self._reserving("CREATE", info, obj, None, opts.dry_run):
             self._validate(info, obj, None)
@@ -329,6 +333,8 @@ class Storage:
                 opts.subresource))
         for hook in self.admission:
             await _maybe_await(hook("UPDATE", info, obj, old))
+        if opts.admit is not None:
+            await _maybe_await(opts.admit(obj, old))
         with self._reserving("UPDATE", info, obj, old, opts.dry_run):
             if opts.subresource != "binding":
                 self._validate(info, obj, old)

@@ -3,7 +3,8 @@
 Tokens are JWTs as Kubernetes issues them (iss, sub `system:serviceaccount:NS:NAME`, aud,
 exp, iat, nbf and the `kubernetes.io` claim with the namespace, service account and bound
 pod), signed with HMAC-SHA256 by a key kept in the data dir (Kubernetes signs with RSA;
-nothing outside the API server verifies these, so a shared secret is enough).
+nothing outside the API server verifies these, so a shared secret is enough). `issue_user`
+signs tokens for the node agents' identities the same way (authn.py reads both).
 """
 
 from __future__ import annotations
@@ -55,10 +56,22 @@ class TokenIssuer:
         }
         if bound and bound.get("kind") == "Pod":
             claims["kubernetes.io"]["pod"] = {"name": bound.get("name", ""), "uid": bound.get("uid", "")}
+        return self._sign(claims), exp
+
+    def issue_user(self, name: str, groups: list[str], seconds: int) -> str:
+        """A token for a user that is not a service account (a node agent's `system:node:NAME`):
+        the same signed JWT, with the identity in the `pocketkube.io/user` claim."""
+        now = int(time.time())
+        claims = {"aud": [ISSUER], "exp": now + seconds, "iat": now, "nbf": now, "iss": ISSUER,
+                  "jti": secrets.token_hex(16), "sub": name,
+                  "pocketkube.io/user": {"name": name, "groups": list(groups)}}
+        return self._sign(claims)
+
+    def _sign(self, claims: dict) -> str:
         header = _b64(orjson.dumps({"alg": "HS256", "kid": self.key_id}))
         payload = _b64(orjson.dumps(claims))
         signature = _b64(hmac.new(self.key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
-        return f"{header}.{payload}.{signature}", exp
+        return f"{header}.{payload}.{signature}"
 
     def verify(self, token: str) -> dict | None:
         """The claims of a valid, unexpired token this server issued; None otherwise."""

@@ -11,6 +11,7 @@ import sys
 
 
 def _server(args: argparse.Namespace) -> int:
+    from pocketkube.apiserver.authn import controller_identity
     from pocketkube.apiserver.local import LocalTransport
     from pocketkube.apiserver.server import APIServer
     from pocketkube.cli.supervisor import Supervisor
@@ -28,14 +29,19 @@ def _server(args: argparse.Namespace) -> int:
     async def run() -> None:
         sup = Supervisor()
         server = await sup.start(APIServer(args.data_dir, port=args.port, datastore=args.datastore,
-                                           bind=args.bind, extra_addresses=tuple(args.extra_bind)))
+                                           bind=args.bind, extra_addresses=tuple(args.extra_bind),
+                                           authorization_mode=args.authorization_mode))
         if not args.no_controllers:
-            client = Client(LocalTransport(server.handlers), field_manager="kube-controller-manager")
+            def client_for(username: str) -> Client:
+                return Client(LocalTransport(server.handlers, controller_identity(username)),
+                              field_manager="kube-controller-manager")
+
             with open(server.pki.ca_cert, "rb") as f:
                 root_ca = f.read()
             settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
                                 root_ca=root_ca, lb_range=args.lb_range)
-            await sup.start(ControllerManager(client, settings=settings))
+            await sup.start(ControllerManager(client_for("system:kube-controller-manager"), settings=settings,
+                                              client_for=client_for))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
         await _until_signalled()
@@ -56,7 +62,7 @@ def _agent(args: argparse.Namespace) -> int:
         sup = Supervisor()
         await sup.start(NodeAgent(client, node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr,
                                   state_dir=args.state_dir, netns=args.netns, port=args.port,
-                                  stream_token=client.transport.token))
+                                  stream_token=_stream_token(args.stream_token_file, client.transport.token)))
         print(f"pocketkube agent for node {args.node_name} ready on {args.node_ip}:{args.port}", flush=True)
         await _until_signalled()
         await sup.stop()
@@ -66,59 +72,34 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dns(args: argparse.Namespace) -> int:
-    from pocketkube.cli.supervisor import Supervisor
-    from pocketkube.core.client import wait_for_api
-    from pocketkube.dns.server import ClusterDNS
-
-    async def run() -> None:
-        from pocketkube.core.client import from_in_cluster, from_kubeconfig
-
-        if args.kubeconfig == "in-cluster":
-            client = from_in_cluster(field_manager="coredns")
-        else:
-            client = from_kubeconfig(args.kubeconfig, field_manager="coredns")
-        await wait_for_api(client, timeout=30)
-        upstreams = None
-        if args.upstream:
-            upstreams = [(u.rsplit(":", 1)[0], int(u.rsplit(":", 1)[1])) if u.count(":") == 1 else (u, 53)
-                         for u in args.upstream]
-        sup = Supervisor()
-        dns = await sup.start(ClusterDNS(client, address=args.listen, port=args.port, zone=args.zone, ttl=args.ttl,
-                                         pod_mode=args.pods, upstreams=upstreams, resolv_conf=args.resolv_conf,
-                                         metrics_port=args.metrics_port,
-                                         health_port=args.health_port, ready_port=args.ready_port))
-        print(f"pocketkube dns serving {args.zone} on {args.listen}:{dns.port}", flush=True)
-        await _until_signalled()
-        await sup.stop()
-        await client.close()
-
-    _run(run())
-    return 0
+def _stream_token(path: str | None, default: str) -> str:
+    if not path:
+        return default
+    with open(path) as f:
+        return f.read().strip()
 
 
-def _proxy(args: argparse.Namespace) -> int:
+def _serve_component(kubeconfig: str | None, field_manager: str, make, banner, api_timeout: float = 30) -> int:
+    """Run one component in this process until SIGTERM: its client (the pod's service account
+    when `kubeconfig` is empty or `in-cluster`, else the file), `make(client)` started under a
+    Supervisor, then `banner(component)` printed. 1 when the client cannot be made."""
     from pocketkube.cli.supervisor import Supervisor
     from pocketkube.core.client import from_in_cluster, from_kubeconfig, wait_for_api
-    from pocketkube.proxy.proxier import Proxier
 
     failed = []
 
     async def run() -> None:
-        in_cluster = args.kubeconfig in (None, "in-cluster")
         try:
-            client = (from_in_cluster(field_manager="kube-proxy") if in_cluster
-                      else from_kubeconfig(args.kubeconfig, field_manager="kube-proxy"))
+            client = (from_in_cluster(field_manager=field_manager) if kubeconfig in (None, "", "in-cluster")
+                      else from_kubeconfig(kubeconfig, field_manager=field_manager))
         except (RuntimeError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed.append(exc)
             return
-        await wait_for_api(client, timeout=30)
+        await wait_for_api(client, timeout=api_timeout)
         sup = Supervisor()
-        await sup.start(Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name, mode=args.mode,
-                                netns=args.netns, node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
-                                service_cidr=args.service_cidr))
-        print(f"pocketkube proxy ({args.mode}) for node {args.node_name} started", flush=True)
+        component = await sup.start(make(client))
+        print(banner(component), flush=True)
         await _until_signalled()
         await sup.stop()
         await client.close()
@@ -127,9 +108,100 @@ def _proxy(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _dns(args: argparse.Namespace) -> int:
+    from pocketkube.dns.server import ClusterDNS
+
+    upstreams = None
+    if args.upstream:
+        upstreams = [(u.rsplit(":", 1)[0], int(u.rsplit(":", 1)[1])) if u.count(":") == 1 else (u, 53)
+                     for u in args.upstream]
+    return _serve_component(
+        args.kubeconfig, "coredns",
+        lambda client: ClusterDNS(client, address=args.listen, port=args.port, zone=args.zone, ttl=args.ttl,
+                                  pod_mode=args.pods, upstreams=upstreams, resolv_conf=args.resolv_conf,
+                                  metrics_port=args.metrics_port, health_port=args.health_port,
+                                  ready_port=args.ready_port),
+        lambda dns: f"pocketkube dns serving {args.zone} on {args.listen}:{dns.port}")
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from pocketkube.proxy.proxier import Proxier
+
+    return _serve_component(
+        args.kubeconfig, "kube-proxy",
+        lambda client: Proxier(client, node_name=args.node_name, cluster_name=args.cluster_name, mode=args.mode,
+                               netns=args.netns, node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
+                               service_cidr=args.service_cidr),
+        lambda _: f"pocketkube proxy ({args.mode}) for node {args.node_name} started")
+
+
+def _ingress_controller(args: argparse.Namespace) -> int:
+    from pocketkube.ingress.controller import IngressController, Options, options_from_env
+
+    options = options_from_env(Options(
+        controller_class=args.controller_class, ingress_class=args.ingress_class,
+        watch_without_class=args.watch_ingress_without_class, configmap=args.configmap,
+        election_id=args.election_id, publish_service=args.publish_service,
+        publish_status_address=[a for a in args.publish_status_address.split(",") if a],
+        update_status=args.update_status, update_status_on_shutdown=args.update_status_on_shutdown,
+        work_dir=args.work_dir, http_port=args.http_port, https_port=args.https_port,
+        healthz_port=args.healthz_port, default_server_port=args.default_server_port,
+        worker_processes=args.worker_processes, validating_webhook=args.validating_webhook or "",
+        webhook_certificate=args.validating_webhook_certificate or "",
+        webhook_key=args.validating_webhook_key or ""))
+    return _serve_component(
+        args.kubeconfig, "nginx-ingress-controller", lambda client: IngressController(client, options),
+        lambda _: (f"pocketkube ingress controller ({options.controller_class}, class {options.ingress_class}) "
+                   f"serving HTTP on :{options.http_port} and HTTPS on :{options.https_port}"), api_timeout=60)
+
+
+def _go_bool(text: str) -> bool:
+    """A Go flag's boolean (`--x`, `--x=true`, `--x=false`)."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f'invalid boolean value "{text}"')
+
+
+def _add_ingress_parser(sub) -> None:
+    """The ingress-nginx controller's flags (those its manifests and charts pass)."""
+    g = sub.add_parser("ingress-controller", help="run the Ingress controller (what the ingress-nginx image runs)")
+    g.add_argument("--kubeconfig", default="", help="default: the pod's service account (in-cluster)")
+    g.add_argument("--controller-class", default="k8s.io/ingress-nginx")
+    g.add_argument("--ingress-class", default="nginx", help="the legacy kubernetes.io/ingress.class value")
+    g.add_argument("--watch-ingress-without-class", type=_go_bool, nargs="?", const=True, default=False)
+    g.add_argument("--configmap", default="", metavar="NAMESPACE/NAME")
+    g.add_argument("--election-id", default="ingress-controller-leader")
+    g.add_argument("--publish-service", default="", metavar="NAMESPACE/NAME")
+    g.add_argument("--publish-status-address", default="", metavar="ADDRESS[,ADDRESS]")
+    g.add_argument("--update-status", type=_go_bool, nargs="?", const=True, default=True)
+    g.add_argument("--update-status-on-shutdown", type=_go_bool, nargs="?", const=True, default=True)
+    g.add_argument("--http-port", type=int, default=80)
+    g.add_argument("--https-port", type=int, default=443)
+    g.add_argument("--healthz-port", type=int, default=10254)
+    g.add_argument("--default-server-port", type=int, default=8181,
+                   help="the default backend (404), on 127.0.0.1; the next port answers 503")
+    g.add_argument("--work-dir", default="/etc/nginx", help="where nginx.conf, certificates and temp files go")
+    g.add_argument("--worker-processes", default="auto", help="nginx's worker_processes")
+    g.add_argument("--validating-webhook", default="", metavar="[HOST]:PORT",
+                   help="serve the admission webhook (HTTPS) there")
+    g.add_argument("--validating-webhook-certificate", default="", metavar="PATH")
+    g.add_argument("--validating-webhook-key", default="", metavar="PATH")
+    # accepted as the real controller accepts them; this controller does not act on them
+    for name in ("--default-ssl-certificate", "--default-backend-service", "--watch-namespace",
+                 "--tcp-services-configmap", "--udp-services-configmap", "--v", "--metrics-per-host",
+                 "--enable-metrics", "--enable-ssl-passthrough", "--ingress-class-by-name",
+                 "--report-node-internal-ip-address", "--enable-annotation-validation", "--enable-topology-aware-routing"):
+        g.add_argument(name, default=None, nargs="?", const="true")
+    g.set_defaults(func=_ingress_controller)
+
+
 def _trace(args: argparse.Namespace) -> int:
     from pocketkube.cli import up
     from pocketkube.core.client import from_kubeconfig
+    from pocketkube.ingress import explain
     from pocketkube.node import network
     from pocketkube.node.network import ClusterNetwork
     from pocketkube.proxy.trace import TraceError, trace_in_cluster
@@ -137,16 +209,27 @@ def _trace(args: argparse.Namespace) -> int:
     record = up.ClusterRecord.load(args.cluster_name)
     # which node holds each load-balancer address, read from the nodes themselves (needs root)
     announced = network.announced_addresses(record.network) if record and os.geteuid() == 0 else {}
+    http = args.to.startswith(("http://", "https://")) or args.host or args.path
 
     async def run() -> int:
         client = from_kubeconfig(args.kubeconfig or up.user_kubeconfig_path(), field_manager="pocketkube-trace")
         try:
-            print(await trace_in_cluster(client, source=args.source, to=args.to, protocol=args.proto,
+            to, http_lines = args.to, []
+            if http:
+                request = explain.parse_url(args.to, args.host, args.path)
+                if any(":" not in h for h in args.header):
+                    raise explain.ExplainError("--header must be NAME:VALUE")
+                headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header)}
+                address, port, http_lines = await explain.explain(client, request, headers)
+                to = f"{address}:{port}"
+            print(await trace_in_cluster(client, source=args.source, to=to, protocol=args.proto,
                                          namespace=args.namespace, cluster_name=args.cluster_name,
                                          mode=args.proxy_mode, announced=announced,
                                          host_address=ClusterNetwork(args.cluster_name).host_ip))
+            if http_lines:
+                print("\n".join(http_lines))
             return 0
-        except TraceError as exc:
+        except (TraceError, explain.ExplainError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
@@ -204,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another address to listen on (repeatable; `up` adds the node bridge's)")
     p.add_argument("--datastore", choices=("sqlite", "memory"), default="sqlite")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
+                   help="RBAC (default): requests are authorized by Roles and bindings; AlwaysAllow: every "
+                        "authenticated request may do anything")
     p.add_argument("--advertise-address", default="127.0.0.1",
                    help="the address the `kubernetes` Service's endpoints point at")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
@@ -212,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pocketkube.cli import up
 
     up.add_parsers(sub)
+    from pocketkube.cli import addons as addons_cli
+
+    addons_cli.add_parser(sub)
     from pocketkube.cli import explain_dns
 
     explain_dns.add_parser(sub)
@@ -223,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--state-dir", required=True, help="where pod sandboxes and logs are kept")
     a.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
     a.add_argument("--port", type=int, default=10250, help="exec/attach/logs/port-forward port")
+    a.add_argument("--stream-token-file", default=None,
+                   help="the token the API server presents for exec/attach/logs/port-forward "
+                        "(default: the kubeconfig's token)")
     a.set_defaults(func=_agent)
     x = sub.add_parser("proxy", help="run a node's service proxy (pocketkube's kube-proxy)")
     x.add_argument("--kubeconfig", default=None,
@@ -237,8 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--service-cidr", default="10.96.0.0/12")
     x.set_defaults(func=_proxy)
     t = sub.add_parser("trace", help="follow a packet through the Service rules a node's proxy programs")
-    t.add_argument("--from", dest="source", required=True, metavar="POD|node/NAME|host")
-    t.add_argument("--to", required=True, metavar="ADDR:PORT")
+    t.add_argument("--from", dest="source", default="host", metavar="POD|node/NAME|host",
+                   help="where the packet starts (default: the host)")
+    t.add_argument("--to", required=True, metavar="ADDR:PORT|http[s]://HOST[:PORT]/PATH",
+                   help="a Service address, or a URL: the request's way through the Ingress controller too")
+    t.add_argument("--host", default=None, help="the HTTP Host (default: the URL's)")
+    t.add_argument("--path", default=None, help="the HTTP path (default: the URL's)")
+    t.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="a request header (canary rules read them); repeatable")
     t.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
     t.add_argument("-n", "--namespace", default="default", help="the namespace of --from POD")
     t.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
@@ -246,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--proxy-mode", choices=("nftables", "userspace"), default=None,
                    help="the proxies' mode (default: read from the kube-proxy DaemonSet's --mode)")
     t.set_defaults(func=_trace)
+    _add_ingress_parser(sub)
     d = sub.add_parser("dns", help="run the cluster DNS server (pocketkube's CoreDNS); kube-system/coredns runs this")
     d.add_argument("--kubeconfig", required=True, help="a kubeconfig path, or `in-cluster` (service account)")
     d.add_argument("--listen", default="0.0.0.0", help="address to serve DNS on")

@@ -48,6 +48,7 @@ REGISTRY_DIR = "/run/pocketkube"
 DATA_ROOT = "/var/lib/pocketkube"
 MARKER = ".pocketkube-cluster"
 AGENT_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "agent")
+NODE_TOKEN_SECONDS = 365 * 24 * 3600  # as long as kubeadm's kubelet client certificates
 SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
 SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
 SUPERVISOR_START_SECONDS = 10.0
@@ -344,6 +345,7 @@ class UpOptions:
     disable: tuple[str, ...] = ()  # built-in add-ons not to apply
     proxy_mode: str = "nftables"
     lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside the node network
+    addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
 
 
 def require_root(command: str) -> None:
@@ -403,7 +405,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         ca_pem, token = _write_credentials(record)
         _start_processes(record, ca_pem, token, opts.agent_command)
         _wait_until_ready(record, progress, opts.wait)
-        wanted = [a for a in addons.ADDONS if a not in opts.disable]
+        wanted = [a for a in addons.ADDONS if a not in opts.disable] + [a for a in opts.addons if a not in opts.disable]
         if wanted:
             progress.show("Applying add-ons (" + ", ".join(wanted) + ")")
             _apply_addons(record, wanted, opts.proxy_mode)
@@ -488,6 +490,10 @@ def _write_credentials(record: ClusterRecord) -> tuple[bytes, str]:
     pki = certs.ensure_pki(os.path.join(record.server_dir, "pki"), hosts)
     token = secrets.token_urlsafe(32)
     _write_file(os.path.join(record.server_dir, "token"), token + "\n", private=True)
+    # What the server presents to the agents for exec, logs and port-forward (not the admin token,
+    # which no node holds).
+    _write_file(os.path.join(record.server_dir, "kubelet-client-token"), secrets.token_urlsafe(32) + "\n",
+                private=True)
     with open(pki.ca_cert, "rb") as f:
         return f.read(), token
 
@@ -502,16 +508,23 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         *SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
         "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
         "--lb-range", net.lb_range]}]
+    from pocketkube.apiserver.tokens import TokenIssuer
+
     agent_url = f"https://{net.host_ip}:{record.port}"
+    issuer = TokenIssuer(os.path.join(record.server_dir, "sa.key"))  # the key the server signs tokens with
+    stream_token_file = os.path.join(record.server_dir, "kubelet-client-token")
     for node in net.node_list():
         state_dir = record.node_dir(node)
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         kubeconfig = os.path.join(state_dir, "kubeconfig")
-        _write_file(kubeconfig, yaml.safe_dump(kubeconfig_dict("pocketkube", agent_url, ca_pem, token),
+        # Each agent is system:node:NAME in system:nodes (docs/adr/0007), as a kubelet's client certificate says.
+        node_token = issuer.issue_user(f"system:node:{node.name}", ["system:nodes"], NODE_TOKEN_SECONDS)
+        _write_file(kubeconfig, yaml.safe_dump(kubeconfig_dict("pocketkube", agent_url, ca_pem, node_token),
                                                sort_keys=False), private=True)
         processes.append({"name": f"agent-{node.name}", "log": record.agent_log(node), "netns": node.netns, "argv": [
             *agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
-            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns]})
+            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns,
+            "--stream-token-file", stream_token_file]})
     os.makedirs(record.run_dir, exist_ok=True)
     _remove(os.path.join(record.run_dir, supervisor.STATE_FILE))
     _write_file(os.path.join(record.run_dir, supervisor.SPEC_FILE), json.dumps(processes, indent=1) + "\n")
@@ -524,20 +537,28 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         time.sleep(POLL_SECONDS)
 
 
+def addon_objects(record: ClusterRecord, name: str, proxy_mode: str = "nftables") -> list[dict]:
+    """An add-on's objects, filled in with this cluster's facts."""
+    return addons.render(name, api_host=record.network.host_ip, api_port=str(record.port), cluster_name=record.name,
+                         proxy_mode=proxy_mode)
+
+
+def admin_client(record: ClusterRecord):
+    """A client with the cluster's admin credentials (what `up` and `addons` apply with)."""
+    from pocketkube.core.client import from_kubeconfig
+
+    return from_kubeconfig(os.path.join(record.server_dir, "kubeconfig"), field_manager="pocketkube-addons")
+
+
 def _apply_addons(record: ClusterRecord, names: list[str], proxy_mode: str) -> None:
     """Server-side apply the built-in add-ons through the cluster's own API."""
     import asyncio
 
-    from pocketkube.core.client import from_kubeconfig
-
-    params = {"api_host": record.network.host_ip, "api_port": str(record.port), "cluster_name": record.name,
-              "proxy_mode": proxy_mode}
-
     async def apply_all() -> None:
-        client = from_kubeconfig(os.path.join(record.server_dir, "kubeconfig"), field_manager="pocketkube-addons")
+        client = admin_client(record)
         try:
             for name in names:
-                await addons.apply(client, addons.render(name, **params))
+                await addons.apply(client, addon_objects(record, name, proxy_mode))
         finally:
             await client.close()
 
@@ -797,6 +818,8 @@ def add_parsers(sub) -> None:
                    help="how long to wait for the nodes to be Ready (default %(default)s)")
     p.add_argument("--disable", action="append", default=[], choices=addons.ADDONS, metavar="ADDON",
                    help="do not apply this built-in add-on (" + ", ".join(addons.ADDONS) + "); repeatable")
+    p.add_argument("--addons", action="append", default=[], type=_addon_list, metavar="ADDON[,ADDON]",
+                   help="also apply these optional add-ons (" + ", ".join(addons.OPTIONAL) + "); repeatable")
     p.add_argument("--proxy-mode", choices=("nftables", "userspace"), default="nftables",
                    help="how the service proxy routes Service traffic (default %(default)s)")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
@@ -804,13 +827,24 @@ def add_parsers(sub) -> None:
                         "addresses (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
-                                                    lb_range=a.lb_range))))
+                                                    lb_range=a.lb_range,
+                                                    addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: down(a.name)))
     p = sub.add_parser("status", help="say what runs")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: status(a.name)))
+
+
+def _addon_list(text: str) -> list[str]:
+    import argparse
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in addons.OPTIONAL:
+            raise argparse.ArgumentTypeError(f"unknown add-on {n!r}; optional add-ons: {', '.join(addons.OPTIONAL)}")
+    return names
 
 
 def _cli(command):

@@ -40,6 +40,15 @@ class Settings:
 class Controller:
     name = "controller"
     workers = 2
+    # Who the controller acts as (each has only its upstream rights, docs/adr/0007): by default
+    # the ServiceAccount kube-system/<service_account or name>, as kube-controller-manager
+    # --use-service-account-credentials runs each controller; `user` names another user.
+    service_account = ""
+    user = ""
+
+    @classmethod
+    def username(cls) -> str:
+        return cls.user or f"system:serviceaccount:kube-system:{cls.service_account or cls.name}"
 
     def __init__(self, client: Client, informers: InformerFactory, settings: Settings | None = None):
         self.client = client

@@ -226,6 +226,7 @@ def rolling_update_deletions(ds: dict, node_to_pods: dict[str, list[dict]], hash
 
 class DaemonSetController(Controller):
     name = "daemonset-controller"
+    service_account = "daemon-set-controller"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -338,6 +338,7 @@ class KubernetesEndpointsController(Controller):
     every RECONCILE_INTERVAL seconds, as kube-apiserver's endpoint reconciler does."""
 
     name = "kube-apiserver-endpoint-reconciler"
+    user = "system:apiserver"  # kube-apiserver's own work upstream
     workers = 1
     field_manager = "kube-apiserver"
 

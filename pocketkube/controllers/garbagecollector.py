@@ -134,6 +134,7 @@ def blocks_owner(dependent: dict, owner_uid: str) -> bool:
 
 class GarbageCollector(Controller):
     name = "garbage-collector-controller"
+    service_account = "generic-garbage-collector"
     workers = 4
 
     def __init__(self, *args, **kwargs):

@@ -147,8 +147,7 @@ class JobController(Controller):
         if spec.get("managedBy", MANAGED_BY_US) != MANAGED_BY_US:
             return
         if is_finished(job):
-            await self._expire(key, job)
-            return
+            return  # TTLAfterFinishedController's now
         selector = podcontrol.label_selector(spec.get("selector"))
         manager = podcontrol.RefManager(self.client, job, API_VERSION, KIND, "jobs", selector, "v1", "pods")
         pods = await manager.claim(self.pod_index.candidates(job))
@@ -335,9 +334,27 @@ class JobController(Controller):
             if exc.code not in (404, 409):
                 raise
 
-    # ---- ttlSecondsAfterFinished -------------------------------------------------------------
 
-    async def _expire(self, key: str, job: dict) -> None:
+
+class TTLAfterFinishedController(Controller):
+    """ttlSecondsAfterFinished: a finished Job is deleted (its pods with it) once that long has
+    passed, as kube-controller-manager's ttl-after-finished controller does, with its identity."""
+
+    name = "ttl-after-finished-controller"
+    workers = 1
+
+    def setup(self) -> None:
+        self.jobs = self.informers.informer(API_VERSION, "jobs")
+        self.jobs.add_handlers(self._changed, lambda old, new: self._changed(new))
+
+    def _changed(self, job: dict) -> None:
+        if is_finished(job) and (job.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+            self.enqueue(job)
+
+    async def sync(self, key: str) -> None:
+        job = self.jobs.get(key)
+        if job is None:
+            return
         ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
         if ttl is None or podcontrol.is_being_deleted(job):
             return

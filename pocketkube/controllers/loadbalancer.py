@@ -35,6 +35,7 @@ def ensured(svc: dict, ip: str) -> bool:
 
 class LoadBalancerController(Controller):
     name = "service-lb-controller"
+    service_account = "service-controller"
     workers = 1  # the free-address choice must see every earlier choice
 
     def setup(self) -> None:
@@ -140,11 +141,13 @@ class LoadBalancerController(Controller):
 
     async def _patch_finalizers(self, svc: dict, finalizers: list[str]) -> dict | None:
         """The Service after the patch (None: it is gone). The resourceVersion makes a stale
-        view fail with a conflict, retried with the fresh object."""
+        view fail with a conflict, retried with the fresh object. Through /status, as the cloud
+        service controller writes its finalizer (its role may not write the Service itself)."""
         namespace, name = split_key(object_key(svc))
         patch = {"metadata": {"finalizers": finalizers or None, "resourceVersion": svc["metadata"]["resourceVersion"]}}
         try:
-            result = await self.client.patch("v1", "services", name, patch, namespace=namespace)
+            result = await self.client.patch("v1", "services", name, patch, namespace=namespace,
+                                             subresource="status")
         except errors.APIError as exc:
             if exc.code == 404:
                 return None

@@ -2,12 +2,17 @@
 
 A component in the DESIGN.md shape: `await start()` builds the controllers, starts the
 shared informers, waits for them to sync, then starts the workers; `ready` is set then.
+With `client_for(username)`, each controller gets a client acting as its own identity
+(`Controller.username()`) while the shared informers use `client` (the controller manager's
+own, which may list and watch everything).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+
+from typing import Callable
 
 from pocketkube.controllers.base import Controller, Settings
 from pocketkube.core.client import Client
@@ -25,8 +30,9 @@ def default_controllers() -> list[type[Controller]]:
 
 class ControllerManager:
     def __init__(self, client: Client, controllers: list[type[Controller]] | None = None,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, client_for: Callable[[str], Client] | None = None):
         self.client = client
+        self.client_for = client_for
         self.settings = settings or Settings()
         self.informers = InformerFactory(client)
         self.controller_classes = controllers if controllers is not None else default_controllers()
@@ -34,7 +40,8 @@ class ControllerManager:
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        self.controllers = [cls(self.client, self.informers, self.settings) for cls in self.controller_classes]
+        self.controllers = [cls(self.client_for(cls.username()) if self.client_for else self.client, self.informers,
+                                self.settings) for cls in self.controller_classes]
         for c in self.controllers:
             c.setup()
         await self.informers.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from pocketkube.controllers.endpoints import EndpointsController, KubernetesEndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
 from pocketkube.controllers.endpointslicemirroring import EndpointSliceMirroringController
@@ -9,7 +10,7 @@ from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.garbagecollector import GarbageCollector
 from pocketkube.controllers.cronjob import CronJobController
-from pocketkube.controllers.job import JobController
+from pocketkube.controllers.job import JobController, TTLAfterFinishedController
 from pocketkube.controllers.loadbalancer import LoadBalancerController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
@@ -32,10 +33,12 @@ CONTROLLERS: list = [
     StatefulSetController,
     DaemonSetController,
     JobController,
+    TTLAfterFinishedController,
     CronJobController,
     GarbageCollector,
     NamespaceController,
     ResourceQuotaController,
     ServiceAccountController,
     RootCACertPublisher,
+    ClusterRoleAggregationController,
 ]

@@ -46,4 +46,4 @@ class RootCACertPublisher(Controller):
                 if exc.code not in (409, 403):  # exists, or the namespace is terminating
                     raise
         elif current.get("data") != want:
-            await self.client.patch("v1", "configmaps", CONFIGMAP, {"data": want}, namespace=key)
+            await self.client.update("v1", "configmaps", {**current, "data": want}, namespace=key)

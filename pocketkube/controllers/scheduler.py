@@ -199,6 +199,7 @@ def needs_scheduling(pod: dict) -> bool:
 
 class Scheduler(Controller):
     name = SCHEDULER_NAME
+    user = "system:kube-scheduler"
     workers = 4
 
     def setup(self) -> None:

@@ -14,6 +14,7 @@ DEFAULT_ACCOUNTS = ("default",)
 
 class ServiceAccountController(Controller):
     name = "serviceaccount-controller"
+    service_account = "service-account-controller"
 
     def setup(self) -> None:
         self.namespaces = self.informers.informer("v1", "namespaces")

@@ -10,6 +10,7 @@ the same either way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any, AsyncIterator, Protocol
 from urllib.parse import quote
@@ -83,6 +84,10 @@ class Client:
         if dry_run:
             q.append(("dryRun", "All"))
         return q
+
+    async def version(self) -> dict:
+        """GET /version (the server's version.Info)."""
+        return await self._call("GET", "/version")
 
     async def get_path(self, path: str) -> dict:
         """GET any path of the API (discovery: /apis, /apis/GROUP, /api/v1)."""
@@ -244,13 +249,19 @@ def from_in_cluster(field_manager: str = "pocketkube", directory: str = SERVICE_
 
 
 async def wait_for_api(client: Client, timeout: float = 30.0) -> None:
-    """Retry a cheap request until the API answers (components that start before it)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """Retry a cheap request until the API answers (components that start before it): /version,
+    which every identity may read, and which proves the credential (401 otherwise)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    next_report = loop.time() + 5
     while True:
         try:
-            await client.get("v1", "namespaces", "default")
+            await client.version()
             return
-        except Exception:
-            if asyncio.get_running_loop().time() > deadline:
+        except Exception as exc:
+            if loop.time() > deadline:
                 raise
+            if loop.time() > next_report:  # say why a component does not start yet
+                logging.getLogger(__name__).warning("waiting for the API server: %s", exc)
+                next_report = loop.time() + 5
             await asyncio.sleep(0.2)

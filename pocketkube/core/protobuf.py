@@ -1239,6 +1239,49 @@ MESSAGES: dict[str, dict[int, tuple]] = {
         1: ("token", STRING),
         2: ("expirationTimestamp", TIME),
     },
+    # --- policy/v1, scheduling.k8s.io/v1, autoscaling/v1: `kubectl create pdb | priorityclass`, `autoscale` ---
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodDisruptionBudgetSpec")},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", INTSTR, PTR), 2: ("selector", "LabelSelector", PTR),
+                                3: ("maxUnavailable", INTSTR, PTR), 4: ("unhealthyPodEvictionPolicy", STRING, PTR)},
+    "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", INT32), 3: ("globalDefault", BOOL),
+                      4: ("description", STRING), 5: ("preemptionPolicy", STRING, PTR)},
+    "HorizontalPodAutoscalerV1": {1: ("metadata", "ObjectMeta"), 2: ("spec", "HorizontalPodAutoscalerSpecV1")},
+    "HorizontalPodAutoscalerSpecV1": {1: ("scaleTargetRef", "CrossVersionObjectReference"),
+                                      2: ("minReplicas", INT32, PTR), 3: ("maxReplicas", INT32),
+                                      4: ("targetCPUUtilizationPercentage", INT32, PTR)},
+    "CrossVersionObjectReference": {1: ("kind", STRING), 2: ("name", STRING), 3: ("apiVersion", STRING)},
+    # --- authentication.k8s.io/v1 and authorization.k8s.io/v1: `kubectl auth whoami | can-i` ---
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "SelfSubjectReviewStatus")},
+    "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo")},
+    "UserInfo": {1: ("username", STRING), 2: ("uid", STRING), 3: ("groups", STRING, REP)},
+    "TokenReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenReviewSpec"), 3: ("status", "TokenReviewStatus")},
+    "TokenReviewSpec": {1: ("token", STRING), 2: ("audiences", STRING, REP)},
+    "TokenReviewStatus": {1: ("authenticated", BOOL), 2: ("user", "UserInfo"), 4: ("audiences", STRING, REP),
+                          3: ("error", STRING)},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec"),
+                                3: ("status", "SubjectAccessReviewStatus")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", PTR),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes", PTR)},
+    "ResourceAttributes": {1: ("namespace", STRING), 2: ("verb", STRING), 3: ("group", STRING),
+                           4: ("version", STRING), 5: ("resource", STRING), 6: ("subresource", STRING),
+                           7: ("name", STRING)},
+    "NonResourceAttributes": {1: ("path", STRING), 2: ("verb", STRING)},
+    "SubjectAccessReviewStatus": {1: ("allowed", BOOL), 4: ("denied", BOOL), 2: ("reason", STRING),
+                                  3: ("evaluationError", STRING)},
+    "SubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec"),
+                            3: ("status", "SubjectAccessReviewStatus")},
+    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", PTR),
+                                2: ("nonResourceAttributes", "NonResourceAttributes", PTR), 3: ("user", STRING),
+                                4: ("groups", STRING, REP), 6: ("uid", STRING)},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec"),
+                               3: ("status", "SubjectRulesReviewStatus")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", STRING)},
+    "SubjectRulesReviewStatus": {1: ("resourceRules", "ResourceRule", REP),
+                                 2: ("nonResourceRules", "NonResourceRule", REP), 3: ("incomplete", BOOL),
+                                 4: ("evaluationError", STRING)},
+    "ResourceRule": {1: ("verbs", STRING, REP), 2: ("apiGroups", STRING, REP), 3: ("resources", STRING, REP),
+                     4: ("resourceNames", STRING, REP)},
+    "NonResourceRule": {1: ("verbs", STRING, REP), 2: ("nonResourceURLs", STRING, REP)},
 }
 
 # (apiVersion, kind) -> top-level message
@@ -1268,13 +1311,23 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscalerV1",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
+    ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "SubjectAccessReview",  # the same fields
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
 }
 # meta/v1 option kinds: registered in every group version (metav1.AddToGroupVersion), so client-go's
 # DELETE body says `apiVersion: v1` or `apps/v1` beside `kind: DeleteOptions`.
 OPTIONS_KINDS = {"DeleteOptions": "DeleteOptions"}
 # Internal API package of a group, as conversion errors name it ("converting (v1.Service) to (apps.Deployment)").
 _INTERNAL_PACKAGE = {"": "core", "apps": "apps", "autoscaling": "autoscaling", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking", "discovery.k8s.io": "discovery",
-                     "authentication.k8s.io": "authentication"}
+                     "authentication.k8s.io": "authentication", "authorization.k8s.io": "authorization",
+                     "policy": "policy", "scheduling.k8s.io": "scheduling"}
 
 
 class Field(NamedTuple):

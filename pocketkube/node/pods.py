@@ -10,7 +10,10 @@ everything gracefully (preStop, SIGTERM, grace period, SIGKILL) and removes the 
 Each container instance runs in a PID namespace of its own, where its main process is
 PID 1, or in the pod's with shareProcessNamespace (runtime.py, sandbox.py); exec sessions
 and exec probes join it. `spec.hostPID` is not honoured: a pod never shares the machine's
-PID namespace (here the node is the machine).
+PID namespace (here the node is the machine). Each container instance starts in a root built
+from its image, with its volumes and the user and rights of its securityContext
+(`_rootfs`, `_security`: sandbox.py, security.py); runAsNonRoot refusals and unknown image
+users are CreateContainerConfigError, as the kubelet reports them.
 
 The pod status is computed by pure functions (`generate_pod_status`, `pod_phase`, ...) from
 a snapshot of the worker's state, as the kubelet's generateAPIPodStatus does; `sync()`
@@ -35,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from pocketkube.core.tasks import cancel_and_wait
-from pocketkube.node import images, runtime
-from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, remove_tree,
-                                     write_atomic)
+from pocketkube.node import images, runtime, security
+from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, read_text,
+                                     remove_tree, write_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +367,33 @@ def write_volume_files(directory: str, files: dict[str, bytes], mode: int) -> No
             remove_tree(path)
 
 
+def set_volume_ownership(path: str, fs_group: int, readonly: bool) -> None:
+    """fsGroup as the kubelet applies it to a volume (SetVolumeOwnership): every file and
+    directory belongs to the group, gets its read (and unless read-only, write) bits, and
+    directories the setgid bit, so new files inherit the group."""
+    mask = 0o440 if readonly else 0o660
+    for root, dirs, files in os.walk(path):
+        for name in [None, *files]:
+            entry = root if name is None else os.path.join(root, name)
+            if os.path.islink(entry):
+                continue
+            os.chown(entry, -1, fs_group)
+            mode = os.stat(entry).st_mode & 0o7777
+            if name is None:
+                os.chmod(entry, mode | mask | 0o110 | 0o2000)
+            else:
+                os.chmod(entry, mode | mask)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+
+
+def own_capabilities() -> int:
+    """This process's bounding set (CapBnd of /proc/self/status)."""
+    for line in read_text("/proc/self/status").splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
 def volume_mode(volume: dict) -> int:
     for kind in ("configMap", "secret", "projected", "downwardAPI"):
         if kind in volume and volume[kind].get("defaultMode") is not None:
@@ -406,6 +436,7 @@ class ContainerSlot:
         self.image_changed = False
         self.replacing = False
         self.pulled_image: str | None = None  # the spec image last resolved
+        self.security: dict | None = None     # what its process became (security.process_security)
 
     @property
     def backoff_key(self) -> str:
@@ -480,6 +511,7 @@ class PodWorker:
         self.env_resolver = None
         self.sandbox: SandboxInfo | None = None
         self.pod_ip: str | None = None
+        self.volume_sources: dict[str, str] = {}  # volume name -> the node's directory (or file) behind it
         self.start_time: str | None = None
         self.terminal_phase: str | None = None
         self.conditions: list[dict] = []
@@ -687,9 +719,10 @@ class PodWorker:
     # sandbox
     async def _create_sandbox(self) -> bool:
         try:
-            mounts, top = await self._volume_mounts()
-            dirs = sorted({s.spec.get("workingDir") for s in self.all_slots() if s.spec.get("workingDir")})
-            self.sandbox = await self.m.sandboxes.create(self.pod, mounts, dirs, top)
+            await self._prepare_volumes()
+            # the pause container's root: the libraries its sleep loads, the base accounts
+            self.sandbox = await self.m.sandboxes.create(self.pod, list(images.LIBRARY_DIRS), images.passwd_file([]),
+                                                         images.group_file([]))
         except (SandboxError, VolumeError) as exc:
             reason = "FailedMount" if isinstance(exc, VolumeError) else "FailedCreatePodSandBox"
             self.sandbox_error = str(exc)
@@ -710,43 +743,59 @@ class PodWorker:
             if slot.running:
                 await slot.process.stop(0)
         self._collect_exits()
-        await self.m.sandboxes.destroy(self.sandbox)
+        await self.m.sandboxes.destroy(self.sandbox, keep_pod_files=True)
         self.sandbox = None
 
-    async def _volume_mounts(self) -> tuple[list[dict], list[dict]]:
-        """Bind mounts for every container's volumeMounts (first one wins per path) and the
-        images' own mounts; top-level replacements of the machine's entries (/bin of busybox)
-        apart. A top-level path the machine lacks (agnhost's /agnhost) is an ordinary mount."""
+    async def _prepare_volumes(self) -> None:
+        """Every volume a container mounts, made ready before the sandbox (FailedMount
+        otherwise), group-owned by fsGroup as the kubelet makes them."""
         spec = self.pod.get("spec") or {}
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
-        sources: dict[str, str] = {}
-        mounts: dict[str, dict] = {}
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
         for slot in self.all_slots():
             for vm in slot.spec.get("volumeMounts") or []:
                 volume = volumes.get(vm["name"])
-                if volume is None or vm["mountPath"] in mounts:
+                if volume is None or vm["name"] in self.volume_sources:
                     continue
-                if vm["name"] not in sources:
-                    sources[vm["name"]] = await self._prepare_volume(volume)
-                source = sources[vm["name"]]
-                owned = "hostPath" not in volume
-                if vm.get("subPath"):
-                    source = os.path.join(source, vm["subPath"])
-                    if not os.path.lexists(source) and owned:
-                        os.makedirs(source, exist_ok=True)
-                readonly = bool(vm.get("readOnly")) or any(k in volume for k in FILE_VOLUMES)
-                mounts[vm["mountPath"].rstrip("/") or "/"] = {"target": vm["mountPath"], "source": source,
-                                                              "readonly": readonly, "owned": owned}
-        top: list[dict] = []
-        for slot in self.all_slots():
-            for target, source in (slot.resolved.mounts if slot.resolved else {}).items():
-                if target in mounts or any(t["target"] == target for t in top):
-                    continue
-                if target.count("/") == 1 and os.path.lexists(target):
-                    top.append({"target": target, "source": source, "readonly": True})
-                else:
-                    mounts[target] = {"target": target, "source": source, "readonly": False, "owned": True}
-        return list(mounts.values()), top
+                source = self.volume_sources[vm["name"]] = await self._prepare_volume(volume)
+                if fs_group is not None and "hostPath" not in volume:
+                    set_volume_ownership(source, int(fs_group), any(k in volume for k in FILE_VOLUMES))
+
+    async def _container_mounts(self, slot: ContainerSlot) -> list[dict]:
+        """Bind mounts for the container's root: its volumeMounts, then its image's own mounts
+        (read-only when shared by the node's pods: busybox's /bin)."""
+        volumes = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
+        mounts: list[dict] = []
+        for vm in slot.spec.get("volumeMounts") or []:
+            volume = volumes.get(vm["name"])
+            if volume is None:
+                continue
+            if vm["name"] not in self.volume_sources:  # an agent restarted since the sandbox was made
+                self.volume_sources[vm["name"]] = await self._prepare_volume(volume)
+            source = self.volume_sources[vm["name"]]
+            owned = "hostPath" not in volume
+            if vm.get("subPath"):
+                source = os.path.join(source, vm["subPath"])
+                if not os.path.lexists(source) and owned:
+                    os.makedirs(source, exist_ok=True)
+            readonly = bool(vm.get("readOnly")) or any(k in volume for k in FILE_VOLUMES)
+            mounts.append({"target": vm["mountPath"], "source": source, "readonly": readonly, "owned": owned})
+        targets = {m["target"].rstrip("/") or "/" for m in mounts}
+        for target, source in slot.resolved.mounts.items():
+            if target.rstrip("/") not in targets:
+                shared = source.startswith(self.m.cache_dir + os.sep)
+                mounts.append({"target": target, "source": source, "readonly": shared, "owned": not shared})
+        return mounts
+
+    async def _rootfs(self, slot: ContainerSlot) -> dict:
+        """The container's root (sandbox.RootBuilder's config): its image's holds and users,
+        the pod's hosts, resolv.conf and hostname, its mounts, its working dir, the pod's /dev/shm."""
+        resolved = slot.resolved
+        etc = self.m.sandboxes.etc_files(self.pod, self.sandbox.ip, images.passwd_file(resolved.users),
+                                         images.group_file(resolved.groups))
+        return {"root": os.path.join(self.dir, "root"), "overlay_dir": os.path.join(self.dir, "overlay"), "etc": etc,
+                "holds": [*images.LIBRARY_DIRS, *resolved.holds], "mounts": await self._container_mounts(slot),
+                "dirs": [slot.working_dir], "shm": self.m.sandboxes.shm_dir(self.uid)}
 
     async def _prepare_volume(self, volume: dict) -> str:
         name = volume["name"]
@@ -767,10 +816,30 @@ class PodWorker:
                 raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : '
                                   f'{getattr(exc, "message", None) or exc}') from None
             write_volume_files(directory, files, volume_mode(volume))
+            self._protect_tokens(directory, volume)
             return directory
         os.makedirs(directory, exist_ok=True)  # emptyDir and anything else: a directory of the pod
         os.chmod(directory, 0o777)
         return directory
+
+    def _protect_tokens(self, directory: str, volume: dict) -> None:
+        """A projected service-account token as the kubelet writes it: with fsGroup, or with
+        one runAsUser for every container, 0600 and owned by that user (fsGroup then adds
+        group read), so the pod's user and nobody else reads it."""
+        spec = self.pod.get("spec") or {}
+        users = {security.effective_context(self.pod, c).get("runAsUser")
+                 for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+        fs_user = users.pop() if len(users) == 1 else None
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        if fs_user is None and fs_group is None:
+            return
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "serviceAccountToken" in source:
+                token = os.path.join(directory, source["serviceAccountToken"].get("path") or "token")
+                if os.path.exists(token):
+                    os.chmod(token, 0o600)
+                    if fs_user is not None:
+                        os.chown(os.path.realpath(token), int(fs_user), -1)
 
     @staticmethod
     def _host_path(src: dict, name: str) -> str:
@@ -869,8 +938,23 @@ class PodWorker:
             slot.retry_at = time.monotonic() + slot.retry_delay
             slot.retry_delay = min(slot.retry_delay * 2, RETRY_MAX_SECONDS)
             return
-        slot.retry_delay = RETRY_SECONDS
         resolved = slot.resolved
+        refusal = security.verify_run_as_non_root(security.effective_context(self.pod, spec), resolved.user,
+                                                  format_pod(self.pod), slot.name)
+        try:
+            slot.security = self._security(slot)
+        except ValueError as exc:  # an image user its passwd lacks
+            refusal = str(exc)
+        if refusal is not None:
+            slot.waiting_reason, slot.waiting_message = "CreateContainerConfigError", refusal
+            self.event("Warning", "Failed", f"Error: {refusal}")
+            slot.retry_at = time.monotonic() + slot.retry_delay
+            slot.retry_delay = min(slot.retry_delay * 2, RETRY_MAX_SECONDS)
+            return
+        if slot.security["unknown_capabilities"]:  # runc's warning; the container runs without them
+            log.warning("pod %s container %s: ignoring unknown or unavailable capabilities: %s",
+                        format_pod(self.pod), slot.name, slot.security["unknown_capabilities"])
+        slot.retry_delay = RETRY_SECONDS
         hostname = self._hostname()
         merged = {**resolved.env, "HOSTNAME": hostname, **env}
         if spec.get("tty"):
@@ -891,7 +975,9 @@ class PodWorker:
                 env=merged, working_dir=slot.working_dir, log_path=log_path, cgroup=cgroup,
                 restart_count=slot.restart_count + (1 if restarting else 0), tty=bool(spec.get("tty")),
                 stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")),
-                pid_namespace=self.sandbox.pid_namespace_path)
+                pid_namespace=self.sandbox.pid_namespace_path, security=slot.security,
+                writable=[vm["mountPath"] for vm in spec.get("volumeMounts") or [] if not vm.get("readOnly")],
+                rootfs=await self._rootfs(slot))
         except runtime.StartError as exc:
             if cgroup:
                 runtime.remove_cgroup(cgroup)
@@ -925,6 +1011,13 @@ class PodWorker:
         if not slot.is_init:
             self._start_probes(slot)
 
+    def _security(self, slot: ContainerSlot) -> dict:
+        """What the container's process becomes (security.py), from its spec and image."""
+        resolved = slot.resolved
+        return security.process_security(self.pod, slot.spec, image_user=resolved.user,
+                                         passwd=images.passwd_file(resolved.users),
+                                         group=images.group_file(resolved.groups), available=self.m.capabilities)
+
     def _prune_logs(self, slot: ContainerSlot) -> None:
         """Keep the current and the previous instance's logs."""
         for old in range(max(0, slot.instances - 3), slot.instances - 2):
@@ -954,7 +1047,7 @@ class PodWorker:
         if "exec" in handler:
             command = handler["exec"].get("command") or []
             argv = runtime.exec_argv(process.pid, slot.working_dir, slot.env, command,
-                                     cgroup=process.record.cgroup)
+                                     cgroup=process.record.cgroup, security=self._security(slot))
             return await runtime.probe_exec(argv, command, timeout)
         if "httpGet" in handler:
             get = handler["httpGet"]
@@ -1178,6 +1271,7 @@ class PodManager:
         self.sandboxes = SandboxManager(state_dir=state_dir, node_ip=node_ip, pod_cidr=pod_cidr, netns=netns,
                                         cluster_dns=cluster_dns, cluster_domain=cluster_domain)
         self.cgroups = runtime.Cgroups(state_dir, node_name)
+        self.capabilities = own_capabilities()  # a privileged container gets these
         self.probe_sockets = runtime.NetnsSockets(f"/run/netns/{netns}" if netns else None)
         self.workers: dict[str, PodWorker] = {}
         self._indexer: asyncio.Task | None = None
@@ -1215,7 +1309,7 @@ class PodManager:
             self._kill_leftovers(info, containers)
             if info is not None:
                 self.sandboxes.ipam.release(uid)
-            for sub in ("root", "tmp", "run", "overlay", "etc", "sandbox.json"):
+            for sub in ("root", "overlay", "shm", "sandbox.json"):
                 remove_tree(os.path.join(pod_dir, sub))
             self.cgroups.remove_pod(uid)
         else:
@@ -1369,9 +1463,9 @@ class PodManager:
         """An argv running `argv` in the container: as a child of nsenter in its PID, mount,
         UTS, IPC and network namespaces, with its root, working dir, env and cgroup; with
         tty=True its stdin must be a terminal (it becomes the controlling one)."""
-        _, slot = self._running_slot(uid, container)
+        worker, slot = self._running_slot(uid, container)
         return runtime.exec_argv(slot.process.pid, slot.working_dir, slot.env, argv,
-                                 cgroup=slot.process.record.cgroup, tty=tty)
+                                 cgroup=slot.process.record.cgroup, tty=tty, security=worker._security(slot))
 
     def attach(self, uid: str, container: str) -> runtime.AttachHandle:
         _, slot = self._running_slot(uid, container)

@@ -13,10 +13,11 @@ nothing outside); with shareProcessNamespace the containers join the pod's PID n
 (PID 1: the holder). The node's sandbox spawner (sandbox.py) starts each main process with
 clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
 agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
-after a restart finds it by that PID). Before exec the process enters the pod's mount
-namespace, then a copy of its own where a fresh /proc shows its PID namespace. Exec sessions
-and exec probes join the container's PID and mount namespaces (nsenter --target=<main
-process>). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
+after a restart finds it by that PID). Before exec the process builds its own root from its
+image in a mount namespace of its own (sandbox.py), where /proc shows its PID namespace, and
+takes the user, groups and capabilities of its securityContext (security.py). Exec sessions
+and exec probes join the container's namespaces with the same security (sandbox.py
+`--exec`). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
 drops it otherwise): stopping such a container waits for the grace period, then SIGKILL, as
 on a real node.
 
@@ -37,7 +38,7 @@ import ctypes
 import datetime
 import errno
 import fcntl
-import functools
+import json
 import os
 import pty
 import signal
@@ -45,13 +46,14 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Callable
 
-from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, host_program, process_alive, process_start_ticks
+from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, process_alive, process_start_ticks
 
 START_ERROR_EXIT_CODE = 128
 PROBE_USER_AGENT = "kube-probe/1.32"
@@ -266,54 +268,9 @@ class ContainerRecord:
         return asdict(self)
 
 
-def find_executable(root: str, program: str, path_env: str) -> str | None:
-    """Where `program` is inside the pod whose root is `root` (/proc/<holder>/root)."""
-    if "/" in program:
-        candidate = program if program.startswith("/") else "/" + program
-        return candidate if os.access(root + candidate, os.X_OK) else None
-    for directory in path_env.split(":"):
-        if directory and os.access(f"{root}{directory.rstrip('/')}/{program}", os.X_OK) \
-                and not os.path.isdir(f"{root}{directory.rstrip('/')}/{program}"):
-            return f"{directory.rstrip('/')}/{program}"
-    return None
-
-
-def start_error_message(program: str) -> str:
-    """The message containerd gives when the program is missing."""
-    if "/" in program:
-        why = f'exec: "{program}": stat {program}: no such file or directory'
-    else:
-        why = f'exec: "{program}": executable file not found in $PATH'
-    return ("failed to create containerd task: failed to create shim task: OCI runtime create failed: "
-            f"runc create failed: unable to start container process: {why}: unknown")
-
-
 # ---- a container's namespaces ----------------------------------------------------------------
 
-# exec sessions: a command on a terminal leads its own session there (as runc makes it), so
-# the terminal's ^C reaches it and not nsenter, which waits for it
-TERMINAL_SESSION_SCRIPT = 'if [ -t 0 ]; then exec {setsid} -c "$@"; fi; exec "$@"'
-
-
-def nsenter_argv(container_pid: int, working_dir: str) -> list[str]:
-    """nsenter into a running container's namespaces (PID, its own mount namespace, UTS, IPC,
-    network): the command runs as nsenter's child in them; the working dir is opened through
-    the container's root."""
-    return ["nsenter", f"--target={container_pid}", "--pid", "--mount", "--uts", "--ipc", "--net",
-            f"--wd=/proc/{container_pid}/root{working_dir}", "--"]
-
-
-@functools.cache
-def _terminal_session_argv() -> tuple[str, ...]:
-    return host_program("sh"), "-c", TERMINAL_SESSION_SCRIPT.format(setsid=host_program("setsid")), "sh"
-
-
-def cgroup_wrapper(cgroup: str | None) -> list[str]:
-    """A shell that moves itself into the cgroup, then execs the rest of the argv (exec
-    sessions and probes join their container's cgroup this way)."""
-    if not cgroup:
-        return []
-    return ["sh", "-c", 'echo $$ > "$1" 2>/dev/null; shift; exec "$@"', "sh", os.path.join(cgroup, "cgroup.procs")]
+SANDBOX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
 
 
 class Fanout:
@@ -543,24 +500,20 @@ class ContainerProcess:
 async def start_container(*, spawner: Spawner, name: str, container_id: str, holder_pid: int, argv: list[str],
                           env: dict[str, str], working_dir: str, log_path: str, cgroup: str | None,
                           restart_count: int, tty: bool, stdin: bool, stdin_once: bool,
-                          pid_namespace: str | None = None) -> ContainerProcess:
+                          pid_namespace: str | None = None, security: dict | None = None,
+                          writable: list[str] | None = None, rootfs: dict) -> ContainerProcess:
     """Start a container's process in the sandbox of `holder_pid` (through the node's
     spawner, as a child of this process), as PID 1 of a new PID namespace or in
-    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one); raises StartError when
-    its program does not exist in the pod or cannot be started."""
-    root = f"/proc/{holder_pid}/root"
-    program = find_executable(root, argv[0], env.get("PATH", ""))
-    if program is None:
-        raise StartError(start_error_message(argv[0]))
-    if not os.path.isdir(root + working_dir):
-        raise StartError("failed to create containerd task: failed to create shim task: OCI runtime create "
-                         f"failed: runc create failed: unable to start container process: chdir to cwd "
-                         f"(\"{working_dir}\") set in config.json failed: no such file or directory: unknown")
+    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one), in a root of its own built
+    from `rootfs` (sandbox.RootBuilder's config: its image's holds, /etc, its volumes), with
+    `security` (security.process_security) and its volumes' mountPaths `writable` under a
+    read-only root; raises StartError when its program is not in its image or cannot start."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log_file = open(log_path, "ab", buffering=0) if tty else None  # a terminal's output is copied by us
     stdin_read = stdin_write = master = slave = None
-    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "program": program, "argv": argv,
-              "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path}
+    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "argv": argv,
+              "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path,
+              "security": security or {}, "writable": writable or [], "rootfs": rootfs}
     try:
         if tty:
             master, slave = pty.openpty()
@@ -571,7 +524,9 @@ async def start_container(*, spawner: Spawner, name: str, container_id: str, hol
         try:
             pid = await spawner.start_container(config)
         except OSError as exc:
-            raise StartError(f"failed to start container process: {exc}") from None
+            message = str(exc)
+            raise StartError(message if message.startswith("failed to create containerd task")
+                             else f"failed to start container process: {message}") from None
         finally:
             for fd in (slave, stdin_read):
                 if fd is not None:
@@ -608,14 +563,14 @@ def adopt_container(record: ContainerRecord) -> ContainerProcess:
 
 
 def exec_argv(container_pid: int, working_dir: str, env: dict[str, str], argv: list[str],
-              cgroup: str | None = None, tty: bool = False) -> list[str]:
-    """An argv running `argv` inside the container whose main process is `container_pid`:
-    its cgroup, its namespaces (PID included) and working dir, its environment; a command
-    whose stdin is a terminal leads a session on it (`tty`: make stdin the controlling
-    terminal first; it must be one)."""
-    env_args = ["env", "-i", *[f"{k}={v}" for k, v in env.items()]]
-    return cgroup_wrapper(cgroup) + (["setsid", "-c"] if tty else []) + nsenter_argv(container_pid, working_dir) \
-        + list(_terminal_session_argv()) + env_args + argv
+              cgroup: str | None = None, tty: bool = False, security: dict | None = None) -> list[str]:
+    """An argv running `argv` inside the container whose main process is `container_pid`, as
+    runc exec does (sandbox.py's `exec_main`): its cgroup, its namespaces (PID included),
+    working dir, environment, user and capabilities (`security`); a command whose stdin is a
+    terminal leads a session on it (`tty`)."""
+    config = {"container_pid": container_pid, "working_dir": working_dir, "env": env, "argv": list(argv),
+              "cgroup": cgroup, "tty": tty, "security": security or {}}
+    return [sys.executable, "-I", "-S", SANDBOX_SCRIPT, "--exec", json.dumps(config)]
 
 
 # ---- logs ----------------------------------------------------------------------------------

@@ -10,13 +10,25 @@ PIDs: each container gets its own PID namespace, as Kubernetes does by default. 
 containers join it), and then it is a small shell loop that reaps the orphans of the pod
 and exits on SIGTERM or SIGINT, as the pause process does.
 
-The pod's root is a small tmpfs whose top-level entries are recursive bind mounts of this
-machine's (/usr, /etc, ...), except its private /tmp, /run and /dev/shm, a fresh /sys for
-its network namespace, and whatever the images ask for (busybox applets as /bin). On top go
-/etc/resolv.conf, /etc/hosts and /etc/hostname as the kubelet writes them, and the volumes at
-their mountPaths. A mountPath missing on this machine gets an overlay on its nearest existing
-directory, so nothing is ever created outside the pod's own state directory. The holder
-pivots into that root, so anything joining its mount namespace sees the pod's filesystem.
+Each container's root is built from its image, not from the machine (`RootBuilder`; the
+catalog, images/__init__.py, says what an image holds; docs/adr/0009 why), in a mount
+namespace of its own, at each start (a restarted container gets a fresh writable layer, as
+a new container would): a tmpfs as its writable layer, the shared libraries and the image's
+programs and data bound read-only at their paths, its /etc (the image's passwd and group, the
+pod's hosts, resolv.conf and hostname, nsswitch.conf), a minimal /dev with the pod's /dev/shm,
+/proc for its PID namespace, a read-only /sys for the pod's network namespace, and its volumes
+at their mountPaths. Nothing else of the machine (/root, /home, /var/lib, /run, /etc/shadow,
+other pods or containers) is in it. A mountPath under a held directory gets a copy-on-write
+overlay there, so nothing is ever created outside the pod's own state directory. The holder
+gets a small root of the same kind (libraries, /etc, /dev); it runs this machine's `sleep` (or
+`sh`), opened before its pivot, so no image need hold them.
+
+In its root a container gets runc's masked and read-only paths of /proc and /sys, a read-only
+root if asked, and becomes the user, groups and capabilities its securityContext asks for
+(security.py computes them; `apply_security` applies them, with no_new_privs and the seccomp
+filter). Exec sessions and exec probes go the same way (`exec_main`, run as `sandbox.py
+--exec`). Pods with their own network namespace get containerd's sysctls for unprivileged
+ports and ping.
 
 The network: a veth pair, one end `veth<8 hex>` on the node's cni0, the other `eth0` in the
 pod with an IP of the node's pod /24 (IPAM persisted in the state dir), lo up, default route
@@ -26,9 +38,8 @@ Run as a script (`python -I -S sandbox.py`) this module is the node's sandbox sp
 small process that forks one child per sandbox request, which unshares, builds the root,
 mounts, pivots and execs the holder (a fork costs far less than starting an interpreter per
 pod). It starts the containers' main processes too, as children of the agent
-(clone(CLONE_PARENT)) in their own PID namespace (or the pod's), each in a mount namespace
-of its own (a copy of the pod's) with a fresh /proc for that PID namespace. That part
-(everything above `HOSTS_HEADER`) uses only the standard library.
+(clone(CLONE_PARENT)) in their own PID namespace (or the pod's). That part (everything above
+`HOSTS_HEADER`) uses only the standard library.
 """
 
 from __future__ import annotations
@@ -142,22 +153,29 @@ def _b(value: str | None) -> bytes | None:
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
-KERNEL_TOPS = ("proc", "sys", "dev")
-
-
-def _mount_points() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4].replace("\\040", " ") for line in f]
+# the directories of every pod's root (modes as in a Debian or busybox image)
+ROOT_DIRS = {"/etc": 0o755, "/proc": 0o555, "/sys": 0o555, "/tmp": 0o1777, "/run": 0o755, "/var": 0o755,
+             "/var/tmp": 0o1777, "/root": 0o700, "/home": 0o755, "/usr": 0o755, "/usr/local": 0o755,
+             "/usr/local/bin": 0o755, "/usr/bin": 0o755, "/usr/sbin": 0o755, "/mnt": 0o755, "/opt": 0o755,
+             "/srv": 0o755}
+# top-level names that are links on a merged-/usr machine (Debian: /bin -> usr/bin); a pod gets the same links
+USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+ROOT_SIZE = "1g"  # the pod's writable layer (a tmpfs: a limit, not a reservation)
 
 
 class RootBuilder:
-    """Builds the pod's root under `root` (a path of the current mount namespace).
+    """Builds a container's root (or the holder's) under `root` (a path of the current mount
+    namespace) from what its image holds, never from the machine's whole tree:
 
-    Every top-level directory of the machine appears as a copy-on-write overlay (upper
-    layer on a tmpfs of the pod), so a pod may write anywhere and the machine's files never
-    change; directories holding other mounts are bind-mounted read-only instead. /tmp and
-    /run come from the pod's state directory, /dev is a small tmpfs with the usual device
-    nodes, /proc/sys is read-only and network pods get their own sysfs."""
+    - a tmpfs (the container's writable layer) with the usual top-level directories, and /bin,
+      /sbin, /lib, /lib64 as links into /usr where this machine has them so;
+    - `etc`: its /etc files (passwd, group, hosts, resolv.conf, hostname, nsswitch.conf);
+    - `holds`: this machine's paths the image holds (libraries, programs, data), each bound
+      read-only at the same path (a path under another held directory comes with it);
+    - /dev: a small tmpfs with the usual device nodes and the pod's /dev/shm (`shm`), /proc for
+      the current PID namespace, /sys (the current network namespace's) read-only;
+    - `mounts` (volumes, the image's own files): `bind()`; a target under a held directory
+      gets a copy-on-write overlay there, so nothing is ever created outside the pod."""
 
     def __init__(self, sys_: Syscalls, config: dict):
         self.sys = sys_
@@ -165,55 +183,39 @@ class RootBuilder:
         self.root = config["root"]
         self.layers = config["overlay_dir"]
         self.owned: set[str] = {"/"}   # pod paths under which creating things stays in the pod
+        self.foreign: set[str] = set()  # pod paths bound from the machine (held paths, hostPath volumes)
         self.overlays = 0
-        self.mount_points = _mount_points()
+        self.layers_mounted = False
 
     def host(self, pod_path: str) -> str:
         return self.root + pod_path if pod_path != "/" else self.root
 
     def build(self) -> None:
-        self.sys.mount("tmpfs", self.root, "tmpfs", MS_NOSUID, "mode=755,size=16m")
-        self.sys.mount("tmpfs", self.layers, "tmpfs", MS_NOSUID, "mode=700,size=1g")
-        replaced = {entry["target"]: entry for entry in self.config.get("top", [])}
-        names = set(os.listdir("/")) | {t.strip("/") for t in replaced}
-        for name in sorted(names):
-            self.top_entry(name, replaced.get("/" + name))
-        self.proc_sys_readonly()
-
-    def has_submounts(self, path: str) -> bool:
-        return any(point.startswith(path + "/") for point in self.mount_points)
-
-    def top_entry(self, name: str, replacement: dict | None) -> None:
-        host_path, target = "/" + name, self.host("/" + name)
-        if replacement is not None:
-            os.mkdir(target)
-            self.sys.mount(replacement["source"], target, None, MS_BIND | MS_REC)
-            if replacement.get("readonly"):
-                self.sys.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-            else:
-                self.owned.add(host_path)
-        elif os.path.islink(host_path):
-            os.symlink(os.readlink(host_path), target)
-        elif name == "dev":
-            self.dev()
-        elif name == "sys" and self.config.get("fresh_sysfs"):
-            os.mkdir(target)
-            self.sys.mount("sysfs", target, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        elif os.path.isdir(host_path):
-            os.mkdir(target)
-            if name in KERNEL_TOPS or self.has_submounts(host_path):
-                self.sys.mount(host_path, target, None, MS_BIND | MS_REC)
-                if name != "proc":
-                    self.sys.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-            else:
-                self.overlay("/" + name, lower=host_path)
-        elif os.path.isfile(host_path):
-            open(target, "w").close()
-            self.sys.mount(host_path, target, None, MS_BIND)
-            self.sys.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        self.sys.mount("tmpfs", self.root, "tmpfs", MS_NOSUID, f"mode=755,size={ROOT_SIZE}")
+        targets = {m["target"].rstrip("/") for m in self.config.get("mounts", [])}
+        for name in USR_LINKS:
+            if os.path.islink("/" + name) and "/" + name not in targets:
+                os.symlink(os.readlink("/" + name), self.host("/" + name))
+        for path, mode in ROOT_DIRS.items():
+            if not os.path.lexists(self.host(path)):
+                os.mkdir(self.host(path))
+            os.chmod(self.host(path), mode)
+        for name, content in self.config.get("etc", {}).items():
+            with open(self.host("/etc/" + name), "w") as f:
+                f.write(content)
+        for path in held_paths(self.config.get("holds", [])):
+            self.bind(path, path, readonly=True, owned=False)
+            if path.startswith("/root/"):  # pyenv's Python: every user of the pod must reach it
+                os.chmod(self.host("/root"), 0o755)
+        self.dev()
+        self.sys.mount("proc", self.host("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        # read-only for this mount only (a privileged container makes its copy writable)
+        self.sys.mount("sysfs", self.host("/sys"), "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        self.sys.mount(None, self.host("/sys"), None,
+                       MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
     def dev(self) -> None:
-        """A container's /dev: the usual nodes, the machine's ptys, a private /dev/shm."""
+        """A container's /dev: the usual nodes, the machine's ptys, the pod's /dev/shm."""
         dev = self.host("/dev")
         os.mkdir(dev)
         self.sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
@@ -223,18 +225,13 @@ class RootBuilder:
                 self.sys.mount("/dev/" + node, f"{dev}/{node}", None, MS_BIND)
         for name, target in DEV_LINKS.items():
             os.symlink(target, f"{dev}/{name}")
-        for name, fstype, options in (("pts", None, None), ("shm", "tmpfs", "mode=1777,size=65536k")):
-            os.mkdir(f"{dev}/{name}")
-            if fstype is None:
-                self.sys.mount("/dev/pts", f"{dev}/pts", None, MS_BIND)
-            else:
-                self.sys.mount(fstype, f"{dev}/{name}", fstype, MS_NOSUID | MS_NODEV, options)
-
-    def proc_sys_readonly(self) -> None:
-        target = self.host("/proc/sys")
-        if os.path.isdir(target):
-            self.sys.mount(target, target, None, MS_BIND | MS_REC)
-            self.sys.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.mkdir(f"{dev}/pts")
+        self.sys.mount("/dev/pts", f"{dev}/pts", None, MS_BIND)
+        os.mkdir(f"{dev}/shm")
+        if self.config.get("shm"):  # the sandbox's: the pod's containers share it, as their IPC namespace
+            self.sys.mount(self.config["shm"], f"{dev}/shm", None, MS_BIND)
+        else:
+            self.sys.mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k")
 
     def resolve(self, pod_path: str) -> str:
         """The pod path `pod_path` names once symlinks are followed inside the pod's root."""
@@ -264,10 +261,12 @@ class RootBuilder:
 
     def is_owned(self, pod_path: str) -> bool:
         """Whether creating entries in this existing directory stays inside the pod: the root
-        tmpfs itself, the overlays, the pod's private directories and its volumes."""
-        if pod_path == "/":
-            return True
-        return any(pod_path == p or pod_path.startswith(p + "/") for p in self.owned if p != "/")
+        tmpfs itself, the overlays, the pod's /etc and its volumes, not what is bound from the
+        machine (held paths, hostPath volumes). The deepest mount above `pod_path` decides."""
+        def depth(paths: set[str]) -> int:
+            return max((len(p) for p in paths if p == "/" or pod_path == p or pod_path.startswith(p + "/")),
+                       default=-1)
+        return depth(self.owned) >= depth(self.foreign)
 
     def ensure_dir(self, pod_dir: str) -> str:
         """Make `pod_dir` exist without creating anything outside the pod; returns it resolved."""
@@ -285,6 +284,9 @@ class RootBuilder:
     def overlay(self, pod_dir: str, lower: str) -> None:
         """A copy-on-write layer at `pod_dir` over `lower` (its upper dir on the pod's layer
         tmpfs, so the kernel sees no overlapping layers)."""
+        if not self.layers_mounted:
+            self.sys.mount("tmpfs", self.layers, "tmpfs", MS_NOSUID, f"mode=700,size={ROOT_SIZE}")
+            self.layers_mounted = True
         self.overlays += 1
         upper, work = f"{self.layers}/{self.overlays}/upper", f"{self.layers}/{self.overlays}/work"
         os.makedirs(upper)
@@ -295,6 +297,8 @@ class RootBuilder:
 
     def bind(self, target: str, source: str, readonly: bool, owned: bool) -> None:
         target = self.resolve(target)
+        if not os.path.exists(source):
+            raise OSError(errno.ENOENT, f"{source}: no such file or directory")
         if not os.path.lexists(self.host(target)):
             parent = self.ensure_dir(os.path.dirname(target))
             if not self.is_owned(parent):
@@ -307,8 +311,27 @@ class RootBuilder:
         self.sys.mount(source, self.host(target), None, MS_BIND | MS_REC)
         if readonly:
             self.sys.mount(None, self.host(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-        if owned:
-            self.owned.add(target)
+        (self.owned if owned else self.foreign).add(target)
+
+
+def held_paths(holds: list[str]) -> list[str]:
+    """The paths to bind for `holds`: existing ones, named through their directory's real path
+    (/bin/sh is /usr/bin/sh on a merged-/usr machine), without those under another one."""
+    paths = []
+    for path in holds:
+        if os.path.lexists(path):
+            paths.append(os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)).rstrip("/")
+                         or "/")
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+# what containerd sets in a pod's own network namespace (enable_unprivileged_ports and _icmp):
+# any user may bind ports below 1024 and ping
+UNPRIVILEGED_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
 
 
 def sandbox_init(config: dict) -> None:
@@ -322,16 +345,26 @@ def sandbox_init(config: dict) -> None:
     if config.get("new_net"):
         flags |= CLONE_NEWNET
     sys_.unshare(flags)
+    if config.get("new_net"):
+        for name, value in UNPRIVILEGED_SYSCTLS.items():
+            with open("/proc/sys/" + name.replace(".", "/"), "w") as f:
+                f.write(value)
     sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    build_root(sys_, config)
+    if config.get("new_uts"):
+        sys_.sethostname(config["hostname"])
+    sys_.pivot_root(config["root"])
+
+
+def build_root(sys_: Syscalls, config: dict) -> None:
+    """The pod's root at config["root"], in the current (private) mount namespace: the image
+    part, then the volumes and the images' own mounts, then the working dirs."""
     builder = RootBuilder(sys_, config)
     builder.build()
     for mount in sorted(config.get("mounts", []), key=lambda m: m["target"].count("/")):
         builder.bind(mount["target"], mount["source"], mount.get("readonly", False), mount.get("owned", False))
     for directory in config.get("dirs", []):
         builder.ensure_dir(directory)
-    if config.get("new_uts"):
-        sys_.sethostname(config["hostname"])
-    sys_.pivot_root(builder.root)
 
 
 def _become_holder(request_id: str, config: dict) -> None:
@@ -344,16 +377,24 @@ def _become_holder(request_id: str, config: dict) -> None:
         os.setsid()
         if config.get("new_pid"):
             report = _fork_pid_namespace_init(request_id)
+        # the holder's programs are the machine's, opened here: the pod's root need not hold them
+        sleep = fcntl.fcntl(os.open(config["sleep"], os.O_RDONLY), fcntl.F_DUPFD_CLOEXEC, 100)
+        sh = fcntl.fcntl(os.open(config["sh"], os.O_RDONLY), fcntl.F_DUPFD_CLOEXEC, 100) if config.get("new_pid") \
+            else None
         sandbox_init(config)
-        holder = config["holder"]
         null = os.open("/dev/null", os.O_RDWR)
         os.write(report, f"{request_id} ok {os.getpid()}\n".encode())
         for fd in (0, 1, 2, report):
             os.dup2(null, fd)
         # Nothing else of the spawner's may live on in the holder: an inherited copy of the
         # spawner's stdout kept the agent waiting for EOF at stop (`down` took 10 s longer).
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        os.execv(holder[0], [HOLDER_NAME, *holder[1:]])
+        os.dup2(sleep, 3, inheritable=sh is not None)  # the reaping shell runs it as /proc/self/fd/3
+        if sh is not None:
+            os.dup2(sh, 4, inheritable=False)
+        os.closerange(5 if sh is not None else 4, os.sysconf("SC_OPEN_MAX"))
+        if sh is not None:
+            os.execve(4, [HOLDER_NAME, "-c", REAPER_SCRIPT.format(sleep="/proc/self/fd/3")], dict(os.environ))
+        os.execve(3, [HOLDER_NAME, "infinity"], dict(os.environ))
     except BaseException as exc:  # reported to the agent, which fails the sandbox with it
         message = " ".join(str(exc).split())[:3000]
         os.write(report, f"{request_id} error {message}\n".encode())
@@ -382,10 +423,8 @@ def _fork_pid_namespace_init(request_id: str) -> int:
     os._exit(0)
 
 
-# what runc makes read-only in a container's /proc
-READONLY_PROC_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-# the holder's namespaces a container joins (the mount namespace last: paths are the agent's until then)
-SANDBOX_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS))
+# the holder's namespaces a container joins (not its mount namespace: a container has a root of its own)
+SANDBOX_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET))
 
 
 def _start_container(sys_: Syscalls, config: dict) -> tuple[int, int]:
@@ -459,9 +498,10 @@ def _answer(line: str) -> None:
 def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
     """In the container's fresh process: its stdio (the agent's pipe or terminal through
     /proc/<agent>/fd), a session of its own (the terminal as its controlling one), its
-    cgroup, the sandbox's IPC, UTS, network and mount namespaces, then a mount namespace of
-    its own (private) where the pod's /proc is replaced by a fresh one for the container's
-    PID namespace with runc's read-only paths, its working dir, and exec."""
+    cgroup, the sandbox's IPC, UTS and network namespaces, then a mount namespace of its own
+    where it builds and enters its root (`config["rootfs"]`, a RootBuilder config: its image,
+    its volumes), runc's masked and read-only paths, its program looked up in its PATH there,
+    its working dir, user and rights, and exec."""
     for number in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):  # as Python found them
         signal.signal(number, signal.SIG_DFL)
     agent_fd = "/proc/{}/fd/{}".format
@@ -490,22 +530,195 @@ def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
                 procs.write("0")
         except OSError:
             pass  # best effort, as cgroups are
+    security = config.get("security") or {}
+    if security.get("uid") and config.get("tty_fd") is None:
+        os.fchown(1, security["uid"], security["gid"])  # the container's stdout, opened again as /dev/stdout
     holder = config["holder_pid"]
     namespaces = [(name, nstype, os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY))
                   for name, nstype in SANDBOX_NAMESPACES]
     for name, nstype, fd in namespaces:
         sys_.setns_fd(fd, nstype, f"the pod's {name} namespace")
         os.close(fd)
+    # its own root, from its image, in a mount namespace of its own (its /proc is for its PID
+    # namespace, its /sys for the pod's network namespace: both joined above)
     sys_.unshare(CLONE_NEWNS)
     sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates anywhere
-    sys_.umount("/proc", MNT_DETACH)
-    sys_.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path in READONLY_PROC_PATHS:
+    build_root(sys_, config["rootfs"])
+    sys_.pivot_root(config["rootfs"]["root"])
+    container_mounts(sys_, security, config.get("writable") or [])
+    program = find_program(config["argv"][0], config["env"].get("PATH", ""))
+    if program is None:
+        raise ContainerStartError(start_error_message(config["argv"][0]))
+    os.chdir(config["working_dir"])
+    apply_security(sys_, security)
+    os.execve(program, config["argv"], config["env"])
+
+
+class ContainerStartError(Exception):
+    """Why a container's program cannot start, in the runtime's words (reported as is)."""
+
+
+def start_error_message(program: str) -> str:
+    """The message containerd gives when the program is missing."""
+    if "/" in program:
+        why = f'exec: "{program}": stat {program}: no such file or directory'
+    else:
+        why = f'exec: "{program}": executable file not found in $PATH'
+    return ("failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+            f"runc create failed: unable to start container process: {why}: unknown")
+
+
+def container_mounts(sys_: Syscalls, security: dict, writable: list[str]) -> None:
+    """In the container's own root: runc's masked and read-only paths, /sys writable only when
+    privileged, and with readOnlyRootFilesystem every mount but the volumes (`writable`), /dev,
+    /proc and /sys made read-only."""
+    if security.get("privileged"):
+        sys_.mount(None, "/sys", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in security.get("masked_paths", ()):
+        if os.path.isdir(path):
+            sys_.mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+        elif os.path.exists(path):
+            sys_.mount("/dev/null", path, None, MS_BIND)
+    for path in security.get("readonly_paths", ()):
         if os.path.lexists(path):
             sys_.mount(path, path, None, MS_BIND | MS_REC)
             sys_.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    os.chdir(config["working_dir"])
-    os.execve(config["program"], config["argv"], config["env"])
+    if security.get("readonly_rootfs"):
+        kept = [p.rstrip("/") or "/" for p in (*writable, "/dev", "/proc", "/sys")]
+        for point, flags in _mounts_with_flags():
+            if any(point == k or point.startswith(k + "/") for k in kept):
+                continue
+            sys_.mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+
+
+def _mounts_with_flags() -> list[tuple[str, int]]:
+    """This mount namespace's mount points with their nosuid/nodev/noexec flags (a read-only
+    remount must repeat them)."""
+    names = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            flags = 0
+            for option in fields[5].split(","):
+                flags |= names.get(option, 0)
+            found.append((fields[4].replace("\\040", " "), flags))
+    return found
+
+
+PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def apply_security(sys_: Syscalls, security: dict) -> None:
+    """Become the container's process as security.py computed it (runc's order): the seccomp
+    filter while still root, the bounding set, no ambient capabilities, groups, gid, uid
+    (keeping the capabilities across it), the effective and permitted sets, no_new_privs."""
+    if not security:
+        return
+    libc = sys_.libc
+    if security.get("seccomp"):
+        program = bytes.fromhex(security["seccomp"])
+        buffer = ctypes.create_string_buffer(program)
+        fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+        sys_._check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+    caps = security["caps"]
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last_cap = int(f.read())
+    for cap in range(last_cap + 1):
+        if not caps & (1 << cap):
+            sys_._check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # older kernels lack it
+    os.setgroups(security["groups"])
+    os.setresgid(security["gid"], security["gid"], security["gid"])
+    if security["uid"] != 0:
+        sys_._check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
+        os.setresuid(security["uid"], security["uid"], security["uid"])
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    low, high = caps & 0xFFFFFFFF, caps >> 32
+    data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)  # effective, permitted, inheritable
+    sys_._check(libc.capset(header, data), "capset")
+    if security.get("no_new_privs"):
+        sys_._check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def find_program(program: str, path_env: str) -> str | None:
+    """Where `program` is in this mount namespace, looked up as runc does (PATH without a slash)."""
+    if "/" in program:
+        return program if os.access(program, os.X_OK) and not os.path.isdir(program) else None
+    for directory in path_env.split(":"):
+        candidate = os.path.join(directory or ".", program)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def exec_main(config: dict) -> int:
+    """`sandbox.py --exec CONFIG`: a command in a running container (kubectl exec, exec probes),
+    as runc exec does it: the container's cgroup and namespaces (its PID namespace for a
+    child, which runs the command), its working dir, environment and security (user,
+    capabilities, no_new_privs, seccomp); a command on a terminal leads its own session there.
+    Exits with the command's status."""
+    sys_ = Syscalls()
+    if config.get("cgroup"):
+        try:
+            with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as procs:
+                procs.write("0")
+        except OSError:
+            pass
+    target = config["container_pid"]
+    fds = [(name, nstype, os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY))
+           for name, nstype in (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
+                                ("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS))]
+    for name, nstype, fd in fds:
+        sys_.setns_fd(fd, nstype, f"the container's {name} namespace")
+        os.close(fd)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if config.get("tty") and os.isatty(0):
+                os.setsid()
+                fcntl.ioctl(0, termios.TIOCSCTTY, 1)
+            os.chdir(config["working_dir"])
+            argv, env = config["argv"], config["env"]
+            program = find_program(argv[0], env.get("PATH", ""))
+            if program is None:
+                why = (f"stat {argv[0]}: no such file or directory" if "/" in argv[0]
+                       else "executable file not found in $PATH")
+                os.write(2, f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                            f'"{argv[0]}": {why}: unknown\n'.encode())
+                os._exit(127)
+            apply_security(sys_, config.get("security") or {})
+            os.execve(program, argv, env)
+        except BaseException as exc:
+            os.write(2, f"OCI runtime exec failed: {exc}\n".encode(errors="replace"))
+        os._exit(126)
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, forward)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
 
 
 def spawner_main() -> int:
@@ -554,6 +767,8 @@ def spawner_main() -> int:
 # ---- the agent's side ---------------------------------------------------------------------
 
 HOSTS_HEADER = "# Kubernetes-managed hosts file."
+NSSWITCH_CONF = ("passwd:         files\ngroup:          files\nshadow:         files\nhosts:          files dns\n"
+                 "networks:       files\nprotocols:      files\nservices:       files\n")
 HOSTS_BOILERPLATE = ("127.0.0.1\tlocalhost\n"
                      "::1\tlocalhost ip6-localhost ip6-loopback\n"
                      "fe00::0\tip6-localnet\n"
@@ -925,34 +1140,29 @@ class SandboxManager:
     def pod_dir(self, uid: str) -> str:
         return os.path.join(self.pods_dir, uid)
 
+    def shm_dir(self, uid: str) -> str:
+        """The pod's /dev/shm, shared by its containers as their IPC namespace is (a directory
+        of its state: a mount of another mount namespace cannot be bound into theirs)."""
+        return os.path.join(self.pod_dir(uid), "shm")
+
     def node_netns_path(self) -> str | None:
         return f"/run/netns/{self.netns}" if self.netns else None
 
     # files the pod sees
-    def write_dns_files(self, pod: dict, ip: str) -> dict[str, str]:
-        """resolv.conf, hosts and hostname of the pod, in its state dir; returns pod path -> file."""
-        etc = os.path.join(self.pod_dir(pod["metadata"]["uid"]), "etc")
-        os.makedirs(etc, exist_ok=True)
+    def etc_files(self, pod: dict, ip: str, passwd: str, group: str) -> dict[str, str]:
+        """A container's /etc (and the holder's): resolv.conf, hosts and hostname as the kubelet
+        writes them for the pod, the image's passwd and group, nsswitch.conf."""
         hostname, _ = pod_hostname(pod, self.cluster_domain)
         if (pod.get("spec") or {}).get("hostNetwork"):
-            hostname = _read("/proc/sys/kernel/hostname").strip()
-        files = {
-            "/etc/resolv.conf": resolv_conf(pod, self.cluster_dns, self.cluster_domain, _read("/etc/resolv.conf")),
-            "/etc/hosts": hosts_file(pod, ip, self.cluster_domain, _read("/etc/hosts")),
-            "/etc/hostname": hostname + "\n",
-        }
-        paths = {}
-        for pod_path, content in files.items():
-            host_path = os.path.join(etc, os.path.basename(pod_path))
-            write_atomic(host_path, content.encode())
-            paths[pod_path] = host_path
-        return paths
+            hostname = read_text("/proc/sys/kernel/hostname").strip()
+        return {"resolv.conf": resolv_conf(pod, self.cluster_dns, self.cluster_domain, read_text("/etc/resolv.conf")),
+                "hosts": hosts_file(pod, ip, self.cluster_domain, read_text("/etc/hosts")),
+                "hostname": hostname + "\n", "passwd": passwd, "group": group, "nsswitch.conf": NSSWITCH_CONF}
 
-    async def create(self, pod: dict, mounts: list[dict], dirs: list[str], top: list[dict]) -> SandboxInfo:
-        """Start the holder with the pod's namespaces and root, then wire its network.
-        `mounts`: [{target, source, readonly, owned}] bind mounts; `dirs`: pod directories
-        that must exist (working dirs); `top`: [{target, source, readonly}] replacements of
-        top-level directories."""
+    async def create(self, pod: dict, holds: list[str], passwd: str, group: str) -> SandboxInfo:
+        """Start the holder with the pod's namespaces and a small root of its own (`holds`:
+        the libraries its sleep loads; `passwd`, `group`), then wire its network. Containers
+        build their own roots (`_become_container`)."""
         import asyncio
 
         meta = pod["metadata"]
@@ -960,29 +1170,24 @@ class SandboxManager:
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         shared_pids = bool((pod.get("spec") or {}).get("shareProcessNamespace"))
         pod_dir = self.pod_dir(uid)
-        for sub in ("root", "tmp", "run", "overlay"):
+        for sub in ("root", "overlay", "shm"):
             os.makedirs(os.path.join(pod_dir, sub), exist_ok=True)
-        os.chmod(os.path.join(pod_dir, "tmp"), 0o1777)
+        os.chmod(self.shm_dir(uid), 0o1777)
         ip = self.node_ip if host_network else self.ipam.allocate(uid)
-        dns_files = self.write_dns_files(pod, ip)
         hostname, _ = pod_hostname(pod, self.cluster_domain)
-        all_mounts = [{"target": t, "source": s, "readonly": False, "owned": False} for t, s in dns_files.items()]
-        all_mounts += _interpreter_mounts() + mounts
         config = {
             "root": os.path.join(pod_dir, "root"),
             "overlay_dir": os.path.join(pod_dir, "overlay"),
+            "etc": self.etc_files(pod, ip, passwd, group),
+            "holds": holds,
+            "shm": self.shm_dir(uid),
             "new_net": not host_network,
             "new_uts": not host_network,
             "join_netns": self.node_netns_path() if host_network else None,
-            "fresh_sysfs": not host_network,
             "hostname": hostname,
-            "top": [{"target": "/tmp", "source": os.path.join(pod_dir, "tmp")},
-                    {"target": "/run", "source": os.path.join(pod_dir, "run")}] + top,
-            "mounts": all_mounts,
-            "dirs": dirs,
             "new_pid": shared_pids,
-            "holder": ([host_program("sh"), "-c", REAPER_SCRIPT.format(sleep=host_program("sleep"))] if shared_pids
-                       else [host_program("sleep"), "infinity"]),
+            "sleep": host_program("sleep"),
+            "sh": host_program("sh"),
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
                            veth=None if host_network else veth_name(uid), host_network=host_network,
@@ -1014,9 +1219,10 @@ class SandboxManager:
         except OSError as exc:
             raise SandboxError(f"failed to set up the pod network: {exc.strerror or exc}") from None
 
-    async def destroy(self, info: SandboxInfo) -> None:
+    async def destroy(self, info: SandboxInfo, keep_pod_files: bool = False) -> None:
         """Kill the holder (its namespaces and veth go with it once the containers are
-        gone), release the IP and remove the sandbox's files (not the logs)."""
+        gone), release the IP and remove the sandbox's files (not the logs; with
+        `keep_pod_files`, for a sandbox made again, not the volumes nor the images' files)."""
         import asyncio
 
         if info.holder_pid and info.alive():
@@ -1040,7 +1246,7 @@ class SandboxManager:
                     logging.getLogger(__name__).warning("removing %s: %s", info.veth, exc)
             self.ipam.release(info.uid)
         pod_dir = self.pod_dir(info.uid)
-        for sub in ("root", "tmp", "run", "overlay", "etc", "volumes", "containers", "sandbox.json"):
+        for sub in ("root", "overlay", "shm", "sandbox.json") + (() if keep_pod_files else ("volumes", "containers")):
             remove_tree(os.path.join(pod_dir, sub))
 
     def load(self, uid: str) -> SandboxInfo | None:
@@ -1054,18 +1260,6 @@ class SandboxManager:
         return sorted(name for name in os.listdir(self.pods_dir) if os.path.isdir(os.path.join(self.pods_dir, name)))
 
 
-def _interpreter_mounts() -> list[dict]:
-    """The project's interpreter and code stay visible in a pod when they live under /tmp or
-    /run (which pods get privately): the bundled image programs run with them."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)), here}
-    mounts = []
-    for path in sorted(paths):
-        if path.startswith(("/tmp/", "/run/")) and not any(path.startswith(m["target"] + "/") for m in mounts):
-            mounts.append({"target": path, "source": path, "readonly": True, "owned": False})
-    return mounts
-
-
 def host_program(program: str) -> str:
     import shutil
 
@@ -1075,7 +1269,7 @@ def host_program(program: str) -> str:
     return found
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()
@@ -1090,4 +1284,6 @@ def _now() -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--exec"]:
+        sys.exit(exec_main(json.loads(sys.argv[2])))
     sys.exit(spawner_main())

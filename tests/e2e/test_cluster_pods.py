@@ -98,10 +98,17 @@ def test_exec_hostname_resolv_conf_env_and_service_account(cluster, ns):
     token = cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/token").stdout
     assert token.count(".") == 2
     assert "BEGIN CERTIFICATE" in cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/ca.crt").stdout
-    # the token authenticates against the API, as a pod's in-cluster client would use it
-    cp = cluster.kubectl("get", "svc", "my-nginx", "-n", ns, f"--token={token}", "--kubeconfig=/dev/null",
-                         f"--server=https://127.0.0.1:{cluster.port}", "--insecure-skip-tls-verify")
-    assert "my-nginx" in cp.stdout
+    # the token authenticates against the API, as a pod's in-cluster client would use it: it is the
+    # namespace's default ServiceAccount, which may read nothing until a binding says so
+    as_pod = ("-n", ns, f"--token={token}", "--kubeconfig=/dev/null", f"--server=https://127.0.0.1:{cluster.port}",
+              "--insecure-skip-tls-verify")
+    cp = cluster.kubectl("get", "svc", "my-nginx", *as_pod, check=False)
+    assert cp.stderr.strip() == (f'Error from server (Forbidden): services "my-nginx" is forbidden: User '
+                                 f'"system:serviceaccount:{ns}:default" cannot get resource "services" in API group "" '
+                                 f'in the namespace "{ns}"')
+    cluster.kubectl("create", "rolebinding", "pod-view", "--clusterrole=view", f"--serviceaccount={ns}:default",
+                    "-n", ns)
+    assert "my-nginx" in cluster.kubectl("get", "svc", "my-nginx", *as_pod).stdout
     bad = cluster.kubectl("exec", "bb", "-n", ns, "--", "sh", "-c", "exit 3", check=False)
     assert bad.returncode == 3 and "command terminated with exit code 3" in bad.stderr
 

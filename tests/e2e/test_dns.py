@@ -69,16 +69,21 @@ def ready(cluster, name: str) -> dict | None:
 def dns_cluster(cluster):
     """The module's objects in `default`, the client pod, and the addresses tests compare."""
     client = "dns-client-" + uuid.uuid4().hex[:5]
+    digger = "dns-dig-" + uuid.uuid4().hex[:5]  # busybox has no dig: the e2e suite's dnsutils image has
     cluster.kubectl("apply", "-n", "default", "-f", "-", input=OBJECTS)
     cluster.kubectl("run", client, "--image=busybox", "-n", "default", "--", "sleep", "3600")
+    cluster.kubectl("run", digger, "--image=registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7", "-n", "default",
+                    "--", "sleep", "3600")
     try:
         web = eventually(lambda: ready(cluster, "web-0"), timeout=60)
         eventually(lambda: ready(cluster, client), timeout=60)
+        eventually(lambda: ready(cluster, digger), timeout=60)
         eventually(lambda: _dns_ready(cluster), timeout=60)
-        yield {"client": client, "web_ip": web["status"]["podIP"],
+        yield {"client": client, "digger": digger, "web_ip": web["status"]["podIP"],
                "my_nginx": cluster.kubectl_json("get", "svc", "my-nginx")["spec"]["clusterIP"]}
     finally:
-        cluster.kubectl("delete", "pod", client, "--grace-period=0", "--wait=false", check=False)
+        for pod in (client, digger):
+            cluster.kubectl("delete", "pod", pod, "--grace-period=0", "--wait=false", check=False)
         cluster.kubectl("delete", "-n", "default", "-f", "-", "--wait=false", input=OBJECTS, check=False)
 
 
@@ -88,7 +93,8 @@ def _dns_ready(cluster) -> bool:
 
 
 def in_pod(cluster, dns_cluster, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    return cluster.kubectl("exec", dns_cluster["client"], "-n", "default", "--", *command, check=check)
+    pod = dns_cluster["digger" if command[0] == "dig" else "client"]
+    return cluster.kubectl("exec", pod, "-n", "default", "--", *command, check=check)
 
 
 def nslookup(cluster, dns_cluster, name: str) -> str:

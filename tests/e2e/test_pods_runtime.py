@@ -289,7 +289,7 @@ async def test_children_die_with_the_container(node):
     await node.running(pod)
     await asyncio.sleep(0.3)
     worker = node.manager.workers[pod["metadata"]["uid"]]
-    in_container = int(open(f"/proc/{worker.sandbox.holder_pid}/root/tmp/child").read())
+    in_container = int(open(f"/proc/{worker.slot('c').process.pid}/root/tmp/child").read())
     child = host_pid(worker.slot("c").process.pid, in_container)
     ticks = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[19]
     await node.manager.terminate(pod, 1)
@@ -563,7 +563,8 @@ GUARD = 'test "$(readlink /proc/self/ns/pid)" != "$0" || exit 99; '
 
 def exec_in(node: Node, pod: dict, container: str, *argv: str) -> subprocess.CompletedProcess:
     command = node.manager.exec_command(pod["metadata"]["uid"], container, list(argv))
-    assert "--pid" in command, command  # an exec joins the container's PID namespace
+    # an exec joins the container's namespaces, its PID namespace included (sandbox.py --exec)
+    assert command[-2] == "--exec" and json.loads(command[-1])["container_pid"] > 0, command
     return run(*command, check=False)
 
 
@@ -626,7 +627,7 @@ async def test_kill_1_in_a_container_restarts_it_and_spares_the_machine(node):
     machine_init = start_ticks(1)
     assert_pid_1_is(node, pod, "c", ["sh", "-c", script])
     cp = guarded(node, pod, "c", "kill 1")
-    assert cp.returncode in (0, -signal.SIGKILL), cp.stderr  # it may die with the namespace's init
+    assert cp.returncode in (0, 137, -signal.SIGKILL), cp.stderr  # it may die with the namespace's init
     status = await node.wait(pod, lambda s: s["containerStatuses"][0]["restartCount"] == 1 and
                              "running" in s["containerStatuses"][0]["state"], what="the restart")
     last = status["containerStatuses"][0]["lastState"]["terminated"]
@@ -681,7 +682,7 @@ async def test_shared_process_namespace_shows_every_container_under_the_pause(no
     await asyncio.sleep(0.5)
     assert "Z" not in process_states(os.readlink(f"/proc/{holder}/ns/pid"))
     # `kill 1` there ends the pause: the kubelet makes a new sandbox and restarts the containers
-    assert guarded(node, pod, "b", "kill 1").returncode in (0, -signal.SIGKILL)
+    assert guarded(node, pod, "b", "kill 1").returncode in (0, 137, -signal.SIGKILL)
     status = await node.wait(pod, lambda s: all(c["restartCount"] == 1 and "running" in c["state"]
                                                 for c in s["containerStatuses"]), what="the restarts")
     assert "SandboxChanged" in node.event_reasons("shared")

@@ -131,7 +131,8 @@ def wget(cluster, ns: str, pod: str, url: str, container: str | None = None) -> 
 def udp(cluster, ns: str, ip: str, port: int, *, pod: str | None = None, netns: str | None = None) -> str:
     """One datagram to ip:port and the answer (`<pod name> <client ip>`), or `no answer: ...`."""
     if pod:
-        return cluster.kubectl("exec", pod, "-n", ns, "--", "python3", "-c", UDP_CLIENT, ip, str(port)).stdout.strip()
+        return cluster.kubectl("exec", pod, "-n", ns, "-c", "py", "--", "python3", "-c", UDP_CLIENT, ip,
+                               str(port)).stdout.strip()
     argv = ["python3", "-c", UDP_CLIENT, ip, str(port)]
     return _run((["ip", "netns", "exec", netns] if netns else []) + argv).stdout.strip()
 
@@ -150,7 +151,7 @@ def echo_deployment(name: str, node: str, which: str) -> dict:
                          {"name": "echo", "image": "jmalloc/echo-server",
                           "ports": [{"name": "http", "containerPort": 8080}],
                           "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}},
-                         {"name": "udp", "image": "busybox", "command": ["python3", "-c", UDP_SERVER],
+                         {"name": "udp", "image": "python:3.11-slim", "command": ["python3", "-c", UDP_SERVER],
                           "ports": [{"name": "udp-echo", "containerPort": UDP_PORT, "protocol": "UDP"}]}]}}}}
 
 
@@ -215,7 +216,11 @@ def backends(cluster) -> Backends:
         objects.append({"apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": f"client-{which}", "labels": {"role": "client", "node": which}},
                         "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 1,
-                                 "containers": [{"name": "bb", "image": "busybox", "command": ["sleep", "86400"]}]}})
+                                 "containers": [{"name": "bb", "image": "busybox", "command": ["sleep", "86400"]},
+                                                # busybox holds no python: an image outside the catalog
+                                                # runs with the machine's /usr (python3 there)
+                                                {"name": "py", "image": "python:3.11-slim",
+                                                 "command": ["sleep", "86400"]}]}})
     objects += SERVICES
     cluster.kubectl("apply", "-n", ns, "-f", "-", input="\n".join(json.dumps(o) for o in objects))
     # the host routes the external IP to node 1, as an admin routes external IPs to a node

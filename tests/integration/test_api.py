@@ -53,10 +53,28 @@ def svc(name: str, port=80, **spec) -> dict:
             "spec": {"selector": {"app": name}, "ports": [{"port": port}], **spec}}
 
 
-def test_no_token_is_401_for_every_path(server):
+def test_anonymous_requests_are_forbidden_but_public_info(server):
+    """No credentials: system:anonymous, which RBAC lets read /version and the health checks only."""
     anon = Raw(server, token=None)
+    for path in ("/version", "/healthz", "/livez", "/readyz"):
+        status, _, _ = anon.request("GET", path)
+        assert status == 200, path
+    status, _, body = anon.request("GET", "/apis")
+    assert status == 403
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": 'forbidden: User "system:anonymous" cannot get path "/apis"', "reason": "Forbidden",
+                    "details": {}, "code": 403}
+    status, _, body = anon.request("GET", "/api/v1/namespaces/default/services")
+    assert status == 403
+    assert body["message"] == ('services is forbidden: User "system:anonymous" cannot list resource "services" in '
+                               'API group "" in the namespace "default"')
+    assert body["details"] == {"kind": "services"}
+
+
+def test_a_wrong_token_is_401_for_every_path(server):
+    bad = Raw(server, token="wrong")
     for path in ("/api/v1/namespaces", "/apis", "/version", "/api/v1/namespaces/default/services"):
-        status, _, body = anon.request("GET", path)
+        status, _, body = bad.request("GET", path)
         assert status == 401
         assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                         "message": "Unauthorized", "reason": "Unauthorized", "code": 401}

@@ -1,6 +1,6 @@
 """RBAC objects with the real kubectl: `kubectl create role|clusterrole|rolebinding|
 clusterrolebinding` (protobuf bodies), what `get` prints, the defaults, and validation errors.
-(Authorization itself is not enforced yet.)"""
+What the objects grant is tested in test_rbac_authz.py."""
 
 from __future__ import annotations
 

@@ -65,10 +65,12 @@ def test_registry_lookups_and_discovery_facts():
     assert registry.by_resource("", "v1", "pods").categories == ("all",)
     assert registry.by_resource("networking.k8s.io", "v1", "ingressclasses").namespaced is False
     assert registry.by_resource("apps", "v1", "nope") is None
-    assert [g for g, _ in registry.groups()] == ["", "apps", "events.k8s.io", "autoscaling", "batch",
-                                                  "networking.k8s.io", "rbac.authorization.k8s.io",
-                                                  "admissionregistration.k8s.io", "coordination.k8s.io",
-                                                  "discovery.k8s.io"]
+    assert [g for g, _ in registry.groups()] == ["", "apps", "events.k8s.io", "authentication.k8s.io",
+                                                  "authorization.k8s.io", "autoscaling", "batch",
+                                                  "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
+                                                  "admissionregistration.k8s.io", "apiextensions.k8s.io",
+                                                  "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io"]
+    assert dict(registry.groups())["autoscaling"] == ["v2", "v1"]
 
 
 # ------------------------------------------------------------------ defaults

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pocketkube.node import runtime
+from pocketkube.node import runtime, sandbox
 from pocketkube.node.pods import (Backoff, ContainerView, container_status, crash_backoff_message,
                                   generate_pod_status, go_duration, kubelet_conditions, pod_phase,
                                   should_restart, with_transition_times, write_volume_files)
@@ -315,6 +315,6 @@ def test_rfc3339_nano(ns, text):
 
 
 def test_start_error_messages():
-    assert runtime.start_error_message("foo").endswith(
+    assert sandbox.start_error_message("foo").endswith(
         'unable to start container process: exec: "foo": executable file not found in $PATH: unknown')
-    assert 'exec: "/bin/foo": stat /bin/foo: no such file or directory' in runtime.start_error_message("/bin/foo")
+    assert 'exec: "/bin/foo": stat /bin/foo: no such file or directory' in sandbox.start_error_message("/bin/foo")

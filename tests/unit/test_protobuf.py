@@ -378,8 +378,8 @@ GOOD_POD = pod(text(10, "n1"))
     (pod(key(25, 0)), "unexpected EOF"),
     (envelope("v1", "Pod", msg(1, msg(8, num(1, 2**62)))), "Time.MarshalJSON: year outside of range [0,9999]"),
     (envelope("v1", "Service", msg(2, msg(1, msg(4, num(1, 2))))), "impossible IntOrString.Type"),
-    (envelope("policy/v1", "PodDisruptionBudget", b""),
-     'no kind "PodDisruptionBudget" is registered for version "policy/v1" in scheme "pkg/api/legacyscheme/scheme.go:30"'),
+    (envelope("policy/v1", "PodSecurityPolicy", b""),
+     'no kind "PodSecurityPolicy" is registered for version "policy/v1" in scheme "pkg/api/legacyscheme/scheme.go:30"'),
     (envelope("v1", "", b""), "Object 'Kind' is missing in 'runtime.TypeMeta{APIVersion:\"v1\", Kind:\"\"}'"),
     (envelope("", "Pod", b""), "Object 'apiVersion' is missing in 'runtime.TypeMeta{APIVersion:\"\", Kind:\"Pod\"}'"),
 ])

@@ -134,3 +134,27 @@ INFO = KindInfo(
     group="networking.k8s.io", version="v1", kind="Ingress", resource="ingresses", singular="ingress",
     namespaced=True, strategy=IngressStrategy(), short_names=("ing",), subresources=("status",),
 )
+
+
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+def default_class_admission(list_classes):
+    """The DefaultIngressClass admission plugin: a new Ingress without a class (neither
+    spec.ingressClassName nor the legacy annotation) gets the IngressClass marked
+    `ingressclass.kubernetes.io/is-default-class: "true"` (the newest, if several are).
+    `list_classes()` returns the stored IngressClasses."""
+    def admit(operation: str, info: KindInfo, obj: dict, old: dict | None) -> None:
+        if operation != "CREATE" or info is not INFO:
+            return
+        spec = obj.setdefault("spec", {})
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if spec.get("ingressClassName") is not None or LEGACY_CLASS_ANNOTATION in annotations:
+            return
+        defaults = [c for c in list_classes()
+                    if ((c.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
+        if defaults:
+            newest = max(defaults, key=lambda c: (c["metadata"].get("creationTimestamp", ""), c["metadata"]["name"]))
+            spec["ingressClassName"] = newest["metadata"]["name"]
+    return admit

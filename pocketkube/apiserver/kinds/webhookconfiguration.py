@@ -3,8 +3,7 @@ MutatingWebhookConfiguration: defaults (SetDefaults_*Webhook, _Rule, _ServiceRef
 validation a user meets (names, rules, policies, side effects, timeouts, client config, review
 versions), in one module since the two share all of it.
 
-Stored and served as kube-apiserver serves them, so install manifests apply; the API server
-does not call the webhooks yet.
+Stored and served as kube-apiserver serves them; webhooks.py calls the webhooks they name.
 """
 
 from __future__ import annotations

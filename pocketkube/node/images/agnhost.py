@@ -22,8 +22,8 @@ import os
 import shlex
 import subprocess
 
-from pocketkube.node.images import PROGRAMS_DIR, ImageConfig, ImageContext, file_size, python_program
-from pocketkube.node.images.busybox import BUSYBOX_PATH, ensure_bin_dir
+from pocketkube.node.images import PROGRAMS_DIR, ImageConfig, ImageContext, file_size, python_holds, python_program
+from pocketkube.node.images.busybox import BUSYBOX_PATH, bin_dir_holds, ensure_bin_dir
 
 AGNHOST = ("registry.k8s.io/e2e-test-images/agnhost", "k8s.gcr.io/e2e-test-images/agnhost",
            "gcr.io/kubernetes-e2e-test-images/agnhost")
@@ -81,7 +81,8 @@ def agnhost_config(ctx: ImageContext) -> ImageConfig:
     programs = {"/agnhost": run, "./agnhost": run, "agnhost": run, "/agnhost-2": run_as_2, "./agnhost-2": run_as_2,
                 "/coredns": python_program(ctx, program="coredns.py")}
     return ImageConfig(entrypoint=["/agnhost"], cmd=["pause"], env={"PATH": BUSYBOX_PATH}, programs=programs,
-                       files=files, mounts=mounts, size=file_size(os.path.join(PROGRAMS_DIR, "agnhost.py")))
+                       files=files, mounts=mounts, holds=python_holds(ctx) + bin_dir_holds(AGNHOST_PROGRAMS),
+                       size=file_size(os.path.join(PROGRAMS_DIR, "agnhost.py")))
 
 
 def httpd_config(ctx: ImageContext) -> ImageConfig:
@@ -94,6 +95,7 @@ def httpd_config(ctx: ImageContext) -> ImageConfig:
                        programs={"httpd-foreground": run, "/usr/local/bin/httpd-foreground": run},
                        files={os.path.join(htdocs, "index.html"): IT_WORKS},
                        mounts={HTDOCS: htdocs, "/bin": ensure_bin_dir(ctx.cache_dir, HTTPD_PROGRAMS)},
+                       holds=python_holds(ctx) + bin_dir_holds(HTTPD_PROGRAMS),
                        size=file_size(os.path.join(PROGRAMS_DIR, "webapps.py")))
 
 

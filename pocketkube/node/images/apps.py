@@ -7,11 +7,13 @@
 - echo servers answering with the request they saw (client address and port, method, path,
   headers, pod name): ealen/echo-server (JSON, port 80), jmalloc/echo-server,
   kicbase/echo-server and inanimate/echo-server (text, port 8080).
+
+Each image holds the Python interpreter and the bundled programs (`python_holds`).
 """
 
 from __future__ import annotations
 
-from pocketkube.node.images import DEFAULT_PATH, ImageConfig, ImageContext, file_size, python_program
+from pocketkube.node.images import DEFAULT_PATH, ImageConfig, ImageContext, file_size, python_holds, python_program
 from pocketkube.node.images import PROGRAMS_DIR
 
 KUBIA = ("luksa/kubia", "luksa/kubia-unhealthy")
@@ -31,6 +33,12 @@ def _kubia_mode(ctx: ImageContext) -> str:
 
 
 def image_config(ctx: ImageContext) -> ImageConfig:
+    config = _image_config(ctx)
+    config.holds = python_holds(ctx)
+    return config
+
+
+def _image_config(ctx: ImageContext) -> ImageConfig:
     name = ctx.ref.name
     env = {"PATH": DEFAULT_PATH}
     size = file_size(f"{PROGRAMS_DIR}/webapps.py")

@@ -13,7 +13,9 @@ HEADLINE = ("registry.k8s.io/pause",)
 
 def image_config(ctx: ImageContext) -> ImageConfig:
     """The real pause exits on SIGTERM even as PID 1; a shell that traps it does the same."""
-    sh = shutil.which("sh") or "/bin/sh"
+    sh = shutil.which("sh", path="/usr/bin:/bin") or "/bin/sh"
+    sleep = shutil.which("sleep", path="/usr/bin:/bin") or "/bin/sleep"
     return ImageConfig(entrypoint=["/pause"],
-                       programs={"/pause": [sh, "-c", 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done']},
-                       size=file_size(sh))
+                       programs={"/pause": [sh, "-c",
+                                            f'trap "exit 0" TERM INT; while :; do {sleep} 3600 & wait $!; done']},
+                       holds=[sh, sleep], user="65535:65535", size=file_size(sh))
