@@ -252,18 +252,24 @@ class Handlers:
         return (handler, t) if handler else None
 
     def _proxy_subresource(self, raw_path: str) -> tuple[Callable, Target, str, str, str] | None:
-        """/api/v1/namespaces/NS/RESOURCE/[SCHEME:]NAME[:PORT]/proxy[/PATH]: the handler, the target,
-        the name segment, the path up to /proxy and the rest of the path (raw, as the client sent it)."""
+        """/api/v1/namespaces/NS/RESOURCE/[SCHEME:]NAME[:PORT]/proxy[/PATH] (and the cluster-scoped
+        /api/v1/nodes/[SCHEME:]NAME[:PORT]/proxy[/PATH]): the handler, the target, the name segment,
+        the path up to /proxy and the rest of the path (raw, as the client sent it)."""
         parts = raw_path.split("/")
-        # ["", "api", "v1", "namespaces", NS, RESOURCE, NAME, "proxy", ...]
-        if len(parts) < 8 or parts[1:4] != ["api", "v1", "namespaces"] or parts[7] != "proxy":
+        if len(parts) >= 6 and parts[1:4] == ["api", "v1", "nodes"] and parts[5] == "proxy":
+            # ["", "api", "v1", "nodes", NAME, "proxy", ...]
+            namespace, resource, end = None, "nodes", 6
+        elif len(parts) >= 8 and parts[1:4] == ["api", "v1", "namespaces"] and parts[7] == "proxy":
+            # ["", "api", "v1", "namespaces", NS, RESOURCE, NAME, "proxy", ...]
+            namespace, resource, end = urllib.parse.unquote(parts[4]), parts[5], 8
+        else:
             return None
-        handler = self.proxy_handlers.get(parts[5])
-        info = registry.by_resource("", "v1", parts[5])
+        handler = self.proxy_handlers.get(resource)
+        info = registry.by_resource("", "v1", resource)
         if handler is None or info is None:
             return None
-        prefix = "/".join(parts[:8])
-        target = Target(info, urllib.parse.unquote(parts[4]), urllib.parse.unquote(parts[6]), "proxy")
+        prefix = "/".join(parts[:end])
+        target = Target(info, namespace, urllib.parse.unquote(parts[end - 2]), "proxy")
         return handler, target, target.name, prefix, raw_path[len(prefix):]
 
     async def _route(self, req: Request, warnings: list[str]) -> Reply | StreamReply:

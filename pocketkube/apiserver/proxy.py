@@ -1,4 +1,4 @@
-"""pods/proxy and services/proxy: the API server's HTTP proxy into the cluster.
+"""pods/proxy, services/proxy and nodes/proxy: the API server's HTTP proxy into the cluster.
 
 `GET /api/v1/namespaces/NS/pods/[SCHEME:]NAME[:PORT]/proxy/PATH` (what `kubectl proxy` users and
 the Kubernetes basics tutorial curl) and `.../services/[SCHEME:]NAME[:PORT]/proxy/PATH` are
@@ -10,7 +10,12 @@ except that links in an HTML page and a redirect's Location that point at the ba
 rewritten to go through the proxy again (apimachinery's proxy Transport), and CORS headers are
 dropped. A backend that does not answer is a 503 "error trying to reach service: ...".
 
-Only addresses of the cluster's own pods are dialed: a pod's own IP, or an endpoint address
+`/api/v1/nodes/NAME[:PORT]/proxy/PATH` goes to the node's InternalIP, on the node agent's
+port (status.daemonEndpoints.kubeletEndpoint, or the one named), as the kubelet's port is
+reached: the agent's /logs/, /containerLogs/... Our agents serve plain HTTP and take the
+cluster token, which is presented to the agent's own port only.
+
+Only addresses of the cluster's own pods (and nodes) are dialed: a pod's own IP, or an endpoint address
 whose targetRef names a pod that has it (manual Endpoints pointing elsewhere are skipped, as
 upstream's isValidAddress does).
 """
@@ -63,10 +68,11 @@ _TAG = re.compile(r"<([A-Za-z][A-Za-z0-9]*)(\s[^<>]*?)?(/?)>")
 _ATTR = re.compile(r"""(\s)([^\s"'<>/=]+)(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'=<>`]+)""")
 
 
-def install(handlers, storage: Storage) -> "ClusterProxy":
-    proxy = ClusterProxy(storage)
+def install(handlers, storage: Storage, agent_token: str = "") -> "ClusterProxy":
+    proxy = ClusterProxy(storage, agent_token)
     handlers.proxy_handlers["pods"] = proxy.pod
     handlers.proxy_handlers["services"] = proxy.service
+    handlers.proxy_handlers["nodes"] = proxy.node
     return proxy
 
 
@@ -136,8 +142,10 @@ def rewrite_html(page: str, rewrite) -> str:
 
 
 class ClusterProxy:
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, agent_token: str = ""):
         self.storage = storage
+        self.agent_token = agent_token
+        self._nodes = registry.by_resource("", "v1", "nodes")
         self._pods = registry.by_resource("", "v1", "pods")
         self._services = registry.by_resource("", "v1", "services")
         self._endpoints = registry.by_resource("", "v1", "endpoints")
@@ -186,6 +194,19 @@ class ClusterProxy:
                                                    str(endpoint_port["port"]), prefix, rest)
         raise errors.APIError(503, "ServiceUnavailable", f'no endpoints available for service "{segment}"')
 
+    async def node(self, request: web.Request, target, segment: str, prefix: str, rest: str) -> web.StreamResponse:
+        scheme, name, port = self._split(segment, "node")
+        node = await self.storage.get(self._nodes, "", name)
+        status = node.get("status") or {}
+        agent_port = str(((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250)
+        ip = next((a.get("address", "") for kind in ("InternalIP", "ExternalIP")
+                   for a in status.get("addresses") or [] if a.get("type") == kind), "")
+        if problem := proxyable(ip):
+            raise errors.bad_request(problem)
+        port = port or agent_port
+        credentials = {"Authorization": f"Bearer {self.agent_token}"} if self.agent_token and port == agent_port else {}
+        return await self._forward(request, scheme or "http", ip, port, prefix, rest, credentials)
+
     @staticmethod
     def _split(segment: str, kind: str) -> tuple[str, str, str]:
         try:
@@ -209,7 +230,7 @@ class ClusterProxy:
     # ---- the forwarding --------------------------------------------------------------------
 
     async def _forward(self, request: web.Request, scheme: str, ip: str, port: str, prefix: str,
-                       rest: str) -> web.StreamResponse:
+                       rest: str, credentials: dict[str, str] | None = None) -> web.StreamResponse:
         if request.method not in METHODS:
             raise errors.method_not_allowed(request.method.lower(), "proxy")
         if not rest:
@@ -225,6 +246,7 @@ class ClusterProxy:
         peer = request.remote or ""
         forwarded = request.headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
+        headers.update(credentials or {})
         body = await request.read() if request.can_read_body else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=RESPONSE_TIMEOUT)
         try:

@@ -91,8 +91,9 @@ class APIServer:
         self.handlers.webhooks = webhooks.Dispatcher(self.cache)
         self.handlers.policies = admissionpolicy.Policies(self.cache)
         self.handlers.custom_resources = customresources.CustomResources(self.cache, self.storage)
-        streaming.install(self.handlers, self.storage, agent_token=self._kubelet_client_token())
-        proxy.install(self.handlers, self.storage)
+        agent_token = self._kubelet_client_token()
+        streaming.install(self.handlers, self.storage, agent_token=agent_token)
+        proxy.install(self.handlers, self.storage, agent_token=agent_token)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handlers.handle)  # a path may hold %0A
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()

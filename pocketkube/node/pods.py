@@ -1471,6 +1471,25 @@ class PodManager:
         _, slot = self._running_slot(uid, container)
         return runtime.AttachHandle(slot.process)
 
+    def log_files(self) -> dict[str, str]:
+        """The node's log directory as the kubelet's /logs/ serves its /var/log: this agent's own
+        log (agent.log in the state dir, where `pocketkube up` writes it) and every container
+        instance's log as pods/<namespace>_<name>_<uid>/<container>/<n>.log (/var/log/pods' layout).
+        Relative path -> file."""
+        files = {}
+        agent_log = os.path.join(self.state_dir, "agent.log")
+        if os.path.exists(agent_log):
+            files["agent.log"] = agent_log
+        for uid, worker in self.workers.items():
+            m = worker.pod.get("metadata") or {}
+            base = f"pods/{m.get('namespace', '')}_{m.get('name', '')}_{uid}"
+            for slot in worker.all_slots():
+                for instance in range(slot.instances):
+                    path = worker.log_path(slot, instance)
+                    if os.path.exists(path):
+                        files[f"{base}/{slot.name}/{instance}.log"] = path
+        return files
+
     def log_path(self, uid: str, container: str, previous: bool = False) -> str | None:
         worker = self.workers.get(uid)
         slot = worker.slot(container) if worker else None

@@ -6,6 +6,8 @@ proves it with `Authorization: Bearer <token>` (the cluster token) when a token 
 Routes, as the kubelet's (always with the pod UID, so the agent needs no pod lookup):
 
     GET       /containerLogs/{namespace}/{pod}/{uid}/{container}?follow&tailLines&...
+    GET       /logs/[PATH]   the node's log directory (PodManager.log_files), listed and served
+                             as the kubelet's http.FileServer serves /var/log
     GET|POST  /exec/{namespace}/{pod}/{uid}/{container}?command=...&stdin&stdout&stderr&tty
     GET|POST  /attach/{namespace}/{pod}/{uid}/{container}?stdin&stdout&stderr&tty
     GET|POST  /portForward/{namespace}/{pod}/{uid}
@@ -25,6 +27,7 @@ import abc
 import asyncio
 import fcntl
 import hmac
+import html
 import json
 import logging
 import os
@@ -35,6 +38,7 @@ import socket
 import struct
 import termios
 import threading
+import urllib.parse
 from typing import AsyncIterator, Protocol
 
 import orjson
@@ -91,6 +95,9 @@ class PodStreams(Protocol):
                   since_seconds: int | None, timestamps: bool, previous: bool,
                   limit_bytes: int | None) -> AsyncIterator[bytes]: ...
 
+    def log_files(self) -> dict[str, str]:
+        """The node's log directory: relative path -> file."""
+
 
 # ---- errors ----------------------------------------------------------------------------
 
@@ -113,6 +120,11 @@ def exit_status(code: int, argv: list[str]) -> dict:
                        f"exited with {code}",
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+
+
+def _not_found() -> web.Response:
+    return web.Response(status=404, body=b"404 page not found\n",
+                        headers={"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"})
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -708,6 +720,7 @@ class StreamingServer:
     async def start(self) -> None:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{uid}/{container}", self.logs)
+        app.router.add_get("/logs/{path:.*}", self.node_logs)
         for verb in ("exec", "attach"):
             app.router.add_route("*", f"/{verb}/{{namespace}}/{{pod}}/{{uid}}/{{container}}", self.remote_command)
         app.router.add_route("*", "/portForward/{namespace}/{pod}/{uid}", self.port_forward)
@@ -764,6 +777,30 @@ class StreamingServer:
             if aclose is not None:
                 await aclose()
         return resp
+
+    async def node_logs(self, request: web.Request) -> web.StreamResponse:
+        """The node's log directory as Go's http.FileServer serves a directory tree: a file's
+        bytes, a directory's <pre> listing (sorted, subdirectories with a slash), a directory
+        asked without its slash redirected to it, 404 for what is not there."""
+        path = request.match_info["path"]
+        files = self.pods.log_files()
+        if path in files:
+            try:
+                with open(files[path], "rb") as f:
+                    body = f.read()
+            except OSError:
+                return _not_found()
+            return web.Response(body=body, headers={"Content-Type": "text/plain; charset=utf-8"})
+        prefix = path if not path or path.endswith("/") else path + "/"
+        children = sorted({rest.split("/", 1)[0] + ("/" if "/" in rest else "")
+                           for name in files if name.startswith(prefix) and (rest := name[len(prefix):])})
+        if not children and path:
+            return _not_found()
+        if prefix != path:
+            return web.Response(status=301, headers={"Location": path.rsplit("/", 1)[-1] + "/"})
+        lines = "".join(f'<a href="{urllib.parse.quote(child)}">{html.escape(child)}</a>\n' for child in children)
+        body = f'<!doctype html>\n<meta name="viewport" content="width=device-width">\n<pre>\n{lines}</pre>\n'
+        return web.Response(body=body.encode(), headers={"Content-Type": "text/html; charset=utf-8"})
 
     # ---- exec and attach ----------------------------------------------------------------
 

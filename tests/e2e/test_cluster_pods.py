@@ -272,6 +272,26 @@ def test_api_server_proxies_to_pods_and_services(cluster, ns):
         port_cp.wait(timeout=10)
 
 
+def test_node_proxy_reaches_the_agents_log_directory(cluster, ns):
+    """nodes/NAME/proxy/logs/, as the e2e Proxy specs read it: the node's log directory with the
+    agent's log and /var/log/pods' layout of the containers' logs."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker", "labels": {"app": "talker"}},
+           "spec": {"containers": [{"name": "main", "image": "busybox",
+                                    "command": ["sh", "-c", "echo said-by-talker; exec sleep 3600"]}]}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+    ready_ips(cluster, ns, "app=talker", 1)
+    got = cluster.kubectl_json("get", "pod", "talker", "-n", ns)
+    node, uid = got["spec"]["nodeName"], got["metadata"]["uid"]
+    listing = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/logs/").stdout
+    assert '<a href="agent.log">agent.log</a>' in listing and '<a href="pods/">pods/</a>' in listing
+    pod_dir = f"{ns}_talker_{uid}"
+    assert f'<a href="{pod_dir}/">' in cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/logs/pods/").stdout
+    port = cluster.kubectl_json("get", "node", node)["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    text = eventually(lambda: cluster.kubectl(
+        "get", "--raw", f"/api/v1/nodes/{node}:{port}/proxy/logs/pods/{pod_dir}/main/0.log").stdout)
+    assert "said-by-talker" in text
+
+
 def test_jobs_run_real_pods_to_completion(cluster, ns):
     """`kubectl create job` and an Indexed Job: real busybox processes exit, the node reports the
     pods Succeeded, the Job completes, and each indexed pod saw its own index."""

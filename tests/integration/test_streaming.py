@@ -165,6 +165,10 @@ class FakePods:
 
     def __init__(self) -> None:
         self.containers: dict[tuple[str, str], FakeContainer] = {}
+        self.node_log_files: dict[str, str] = {}  # what the node's /logs/ serves
+
+    def log_files(self) -> dict[str, str]:
+        return dict(self.node_log_files)
 
     def pod_netns_path(self, uid: str) -> str:
         return "/proc/self/ns/net"
@@ -857,6 +861,40 @@ def test_python_client_exec_with_stdin(cluster, sleeper, core_api, binary):
     assert _final_status(resp)["status"] == "Success"
     resp.update(timeout=5)
     assert not resp.is_open()
+
+
+def test_agent_serves_the_node_log_directory(cluster, tmp_path):
+    """The agent's /logs/ (what nodes/NAME/proxy/logs/ reaches): listings and files, as Go's
+    http.FileServer serves a directory; only with the cluster token."""
+    (tmp_path / "agent.log").write_text("agent started\n")
+    (tmp_path / "0.log").write_text("hello from a container\n")
+    cluster.pods.node_log_files = {"agent.log": str(tmp_path / "agent.log"),
+                                   "pods/default_web_u1/main/0.log": str(tmp_path / "0.log")}
+    base = f"http://127.0.0.1:{cluster.agent.port}/logs/"
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+
+    def get(path: str, token: str | None = cluster.server.token) -> tuple[int, str, str]:
+        request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.build_opener(NoRedirect).open(request, timeout=10) as resp:
+                return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers.get("Location") or "", err.read().decode()
+
+    try:
+        assert get("") == (200, "text/html; charset=utf-8",
+                           '<!doctype html>\n<meta name="viewport" content="width=device-width">\n<pre>\n'
+                           '<a href="agent.log">agent.log</a>\n<a href="pods/">pods/</a>\n</pre>\n')
+        assert '<a href="main/">main/</a>' in get("pods/default_web_u1/")[2]
+        assert get("pods/default_web_u1/main/0.log") == (200, "text/plain; charset=utf-8", "hello from a container\n")
+        assert get("pods/default_web_u1")[:2] == (301, "default_web_u1/")
+        assert get("nope") == (404, "", "404 page not found\n")
+        assert get("", token=None)[0] == 401
+    finally:
+        cluster.pods.node_log_files = {}
 
 
 def _ws_exec(cluster, core_api, query: str, protocol: str):

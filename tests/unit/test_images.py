@@ -331,3 +331,16 @@ def test_hello_app():
     app = webapps.HelloApp(["2.0"])
     app.hostname = "hello-1"
     assert app.answer(FakeRequest())[1] == "Hello, world!\nVersion: 2.0.0\nHostname: hello-1\n"
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+def test_e2e_dns_queriers_find_what_their_probes_run(tmp_path):
+    """The DNS tests' queriers: agnhost runs `getent hosts` (alpine has it), jessie-dnsutils
+    `hostname -i | awk ...`: awk on Debian is a link through /etc/alternatives, which the
+    image holds with /usr."""
+    agnhost = resolve("k8s.gcr.io/e2e-test-images/agnhost:2.21", tmp_path=tmp_path)
+    if shutil.which("getent"):
+        assert os.readlink(os.path.join(agnhost.mounts["/bin"], "getent")) == shutil.which("getent")
+        assert shutil.which("getent") in agnhost.holds
+    jessie = resolve("gcr.io/kubernetes-e2e-test-images/jessie-dnsutils:1.0", ["sh"], tmp_path=tmp_path)
+    assert {"/usr", "/etc/alternatives"} <= set(jessie.holds)

@@ -44,7 +44,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # gconv modules, Python's extension modules), read-only
 LIBRARY_DIRS = ("/usr/lib", "/usr/lib64")
 # an image of this machine's whole /usr (debian, ubuntu, and images outside the catalog run with `command:`)
-DISTRO_HOLDS = ("/usr",)
+# A Debian-based image: this machine's /usr, and /etc/alternatives, where /usr's alternatives
+# links lead (/usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk), as in a Debian image.
+DISTRO_HOLDS = ("/usr", "/etc/alternatives")
 # /etc/passwd and /etc/group of every image (busybox's and Debian's base users)
 BASE_USERS = ("root:x:0:0:root:/root:/bin/sh", "daemon:x:1:1:daemon:/usr/sbin:/bin/false",
               "bin:x:2:2:bin:/bin:/bin/false", "sys:x:3:3:sys:/dev:/bin/false",

@@ -7,9 +7,10 @@
   netexec, /localhost.crt and /localhost.key for porter's TLS ports (a self-signed certificate
   for 127.0.0.1, ::1 and localhost, made once per node with openssl). Upstream builds it on
   alpine with bind-tools, curl, netcat-openbsd, iproute2 and bash: the pod's /bin is busybox's
-  applets, as in alpine, with this machine's nc (netcat-openbsd), dig, nslookup, host, ip, ss
-  and bash over them. Its /coredns (CoreDNS, which agnhost images carry for the DNS tests'
-  server pods) is the bundled programs/coredns.py: `-conf` Corefiles with the hosts plugin.
+  applets, as in alpine, with this machine's nc (netcat-openbsd), dig, nslookup, host, ip, ss,
+  bash and getent (alpine's musl-utils has it; the DNS tests' queriers run `getent hosts`) over
+  them. Its /coredns (CoreDNS, which agnhost images carry for the DNS tests' server pods) is
+  the bundled programs/coredns.py: `-conf` Corefiles with the hosts plugin.
 - httpd (docker.io/library/httpd, the suite's 2.4.38-alpine webserver): the bundled program
   serving the pod's own /usr/local/apache2/htdocs ("It works!") on 80 as Apache does, with
   alpine's busybox as /bin (the StatefulSet tests `mv -v` index.html away to fail the readiness
@@ -31,7 +32,7 @@ HTTPD = ("httpd",)
 NAMES = AGNHOST + HTTPD
 HEADLINE = ("registry.k8s.io/e2e-test-images/agnhost", "httpd")
 
-AGNHOST_PROGRAMS = ("nc=nc.openbsd", "dig", "nslookup", "host", "ip", "ss", "bash", "curl")
+AGNHOST_PROGRAMS = ("nc=nc.openbsd", "dig", "nslookup", "host", "ip", "ss", "bash", "curl", "getent")
 # Debian builds busybox's mv without -v, alpine's has it: the StatefulSet tests fail a readiness
 # probe with `mv -v .../htdocs/index.html /tmp/ || true`, so mv is this machine's (coreutils).
 HTTPD_PROGRAMS = ("mv",)
