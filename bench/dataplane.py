@@ -436,13 +436,14 @@ def throughput(args) -> list:
     notes: dict[str, str] = {}
     with DataplaneCluster(args) as dc:
         dc.switch_mode("nftables")
-        results["direct"] = run_wrk(dc, f"http://{dc.nginx_ip}/", args)
-        results["nftables"] = run_wrk(dc, f"http://{dc.service_ip}/", args)
+        # explicit ports: the client image has no /etc/services for wrk to look "http" up in
+        results["direct"] = run_wrk(dc, f"http://{dc.nginx_ip}:80/", args)
+        results["nftables"] = run_wrk(dc, f"http://{dc.service_ip}:80/", args)
         with Haproxy(dc) as haproxy:
             results["haproxy"] = run_wrk(dc, haproxy.url, args)
         try:
             dc.switch_mode("userspace")
-            results["userspace"] = run_wrk(dc, f"http://{dc.service_ip}/", args)
+            results["userspace"] = run_wrk(dc, f"http://{dc.service_ip}:80/", args)
         except ModeUnavailable as exc:
             results["userspace"], notes["userspace"] = None, f"mode unavailable: {exc}"
     label = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"

@@ -166,8 +166,9 @@ def throughput(args) -> list:
         hand_ip = dc.kubectl_json("get", "svc", "hand-nginx")["spec"]["clusterIP"]
         until(lambda: dc.in_client("curl", "-sf", "-o", "/dev/null", "-m", "2", "-H", f"Host: {HOST}",
                                    f"http://{bench.controller_ip}/").returncode == 0, "the controller routing bench.local")
-        targets = {"controller": (f"http://{bench.controller_ip}/", HOST), "hand": (f"http://{hand_ip}/", None),
-                   "direct": (f"http://{ips[0]}/", None)}
+        # explicit ports: the client image has no /etc/services for wrk to look "http" up in
+        targets = {"controller": (f"http://{bench.controller_ip}:80/", HOST), "hand": (f"http://{hand_ip}:80/", None),
+                   "direct": (f"http://{ips[0]}:80/", None)}
         runs: dict[str, list[WrkResult]] = {k: [] for k in targets}
         for _ in range(args.rounds):
             for name, (url, host) in targets.items():
