@@ -6,9 +6,13 @@ A rule sees the value of its schema node as `self` and, on an update, the old va
 old value, unless `optionalOldSelf`). When it is false the field gets the error kube-apiserver
 gives: `Invalid value: "<type>": <message>` (or Required / Forbidden / Duplicate for the
 rule's `reason`), at the node's path plus the rule's `fieldPath`; without a `message`,
-`failed rule: <rule>`. Rules are compiled once and kept. A rule this CEL cannot compile, or that
-calls a function Kubernetes adds and cel-python lacks (`isIP`, `url`, `quantity`, ...), is
-skipped rather than refusing every object: the log says which.
+`failed rule: <rule>`. Rules are compiled once and kept.
+
+cel-python has standard CEL; Kubernetes adds libraries. The strings extension (`split`, `join`,
+`lowerAscii`, `upperAscii`, `replace`, `indexOf`, `lastIndexOf`, `substring`, `trim`, `charAt`)
+and `isIP` / `isCIDR` are added here (the Gateway API's rules use `split`). A rule that calls
+another Kubernetes function (`url`, `quantity`, `ip`, `format`, ...) is skipped rather than
+refusing every object: the log says which.
 """
 
 from __future__ import annotations
@@ -24,10 +28,54 @@ log = logging.getLogger(__name__)
 _PROGRAMS: dict[str, Any] = {}  # rule -> program, or None when it does not compile
 _REPORTED: set[str] = set()
 _env = None
+_functions: dict = {}
+
+
+def _extensions() -> dict:
+    """Kubernetes' CEL libraries that cel-python lacks: the strings extension, isIP, isCIDR."""
+    import ipaddress
+
+    from celpy import celtypes
+
+    S, L, I, B = celtypes.StringType, celtypes.ListType, celtypes.IntType, celtypes.BoolType
+
+    def split(s, sep, n=None):
+        n = -1 if n is None else int(n)
+        if n == 0:
+            return L([])
+        parts = str(s).split(str(sep)) if n < 0 else str(s).split(str(sep), n - 1)
+        return L([S(p) for p in parts])
+
+    def substring(s, start, end=None):
+        return S(str(s)[int(start):] if end is None else str(s)[int(start):int(end)])
+
+    def is_ip(s):
+        try:
+            ipaddress.ip_address(str(s))
+            return B(True)
+        except ValueError:
+            return B(False)
+
+    def is_cidr(s):
+        try:
+            ipaddress.ip_network(str(s), strict=False)
+            return B("/" in str(s))
+        except ValueError:
+            return B(False)
+
+    return {
+        "split": split, "substring": substring, "isIP": is_ip, "isCIDR": is_cidr,
+        "join": lambda items, sep=S(""): S(str(sep).join(str(i) for i in items)),
+        "lowerAscii": lambda s: S(str(s).lower()), "upperAscii": lambda s: S(str(s).upper()),
+        "replace": lambda s, old, new, n=None: S(str(s).replace(str(old), str(new), -1 if n is None else int(n))),
+        "indexOf": lambda s, sub, start=I(0): I(str(s).find(str(sub), int(start))),
+        "lastIndexOf": lambda s, sub: I(str(s).rfind(str(sub))),
+        "trim": lambda s: S(str(s).strip()), "charAt": lambda s, i: S(str(s)[int(i):int(i) + 1]),
+    }
 
 
 def _program(rule: str):
-    global _env
+    global _env, _functions
     if rule in _PROGRAMS:
         return _PROGRAMS[rule]
     try:
@@ -35,7 +83,8 @@ def _program(rule: str):
 
         if _env is None:
             _env = celpy.Environment()
-        prog = _env.program(_env.compile(rule))
+            _functions = _extensions()
+        prog = _env.program(_env.compile(rule), functions=_functions)
     except Exception as exc:  # celpy raises its own parse errors; any failure means: cannot check
         _report(rule, f"does not compile here: {exc}")
         prog = None

@@ -72,17 +72,19 @@ def test_cel_rules_with_messages_paths_and_transitions():
             {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable", "fieldPath": ".mode"},
             {"rule": "!has(self.hostname) || self.protocol != 'TCP'", "reason": "FieldValueForbidden",
              "message": "hostname must not be set for TCP"},
-            {"rule": "isIP(self.mode)"}],  # a Kubernetes CEL function cel-python lacks: skipped
+            {"rule": "url(self.mode).getScheme() == 'https'"},  # a Kubernetes CEL function not here: skipped
+            {"rule": "self.mode.split('/')[0].size() < 3", "message": "prefix too long"}],  # the strings extension
         "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "mode": {"type": "string"},
                        "protocol": {"type": "string"}, "hostname": {"type": "string"},
                        "ports": {"type": "array", "items": {"type": "integer",
                                                             "x-kubernetes-validations": [{"rule": "self > 0"}]}}}}}}
     ok = {"spec": {"min": 1, "max": 2, "mode": "a", "protocol": "UDP", "hostname": "h", "ports": [1]}}
     assert crdschema.validate(ok, schema, "") == []
-    bad = {"spec": {"min": 3, "max": 2, "mode": "b", "protocol": "TCP", "hostname": "h", "ports": [1, 0]}}
+    bad = {"spec": {"min": 3, "max": 2, "mode": "bbbb/x", "protocol": "TCP", "hostname": "h", "ports": [1, 0]}}
     assert [str(e) for e in crdschema.validate(bad, schema, "")] == [
         'spec.ports[1]: Invalid value: "integer": failed rule: self > 0',
         'spec: Invalid value: "object": min must not exceed max',
-        "spec: Forbidden: hostname must not be set for TCP"]
+        "spec: Forbidden: hostname must not be set for TCP",
+        'spec: Invalid value: "object": prefix too long']
     assert [str(e) for e in crdschema.validate(bad, schema, "", ok)][2] == \
         'spec.mode: Invalid value: "object": mode is immutable'
