@@ -80,7 +80,9 @@ def render(model: Model, layout: Layout, proxy_body_size: str = "1m") -> tuple[s
     for name in ("client-body", "proxy", "fastcgi", "uwsgi", "scgi"):
         w(f"    {name.replace('-', '_')}_temp_path {work}/tmp/{name};")
     w(f"    log_format upstreaminfo {LOG_FORMAT};")
-    w("    access_log /dev/stdout upstreaminfo;" if layout.access_log else "    access_log off;")
+    # buffered: one write per 64 KB or per second instead of one per request (the container's log
+    # is a pipe the node agent reads); lines reach `kubectl logs` within a second
+    w("    access_log /dev/stdout upstreaminfo buffer=64k flush=1s;" if layout.access_log else "    access_log off;")
     w("    default_type text/html;\n    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;")
     w("    keepalive_timeout 75s;\n    keepalive_requests 1000;\n    server_tokens off;")
     w(f"    client_max_body_size {proxy_body_size};")
