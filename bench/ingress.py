@@ -45,7 +45,7 @@ pid /tmp/hand-nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 16384; multi_accept on; }}
 http {{
-    access_log /dev/stdout;
+    access_log /dev/stdout combined buffer=64k flush=1s;  # as the controller writes its log
     sendfile on;
     keepalive_timeout 75s;
     keepalive_requests 1000;
