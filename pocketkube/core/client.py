@@ -243,11 +243,16 @@ def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
     cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
     user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
     ca_file = cluster.get("certificate-authority")
-    if cluster.get("certificate-authority-data"):
-        fd, ca_file = tempfile.mkstemp(prefix="pk-ca-", suffix=".crt")
+    if not cluster.get("certificate-authority-data"):
+        return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
+    # the transport reads the CA when it is made: the file is needed only until then
+    fd, ca_file = tempfile.mkstemp(prefix="pk-ca-", suffix=".crt")
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(base64.b64decode(cluster["certificate-authority-data"]))
-    return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
+        return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
+    finally:
+        os.unlink(ca_file)
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
