@@ -254,15 +254,16 @@ class IngressController:
             except Exception:
                 log.exception("ingress sync failed")
 
-    def build_model(self) -> routes.Model:
+    def build_model(self, settings: routes.Settings, ingresses: list[dict] | None = None) -> routes.Model:
+        """The routes from the informers' objects (or these `ingresses` in place of theirs)."""
         i = self.informers
-        return routes.build(i["ingresses"].list(), i["ingressclasses"].list(), i["services"].list(),
-                            i["endpointslices"].list(), i["secrets"].list(), self._settings())
+        return routes.build(i["ingresses"].list() if ingresses is None else ingresses, i["ingressclasses"].list(),
+                            i["services"].list(), i["endpointslices"].list(), i["secrets"].list(), settings)
 
     async def sync(self) -> None:
-        model = self.build_model()
-        config = self._config()
-        text, files = render(model, self.layout, proxy_body_size=str(config.get("proxy-body-size", "1m")))
+        settings = self._settings()
+        model = self.build_model(settings)
+        text, files = render(model, self.layout, proxy_body_size=settings.proxy_body_size)
         ingresses = {routes.ingress_key(o): o for o in self.informers["ingresses"].list()}
         try:
             changed = await self.nginx.apply(text, files)
@@ -513,14 +514,13 @@ class IngressController:
         meta.setdefault("creationTimestamp", NOT_YET_CREATED)  # a new Ingress is newer than any stored
         candidate["metadata"] = meta
         key = routes.ingress_key(candidate)
-        i = self.informers
-        others = [o for o in i["ingresses"].list() if routes.ingress_key(o) != key]
-        model = routes.build(others + [candidate], i["ingressclasses"].list(), i["services"].list(),
-                             i["endpointslices"].list(), i["secrets"].list(), self._settings())
+        others = [o for o in self.informers["ingresses"].list() if routes.ingress_key(o) != key]
+        settings = self._settings()
+        model = self.build_model(settings, others + [candidate])
         conflicts = [p.message for p in model.problems if p.ingress == key and p.reason in ("Conflict", "Path")]
         if conflicts:
             return False, "; ".join(conflicts)
-        text, files = render(model, self.layout, proxy_body_size=str(self._config().get("proxy-body-size", "1m")))
+        text, files = render(model, self.layout, proxy_body_size=settings.proxy_body_size)
         try:
             await self.nginx.check(text, files, name="webhook")
         except ConfigRejected as exc:
