@@ -6,15 +6,15 @@
   event loop every pocketkube process runs on; only the informers are left out). Both servers
   run the whole time, pinned to one CPU; every load generator runs pinned to another.
 - Rounds (--rounds, at least 5): each round runs, for dnsmasq then pocketkube (A B A B ...):
-  1. dnsperf (Debian) for --seconds as fast as it can (100 queries in flight). The figure is
+  1. A fixed rate (--rate, 10,000 queries/s) for --rate-seconds from a small paced sender: the
+     latency of each query from just before its send to the kernel's receive timestamp of its
+     answer (SO_TIMESTAMPNS, so the sender's own scheduling is left out) -> p50 / p99; and
+     queries per CPU-second of the server at that rate.
+  2. dnsperf (Debian) for --seconds as fast as it can (100 queries in flight). The figure is
      queries per CPU-second of the server (queries answered / the server's CPU time from
      /proc): the client cannot cap it, unlike queries/s, which on this machine is often
      dnsperf's own limit (then both servers show nearly the same queries/s, whatever they cost).
      Every answer must be NOERROR: a server answering errors fast would otherwise look fast.
-  2. A fixed rate (--rate, 10,000 queries/s) for --rate-seconds from a small paced sender: the
-     latency of each query from just before its send to the kernel's receive timestamp of its
-     answer (SO_TIMESTAMPNS, so the sender's own scheduling is left out) -> p50 / p99; and
-     queries per CPU-second of the server at that rate.
   The ratios pocketkube / dnsmasq are taken per round and reported as the median with min and
   max (bench/harness.py refuses a ratio when the rounds disagree by more than the effect).
 - Memory: RSS of a fresh process before and after the DNS server's informers list 10,000
@@ -359,15 +359,17 @@ class Target:
 
     def round(self, queries: str, args, client_cpu: int) -> dict:
         pid = self.proc.pid
+        # the fixed rate first: a server fresh from a saturating run would carry its CPU use into
+        # the scheduler's choices (the other core's work is not pinned) and wait longer to run
         cpu0 = harness.cpu_seconds(pid)
-        perf = dnsperf(self.addr, self.port, queries, args.seconds, client_cpu)
-        cpu1 = harness.cpu_seconds(pid)
         probe = fixed_rate(self.addr, self.port, args, client_cpu)
+        cpu1 = harness.cpu_seconds(pid)
+        perf = dnsperf(self.addr, self.port, queries, args.seconds, client_cpu)
         cpu2 = harness.cpu_seconds(pid)
         r = {"qps": perf["qps"], "completed": perf["completed"], "lost": perf["lost"], "codes": perf["codes"],
-             "noerror": perf["noerror"], "cpu": cpu1 - cpu0, "cpu_share": (cpu1 - cpu0) / args.seconds,
-             "per_cpu": perf["completed"] / (cpu1 - cpu0) if cpu1 > cpu0 else float("nan"),
-             "rate_per_cpu": probe["received"] / (cpu2 - cpu1) if cpu2 > cpu1 else float("nan"), **{
+             "noerror": perf["noerror"], "cpu": cpu2 - cpu1, "cpu_share": (cpu2 - cpu1) / args.seconds,
+             "per_cpu": perf["completed"] / (cpu2 - cpu1) if cpu2 > cpu1 else float("nan"),
+             "rate_per_cpu": probe["received"] / (cpu1 - cpu0) if cpu1 > cpu0 else float("nan"), **{
                  f"rate_{k}": v for k, v in probe.items()}}
         print(f"  {self.name:<10} {r['qps']:>9.0f} q/s at {r['cpu_share'] * 100:3.0f}% CPU = {r['per_cpu']:>7.0f} "
               f"q/CPU-s ({perf['codes']}; lost {perf['lost']});  {args.rate:g} q/s: p50 {probe['p50']:.3f} ms "
@@ -450,8 +452,8 @@ def throughput_and_latency(args, session: harness.Session) -> list[harness.Row]:
         wait_for_udp(peer.addr, peer.port)
         wait_for_udp(mine.addr, mine.port)
         print(f"DNS: {args.names} names; servers on CPU {server_cpu}, load generators on CPU {client_cpu}; "
-              f"pocketkube DNS on {loop}; {args.rounds} rounds of dnsperf {args.seconds:g} s then "
-              f"{args.rate:g} queries/s for {args.rate_seconds:g} s, per server", flush=True)
+              f"pocketkube DNS on {loop}; {args.rounds} rounds of {args.rate:g} queries/s for "
+              f"{args.rate_seconds:g} s then dnsperf {args.seconds:g} s, per server", flush=True)
         harness.interleave({"dnsmasq": lambda r: peer.round(queries, args, client_cpu),
                             "pocketkube": lambda r: mine.round(queries, args, client_cpu)}, rounds=args.rounds)
     finally:

@@ -144,7 +144,15 @@ class Row:
     def verdict(self) -> str:
         """"meets", "MISSES ..." saying by how much, "no figure: why", or "" without a goal."""
         if self.value is None or self.value != self.value:
-            return "no figure" + (f": {self.note}" if self.note else "")
+            text = "no figure" + (f": {self.note}" if self.note else "")
+            if self.goal is not None and self.low is not None and self.high is not None:
+                if self._meets(self.low) and self._meets(self.high):
+                    text += f"; yet every round meets the goal ({self.low:{self._fmt(self.low)}}–" \
+                            f"{self.high:{self._fmt(self.high)}})"
+                elif not self._meets(self.low) and not self._meets(self.high):
+                    text += f"; every round MISSES the goal ({self.low:{self._fmt(self.low)}}–" \
+                            f"{self.high:{self._fmt(self.high)}})"
+            return text
         if self.goal is None:
             return ""
         meets = self.value >= self.goal if self.higher else self.value <= self.goal
@@ -159,10 +167,17 @@ class Row:
         over = (self.value / self.goal - 1) * 100 if self.goal else float("inf")
         return f"MISSES by {over:.0f}% ({self.value:{self.fmt}} > {self.goal:g})"
 
+    def _meets(self, value: float) -> bool:
+        return value >= self.goal if self.higher else value <= self.goal
+
+    @staticmethod
+    def _fmt(value: float) -> str:
+        v = abs(value)
+        return ".2f" if v < 10 else ".1f" if v < 100 else ".0f"
+
     @property
     def fmt(self) -> str:
-        v = abs(self.value) if self.value is not None else 0
-        return ".2f" if v < 10 else ".1f" if v < 100 else ".0f"
+        return self._fmt(self.value if self.value is not None else 0)
 
     def value_text(self) -> str:
         if self.value is None or self.value != self.value:

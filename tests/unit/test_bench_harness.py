@@ -74,6 +74,14 @@ def test_row_verdicts_say_whether_and_by_how_much():
     assert Row("x", 3.0, "MB").verdict == ""
 
 
+def test_a_refused_figure_still_says_when_every_round_is_on_one_side_of_the_goal():
+    assert Row("x", None, "x", goal=0.5, low=0.69, high=1.04, note="noisy").verdict == \
+        "no figure: noisy; yet every round meets the goal (0.69–1.04)"
+    assert Row("x", None, "x", goal=0.5, low=0.2, high=0.4, note="noisy").verdict == \
+        "no figure: noisy; every round MISSES the goal (0.20–0.40)"
+    assert Row("x", None, "x", goal=0.5, low=0.4, high=0.6, note="noisy").verdict == "no figure: noisy"
+
+
 def test_ratio_row_carries_the_refusal():
     refused = harness.ratio_row("q/s", harness.ratio([9, 11, 10, 12, 8], [10] * 5), goal=0.5)
     assert refused.value is None and "wider than the effect" in refused.note
