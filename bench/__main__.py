@@ -138,10 +138,11 @@ def render(state: dict) -> str:
                        f"{row.goal_text()} | {_cell(row.verdict)} | {_cell(row.anchor)} |")
             if row.goal is not None and not row.verdict.startswith("meets"):
                 misses.append(f"- **{run['benchmark']}**: {row.name}: {row.verdict}")
-        for note in run.get("notes", []):
-            out.append(f"| {run['benchmark']} | {when} | {load} | {_cell(note)} | | | | |")
     out += ["", "## Misses", ""]
     out += misses or ["None: every figure with a goal meets it."]
+    notes = [f"- **{run['benchmark']}**: {note}" for run in runs for note in run.get("notes", [])]
+    if notes:
+        out += ["", "## Notes", "", *notes]
     printed = [r for r in runs if r.get("output")]
     if printed:
         out += ["", "## Benchmarks that do not hand over rows yet (the last lines they printed)", ""]

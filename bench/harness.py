@@ -164,6 +164,8 @@ class Row:
         if self.higher:
             short = (1 - self.value / self.goal) * 100 if self.goal else float("inf")
             return f"MISSES by {short:.0f}% ({self.value:{self.fmt}} < {self.goal:g})"
+        if self.goal and self.value >= 2 * self.goal:
+            return f"MISSES: {self.value / self.goal:.1f}× the goal ({self.value:{self.fmt}} > {self.goal:g})"
         over = (self.value / self.goal - 1) * 100 if self.goal else float("inf")
         return f"MISSES by {over:.0f}% ({self.value:{self.fmt}} > {self.goal:g})"
 
