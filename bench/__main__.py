@@ -1,6 +1,6 @@
 """Run the benchmarks in bench/ in one go and write docs/benchmarks.md.
 
-    .venv/bin/python -m bench [--only dns,store] [--list] [--timeout 3600]
+    .venv/bin/python -m bench [--only dns,store] [--list] [--timeout 3600] [--render-only]
 
 Each benchmark runs as its own process (`python -m bench.NAME` with QUICK's arguments: short
 but honest, at least 5 interleaved rounds where it compares targets), one after another, its
@@ -123,7 +123,7 @@ def render(state: dict) -> str:
                 f"Python {m['python']}.", ""]
     out += ["| benchmark | run (UTC) | load before → after | figure | value (min–max) | goal | verdict | anchor |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    misses = []
+    misses, unjudged = [], []
     for run in runs:
         when = dt.datetime.fromtimestamp(run["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
         load = f"{run['load_before'][0]:.2f} → {run['load_after'][0]:.2f}"
@@ -136,10 +136,18 @@ def render(state: dict) -> str:
             note = f" — {row.note}" if row.note and row.value is not None else ""
             out.append(f"| {run['benchmark']} | {when} | {load} | {_cell(row.name + note)} | {row.value_text()} | "
                        f"{row.goal_text()} | {_cell(row.verdict)} | {_cell(row.anchor)} |")
-            if row.goal is not None and not row.verdict.startswith("meets"):
-                misses.append(f"- **{run['benchmark']}**: {row.name}: {row.verdict}")
+            verdict = row.verdict
+            if row.goal is None or verdict.startswith("meets"):
+                continue
+            line = f"- **{run['benchmark']}**: {row.name}: {verdict}"
+            if verdict.startswith("MISSES") or "every round MISSES" in verdict:
+                misses.append(line)
+            else:
+                unjudged.append(line)
     out += ["", "## Misses", ""]
-    out += misses or ["None: every figure with a goal meets it."]
+    out += misses or ["None: no figure with a goal misses it."]
+    if unjudged:
+        out += ["", "## Figures the last run could not give (too noisy, or too few rounds)", "", *unjudged]
     notes = [f"- **{run['benchmark']}**: {note}" for run in runs for note in run.get("notes", [])]
     if notes:
         out += ["", "## Notes", "", *notes]
@@ -161,7 +169,13 @@ def main() -> None:
     p.add_argument("--only", help="comma-separated benchmark names (default: all of them)")
     p.add_argument("--list", action="store_true", help="print the benchmarks and their arguments, run nothing")
     p.add_argument("--timeout", type=float, default=3600, help="seconds one benchmark may take")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite docs/benchmarks.md from docs/benchmarks.json, run nothing")
     args = p.parse_args()
+    if args.render_only:
+        with open(DOC, "w") as f:
+            f.write(render(load_state()))
+        return
     names = benchmarks()
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]

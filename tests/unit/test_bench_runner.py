@@ -33,4 +33,11 @@ def test_the_table_shows_each_figure_its_goal_and_how_far_it_misses():
 
 def test_no_misses_is_said_plainly():
     text = runner.render({"dns": run("dns", [Row("r", 0.9, "x", goal=0.5)])})
-    assert "None: every figure with a goal meets it." in text
+    assert "None: no figure with a goal misses it." in text
+
+
+def test_a_figure_refused_for_noise_is_listed_apart_from_the_misses():
+    text = runner.render({"dns": run("dns", [Row("r", None, "x", goal=0.5, low=0.7, high=1.1, note="noisy")])})
+    misses, unjudged = text.split("## Misses")[1].split("## Figures the last run could not give")
+    assert "None: no figure with a goal misses it." in misses
+    assert "- **dns**: r: no figure: noisy; yet every round meets the goal (0.70–1.10)" in unjudged
