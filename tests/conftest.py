@@ -127,3 +127,15 @@ def k8s_client(server):
     api_client = config.new_client_from_config(config_file=server.kubeconfig)
     yield client, api_client
     api_client.close()
+
+
+@pytest.fixture
+def etcd_server(tmp_path):
+    """A throwaway etcd on a free loopback port (tests/etcdproc.py), stopped after the test."""
+    from tests.etcdproc import EtcdProcess
+
+    etcd = EtcdProcess(str(tmp_path / "etcd"))
+    try:
+        yield etcd
+    finally:
+        etcd.stop()

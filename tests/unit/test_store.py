@@ -19,19 +19,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pocketkube import store as store_pkg
-from pocketkube.store import base, memory, sqlite
+from pocketkube.store import base, etcd, memory, sqlite
+from tests.etcdproc import etcd_missing
 
-KINDS = ["memory", "sqlite"]
+KINDS = ["memory", "sqlite"]  # compared by the random-operations test; etcd runs the rest
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=[*KINDS, pytest.param("etcd", marks=etcd_missing)])
 async def make_store(request, tmp_path):
-    """Build started stores of the parametrized kind (options go to the constructor)."""
+    """Build started stores of the parametrized kind (options go to the constructor). For
+    etcd, a throwaway etcd process serves the test (tests/etcdproc.py)."""
     opened = []
+    endpoint = request.getfixturevalue("etcd_server").url if request.param == "etcd" else ""
 
     async def make(**options):
         if request.param == "memory":
             store = memory.MemoryStore(**options)
+        elif request.param == "etcd":
+            store = etcd.EtcdStore([endpoint], **options)
         else:
             store = sqlite.SQLiteStore(str(tmp_path / "state.db"), **options)
         await store.start()
@@ -46,6 +51,17 @@ async def make_store(request, tmp_path):
 @pytest.fixture
 async def store(make_store):
     return await make_store()
+
+
+@pytest.fixture
+def r0(store):
+    """The revision of the empty store: 0, but 1 for etcd (whose first write is revision 2).
+    Tests write revisions as r0 + N."""
+    return store.revision
+
+
+def kv(key: str, value: bytes, create: int, mod: int, r0: int) -> base.KeyValue:
+    return base.KeyValue(key, value, r0 + create, r0 + mod)
 
 
 async def take(watch, count: int) -> list[base.Event]:
@@ -66,66 +82,69 @@ async def next_outcome(watch):
 # --- create / get / update / delete -------------------------------------------------------
 
 
-async def test_create_get_update_delete_cycle(store):
+async def test_create_get_update_delete_cycle(store, r0):
     created = await store.create("/registry/pods/default/a", b"v1")
-    assert created == base.KeyValue("/registry/pods/default/a", b"v1", 1, 1)
+    assert created == kv("/registry/pods/default/a", b"v1", 1, 1, r0)
     assert await store.get("/registry/pods/default/a") == created
     assert await store.get("/registry/pods/default/missing") is None
 
     updated = await store.update("/registry/pods/default/a", b"v2")
-    assert updated == base.KeyValue("/registry/pods/default/a", b"v2", 1, 2)
+    assert updated == kv("/registry/pods/default/a", b"v2", 1, 2, r0)
     assert await store.get("/registry/pods/default/a") == updated
 
     deleted = await store.delete("/registry/pods/default/a")
-    assert deleted == base.KeyValue("/registry/pods/default/a", b"v2", 1, 3)
+    assert deleted == kv("/registry/pods/default/a", b"v2", 1, 3, r0)
     assert await store.get("/registry/pods/default/a") is None
-    assert store.revision == 3
+    assert store.revision == r0 + 3
 
     recreated = await store.create("/registry/pods/default/a", b"v3")
-    assert recreated == base.KeyValue("/registry/pods/default/a", b"v3", 4, 4)
+    assert recreated == kv("/registry/pods/default/a", b"v3", 4, 4, r0)
 
 
-async def test_revisions_are_global_and_create_revision_is_kept(store):
-    assert store.revision == 0
+async def test_revisions_are_global_and_create_revision_is_kept(store, r0):
+    assert r0 in (0, 1)
     a = await store.create("/a", b"1")
     b = await store.create("/b", b"1")
     a2 = await store.update("/a", b"2")
     b2 = await store.update("/b", b"2")
     a3 = await store.update("/a", b"3")
-    assert [kv.mod_revision for kv in (a, b, a2, b2, a3)] == [1, 2, 3, 4, 5]
-    assert (a3.create_revision, b2.create_revision) == (1, 2)
-    assert store.revision == 5
+    assert [kv.mod_revision - r0 for kv in (a, b, a2, b2, a3)] == [1, 2, 3, 4, 5]
+    assert (a3.create_revision - r0, b2.create_revision - r0) == (1, 2)
+    assert store.revision == r0 + 5
 
 
 @pytest.mark.parametrize(
     "operation, error",
     [
-        pytest.param(lambda s: s.create("/k", b"new"), base.KeyExists, id="create-existing"),
-        pytest.param(lambda s: s.update("/missing", b"x"), base.KeyNotFound, id="update-missing"),
-        pytest.param(lambda s: s.update("/missing", b"x", 2), base.KeyNotFound, id="update-missing-with-revision"),
-        pytest.param(lambda s: s.delete("/missing"), base.KeyNotFound, id="delete-missing"),
-        pytest.param(lambda s: s.update("/k", b"x", expected_mod_revision=1), base.RevisionMismatch, id="update-stale"),
-        pytest.param(lambda s: s.delete("/k", expected_mod_revision=1), base.RevisionMismatch, id="delete-stale"),
-        pytest.param(lambda s: s.update("/k", b"x", 9), base.RevisionMismatch, id="update-future"),
+        pytest.param(lambda s, r0: s.create("/k", b"new"), base.KeyExists, id="create-existing"),
+        pytest.param(lambda s, r0: s.update("/missing", b"x"), base.KeyNotFound, id="update-missing"),
+        pytest.param(lambda s, r0: s.update("/missing", b"x", r0 + 2), base.KeyNotFound,
+                     id="update-missing-with-revision"),
+        pytest.param(lambda s, r0: s.delete("/missing"), base.KeyNotFound, id="delete-missing"),
+        pytest.param(lambda s, r0: s.update("/k", b"x", expected_mod_revision=r0 + 1), base.RevisionMismatch,
+                     id="update-stale"),
+        pytest.param(lambda s, r0: s.delete("/k", expected_mod_revision=r0 + 1), base.RevisionMismatch,
+                     id="delete-stale"),
+        pytest.param(lambda s, r0: s.update("/k", b"x", r0 + 9), base.RevisionMismatch, id="update-future"),
     ],
 )
-async def test_failed_writes_raise_and_change_nothing(store, operation, error):
+async def test_failed_writes_raise_and_change_nothing(store, r0, operation, error):
     await store.create("/k", b"v1")
     current = await store.update("/k", b"v2")
     with pytest.raises(error) as raised:
-        await operation(store)
+        await operation(store, r0)
     if error is base.RevisionMismatch:
         assert raised.value.current == current
-    assert store.revision == 2
+    assert store.revision == r0 + 2
     assert await store.get("/k") == current
-    assert await store.list("") == ([current], 2)
+    assert await store.list("") == ([current], r0 + 2)
 
 
-async def test_writes_with_the_current_mod_revision_succeed(store):
+async def test_writes_with_the_current_mod_revision_succeed(store, r0):
     created = await store.create("/k", b"v1")
     updated = await store.update("/k", b"v2", expected_mod_revision=created.mod_revision)
     deleted = await store.delete("/k", expected_mod_revision=updated.mod_revision)
-    assert deleted.mod_revision == 3
+    assert deleted.mod_revision == r0 + 3
     assert await store.get("/k") is None
 
 
@@ -159,26 +178,26 @@ KEYS = [
         pytest.param("/registry/secrets/", [], id="nothing"),
     ],
 )
-async def test_list_is_sorted_by_key_under_a_plain_string_prefix(store, prefix, expected):
+async def test_list_is_sorted_by_key_under_a_plain_string_prefix(store, r0, prefix, expected):
     for index, key in enumerate(KEYS):
         await store.create(key, f"value-{index}".encode())
     items, revision = await store.list(prefix)
     assert [kv.key for kv in items] == expected
-    assert revision == len(KEYS)
-    for kv in items:
-        assert kv.value == f"value-{KEYS.index(kv.key)}".encode()
-        assert kv.mod_revision == KEYS.index(kv.key) + 1
+    assert revision == r0 + len(KEYS)
+    for item in items:
+        assert item.value == f"value-{KEYS.index(item.key)}".encode()
+        assert item.mod_revision == r0 + KEYS.index(item.key) + 1
 
 
-async def test_list_shows_updates_and_hides_deleted_keys(store):
+async def test_list_shows_updates_and_hides_deleted_keys(store, r0):
     await store.create("/p/a", b"1")
     await store.create("/p/b", b"1")
     await store.create("/p/c", b"1")
     await store.update("/p/b", b"2")
     await store.delete("/p/c")
     items, revision = await store.list("/p/")
-    assert items == [base.KeyValue("/p/a", b"1", 1, 1), base.KeyValue("/p/b", b"2", 2, 4)]
-    assert revision == 5
+    assert items == [kv("/p/a", b"1", 1, 1, r0), kv("/p/b", b"2", 2, 4, r0)]
+    assert revision == r0 + 5
 
 
 @pytest.mark.parametrize(
@@ -208,72 +227,64 @@ async def write_history(store):
     await store.update("/registry/services/s", b"s2")  # 6
 
 
-EXPECTED_POD_EVENTS = [
-    base.Event("PUT", base.KeyValue("/registry/pods/a", b"a1", 1, 1), None),
-    base.Event("PUT", base.KeyValue("/registry/pods/a", b"a2", 1, 3), base.KeyValue("/registry/pods/a", b"a1", 1, 1)),
-    base.Event("PUT", base.KeyValue("/registry/pods/b", b"b1", 4, 4), None),
-    base.Event(
-        "DELETE", base.KeyValue("/registry/pods/a", b"a2", 1, 5), base.KeyValue("/registry/pods/a", b"a2", 1, 3)
-    ),
-]
+def pod_events(r0: int) -> list[base.Event]:
+    """The events write_history makes under /registry/pods/."""
+    return [
+        base.Event("PUT", kv("/registry/pods/a", b"a1", 1, 1, r0), None),
+        base.Event("PUT", kv("/registry/pods/a", b"a2", 1, 3, r0), kv("/registry/pods/a", b"a1", 1, 1, r0)),
+        base.Event("PUT", kv("/registry/pods/b", b"b1", 4, 4, r0), None),
+        base.Event("DELETE", kv("/registry/pods/a", b"a2", 1, 5, r0), kv("/registry/pods/a", b"a2", 1, 3, r0)),
+    ]
 
 
-async def test_watch_from_zero_replays_everything_in_order(store):
+async def test_watch_from_zero_replays_everything_in_order(store, r0):
     await write_history(store)
     events = await take(store.watch("", 0), 6)
-    assert [event.revision for event in events] == [1, 2, 3, 4, 5, 6]
+    assert [event.revision - r0 for event in events] == [1, 2, 3, 4, 5, 6]
     assert [event.type for event in events] == ["PUT", "PUT", "PUT", "PUT", "DELETE", "PUT"]
 
 
-async def test_watch_by_prefix_sees_only_its_keys_with_prev(store):
+async def test_watch_by_prefix_sees_only_its_keys_with_prev(store, r0):
     await write_history(store)
     watch = store.watch("/registry/pods/", 0)
-    assert await take(watch, 4) == EXPECTED_POD_EVENTS
+    assert await take(watch, 4) == pod_events(r0)
     await store.create("/registry/services/t", b"t1")
     await store.update("/registry/pods/b", b"b2")
     [live] = await take(watch, 1)
-    assert live == base.Event(
-        "PUT", base.KeyValue("/registry/pods/b", b"b2", 4, 8), base.KeyValue("/registry/pods/b", b"b1", 4, 4)
-    )
+    assert live == base.Event("PUT", kv("/registry/pods/b", b"b2", 4, 8, r0), kv("/registry/pods/b", b"b1", 4, 4, r0))
 
 
-async def test_watch_from_a_middle_revision(store):
+async def test_watch_from_a_middle_revision(store, r0):
     await write_history(store)
-    assert await take(store.watch("/registry/pods/", 3), 2) == EXPECTED_POD_EVENTS[2:]
-    assert await take(store.watch("", 4), 2) == [
-        EXPECTED_POD_EVENTS[3],
-        base.Event(
-            "PUT",
-            base.KeyValue("/registry/services/s", b"s2", 2, 6),
-            base.KeyValue("/registry/services/s", b"s1", 2, 2),
-        ),
+    assert await take(store.watch("/registry/pods/", r0 + 3), 2) == pod_events(r0)[2:]
+    assert await take(store.watch("", r0 + 4), 2) == [
+        pod_events(r0)[3],
+        base.Event("PUT", kv("/registry/services/s", b"s2", 2, 6, r0), kv("/registry/services/s", b"s1", 2, 2, r0)),
     ]
 
 
-async def test_live_delete_event_carries_prev(store):
+async def test_live_delete_event_carries_prev(store, r0):
     await store.create("/k", b"v1")
     watch = store.watch("/k", store.revision)
     await store.delete("/k")
-    assert await take(watch, 1) == [
-        base.Event("DELETE", base.KeyValue("/k", b"v1", 1, 2), base.KeyValue("/k", b"v1", 1, 1))
-    ]
+    assert await take(watch, 1) == [base.Event("DELETE", kv("/k", b"v1", 1, 2, r0), kv("/k", b"v1", 1, 1, r0))]
 
 
-async def test_watch_from_a_future_revision_skips_events_up_to_it(store):
+async def test_watch_from_a_future_revision_skips_events_up_to_it(store, r0):
     await store.create("/k", b"1")
-    watch = store.watch("/k", 3)
+    watch = store.watch("/k", r0 + 3)
     for value in (b"2", b"3", b"4"):
         await store.update("/k", value)
-    assert [(event.revision, event.kv.value) for event in await take(watch, 1)] == [(4, b"4")]
+    assert [(event.revision - r0, event.kv.value) for event in await take(watch, 1)] == [(4, b"4")]
 
 
-async def test_writes_during_replay_are_delivered_once_in_order(store):
+async def test_writes_during_replay_are_delivered_once_in_order(store, r0):
     """1,200 events of history (more than two replay batches) and writes while replaying."""
     for index in range(600):
         await store.create(f"/w/{index}", b"0")
         await store.update(f"/w/{index}", b"1")
     watch = store.watch("/w/", 0)
-    expected = list(range(1, 1201))
+    expected = list(range(r0 + 1, r0 + 1201))
     revisions = []
     while len(revisions) < len(expected):
         [event] = await take(watch, 1)
@@ -310,16 +321,21 @@ async def test_stop_ends_every_watch(make_store):
 
 async def test_slow_watcher_overflows_without_blocking_writers(make_store):
     store = await make_store(watch_queue_limit=5)
+    r0 = store.revision
     slow = store.watch("/k/", 0)
     fast = store.watch("/k/", 0)
     fast_revisions = []
     for index in range(8):
         await store.create(f"/k/{index}", b"x")
         fast_revisions.extend(event.revision for event in await take(fast, 1))
-    assert store.revision == 8
-    assert fast_revisions == list(range(1, 9))
-    assert await next_outcome(slow) is memory.WatchOverflow
-    assert await next_outcome(slow) is memory.WatchOverflow
+    assert store.revision == r0 + 8
+    assert fast_revisions == list(range(r0 + 1, r0 + 9))
+    # The slow watch gives at most its queue's worth of events (none for the stores that
+    # drop the queue at once; an etcd watch's reader may not have seen the sixth yet), then ends.
+    outcomes = [await next_outcome(slow) for _ in range(7)]
+    ended = outcomes.index(memory.WatchOverflow)
+    assert ended <= 5 and all(isinstance(o, base.Event) for o in outcomes[:ended])
+    assert outcomes[ended + 1] is memory.WatchOverflow
     await store.stop()
 
 
@@ -329,41 +345,42 @@ async def test_overflow_error_tells_the_consumer_to_relist(make_store):
     await store.create("/k/a", b"x")
     await store.create("/k/b", b"x")
     with pytest.raises(memory.WatchOverflow, match="list again"):
-        await watch.__anext__()
+        async for _ in watch:  # at most one event before the overflow
+            pass
     await store.stop()
 
 
 # --- compaction ---------------------------------------------------------------------------
 
 
-async def test_compaction_forbids_older_watches_and_keeps_current_state(store):
+async def test_compaction_forbids_older_watches_and_keeps_current_state(store, r0):
     await write_history(store)
     before = await store.list("")
-    await store.compact(4)
-    assert store.compacted_revision == 4
+    await store.compact(r0 + 4)
+    assert store.compacted_revision == r0 + 4
     with pytest.raises(base.Compacted) as raised:
-        store.watch("/registry/pods/", 3)
-    assert (raised.value.requested, raised.value.compacted) == (3, 4)
+        store.watch("/registry/pods/", r0 + 3)
+    assert (raised.value.requested, raised.value.compacted) == (r0 + 3, r0 + 4)
     assert await store.list("") == before
-    assert await store.get("/registry/services/s") == base.KeyValue("/registry/services/s", b"s2", 2, 6)
+    assert await store.get("/registry/services/s") == kv("/registry/services/s", b"s2", 2, 6, r0)
     # Events above the compacted revision replay with their prev, even when the prev is at or below it.
-    assert await take(store.watch("/registry/pods/", 4), 1) == EXPECTED_POD_EVENTS[3:]
-    assert [event.prev for event in await take(store.watch("/registry/services/", 4), 1)] == [
-        base.KeyValue("/registry/services/s", b"s1", 2, 2)
+    assert await take(store.watch("/registry/pods/", r0 + 4), 1) == pod_events(r0)[3:]
+    assert [event.prev for event in await take(store.watch("/registry/services/", r0 + 4), 1)] == [
+        kv("/registry/services/s", b"s1", 2, 2, r0)
     ]
 
 
-async def test_compaction_bounds(store):
+async def test_compaction_bounds(store, r0):
     await write_history(store)
-    await store.compact(4)
-    await store.compact(2)
-    assert store.compacted_revision == 4
+    await store.compact(r0 + 4)
+    await store.compact(r0 + 2)
+    assert store.compacted_revision == r0 + 4
     with pytest.raises(ValueError, match="future revision"):
-        await store.compact(7)
-    await store.compact(6)
-    assert store.compacted_revision == 6
+        await store.compact(r0 + 7)
+    await store.compact(r0 + 6)
+    assert store.compacted_revision == r0 + 6
     await store.create("/registry/pods/a", b"again")
-    assert [event.kv.value for event in await take(store.watch("", 6), 1)] == [b"again"]
+    assert [event.kv.value for event in await take(store.watch("", r0 + 6), 1)] == [b"again"]
 
 
 async def test_compaction_overtaking_a_replay_raises_compacted(store):
@@ -371,7 +388,7 @@ async def test_compaction_overtaking_a_replay_raises_compacted(store):
         await store.create(f"/c/{index}", b"x")
     watch = store.watch("/c/", 0)
     await take(watch, 1)
-    await store.compact(1000)
+    await store.compact(store.revision - 200)
     with pytest.raises(base.Compacted):
         async for _ in watch:
             pass
@@ -442,6 +459,11 @@ def test_open_store_kinds(tmp_path):
         store_pkg.open_store("sqlite", None)
     with pytest.raises(ValueError, match="unknown store kind 'etcd3'"):
         store_pkg.open_store("etcd3", None)
+    on_etcd = store_pkg.open_store("etcd", None, ["https://127.0.0.1:2379/", "https://127.0.0.2:2379"])
+    assert isinstance(on_etcd, etcd.EtcdStore)
+    assert on_etcd.endpoints == ["https://127.0.0.1:2379", "https://127.0.0.2:2379"]
+    with pytest.raises(ValueError, match="needs --etcd-servers"):
+        store_pkg.open_store("etcd", None)
 
 
 # --- the two stores agree -----------------------------------------------------------------
