@@ -29,10 +29,11 @@ from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.handlers import USER_KEY, Handlers, status_response
 from pocketkube.apiserver.kinds import apiservice, policykinds, registry
 from pocketkube.apiserver.kinds import ingress as ingress_kind, ingressclass as ingressclass_kind
-from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
+from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, etcd_key_layout
 from pocketkube.core import errors
 from pocketkube.core.objects import deep_copy
 from pocketkube.store import open_store
+from pocketkube.store.etcd import TLSFiles
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,13 @@ CERT_HOSTS = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kub
 class APIServer:
     def __init__(self, data_dir: str, port: int = 6443, datastore: str = "sqlite",
                  bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True,
-                 authorization_mode: str = "RBAC"):
+                 authorization_mode: str = "RBAC", etcd_servers: tuple[str, ...] = (),
+                 etcd_cafile: str | None = None, etcd_certfile: str | None = None, etcd_keyfile: str | None = None):
         self.data_dir = os.path.abspath(data_dir)
         self.port = port
         self.datastore = datastore
+        self.etcd_servers = list(etcd_servers)
+        self.etcd_tls = TLSFiles(etcd_cafile, etcd_certfile, etcd_keyfile)
         self.bind = bind
         self.extra_addresses = tuple(extra_addresses)
         self.tls = tls
@@ -69,7 +73,7 @@ class APIServer:
 
     async def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
-        self.store = open_store(self.datastore, self.data_dir)
+        self.store = open_store(self.datastore, self.data_dir, self.etcd_servers, self.etcd_tls, etcd_key_layout())
         await self.store.start()
         self.cache = WatchCache(self.store)
         await self.cache.start()

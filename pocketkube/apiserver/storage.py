@@ -48,6 +48,60 @@ def collection_prefix(info: KindInfo, namespace: str | None) -> str:
     return f"{base}{namespace}/" if info.namespaced and namespace else base
 
 
+# kube-apiserver's etcd layout: a built-in resource lives under /registry/<resource>/ (its group
+# left out), but for these (upstream's SpecialDefaultResourcePrefixes); the API extension
+# servers' groups and custom resources keep /registry/<group>/<resource>/ as here.
+ETCD_SPECIAL_PREFIXES = {
+    ("", "replicationcontrollers"): "controllers",
+    ("", "endpoints"): "services/endpoints",
+    ("", "nodes"): "minions",
+    ("", "services"): "services/specs",
+    ("networking.k8s.io", "ingresses"): "ingress",
+}
+ETCD_GROUP_KEPT = ("apiextensions.k8s.io", "apiregistration.k8s.io")
+
+
+class EtcdKeyLayout:
+    """Our keys (/registry/<group or core>/<resource>/...) <-> kube-apiserver's in etcd, so
+    `etcdctl get /registry/services/specs/ --prefix --keys-only` lists the Services. A
+    store.etcd.KeyCodec; it maps whole keys, resource prefixes (or deeper) and the root."""
+
+    def __init__(self, kinds: list[KindInfo]):
+        self._to: dict[str, str] = {}  # "/registry/core/services/" -> "/registry/services/specs/"
+        for info in kinds:
+            group = info.group if info.storage_group is None else info.storage_group
+            if group in ETCD_GROUP_KEPT:
+                continue
+            ours = _storage_base(info)
+            self._to[ours] = f"/registry/{ETCD_SPECIAL_PREFIXES.get((group, info.resource), info.resource)}/"
+        self._from = {theirs: ours for ours, theirs in self._to.items()}
+        if len(self._from) != len(self._to):
+            raise ValueError("two built-in resources share an etcd prefix")
+
+    def to_etcd(self, key: str) -> str:
+        return self._swap(key, self._to)
+
+    def from_etcd(self, key: str) -> str:
+        return self._swap(key, self._from)
+
+    @staticmethod
+    def _swap(key: str, table: dict[str, str]) -> str:
+        # A resource prefix is "/registry/" and one or two more segments ("/registry/services/specs/").
+        for segments in (4, 3):
+            parts = key.split("/", segments)
+            if len(parts) > segments:
+                head = "/".join(parts[:segments]) + "/"
+                if head in table:
+                    return table[head] + key[len(head):]
+        return key
+
+
+def etcd_key_layout() -> EtcdKeyLayout:
+    from pocketkube.apiserver.kinds import registry as kinds
+
+    return EtcdKeyLayout(kinds.BUILT_IN)
+
+
 def served(info: KindInfo, stored: dict) -> dict:
     """A stored object in the form `info` serves (identity for most kinds)."""
     if info.storage_group is None:

@@ -30,7 +30,10 @@ def _server(args: argparse.Namespace) -> int:
         sup = Supervisor()
         server = await sup.start(APIServer(args.data_dir, port=args.port, datastore=args.datastore,
                                            bind=args.bind, extra_addresses=tuple(args.extra_bind),
-                                           authorization_mode=args.authorization_mode))
+                                           authorization_mode=args.authorization_mode,
+                                           etcd_servers=tuple(args.etcd_servers),
+                                           etcd_cafile=args.etcd_cafile, etcd_certfile=args.etcd_certfile,
+                                           etcd_keyfile=args.etcd_keyfile))
         if not args.no_controllers:
             def client_for(username: str) -> Client:
                 return Client(LocalTransport(server.handlers, controller_identity(username)),
@@ -285,7 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--extra-bind", action="append", default=[], metavar="ADDRESS",
                    help="another address to listen on (repeatable; `up` adds the node bridge's)")
-    p.add_argument("--datastore", choices=("sqlite", "memory"), default="sqlite")
+    p.add_argument("--datastore", choices=("sqlite", "memory", "etcd"), default="sqlite",
+                   help="sqlite (default): <data-dir>/state.db; memory: nothing kept; etcd: the etcd cluster "
+                        "at --etcd-servers, under kube-apiserver's /registry key layout")
+    p.add_argument("--etcd-servers", type=lambda v: [u for u in v.split(",") if u], default=[], metavar="URL[,URL...]",
+                   help="etcd client URLs (with --datastore etcd)")
+    p.add_argument("--etcd-cafile", help="CA bundle that etcd's serving certificate is checked against")
+    p.add_argument("--etcd-certfile", help="client certificate presented to etcd")
+    p.add_argument("--etcd-keyfile", help="the client certificate's key")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
     p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
                    help="RBAC (default): requests are authorized by Roles and bindings; AlwaysAllow: every "
