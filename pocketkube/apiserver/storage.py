@@ -23,8 +23,15 @@ from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import errors, patch as patching
 from pocketkube.core.objects import deep_copy, meta, new_uid, rfc3339
-from pocketkube.store.base import KeyExists, KeyNotFound, RevisionMismatch, Store
+from pocketkube.store.base import Compacted, KeyExists, KeyNotFound, RevisionMismatch, Store
 
+# kube-apiserver's answer (410) to a continue token whose revision etcd has compacted.
+CONTINUE_TOO_OLD = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new "
+    "list without the continue parameter, or use the continue token in this response to retrieve the "
+    "remainder of the results. Continuing with the provided token results in an inconsistent list - objects "
+    "that were created, modified, or deleted between the time the first chunk was returned and now may show "
+    "up in the list.")
 GENERATE_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 # Resources whose DELETE answers with the deleted object rather than a Status.
 RETURNS_DELETED_OBJECT = {"pods", "services", "namespaces", "endpoints"}
@@ -170,6 +177,9 @@ class Storage:
         start_after = ""
         if continue_token:
             revision, start_after = _decode_continue(continue_token)
+            items = await self._snapshot(info, prefix, revision, start_after, items)
+            if revision < 0:  # the "inconsistent" token of a 410: the rest of the current state
+                revision = self.cache.revision
             items = [o for o in items if _sort_key(info, o) > start_after]
         if match is not None:
             items = [o for o in items if match(o)]
@@ -179,6 +189,22 @@ class Storage:
             token = _encode_continue(revision, _sort_key(info, items[-1]))
             return ListResult(items, revision, token, rest)
         return ListResult(items, revision)
+
+    async def _snapshot(self, info: KindInfo, prefix: str, revision: int, start_after: str,
+                        current: list[dict]) -> list[dict]:
+        """The objects under prefix as they were at `revision`, for a `continue`d list: read
+        from a store that keeps history readable (etcd's list_at), else the current ones.
+        Compacted history is 410 Expired with an inconsistent token (revision -1), as upstream."""
+        list_at = getattr(self.store, "list_at", None)
+        if list_at is None or revision < 0 or revision == self.cache.revision:
+            return current
+        try:
+            kvs, _ = await list_at(prefix, revision)
+        except Compacted:
+            raise errors.APIError(410, "Expired", CONTINUE_TOO_OLD,
+                                  list_meta={"continue": _encode_continue(-1, start_after)}) from None
+        items = sorted((_decode(kv.value, kv.mod_revision) for kv in kvs), key=lambda o: _sort_key(info, o))
+        return [served(info, o) for o in items] if info.storage_group is not None else items
 
     # ---- create ------------------------------------------------------------------------
 

@@ -144,18 +144,20 @@ def not_found_field(path: str, value: Any) -> FieldError:
 class APIError(Exception):
     """An error the API answers with a metav1.Status body."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None,
+                 list_meta: dict | None = None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.list_meta = list_meta  # the Status's metadata (a ListMeta: "continue" of a 410 list)
 
     def status(self) -> dict:
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.list_meta or {}),
             "status": "Failure",
             "message": self.message,
         }

@@ -7,6 +7,9 @@
   prefix, in revision order, then live ones. Asking for history older than the last
   compaction raises `Compacted`.
 - Values are opaque bytes (the API server stores JSON).
+- Optional: a store whose history stays readable (etcd) also has
+  `list_at(prefix, revision)`, the keys as they were at that revision (raises `Compacted`);
+  the API server uses it for `continue` tokens, and falls back to the current state without it.
 """
 
 from __future__ import annotations
