@@ -30,22 +30,26 @@ def free_port() -> int:
 
 
 class EtcdProcess:
-    """One etcd member on 127.0.0.1; `url` is its client URL (plain HTTP)."""
+    """One etcd member on 127.0.0.1; `url` is its client URL (plain HTTP). `kill()` and
+    `start()` again keep its ports and data (a restart)."""
 
     def __init__(self, data_dir: str | None = None):
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pk-etcd-")
         os.makedirs(self.data_dir, exist_ok=True)
-        client, peer = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{client}"
-        peer_url = f"http://127.0.0.1:{peer}"
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.peer_url = f"http://127.0.0.1:{free_port()}"
         self.log_path = os.path.join(self.data_dir, "etcd.log")
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [ETCD, "--name", "test", "--data-dir", os.path.join(self.data_dir, "member-data"),
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                 "--initial-cluster", f"test={peer_url}", "--logger", "zap", "--log-level", "warn"],
+                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+                 "--initial-cluster", f"test={self.peer_url}", "--logger", "zap", "--log-level", "warn"],
                 stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
@@ -61,13 +65,18 @@ class EtcdProcess:
                     raise RuntimeError("etcd did not start:\n" + f.read()[-3000:])
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL, by PID: a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                self.kill()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)

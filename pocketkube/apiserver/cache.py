@@ -150,12 +150,24 @@ class WatchCache:
                 return  # the store stopped
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # compaction or overflow: start again from a fresh list
+            except Exception as exc:  # compaction, overflow, etcd away: start again from a fresh list
                 log.warning("watch cache lost the store's watch (%s); re-listing", exc)
                 for ws in list(self._watchers.values()):
                     for w in list(ws):
                         w.close()
+                await self._relist_until_it_works()
+
+    async def _relist_until_it_works(self) -> None:
+        """Re-list, retrying with backoff while the store cannot answer (an etcd restarting)."""
+        delay = 0.1
+        while True:
+            try:
                 await self._relist()
+                return
+            except Exception as exc:
+                log.warning("watch cache cannot list the store (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _apply(self, sev: StoreEvent) -> None:
         key = sev.kv.key

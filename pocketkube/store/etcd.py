@@ -350,7 +350,8 @@ class EtcdWatch:
             if not self._closed:
                 self._end(EtcdError(f"etcd watch on {self.prefix!r} broke: {error}"))
             return
-        self._end()  # the stream ended (etcd or the store stopped)
+        # The stream ended without close(): etcd went away (the consumer re-lists and re-watches).
+        self._end(EtcdError(f"etcd ended the watch on {self.prefix!r}"))
 
     def _take(self, message: dict) -> None:
         if "error" in message:

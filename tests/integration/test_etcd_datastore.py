@@ -132,3 +132,20 @@ def test_continue_reads_at_the_first_pages_revision_and_expires_after_compaction
     assert status == 200
     # The rest of the current state after the first page (c0, c1), c10 included.
     assert [item["metadata"]["name"] for item in rest["items"]] == ["c10", "c2", "c3", "c5", "c9", "kube-root-ca.crt"]
+
+
+def test_the_server_carries_on_after_etcd_restarts(cluster):
+    """etcd killed (SIGKILL, by PID) and started again on its data: the server's watch cache
+    re-lists and re-watches, so what was written before is there and new writes are served."""
+    srv, etcd = cluster
+    srv.kubectl("create", "configmap", "before", "--from-literal=a=1")
+    etcd.kill()
+    etcd.start()
+    for _ in range(100):  # the first writes may fail while the server reconnects
+        if srv.kubectl("create", "configmap", "after", "--from-literal=a=1", check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    names = srv.kubectl("get", "configmaps", "-o", "name").stdout.split()
+    assert {"configmap/before", "configmap/after"} <= set(names)
+    srv.kubectl("delete", "configmap", "before")
+    assert "configmap/before" not in srv.kubectl("get", "configmaps", "-o", "name").stdout.split()

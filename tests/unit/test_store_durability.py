@@ -1,4 +1,5 @@
-"""An acknowledged SQLiteStore write survives kill -9 of the writing process.
+"""An acknowledged SQLiteStore write survives kill -9 of the writing process; an acknowledged
+EtcdStore write survives kill -9 of etcd.
 
 A child process creates keys in a loop and prints each key once its create() returned.
 After a few hundred acknowledgements the test kills it with SIGKILL (by its PID), reopens
@@ -14,8 +15,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 import pocketkube
-from pocketkube.store import sqlite
+from pocketkube.store import etcd, sqlite
+from tests.etcdproc import etcd_missing
 
 ACKNOWLEDGED_BEFORE_KILL = 300
 
@@ -83,5 +87,39 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path):
         assert store.revision >= last_acknowledged
         next_write = await store.create("/registry/configmaps/default/after-restart", b"x")
         assert next_write.mod_revision == store.revision > last_acknowledged
+    finally:
+        await store.stop()
+
+
+@etcd_missing
+async def test_acknowledged_etcd_writes_survive_sigkill_of_etcd(etcd_server):
+    """The etcd store: etcd is killed (SIGKILL, by PID) under a stream of acknowledged writes;
+    after a restart on the same data every acknowledged write is there, writes go on above the
+    last revision, and the store's watch of the keys reports the failure instead of hanging."""
+    store = etcd.EtcdStore([etcd_server.url])
+    await store.start()
+    watch = store.watch("/registry/configmaps/", store.revision)
+    acknowledged: dict[str, tuple[bytes, int]] = {}
+    try:
+        for index in range(ACKNOWLEDGED_BEFORE_KILL):
+            key = f"/registry/configmaps/default/cm-{index}"
+            kv = await store.create(key, f"value-{index}".encode())
+            acknowledged[key] = (kv.value, kv.mod_revision)
+        etcd_server.kill()
+        with pytest.raises(etcd.EtcdError, match="not reachable"):
+            await store.create("/registry/configmaps/default/while-down", b"x")
+        events = []
+        with pytest.raises(etcd.EtcdError):
+            async for event in watch:
+                events.append(event.kv.key)
+        assert set(events) <= set(acknowledged)
+        etcd_server.start()
+        for key, (value, revision) in acknowledged.items():
+            kv = await store.get(key)
+            assert kv is not None, f"acknowledged {key} was lost"
+            assert (kv.value, kv.mod_revision) == (value, revision)
+        last = max(revision for _, revision in acknowledged.values())
+        after = await store.create("/registry/configmaps/default/after-restart", b"x")
+        assert after.mod_revision > last
     finally:
         await store.stop()
