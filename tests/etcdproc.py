@@ -12,12 +12,16 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import urllib.request
 
 import pytest
+
+from pocketkube.apiserver.certs import EtcdPKI
+from pocketkube.cli import up
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 etcd_missing = pytest.mark.skipif(not os.access(ETCD, os.X_OK), reason="etcd is not installed (apt-get install etcd-server)")
@@ -30,14 +34,16 @@ def free_port() -> int:
 
 
 class EtcdProcess:
-    """One etcd member on 127.0.0.1; `url` is its client URL (plain HTTP). `kill()` and
-    `start()` again keep its ports and data (a restart)."""
+    """One etcd member on 127.0.0.1, run as `pocketkube up` runs it (up.etcd_argv); `url` is its
+    client URL: plain HTTP, or HTTPS requiring a client certificate when given `pki`
+    (certs.make_etcd_pki's files). `kill()` and `start()` again keep its ports and data."""
 
-    def __init__(self, data_dir: str | None = None):
+    def __init__(self, data_dir: str | None = None, pki: EtcdPKI | None = None):
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pk-etcd-")
         os.makedirs(self.data_dir, exist_ok=True)
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.pki = pki
+        self.url = f"{'https' if pki else 'http'}://127.0.0.1:{free_port()}"
         self.peer_url = f"http://127.0.0.1:{free_port()}"
         self.log_path = os.path.join(self.data_dir, "etcd.log")
         self.proc: subprocess.Popen | None = None
@@ -45,16 +51,17 @@ class EtcdProcess:
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [ETCD, "--name", "test", "--data-dir", os.path.join(self.data_dir, "member-data"),
-                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
-                 "--initial-cluster", f"test={self.peer_url}", "--logger", "zap", "--log-level", "warn"],
-                stdout=log, stderr=log, start_new_session=True)
+            tls = (self.pki.ca_cert, self.pki.server_cert, self.pki.server_key) if self.pki else None
+            argv = up.etcd_argv("test", os.path.join(self.data_dir, "member-data"), self.url, self.peer_url, tls)
+            self.proc = subprocess.Popen([ETCD, *argv[1:]], stdout=log, stderr=log, start_new_session=True)
+        context = None
+        if self.pki:
+            context = ssl.create_default_context(cafile=self.pki.ca_cert)
+            context.load_cert_chain(self.pki.client_cert, self.pki.client_key)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as reply:
+                with urllib.request.urlopen(self.url + "/health", timeout=2, context=context) as reply:
                     if b"true" in reply.read():
                         return
             except OSError:

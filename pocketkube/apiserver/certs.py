@@ -1,7 +1,9 @@
-"""The cluster's certificate authority and the API server's serving certificate.
+"""The cluster's certificate authority and the API server's serving certificate; for an etcd
+datastore, etcd's own CA, its serving certificate and the API server's client certificate
+(kubeadm's layout: pki/etcd/ca.crt, pki/etcd/server.crt, pki/apiserver-etcd-client.crt).
 
 Generated once into DATA_DIR/pki and reused on restart, so kubeconfigs stay valid.
-ECDSA P-256 keys: fast to make, accepted by kubectl and the Python client.
+ECDSA P-256 keys: fast to make, accepted by kubectl, the Python client and etcd.
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def new_ca(common_name: str, days: int = 3650):
 
 def serving_cert(ca_cert, ca_key, hosts: list[str], common_name: str, days: int = 3650):
     """A serving certificate for `hosts` (IPs or DNS names) signed by the CA: (certificate, key)."""
+    return _leaf(ca_cert, ca_key, common_name, hosts, [ExtendedKeyUsageOID.SERVER_AUTH], days)
+
+
+def client_cert(ca_cert, ca_key, common_name: str, days: int = 3650):
+    """A client certificate (CN = the user) signed by the CA: (certificate, key)."""
+    return _leaf(ca_cert, ca_key, common_name, [], [ExtendedKeyUsageOID.CLIENT_AUTH], days)
+
+
+def _leaf(ca_cert, ca_key, common_name: str, hosts: list[str], usages: list, days: int):
     now = dt.datetime.now(dt.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
@@ -62,15 +73,15 @@ def serving_cert(ca_cert, ca_key, hosts: list[str], common_name: str, days: int 
             sans.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             sans.append(x509.DNSName(h))
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    return cert, key
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256()), key
 
 
 def pem(cert=None, key=None) -> bytes:
@@ -111,3 +122,34 @@ def _serving_cert_covers(path: str, hosts: list[str]) -> bool:
         return False
     have = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
     return all(h in have for h in hosts)
+
+
+@dataclass(frozen=True)
+class EtcdPKI:
+    ca_cert: str  # paths
+    server_cert: str
+    server_key: str
+    client_cert: str  # the API server's, to etcd
+    client_key: str
+
+
+def make_etcd_pki(pki_dir: str, hosts: list[str]) -> EtcdPKI:
+    """etcd's CA (pki/etcd/ca.*), etcd's serving certificate for `hosts` (pki/etcd/server.*)
+    and the API server's client certificate (pki/apiserver-etcd-client.*), made anew."""
+    etcd_dir = os.path.join(pki_dir, "etcd")
+    os.makedirs(etcd_dir, exist_ok=True)
+    files = EtcdPKI(os.path.join(etcd_dir, "ca.crt"), os.path.join(etcd_dir, "server.crt"),
+                    os.path.join(etcd_dir, "server.key"), os.path.join(pki_dir, "apiserver-etcd-client.crt"),
+                    os.path.join(pki_dir, "apiserver-etcd-client.key"))
+    ca_cert, ca_key = new_ca("etcd-ca")
+    _write(os.path.join(etcd_dir, "ca.key"), _key_pem(ca_key), private=True)
+    _write(files.ca_cert, pem(ca_cert))
+    # Server and client auth, as kubeadm's: etcd's JSON gateway dials etcd itself with this certificate.
+    cert, key = _leaf(ca_cert, ca_key, "etcd-server", hosts,
+                      [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], 3650)
+    _write(files.server_key, _key_pem(key), private=True)
+    _write(files.server_cert, pem(cert))
+    cert, key = client_cert(ca_cert, ca_key, "kube-apiserver-etcd-client")
+    _write(files.client_key, _key_pem(key), private=True)
+    _write(files.client_cert, pem(cert))
+    return files

@@ -15,7 +15,13 @@ DATA_DIR (default /var/lib/pocketkube/NAME) holds .pocketkube-cluster (the name,
 is never mistaken for another's), server/ (the API server's data dir), nodes/<node>/ (agent
 state, kubeconfig, agent.log), run/*.pid ("PID STARTTIME", so a reused PID is never
 signalled), run/processes.json and run/supervisor.json (the supervisor's), server.log,
-supervisor.log.
+supervisor.log; with `--datastore etcd` also etcd/ (the member's data) and etcd.log.
+
+`--datastore etcd`: the supervisor runs one etcd member (Debian's etcd-server) before the
+server, serving clients on https://127.0.0.1:2379 (another free port if that one is taken)
+with certificates from its own CA (server/pki/etcd/, kubeadm's layout; the server connects
+with server/pki/apiserver-etcd-client.*, and etcd requires such a client certificate). Its
+peer URL stays on loopback: one member has no peers.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ MARKER = ".pocketkube-cluster"
 AGENT_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "agent")
 NODE_TOKEN_SECONDS = 365 * 24 * 3600  # as long as kubeadm's kubelet client certificates
 SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
+ETCD_BINARY = "etcd"
+ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380  # etcd's (and kubeadm's) defaults, when free
 SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
 SUPERVISOR_START_SECONDS = 10.0
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then this long, then SIGKILL
@@ -70,6 +78,9 @@ class ClusterRecord:
     nodes: int
     port: int
     lb_range: str = DEFAULT_LB_RANGE
+    datastore: str = "sqlite"  # or "etcd"
+    etcd_url: str = ""  # etcd's client URL, with the etcd datastore
+    etcd_peer_url: str = ""
 
     @staticmethod
     def path(name: str) -> str:
@@ -97,6 +108,14 @@ class ClusterRecord:
     @property
     def server_dir(self) -> str:
         return os.path.join(self.data_dir, "server")
+
+    @property
+    def etcd_dir(self) -> str:
+        return os.path.join(self.data_dir, "etcd")
+
+    @property
+    def etcd_log(self) -> str:
+        return os.path.join(self.data_dir, "etcd.log")
 
     @property
     def url(self) -> str:
@@ -346,6 +365,7 @@ class UpOptions:
     proxy_mode: str = "nftables"
     lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside the node network
     addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
+    datastore: str = "sqlite"  # or "etcd": an etcd member started for the cluster
 
 
 def require_root(command: str) -> None:
@@ -358,7 +378,8 @@ def require_root(command: str) -> None:
 
 def cluster_processes(record: ClusterRecord) -> dict[str, int]:
     """The server's and agents' PIDs that still run, by process name."""
-    names = ["server"] + [f"agent-{n.name}" for n in record.network.node_list()]
+    names = (["etcd"] if record.datastore == "etcd" else []) + ["server"]
+    names += [f"agent-{n.name}" for n in record.network.node_list()]
     return {n: pid for n in names if (pid := live_pid(record.pid_file(n)))}
 
 
@@ -394,7 +415,12 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         teardown(opts.name, kubeconfig=None)
     _refuse_conflicts(net, opts.port)
     record = ClusterRecord(opts.name, os.path.abspath(opts.data_dir or default_data_dir(opts.name)), opts.nodes,
-                           opts.port, opts.lb_range)
+                           opts.port, opts.lb_range, opts.datastore)
+    if opts.datastore == "etcd":
+        if shutil.which(ETCD_BINARY) is None:
+            raise UpError("--datastore etcd needs etcd (apt-get install etcd-server)")
+        record.etcd_url = f"https://127.0.0.1:{_free_port(ETCD_CLIENT_PORT)}"
+        record.etcd_peer_url = f"http://127.0.0.1:{_free_port(ETCD_PEER_PORT)}"
     _prepare_data_dir(record)
     record.save()
     progress = Progress(out)
@@ -450,6 +476,31 @@ def _refuse_conflicts(net: ClusterNetwork, port: int) -> None:
             raise UpError(f"port {port} on 127.0.0.1 is in use; pick another with --port") from None
 
 
+def _free_port(preferred: int) -> int:
+    """`preferred` if nothing listens on it on 127.0.0.1, else a free port the kernel picks."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+
+def etcd_argv(name: str, data_dir: str, client_url: str, peer_url: str,
+              tls: tuple[str, str, str] | None = None) -> list[str]:
+    """One etcd member on its own (`tls`: CA, certificate, key: HTTPS for clients, who must
+    present a certificate of that CA)."""
+    argv = [ETCD_BINARY, "--name", name, "--data-dir", data_dir,
+            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{name}={peer_url}", "--logger", "zap", "--log-level", "warn"]
+    if tls:
+        ca, cert, key = tls
+        argv += ["--trusted-ca-file", ca, "--cert-file", cert, "--key-file", key, "--client-cert-auth"]
+    return argv
+
+
 def _prepare_data_dir(record: ClusterRecord) -> None:
     """Make DATA_DIR ours and empty of a previous run's state: refuse a directory that holds
     anything but a pocketkube data dir of the same cluster."""
@@ -470,9 +521,9 @@ def _prepare_data_dir(record: ClusterRecord) -> None:
 
 def _remove_data(data_dir: str) -> None:
     """Remove what pocketkube made in a data dir (never anything else), then the dir if empty."""
-    for sub in ("server", "nodes", "run"):
+    for sub in ("server", "nodes", "run", "etcd"):
         shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
-    for leftover in ("server.log", "supervisor.log", MARKER):
+    for leftover in ("server.log", "supervisor.log", "etcd.log", MARKER):
         _remove(os.path.join(data_dir, leftover))
     try:
         os.rmdir(data_dir)
@@ -488,6 +539,8 @@ def _write_credentials(record: ClusterRecord) -> tuple[bytes, str]:
     hosts = ["127.0.0.1", "localhost", net.host_ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local", str(net.service_cidr.network_address + 1)]
     pki = certs.ensure_pki(os.path.join(record.server_dir, "pki"), hosts)
+    if record.datastore == "etcd":
+        certs.make_etcd_pki(os.path.join(record.server_dir, "pki"), ["127.0.0.1", "localhost"])
     token = secrets.token_urlsafe(32)
     _write_file(os.path.join(record.server_dir, "token"), token + "\n", private=True)
     # What the server presents to the agents for exec, logs and port-forward (not the admin token,
@@ -504,10 +557,20 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     import yaml
 
     net = record.network
-    processes = [{"name": "server", "log": record.server_log, "netns": None, "argv": [
-        *SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
-        "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
-        "--lb-range", net.lb_range]}]
+    server_argv = [*SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
+                   "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
+                   "--lb-range", net.lb_range]
+    processes = []
+    if record.datastore == "etcd":
+        pki = os.path.join(record.server_dir, "pki")
+        tls = (os.path.join(pki, "etcd", "ca.crt"), os.path.join(pki, "etcd", "server.crt"),
+               os.path.join(pki, "etcd", "server.key"))
+        processes.append({"name": "etcd", "log": record.etcd_log, "netns": None, "argv": etcd_argv(
+            record.name, record.etcd_dir, record.etcd_url, record.etcd_peer_url, tls)})
+        server_argv += ["--datastore", "etcd", "--etcd-servers", record.etcd_url, "--etcd-cafile", tls[0],
+                        "--etcd-certfile", os.path.join(pki, "apiserver-etcd-client.crt"),
+                        "--etcd-keyfile", os.path.join(pki, "apiserver-etcd-client.key")]
+    processes.append({"name": "server", "log": record.server_log, "netns": None, "argv": server_argv})
     from pocketkube.apiserver.tokens import TokenIssuer
 
     agent_url = f"https://{net.host_ip}:{record.port}"
@@ -609,7 +672,8 @@ def _check_processes(record: ClusterRecord) -> None:
     if supervisor_pid(record) is None:
         raise UpError(f"the cluster's supervisor exited while the cluster was starting; the end of "
                       f"{record.supervisor_log}:\n" + _tail(record.supervisor_log))
-    logs = {"server": record.server_log}
+    logs = {"etcd": record.etcd_log} if record.datastore == "etcd" else {}
+    logs["server"] = record.server_log
     logs.update({f"agent-{n.name}": record.agent_log(n) for n in record.network.node_list()})
     processes = (supervisor.read_state(record.run_dir) or {}).get("processes") or {}
     for process, log_path in logs.items():
@@ -631,7 +695,8 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str) ->
     ctx = context_name(record.name)
     down = "pocketkube down" + ("" if record.name == network.DEFAULT_NAME else f" --name {record.name}")
     out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
-              f"{'s' if record.nodes > 1 else ''}, API server {record.url}\n"
+              f"{'s' if record.nodes > 1 else ''}, API server {record.url}"
+              + (f", etcd {record.etcd_url}" if record.datastore == "etcd" else "") + "\n"
               f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
               f"You can now use your cluster with:\n\n"
               f"kubectl cluster-info --context {ctx}\n\n"
@@ -663,11 +728,13 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
     if keeper:
         stop_processes({keeper}, group_leaders={keeper})
     running = cluster_processes(record)
-    agents = {pid for process, pid in running.items() if process != "server"}
+    agents = {pid for process, pid in running.items() if process not in ("server", "etcd")}
     below_agents = descendants(agents)
     stop_processes(agents, group_leaders=agents)
     if "server" in running:
         stop_processes({running["server"]}, group_leaders={running["server"]})
+    if "etcd" in running:  # after the server, which writes to it until it stops
+        stop_processes({running["etcd"]}, group_leaders={running["etcd"]})
     stop_processes({p for p in below_agents if _alive(p)}, group_leaders=set(), grace=2.0)
     for _ in range(5):  # a process may fork while we sweep
         owned = [n for n in network.list_netns() if network.owns_netns(record.name, n)]
@@ -762,6 +829,10 @@ def status(name: str, out=sys.stdout) -> int:
     out.write(f"  supervisor: {f'pid {keeper}' if keeper else 'NOT RUNNING (nothing restarts what dies)'} "
               f"(log {record.supervisor_log})\n")
     server = running.get("server")
+    if record.datastore == "etcd":
+        etcd = running.get("etcd")
+        out.write(f"  etcd: {f'pid {etcd}' if etcd else 'NOT RUNNING'}, {record.etcd_url}{restarts('etcd')} "
+                  f"(log {record.etcd_log})\n")
     out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url}{restarts('server')} "
               f"(log {record.server_log})\n")
     try:
@@ -825,9 +896,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
                    help="addresses for LoadBalancer Services, inside the node network and above the nodes' "
                         "addresses (default %(default)s)")
+    p.add_argument("--datastore", choices=("sqlite", "etcd"), default="sqlite",
+                   help="sqlite (default): the server's own file; etcd: one etcd member started for the cluster, "
+                        "over TLS, data under DATA_DIR/etcd")
     p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
-                                                    lb_range=a.lb_range,
+                                                    lb_range=a.lb_range, datastore=a.datastore,
                                                     addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made")
     p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")

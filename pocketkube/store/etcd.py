@@ -45,6 +45,7 @@ from pocketkube.store import base, memory
 
 LIST_PAGE = 1000
 CALL_TIMEOUT = 30.0
+START_WAIT = 30.0  # start() waits this long for an etcd that does not answer yet
 _COMPACTED_MESSAGE = "required revision has been compacted"
 _FUTURE_MESSAGE = "required revision is a future revision"
 
@@ -119,7 +120,15 @@ class EtcdStore:
         connector = aiohttp.TCPConnector(limit=0, ssl=self.tls.context() or False)
         self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
         try:
-            await self._call("/v3/kv/range", {"key": _b64("\0"), "range_end": _b64("\0"), "count_only": True})
+            deadline = asyncio.get_running_loop().time() + START_WAIT
+            while True:  # etcd may be starting beside us (`pocketkube up`): wait for it, as kube-apiserver does
+                try:
+                    await self._call("/v3/kv/range", {"key": _b64("\0"), "range_end": _b64("\0"), "count_only": True})
+                    break
+                except EtcdError as error:
+                    if "not reachable" not in str(error) or asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
         except BaseException:
             await self._session.close()
             self._session = None

@@ -123,3 +123,30 @@ async def test_acknowledged_etcd_writes_survive_sigkill_of_etcd(etcd_server):
         assert after.mod_revision > last
     finally:
         await store.stop()
+
+
+@etcd_missing
+async def test_etcd_store_over_tls_with_a_client_certificate(tmp_path, monkeypatch):
+    """etcd as `pocketkube up` runs it: HTTPS, client certificates required (certs.make_etcd_pki).
+    The store works with the API server's client certificate; without one etcd refuses it."""
+    from pocketkube.apiserver import certs
+    from tests.etcdproc import EtcdProcess
+
+    pki = certs.make_etcd_pki(str(tmp_path / "pki"), ["127.0.0.1", "localhost"])
+    server = EtcdProcess(str(tmp_path / "etcd"), pki=pki)
+    try:
+        store = etcd.EtcdStore([server.url], etcd.TLSFiles(pki.ca_cert, pki.client_cert, pki.client_key))
+        await store.start()
+        try:
+            watch = store.watch("/registry/", store.revision)
+            created = await store.create("/registry/secrets/default/s", b"x")
+            assert (await watch.__anext__()).kv == created
+            assert await store.get("/registry/secrets/default/s") == created
+        finally:
+            await store.stop()
+        monkeypatch.setattr(etcd, "START_WAIT", 1.0)  # a refused handshake looks like an etcd still starting
+        anonymous = etcd.EtcdStore([server.url], etcd.TLSFiles(pki.ca_cert))
+        with pytest.raises(etcd.EtcdError):
+            await anonymous.start()
+    finally:
+        server.stop()
