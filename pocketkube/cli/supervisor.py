@@ -47,10 +47,13 @@ class Supervisor:
         self.started: list[Component] = []
 
     async def start(self, component: Component) -> Component:
-        """Start one component; on failure everything started so far is stopped."""
+        """Start one component; on failure it is stopped too (it may hold a store, sockets or
+        tasks from half its start: a component's stop() copes with a partial start), then
+        everything started before it."""
         try:
             await component.start()
         except BaseException:
+            await _stop(component)
             await self.stop()
             raise
         self.started.append(component)
@@ -58,11 +61,14 @@ class Supervisor:
 
     async def stop(self) -> None:
         while self.started:
-            component = self.started.pop()
-            try:
-                await component.stop()
-            except Exception:
-                log.exception("stopping %s failed", type(component).__name__)
+            await _stop(self.started.pop())
+
+
+async def _stop(component: Component) -> None:
+    try:
+        await component.stop()
+    except Exception:
+        log.exception("stopping %s failed", type(component).__name__)
 
 
 # ---- daemons and pid files --------------------------------------------------------------------

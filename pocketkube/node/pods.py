@@ -438,6 +438,13 @@ class ContainerSlot:
         self.pulled_image: str | None = None  # the spec image last resolved
         self.security: dict | None = None     # what its process became (security.process_security)
 
+    def finished(self, terminated: dict, restart_policy: str) -> None:
+        """An instance ended (exit, start error, or lost while the agent was down): it becomes
+        the last terminated state, and the restart policy decides whether another starts."""
+        self.terminated = terminated
+        self.finished_mono = time.monotonic()
+        self.done = not should_restart(restart_policy, terminated["exitCode"], self.is_init)
+
     @property
     def backoff_key(self) -> str:
         return ("init/" if self.is_init else "") + self.name
@@ -456,7 +463,7 @@ class ContainerSlot:
         view = ContainerView(name=self.name, image=image, image_id=image_id, restart_count=self.restart_count,
                              volume_mounts=mounts)
         last = self.terminated
-        if self.running:
+        if self.process is not None:  # running, or exited and not yet collected (reconcile does that)
             view.state = "running"
             view.container_id = self.process.record.container_id
             view.started_at = self.process.record.started_at
@@ -485,7 +492,7 @@ class ContainerSlot:
         return {"restart_count": self.restart_count, "instances": self.instances, "terminated": self.terminated,
                 "previous_terminated": self.previous_terminated, "done": self.done, "env": self.env,
                 "working_dir": self.working_dir,
-                "record": self.process.record.to_dict() if self.running else None,
+                "record": self.process.record.to_dict() if self.process is not None else None,
                 "image": self.resolved.image if self.resolved else None,
                 "image_id": self.resolved.image_id if self.resolved else None}
 
@@ -529,6 +536,29 @@ class PodWorker:
         self.image_backoff = Backoff()
         self.crash_backoff = Backoff()
         self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task] = set()  # probes and kills it started; ended by terminate/stop
+        self.snapshot: dict | None = None  # the status as last computed (refresh_status)
+
+    @property
+    def restart_policy(self) -> str:
+        return (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        """A task of this pod (a probe, a kill): kept until it ends, its error logged, cancelled
+        and awaited when the worker ends (`end_tasks`)."""
+        task = asyncio.create_task(coro, name=f"pod-{self.uid}-{name}")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pod %s: task %s failed", format_pod(self.pod), task.get_name(), exc_info=task.exception())
+
+    async def end_tasks(self) -> None:
+        """Cancel the worker's loop and every task it started, and wait until they have ended."""
+        await cancel_and_wait(self.task, *self.tasks)
 
     # paths
     @property
@@ -616,7 +646,7 @@ class PodWorker:
             return None
         now = time.monotonic()
         deadlines: list[float] = []
-        self._collect_exits()
+        await self._collect_exits()
         if not self.images_pulled:
             for slot in self.all_slots():
                 if slot.resolved is None and not slot.done:
@@ -742,7 +772,7 @@ class PodWorker:
         for slot in self.all_slots():
             if slot.running:
                 await slot.process.stop(0)
-        self._collect_exits()
+        await self._collect_exits()
         await self.m.sandboxes.destroy(self.sandbox, keep_pod_files=True)
         self.sandbox = None
 
@@ -861,8 +891,9 @@ class PodWorker:
         return path
 
     # containers
-    def _collect_exits(self) -> None:
-        """Turn finished processes into terminated states and restart decisions."""
+    async def _collect_exits(self) -> None:
+        """Turn finished processes into terminated states and restart decisions: under the
+        worker's lock (reconcile), once per exit."""
         for slot in self.all_slots():
             process = slot.process
             if process is None or process.running:
@@ -881,13 +912,10 @@ class PodWorker:
                               "startedAt": record.started_at, "finishedAt": process.finished_at,
                               "containerID": record.container_id}
             slot.previous_terminated = None
-            slot.terminated = terminated
-            slot.finished_mono = time.monotonic()
-            policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
-            slot.done = not should_restart(policy, terminated["exitCode"], slot.is_init)
+            slot.finished(terminated, self.restart_policy)
             if record.cgroup:
                 runtime.kill_cgroup(record.cgroup)
-                runtime.remove_cgroup(record.cgroup)
+                await runtime.remove_cgroup_soon(record.cgroup)
             self.save()
 
     async def _drive(self, slot: ContainerSlot, now: float) -> float | None:
@@ -895,7 +923,7 @@ class PodWorker:
         if slot.running and slot.image_changed and not slot.replacing:
             slot.replacing = True  # a new image: the kubelet restarts the container with it
             self.event("Normal", "Killing", f"Container {slot.name} definition changed, will be restarted")
-            asyncio.create_task(self._kill_unhealthy(slot, slot.process, {}))
+            self.spawn(self._kill_unhealthy(slot, slot.process, {}), f"replace-{slot.name}")
         if slot.running or slot.done:
             return None
         slot.replacing = False
@@ -980,17 +1008,14 @@ class PodWorker:
                 rootfs=await self._rootfs(slot))
         except runtime.StartError as exc:
             if cgroup:
-                runtime.remove_cgroup(cgroup)
+                await runtime.remove_cgroup_soon(cgroup)
             self.event("Warning", "Failed", f"Error: {exc}")
             if restarting:
                 slot.restart_count += 1
             slot.instances += 1
-            slot.terminated = {"exitCode": runtime.START_ERROR_EXIT_CODE, "reason": "StartError",
-                               "message": str(exc), "startedAt": EPOCH, "finishedAt": runtime.rfc3339(),
-                               "containerID": container_id}
-            slot.finished_mono = time.monotonic()
-            policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
-            slot.done = not should_restart(policy, runtime.START_ERROR_EXIT_CODE, slot.is_init)
+            slot.finished({"exitCode": runtime.START_ERROR_EXIT_CODE, "reason": "StartError",
+                           "message": str(exc), "startedAt": EPOCH, "finishedAt": runtime.rfc3339(),
+                           "containerID": container_id}, self.restart_policy)
             self.save()
             return
         if restarting:
@@ -1088,18 +1113,22 @@ class PodWorker:
         if not spec.get("startupProbe"):
             startup_done.set()
         if spec.get("startupProbe"):
-            slot.probe_tasks.append(asyncio.create_task(
-                self._probe_loop(slot, process, "Startup", spec["startupProbe"], None, startup_done)))
+            slot.probe_tasks.append(self.spawn(
+                self._probe_loop(slot, process, "Startup", spec["startupProbe"], None, startup_done),
+                f"startup-{slot.name}"))
         if spec.get("livenessProbe"):
-            slot.probe_tasks.append(asyncio.create_task(
-                self._probe_loop(slot, process, "Liveness", spec["livenessProbe"], startup_done, None)))
+            slot.probe_tasks.append(self.spawn(
+                self._probe_loop(slot, process, "Liveness", spec["livenessProbe"], startup_done, None),
+                f"liveness-{slot.name}"))
         if spec.get("readinessProbe"):
-            slot.probe_tasks.append(asyncio.create_task(
-                self._probe_loop(slot, process, "Readiness", spec["readinessProbe"], startup_done, None)))
+            slot.probe_tasks.append(self.spawn(
+                self._probe_loop(slot, process, "Readiness", spec["readinessProbe"], startup_done, None),
+                f"readiness-{slot.name}"))
         elif startup_done.is_set():
             slot.ready = True  # no probe: ready once started (in the same status write)
         else:
-            slot.probe_tasks.append(asyncio.create_task(self._ready_when_started(slot, process, startup_done)))
+            slot.probe_tasks.append(self.spawn(self._ready_when_started(slot, process, startup_done),
+                                               f"ready-{slot.name}"))
 
     async def _ready_when_started(self, slot, process, startup_done: asyncio.Event) -> None:
         await startup_done.wait()
@@ -1151,7 +1180,7 @@ class PodWorker:
                     else:
                         self.event("Normal", "Killing", f"Container {slot.name} failed {kind.lower()} probe, "
                                                         f"will be restarted")
-                        asyncio.create_task(self._kill_unhealthy(slot, process, probe))
+                        self.spawn(self._kill_unhealthy(slot, process, probe), f"kill-{slot.name}")
                         return
             elapsed = time.monotonic() - started
             await asyncio.sleep(period - (elapsed % period) if elapsed > 0 else period)
@@ -1189,12 +1218,12 @@ class PodWorker:
         if self.sandbox is not None:
             await self.m.sandboxes.destroy(self.sandbox)
             self.sandbox = None
-        self.m.cgroups.remove_pod(self.uid)
+        await self.m.cgroups.remove_pod(self.uid)
 
     async def terminate(self, grace_seconds: int) -> None:
         self.terminating = True
         self.wake.set()
-        await cancel_and_wait(self.task)
+        await self.end_tasks()
         async with self.lock:
             grace = grace_seconds if grace_seconds <= 0 else max(grace_seconds, MINIMUM_GRACE_SECONDS)
             running = [s for s in self.all_slots() if s.running]
@@ -1211,15 +1240,17 @@ class PodWorker:
         await process.stop(max(0.0, deadline - time.monotonic()) if grace > 0 else 0)
 
     # status
-    def status(self) -> dict:
-        self._collect_exits()
-        now = runtime.rfc3339()
+    def refresh_status(self) -> dict:
+        """Compute the pod's status from the worker's state (generate_pod_status, pure; no exit
+        is collected here: that is reconcile's, under the lock) and keep it as the snapshot
+        the agent reads. The conditions' transition times are remembered from it."""
         status = generate_pod_status(
             self.pod, init_views=self._views(self.init_slots), views=self._views(self.slots),
             sandbox_ready=self.sandbox is not None and self.terminal_phase is None, pod_ip=self.pod_ip,
             host_ip=self.m.node_ip, start_time=self.start_time, terminal_phase=self.terminal_phase,
-            previous_conditions=self.conditions, now=now)
+            previous_conditions=self.conditions, now=runtime.rfc3339())
         self.conditions = [c for c in status["conditions"] if c["type"] in KUBELET_CONDITIONS]
+        self.snapshot = status
         return status
 
     # persistence
@@ -1282,7 +1313,7 @@ class PodManager:
         """Adopt the sandboxes a previous agent left running; clean the dead ones."""
         live_uids = set()
         for uid in self.sandboxes.known_uids():
-            worker = self._adopt(uid)
+            worker = await self._adopt(uid)
             if worker is not None:
                 self.workers[uid] = worker
                 if worker.sandbox is not None:
@@ -1290,7 +1321,7 @@ class PodManager:
         self.sandboxes.ipam.retain(live_uids)
         self._indexer = asyncio.create_task(self._index_logs(), name="log-indexer")
 
-    def _adopt(self, uid: str) -> PodWorker | None:
+    async def _adopt(self, uid: str) -> PodWorker | None:
         pod_dir = self.sandboxes.pod_dir(uid)
         try:
             with open(os.path.join(pod_dir, "state.json")) as f:
@@ -1311,7 +1342,7 @@ class PodManager:
                 self.sandboxes.ipam.release(uid)
             for sub in ("root", "overlay", "shm", "sandbox.json"):
                 remove_tree(os.path.join(pod_dir, sub))
-            self.cgroups.remove_pod(uid)
+            await self.cgroups.remove_pod(uid)
         else:
             worker.sandbox = info
         self._adopted[uid] = containers
@@ -1354,19 +1385,17 @@ class PodManager:
                 if not slot.is_init:
                     worker._start_probes(slot)
             elif record:  # it ran when the agent died and is gone now: exit code unknown
-                slot.terminated = {"exitCode": 137, "reason": "ContainerStatusUnknown",
-                                   "message": "The container could not be located when the pod was terminated",
-                                   "startedAt": record.get("started_at"), "finishedAt": runtime.rfc3339(),
-                                   "containerID": record.get("container_id")}
-                policy = (worker.pod.get("spec") or {}).get("restartPolicy") or "Always"
-                slot.done = not should_restart(policy, 137, slot.is_init)
+                slot.finished({"exitCode": 137, "reason": "ContainerStatusUnknown",
+                               "message": "The container could not be located when the pod was terminated",
+                               "startedAt": record.get("started_at"), "finishedAt": runtime.rfc3339(),
+                               "containerID": record.get("container_id")}, worker.restart_policy)
                 slot.instances = max(slot.instances, 1)
 
     async def stop(self) -> None:
         """Stop managing; pods keep running (a restarted agent adopts them)."""
-        if self._indexer is not None:
-            self._indexer.cancel()
-        await cancel_and_wait(*(worker.task for worker in self.workers.values()))
+        await cancel_and_wait(self._indexer)
+        for worker in self.workers.values():
+            await worker.end_tasks()
         for worker in self.workers.values():
             for slot in worker.all_slots():
                 worker._stop_probes(slot)
@@ -1375,7 +1404,7 @@ class PodManager:
             worker.save()
         await self.sandboxes.spawner.close()  # the holders live on
         self.probe_sockets.close()
-        self.cgroups.remove_if_empty()
+        await self.cgroups.remove_if_empty()
 
     # the agent's interface
     async def sync(self, pod: dict, env) -> dict | None:
@@ -1394,7 +1423,7 @@ class PodManager:
             worker.slots = worker._merge_slots([], spec.get("containers") or [], False)
             self._restore_slots(worker)
         worker.update(pod, env)
-        return worker.status()
+        return worker.snapshot or worker.refresh_status()
 
     async def terminate(self, pod: dict, grace_seconds: int) -> None:
         """Stop the pod's containers gracefully (preStop, SIGTERM, grace, SIGKILL), remove
@@ -1417,7 +1446,7 @@ class PodManager:
     def current_status(self, uid: str) -> dict | None:
         """The status of a pod this node runs (None if it runs no such pod)."""
         worker = self.workers.get(uid)
-        return worker.status() if worker is not None and worker.task is not None else None
+        return worker.snapshot if worker is not None and worker.task is not None else None
 
     def reported(self, uid: str) -> bool:
         """Whether the pod's status is worth writing yet: its worker finished its first pass,
@@ -1530,9 +1559,9 @@ class PodManager:
         """Tell the agent a pod's status changed — only when it did: the agent's sync wakes the
         worker, whose reconcile calls this again, so notifying on every reconcile kept the agent
         at 100% CPU per running pod."""
+        status = worker.refresh_status()
         if self.on_change is None or not worker.reported or not worker.pod.get("metadata", {}).get("name"):
             return
-        status = worker.status()
         if status == worker.notified_status:
             return
         worker.notified_status = status

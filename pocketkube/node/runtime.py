@@ -189,15 +189,15 @@ class Cgroups:
         except OSError:
             return None
 
-    def remove_pod(self, uid: str) -> None:
+    async def remove_pod(self, uid: str) -> None:
         if self.base is not None:
-            remove_cgroup(os.path.join(self.base, uid))
+            await remove_cgroup_soon(os.path.join(self.base, uid))
 
-    def remove_if_empty(self) -> None:
+    async def remove_if_empty(self) -> None:
         """The node's cgroup directory goes when no pod cgroup is left in it."""
         if self.base is not None and os.path.isdir(self.base):
             if not any(entry.is_dir() for entry in os.scandir(self.base)):
-                remove_cgroup(self.base)
+                await remove_cgroup_soon(self.base)
 
 
 def cgroup_pids(path: str) -> list[int]:
@@ -229,23 +229,32 @@ def kill_cgroup(path: str) -> None:
                 pass
 
 
-def remove_cgroup(path: str) -> None:
-    """rmdir a cgroup tree, leaves first (directories that still hold processes stay)."""
+def remove_cgroup(path: str) -> bool:
+    """rmdir a cgroup tree, leaves first, once, without waiting (directories that still hold
+    processes stay: the kernel answers EBUSY until their last process is reaped). True when
+    nothing of it is left."""
     if not os.path.isdir(path):
-        return
+        return True
     for entry in os.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             remove_cgroup(entry.path)
-    for _ in range(50):
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                return
-            time.sleep(0.01)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+async def remove_cgroup_soon(path: str, attempts: int = 50, pause: float = 0.01) -> bool:
+    """remove_cgroup, tried again while the cgroup is busy (its processes just got SIGKILL),
+    waiting on the event loop between tries, never blocking it."""
+    for _ in range(attempts):
+        if remove_cgroup(path):
+            return True
+        await asyncio.sleep(pause)
+    return False
 
 
 # ---- processes -----------------------------------------------------------------------------
@@ -467,7 +476,7 @@ class ContainerProcess:
             pass
         if self.record.cgroup:
             kill_cgroup(self.record.cgroup)
-            remove_cgroup(self.record.cgroup)
+            await remove_cgroup_soon(self.record.cgroup)
 
     # stdin / tty
     async def write_stdin(self, data: bytes) -> None:
