@@ -36,7 +36,6 @@ import asyncio
 import bisect
 import ctypes
 import datetime
-import errno
 import fcntl
 import json
 import os
