@@ -659,6 +659,7 @@ class PodWorker:
                 return self.sandbox_retry_at - now
             if not await self._create_sandbox():
                 return max(0.0, self.sandbox_retry_at - time.monotonic())
+        deadlines.append(await self._refresh_tokens(now))
         initialized = True
         for slot in self.init_slots:  # one at a time, in order, each to success
             if slot.succeeded:
@@ -779,17 +780,43 @@ class PodWorker:
     async def _prepare_volumes(self) -> None:
         """Every volume a container mounts, made ready before the sandbox (FailedMount
         otherwise), group-owned by fsGroup as the kubelet makes them."""
-        spec = self.pod.get("spec") or {}
-        volumes = {v["name"]: v for v in spec.get("volumes") or []}
-        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        volumes = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
         for slot in self.all_slots():
             for vm in slot.spec.get("volumeMounts") or []:
                 volume = volumes.get(vm["name"])
                 if volume is None or vm["name"] in self.volume_sources:
                     continue
-                source = self.volume_sources[vm["name"]] = await self._prepare_volume(volume)
-                if fs_group is not None and "hostPath" not in volume:
-                    set_volume_ownership(source, int(fs_group), any(k in volume for k in FILE_VOLUMES))
+                self.volume_sources[vm["name"]] = await self._owned_volume(volume)
+
+    async def _owned_volume(self, volume: dict) -> str:
+        """_prepare_volume, then group-owned by the pod's fsGroup (not a hostPath)."""
+        source = await self._prepare_volume(volume)
+        fs_group = ((self.pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+        if fs_group is not None and "hostPath" not in volume:
+            set_volume_ownership(source, int(fs_group), any(k in volume for k in FILE_VOLUMES))
+        return source
+
+    async def _refresh_tokens(self, now: float) -> float | None:
+        """Write the pod's service-account token volumes again once their token is due for
+        renewal (the kubelet rotates projected tokens at 80% of their lifetime; the volume's
+        ..data swap shows the new file to the containers at once). Returns when to look again."""
+        renew_at = self.env_resolver.token_renew_at(self.uid) if self.env_resolver is not None else None
+        if renew_at is None:
+            return None
+        if now < renew_at:
+            return renew_at - now
+        volumes = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
+        for name in list(self.volume_sources):
+            volume = volumes.get(name)
+            sources = ((volume or {}).get("projected") or {}).get("sources") or []
+            if any("serviceAccountToken" in source for source in sources):
+                try:
+                    self.volume_sources[name] = await self._owned_volume(volume)
+                except VolumeError as exc:
+                    self.event("Warning", "FailedMount", str(exc))
+                    return RETRY_SECONDS
+        renew_at = self.env_resolver.token_renew_at(self.uid)
+        return None if renew_at is None else max(0.0, renew_at - time.monotonic())
 
     async def _container_mounts(self, slot: ContainerSlot) -> list[dict]:
         """Bind mounts for the container's root: its volumeMounts, then its image's own mounts
@@ -1232,6 +1259,8 @@ class PodWorker:
             await asyncio.gather(*(self._stop_slot(s, grace) for s in running))
             await self._release()
             remove_tree(self.dir)
+            if self.env_resolver is not None:
+                self.env_resolver.forget_pod(self.uid)
 
     async def _stop_slot(self, slot: ContainerSlot, grace: float) -> None:
         process = slot.process
