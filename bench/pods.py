@@ -17,7 +17,7 @@ at the end, even when it fails.
   connection), and 50 handshakes at once are the client's cost, not the pods'. Goal p99 <
   500 ms; anchor: Kubernetes' pod startup SLO, 5 s.
 - Container root assembly: what building a container's root from its image costs
-  (sandbox.build_root: the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the
+  (nsinit.build_root: the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the
   image's own mounts; each container start does it), timed
   in a forked child in a private mount namespace of its own (nothing else of a pod: no
   network, no holder), --samples times per image (p50, p99). No cluster. It is part of the
@@ -55,7 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from pocketkube.cli import up as up_cmd  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
-from pocketkube.node import images, network, sandbox  # noqa: E402
+from pocketkube.node import images, network, nsinit  # noqa: E402
 
 UP_GOAL_SECONDS = 3.0
 UP_ANCHORS = (("k3d", 20.0), ("kind", 33.0), ("minikube", 51.0))
@@ -418,11 +418,11 @@ def _assemble_once(config: dict) -> float:
         answer = b"error"
         try:
             os.close(read)
-            sys_ = sandbox.Syscalls()
-            sys_.unshare(sandbox.CLONE_NEWNS)
-            sys_.mount(None, "/", None, sandbox.MS_REC | sandbox.MS_PRIVATE)
+            sys_ = nsinit.Syscalls()
+            sys_.unshare(nsinit.CLONE_NEWNS)
+            sys_.mount(None, "/", None, nsinit.MS_REC | nsinit.MS_PRIVATE)
             started = time.perf_counter()
-            sandbox.build_root(sys_, config)
+            nsinit.build_root(sys_, config)
             answer = repr(time.perf_counter() - started).encode()
         finally:
             os.write(write, answer)

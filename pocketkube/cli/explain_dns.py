@@ -137,7 +137,7 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
 def explain_lookup(name: str, qtype: str, inputs: Inputs, node_resolv: str,
                    ask=ask_server, route=cluster_route) -> str:
     """The explanation text (see dns.explain.render)."""
-    from pocketkube.node.sandbox import parse_resolv_conf, resolv_conf
+    from pocketkube.node.podfiles import parse_resolv_conf, resolv_conf
 
     conf = resolv_conf(inputs.pod, inputs.cluster_dns, CLUSTER_DOMAIN, node_resolv)
     servers, searches, options = parse_resolv_conf(conf)

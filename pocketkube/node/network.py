@@ -20,8 +20,6 @@ private mount namespace would hide the pod namespaces an agent bind-mounts under
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import ipaddress
 import json
@@ -31,6 +29,7 @@ import subprocess
 from dataclasses import dataclass
 
 from pocketkube.core.lbpool import ANNOUNCED_LABEL, DEFAULT_LB_RANGE, Pool, check_pool
+from pocketkube.core.linux import setns
 
 DEFAULT_NAME = "pocketkube"
 NODE_SUBNET = ipaddress.IPv4Network("172.18.0.0/24")
@@ -42,7 +41,6 @@ MAX_NAME_LENGTH = 20  # keeps `pk-<name>-p-<8 hex>` under 32 characters
 MAX_NODES = 64
 IFNAMSIZ = 15
 NETNS_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -236,24 +234,12 @@ def cluster_of_netns(netns: str) -> str | None:
 # ---- plumbing -----------------------------------------------------------------------------
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
 def enter_netns(netns: str):
     """A `preexec_fn` that moves the child into network namespace `netns` (a name under
     /run/netns, or a path such as /proc/PID/ns/net) before exec."""
     path = netns if netns.startswith("/") else os.path.join(NETNS_DIR, netns)
 
-    def enter() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _libc().setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns({path})")
-        finally:
-            os.close(fd)
-
-    return enter
+    return lambda: setns(path)
 
 
 def _run(argv: list[str], stdin: str | None = None, netns: str | None = None,

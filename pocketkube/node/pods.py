@@ -8,11 +8,11 @@ CrashLoopBackOff), runs the startup, liveness and readiness probes, and on delet
 everything gracefully (preStop, SIGTERM, grace period, SIGKILL) and removes the sandbox.
 
 Each container instance runs in a PID namespace of its own, where its main process is
-PID 1, or in the pod's with shareProcessNamespace (runtime.py, sandbox.py); exec sessions
+PID 1, or in the pod's with shareProcessNamespace (runtime.py, nsinit.py); exec sessions
 and exec probes join it. `spec.hostPID` is not honoured: a pod never shares the machine's
 PID namespace (here the node is the machine). Each container instance starts in a root built
 from its image, with its volumes and the user and rights of its securityContext
-(`_rootfs`, `_security`: sandbox.py, security.py); runAsNonRoot refusals and unknown image
+(`_rootfs`, `_security`: nsinit.py, security.py); runAsNonRoot refusals and unknown image
 users are CreateContainerConfigError, as the kubelet reports them.
 
 The pod status is computed by pure functions (`generate_pod_status`, `pod_phase`, ...) from
@@ -39,8 +39,8 @@ from typing import Any, AsyncIterator, Callable
 
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import images, runtime, security
-from pocketkube.node.sandbox import (SandboxError, SandboxInfo, SandboxManager, process_alive, read_text,
-                                     remove_tree, write_atomic)
+from pocketkube.core.linux import process_alive, read_text, remove_tree, write_atomic
+from pocketkube.node.sandbox import SandboxError, SandboxInfo, SandboxManager
 
 log = logging.getLogger(__name__)
 
@@ -1080,7 +1080,7 @@ class PodWorker:
                     pass
 
     def _hostname(self) -> str:
-        from pocketkube.node.sandbox import pod_hostname
+        from pocketkube.node.podfiles import pod_hostname
 
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             with open("/proc/sys/kernel/hostname") as f:

@@ -10,13 +10,13 @@ it forked is left behind; otherwise its process group is killed.
 PIDs as in Kubernetes: each container instance has its own PID namespace whose PID 1 is its
 main process (so `kill 1` in the container ends it, and `kill -9 -1` or `pkill` inside reach
 nothing outside); with shareProcessNamespace the containers join the pod's PID namespace
-(PID 1: the holder). The node's sandbox spawner (sandbox.py) starts each main process with
+(PID 1: the holder). The node's sandbox spawner (nsinit.py) starts each main process with
 clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
 agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
 after a restart finds it by that PID). Before exec the process builds its own root from its
-image in a mount namespace of its own (sandbox.py), where /proc shows its PID namespace, and
+image in a mount namespace of its own (nsinit.py), where /proc shows its PID namespace, and
 takes the user, groups and capabilities of its securityContext (security.py). Exec sessions
-and exec probes join the container's namespaces with the same security (sandbox.py
+and exec probes join the container's namespaces with the same security (nsinit.py
 `--exec`). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
 drops it otherwise): stopping such a container waits for the grace period, then SIGKILL, as
 on a real node.
@@ -52,7 +52,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Callable
 
-from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, process_alive, process_start_ticks
+from pocketkube.core.linux import process_alive, process_start_ticks, setns
+from pocketkube.node.spawner import SCRIPT as NSINIT_SCRIPT, Spawner
 
 START_ERROR_EXIT_CODE = 128
 PROBE_USER_AGENT = "kube-probe/1.32"
@@ -277,9 +278,6 @@ class ContainerRecord:
 
 
 # ---- a container's namespaces ----------------------------------------------------------------
-
-SANDBOX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
-
 
 class Fanout:
     """Output of a tty container for attach sessions (each gets its own queue)."""
@@ -513,7 +511,7 @@ async def start_container(*, spawner: Spawner, name: str, container_id: str, hol
     """Start a container's process in the sandbox of `holder_pid` (through the node's
     spawner, as a child of this process), as PID 1 of a new PID namespace or in
     `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one), in a root of its own built
-    from `rootfs` (sandbox.RootBuilder's config: its image's holds, /etc, its volumes), with
+    from `rootfs` (nsinit.RootBuilder's config: its image's holds, /etc, its volumes), with
     `security` (security.process_security) and its volumes' mountPaths `writable` under a
     read-only root; raises StartError when its program is not in its image or cannot start."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -573,12 +571,12 @@ def adopt_container(record: ContainerRecord) -> ContainerProcess:
 def exec_argv(container_pid: int, working_dir: str, env: dict[str, str], argv: list[str],
               cgroup: str | None = None, tty: bool = False, security: dict | None = None) -> list[str]:
     """An argv running `argv` inside the container whose main process is `container_pid`, as
-    runc exec does (sandbox.py's `exec_main`): its cgroup, its namespaces (PID included),
+    runc exec does (nsinit.py's `exec_main`): its cgroup, its namespaces (PID included),
     working dir, environment, user and capabilities (`security`); a command whose stdin is a
     terminal leads a session on it (`tty`)."""
     config = {"container_pid": container_pid, "working_dir": working_dir, "env": env, "argv": list(argv),
               "cgroup": cgroup, "tty": tty, "security": security or {}}
-    return [sys.executable, "-I", "-S", SANDBOX_SCRIPT, "--exec", json.dumps(config)]
+    return [sys.executable, "-I", "-S", NSINIT_SCRIPT, "--exec", json.dumps(config)]
 
 
 # ---- logs ----------------------------------------------------------------------------------
@@ -769,14 +767,7 @@ class NetnsSockets:
         self.executor = ThreadPoolExecutor(1, initializer=self._enter) if netns_path else None
 
     def _enter(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(self.netns_path, os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
-        finally:
-            os.close(fd)
+        setns(self.netns_path)
 
     async def connect(self, host: str, port: int, timeout: float) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

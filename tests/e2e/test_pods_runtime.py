@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from pocketkube.node.pods import PodManager, cleanup_node_state
-from pocketkube.node.sandbox import process_alive
+from pocketkube.core.linux import process_alive
 
 pytestmark = [pytest.mark.e2e]
 
@@ -563,7 +563,7 @@ GUARD = 'test "$(readlink /proc/self/ns/pid)" != "$0" || exit 99; '
 
 def exec_in(node: Node, pod: dict, container: str, *argv: str) -> subprocess.CompletedProcess:
     command = node.manager.exec_command(pod["metadata"]["uid"], container, list(argv))
-    # an exec joins the container's namespaces, its PID namespace included (sandbox.py --exec)
+    # an exec joins the container's namespaces, its PID namespace included (nsinit.py --exec)
     assert command[-2] == "--exec" and json.loads(command[-1])["container_pid"] > 0, command
     return run(*command, check=False)
 
