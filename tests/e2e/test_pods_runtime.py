@@ -69,6 +69,12 @@ class FakeEnv:
     async def volume_files(self, pod, volume):
         return self.files.get(volume["name"], {})
 
+    def token_renew_at(self, uid):
+        return None  # its files hold no token that expires
+
+    def forget_pod(self, uid):
+        pass
+
 
 class Node:
     """A node-like namespace and a PodManager working in it."""
@@ -463,7 +469,7 @@ async def test_fifty_pods_at_once(node):
     assert len([link for link in node.links() if link.startswith("veth")]) == 50
     await asyncio.gather(*(node.manager.terminate(p, 1) for p in pods))
     assert [link for link in node.links() if link.startswith("veth")] == []
-    assert node.manager.sandboxes.ipam.allocations == {}
+    assert node.manager.runtime.sandboxes.ipam.allocations == {}
     assert holder_pids(node.state_dir) == []
 
 
@@ -521,7 +527,7 @@ async def test_agent_killed_then_restarted_adopts_its_pods(node):
     status = await node.running(lost)
     assert status["containerStatuses"][0]["restartCount"] == 1
     assert status["containerStatuses"][0]["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
-    assert len(set(node.manager.sandboxes.ipam.allocations)) == 2
+    assert len(set(node.manager.runtime.sandboxes.ipam.allocations)) == 2
 
 
 async def test_terminate_leaves_nothing_behind(node):

@@ -9,11 +9,13 @@ import os
 import pytest
 
 from pocketkube.node import nsinit, runtime
-from pocketkube.node.pods import (Backoff, ContainerView, container_status, crash_backoff_message,
-                                  generate_pod_status, go_duration, kubelet_conditions, pod_phase,
-                                  should_restart, with_transition_times, write_volume_files)
 from pocketkube.node.ipam import Ipam, IpamError
 from pocketkube.node.podfiles import hosts_file, pod_hostname, resolv_conf
+from pocketkube.node.podstatus import (ContainerView, container_status, crash_backoff_message, generate_pod_status,
+                                       go_duration, kubelet_conditions, pod_phase, should_restart,
+                                       with_transition_times)
+from pocketkube.node.podworker import Backoff
+from pocketkube.node.volumes import write_volume_files
 
 T0 = "2024-01-01T00:00:00Z"
 
