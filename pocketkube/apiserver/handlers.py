@@ -31,7 +31,7 @@ from pocketkube.apiserver.openapi import OpenAPIV3
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, object_key, served
 from pocketkube.core import errors, fieldsets, selectors
 from pocketkube.core.query import query_bool, wants_pretty
-from pocketkube.core.objects import deep_copy, rfc3339, utc_now
+from pocketkube.core.objects import deep_copy, rfc3339, rfc3339_at, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -982,10 +982,6 @@ async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDi
         await resp.write(view[start:start + SLICE])
     await resp.write_eof()
     return resp
-
-
-def rfc3339_at(epoch_seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
 
 
 def json_response(body: Any, status: int = 200) -> Reply:

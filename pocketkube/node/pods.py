@@ -30,6 +30,7 @@ import os
 import time
 from typing import AsyncIterator, Callable
 
+from pocketkube.core.cluster import CLUSTER_DNS, CLUSTER_DOMAIN
 from pocketkube.core.linux import process_alive, remove_tree
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import checkpoint, runtime
@@ -50,7 +51,7 @@ class PodManager:
     """The pods of one node: see the module docstring."""
 
     def __init__(self, *, node_name: str, node_ip: str, pod_cidr: str, state_dir: str,
-                 cluster_dns: str = "10.96.0.10", cluster_domain: str = "cluster.local",
+                 cluster_dns: str = CLUSTER_DNS, cluster_domain: str = CLUSTER_DOMAIN,
                  netns: str | None = None,
                  on_event: Callable[[dict, str, str, str], None] | None = None,
                  on_change: Callable[[dict], None] | None = None, pod_runtime: PodRuntime | None = None):

@@ -32,6 +32,7 @@ import time
 from typing import Callable
 
 from pocketkube.core.linux import remove_tree, write_atomic
+from pocketkube.core.objects import rfc3339
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import checkpoint, images, runtime, security
 from pocketkube.node.podfiles import pod_hostname
@@ -306,7 +307,7 @@ class PodWorker:
         self.init_slots = self._merge_slots(self.init_slots, spec.get("initContainers") or [], True)
         self.slots = self._merge_slots(self.slots, spec.get("containers") or [], False)
         if self.start_time is None:
-            self.start_time = runtime.rfc3339()
+            self.start_time = rfc3339()
 
     def _merge_slots(self, slots: list[ContainerSlot], specs: list[dict], is_init: bool) -> list[ContainerSlot]:
         by_name = {s.name: s for s in slots}
@@ -617,7 +618,7 @@ class PodWorker:
                 slot.restart_count += 1
             slot.instances += 1
             slot.finished({"exitCode": runtime.START_ERROR_EXIT_CODE, "reason": "StartError",
-                           "message": str(exc), "startedAt": EPOCH, "finishedAt": runtime.rfc3339(),
+                           "message": str(exc), "startedAt": EPOCH, "finishedAt": rfc3339(),
                            "containerID": container_id}, self.restart_policy, self.clock())
             self.save()
             return
@@ -786,7 +787,7 @@ class PodWorker:
             self.pod, init_views=self._views(self.init_slots), views=self._views(self.slots),
             sandbox_ready=self.sandbox is not None and self.terminal_phase is None, pod_ip=self.pod_ip,
             host_ip=self.node.node_ip, start_time=self.start_time, terminal_phase=self.terminal_phase,
-            previous_conditions=self.conditions, now=runtime.rfc3339())
+            previous_conditions=self.conditions, now=rfc3339())
         self.conditions = [c for c in status["conditions"] if c["type"] in KUBELET_CONDITIONS]
         self.snapshot = status
         return status
@@ -862,7 +863,7 @@ class PodWorker:
             elif record:  # it ran when the agent died and is gone now: exit code unknown
                 slot.finished({"exitCode": 137, "reason": "ContainerStatusUnknown",
                                "message": "The container could not be located when the pod was terminated",
-                               "startedAt": record.get("started_at"), "finishedAt": runtime.rfc3339(),
+                               "startedAt": record.get("started_at"), "finishedAt": rfc3339(),
                                "containerID": record.get("container_id")}, self.restart_policy, self.clock())
                 slot.instances = max(slot.instances, 1)
 

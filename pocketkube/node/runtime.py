@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Callable
 
 from pocketkube.core.linux import process_alive, process_start_ticks, setns
+from pocketkube.core.objects import rfc3339
 from pocketkube.node.spawner import SCRIPT as NSINIT_SCRIPT, Spawner
 
 START_ERROR_EXIT_CODE = 128
@@ -63,11 +64,6 @@ STDOUT_CHANNEL = 1
 
 class StartError(Exception):
     """The container's process could not be started (kubelet: StartError, exit code 128)."""
-
-
-def rfc3339(ts: float | None = None) -> str:
-    return datetime.datetime.fromtimestamp(ts if ts is not None else time.time(),
-                                           datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339_nano(ns: int) -> str:

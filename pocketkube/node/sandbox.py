@@ -19,7 +19,6 @@ via the cni0 gateway. hostNetwork pods stay in the node's network and UTS namesp
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import json
 import logging
@@ -28,6 +27,7 @@ import shutil
 import signal
 
 from pocketkube.core.linux import process_alive, process_start_ticks, read_text, remove_tree, write_atomic
+from pocketkube.core.objects import rfc3339
 from pocketkube.node import netlink
 from pocketkube.node.ipam import Ipam, IpamError
 from pocketkube.node.podfiles import NSSWITCH_CONF, hosts_file, pod_hostname, resolv_conf
@@ -145,7 +145,7 @@ class SandboxManager:
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
                            veth=None if host_network else veth_name(uid), host_network=host_network,
-                           created=_now(), shared_pid_namespace=shared_pids)
+                           created=rfc3339(), shared_pid_namespace=shared_pids)
         try:
             info.holder_pid = await self.spawner.spawn(config)
             info.holder_start = process_start_ticks(info.holder_pid)
@@ -209,7 +209,3 @@ def host_program(program: str) -> str:
     if found is None:
         raise SandboxError(f"{program} is not installed")
     return found
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,6 +21,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, SERVICE_CIDR, proxy_table
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
 from pocketkube.proxy.ruleset import (DROP, MASQUERADE_BIT, RETURN, AddressPairInSet, Chain, CtStateNew,
                                       CtStatusDnat, Dnat, FibLocal, Hook, IpInRanges, IpInSet, IpMatch, Masquerade, MarkClear,
@@ -55,17 +56,12 @@ LOOPBACK = "127.0.0.0/8"
 NETNS_DIR = "/run/netns"
 
 
-def table_name(cluster: str) -> str:
-    """`pk-<cluster>-proxy`: `pocketkube down` recognises it as the cluster's."""
-    return f"pk-{cluster}-proxy"
-
-
 @dataclass(frozen=True)
 class NftablesConfig:
-    table: str = table_name("pocketkube")
+    table: str = proxy_table(DEFAULT_NAME)
     node_name: str = ""
-    cluster_cidr: str = "10.244.0.0/16"  # pod traffic: not masqueraded on its way to a ClusterIP
-    service_cidr: str = "10.96.0.0/12"  # unallocated ClusterIPs are dropped
+    cluster_cidr: str = CLUSTER_CIDR  # pod traffic: not masqueraded on its way to a ClusterIP
+    service_cidr: str = SERVICE_CIDR  # unallocated ClusterIPs are dropped
 
 
 # ---- the rules --------------------------------------------------------------------------

@@ -26,12 +26,13 @@ import logging
 import time
 
 from pocketkube.core.client import Client
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, POD_BRIDGE, SERVICE_CIDR, proxy_table
 from pocketkube.core.informer import Informer
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.proxy.changetracker import ChangeTracker
 from pocketkube.proxy.healthcheck import ServiceHealthServer
 from pocketkube.proxy.statusserver import StatusServer
-from pocketkube.proxy.nftables import FAMILY, NftablesBackend, NftError, NftablesConfig, NftRunner, SyncStats, table_name
+from pocketkube.proxy.nftables import FAMILY, NftablesBackend, NftError, NftablesConfig, NftRunner, SyncStats
 from pocketkube.proxy.userspace import DUMMY_INTERFACE, UserspaceBackend, UserspaceConfig, UserspaceError
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ class Proxier:
     Runs in the node's network namespace, or anywhere with `netns` naming it (nft, ip and
     conntrack are then run inside it, and the userspace relays' sockets are made in it)."""
 
-    def __init__(self, client: Client, *, node_name: str, cluster_name: str = "pocketkube", mode: str = "nftables",
-                 netns: str | None = None, node_ip: str | None = None, cluster_cidr: str = "10.244.0.0/16",
-                 service_cidr: str = "10.96.0.0/12", service_route_device: str | None = "cni0",
+    def __init__(self, client: Client, *, node_name: str, cluster_name: str = DEFAULT_NAME, mode: str = "nftables",
+                 netns: str | None = None, node_ip: str | None = None, cluster_cidr: str = CLUSTER_CIDR,
+                 service_cidr: str = SERVICE_CIDR, service_route_device: str | None = POD_BRIDGE,
                  min_sync_interval: float = 0.0, full_sync_interval: float = 3600.0,
                  max_retry_interval: float = 30.0, status_ports: tuple[int, int] | None = None):
         """service_route_device: the node gets a route for the service range through this
@@ -61,7 +62,7 @@ class Proxier:
         self.client = client
         self.node_name = node_name
         self.mode = mode
-        self.cfg = NftablesConfig(table=table_name(cluster_name), node_name=node_name,
+        self.cfg = NftablesConfig(table=proxy_table(cluster_name), node_name=node_name,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr)
         self.runner = NftRunner(netns)
         self.backend: NftablesBackend | UserspaceBackend
