@@ -30,10 +30,10 @@ from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.kinds.service import _validate_cluster_ips as validate_cluster_ip_fields
 from pocketkube.apiserver.kinds.service import needs_health_check, needs_node_port
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
+from pocketkube.apiserver.validation import parse_ip_sloppy
 from pocketkube.core import cluster, errors
 from pocketkube.core.errors import FieldError, invalid_value
 from pocketkube.core.objects import deep_copy
-from pocketkube.core.validation import parse_ip_sloppy
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,14 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from pocketkube.apiserver import (
-    admissionpolicy, authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens, webhooks,
+    admissionpolicy, authn, authz, codec, discovery, fieldsets, openapi, printers, reviews, schema, tokens, webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, object_key, served
-from pocketkube.core import errors, fieldsets, selectors
+from pocketkube.core import errors, selectors
 from pocketkube.core.query import query_bool, wants_pretty
 from pocketkube.core.objects import deep_copy, rfc3339, rfc3339_at, utc_now
 
@@ -812,7 +812,7 @@ class Handlers:
     # ---- subresources --------------------------------------------------------------
 
     async def _scale(self, req: Request, t: Target, warnings: list[str]) -> Reply:
-        from pocketkube.core import patch as patching
+        from pocketkube.apiserver import patch as patching
 
         ns = t.namespace or ""
         if req.method == "GET":
