@@ -27,7 +27,12 @@ at the end, even when it fails.
   (pause, then nginx); separately the pods' own processes (holder and containers; their PSS
   beside, since most of their RSS is shared). Goal: control plane (server + agent) < 200 MB.
 
-    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 3] [--only NAME]
+- With `--peer GIT-REF` (e.g. main): 50 pause pods at once, p99, this checkout against that
+  commit's code (a detached git worktree, run with the same interpreter), side by side in one
+  run: --pairs pairs of fresh clusters, this checkout's then the peer's (A B A B ...), each
+  pair's ratio, then their median with min and max.
+
+    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 3] [--only NAME] [--peer main]
 
 Only one cluster runs at a time on a machine: when another holds the address ranges, the
 bench waits for it (at most --machine-timeout seconds) instead of failing.
@@ -97,7 +102,7 @@ class Row:
         return text
 
     def _decimals(self) -> int:
-        return 2 if self.unit == "s" else 1 if self.unit == "MB" else 0
+        return 2 if self.unit in ("s", "x") else 1 if self.unit == "MB" else 0
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -117,9 +122,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict, root: str = ROOT) -> subprocess.CompletedProcess:
+    """The CLI of the checkout at `root` (this one, or --peer's): its `up` starts that checkout's
+    server and agents."""
     return subprocess.run([sys.executable, "-m", "pocketkube.cli.main", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=180)
+                          env=env, cwd=root, timeout=180)
 
 
 @dataclass
@@ -128,10 +135,11 @@ class BenchCluster:
     nodes: int
     work: str  # private dir: kubeconfig and data dir
     machine_timeout: float
+    root: str = ROOT  # the checkout whose code runs the cluster
 
     @property
     def env(self) -> dict:
-        return {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": ROOT}
+        return {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": self.root}
 
     @property
     def kubeconfig(self) -> str:
@@ -144,7 +152,7 @@ class BenchCluster:
         while True:
             started = time.monotonic()
             cp = _cli("up", "--name", self.name, "--nodes", str(self.nodes), "--port", str(_free_port()),
-                      "--data-dir", os.path.join(self.work, "data"), env=self.env)
+                      "--data-dir", os.path.join(self.work, "data"), env=self.env, root=self.root)
             elapsed = time.monotonic() - started
             if cp.returncode == 0:
                 return elapsed
@@ -156,7 +164,7 @@ class BenchCluster:
 
     def down(self) -> None:
         """`pocketkube down`; if it fails or leaves anything, tear down directly."""
-        cp = _cli("down", "--name", self.name, env=self.env)
+        cp = _cli("down", "--name", self.name, env=self.env, root=self.root)
         if cp.returncode != 0 or up_cmd.leftovers(self.name):
             problems = up_cmd.teardown(self.name, self.kubeconfig)
             print(f"  WARNING: pocketkube down --name {self.name} failed ({cp.stdout}{cp.stderr}); "
@@ -183,10 +191,11 @@ def machine_lock():
 
 
 @contextlib.contextmanager
-def bench_cluster(args, nodes: int = 1):
-    """A cluster of our own, up for the block and down after it, whatever happens."""
+def bench_cluster(args, nodes: int = 1, root: str = ROOT):
+    """A cluster of our own (run by the checkout at `root`), up for the block and down after
+    it, whatever happens."""
     work = tempfile.mkdtemp(prefix="pk-bench-")
-    cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout)
+    cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout, root)
     with machine_lock():
         try:
             yield cluster
@@ -379,6 +388,69 @@ async def _pod_startup(cluster: BenchCluster, args) -> list[Row]:
     return rows
 
 
+async def _burst_latencies(cluster: BenchCluster, args) -> list[float]:
+    """--rounds rounds of BURST pause pods created at once (after one warm-up pod): each pod's
+    seconds from POST to Running and Ready."""
+    namespace = "default"
+    client = api.from_kubeconfig(cluster.kubeconfig, field_manager="pocketkube-bench")
+    timer = PodTimer(client, namespace)
+    samples: list[float] = []
+    try:
+        await _wait_for_admission_prerequisites(client, namespace)
+        await timer.start()
+        await _startup_latencies(client, timer, namespace, IMAGES[0], 1, "warm-up")
+        await _delete_all(client, timer, namespace)
+        await _open_connections(client, namespace, BURST)
+        for r in range(args.rounds):
+            samples += await _startup_latencies(client, timer, namespace, IMAGES[0], BURST, f"burst-{r}")
+            await _delete_all(client, timer, namespace)
+    finally:
+        await timer.stop()
+        await client.close()
+    return samples
+
+
+@contextlib.contextmanager
+def peer_checkout(ref: str):
+    """A detached git worktree of `ref` (e.g. main), removed after the block: the code the
+    comparison runs beside this checkout's, with the same interpreter and dependencies."""
+    path = tempfile.mkdtemp(prefix="pk-bench-peer-")
+    os.rmdir(path)
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", path, ref], check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", path], capture_output=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def measure_burst_against_peer(args) -> list[Row]:
+    """BURST pause pods at once, p99, this checkout against --peer's commit, side by side in one
+    run: --pairs pairs of clusters, this one's then the peer's (A B A B ...), each cluster fresh;
+    the ratio (this / peer) of each pair, then their median with min and max."""
+    if not args.peer:
+        return []
+    rows: list[Row] = []
+    ratios: list[float] = []
+    with peer_checkout(args.peer) as peer_root:
+        peer_commit = subprocess.run(["git", "-C", peer_root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip()
+        for pair in range(args.pairs):
+            p99: dict[str, float] = {}
+            for who, root in (("this checkout", ROOT), (f"peer {args.peer} ({peer_commit})", peer_root)):
+                with bench_cluster(args, root=root) as cluster:
+                    cluster.up()
+                    samples = asyncio.run(_burst_latencies(cluster, args))
+                p99[who] = percentile([s * 1000 for s in samples], 99)
+                rows.append(Row(f"pair {pair + 1}: {BURST} pods at once p99, {who}", p99[who], "ms",
+                                detail=f"({len(samples)} pods)"))
+            ours, theirs = p99.values()
+            ratios.append(ours / theirs)
+    rows.append(Row(f"{BURST} pods at once p99, this / peer (median of {len(ratios)} pairs)",
+                    statistics.median(ratios), "x", detail=f"(min {min(ratios):.2f}, max {max(ratios):.2f})"))
+    return rows
+
+
 def measure_pod_startup(args) -> list[Row]:
     with bench_cluster(args) as cluster:
         cluster.up()
@@ -568,7 +640,7 @@ def measure_memory(args) -> list[Row]:
     return rows
 
 
-MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_rootfs, measure_memory]
+MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_rootfs, measure_memory, measure_burst_against_peer]
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -614,6 +686,9 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=3.0, help="seconds pods stay idle before RSS is read")
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="how long to wait while another cluster holds the machine's ranges")
+    p.add_argument("--peer", metavar="GIT-REF",
+                   help="also compare the 50-pods-at-once p99 with this commit's code (e.g. main), side by side")
+    p.add_argument("--pairs", type=int, default=4, help="--peer: pairs of clusters (this checkout, then the peer)")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
     args = p.parse_args()
     reason = _refuse_to_run()
