@@ -58,6 +58,8 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench import harness  # noqa: E402
+from bench.harness import percentile  # noqa: E402  (bench.ingress imports it from here too)
 from pocketkube.cli import up as up_cmd  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import images, network, nsinit  # noqa: E402
@@ -103,14 +105,6 @@ class Row:
 
     def _decimals(self) -> int:
         return 2 if self.unit in ("s", "x") else 1 if self.unit == "MB" else 0
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """The p-th percentile (0 < p < 100), linear interpolation between closest ranks."""
-    ordered = sorted(samples)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[round(p) - 1]
 
 
 # ---- clusters ------------------------------------------------------------------------------
@@ -194,9 +188,9 @@ def machine_lock():
 def bench_cluster(args, nodes: int = 1, root: str = ROOT):
     """A cluster of our own (run by the checkout at `root`), up for the block and down after
     it, whatever happens."""
-    work = tempfile.mkdtemp(prefix="pk-bench-")
-    cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout, root)
     with machine_lock():
+        work = tempfile.mkdtemp(prefix="pk-bench-")
+        cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout, root)
         try:
             yield cluster
         finally:
@@ -426,28 +420,33 @@ def peer_checkout(ref: str):
 
 def measure_burst_against_peer(args) -> list[Row]:
     """BURST pause pods at once, p99, this checkout against --peer's commit, side by side in one
-    run: --pairs pairs of clusters, this one's then the peer's (A B A B ...), each cluster fresh;
-    the ratio (this / peer) of each pair, then their median with min and max."""
+    run: harness.interleave over --pairs rounds (this checkout's cluster, then the peer's: A B A B,
+    each cluster fresh); the per-round ratio (this / peer) as harness.spread: median, min, max."""
     if not args.peer:
         return []
     rows: list[Row] = []
-    ratios: list[float] = []
     with peer_checkout(args.peer) as peer_root:
         peer_commit = subprocess.run(["git", "-C", peer_root, "rev-parse", "--short", "HEAD"], capture_output=True,
                                      text=True).stdout.strip()
-        for pair in range(args.pairs):
-            p99: dict[str, float] = {}
-            for who, root in (("this checkout", ROOT), (f"peer {args.peer} ({peer_commit})", peer_root)):
+
+        def p99_of(root: str, who: str):
+            def run(round_: int) -> float:
                 with bench_cluster(args, root=root) as cluster:
                     cluster.up()
                     samples = asyncio.run(_burst_latencies(cluster, args))
-                p99[who] = percentile([s * 1000 for s in samples], 99)
-                rows.append(Row(f"pair {pair + 1}: {BURST} pods at once p99, {who}", p99[who], "ms",
+                p99 = percentile([s * 1000 for s in samples], 99)
+                rows.append(Row(f"round {round_ + 1}: {BURST} pods at once p99, {who}", p99, "ms",
                                 detail=f"({len(samples)} pods)"))
-            ours, theirs = p99.values()
-            ratios.append(ours / theirs)
-    rows.append(Row(f"{BURST} pods at once p99, this / peer (median of {len(ratios)} pairs)",
-                    statistics.median(ratios), "x", detail=f"(min {min(ratios):.2f}, max {max(ratios):.2f})"))
+                return p99
+            return run
+
+        runs = harness.interleave({"this": p99_of(ROOT, "this checkout"),
+                                   "peer": p99_of(peer_root, f"{args.peer} ({peer_commit})")}, rounds=args.pairs)
+    ratios = harness.spread([a / b for a, b in zip(runs["this"], runs["peer"])], min_rounds=1)
+    rows.append(Row(f"{BURST} pods at once p99, this / {args.peer} (median of {ratios.rounds} rounds)",
+                    ratios.median, "x", detail=f"(min {ratios.low:.2f}, max {ratios.high:.2f}; "
+                                               f"p99 medians {statistics.median(runs['this']):.0f} / "
+                                               f"{statistics.median(runs['peer']):.0f} ms)"))
     return rows
 
 
@@ -688,7 +687,8 @@ def main() -> None:
                    help="how long to wait while another cluster holds the machine's ranges")
     p.add_argument("--peer", metavar="GIT-REF",
                    help="also compare the 50-pods-at-once p99 with this commit's code (e.g. main), side by side")
-    p.add_argument("--pairs", type=int, default=4, help="--peer: pairs of clusters (this checkout, then the peer)")
+    p.add_argument("--pairs", type=int, default=harness.MIN_ROUNDS,
+                   help="--peer: rounds of two clusters (this checkout's, then the peer's)")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
     args = p.parse_args()
     reason = _refuse_to_run()

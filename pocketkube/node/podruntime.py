@@ -65,6 +65,7 @@ class ContainerRequest:
     group: str = ""
     mounts: list[dict] = field(default_factory=list)      # volumes and image mounts (volumes.PodVolumes.mounts)
     writable: list[str] = field(default_factory=list)     # mountPaths writable under a read-only root
+    host_pid: bool = False                                 # the machine's PID namespace (hostPID)
     tty: bool = False
     stdin: bool = False
     stdin_once: bool = False
@@ -166,7 +167,7 @@ class ProcessRuntime:
                 holder_pid=sandbox.holder_pid, argv=request.argv, env=request.env,
                 working_dir=request.working_dir, log_path=request.log_path, cgroup=cgroup,
                 restart_count=request.restart_count, tty=request.tty, stdin=request.stdin,
-                stdin_once=request.stdin_once, pid_namespace=sandbox.pid_namespace_path,
+                stdin_once=request.stdin_once, pid_namespace=sandbox.pid_namespace_path, host_pid=request.host_pid,
                 security=request.security, writable=request.writable, rootfs=rootfs)
         except runtime.StartError:
             if cgroup:

@@ -17,8 +17,8 @@ namespaces: a holder process, its IP from ipam.py, its /etc from podfiles.py, st
 spawner: spawner.py, nsinit.py) and runtime.py (a container's process, cgroup, logs, probes).
 
 Each container instance runs in a PID namespace of its own, where its main process is PID 1,
-or in the pod's with shareProcessNamespace; `spec.hostPID` is not honoured: a pod never shares
-the machine's PID namespace (here the node is the machine).
+or in the pod's with shareProcessNamespace, or in the machine's with hostPID (here the node is
+the machine); exec sessions and exec probes join it (runtime.py, nsinit.py).
 """
 
 from __future__ import annotations

@@ -609,7 +609,8 @@ class PodWorker:
             group=images.group_file(resolved.groups),
             mounts=await self.volumes.mounts(self.pod, self.env_resolver, spec, resolved.mounts),
             writable=[vm["mountPath"] for vm in spec.get("volumeMounts") or [] if not vm.get("readOnly")],
-            tty=bool(spec.get("tty")), stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")))
+            tty=bool(spec.get("tty")), stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")),
+            host_pid=bool((self.pod.get("spec") or {}).get("hostPID")))
         try:
             process = await self.runtime.start_container(self.pod, self.sandbox, request)
         except runtime.StartError as exc:

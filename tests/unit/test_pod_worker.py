@@ -81,6 +81,7 @@ class FakeRuntime:
         self.fail_start: dict[str, str] = {}  # container -> StartError message
         self.ignores_sigterm: set[str] = set()
         self.ended: list[str] = []
+        self.requests: list = []
 
     def pod_dir(self, uid: str) -> str:
         return str(self.tmp_path / "pods" / uid)
@@ -109,6 +110,7 @@ class FakeRuntime:
 
     async def start_container(self, pod: dict, sandbox: FakeSandbox, request) -> FakeContainer:
         self.calls.append(f"start {request.name}")
+        self.requests.append(request)
         if request.name in self.fail_start:
             raise runtime.StartError(self.fail_start[request.name])
         container = FakeContainer(request, request.name in self.ignores_sigterm)
@@ -279,6 +281,20 @@ async def test_a_start_error_counts_as_an_exit_with_code_128(tmp_path):
     terminated = status["containerStatuses"][0]["state"]["terminated"]
     assert (status["phase"], terminated["reason"], terminated["exitCode"]) == ("Failed", "StartError", 128)
     assert ("Failed", 'Error: exec: "sleep": executable file not found in $PATH') in h.events
+
+
+@pytest.mark.parametrize("spec, host_pid", [({}, False), ({"hostPID": True}, True)])
+async def test_the_request_carries_what_the_runtime_needs(tmp_path, spec, host_pid):
+    mounts = [{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/etc/app", "readOnly": True}]
+    h = Harness(tmp_path, make_pod([busybox("c", volumeMounts=mounts)], volumes=[
+        {"name": "data", "emptyDir": {}}, {"name": "conf", "emptyDir": {}}], **spec))
+    await h.step()
+    request, = h.fake.requests
+    assert (request.name, request.instance, request.restart_count, request.host_pid) == ("c", 0, 0, host_pid)
+    assert request.writable == ["/data"]
+    assert {m["target"]: m["readonly"] for m in request.mounts if m["target"] in ("/data", "/etc/app")} == \
+        {"/data": False, "/etc/app": True}
+    assert request.log_path.endswith(f"pods/{UID}/logs/c/0.log")
 
 
 # ---- init containers ---------------------------------------------------------------------------
