@@ -12,6 +12,9 @@ run: its status becomes phase Failed, reason `NodePorts`, message `Pod was rejec
 NodePorts failed: node(s) didn't ...`, with a Warning event, and it stays so (its controller
 replaces it).
 
+Its work queue holds three kinds of work, typed keys (`SyncPod`, `WriteStatus`, `Orphan`), so
+no namespace name can pass for another kind of work.
+
 Status writes are coalesced as the kubelet's status manager does: a pod's status is
 written when its worker has something to report (the end of a sync pass, see
 PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
