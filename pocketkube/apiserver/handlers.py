@@ -643,7 +643,7 @@ class Handlers:
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
                 info.api_version, info.kind,
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type struct"))
+                f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type struct"))
         av = body.get("apiVersion")
         kind = body.get("kind")
         if av and av != info.api_version:
@@ -843,7 +843,7 @@ class Handlers:
                 raise errors.method_not_allowed(req.method.lower(), f"{t.info.resource}/scale")
             if not isinstance(new_scale, dict):
                 raise errors.bad_request(schema.cannot_handle_message(
-                    "autoscaling/v1", "Scale", f"json: cannot unmarshal {_json_type(new_scale)} into Go value "
+                    "autoscaling/v1", "Scale", f"json: cannot unmarshal {schema.json_kind(new_scale)} into Go value "
                                                "of type v1.Scale"))
             type_err = schema.first_type_error("autoscaling/v1", "Scale", new_scale)
             if type_err and req.method == "PATCH":
@@ -889,7 +889,7 @@ class Handlers:
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
                 "authentication.k8s.io/v1", "TokenRequest",
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.TokenRequest"))
+                f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type v1.TokenRequest"))
         sa = await self.storage.get(t.info, t.namespace or "", t.name)
         spec = body.get("spec") or {}
         seconds = spec.get("expirationSeconds") or tokens.DEFAULT_SECONDS
@@ -912,7 +912,7 @@ class Handlers:
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
                 t.info.api_version, t.info.kind,
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.{t.info.kind}"))
+                f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type v1.{t.info.kind}"))
         out = reviews.answer(t.info, body, req.user or authn.APISERVER, t.namespace, self.authorizer,
                              self.authenticator)
         return json_response(out, 201)
@@ -923,11 +923,11 @@ class Handlers:
         body = codec.decode_body(req.body, req.headers.get("Content-Type"), ("v1", "Binding")).obj
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
-                "v1", "Binding", f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.Binding"))
+                "v1", "Binding", f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type v1.Binding"))
         target = body.get("target") or {}
         if not isinstance(target, dict):
             raise errors.bad_request(schema.cannot_handle_message(
-                "v1", "Binding", f"json: cannot unmarshal {_json_type(target)} into Go struct field "
+                "v1", "Binding", f"json: cannot unmarshal {schema.json_kind(target)} into Go struct field "
                                  "Binding.target of type v1.ObjectReference"))
         node = target.get("name", "")
         if not node:
@@ -1029,18 +1029,3 @@ def _int_param(q, name: str, default: int) -> int:
 def _validation_mode(q) -> str:
     """Ignore, Warn or Strict (validated with the write options); Warn when unset."""
     return q.get("fieldValidation") or "Warn"
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if value is None:
-        return "null"
-    return "object"
-
