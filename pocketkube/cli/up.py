@@ -810,7 +810,8 @@ def _write_load_balancers(record: ClusterRecord, out) -> None:
 
 def add_parsers(sub) -> None:
     """Register `up`, `down` and `status` on main.py's subcommand parser."""
-    p = sub.add_parser("up", help="start a cluster: node network, API server, one agent per node")
+    p = sub.add_parser("up", help="start a cluster: node network, API server and controllers, one agent per "
+                                  "node, the add-ons")
     p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.add_argument("--nodes", type=int, default=1, help="number of nodes (default %(default)s)")
     p.add_argument("--data-dir", help=f"where the cluster's data lives (default {DATA_ROOT}/NAME)")
