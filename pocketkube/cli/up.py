@@ -40,6 +40,7 @@ from pocketkube import addons
 from pocketkube.cli import supervisor
 from pocketkube.cli.supervisor import live_pid, write_file as _write_file
 from pocketkube.core import cluster as names
+from pocketkube.core.linux import proc_stat
 from pocketkube.core.lbpool import DEFAULT_LB_RANGE, ingress_ips
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
@@ -157,12 +158,9 @@ def descendants(roots: set[int]) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+            fields = proc_stat(entry)
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
     found: set[int] = set()
     todo = list(roots)
     while todo:

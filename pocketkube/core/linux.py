@@ -24,26 +24,35 @@ def setns(path: str, nstype: int = CLONE_NEWNET) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` at once: readers see the old file or the new one, never half."""
+def write_atomic(path: str, data: bytes | str, mode: int = 0o644) -> None:
+    """Replace `path` with `data` at once: readers see the old file or the new one, never half.
+    The file is created with `mode` (never readable by others first when private)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """A process's start time (clock ticks since boot): with the pid, it names a process
-    for good, even if the pid is reused later. None for a process that is gone, a zombie
-    or exiting (the init of a PID namespace exits only once the others are reaped)."""
+def proc_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (the first is the state, the second
+    the parent's pid, the 20th the start time), or None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X") or int(fields[6]) & PF_EXITING:
+    return fields if len(fields) > 19 else None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): with the pid, it names a process
+    for good, even if the pid is reused later. None for a process that is gone, a zombie
+    or exiting (the init of a PID namespace exits only once the others are reaped)."""
+    fields = proc_stat(pid)
+    if fields is None or fields[0] in (b"Z", b"X") or int(fields[6]) & PF_EXITING:
         return None
     return int(fields[19])
 
