@@ -390,6 +390,15 @@ class NodeAgent:
                 if exc.code != 404:
                     raise
 
+    async def _write_final_status(self, pod: dict, status: dict) -> None:
+        m = pod["metadata"]
+        try:
+            await self.client.patch("v1", "pods", m["name"], {"metadata": {"uid": m["uid"]}, "status": status},
+                                    namespace=m["namespace"], subresource="status", field_manager="kubelet")
+        except errors.APIError as exc:
+            if exc.code not in (404, 409):
+                raise
+
     async def _finish_deletion(self, pod: dict) -> None:
         m = pod["metadata"]
         uid = m["uid"]
@@ -401,7 +410,9 @@ class NodeAgent:
             if grace is None:
                 grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
             if uid in self.pods.running_pods():
-                await self.pods.terminate(pod, int(grace))
+                final = await self.pods.terminate(pod, int(grace))
+                if final is not None:  # the terminal phase first, as the kubelet writes it before the pod goes
+                    await self._write_final_status(pod, final)
             try:
                 await self.client.delete("v1", "pods", m["name"], namespace=m["namespace"], grace_period_seconds=0,
                                          preconditions={"uid": uid})

@@ -100,9 +100,10 @@ class PodManager:
         worker.update(pod, env)
         return worker.snapshot or worker.refresh_status()
 
-    async def terminate(self, pod: dict, grace_seconds: int) -> None:
+    async def terminate(self, pod: dict, grace_seconds: int) -> dict | None:
         """Stop the pod's containers gracefully (preStop, SIGTERM, grace, SIGKILL), remove
-        its sandbox, IP, cgroups and files. `pod` may carry only metadata.uid."""
+        its sandbox, IP, cgroups and files. `pod` may carry only metadata.uid. Returns the
+        pod's final status if containers were running (PodWorker.terminate)."""
         uid = pod["metadata"]["uid"]
         worker = self.workers.pop(uid, None)
         if worker is None:
@@ -111,10 +112,10 @@ class PodManager:
                 kill_leftovers(self.runtime, sandbox, [])
                 await self.runtime.destroy_sandbox(sandbox)
             remove_tree(self.runtime.pod_dir(uid))
-            return
+            return None
         if pod.get("spec"):
             worker.pod = pod
-        await worker.terminate(grace_seconds)
+        return await worker.terminate(grace_seconds)
 
     def current_status(self, uid: str) -> dict | None:
         """The status of a pod this node runs (None if it runs no such pod)."""

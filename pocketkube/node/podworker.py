@@ -755,23 +755,36 @@ class PodWorker:
             self.sandbox = None
         await self.runtime.remove_pod(self.uid)
 
-    async def terminate(self, grace_seconds: int) -> None:
+    async def terminate(self, grace_seconds: int) -> dict | None:
+        """Stop everything of the pod and remove it. Returns the pod's final status when
+        containers were running (a terminal phase: Succeeded if every container exited 0,
+        else Failed, with their terminated states), which the kubelet writes before the pod
+        goes, so a Job's controller sees how its pod ended; None when nothing ran."""
         self.terminating = True
         self.wake.set()
         await self.end_tasks()
         if self.adopted is not None:  # never synced since the agent started: nothing is watched
             kill_leftovers(self.runtime, self.sandbox, [s["record"] for s in self.adopted.values() if s.get("record")])
             self.adopted = None
+        final = None
         async with self.lock:
             grace = grace_seconds if grace_seconds <= 0 else max(grace_seconds, MINIMUM_GRACE_SECONDS)
             running = [s for s in self.all_slots() if s.running]
             for slot in running:
                 self.event("Normal", "Killing", f"Stopping container {slot.name}")
             await asyncio.gather(*(self._stop_slot(s, grace) for s in running))
+            if running and self.terminal_phase is None:
+                await self._collect_exits()
+                for slot in self.all_slots():
+                    slot.done = slot.terminated is not None or slot.done  # nothing restarts in a pod that goes
+                self.terminal_phase = "Succeeded" if all(
+                    (s.terminated or {}).get("exitCode") == 0 for s in self.slots) else "Failed"
+                final = self.refresh_status()
             await self._release()
             remove_tree(self.dir)
             if self.env_resolver is not None:
                 self.env_resolver.forget_pod(self.uid)
+        return final
 
     async def _stop_slot(self, slot: ContainerSlot, grace: float) -> None:
         process = slot.process
