@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,9 +81,23 @@ async def timed(session, method: str, url: str, n: int, headers=None) -> list[fl
     return out
 
 
-async def watch_latency(session, url: str, watchers: int, events: int) -> list[float]:
-    rv_resp = await session.get(f"{url}/api/v1/namespaces/default/configmaps?limit=1")
-    rv = (await rv_resp.json())["metadata"]["resourceVersion"]
+def cpu_seconds(pids) -> float:
+    """User + system CPU time the processes have used so far (all their threads)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def watch_latency(session, url: str, watchers: int, events: int, prefix: str = "w",
+                        cpu: dict | None = None) -> list[float]:
+    """Latency from each create's send to each watcher's reading of its event (ms). With `cpu`
+    ({"pids": [...]}), also the servers' CPU time from the watchers being open to the last
+    event read, as cpu["seconds"]."""
+    async with session.get(f"{url}/api/v1/namespaces/default/configmaps?limit=1") as rv_resp:
+        rv = (await rv_resp.json())["metadata"]["resourceVersion"]
     sent: dict[str, float] = {}
     lat: list[float] = []
     ready = asyncio.Event()
@@ -106,8 +122,9 @@ async def watch_latency(session, url: str, watchers: int, events: int) -> list[f
     tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
     await asyncio.wait_for(ready.wait(), 30)
     await asyncio.sleep(0.2)
+    cpu0 = cpu_seconds(cpu["pids"]) if cpu is not None else 0.0
     for i in range(events):
-        name = f"w{i}"
+        name = f"{prefix}{i}"
         sent[name] = time.perf_counter()
         async with session.post(f"{url}/api/v1/namespaces/default/configmaps",
                                 data=orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
@@ -116,6 +133,8 @@ async def watch_latency(session, url: str, watchers: int, events: int) -> list[f
             await r.read()
         await asyncio.sleep(0.02)
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    if cpu is not None:
+        cpu["seconds"] = cpu_seconds(cpu["pids"]) - cpu0
     return lat
 
 
@@ -165,6 +184,128 @@ async def main_async(args) -> None:
             print("  " + line)
     finally:
         srv.stop()
+
+
+# ---- beside upstream kube-apiserver ---------------------------------------------------------
+
+# (name, metric key, True if higher is better) of each row of the comparison.
+PEER_ROWS = (
+    ("creates/s (Services, 32 clients)", "creates", True),
+    ("server CPU per create", "create_cpu", False),
+    ("get p50", "get_p50", False),
+    ("get p99", "get_p99", False),
+    ("list all Services JSON p50", "list_p50", False),
+    ("list all Services as Table p50", "table_p50", False),
+    ("watch delivery p50", "watch_p50", False),
+    ("watch delivery p99", "watch_p99", False),
+    ("server CPU per event delivered", "watch_cpu", False),
+    ("RSS (kube-apiserver: + etcd)", "rss", False),
+    ("RSS (kube-apiserver alone)", "rss_server", False),
+)
+
+
+def paired_ratio(mine: list[float], peer: list[float]) -> tuple[float, float, float, str]:
+    """Median, min, max of mine[i] / peer[i] over rounds, and why it must not be read as a result
+    ("" when it may): fewer than 5 rounds, or a spread (max - min) wider than the effect (the
+    median's distance from 1)."""
+    r = [a / b for a, b in zip(mine, peer)]
+    med, lo, hi = statistics.median(r), min(r), max(r)
+    refusal = ""
+    if len(r) < 5:
+        refusal = f"{len(r)} rounds, fewer than 5"
+    elif hi - lo > abs(med - 1):
+        refusal = f"spread {hi - lo:.2f} wider than the effect {abs(med - 1):.2f}"
+    return med, lo, hi, refusal
+
+
+def pin_all_threads(pid: int, cpu: int) -> None:
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+async def peer_comparison(args) -> None:
+    """pocketkube's server (SQLite) beside upstream kube-apiserver v1.20.2 on etcd, one run, the
+    same client (this process, aiohttp over HTTPS with keep-alive), the same requests and bodies,
+    the same authorization mode and identity (`kubernetes-admin` in `system:masters`). Both
+    servers (kube-apiserver with its etcd) are pinned to one CPU and the client to another, their
+    data on tmpfs (see bench/kube_apiserver.py). Rounds interleave the two (A B A B ...):
+    loading, each round creates 1/rounds of the Services in each (creates/s); measuring, each
+    round times GETs, lists and a watch fan-out on each, then takes the RSS. Every figure is
+    printed as the median over rounds of the per-round ratio pocketkube / kube-apiserver, with
+    min and max."""
+    from bench.kube_apiserver import KubeAPIServer
+
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (cpus[0], cpus[0])
+    load_before = os.getloadavg()
+    data = tempfile.mkdtemp(prefix="pk-bench-peer-", dir="/dev/shm")
+    pk = start_server(data, datastore="sqlite", controllers=False,
+                      args=("--authorization-mode", args.authorization_mode))
+    try:
+        pin_all_threads(pk.proc.pid, server_cpu)
+        with KubeAPIServer(cpu=server_cpu, authorization_mode=args.authorization_mode) as ka:
+            os.sched_setaffinity(0, {client_cpu})
+            try:
+                targets = {"pocketkube": (pk.url, pk.ca, pk.token, [pk.proc.pid]),
+                           "kube-apiserver": (ka.url, ka.ca, ka.token, ka.pids)}
+                results = await _peer_rounds(targets, args)
+            finally:
+                os.sched_setaffinity(0, cpus)
+    finally:
+        pk.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    load_after = os.getloadavg()
+    n = f"{args.services:,}"
+    print(f"\npocketkube beside kube-apiserver v1.20.2 + etcd 3.4 ({n} Services, {args.watchers} watchers, "
+          f"{args.rounds} interleaved rounds, authorization {args.authorization_mode}; servers on CPU "
+          f"{server_cpu}, client on CPU {client_cpu}; load average {' '.join(f'{x:.2f}' for x in load_before)} "
+          f"before, {' '.join(f'{x:.2f}' for x in load_after)} after)")
+    print(f"  {'':<34} {'pocketkube / kube-apiserver':>34}  {'pocketkube':>10} {'kube-apiserver':>14}")
+    for what, key, higher in PEER_ROWS:
+        mine, peer = results["pocketkube"][key], results["kube-apiserver"][key]
+        med, lo, hi, refusal = paired_ratio(mine, peer)
+        unit = {"creates": "/s", "rss": "MB", "rss_server": "MB", "create_cpu": "us", "watch_cpu": "us"}.get(key, "ms")
+        ahead = med > 1 if higher else med < 1
+        verdict = (f"no verdict: {refusal}" if refusal else
+                   ("ahead" if ahead else "BEHIND") + f" ({'higher' if higher else 'lower'} is better)")
+        print(f"  {what:<34} {med:>8.2f}x (min {lo:5.2f}, max {hi:5.2f}) {statistics.median(mine):>9.1f}"
+              f"{unit:<3} {statistics.median(peer):>9.1f}{unit:<3}  {verdict}")
+
+
+async def _peer_rounds(targets: dict, args) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, _ in PEER_ROWS} for name in targets}
+    sessions = {}
+    for name, (url, ca, token, _) in targets.items():
+        conn = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca), limit=0)
+        sessions[name] = aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {token}"})
+    try:
+        per_round = args.services // args.rounds
+        for r in range(args.rounds):  # loading: creates/s
+            names = [f"svc-{i:05d}" for i in range(r * per_round, (r + 1) * per_round)]
+            for name, (url, _, _, pids) in targets.items():
+                cpu0 = cpu_seconds(pids)
+                results[name]["creates"].append(len(names) / await create_many(sessions[name], url, names))
+                results[name]["create_cpu"].append((cpu_seconds(pids) - cpu0) / len(names) * 1e6)
+        for r in range(args.rounds):  # measuring at args.services objects
+            for name, (url, _, _, pids) in targets.items():
+                s, out = sessions[name], results[name]
+                get = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services/svc-00042", 300)
+                out["get_p50"].append(statistics.median(get))
+                out["get_p99"].append(pct(get, 99))
+                lst = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5)
+                out["list_p50"].append(statistics.median(lst))
+                tbl = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5, headers={"Accept": TABLE})
+                out["table_p50"].append(statistics.median(tbl))
+                cpu = {"pids": pids}
+                lat = await watch_latency(s, url, args.watchers, 50, prefix=f"w{r}-", cpu=cpu)
+                out["watch_p50"].append(statistics.median(lat))
+                out["watch_p99"].append(pct(lat, 99))
+                out["watch_cpu"].append(cpu["seconds"] / (50 * args.watchers) * 1e6)
+                out["rss"].append(sum(rss_mb(pid) for pid in pids))
+                out["rss_server"].append(rss_mb(pids[0]))
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return results
 
 
 async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
@@ -310,10 +451,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
-    p.add_argument("--only", choices=("main", "authz", "crd"), default=None)
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds beside kube-apiserver (peer)")
+    p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
+                   help="both servers' authorization mode (peer)")
+    p.add_argument("--only", choices=("main", "peer", "authz", "crd"), default=None)
     args = p.parse_args()
     if args.only in (None, "main"):
         asyncio.run(main_async(args))
+    if args.only in (None, "peer"):
+        asyncio.run(peer_comparison(args))
     if args.only in (None, "authz"):
         asyncio.run(authz_overhead())
     if args.only in (None, "crd"):
