@@ -11,7 +11,7 @@ etcd fsyncs every commit while pocketkube's SQLite (synchronous=NORMAL) does not
 neither pays for the disk, so the servers are what is compared.
 
     with KubeAPIServer(cpu=0, authorization_mode="RBAC") as peer:
-        peer.url, peer.ca, peer.token, peer.pids   # pids: kube-apiserver's and etcd's
+        peer.url, peer.ca, peer.token, peer.pids   # pids: kube-apiserver's, then etcd's
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class KubeAPIServer:
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
+        """kube-apiserver's, then etcd's."""
+        return [p.pid for p in reversed(self.procs)]
 
     def __enter__(self) -> "KubeAPIServer":
         etcd = shutil.which("etcd")
