@@ -1,6 +1,7 @@
 """API server benchmark: creates/s, get and list latency at 10k objects, watch fan-out
-latency to 100 watchers, and server RSS, each printed beside its goal and anchor; then what
-RBAC authorization costs a GET and a create.
+latency to 100 watchers, and server RSS, each printed beside its goal and anchor; the same
+beside upstream kube-apiserver on etcd in interleaved rounds, as ratios (the rows handed to
+`python -m bench`); then what RBAC authorization costs a GET and a create.
 
 Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it over
 HTTPS with keep-alive connections, as kubectl and controllers do. The authorization part runs
@@ -9,7 +10,8 @@ rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resol
 median ratio on/off and its spread. Last, a custom resource's create and Table list beside a
 built-in kind's.
 
-    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--only main|authz|crd]
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--rounds 5] [--json FILE]
+                                  [--authorization-mode RBAC|AlwaysAllow] [--only main|peer|authz|crd]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness  # noqa: E402
+from bench.harness import rss_mb  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -37,14 +41,6 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def service(name: str) -> bytes:
@@ -83,12 +79,7 @@ async def timed(session, method: str, url: str, n: int, headers=None) -> list[fl
 
 def cpu_seconds(pids) -> float:
     """User + system CPU time the processes have used so far (all their threads)."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(harness.cpu_seconds(pid) for pid in pids)
 
 
 async def watch_latency(session, url: str, watchers: int, events: int, prefix: str = "w",
@@ -204,25 +195,11 @@ PEER_ROWS = (
 )
 
 
-def paired_ratio(mine: list[float], peer: list[float]) -> tuple[float, float, float, str]:
-    """Median, min, max of mine[i] / peer[i] over rounds, and why it must not be read as a result
-    ("" when it may): fewer than 5 rounds, or a spread (max - min) wider than the effect (the
-    median's distance from 1)."""
-    r = [a / b for a, b in zip(mine, peer)]
-    med, lo, hi = statistics.median(r), min(r), max(r)
-    refusal = ""
-    if len(r) < 5:
-        refusal = f"{len(r)} rounds, fewer than 5"
-    elif hi - lo > abs(med - 1):
-        refusal = f"spread {hi - lo:.2f} wider than the effect {abs(med - 1):.2f}"
-    return med, lo, hi, refusal
-
-
 def pin_all_threads(pid: int, cpu: int) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True, stdout=subprocess.DEVNULL)
 
 
-async def peer_comparison(args) -> None:
+async def peer_comparison(args, session: harness.Session) -> list[harness.Row]:
     """pocketkube's server (SQLite) beside upstream kube-apiserver v1.20.2 on etcd, one run, the
     same client (this process, aiohttp over HTTPS with keep-alive), the same requests and bodies,
     the same authorization mode and identity (`kubernetes-admin` in `system:masters`). Both
@@ -234,16 +211,15 @@ async def peer_comparison(args) -> None:
     min and max."""
     from bench.kube_apiserver import KubeAPIServer
 
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (cpus[0], cpus[0])
-    load_before = os.getloadavg()
+    server_cpu, client_cpu = harness.server_and_client_cpus()
+    cpus = harness.usable_cpus()
     data = tempfile.mkdtemp(prefix="pk-bench-peer-", dir="/dev/shm")
     pk = start_server(data, datastore="sqlite", controllers=False,
                       args=("--authorization-mode", args.authorization_mode))
     try:
         pin_all_threads(pk.proc.pid, server_cpu)
         with KubeAPIServer(cpu=server_cpu, authorization_mode=args.authorization_mode) as ka:
-            os.sched_setaffinity(0, {client_cpu})
+            harness.pin(client_cpu)
             try:
                 targets = {"pocketkube": (pk.url, pk.ca, pk.token, [pk.proc.pid]),
                            "kube-apiserver": (ka.url, ka.ca, ka.token, ka.pids)}
@@ -253,22 +229,18 @@ async def peer_comparison(args) -> None:
     finally:
         pk.stop()
         shutil.rmtree(data, ignore_errors=True)
-    load_after = os.getloadavg()
     n = f"{args.services:,}"
-    print(f"\npocketkube beside kube-apiserver v1.20.2 + etcd 3.4 ({n} Services, {args.watchers} watchers, "
-          f"{args.rounds} interleaved rounds, authorization {args.authorization_mode}; servers on CPU "
-          f"{server_cpu}, client on CPU {client_cpu}; load average {' '.join(f'{x:.2f}' for x in load_before)} "
-          f"before, {' '.join(f'{x:.2f}' for x in load_after)} after)")
-    print(f"  {'':<34} {'pocketkube / kube-apiserver':>34}  {'pocketkube':>10} {'kube-apiserver':>14}")
+    session.note(f"beside kube-apiserver v1.20.2 + etcd 3.4: {n} Services, {args.watchers} watchers, "
+                 f"{args.rounds} interleaved rounds, authorization {args.authorization_mode}, servers on CPU "
+                 f"{server_cpu}, client on CPU {client_cpu}; medians of pocketkube / kube-apiserver:")
+    rows = []
     for what, key, higher in PEER_ROWS:
         mine, peer = results["pocketkube"][key], results["kube-apiserver"][key]
-        med, lo, hi, refusal = paired_ratio(mine, peer)
         unit = {"creates": "/s", "rss": "MB", "rss_server": "MB", "create_cpu": "us", "watch_cpu": "us"}.get(key, "ms")
-        ahead = med > 1 if higher else med < 1
-        verdict = (f"no verdict: {refusal}" if refusal else
-                   ("ahead" if ahead else "BEHIND") + f" ({'higher' if higher else 'lower'} is better)")
-        print(f"  {what:<34} {med:>8.2f}x (min {lo:5.2f}, max {hi:5.2f}) {statistics.median(mine):>9.1f}"
-              f"{unit:<3} {statistics.median(peer):>9.1f}{unit:<3}  {verdict}")
+        rows.append(harness.ratio_row(f"{what} at {n}, pocketkube / kube-apiserver", harness.ratio(mine, peer),
+                                      goal=1.0, higher=higher, anchor="kube-apiserver v1.20.2 + etcd, same run"))
+        session.note(f"  {what:<34} {statistics.median(mine):>9.1f} {unit:<3} / {statistics.median(peer):>9.1f} {unit}")
+    return rows
 
 
 async def _peer_rounds(targets: dict, args) -> dict[str, dict[str, list[float]]]:
@@ -449,21 +421,23 @@ async def _started(server):
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    harness.add_arguments(p)  # --json FILE, --rounds N (of the comparison beside kube-apiserver)
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds beside kube-apiserver (peer)")
     p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
                    help="both servers' authorization mode (peer)")
     p.add_argument("--only", choices=("main", "peer", "authz", "crd"), default=None)
     args = p.parse_args()
-    if args.only in (None, "main"):
-        asyncio.run(main_async(args))
-    if args.only in (None, "peer"):
-        asyncio.run(peer_comparison(args))
-    if args.only in (None, "authz"):
-        asyncio.run(authz_overhead())
-    if args.only in (None, "crd"):
-        asyncio.run(custom_resource_speed())
+    with harness.Session("api", args) as session:
+        if args.only in (None, "main"):
+            asyncio.run(main_async(args))
+        if args.only in (None, "peer"):
+            with harness.machine_lock():  # no cluster, but a benchmark beside another measures both
+                session.add(*asyncio.run(peer_comparison(args, session)))
+        if args.only in (None, "authz"):
+            asyncio.run(authz_overhead())
+        if args.only in (None, "crd"):
+            asyncio.run(custom_resource_speed())
 
 
 if __name__ == "__main__":
