@@ -513,41 +513,41 @@ class Handlers:
                 return b'{"type":"' + etype.encode() + b'","object":' + _with_type(info, obj) + b"}\n"
             return orjson.dumps({"type": etype, "object": body}) + b"\n"
 
-        deadline = time.monotonic() + timeout
+        # Two timers per watch, none per event: its end closes the watcher, and with bookmarks
+        # one every BOOKMARK_INTERVAL is queued in line with the events.
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(timeout, watcher.close)]
+        if bookmarks:
+            def bookmark_due() -> None:
+                watcher.bookmark_due()
+                timers[1] = loop.call_later(BOOKMARK_INTERVAL, bookmark_due)
+            timers.append(loop.call_later(BOOKMARK_INTERVAL, bookmark_due))
         try:
             if backlog:
                 yield b"".join(encode(ev.type, ev.obj) for ev in backlog)
             else:
                 yield b""  # send the headers at once, as the apiserver does
-            last_bookmark = time.monotonic()
-            while True:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                wait = deadline - now
-                if bookmarks:
-                    wait = min(wait, max(0.0, last_bookmark + BOOKMARK_INTERVAL - now))
-                ev = await watcher.next(wait)
-                if ev is None:
-                    if watcher.closed:
+            ev = await watcher.next()
+            while ev is not None:
+                chunks = []
+                while ev is not None:  # this event and what else is ready, in one write
+                    if ev.type == "BOOKMARK":
+                        chunks.append(self._bookmark(info, accept, ev.revision))
+                    else:
+                        chunks.append(encode(ev.type, ev.obj))
+                    if watcher.queue.empty():
                         break
-                    if bookmarks and time.monotonic() >= last_bookmark + BOOKMARK_INTERVAL:
-                        yield self._bookmark(info, accept)
-                        last_bookmark = time.monotonic()
-                    continue
-                chunks = [encode(ev.type, ev.obj)]
-                while not watcher.queue.empty():  # send what is ready in one write
-                    more = watcher.queue.get_nowait()
-                    if more is None:
-                        watcher.closed = True
-                        break
-                    chunks.append(encode(more.type, more.obj))
+                    ev = watcher.queue.get_nowait()
                 yield b"".join(chunks)
+                if ev is not None:
+                    ev = await watcher.next()
         finally:
+            for timer in timers:
+                timer.cancel()
             watcher.close()
 
-    def _bookmark(self, info: KindInfo, accept: codec.Accept) -> bytes:
-        rv = str(self.cache.revision)
+    def _bookmark(self, info: KindInfo, accept: codec.Accept, revision: int) -> bytes:
+        rv = str(revision)
         if accept.table:
             obj = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
                    "columnDefinitions": None, "rows": None}
