@@ -1,24 +1,28 @@
 """Service data-plane benchmarks (root), each figure printed beside its goal in one table.
 
-Part "sync" (this file, for now): how long the nftables proxy takes to program its table,
-into a throwaway network namespace (`pk-pbench-<6 hex>`, deleted at the end; nothing else
-is touched):
+Part "sync": how long the nftables proxy takes to program its table, into a throwaway
+network namespace per round (`pk-pbench-<6 hex>`, deleted at the end; nothing else is
+touched), with the machine's other core kept busy, as on a user's laptop: this process is
+pinned to one CPU and a busy loop it starts (and stops) to the other; the load average is
+printed before and after.
 - full sync of 1,000 and 10,000 Services x 5 endpoints: the backend's sync (rule generation
-  and `nft -f`; the change tracker's apply of the 10,000 new Services is shown beside it),
-  into an empty namespace (cold) and again over the table it made (a re-sync, as after a
-  failure or on the periodic full sync); goal < 2 s at 10,000;
+  and the nft transaction through libnftables; the change tracker's apply of the 10,000 new
+  Services and the split between generating the text and nft are shown beside it), into an
+  empty namespace (cold) and again over the table it made (a re-sync, as after a failure or
+  on the periodic full sync); goal < 2 s at 10,000;
 - partial sync at 10,000 Services: one Service added, one Service's endpoints changed
-  (median and p99 of --samples, tracker apply included); goal < 50 ms; anchor: kube-proxy's
-  nftables mode took ~141 ms to add one Service at 10,000 (kubernetes/kubernetes PR #126013);
+  (median and p99 of every sample of every round, tracker apply included); goal < 50 ms
+  median, < 100 ms p99; anchor: kube-proxy's nftables mode took ~141 ms to add one Service
+  at 10,000 (kubernetes/kubernetes PR #126013);
 - the same table laid out as kube-proxy's nftables mode lays it out (a chain per endpoint,
   an anonymous `numgen ... vmap` per Service), timed as `nft -f` alone in this kernel: the
   peer that explains why pocketkube folds endpoint chains into the Service chain.
+Every figure is the median of --rounds rounds, with the min and max of the rounds beside it.
 
-    sudo .venv/bin/python -m bench.dataplane [--samples 20] [--only sync]
+    sudo .venv/bin/python -m bench.dataplane --only sync [--rounds 5] [--samples 20] [--skip-peer]
 
-The wrk throughput part and network programming latency need a cluster; they come later.
+The wrk throughput part and network programming latency need a cluster.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -48,6 +52,7 @@ from pocketkube.proxy.servicemap import chain_base  # noqa: E402
 
 FULL_GOAL_S = 2.0
 PARTIAL_GOAL_MS = 50.0
+PARTIAL_P99_GOAL_MS = 100.0
 KUBE_PROXY_ADD_ONE_MS = (("kube-proxy nftables", 141.0),)
 ENDPOINTS = 5
 
@@ -83,7 +88,7 @@ class Namespace:
 
 
 class TimedRunner(NftRunner):
-    """Records how long each `nft -f` took."""
+    """Records how long each nft transaction took."""
 
     def __init__(self, netns: str):
         super().__init__(netns)
@@ -95,49 +100,112 @@ class TimedRunner(NftRunner):
         self.nft_seconds.append(time.perf_counter() - started)
 
 
-async def _full_and_partial(count: int, samples: int, partial: bool) -> list[Row]:
-    rows = []
+class OtherCoreBusy:
+    """Pin this process to its first CPU and keep a second one busy with a spinning child
+    (ours, stopped by its PID at the end): the proxy measured as on a laptop doing other work."""
+
+    def __init__(self) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        self.mine, self.other = cpus[0], (cpus[1] if len(cpus) > 1 else None)
+        self._saved = set(cpus)
+        self._proc: subprocess.Popen | None = None
+        self.load_before = self.load_after = (0.0, 0.0, 0.0)
+
+    def __enter__(self) -> "OtherCoreBusy":
+        self.load_before = os.getloadavg()
+        os.sched_setaffinity(0, {self.mine})
+        if self.other is not None:
+            self._proc = subprocess.Popen(["taskset", "-c", str(self.other), "sh", "-c", "while :; do :; done"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        os.sched_setaffinity(0, self._saved)
+        self.load_after = os.getloadavg()
+
+    def describe(self) -> str:
+        busy = f"CPU {self.other} kept busy by a spinning process" if self.other is not None else "one CPU only"
+        return (f"pinned to CPU {self.mine}, {busy}; 1-minute load {self.load_before[0]:.1f} before, "
+                f"{self.load_after[0]:.1f} after")
+
+
+@dataclass
+class SyncRound:
+    """One round's figures (seconds for full syncs, milliseconds for partial ones)."""
+    apply: float = 0.0
+    cold: float = 0.0
+    cold_nft: float = 0.0
+    resync: float = 0.0
+    resync_nft: float = 0.0
+    added: list[float] | None = None
+    changed: list[float] | None = None
+
+
+async def _sync_round(count: int, samples: int) -> SyncRound:
+    figures = SyncRound()
     with Namespace() as netns:
         tracker = ChangeTracker("node-0")
         runner = TimedRunner(netns)
         backend = NftablesBackend(NftablesConfig(node_name="node-0"), runner)
-        for i in range(count):
-            tracker.on_service(None, service(i))
-            tracker.on_slice(endpoint_slice(i))
-        label = f"{count:,} Services x {ENDPOINTS} endpoints"
-        goal = FULL_GOAL_S if count >= 10_000 else None
-        started = time.perf_counter()
-        result = tracker.apply()
-        applied = time.perf_counter() - started
-        for how, runs in (("cold", 1), ("re-sync over its own table, median of 3", 3)):
-            totals = []
-            for _ in range(runs):
+        try:
+            for i in range(count):
+                tracker.on_service(None, service(i))
+                tracker.on_slice(endpoint_slice(i))
+            started = time.perf_counter()
+            result = tracker.apply()
+            figures.apply = time.perf_counter() - started
+            for attr in ("cold", "resync"):
                 backend.needs_full_sync = True
                 started = time.perf_counter()
                 await backend.sync(tracker.services, tracker.endpoints, result)
-                totals.append(time.perf_counter() - started)
-            detail = f"(nft {runner.nft_seconds[-1]:.2f} s" + (f"; tracker apply before it {applied:.2f} s)"
-                                                               if how == "cold" else ")")
-            rows.append(Row(f"full sync, {label} ({how})", statistics.median(totals), "s", goal, detail=detail))
-        if not partial:
-            return rows
-        added, changed = [], []
-        for k in range(samples):
-            new = count + k
-            tracker.on_service(None, service(new))
-            tracker.on_slice(endpoint_slice(new))
-            started = time.perf_counter()
-            await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
-            added.append((time.perf_counter() - started) * 1000)
-            tracker.on_slice(endpoint_slice(k, generation=count * ENDPOINTS + k))
-            started = time.perf_counter()
-            await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
-            changed.append((time.perf_counter() - started) * 1000)
-        for what, values in (("add one Service", added), ("change one Service's endpoints", changed)):
-            rows.append(Row(f"partial sync at {label}: {what}, median", statistics.median(values), "ms",
-                            PARTIAL_GOAL_MS, KUBE_PROXY_ADD_ONE_MS if what.startswith("add") else ()))
-            rows.append(Row(f"partial sync at {label}: {what}, p99", percentile(values, 99), "ms",
-                            PARTIAL_GOAL_MS))
+                setattr(figures, attr, time.perf_counter() - started)
+                setattr(figures, attr + "_nft", runner.nft_seconds[-1])
+            if samples:
+                figures.added, figures.changed = [], []
+            for k in range(samples):
+                new = count + k
+                tracker.on_service(None, service(new))
+                tracker.on_slice(endpoint_slice(new))
+                started = time.perf_counter()
+                await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
+                figures.added.append((time.perf_counter() - started) * 1000)
+                tracker.on_slice(endpoint_slice(k, generation=count * ENDPOINTS + k))
+                started = time.perf_counter()
+                await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
+                figures.changed.append((time.perf_counter() - started) * 1000)
+        finally:
+            await backend.stop()
+    return figures
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"min {min(values):{fmt}}, max {max(values):{fmt}}"
+
+
+def sync_rows(count: int, rounds: list[SyncRound]) -> list[Row]:
+    """The table's rows for `rounds` of one size: medians over rounds with their min and max."""
+    label = f"{count:,} Services x {ENDPOINTS} endpoints"
+    goal = FULL_GOAL_S if count >= 10_000 else None
+    rows = []
+    for attr, how in (("cold", "cold"), ("resync", "re-sync over its own table")):
+        totals = [getattr(r, attr) for r in rounds]
+        nft = statistics.median(getattr(r, attr + "_nft") for r in rounds)
+        detail = f"({_spread(totals, '.2f')}; nft {nft:.2f} s, generating {statistics.median(totals) - nft:.2f} s"
+        if attr == "cold":
+            detail += f"; tracker apply before it {statistics.median(r.apply for r in rounds):.2f} s"
+        rows.append(Row(f"full sync, {label} ({how})", statistics.median(totals), "s", goal,
+                        detail=detail + f"; {len(rounds)} rounds)"))
+    if rounds[0].added is None:
+        return rows
+    for attr, what in (("added", "add one Service"), ("changed", "change one Service's endpoints")):
+        values = [v for r in rounds for v in getattr(r, attr)]
+        medians = [statistics.median(getattr(r, attr)) for r in rounds]
+        rows.append(Row(f"partial sync at {label}: {what}, median", statistics.median(values), "ms",
+                        PARTIAL_GOAL_MS, KUBE_PROXY_ADD_ONE_MS if attr == "added" else (),
+                        detail=f"(rounds' medians {_spread(medians, '.0f')}; {len(values)} samples)"))
+        rows.append(Row(f"partial sync at {label}: {what}, p99", percentile(values, 99), "ms", PARTIAL_P99_GOAL_MS))
     return rows
 
 
@@ -189,6 +257,7 @@ async def _kube_proxy_peer(count: int) -> list[Row]:
         started = time.perf_counter()
         await runner.apply(one)
         add_one = (time.perf_counter() - started) * 1000
+        runner.close()
     label = f"{count:,} Services x {ENDPOINTS} endpoints"
     return [Row(f"peer: kube-proxy's layout, nft -f of {label}", full, "s", FULL_GOAL_S),
             Row(f"peer: kube-proxy's layout, nft -f adding one Service at {count:,}", add_one, "ms",
@@ -196,14 +265,31 @@ async def _kube_proxy_peer(count: int) -> list[Row]:
 
 
 def sync(args) -> list[Row]:
+    """Rounds of the 1,000 and 10,000 Service syncs (interleaved), then the peer, all with the
+    other core busy, under the machine's benchmark lock."""
     async def run() -> list[Row]:
-        rows = await _full_and_partial(1_000, args.samples, partial=False)
-        rows += await _full_and_partial(10_000, args.samples, partial=True)
+        small, large = [], []
+        for _ in range(args.rounds):
+            small.append(await _sync_round(1_000, 0))
+            large.append(await _sync_round(10_000, args.samples))
+        rows = sync_rows(1_000, small) + sync_rows(10_000, large)
         if not args.skip_peer:
             rows += await _kube_proxy_peer(10_000)
         return rows
 
-    return asyncio.run(run())
+    with machine_lock(), OtherCoreBusy() as busy:
+        rows = asyncio.run(run())
+    print(f"  sync: {busy.describe()}", file=sys.stderr, flush=True)
+    return rows + [Note(f"sync part: {busy.describe()}")]
+
+
+@dataclass
+class Note:
+    """A line of the table without a figure (how the figures above were taken)."""
+    text: str
+
+    def render(self) -> str:
+        return self.text
 
 
 # ---- a cluster for the traffic measurements -------------------------------------------------
@@ -546,7 +632,8 @@ MEASUREMENTS = [sync, throughput, latency]
 
 def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube service data-plane benchmarks (root)")
-    p.add_argument("--samples", type=int, default=20, help="partial syncs measured of each kind")
+    p.add_argument("--samples", type=int, default=20, help="partial syncs measured of each kind, per round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the sync measurements")
     p.add_argument("--skip-peer", action="store_true", help="skip kube-proxy's layout (it takes ~20 s)")
     p.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     p.add_argument("--threads", type=int, default=1, help="wrk threads, the same for every target")
