@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench.harness import percentile  # noqa: E402  (bench.ingress imports it from here too)
 from pocketkube.cli import up as up_cmd  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import images, network, sandbox  # noqa: E402
@@ -98,14 +99,6 @@ class Row:
 
     def _decimals(self) -> int:
         return 2 if self.unit == "s" else 1 if self.unit == "MB" else 0
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """The p-th percentile (0 < p < 100), linear interpolation between closest ranks."""
-    ordered = sorted(samples)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[round(p) - 1]
 
 
 # ---- clusters ------------------------------------------------------------------------------

@@ -11,6 +11,15 @@ clean-up folded in: runs a Job's pods to completion.
   (10 s doubling, at most 6 minutes) after the last failure. `activeDeadlineSeconds` ends a
   running Job. Either ends it with FailureTarget then Failed (BackoffLimitExceeded /
   DeadlineExceeded) and its running pods deleted.
+- `podFailurePolicy` (podfailurepolicy.py judges each failed pod): FailJob ends the Job at once
+  (reason PodFailurePolicy, the rule's message), Ignore leaves the failure uncounted, Count and
+  FailIndex count it. With it, `podReplacementPolicy: Failed` (its default) waits for a deleted
+  pod to finish before replacing it.
+- `backoffLimitPerIndex` (Indexed Jobs): each index has its own count of failures and back-off
+  (`batch.kubernetes.io/job-index-failure-count` on each new pod); an index whose failures pass
+  the limit, or whose pod matched a FailIndex rule, fails (`status.failedIndexes`) and is not
+  retried; past `maxFailedIndexes` the Job fails (MaxFailedIndexesExceeded), and once every
+  index has succeeded or failed with some failed, it fails (FailedIndexes).
 - Success: SuccessCriteriaMet then Complete (CompletionsReached), completionTime.
 - `suspend`: running pods are deleted and startTime cleared (Suspended=True, JobSuspended);
   resuming starts the clock again (Suspended=False, JobResumed).
@@ -28,6 +37,7 @@ import asyncio
 import datetime as _dt
 
 from pocketkube.controllers import podcontrol
+from pocketkube.controllers.podfailurepolicy import FAIL_INDEX, judge
 from pocketkube.controllers.base import Controller
 from pocketkube.core import errors
 from pocketkube.core.informer import object_key
@@ -37,6 +47,8 @@ API_VERSION, KIND = "batch/v1", "Job"
 MANAGED_BY_US = "kubernetes.io/job-controller"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 INDEX_ENV = "JOB_COMPLETION_INDEX"
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+INDEX_IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 360.0
 BURST = 500
@@ -44,6 +56,8 @@ BURST = 500
 COMPLETED_MESSAGE = "Reached expected number of succeeded pods"
 BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
 DEADLINE_MESSAGE = "Job was active longer than specified deadline"
+MAX_FAILED_INDEXES_MESSAGE = "Job has exceeded the specified maximal number of failed indexes"
+FAILED_INDEXES_MESSAGE = "Job has failed indexes"
 
 
 def has_condition(job: dict, kind: str) -> bool:
@@ -164,20 +178,44 @@ class JobController(Controller):
         completed_indexes = {i for p in succeeded_pods if (i := pod_index(p)) is not None
                              and i < (completions or 0)} if indexed else set()
         succeeded = len(completed_indexes) if indexed else len(succeeded_pods)
-        failed = max(status.get("failed") or 0, len(failed_pods))
+        verdicts = {p["metadata"].get("uid") or p["metadata"]["name"]: judge(spec.get("podFailurePolicy"), p)
+                    for p in failed_pods}
+        counted_failures = [p for p in failed_pods if _verdict(verdicts, p).counts]
+        failed = max(status.get("failed") or 0, len(counted_failures))
+        per_index = _IndexFailures(job, failed_pods, verdicts, completed_indexes) \
+            if indexed and spec.get("backoffLimitPerIndex") is not None else None
         target = podcontrol.with_kind(job, API_VERSION, KIND)
         suspended = bool(spec.get("suspend"))
 
         failure: tuple[str, str] | None = None
+        fail_job = next((m for p in sorted(failed_pods, key=_finished_sort_key)
+                         if (m := _verdict(verdicts, p).message)), None)
         if has_condition(job, "FailureTarget"):
             c = next(c for c in conditions if c.get("type") == "FailureTarget")
             failure = (c.get("reason", ""), c.get("message", ""))
+        elif fail_job is not None:
+            failure = ("PodFailurePolicy", fail_job)
         elif not suspended and self._past_deadline(job, now):
             failure = ("DeadlineExceeded", DEADLINE_MESSAGE)
         elif failed + (sum(_restarts(p) for p in active)
                        if _restart_policy(job) == "OnFailure" else 0) > spec.get("backoffLimit", 6):
             failure = ("BackoffLimitExceeded", BACKOFF_MESSAGE)
+        elif per_index is not None and spec.get("maxFailedIndexes") is not None and \
+                len(per_index.failed) > spec["maxFailedIndexes"]:
+            failure = ("MaxFailedIndexesExceeded", MAX_FAILED_INDEXES_MESSAGE)
+        elif per_index is not None and per_index.failed and \
+                len(per_index.failed) + len(completed_indexes) >= (completions or 0):
+            failure = ("FailedIndexes", FAILED_INDEXES_MESSAGE)
         complete = (succeeded >= completions) if completions is not None else (succeeded > 0 and not active)
+        if per_index is not None:
+            status["failedIndexes"] = format_indexes(per_index.failed)
+            # A failed index runs no more: its pods still running are stopped.
+            doomed = [p for p in active if pod_index(p) in per_index.failed]
+            if doomed and failure is None:
+                await self._delete_pods(key, job, doomed, target)
+                active = [p for p in active if p not in doomed]
+        # podReplacementPolicy Failed: a pod being deleted is replaced only once it has finished.
+        waiting = terminating if spec.get("podReplacementPolicy") == "Failed" else []
 
         manage_error: Exception | None = None
         if failure is not None:
@@ -214,12 +252,18 @@ class JobController(Controller):
                 if spec.get("activeDeadlineSeconds"):
                     self.queue.add_after(key, spec["activeDeadlineSeconds"])
             if self.expectations.satisfied(key):
-                wait = self._backoff_remaining(failed_pods, failed, now)
-                if wait > 0:
-                    self.queue.add_after(key, wait)
-                else:
-                    created, manage_error = await self._manage(key, job, active, completed_indexes, succeeded)
+                if per_index is not None:
+                    created, manage_error = await self._manage_per_index(key, job, active + waiting, per_index, now)
                     active = active + created
+                else:
+                    wait = self._backoff_remaining(
+                        [p for p in failed_pods if _verdict(verdicts, p).counts], failed, now)
+                    if wait > 0:
+                        self.queue.add_after(key, wait)
+                    else:
+                        created, manage_error = await self._manage(key, job, active, waiting,
+                                                                   completed_indexes, succeeded)
+                        active = active + created
 
         status.update(active=len(active), succeeded=succeeded, failed=failed, conditions=conditions,
                       ready=sum(1 for p in active if podcontrol.is_pod_ready(p)),
@@ -242,25 +286,48 @@ class JobController(Controller):
             return 0.0
         return backoff_delay(failed) - (now - last).total_seconds()
 
-    async def _manage(self, key: str, job: dict, active: list[dict], completed: set[int],
+    async def _manage(self, key: str, job: dict, active: list[dict], waiting: list[dict], completed: set[int],
                       succeeded: int) -> tuple[list[dict], Exception | None]:
-        """Create the pods the Job lacks (or delete what is over parallelism)."""
+        """Create the pods the Job lacks (or delete what is over parallelism). `waiting`: pods
+        being deleted that hold their place until they finish (podReplacementPolicy Failed)."""
         spec = job["spec"]
         parallelism = spec.get("parallelism") or 0
         completions = spec.get("completions")
         if spec.get("completionMode") == "Indexed":
-            running = {pod_index(p) for p in active}
-            missing = [i for i in range(completions or 0) if i not in completed and i not in running]
-            want = max(0, min(parallelism - len(active), len(missing)))
-            indexes: list[int | None] = list(missing[:want])
-        else:
-            remaining = (completions - succeeded) if completions is not None else (0 if succeeded else parallelism)
-            want = min(parallelism, max(remaining, 0)) - len(active)
-            if want < 0:
-                surplus = sorted(active, key=lambda p: podcontrol.is_pod_ready(p))[: -want]
-                await self._delete_pods(key, job, surplus, podcontrol.with_kind(job, API_VERSION, KIND))
-                return [], None
-            indexes = [None] * want
+            busy = {pod_index(p) for p in active + waiting}
+            missing = [i for i in range(completions or 0) if i not in completed and i not in busy]
+            want = max(0, min(parallelism - len(active) - len(waiting), len(missing)))
+            return await self._create_pods(key, job, list(missing[:want]))
+        remaining = (completions - succeeded) if completions is not None else (0 if succeeded else parallelism)
+        wanted = min(parallelism, max(remaining, 0))
+        if len(active) > wanted:
+            surplus = sorted(active, key=lambda p: podcontrol.is_pod_ready(p))[: len(active) - wanted]
+            await self._delete_pods(key, job, surplus, podcontrol.with_kind(job, API_VERSION, KIND))
+            return [], None
+        return await self._create_pods(key, job, [None] * max(0, wanted - len(active) - len(waiting)))
+
+    async def _manage_per_index(self, key: str, job: dict, running: list[dict], per_index: "_IndexFailures",
+                                now: _dt.datetime) -> tuple[list[dict], Exception | None]:
+        """backoffLimitPerIndex: start the indexes that are neither done, failed nor running, each
+        once its own back-off has passed, with its failure counts on the new pod."""
+        spec = job["spec"]
+        busy = {pod_index(p) for p in running}
+        ready, soonest = [], None
+        for i in range(spec.get("completions") or 0):
+            if i in per_index.completed or i in per_index.failed or i in busy:
+                continue
+            wait = per_index.backoff_remaining(i, now)
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+            else:
+                ready.append(i)
+        if soonest is not None:
+            self.queue.add_after(key, soonest)
+        want = max(0, min((spec.get("parallelism") or 0) - len(running), len(ready)))
+        return await self._create_pods(key, job, ready[:want], per_index)
+
+    async def _create_pods(self, key: str, job: dict, indexes: list[int | None],
+                           per_index: "_IndexFailures | None" = None) -> tuple[list[dict], Exception | None]:
         indexes = indexes[:BURST]
         if not indexes:
             return [], None
@@ -270,6 +337,11 @@ class JobController(Controller):
 
         async def create(index: int | None) -> None:
             pod = self._pod_for(job, index)
+            if per_index is not None and index is not None:
+                annotations = pod["metadata"].setdefault("annotations", {})
+                annotations[INDEX_FAILURE_COUNT] = str(per_index.counted.get(index, 0))
+                if per_index.ignored.get(index):
+                    annotations[INDEX_IGNORED_FAILURE_COUNT] = str(per_index.ignored[index])
             try:
                 made = await self.client.create("v1", "pods", pod, namespace=job["metadata"]["namespace"])
             except errors.APIError as exc:
@@ -374,6 +446,56 @@ class TTLAfterFinishedController(Controller):
         except errors.APIError as exc:
             if exc.code not in (404, 409):
                 raise
+
+
+class _IndexFailures:
+    """backoffLimitPerIndex: per index, the failures that count and those ignored (carried from pod
+    to pod in annotations, so a deleted failed pod is not forgotten), when it last failed, and
+    the indexes failed for good (past the limit, or a FailIndex rule)."""
+
+    def __init__(self, job: dict, failed_pods: list[dict], verdicts: dict, completed: set[int]):
+        limit = job["spec"]["backoffLimitPerIndex"]
+        completions = job["spec"].get("completions") or 0
+        self.completed = completed
+        self.counted: dict[int, int] = {}
+        self.ignored: dict[int, int] = {}
+        self.last: dict[int, _dt.datetime] = {}
+        self.failed: set[int] = set()
+        for pod in failed_pods:
+            index = pod_index(pod)
+            if index is None or index >= completions or index in completed:
+                continue
+            verdict = _verdict(verdicts, pod)
+            annotations = pod["metadata"].get("annotations") or {}
+            counted = _int(annotations.get(INDEX_FAILURE_COUNT)) + (1 if verdict.counts else 0)
+            ignored = _int(annotations.get(INDEX_IGNORED_FAILURE_COUNT)) + (0 if verdict.counts else 1)
+            self.counted[index] = max(self.counted.get(index, 0), counted)
+            self.ignored[index] = max(self.ignored.get(index, 0), ignored)
+            if verdict.action == FAIL_INDEX or (verdict.counts and counted > limit):
+                self.failed.add(index)
+            finished = _finished_at(pod)
+            if finished is not None and (index not in self.last or finished > self.last[index]):
+                self.last[index] = finished
+
+    def backoff_remaining(self, index: int, now: _dt.datetime) -> float:
+        last = self.last.get(index)
+        if last is None:
+            return 0.0
+        return backoff_delay(self.counted.get(index, 0)) - (now - last).total_seconds()
+
+
+def _verdict(verdicts: dict, pod: dict):
+    return verdicts[pod["metadata"].get("uid") or pod["metadata"]["name"]]
+
+
+def _finished_sort_key(pod: dict) -> tuple:
+    finished = _finished_at(pod)
+    return (finished is None, finished or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc),
+            pod["metadata"].get("name", ""))
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value is not None and str(value).isdigit() else 0
 
 
 def _restart_policy(job: dict) -> str:

@@ -8,9 +8,8 @@ CrashLoopBackOff), runs the startup, liveness and readiness probes, and on delet
 everything gracefully (preStop, SIGTERM, grace period, SIGKILL) and removes the sandbox.
 
 Each container instance runs in a PID namespace of its own, where its main process is
-PID 1, or in the pod's with shareProcessNamespace (runtime.py, sandbox.py); exec sessions
-and exec probes join it. `spec.hostPID` is not honoured: a pod never shares the machine's
-PID namespace (here the node is the machine). Each container instance starts in a root built
+PID 1, or in the pod's with shareProcessNamespace, or in the machine's with hostPID (here the
+node is the machine) (runtime.py, sandbox.py); exec sessions and exec probes join it. Each container instance starts in a root built
 from its image, with its volumes and the user and rights of its securityContext
 (`_rootfs`, `_security`: sandbox.py, security.py); runAsNonRoot refusals and unknown image
 users are CreateContainerConfigError, as the kubelet reports them.
@@ -976,6 +975,7 @@ class PodWorker:
                 restart_count=slot.restart_count + (1 if restarting else 0), tty=bool(spec.get("tty")),
                 stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")),
                 pid_namespace=self.sandbox.pid_namespace_path, security=slot.security,
+                host_pid=bool((self.pod.get("spec") or {}).get("hostPID")),
                 writable=[vm["mountPath"] for vm in spec.get("volumeMounts") or [] if not vm.get("readOnly")],
                 rootfs=await self._rootfs(slot))
         except runtime.StartError as exc:

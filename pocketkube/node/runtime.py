@@ -10,7 +10,8 @@ it forked is left behind; otherwise its process group is killed.
 PIDs as in Kubernetes: each container instance has its own PID namespace whose PID 1 is its
 main process (so `kill 1` in the container ends it, and `kill -9 -1` or `pkill` inside reach
 nothing outside); with shareProcessNamespace the containers join the pod's PID namespace
-(PID 1: the holder). The node's sandbox spawner (sandbox.py) starts each main process with
+(PID 1: the holder); with hostPID they run in the machine's (the node is the machine here:
+`ps` shows every process of it, the agent's included, as on a real node). The node's sandbox spawner (sandbox.py) starts each main process with
 clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
 agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
 after a restart finds it by that PID). Before exec the process builds its own root from its
@@ -500,18 +501,19 @@ class ContainerProcess:
 async def start_container(*, spawner: Spawner, name: str, container_id: str, holder_pid: int, argv: list[str],
                           env: dict[str, str], working_dir: str, log_path: str, cgroup: str | None,
                           restart_count: int, tty: bool, stdin: bool, stdin_once: bool,
-                          pid_namespace: str | None = None, security: dict | None = None,
+                          pid_namespace: str | None = None, host_pid: bool = False, security: dict | None = None,
                           writable: list[str] | None = None, rootfs: dict) -> ContainerProcess:
     """Start a container's process in the sandbox of `holder_pid` (through the node's
-    spawner, as a child of this process), as PID 1 of a new PID namespace or in
-    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one), in a root of its own built
+    spawner, as a child of this process), as PID 1 of a new PID namespace, in
+    `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one) or, with `host_pid`, in the
+    machine's (the node's: a pod with `hostPID: true`), in a root of its own built
     from `rootfs` (sandbox.RootBuilder's config: its image's holds, /etc, its volumes), with
     `security` (security.process_security) and its volumes' mountPaths `writable` under a
     read-only root; raises StartError when its program is not in its image or cannot start."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log_file = open(log_path, "ab", buffering=0) if tty else None  # a terminal's output is copied by us
     stdin_read = stdin_write = master = slave = None
-    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "argv": argv,
+    config = {"holder_pid": holder_pid, "pid_namespace": pid_namespace, "host_pid": host_pid, "argv": argv,
               "env": env, "working_dir": working_dir, "cgroup": cgroup, "log_path": log_path,
               "security": security or {}, "writable": writable or [], "rootfs": rootfs}
     try:

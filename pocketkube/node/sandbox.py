@@ -434,7 +434,7 @@ SANDBOX_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLON
 def _start_container(sys_: Syscalls, config: dict) -> tuple[int, int]:
     """Start a container's main process as a child of the agent (CLONE_PARENT: the agent
     reaps it and gets its exit code) and as PID 1 of a new PID namespace, or in the pod's
-    (`pid_namespace`). Returns its pid and a pipe that ends once it has exec'd its program,
+    (`pid_namespace`), or in the machine's (`host_pid`). Returns its pid and a pipe that ends once it has exec'd its program,
     carrying why not if it could not (`ContainerStarts` waits for it)."""
     error_read, error_write = os.pipe()
     flags = CLONE_PARENT | signal.SIGCHLD  # the exit signal goes to the agent
@@ -444,8 +444,8 @@ def _start_container(sys_: Syscalls, config: dict) -> tuple[int, int]:
         if config.get("pid_namespace"):
             own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY)
             sys_.setns(config["pid_namespace"], CLONE_NEWPID)  # for the next child only
-        else:
-            flags |= CLONE_NEWPID
+        elif not config.get("host_pid"):
+            flags |= CLONE_NEWPID  # hostPID: the spawner's, which is the machine's
         try:
             pid = sys_.clone(flags)
         finally:

@@ -5,6 +5,7 @@ namespaces, answer on their IPs from the host, the nodes and other pods, and exe
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -321,3 +322,30 @@ def test_jobs_run_real_pods_to_completion(cluster, ns):
     cluster.kubectl("wait", "--for=condition=failed", "job/fails", "-n", ns, "--timeout=60s", timeout=90)
     status = cluster.kubectl_json("get", "job", "fails", "-n", ns)["status"]
     assert status["failed"] == 1
+
+
+def test_pod_failure_policy_reads_real_exit_codes(cluster, ns):
+    """A real process exits 42; the node reports that exit code and the Job's podFailurePolicy
+    fails the Job at once (not after its 6 retries); exit code 3 is ignored and retried."""
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pfp"},
+           "spec": {"backoffLimit": 6, "podFailurePolicy": {"rules": [
+               {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+               {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}}]},
+               "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                   "name": "main", "image": "busybox",
+                   # The first pod exits 3 (ignored); its replacement finds the mark and exits 42.
+                   "command": ["sh", "-c", "if [ -e /data/seen ]; then exit 42; fi; touch /data/seen; exit 3"],
+                   "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                   "volumes": [{"name": "data", "hostPath": {"path": f"/tmp/pk-e2e-{ns}", "type": "DirectoryOrCreate"}}]}}}}
+    try:
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(job))
+        cluster.kubectl("wait", "--for=condition=failed", "job/pfp", "-n", ns, "--timeout=90s", timeout=120)
+        status = cluster.kubectl_json("get", "job", "pfp", "-n", ns)["status"]
+        failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert failed["reason"] == "PodFailurePolicy"
+        assert "failed with exit code 42 matching FailJob rule at index 0" in failed["message"]
+        codes = sorted(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+                       for p in pods(cluster, ns, "job-name=pfp"))
+        assert codes == [3, 42] and status["failed"] == 1
+    finally:
+        shutil.rmtree(f"/tmp/pk-e2e-{ns}", ignore_errors=True)

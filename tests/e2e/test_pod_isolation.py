@@ -109,6 +109,27 @@ async def test_root_gets_the_runtime_default_capabilities_and_privileged_all(nod
     assert status_fields(await logs_when_done(node, pod, "odd"))["CapEff"] == DEFAULT_CAPS
 
 
+async def test_host_pid_only_when_the_spec_asks(node):
+    """hostPID: the container runs in the machine's PID namespace (the node is the machine), so
+    it sees this test's process and is not PID 1; without it, it sees only its own processes."""
+    me = os.getpid()
+    # `$$$$`: Kubernetes turns `$$` into `$`, so the shell sees `$$`, its own pid
+    script = f"test -d /proc/{me} && echo SEES-MACHINE; echo self=$$$$; echo END; sleep 3600"
+    shared = make_pod("hostpid", [busybox("c", script)], hostPID=True)
+    own = make_pod("ownpid", [busybox("c", script)])
+    await node.running(shared)
+    await node.running(own)
+    shared_out, own_out = await logs_when_done(node, shared), await logs_when_done(node, own)
+    assert "SEES-MACHINE" in shared_out and "self=1" not in shared_out.splitlines()
+    assert "SEES-MACHINE" not in own_out and "self=1" in own_out.splitlines()
+    cp = exec_in(node, shared, "c", "sh", "-c", f"test -d /proc/{me} && echo yes")
+    assert cp.stdout.strip() == "yes", cp.stderr
+    # SIGTERM ends it: its shell is not a PID 1, which the kernel would shield from the signal
+    process = node.manager.workers[shared["metadata"]["uid"]].slot("c").process
+    await node.manager.terminate(shared, 10)
+    assert process.exit_code == 143
+
+
 async def test_read_only_root_refuses_writes_and_volumes_accept_them(node):
     script = ("touch /x 2>&1; touch /etc/x 2>&1; echo ok > /cache/f && cat /cache/f; echo ok > /dev/shm/f && "
               "echo shm ok; echo END; sleep 3600")

@@ -69,8 +69,8 @@ def kubelet_step(core, server, ns: str) -> None:
             core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
             continue
         node = pod["spec"].get("nodeName")
-        if not node or pod["status"].get("phase") == "Running":
-            continue
+        if not node or pod["status"].get("phase") in ("Running", "Succeeded", "Failed"):
+            continue  # a finished pod stays finished
         core.patch_namespaced_pod_status(name, ns, {"status": {
             "phase": "Running", "podIP": "10.244.0.10", "hostIP": "172.18.0.2",
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
@@ -509,6 +509,90 @@ def test_failed_pods_past_the_backoff_limit_fail_the_job(server, core, ns, node)
     assert server.kubectl("get", "job", "boom", "-n", ns).stdout.splitlines()[1].split()[:3] == ["boom", "Failed", "0/1"]
 
 
+def test_pod_failure_policy_fails_the_job_at_once_or_ignores_the_failure(server, core, ns, node):
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+                        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pfp"},
+           "spec": {"backoffLimit": 6, "podFailurePolicy": policy, "template": template}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+    assert server.kubectl_json("get", "job", "pfp", "-n", ns)["spec"]["podReplacementPolicy"] == "Failed"
+    # Exit code 7: ignored, not counted, replaced at once (no back-off).
+    eventually(lambda: pods(server, ns, "job-name=pfp"))
+    finish_pods(core, server, ns, "job-name=pfp", "Failed", 7)
+    eventually(lambda: len(pods(server, ns, "job-name=pfp")) == 2)
+    assert job_status(server, ns, "pfp").get("failed", 0) == 0
+    # Exit code 42 from container main: the Job fails on the spot, backoffLimit notwithstanding.
+    finish_pods(core, server, ns, "job-name=pfp", "Failed", 42)
+    server.kubectl("wait", "--for=condition=failed", "job/pfp", "-n", ns, "--timeout=15s")
+    status = job_status(server, ns, "pfp")
+    failed = condition(status, "Failed")
+    culprit = next(p["metadata"]["name"] for p in pods(server, ns, "job-name=pfp")
+                   if p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 42)
+    assert failed["reason"] == "PodFailurePolicy"
+    assert failed["message"] == (f"Container main for pod {ns}/{culprit} failed with exit code 42 "
+                                 "matching FailJob rule at index 0")
+    assert condition(status, "FailureTarget")["reason"] == "PodFailurePolicy"
+    assert status["failed"] == 1 and len(pods(server, ns, "job-name=pfp")) == 2
+    assert "PodFailurePolicy" in server.kubectl("describe", "job", "pfp", "-n", ns).stdout
+
+
+def test_backoff_limit_per_index_fails_an_index_and_then_the_job(server, core, ns, node):
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi"},
+           "spec": {"completions": 3, "parallelism": 3, "completionMode": "Indexed", "backoffLimitPerIndex": 0,
+                    "podFailurePolicy": {"rules": [{"action": "FailIndex", "onExitCodes": {
+                        "operator": "In", "values": [5]}}, {"action": "Ignore", "onExitCodes": {
+                            "operator": "In", "values": [6]}}]},
+                    "template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "c", "image": "busybox"}]}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+    assert server.kubectl_json("get", "job", "pi", "-n", ns)["spec"]["backoffLimit"] == 2147483647
+    eventually(lambda: len(pods(server, ns, "job-name=pi")) == 3)
+    for p in pods(server, ns, "job-name=pi"):
+        assert p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "0"
+    index = "batch.kubernetes.io/job-completion-index"
+    # Index 2 fails with an ignored code: retried, its new pod carries the ignored count.
+    finish_pods(core, server, ns, f"job-name=pi,{index}=2", "Failed", 6)
+    retry = eventually(lambda: [p for p in pods(server, ns, f"job-name=pi,{index}=2")
+                                if p["status"].get("phase") != "Failed"])[0]
+    assert retry["metadata"]["annotations"]["batch.kubernetes.io/job-index-ignored-failure-count"] == "1"
+    # Index 1 fails once: past its limit of 0, it is not retried.
+    finish_pods(core, server, ns, f"job-name=pi,{index}=1", "Failed", 1)
+    eventually(lambda: job_status(server, ns, "pi").get("failedIndexes") == "1")
+    finish_pods(core, server, ns, f"job-name=pi,{index}=0", "Succeeded", 0)
+    assert not condition(job_status(server, ns, "pi"), "Failed")
+    # Index 2 ends with a FailIndex code: every index is done, some failed, so the Job fails.
+    finish_pods(core, server, ns, f"job-name=pi,{index}=2", "Failed", 5)
+    server.kubectl("wait", "--for=condition=failed", "job/pi", "-n", ns, "--timeout=15s")
+    status = job_status(server, ns, "pi")
+    assert (status["failedIndexes"], status["completedIndexes"], status["failed"], status["succeeded"]) == \
+        ("1,2", "0", 2, 1)
+    failed = condition(status, "Failed")
+    assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
+    assert len(pods(server, ns, f"job-name=pi,{index}=1")) == 1
+
+
+def test_max_failed_indexes_ends_the_job_early(server, core, ns, node):
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "mfi"},
+           "spec": {"completions": 4, "parallelism": 2, "completionMode": "Indexed", "backoffLimitPerIndex": 0,
+                    "maxFailedIndexes": 0,
+                    "template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "c", "image": "busybox"}]}}}}
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+    eventually(lambda: len(pods(server, ns, "job-name=mfi")) == 2)
+    finish_pods(core, server, ns, "job-name=mfi,batch.kubernetes.io/job-completion-index=0", "Failed", 1)
+    # Index 1's pod, still running, is deleted; Failed comes once the kubelet has let it go.
+    eventually(lambda: (condition(job_status(server, ns, "mfi"), "FailureTarget") or {}).get("reason")
+               == "MaxFailedIndexesExceeded")
+    run_kubelet_until(core, server, ns, lambda: len(pods(server, ns, "job-name=mfi")) == 1)
+    server.kubectl("wait", "--for=condition=failed", "job/mfi", "-n", ns, "--timeout=15s")
+    assert [p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            for p in pods(server, ns, "job-name=mfi")] == ["0"]  # indexes 2 and 3 never started
+    failed = condition(job_status(server, ns, "mfi"), "Failed")
+    assert (failed["reason"], failed["message"]) == \
+        ("MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes")
+
+
 def test_deadline_suspend_resume_and_ttl(server, core, ns, node):
     template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
     slow = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "slow"},
@@ -553,6 +637,33 @@ def test_bad_jobs_get_the_real_errors(server, ns):
     cp = create({"completionMode": "Indexed", "parallelism": 2,
                  "template": {"spec": {"restartPolicy": "Never", "containers": containers}}})
     assert "spec.completions: Required value: when completion mode is Indexed" in cp.stderr
+    never = {"template": {"spec": {"restartPolicy": "Never", "containers": containers}}}
+    cp = create({"podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [0, 2, 1, 2]}}]},
+                 **never})
+    for message in ('spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator',
+                    'spec.podFailurePolicy.rules[0].onExitCodes.values[3]: Duplicate value: 2',
+                    'spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{0, 2, 1, 2}: must be ordered'):
+        assert message in cp.stderr, cp.stderr
+    cp = create({"podFailurePolicy": {"rules": [{"action": "FailIndex", "onPodConditions": [{"type": "DisruptionTarget"}],
+                                                 "onExitCodes": {"operator": "Within", "values": [1],
+                                                                 "containerName": "nope"}}]}, **never})
+    for message in ('spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set',
+                    'spec.podFailurePolicy.rules[0].onExitCodes.operator: Unsupported value: "Within": supported values: "In", "NotIn"',
+                    'spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: "nope": must be one of the container or initContainer names in the pod template',
+                    'spec.podFailurePolicy.rules[0]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported'):
+        assert message in cp.stderr, cp.stderr
+    cp = create({"podFailurePolicy": {"rules": [{"action": "Count"}]},
+                 "template": {"spec": {"restartPolicy": "OnFailure", "containers": containers}}})
+    assert ('spec.podFailurePolicy.rules[0]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required'
+            in cp.stderr)
+    assert ('spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when '
+            'podFailurePolicy is specified') in cp.stderr
+    cp = create({"backoffLimitPerIndex": 1, "maxFailedIndexes": 1, **never})
+    assert "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode" in cp.stderr
+    assert "spec.maxFailedIndexes: Invalid value: 1: requires indexed completion mode" in cp.stderr
+    cp = create({"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 3, **never})
+    assert "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified" in cp.stderr
+    assert "spec.maxFailedIndexes: Invalid value: 3: must be less than or equal to completions" in cp.stderr
     assert server.kubectl("get", "jobs", "-n", ns).stderr.startswith("No resources found")
 
 

@@ -316,6 +316,9 @@ def pod(**spec):
                       "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]),
      'Pod "p" is invalid: spec.containers[0].resources.requests[cpu]: Invalid value: "2": must be less than or '
      'equal to cpu limit of 1'),
+    (pod(containers=[{"name": "a", "image": "x"}], hostPID=True, shareProcessNamespace=True),
+     'Pod "p" is invalid: spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and '
+     'HostPID cannot both be enabled'),
 ])
 def test_invalid_pods(obj, expected):
     _, errors = create("", "Pod", obj)

@@ -8,7 +8,7 @@ import copy
 from pocketkube.apiserver.kinds import apps_common, podspec
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import validation as v
-from pocketkube.core.errors import FieldError, invalid_value, not_supported, required
+from pocketkube.core.errors import OMIT, FieldError, duplicate, invalid_value, not_supported, required, too_many
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"
@@ -16,6 +16,16 @@ LEGACY_CONTROLLER_UID = "controller-uid"
 LEGACY_JOB_NAME = "job-name"
 MAX_INT32 = 2147483647
 MAX_PARALLELISM_FOR_INDEXED = 100_000
+MAX_FAILED_INDEXES = 100_000
+COMPLETIONS_SOFT_LIMIT = 100_000
+PARALLELISM_LIMIT_FOR_HIGH_COMPLETIONS = 10_000
+MAX_FAILED_INDEXES_FOR_HIGH_COMPLETIONS = 10_000
+MAX_POD_FAILURE_POLICY_RULES = 20
+MAX_EXIT_CODE_VALUES = 255
+MAX_CONDITION_PATTERNS = 20
+POD_FAILURE_POLICY_ACTIONS = ["Count", "FailIndex", "FailJob", "Ignore"]
+EXIT_CODE_OPERATORS = ["In", "NotIn"]
+CONDITION_STATUSES = ["False", "True", "Unknown"]
 
 
 class JobStrategy(apps_common.WorkloadStrategy):
@@ -35,6 +45,10 @@ class JobStrategy(apps_common.WorkloadStrategy):
         spec.setdefault("completionMode", "NonIndexed")
         spec.setdefault("suspend", False)
         spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+        for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+            for pattern in rule.get("onPodConditions") or []:
+                if not pattern.get("status"):
+                    pattern["status"] = "True"
         if spec.get("manualSelector") is None:
             spec.pop("manualSelector", None)
 
@@ -71,22 +85,54 @@ def validate_job_spec(spec: dict, path: str, uid: str | None, in_cronjob: bool) 
     """validateJobSpec for a Job (its selector is required and, unless manual, generated) or a
     CronJob's jobTemplate (`in_cronjob`: the selector comes with each Job, defaults too)."""
     errs: list[FieldError] = []
-    for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+    for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished", "backoffLimitPerIndex"):
         if spec.get(name) is not None:
             errs += v.validate_nonnegative(spec[name], f"{path}.{name}")
+    if spec.get("maxFailedIndexes") is not None:
+        errs += v.validate_nonnegative(spec["maxFailedIndexes"], f"{path}.maxFailedIndexes")
+        if spec.get("backoffLimitPerIndex") is None:
+            errs.append(required(f"{path}.backoffLimitPerIndex", "when maxFailedIndexes is specified"))
     if spec.get("activeDeadlineSeconds") is not None and spec["activeDeadlineSeconds"] <= 0:
         errs.append(invalid_value(f"{path}.activeDeadlineSeconds", spec["activeDeadlineSeconds"],
                                   "must be greater than 0"))
     mode = spec.get("completionMode", "NonIndexed" if in_cronjob else None)
     if mode not in ("NonIndexed", "Indexed"):
         errs.append(not_supported(f"{path}.completionMode", mode, ["NonIndexed", "Indexed"]))
+    completions, max_failed = spec.get("completions"), spec.get("maxFailedIndexes")
     if mode == "Indexed":
-        if spec.get("completions") is None:
+        if completions is None:
             errs.append(required(f"{path}.completions", "when completion mode is Indexed"))
         if (spec.get("parallelism") or 0) > MAX_PARALLELISM_FOR_INDEXED:
             errs.append(invalid_value(f"{path}.parallelism", spec["parallelism"],
                                       f"must be less than or equal to {MAX_PARALLELISM_FOR_INDEXED} "
                                       "when completion mode is Indexed"))
+        if completions is not None and max_failed is not None and max_failed > completions:
+            errs.append(invalid_value(f"{path}.maxFailedIndexes", max_failed, "must be less than or equal to completions"))
+        if max_failed is not None and max_failed > MAX_FAILED_INDEXES:
+            errs.append(invalid_value(f"{path}.maxFailedIndexes", max_failed,
+                                      f"must be less than or equal to {MAX_FAILED_INDEXES}"))
+        if completions is not None and completions > COMPLETIONS_SOFT_LIMIT and spec.get("backoffLimitPerIndex") is not None:
+            high = f"when completions are above {COMPLETIONS_SOFT_LIMIT} and used with backoff limit per index"
+            if max_failed is None:
+                errs.append(required(f"{path}.maxFailedIndexes",
+                                     f"must be specified when completions is above {COMPLETIONS_SOFT_LIMIT}"))
+            if (spec.get("parallelism") or 0) > PARALLELISM_LIMIT_FOR_HIGH_COMPLETIONS:
+                errs.append(invalid_value(f"{path}.parallelism", spec["parallelism"],
+                                          f"must be less than or equal to {PARALLELISM_LIMIT_FOR_HIGH_COMPLETIONS} {high}"))
+            if max_failed is not None and max_failed > MAX_FAILED_INDEXES_FOR_HIGH_COMPLETIONS:
+                errs.append(invalid_value(f"{path}.maxFailedIndexes", max_failed,
+                                          f"must be less than or equal to {MAX_FAILED_INDEXES_FOR_HIGH_COMPLETIONS} {high}"))
+    elif mode in ("NonIndexed", None):
+        for name in ("backoffLimitPerIndex", "maxFailedIndexes"):
+            if spec.get(name) is not None:
+                errs.append(invalid_value(f"{path}.{name}", spec[name], "requires indexed completion mode"))
+    if spec.get("podFailurePolicy") is not None:
+        errs += validate_pod_failure_policy(spec, f"{path}.podFailurePolicy")
+    replacement = spec.get("podReplacementPolicy")
+    if replacement is not None:
+        allowed = ["Failed"] if spec.get("podFailurePolicy") is not None else ["Failed", "TerminatingOrFailed"]
+        if replacement not in allowed:
+            errs.append(not_supported(f"{path}.podReplacementPolicy", replacement, allowed))
     selector = spec.get("selector")
     if selector is None:
         if not in_cronjob:
@@ -104,7 +150,95 @@ def validate_job_spec(spec: dict, path: str, uid: str | None, in_cronjob: bool) 
     restart = ((template or {}).get("spec") or {}).get("restartPolicy") or ""
     if restart not in ("OnFailure", "Never"):
         errs.append(not_supported(f"{path}.template.spec.restartPolicy", restart, ["OnFailure", "Never"]))
+    elif spec.get("podFailurePolicy") is not None and restart != "Never":
+        errs.append(invalid_value(f"{path}.template.spec.restartPolicy", restart,
+                                  'only "Never" is supported when podFailurePolicy is specified'))
     return errs
+
+
+def validate_pod_failure_policy(spec: dict, path: str) -> list[FieldError]:
+    """validatePodFailurePolicy: at most 20 rules, each with a known action and exactly one of
+    onExitCodes (a known operator, 1-255 ordered unique values, no 0 for In, a container of the
+    template) and onPodConditions (qualified condition types, a status True/False/Unknown)."""
+    errs: list[FieldError] = []
+    rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
+    if len(rules) > MAX_POD_FAILURE_POLICY_RULES:
+        errs.append(too_many(f"{path}.rules", len(rules), MAX_POD_FAILURE_POLICY_RULES))
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    names = {c.get("name") for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or [])}
+    for i, rule in enumerate(rules):
+        rule_path = f"{path}.rules[{i}]"
+        action = rule.get("action") or ""
+        if not action:
+            errs.append(required(f"{rule_path}.action", "valid values: " + _quoted_list(POD_FAILURE_POLICY_ACTIONS)))
+        elif action == "FailIndex":
+            if spec.get("backoffLimitPerIndex") is None:
+                errs.append(invalid_value(f"{rule_path}.action", action, "requires the backoffLimitPerIndex to be set"))
+        elif action not in POD_FAILURE_POLICY_ACTIONS:
+            errs.append(not_supported(f"{rule_path}.action", action, POD_FAILURE_POLICY_ACTIONS))
+        on_codes, on_conditions = rule.get("onExitCodes"), rule.get("onPodConditions") or []
+        if on_codes is not None:
+            errs += _validate_on_exit_codes(on_codes, f"{rule_path}.onExitCodes", names)
+        if on_conditions:
+            errs += _validate_on_pod_conditions(on_conditions, f"{rule_path}.onPodConditions")
+        if on_codes is not None and on_conditions:
+            errs.append(invalid_value(rule_path, OMIT, "specifying both OnExitCodes and OnPodConditions is not supported"))
+        if on_codes is None and not on_conditions:
+            errs.append(invalid_value(rule_path, OMIT, "specifying one of OnExitCodes and OnPodConditions is required"))
+    return errs
+
+
+def _validate_on_exit_codes(requirement: dict, path: str, names: set) -> list[FieldError]:
+    errs: list[FieldError] = []
+    operator = requirement.get("operator") or ""
+    if not operator:
+        errs.append(required(f"{path}.operator", "valid values: " + _quoted_list(EXIT_CODE_OPERATORS)))
+    elif operator not in EXIT_CODE_OPERATORS:
+        errs.append(not_supported(f"{path}.operator", operator, EXIT_CODE_OPERATORS))
+    name = requirement.get("containerName")
+    if name is not None and name not in names:
+        errs.append(invalid_value(f"{path}.containerName", name,
+                                  "must be one of the container or initContainer names in the pod template"))
+    values = requirement.get("values")
+    if not values:
+        errs.append(v.invalid_go(f"{path}.values", _go_int32s(values), "at least one value is required"))
+    elif len(values) > MAX_EXIT_CODE_VALUES:
+        errs.append(too_many(f"{path}.values", len(values), MAX_EXIT_CODE_VALUES))
+    seen: set[int] = set()
+    for j, value in enumerate(values or []):
+        if operator == "In" and value == 0:
+            errs.append(invalid_value(f"{path}.values[{j}]", value, "must not be 0 for the In operator"))
+        if value in seen:
+            errs.append(duplicate(f"{path}.values[{j}]", value))
+        seen.add(value)
+    if any(a > b for a, b in zip(values or [], (values or [])[1:])):
+        errs.append(v.invalid_go(f"{path}.values", _go_int32s(values), "must be ordered"))
+    return errs
+
+
+def _validate_on_pod_conditions(patterns: list[dict], path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if len(patterns) > MAX_CONDITION_PATTERNS:
+        errs.append(too_many(path, len(patterns), MAX_CONDITION_PATTERNS))
+    for j, pattern in enumerate(patterns):
+        errs += v.validate_qualified_name(pattern.get("type") or "", f"{path}[{j}].type")
+        status = pattern.get("status") or ""
+        if not status:
+            errs.append(required(f"{path}[{j}].status", "valid values: " + _quoted_list(CONDITION_STATUSES)))
+        elif status not in CONDITION_STATUSES:
+            errs.append(not_supported(f"{path}[{j}].status", status, CONDITION_STATUSES))
+    return errs
+
+
+def _quoted_list(items: list[str]) -> str:
+    """%q of a []string: ["a" "b"]."""
+    return "[" + " ".join(f'"{i}"' for i in items) + "]"
+
+
+def _go_int32s(values: list | None) -> str:
+    if values is None:
+        return "[]int32(nil)"
+    return "[]int32{" + ", ".join(str(x) for x in values) + "}"
 
 
 def generate_selector(job: dict) -> None:

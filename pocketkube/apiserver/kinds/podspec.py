@@ -430,6 +430,10 @@ def validate_pod_spec(spec: dict, path: str) -> list[FieldError]:
     elif dns not in dns_values:
         errs.append(not_supported(path + ".dnsPolicy", dns, dns_values))
     errs += v.validate_labels(spec.get("nodeSelector"), path + ".nodeSelector")
+    if spec.get("shareProcessNamespace") and spec.get("hostPID"):
+        # both live in the internal PodSecurityContext, hence the path
+        errs.append(invalid_value(path + ".securityContext.shareProcessNamespace", True,
+                                  "ShareProcessNamespace and HostPID cannot both be enabled"))
     for key, field in (("serviceAccountName", "serviceAccountName"), ("nodeName", "nodeName")):
         if spec.get(key):
             errs += [invalid_value(f"{path}.{field}", spec[key], m) for m in v.name_is_dns_subdomain(spec[key])]
