@@ -7,7 +7,8 @@ pinned to one CPU and a busy loop it starts (and stops) to the other; the load a
 printed before and after.
 - full sync of 1,000 and 10,000 Services x 5 endpoints: the backend's sync (rule generation
   and the nft transaction through libnftables; the change tracker's apply of the 10,000 new
-  Services and the split between generating the text and nft are shown beside it), into an
+  Services, the split between generating the text and nft, and the CPU time of the process,
+  which other load cannot inflate, are shown beside it), into an
   empty namespace (cold) and again over the table it made (a re-sync, as after a failure or
   on the periodic full sync); goal < 2 s at 10,000;
 - partial sync at 10,000 Services: one Service added, one Service's endpoints changed
@@ -19,7 +20,7 @@ printed before and after.
   peer that explains why pocketkube folds endpoint chains into the Service chain.
 Every figure is the median of --rounds rounds, with the min and max of the rounds beside it.
 
-    sudo .venv/bin/python -m bench.dataplane --only sync [--rounds 5] [--samples 20] [--skip-peer]
+    sudo .venv/bin/python -m bench.dataplane --only sync [--rounds 5] [--samples 20] [--skip-peer] [--json FILE]
 
 The wrk throughput part and network programming latency need a cluster.
 """
@@ -41,8 +42,9 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench import harness  # noqa: E402
 from bench.pods import (  # noqa: E402
-    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, run_measurements, running_and_ready,
+    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, running_and_ready,
 )
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
@@ -53,7 +55,7 @@ from pocketkube.proxy.servicemap import chain_base  # noqa: E402
 FULL_GOAL_S = 2.0
 PARTIAL_GOAL_MS = 50.0
 PARTIAL_P99_GOAL_MS = 100.0
-KUBE_PROXY_ADD_ONE_MS = (("kube-proxy nftables", 141.0),)
+KUBE_PROXY_ADD_ONE = "kube-proxy's nftables mode ~141 ms (kubernetes/kubernetes PR #126013)"
 ENDPOINTS = 5
 
 
@@ -105,28 +107,28 @@ class OtherCoreBusy:
     (ours, stopped by its PID at the end): the proxy measured as on a laptop doing other work."""
 
     def __init__(self) -> None:
-        cpus = sorted(os.sched_getaffinity(0))
-        self.mine, self.other = cpus[0], (cpus[1] if len(cpus) > 1 else None)
-        self._saved = set(cpus)
+        self._saved = harness.usable_cpus()
+        self.mine, self.other = harness.server_and_client_cpus()
         self._proc: subprocess.Popen | None = None
         self.load_before = self.load_after = (0.0, 0.0, 0.0)
 
     def __enter__(self) -> "OtherCoreBusy":
-        self.load_before = os.getloadavg()
-        os.sched_setaffinity(0, {self.mine})
-        if self.other is not None:
-            self._proc = subprocess.Popen(["taskset", "-c", str(self.other), "sh", "-c", "while :; do :; done"])
+        self.load_before = harness.load_average()
+        harness.pin(self.mine)
+        if self.other != self.mine:
+            self._proc = subprocess.Popen([*harness.taskset(self.other), "sh", "-c", "while :; do :; done"])
         return self
 
     def __exit__(self, *exc) -> None:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
-        os.sched_setaffinity(0, self._saved)
-        self.load_after = os.getloadavg()
+        os.sched_setaffinity(0, set(self._saved))
+        self.load_after = harness.load_average()
 
     def describe(self) -> str:
-        busy = f"CPU {self.other} kept busy by a spinning process" if self.other is not None else "one CPU only"
+        busy = (f"CPU {self.other} kept busy by a spinning process" if self.other != self.mine
+                else "one CPU only, nothing else loaded")
         return (f"pinned to CPU {self.mine}, {busy}; 1-minute load {self.load_before[0]:.1f} before, "
                 f"{self.load_after[0]:.1f} after")
 
@@ -139,6 +141,8 @@ class SyncRound:
     cold_nft: float = 0.0
     resync: float = 0.0
     resync_nft: float = 0.0
+    cold_cpu: float = 0.0  # CPU seconds of this process (every thread, user and system)
+    resync_cpu: float = 0.0
     added: list[float] | None = None
     changed: list[float] | None = None
 
@@ -158,9 +162,10 @@ async def _sync_round(count: int, samples: int) -> SyncRound:
             figures.apply = time.perf_counter() - started
             for attr in ("cold", "resync"):
                 backend.needs_full_sync = True
-                started = time.perf_counter()
+                cpu, started = time.process_time(), time.perf_counter()
                 await backend.sync(tracker.services, tracker.endpoints, result)
                 setattr(figures, attr, time.perf_counter() - started)
+                setattr(figures, attr + "_cpu", time.process_time() - cpu)
                 setattr(figures, attr + "_nft", runner.nft_seconds[-1])
             if samples:
                 figures.added, figures.changed = [], []
@@ -180,32 +185,36 @@ async def _sync_round(count: int, samples: int) -> SyncRound:
     return figures
 
 
-def _spread(values: list[float], fmt: str) -> str:
-    return f"min {min(values):{fmt}}, max {max(values):{fmt}}"
-
-
-def sync_rows(count: int, rounds: list[SyncRound]) -> list[Row]:
-    """The table's rows for `rounds` of one size: medians over rounds with their min and max."""
+def sync_rows(count: int, rounds: list[SyncRound]) -> list[harness.Row]:
+    """The harness's rows for `rounds` of one size: medians over rounds with their min and max
+    (partial syncs: the median and p99 of every sample, beside the rounds' min and max)."""
     label = f"{count:,} Services x {ENDPOINTS} endpoints"
     goal = FULL_GOAL_S if count >= 10_000 else None
     rows = []
     for attr, how in (("cold", "cold"), ("resync", "re-sync over its own table")):
-        totals = [getattr(r, attr) for r in rounds]
+        totals = harness.spread([getattr(r, attr) for r in rounds])
         nft = statistics.median(getattr(r, attr + "_nft") for r in rounds)
-        detail = f"({_spread(totals, '.2f')}; nft {nft:.2f} s, generating {statistics.median(totals) - nft:.2f} s"
+        cpu = statistics.median(getattr(r, attr + "_cpu") for r in rounds)
+        note = f"nft {nft:.2f} s, generating {totals.median - nft:.2f} s; CPU {cpu:.2f} s"
         if attr == "cold":
-            detail += f"; tracker apply before it {statistics.median(r.apply for r in rounds):.2f} s"
-        rows.append(Row(f"full sync, {label} ({how})", statistics.median(totals), "s", goal,
-                        detail=detail + f"; {len(rounds)} rounds)"))
+            note += f"; tracker apply before it {statistics.median(r.apply for r in rounds):.2f} s"
+        rows.append(harness.spread_row(f"proxy full sync, {label} ({how})", totals, "s", goal=goal, higher=False,
+                                       note=note))
     if rounds[0].added is None:
         return rows
     for attr, what in (("added", "add one Service"), ("changed", "change one Service's endpoints")):
-        values = [v for r in rounds for v in getattr(r, attr)]
-        medians = [statistics.median(getattr(r, attr)) for r in rounds]
-        rows.append(Row(f"partial sync at {label}: {what}, median", statistics.median(values), "ms",
-                        PARTIAL_GOAL_MS, KUBE_PROXY_ADD_ONE_MS if attr == "added" else (),
-                        detail=f"(rounds' medians {_spread(medians, '.0f')}; {len(values)} samples)"))
-        rows.append(Row(f"partial sync at {label}: {what}, p99", percentile(values, 99), "ms", PARTIAL_P99_GOAL_MS))
+        per_round = [getattr(r, attr) for r in rounds]
+        pooled = [v for values in per_round for v in values]
+        for stat, goal, figure in (("median", PARTIAL_GOAL_MS, statistics.median),
+                                   ("p99", PARTIAL_P99_GOAL_MS, lambda v: harness.percentile(v, 99))):
+            by_round = harness.spread([figure(values) for values in per_round])
+            anchor = KUBE_PROXY_ADD_ONE if attr == "added" and stat == "median" else ""
+            row = harness.Row(f"proxy partial sync at {label}: {what}, {stat}", figure(pooled), "ms", goal,
+                              higher=False, anchor=anchor, low=by_round.low, high=by_round.high,
+                              note=f"{len(pooled)} samples over {len(rounds)} rounds")
+            if not by_round.ok:
+                row.value, row.note = None, by_round.refusal
+            rows.append(row)
     return rows
 
 
@@ -246,7 +255,7 @@ def kube_proxy_layout(count: int, first: int = 0, table: str = "ip kp") -> list[
     return lines
 
 
-async def _kube_proxy_peer(count: int) -> list[Row]:
+async def _kube_proxy_peer(count: int) -> list[harness.Row]:
     with Namespace() as netns:
         runner = NftRunner(netns)
         script = "\n".join(kube_proxy_layout(count)) + "\n"
@@ -259,15 +268,16 @@ async def _kube_proxy_peer(count: int) -> list[Row]:
         add_one = (time.perf_counter() - started) * 1000
         runner.close()
     label = f"{count:,} Services x {ENDPOINTS} endpoints"
-    return [Row(f"peer: kube-proxy's layout, nft -f of {label}", full, "s", FULL_GOAL_S),
-            Row(f"peer: kube-proxy's layout, nft -f adding one Service at {count:,}", add_one, "ms",
-                PARTIAL_GOAL_MS)]
+    return [harness.Row(f"peer: kube-proxy's layout, nft of {label}", full, "s", FULL_GOAL_S, higher=False,
+                        note="one run"),
+            harness.Row(f"peer: kube-proxy's layout, nft adding one Service at {count:,}", add_one, "ms",
+                        PARTIAL_GOAL_MS, higher=False, note="one run")]
 
 
-def sync(args) -> list[Row]:
+def sync(args) -> list:
     """Rounds of the 1,000 and 10,000 Service syncs (interleaved), then the peer, all with the
     other core busy, under the machine's benchmark lock."""
-    async def run() -> list[Row]:
+    async def run() -> list:
         small, large = [], []
         for _ in range(args.rounds):
             small.append(await _sync_round(1_000, 0))
@@ -279,17 +289,7 @@ def sync(args) -> list[Row]:
 
     with machine_lock(), OtherCoreBusy() as busy:
         rows = asyncio.run(run())
-    print(f"  sync: {busy.describe()}", file=sys.stderr, flush=True)
-    return rows + [Note(f"sync part: {busy.describe()}")]
-
-
-@dataclass
-class Note:
-    """A line of the table without a figure (how the figures above were taken)."""
-    text: str
-
-    def render(self) -> str:
-        return self.text
+    return rows + [f"proxy sync: {busy.describe()}"]
 
 
 # ---- a cluster for the traffic measurements -------------------------------------------------
@@ -633,7 +633,6 @@ MEASUREMENTS = [sync, throughput, latency]
 def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube service data-plane benchmarks (root)")
     p.add_argument("--samples", type=int, default=20, help="partial syncs measured of each kind, per round")
-    p.add_argument("--rounds", type=int, default=5, help="rounds of the sync measurements")
     p.add_argument("--skip-peer", action="store_true", help="skip kube-proxy's layout (it takes ~20 s)")
     p.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     p.add_argument("--threads", type=int, default=1, help="wrk threads, the same for every target")
@@ -642,10 +641,22 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
+    harness.add_arguments(p)
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")
-    run_measurements("data-plane", MEASUREMENTS, args)
+    with harness.Session("dataplane", args) as session:
+        for measure in MEASUREMENTS:
+            if args.only and measure.__name__ != args.only:
+                continue
+            print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            for row in measure(args):
+                if isinstance(row, harness.Row):
+                    session.add(row)
+                else:  # a line of text (the wrk and latency parts print their own rows for now)
+                    session.note(row if isinstance(row, str) else row.render())
+            print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
