@@ -431,19 +431,22 @@ class NftRunner(Commands):
         super().__init__(netns)
         self._path = netns_path(netns)
         self._thread: ThreadPoolExecutor | None = None
-        self._nft: _Libnftables | None = None
+        self._context: list[_Libnftables] = []  # made by the thread on its first transaction
 
-    def _run_here(self, commands: str, flags: int) -> tuple[int, str, str]:
-        if self._nft is None:  # first use, on the runner's thread
-            self._nft = _Libnftables()
-        return self._nft.run(commands, flags)
+    @staticmethod
+    def _run_here(context: list[_Libnftables], commands: str, flags: int) -> tuple[int, str, str]:
+        if not context:
+            context.append(_Libnftables())
+        return context[0].run(commands, flags)
 
     async def nft(self, commands: str, flags: int = 0) -> tuple[int, str, str]:
         """Run nft commands in the node's namespace: (0 or an error code, output, errors)."""
         if self._thread is None:
             self._thread = (ThreadPoolExecutor(1, "pk-nft", enter_netns, (self._path,)) if self._path
                             else ThreadPoolExecutor(1, "pk-nft"))
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_here, commands, flags)
+            self._context = []
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_here, self._context,
+                                                                commands, flags)
 
     async def apply(self, script: str) -> None:
         """One atomic transaction (`nft -f -`)."""
@@ -468,12 +471,12 @@ class NftRunner(Commands):
         return chains, sets
 
     def close(self) -> None:
-        """Free the context and end the thread (the next transaction makes them again)."""
-        thread, nft, self._thread, self._nft = self._thread, self._nft, None, None
+        """Free the context and end the thread once a transaction in flight is done (without
+        waiting for it here); the next transaction makes them again."""
+        thread, context, self._thread, self._context = self._thread, self._context, None, []
         if thread is not None:
-            if nft is not None:
-                thread.submit(nft.free)
-            thread.shutdown(wait=True)
+            thread.submit(lambda: context and context.pop().free())
+            thread.shutdown(wait=False)
 
 
 class Transaction:

@@ -47,6 +47,9 @@ async def test_transactions_land_in_the_runners_namespace(netns):
         with pytest.raises(NftError, match="No such file or directory"):
             await runner.apply(f"add chain ip {TABLE} other\nadd rule ip {TABLE} absent drop\n")
         assert await runner.list_names(TABLE) == ({"services"}, {"cluster-ips"})  # all or nothing
+        runner.close()  # (what the proxy's stop does) a later transaction makes a new thread and context
+        await runner.apply(f"delete table ip {TABLE}\n")
+        assert await runner.list_names(TABLE) is None
     finally:
         runner.close()
     assert TABLE not in tables(None)
