@@ -478,6 +478,16 @@ class RateRow:
             text += f"  [{self.result.errors}]"
         return text + (f"  {self.note}" if self.note else "")
 
+    def to_row(self):
+        if self.result is None:
+            return harness.Row(self.what, None, note=self.note)
+        note = f"p99 {self.result.p99_ms:.2f} ms" + (f"; {self.result.errors}" if self.result.errors else "")
+        if self.reference:
+            name, base = self.reference
+            return harness.Row(f"{self.what} / {name}", self.result.rps / base, "x", self.goal,
+                       note=f"{self.result.rps:.0f} req/s, {note}" + (f"; {self.note}" if self.note else ""))
+        return harness.Row(self.what, self.result.rps, "req/s", note=note + (f"; {self.note}" if self.note else ""))
+
 
 class Haproxy:
     """Debian's haproxy in the node's namespace, TCP mode, one thread (as the userspace relay
@@ -648,7 +658,7 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
-    harness.add_arguments(p)
+    harness.add_arguments(p)  # --json, and --rounds for the sync part
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")
@@ -659,10 +669,10 @@ def main() -> None:
             print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
             for row in measure(args):
-                if isinstance(row, harness.Row):
-                    session.add(row)
-                else:  # a line of text (the wrk and latency parts print their own rows for now)
-                    session.note(row if isinstance(row, str) else row.render())
+                if isinstance(row, str):  # how the figures were taken
+                    session.note(row)
+                else:
+                    session.add(row if isinstance(row, harness.Row) else row.to_row())
             print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
