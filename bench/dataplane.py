@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -51,6 +52,7 @@ from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
 from pocketkube.proxy.changetracker import ChangeTracker  # noqa: E402
 from pocketkube.proxy.nftables import NftablesBackend, NftablesConfig, NftRunner  # noqa: E402
+from pocketkube.proxy.proxier import keep_out_of_collections  # noqa: E402
 from pocketkube.proxy.servicemap import chain_base  # noqa: E402
 
 FULL_GOAL_S = 2.0
@@ -169,6 +171,7 @@ async def _sync_round(count: int, samples: int) -> SyncRound:
                 await backend.sync(tracker.services, tracker.endpoints, result)
                 setattr(figures, attr, time.perf_counter() - started)
                 setattr(figures, attr + "_cpu", time.process_time() - cpu)
+                keep_out_of_collections()  # what the proxier does after a full sync
                 setattr(figures, attr + "_nft", runner.nft_seconds[-1])
             if samples:
                 figures.added, figures.changed, figures.added_cpu, figures.changed_cpu = [], [], [], []
@@ -188,6 +191,9 @@ async def _sync_round(count: int, samples: int) -> SyncRound:
                 await timed(figures.changed, figures.changed_cpu)
         finally:
             await backend.stop()
+    del tracker, backend
+    gc.unfreeze()  # (this round's record goes; the next round starts clean)
+    gc.collect()
     return figures
 
 

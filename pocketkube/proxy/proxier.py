@@ -23,6 +23,7 @@ table and the service range's route in userspace mode, the `pk-svc` dummy in nft
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -187,6 +188,8 @@ class Proxier:
             log.exception("%s sync failed; the last good state stays in place", self.mode)
             return False
         self.last_sync = stats
+        if stats.full:
+            keep_out_of_collections()
         self.sync_count += 1
         self._synced()
         await self.health.sync(self.tracker.services, self.tracker.endpoints)
@@ -195,3 +198,12 @@ class Proxier:
                 (time.monotonic() - started) * 1000)
         self.ready.set()
         return True
+
+
+def keep_out_of_collections() -> None:
+    """After a full sync: move every object alive now out of the garbage collector's passes
+    (gc.freeze). A backend's record of 10,000 Services is ~400,000 objects, and a full
+    collection over them takes ~220 ms of CPU, which otherwise lands on a partial sync now and
+    then (its p99). The record is acyclic, so reference counting still frees what a later sync
+    replaces; only cyclic garbage alive at this moment stays (this process is the proxy's own)."""
+    gc.freeze()
