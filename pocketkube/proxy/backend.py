@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, ClassVar
 
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, POD_BRIDGE, SERVICE_CIDR
+
 if TYPE_CHECKING:
     from pocketkube.proxy.changetracker import PortMap, UpdateResult
     from pocketkube.proxy.trace import NodeInfo, Trace
@@ -37,11 +39,11 @@ class NodeSettings:
     """One node as a backend sees it. service_route_device: the node gets a route for the
     service range through this device (None: leave routes alone)."""
     node_name: str = ""
-    cluster_name: str = "pocketkube"
-    cluster_cidr: str = "10.244.0.0/16"
-    service_cidr: str = "10.96.0.0/12"
+    cluster_name: str = DEFAULT_NAME
+    cluster_cidr: str = CLUSTER_CIDR
+    service_cidr: str = SERVICE_CIDR
     netns: str | None = None  # a name under /run/netns or a path; None: the current namespace
-    service_route_device: str | None = "cni0"
+    service_route_device: str | None = POD_BRIDGE
 
 
 @dataclass

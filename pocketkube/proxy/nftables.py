@@ -24,6 +24,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, SERVICE_CIDR, proxy_table
 from pocketkube.core.netns import enter_netns
 from pocketkube.proxy.backend import Backend, BackendError, Commands, NodeSettings, SyncStats, netns_path
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
@@ -59,17 +60,12 @@ AFFINITY_PREFIX = "affinity-"
 LOOPBACK = "127.0.0.0/8"
 
 
-def table_name(cluster: str) -> str:
-    """`pk-<cluster>-proxy`: `pocketkube down` recognises it as the cluster's."""
-    return f"pk-{cluster}-proxy"
-
-
 @dataclass(frozen=True)
 class NftablesConfig:
-    table: str = table_name("pocketkube")
+    table: str = proxy_table(DEFAULT_NAME)
     node_name: str = ""
-    cluster_cidr: str = "10.244.0.0/16"  # pod traffic: not masqueraded on its way to a ClusterIP
-    service_cidr: str = "10.96.0.0/12"  # unallocated ClusterIPs are dropped
+    cluster_cidr: str = CLUSTER_CIDR  # pod traffic: not masqueraded on its way to a ClusterIP
+    service_cidr: str = SERVICE_CIDR  # unallocated ClusterIPs are dropped
 
 
 # ---- the rules --------------------------------------------------------------------------
@@ -542,7 +538,7 @@ class NftablesBackend(Backend):
 
     @classmethod
     def create(cls, node: NodeSettings) -> NftablesBackend:
-        cfg = NftablesConfig(table=table_name(node.cluster_name), node_name=node.node_name,
+        cfg = NftablesConfig(table=proxy_table(node.cluster_name), node_name=node.node_name,
                              cluster_cidr=node.cluster_cidr, service_cidr=node.service_cidr)
         return cls(cfg, NftRunner(node.netns), node.service_route_device)
 
@@ -561,7 +557,7 @@ class NftablesBackend(Backend):
     async def remove_leftovers(cls, node: NodeSettings, commands: Commands) -> None:
         """The table, and the service range's route (unallocated ClusterIPs: unreachable at
         once, not ARPed for)."""
-        table = table_name(node.cluster_name)
+        table = proxy_table(node.cluster_name)
         code, _, err = await commands.run(["nft", "delete", "table", FAMILY, table])
         if code == 0:
             log.info("removed the nftables mode's table %s", table)

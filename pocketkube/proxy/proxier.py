@@ -28,6 +28,7 @@ import logging
 import time
 
 from pocketkube.core.client import Client
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, POD_BRIDGE, SERVICE_CIDR
 from pocketkube.core.informer import Informer
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.proxy.changetracker import ChangeTracker
@@ -46,9 +47,9 @@ class Proxier:
     Runs in the node's network namespace, or anywhere with `netns` naming it (nft, ip and
     conntrack are then run inside it, and the userspace relays' sockets are made in it)."""
 
-    def __init__(self, client: Client, *, node_name: str, cluster_name: str = "pocketkube", mode: str = "nftables",
-                 netns: str | None = None, node_ip: str | None = None, cluster_cidr: str = "10.244.0.0/16",
-                 service_cidr: str = "10.96.0.0/12", service_route_device: str | None = "cni0",
+    def __init__(self, client: Client, *, node_name: str, cluster_name: str = DEFAULT_NAME, mode: str = "nftables",
+                 netns: str | None = None, node_ip: str | None = None, cluster_cidr: str = CLUSTER_CIDR,
+                 service_cidr: str = SERVICE_CIDR, service_route_device: str | None = POD_BRIDGE,
                  min_sync_interval: float = 0.0, full_sync_interval: float = 3600.0,
                  max_retry_interval: float = 30.0, status_ports: tuple[int, int] | None = None):
         """service_route_device: the node gets a route for the service range through this

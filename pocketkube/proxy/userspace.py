@@ -39,6 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pocketkube.core.cluster import CLUSTER_CIDR
 from pocketkube.core.lbpool import ANNOUNCED_LABEL
 from pocketkube.core.netns import enter_netns
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
@@ -542,7 +543,7 @@ def raise_open_files_limit(wanted: int) -> None:
 @dataclass(frozen=True)
 class UserspaceConfig:
     node_name: str = ""
-    cluster_cidr: str = "10.244.0.0/16"  # pods: "internal" clients for externalTrafficPolicy Local
+    cluster_cidr: str = CLUSTER_CIDR  # pods: "internal" clients for externalTrafficPolicy Local
     interface: str = DUMMY_INTERFACE
     udp_idle_timeout: float = UDP_IDLE_TIMEOUT
 
