@@ -527,7 +527,12 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
     slices = (await client.list("discovery.k8s.io/v1", "endpointslices")).get("items", [])
     src_ip, node, from_node, label = await _resolve_source(client, source, namespace, cluster_name, host_address,
                                                            nodes, address)
+    from pocketkube.proxy.backend import NodeSettings, backends
+
     mode = mode or await proxy_mode(client)
+    known = backends()
+    backend = known.get(mode) or next(iter(known.values()))  # (an unknown mode: the default's rules)
+    settings = NodeSettings(cluster_name=cluster_name, cluster_cidr=cluster_cidr, service_cidr=service_cidr)
     lines = []
     owner = _load_balancer_owner(services, address)
     if owner and source == "host":
@@ -541,13 +546,7 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
         lines.append(f"{address} is the load-balancer address of Service {owner}: node {node.name} announces it "
                      f"(holds it on eth0 and answers ARP on the node network, layer 2), so the host sends it there.")
     for _hop in range(2):
-        if mode == "userspace":
-            trace = userspace_trace(node, services, slices, src_ip, address, port, protocol, from_node,
-                                    cluster_cidr, service_cidr)
-        else:
-            tracer = Tracer(node_ruleset(node.name, services, slices, cluster_name, cluster_cidr, service_cidr),
-                            node.addresses)
-            trace = tracer.trace(src_ip, address, port, protocol, from_node=from_node)
+        trace = backend.trace(node, settings, services, slices, src_ip, address, port, protocol, from_node)
         lines.append(f"on node {node.name}{' (userspace proxy)' if mode == 'userspace' else ''}, from {label}:")
         lines.append(format_trace(trace))
         onward = [o for o in trace.outcomes if o.verdict == ACCEPT and o.delivered == "forward" and not o.dnat]
