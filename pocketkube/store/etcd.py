@@ -345,9 +345,18 @@ class EtcdWatch:
             async with store._open_stream(request) as reply:
                 if reply.status != 200:
                     raise EtcdError(f"etcd watch: HTTP {reply.status}: {(await reply.read())[:200]!r}")
-                async for line in reply.content:
-                    if line.strip():
-                        self._take(orjson.loads(line))
+                # One JSON message per line, of any length (aiohttp's own line reader stops at
+                # 128 KiB; one event can hold a 1.5 MiB object).
+                pending = bytearray()
+                async for chunk in reply.content.iter_any():
+                    searched = len(pending)
+                    pending += chunk
+                    start = 0
+                    while (end := pending.find(b"\n", searched)) >= 0:
+                        if end > start:
+                            self._take(orjson.loads(bytes(pending[start:end])))
+                        start = searched = end + 1
+                    del pending[:start]
                     if self._closed:
                         return
         except asyncio.CancelledError:

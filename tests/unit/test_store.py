@@ -512,3 +512,13 @@ def test_memory_and_sqlite_agree(operations):
 
     in_memory, on_disk = asyncio.run(run())
     assert in_memory == on_disk
+
+
+async def test_large_values_are_stored_listed_and_watched(store):
+    """Values up to etcd's default request limit (1.5 MiB; a Kubernetes object may be 1 MiB):
+    a watch delivers them whole, in one event each."""
+    watch = store.watch("/big/", store.revision)
+    values = [bytes([65 + index]) * (1024 * 1024) for index in range(3)]
+    created = [await store.create(f"/big/{index}", value) for index, value in enumerate(values)]
+    assert await take(watch, 3) == [base.Event("PUT", kv, None) for kv in created]
+    assert [kv.value for kv in (await store.list("/big/"))[0]] == values
