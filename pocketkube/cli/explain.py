@@ -138,9 +138,9 @@ def _cluster_agents(server: str, cluster_name: str | None) -> list[int]:
 
 # ---- reading the API ----------------------------------------------------------------------------
 
-async def gather(client, namespace: str, kind: str, name: str, cluster_name: str | None = None) -> findings.Cluster:
-    """The objects explain reads (events and secrets only where they matter) and, as root on the
-    cluster's own machine, what the pods listen on."""
+async def gather(client, namespace: str | None, kind: str, cluster_name: str | None = None) -> findings.Cluster:
+    """The objects explain reads about `kind` in `namespace` (None: every namespace) and, as root
+    on the cluster's own machine, what the pods listen on."""
     from pocketkube.core import errors
 
     async def items(api_version, resource, ns=None):
@@ -153,9 +153,9 @@ async def gather(client, namespace: str, kind: str, name: str, cluster_name: str
 
     c = findings.Cluster(
         services=await items("v1", "services"), pods=await items("v1", "pods"),
-        endpoints=await items("v1", "endpoints", namespace),
+        endpoints=await items("v1", "endpoints", namespace or None),
         slices=await items("discovery.k8s.io/v1", "endpointslices"), nodes=await items("v1", "nodes"),
-        events=await items("v1", "events", namespace))
+        events=await items("v1", "events", namespace or None))
     if kind == "Ingress":
         c.ingresses = await items("networking.k8s.io/v1", "ingresses")
         c.ingress_classes = await items("networking.k8s.io/v1", "ingressclasses")
@@ -177,47 +177,46 @@ async def gather(client, namespace: str, kind: str, name: str, cluster_name: str
     return c
 
 
-def _client(args: argparse.Namespace, manager: str):
+def run_with_client(args: argparse.Namespace, field_manager: str, work) -> int:
+    """Run `await work(client)` with a client from the user's kubeconfig (closed after) and return
+    its exit code: 0 on Ctrl-C, 2 (and the error) when the cluster cannot be read."""
     from pocketkube.cli import up
+    from pocketkube.core import errors
     from pocketkube.core.client import from_kubeconfig
 
-    return from_kubeconfig(args.kubeconfig or up.user_kubeconfig_path(), field_manager=manager)
+    async def main() -> int:
+        client = from_kubeconfig(args.kubeconfig or up.user_kubeconfig_path(), field_manager=field_manager)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
 
-
-def _api_error(exc: Exception) -> int:
-    from pocketkube.core import errors
-
-    if isinstance(exc, errors.APIError):
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 0
+    except errors.APIError as exc:
         reason = f" ({exc.reason})" if exc.reason else ""
         print(f"Error from server{reason}: {exc.message}", file=sys.stderr)
-    else:
+    except OSError as exc:
         print(f"error: cannot reach the API server: {exc}", file=sys.stderr)
     return 2
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from pocketkube.core import errors
-
     try:
         kind, name = findings.parse_target(args.target)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    async def fetch() -> findings.Cluster:
-        client = _client(args, "pocketkube-explain")
-        try:
-            return await gather(client, args.namespace, kind, name, args.cluster_name)
-        finally:
-            await client.close()
+    async def work(client) -> int:
+        cluster = await gather(client, args.namespace, kind, args.cluster_name)
+        report = findings.explain(kind, args.namespace, name, cluster)
+        sys.stdout.write(findings.render_json(report) if args.output == "json" else findings.render_text(report))
+        return 0 if report.healthy else 1
 
-    try:
-        cluster = asyncio.run(fetch())
-    except (errors.APIError, OSError) as exc:
-        return _api_error(exc)
-    report = findings.explain(kind, args.namespace, name, cluster)
-    sys.stdout.write(findings.render_json(report) if args.output == "json" else findings.render_text(report))
-    return 0 if report.healthy else 1
+    return run_with_client(args, "pocketkube-explain", work)
 
 
 # ---- the map --------------------------------------------------------------------------------------
@@ -226,31 +225,48 @@ MAP_RESOURCES = (("v1", "nodes"), ("v1", "pods"), ("v1", "services"), ("discover
                  ("networking.k8s.io/v1", "ingresses"))
 
 
-async def _map_watch(client, args: argparse.Namespace, draw) -> None:
-    """Redraw on every change the watches report (changes within 0.2 s share one drawing)."""
-    from pocketkube.core.informer import InformerFactory
+class TopologyWatch:
+    """The map's objects kept current by watches (one informer per resource): `topology()` draws
+    them, `changed()` returns after the next change (a burst within `coalesce` seconds is one)."""
 
-    factory = InformerFactory(client)
-    changed = asyncio.Event()
-    informers = {}
-    for api_version, resource in MAP_RESOURCES:
-        informers[resource] = factory.informer(api_version, resource)
-        informers[resource].add_handlers(lambda *_: changed.set(), lambda *_: changed.set(), lambda *_: changed.set())
-    await factory.start()
-    try:
-        await factory.wait_synced()
-        while True:
-            changed.clear()
-            draw(topology.build(*(informers[r].list() for _, r in MAP_RESOURCES), namespace=args.namespace))
-            await changed.wait()
-            await asyncio.sleep(0.2)
-    finally:
-        await factory.stop()
+    def __init__(self, client, namespace: str | None = None, coalesce: float = 0.05):
+        from pocketkube.core.informer import InformerFactory
+
+        self.namespace, self.coalesce = namespace, coalesce
+        self._factory = InformerFactory(client)
+        self._event = asyncio.Event()
+        self._informers = []
+        for api_version, resource in MAP_RESOURCES:
+            informer = self._factory.informer(api_version, resource)
+            informer.add_handlers(self._touch, self._touch, self._touch)
+            self._informers.append(informer)
+
+    def _touch(self, *_) -> None:
+        self._event.set()
+
+    async def start(self) -> None:
+        await self._factory.start()
+        await self._factory.wait_synced()
+
+    async def stop(self) -> None:
+        await self._factory.stop()
+
+    def topology(self) -> topology.Topology:
+        return topology.build(*(informer.list() for informer in self._informers), namespace=self.namespace)
+
+    async def changed(self) -> None:
+        await self._event.wait()
+        await asyncio.sleep(self.coalesce)
+        self._event.clear()
 
 
 def run_map(args: argparse.Namespace) -> int:
     from pocketkube.core import errors
 
+    if args.html:
+        from pocketkube.cli import ui
+
+        return run_with_client(args, "pocketkube-map", lambda client: ui.write_snapshot(client, args))
     width = args.width or min(os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 100, 100)
 
     def draw(model: topology.Topology) -> None:
@@ -262,31 +278,28 @@ def run_map(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    async def once() -> None:
-        client = _client(args, "pocketkube-map")
-        try:
-            if args.watch:
-                await _map_watch(client, args, draw)
-                return
-            lists = []
-            for api_version, resource in MAP_RESOURCES:
-                try:
-                    lists.append((await client.list(api_version, resource)).get("items", []))
-                except errors.APIError as exc:
-                    if exc.code != 404:
-                        raise
-                    lists.append([])
-            draw(topology.build(*lists, namespace=args.namespace))
-        finally:
-            await client.close()
-
-    try:
-        asyncio.run(once())
-    except KeyboardInterrupt:
+    async def work(client) -> int:
+        if args.watch:
+            watch = TopologyWatch(client, args.namespace, coalesce=0.2)
+            await watch.start()
+            try:
+                while True:
+                    draw(watch.topology())
+                    await watch.changed()
+            finally:
+                await watch.stop()
+        lists = []
+        for api_version, resource in MAP_RESOURCES:
+            try:
+                lists.append((await client.list(api_version, resource)).get("items", []))
+            except errors.APIError as exc:
+                if exc.code != 404:
+                    raise
+                lists.append([])
+        draw(topology.build(*lists, namespace=args.namespace))
         return 0
-    except (errors.APIError, OSError) as exc:
-        return _api_error(exc)
-    return 0
+
+    return run_with_client(args, "pocketkube-map", work)
 
 
 EXPLAIN_EXAMPLES = """examples:
@@ -301,7 +314,8 @@ exit status: 0 healthy, 1 something is wrong (the findings say what), 2 the clus
 MAP_EXAMPLES = """examples:
   pocketkube map                  # nodes, pods, Services, their endpoints and Ingress rules, once
   pocketkube map -n default       # one namespace's pods, Services and Ingresses
-  pocketkube map --watch          # redraw on every change (Ctrl-C ends it)"""
+  pocketkube map --watch          # redraw on every change (Ctrl-C ends it)
+  pocketkube map --html map.html  # a web page of the same (`pocketkube ui` serves it live)"""
 
 
 def add_parsers(sub) -> None:
@@ -321,6 +335,8 @@ def add_parsers(sub) -> None:
     m.add_argument("-n", "--namespace", default=None, help="only this namespace (default: every namespace but "
                    "kube-system's and ingress-nginx's system pods are shown too)")
     m.add_argument("--watch", action="store_true", help="redraw on every change")
+    m.add_argument("--html", metavar="FILE", default=None,
+                   help="write the map as a web page (SVG; click a Service for its findings) instead")
     m.add_argument("--width", type=int, default=None, help="columns (default: the terminal's, at most 100)")
     m.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
     m.set_defaults(func=run_map)

@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pocketkube.cli import explain as explain_cli
 
     explain_cli.add_parsers(sub)
+    from pocketkube.cli import ui
+
+    ui.add_parser(sub)
     a = sub.add_parser("agent", help="run a node agent (pocketkube's kubelet); `up` starts these")
     a.add_argument("--kubeconfig", required=True, help="how to reach the API server")
     a.add_argument("--node-name", required=True)

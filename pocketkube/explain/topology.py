@@ -2,7 +2,8 @@
 EndpointSlices and Ingresses into a `Topology` (nodes with their pods, Services with the
 endpoints their slices pick, Ingress rules with the Services they send to), and
 `render_text()` draws it for a terminal in at most `width` columns (`pocketkube map`).
-`Topology.to_dict()` is the same for a program.
+`Topology.to_dict()` is the same for a program, and `html_page()` the page that draws it as
+SVG in a browser (map.html: live from `pocketkube ui`, or a snapshot file).
 
 Endpoints are read from the EndpointSlices, as the proxy reads them, so the map shows what
 traffic does, not what the selector says: a pod that is not ready is drawn with a hollow
@@ -11,6 +12,8 @@ marker and its endpoint line as `▷ ... not ready`.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
 
 from pocketkube.controllers.endpointutil import LABEL_SERVICE_NAME, is_pod_ready
@@ -244,3 +247,22 @@ def render_text(top: Topology, width: int = 100) -> str:
             lines.append(f"  {r.ingress}  {scheme}://{r.host}{r.path if r.path.startswith('/') else ' ' + r.path}"
                          f"  ─▶ {target}")
     return "\n".join(_fit(line.rstrip(), width) for line in lines) + "\n"
+
+
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "map.html")
+
+
+def _embedded(value) -> str:
+    return json.dumps(value).replace("</", "<\\/")
+
+
+def html_page(snapshot: Topology | None = None, findings: dict[str, dict] | None = None) -> str:
+    """The map page (map.html). Without arguments it draws what `/events` streams (`pocketkube ui`);
+    with a snapshot (and each Service's findings, "namespace/name" -> a report as JSON) it is
+    a file that needs no server (`pocketkube map --html`)."""
+    with open(PAGE) as f:
+        page = f.read()
+    if snapshot is not None:
+        page = page.replace("/*SNAPSHOT*/null", _embedded(snapshot.to_dict()))
+        page = page.replace("/*FINDINGS*/null", _embedded(findings or {}))
+    return page
