@@ -199,7 +199,7 @@ def run_with_client(args: argparse.Namespace, field_manager: str, work) -> int:
         reason = f" ({exc.reason})" if exc.reason else ""
         print(f"Error from server{reason}: {exc.message}", file=sys.stderr)
     except OSError as exc:
-        print(f"error: cannot reach the API server: {exc}", file=sys.stderr)
+        print(f"error: cannot read the cluster: {exc}", file=sys.stderr)
     return 2
 
 

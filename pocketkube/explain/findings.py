@@ -51,7 +51,7 @@ class Finding:
 @dataclass
 class Report:
     target: str      # "Service default/web"
-    summary: str     # the one line a healthy object gets
+    summary: str     # the one line it gets when healthy
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -61,6 +61,14 @@ class Report:
     @property
     def healthy(self) -> bool:
         return not self.problems
+
+    @property
+    def headline(self) -> str:
+        """The healthy summary, or how many errors and warnings there are."""
+        if self.healthy:
+            return self.summary
+        errors = sum(f.level == ERROR for f in self.problems)
+        return f"{self.target}: {errors} error(s), {len(self.problems) - errors} warning(s)"
 
 
 @dataclass
@@ -388,11 +396,12 @@ def _no_pod_matches(s: _Svc, selector: dict, text: str) -> None:
         parts = []
         for diffs, names in best[:3]:
             said = []
+            many = len(names) > 1
             for k, v, pk, pv in diffs:
                 if pk is None:
-                    said.append(f"lacks {k}={v}" + (f" (has {k}={pv})" if pv is not None else ""))
+                    said.append(f"{'lack' if many else 'lacks'} {k}={v}" + (f" ({k}={pv})" if pv is not None else ""))
                 else:
-                    said.append(f"has {pk}={pv} where the selector wants {k}={v}")
+                    said.append(f"{'have' if many else 'has'} {pk}={pv} where the selector wants {k}={v}")
             parts.append(f"pod{'s' if len(names) > 1 else ''} {_names_list(sorted(names), 3)} "
                          f"{'; '.join(said)}")
         message += ". Pods with similar labels: " + "; ".join(parts)
@@ -465,7 +474,7 @@ def _check_ports(s: _Svc, pods: list[dict]) -> None:
                 elif len(same_proto) == 1:
                     fix = _json_patch(s, f"/spec/ports/{i}/targetPort", same_proto[0])
                 level = ERROR if len(deaf) == len(group) else WARNING
-                s.add(level, fld, message + "; connections are refused", fix=fix,
+                s.add(level, fld, message + "; connections sent there fail", fix=fix,
                       check=f"kubectl logs {_name(deaf[0][0])} -n {s.ns}",
                       code="protocol-mismatch" if other else "target-port-not-listening")
 
@@ -882,30 +891,29 @@ def explain(kind: str, namespace: str, name: str, cluster: Cluster) -> Report:
 
 
 def render_text(report: Report, width: int = WIDTH) -> str:
+    """A healthy report's one line, or the errors, then the warnings, each with its fix, then
+    what the object does (the notes), wrapped at `width` columns (commands are never cut)."""
     if report.healthy:
         return report.summary + "\n"
-    problems = report.problems
-    errors = sum(f.level == ERROR for f in problems)
-    lines = [f"{report.target}: {errors} error(s), {len(problems) - errors} warning(s)"]
+    lines = [report.headline]
 
-    def block(f: Finding, tag: str) -> None:
-        head = f"{tag:<8}{f.field}: "
-        lines.extend(textwrap.wrap(f.message, width, initial_indent=head, subsequent_indent=" " * 8,
-                                   break_on_hyphens=False, break_long_words=False))
+    def block(f: Finding, head: str, indent: int) -> None:
+        lines.extend(textwrap.wrap(f"{f.field}: {f.message}", width, initial_indent=head,
+                                   subsequent_indent=" " * indent, break_on_hyphens=False, break_long_words=False))
         for label, cmd in (("fix", f.fix), ("see", f.check)):
             if cmd:
-                lines.append(f"{'':8}{label}: {cmd}")
+                lines.append(f"{'':{indent}}{label}: {cmd}")
 
-    for f in sorted(problems, key=lambda f: f.level != ERROR):
-        block(f, f.level)
+    for f in sorted(report.problems, key=lambda f: f.level != ERROR):
+        block(f, f"{f.level:<8}", 8)
     notes = [f for f in report.findings if f.level == INFO]
     if notes:
         lines.append("what it does:")
         for f in notes:
-            block(f, "  -")
+            block(f, "  - ", 4)
     return "\n".join(lines) + "\n"
 
 
 def render_json(report: Report) -> str:
-    return json.dumps({"target": report.target, "healthy": report.healthy, "summary": report.summary,
+    return json.dumps({"target": report.target, "healthy": report.healthy, "summary": report.headline,
                        "findings": [asdict(f) for f in report.findings]}, indent=2) + "\n"

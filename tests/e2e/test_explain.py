@@ -66,7 +66,7 @@ def test_a_misspelt_selector_names_the_pods_with_similar_labels(cluster, broken)
     assert cp.returncode == 1, cp.stdout + cp.stderr
     out = " ".join(cp.stdout.split())
     assert "error spec.selector: selector app=xp-ngnix matches no pod in namespace default" in out
-    assert "has app=xp-nginx where the selector wants app=xp-ngnix" in out
+    assert "have app=xp-nginx where the selector wants app=xp-ngnix" in out
     assert "fix: kubectl patch service xp-typo -n default -p '{\"spec\":{\"selector\":{\"app\":\"xp-nginx\"}}}'" in out
 
 

@@ -140,7 +140,7 @@ async def test_the_live_page_draws_services_and_pods_follows_a_scale_down_and_ex
         text = await browser.until("document.querySelector('#findings .finding[data-code=\"selector-matches-no-pod\"]')"
                                    "?.textContent", "the typo Service's findings")
         assert f"selector app=wbe matches no pod in namespace {ns}" in text
-        assert "has app=web where the selector wants app=wbe" in text
+        assert "app=web where the selector wants app=wbe" in text
         await browser.click(f".service[data-key=\"{ns}/web\"]")
         text = await browser.until("document.querySelector('#findings .finding[data-code=\"no-ready-pods\"]')"
                                    "?.textContent", "the web Service's findings")

@@ -117,7 +117,7 @@ def test_selector_matching_no_pod_names_pods_with_similar_labels_and_the_fix():
     report = explain("Service", NS, "web", cluster(service(selector={"app": "nginx"}), pods))
     f = one(report, "selector-matches-no-pod")
     assert f.level == "error" and f.field == "spec.selector" and f.object == "Service default/web"
-    assert "pods nginx-1, nginx-2 has app=ngnix where the selector wants app=nginx" in f.message
+    assert "pods nginx-1, nginx-2 have app=ngnix where the selector wants app=nginx" in f.message
     assert "db-1" not in f.message
     assert f.fix.startswith("kubectl patch service web -n default -p '{\"spec\":{\"selector\":{\"app\":\"ngnix\"}}}'")
     assert f.check == "kubectl get pods -n default --show-labels"
@@ -369,6 +369,9 @@ def test_render_text_lists_problems_with_fixes_and_notes_within_100_columns():
     assert lines[1].startswith("error   spec.selector: selector app=nginx matches no pod")
     assert any(line.startswith("        fix: kubectl patch service web") for line in lines)
     assert "what it does:" in lines
+    assert any(line.startswith("  - spec.clusterIP: ClusterIP 10.96.0.20:80") for line in lines)
+    data = json.loads(render_json(explain("Service", NS, "web", cluster(service(selector={"app": "nginx"}), pods))))
+    assert data["healthy"] is False and data["summary"] == lines[0]
     assert all(len(line) <= 100 for line in lines if "kubectl" not in line)
 
 
