@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench import harness  # noqa: E402
 from bench.pods import (  # noqa: E402
     BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, run_measurements, running_and_ready,
 )
@@ -385,6 +386,16 @@ class RateRow:
             text += f"  [{self.result.errors}]"
         return text + (f"  {self.note}" if self.note else "")
 
+    def to_row(self):
+        if self.result is None:
+            return harness.Row(self.what, None, note=self.note)
+        note = f"p99 {self.result.p99_ms:.2f} ms" + (f"; {self.result.errors}" if self.result.errors else "")
+        if self.reference:
+            name, base = self.reference
+            return harness.Row(f"{self.what} / {name}", self.result.rps / base, "x", self.goal,
+                       note=f"{self.result.rps:.0f} req/s, {note}" + (f"; {self.note}" if self.note else ""))
+        return harness.Row(self.what, self.result.rps, "req/s", note=note + (f"; {self.note}" if self.note else ""))
+
 
 class Haproxy:
     """Debian's haproxy in the node's namespace, TCP mode, one thread (as the userspace relay
@@ -555,6 +566,7 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
+    harness.add_json_argument(p)
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")

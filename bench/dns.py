@@ -1,24 +1,30 @@
-"""Cluster DNS benchmark: pocketkube DNS beside dnsmasq, same names, same core budget, one run.
+"""Cluster DNS benchmark: pocketkube DNS beside dnsmasq, same names, same core, interleaved rounds.
 
 - Both servers answer the same N Service names (`svc-<i>.bench.svc.cluster.local`, A records):
   dnsmasq (Debian) from a hosts file with no upstream, pocketkube DNS from a ClusterView fed
-  directly with the same Services (the serving path is the one `pocketkube dns` runs; only the
-  informers are left out). Each server is pinned to CPU 0 with taskset, dnsperf to CPU 1.
-- Throughput: dnsperf (Debian) for --seconds (30) against each, as fast as it can
-  (100 queries in flight), queries/s from its report.
-- CPU: the server's CPU time over the dnsperf run (from /proc), so queries per CPU-second
-  compare the servers even when dnsperf, on its one core, is what limits the queries/s.
-- Latency: one query in flight at a time for --latency-seconds, from a small probe pinned to
-  CPU 1, each round trip timed -> p50 / p99. (dnsperf reports no percentiles, its -v timings
-  at a fixed rate carry its own millisecond scheduling ticks, and under saturation latency is
-  only queueing: 100 in flight / queries per second. The probe's own overhead, ~20 us of
-  Python, is the same for both servers.)
+  directly with the same Services (the serving path is the one `pocketkube dns` runs, on the
+  event loop every pocketkube process runs on; only the informers are left out). Both servers
+  run the whole time, pinned to one CPU; every load generator runs pinned to another.
+- Rounds (--rounds, at least 5): each round runs, for dnsmasq then pocketkube (A B A B ...):
+  1. A fixed rate (--rate, 10,000 queries/s) for --rate-seconds from a small paced sender: the
+     latency of each query from just before its send to the kernel's receive timestamp of its
+     answer (SO_TIMESTAMPNS, so the sender's own scheduling is left out) -> p50 / p99, a query
+     never answered counting as 5 s (a client's retry); and queries per CPU-second of the
+     server at that rate.
+  2. dnsperf (Debian) for --seconds as fast as it can (100 queries in flight). The figure is
+     queries per CPU-second of the server (queries answered / the server's CPU time from
+     /proc): the client cannot cap it, unlike queries/s, which on this machine is often
+     dnsperf's own limit (then both servers show nearly the same queries/s, whatever they cost).
+     Every answer must be NOERROR: a server answering errors fast would otherwise look fast.
+  The ratios pocketkube / dnsmasq are taken per round and reported as the median with min and
+  max (bench/harness.py refuses a ratio when the rounds disagree by more than the effect).
 - Memory: RSS of a fresh process before and after the DNS server's informers list 10,000
   Services and 50,000 endpoints (EndpointSlices of 5) into its view (a stand-in client hands
   over the lists; informers, transforms and view are the real code), once with the informer
   transform that strips objects to what DNS reads, once caching the full objects.
 
-    .venv/bin/python -m bench.dns [--seconds 30] [--names 1000] [--memory-only]
+    .venv/bin/python -m bench.dns [--rounds 5] [--seconds 5] [--rate-seconds 3] [--names 1000]
+                                  [--memory-only | --no-memory] [--json FILE]
 """
 
 from __future__ import annotations
@@ -38,8 +44,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import harness  # noqa: E402
+from bench.harness import rss_mb  # noqa: E402
+
 ZONE_SUFFIX = "bench.svc.cluster.local"
 DNSMASQ_ADDR, POCKET_ADDR = "127.0.0.2", "127.0.0.3"
+LOST_QUERY_MS = 5000.0  # resolv.conf's default timeout: what a query lost costs a client
 
 
 def service_ip(i: int) -> str:
@@ -77,18 +87,11 @@ def slice_obj(i: int, per: int) -> dict:
                           for j in range(per)]}
 
 
-def rss_mb(pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 # -- child modes ---------------------------------------------------------------------------------
 
 def serve(port: int, names: int) -> None:
-    """Run pocketkube DNS over a view holding `names` Services (child process)."""
+    """Run pocketkube DNS over a view holding `names` Services (child process); prints "ready"
+    and the class of the event loop it runs on."""
     from pocketkube.cli.main import _run
     from pocketkube.dns.server import DNSServer
     from pocketkube.dns.view import ClusterView
@@ -101,7 +104,8 @@ def serve(port: int, names: int) -> None:
         view.mark_synced()
         server = DNSServer(view, address=POCKET_ADDR, port=port, metrics_port=None, upstreams=[])
         await server.start()
-        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        print(f"ready {type(loop).__module__}.{type(loop).__name__}", flush=True)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -199,7 +203,7 @@ def memory_figures(args) -> dict[str, tuple[float, float, int, int]]:
     return figures
 
 
-# -- the benchmark ---------------------------------------------------------------------------------
+# -- load generators -------------------------------------------------------------------------------
 
 def free_udp_port(addr: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -207,95 +211,238 @@ def free_udp_port(addr: str) -> int:
         return s.getsockname()[1]
 
 
-def wait_for_udp(addr: str, port: int, timeout: float = 10) -> None:
-    import dns.message
-    import dns.query
+def query(ident: int, name: str) -> bytes:
+    from pocketkube.dns import wire
 
+    return wire.build_query(ident, name, wire.A)
+
+
+def wait_for_udp(addr: str, port: int, timeout: float = 10) -> None:
+    """Until the server answers a query for svc-0 with NOERROR."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            dns.query.udp(dns.message.make_query(f"svc-0.{ZONE_SUFFIX}", "A"), addr, port=port, timeout=0.5)
-            return
-        except Exception:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((addr, port))
+        s.settimeout(0.5)
+        while True:
+            s.send(query(7, f"svc-0.{ZONE_SUFFIX}"))
+            try:
+                reply = s.recv(4096)
+                if reply[:2] == b"\x00\x07" and reply[3] & 0xF == 0:
+                    return
+            except OSError:
+                pass
             if time.monotonic() > deadline:
-                raise
+                raise TimeoutError(f"no DNS answer from {addr}:{port}")
             time.sleep(0.1)
 
 
-def dnsperf(addr: str, port: int, queries: str, seconds: int) -> tuple[float, str]:
-    cmd = ["taskset", "-c", "1", "dnsperf", "-s", addr, "-p", str(port), "-d", queries, "-l", str(seconds),
-           "-c", "4", "-q", "100"]
+def dnsperf(addr: str, port: int, queries: str, seconds: float, cpu: int) -> dict:
+    """dnsperf as fast as it can: {"completed", "lost", "qps", "noerror", "codes"}."""
+    cmd = harness.taskset(cpu) + ["dnsperf", "-s", addr, "-p", str(port), "-d", queries, "-l", f"{seconds:g}",
+                                  "-c", "4", "-q", "100"]
     cp = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    qps = 0.0
+    out = {"completed": 0, "lost": 0, "qps": 0.0, "noerror": 0, "codes": ""}
     for line in cp.stdout.splitlines():
-        if "Queries per second:" in line:
-            qps = float(line.split(":")[1])
-    return qps, cp.stdout + cp.stderr
+        line = line.strip()
+        if line.startswith("Queries completed:"):
+            out["completed"] = int(line.split()[2])
+        elif line.startswith("Queries lost:"):
+            out["lost"] = int(line.split()[2])
+        elif line.startswith("Queries per second:"):
+            out["qps"] = float(line.split(":")[1])
+        elif line.startswith("Response codes:"):
+            out["codes"] = line.split(":", 1)[1].strip()
+            words = out["codes"].replace(",", " ").split()
+            if "NOERROR" in words:
+                out["noerror"] = int(words[words.index("NOERROR") + 1])
+    if not out["completed"]:
+        sys.exit("dnsperf failed:\n" + cp.stdout + cp.stderr)
+    return out
 
 
-def probe(addr: str, port: int, names: int, seconds: float) -> None:
-    """Child mode: one query at a time, print each round trip in seconds, one per line."""
-    import dns.message
+def rate_probe(addr: str, port: int, names: int, rate: float, seconds: float) -> None:
+    """Child mode: send queries at a fixed rate, print one JSON line: sent, received, bad
+    (not NOERROR with an answer), late (sent >100 us behind schedule: the sender, not the
+    server, fell behind), and the latency percentiles in ms. Latency: from just before the send
+    to the kernel's receive timestamp of the answer; a query unanswered after the run and one
+    more second counts as LOST_QUERY_MS."""
+    import ctypes
+    import ctypes.util
+    import json
+    import select
+    import struct
 
-    wires = [dns.message.make_query(f"svc-{i}.{ZONE_SUFFIX}", "A").to_wire() for i in range(names)]
+    try:  # wake from select() on time, not up to 50 us late (the default timer slack)
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK
+    except (OSError, AttributeError):
+        pass
+    so_timestampns = getattr(socket, "SO_TIMESTAMPNS", 35)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, so_timestampns, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.connect((addr, port))
-    sock.settimeout(1.0)
-    out = []
-    end = time.monotonic() + seconds
-    i = 0
-    while time.monotonic() < end:
-        packet = wires[i % names]
-        i += 1
-        t0 = time.perf_counter_ns()
-        sock.send(packet)
-        try:
-            while sock.recv(4096)[:2] != packet[:2]:
-                pass
-        except socket.timeout:
+    tails = [query(0, f"svc-{i}.{ZONE_SUFFIX}")[2:] for i in range(names)]
+    total = int(rate * seconds)
+    interval = 1e9 / rate
+    sent_at = [0] * 65536
+    lat: list[int] = []
+    bad = late = seq = 0
+    clock = time.time_ns  # CLOCK_REALTIME, the clock of SO_TIMESTAMPNS
+    start = clock() + 1_000_000
+    next_at = start
+    drain_until = None
+    while True:
+        now = clock()
+        while seq < total and next_at <= now:
+            ident = seq & 0xFFFF
+            if now - next_at > 100_000:
+                late += 1
+            sent_at[ident] = clock()
+            sock.send(ident.to_bytes(2, "big") + tails[seq % names])
+            seq += 1
+            next_at = start + seq * interval
+            now = clock()
+        if seq >= total:
+            if drain_until is None:
+                drain_until = now + 1_000_000_000
+            if len(lat) + bad >= total or now > drain_until:
+                break
+            wait = (drain_until - now) / 1e9
+        else:
+            wait = max(0.0, (next_at - now) / 1e9)
+        readable, _, _ = select.select([sock], [], [], wait)
+        if not readable:
             continue
-        out.append((time.perf_counter_ns() - t0) / 1e9)
-    sys.stdout.write("\n".join(f"{x:.9f}" for x in out) + "\n")
+        while True:
+            try:
+                data, anc, _, _ = sock.recvmsg(4096, 64, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            received = None
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == so_timestampns:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    received = sec * 1_000_000_000 + nsec
+            ident = int.from_bytes(data[:2], "big")
+            sent = sent_at[ident]
+            if not sent:
+                continue  # a duplicate, or an answer to a query already given up
+            sent_at[ident] = 0
+            if data[3] & 0xF or data[6:8] == b"\x00\x00":
+                bad += 1
+                continue
+            lat.append((received or clock()) - sent)
+    # a query never answered counts as the 5 s a glibc client waits before it asks again: a
+    # server that drops queries under a pause must not look faster than one that queues them
+    ms = [x / 1e6 for x in lat] + [LOST_QUERY_MS] * (seq - len(lat) - bad)
+    print(json.dumps({"sent": seq, "received": len(lat) + bad, "bad": bad, "late": late,
+                      "seconds": (next_at - start) / 1e9,
+                      "p50": harness.percentile(ms, 50), "p99": harness.percentile(ms, 99),
+                      "p999": harness.percentile(ms, 99.9), "max": max(ms) if ms else float("nan")}))
 
 
-def latencies(addr: str, port: int, args) -> list[float]:
-    cp = subprocess.run(["taskset", "-c", "1", sys.executable, "-m", "bench.dns", "--probe", addr, str(port),
-                         "--names", str(args.names), "--latency-seconds", str(args.latency_seconds)],
-                        cwd=ROOT, capture_output=True, text=True, timeout=args.latency_seconds + 60)
-    return [float(x) for x in cp.stdout.split()]
+def fixed_rate(addr: str, port: int, args, cpu: int) -> dict:
+    import json
+
+    cp = subprocess.run(harness.taskset(cpu) + [sys.executable, "-m", "bench.dns", "--rate-probe", addr, str(port),
+                                                "--names", str(args.names), "--rate", str(args.rate),
+                                                "--rate-seconds", str(args.rate_seconds)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=args.rate_seconds + 60)
+    if cp.returncode != 0:
+        sys.exit("rate probe failed:\n" + cp.stderr)
+    return json.loads(cp.stdout)
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+# -- the benchmark ---------------------------------------------------------------------------------
+
+class Target:
+    """One running server and what each round measured of it."""
+
+    def __init__(self, name: str, addr: str, port: int, proc: subprocess.Popen):
+        self.name, self.addr, self.port, self.proc = name, addr, port, proc
+        self.rounds: list[dict] = []
+
+    def round(self, queries: str, args, client_cpu: int) -> dict:
+        pid = self.proc.pid
+        # the fixed rate first: a server fresh from a saturating run would carry its CPU use into
+        # the scheduler's choices (the other core's work is not pinned) and wait longer to run
+        cpu0 = harness.cpu_seconds(pid)
+        probe = fixed_rate(self.addr, self.port, args, client_cpu)
+        cpu1 = harness.cpu_seconds(pid)
+        perf = dnsperf(self.addr, self.port, queries, args.seconds, client_cpu)
+        cpu2 = harness.cpu_seconds(pid)
+        r = {"qps": perf["qps"], "completed": perf["completed"], "lost": perf["lost"], "codes": perf["codes"],
+             "noerror": perf["noerror"], "cpu": cpu2 - cpu1, "cpu_share": (cpu2 - cpu1) / args.seconds,
+             "per_cpu": perf["completed"] / (cpu2 - cpu1) if cpu2 > cpu1 else float("nan"),
+             "rate_per_cpu": probe["received"] / (cpu1 - cpu0) if cpu1 > cpu0 else float("nan"), **{
+                 f"rate_{k}": v for k, v in probe.items()}}
+        print(f"  {self.name:<10} {r['qps']:>9.0f} q/s at {r['cpu_share'] * 100:3.0f}% CPU = {r['per_cpu']:>7.0f} "
+              f"q/CPU-s ({perf['codes']}; lost {perf['lost']});  {args.rate:g} q/s: p50 {probe['p50']:.3f} ms "
+              f"p99 {probe['p99']:.3f} ms, {r['rate_per_cpu']:.0f} q/CPU-s, {probe['bad']} bad, "
+              f"{probe['sent'] - probe['received']} lost, {probe['late']} sent late", flush=True)
+        if perf["noerror"] != perf["completed"]:
+            sys.exit(f"{self.name} answered something other than NOERROR: {perf['codes']}")
+        self.rounds.append(r)
+        return r
+
+    def values(self, key: str) -> list[float]:
+        return [r[key] for r in self.rounds]
+
+
+def start_dnsmasq(hosts: str, cpu: int) -> Target:
+    port = free_udp_port(DNSMASQ_ADDR)
+    # hosts file only, no upstream, TTL 30 as ours
+    proc = subprocess.Popen(harness.taskset(cpu) + [
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+        f"--addn-hosts={hosts}", "-p", str(port), f"--listen-address={DNSMASQ_ADDR}", "--bind-interfaces",
+        "--local-ttl=30", "--pid-file=", "--cache-size=10000", "--user=root"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return Target("dnsmasq", DNSMASQ_ADDR, port, proc)
+
+
+def start_pocketkube(names: int, cpu: int) -> tuple[Target, str]:
+    port = free_udp_port(POCKET_ADDR)
+    proc = subprocess.Popen(harness.taskset(cpu) + [sys.executable, "-m", "bench.dns", "--serve", str(port),
+                                                    "--names", str(names)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    ready = proc.stdout.readline().split()
+    return Target("pocketkube", POCKET_ADDR, port, proc), ready[1] if len(ready) > 1 else "?"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=int, default=30, help="dnsperf run per server (throughput)")
-    p.add_argument("--latency-seconds", type=int, default=10)
+    harness.add_arguments(p)
+    p.add_argument("--seconds", type=float, default=5, help="dnsperf run per server per round")
+    p.add_argument("--rate", type=float, default=10_000, help="queries/s of the fixed-rate latency run")
+    p.add_argument("--rate-seconds", type=float, default=3, help="fixed-rate run per server per round")
     p.add_argument("--names", type=int, default=1000, help="Service names in the query file")
     p.add_argument("--services", type=int, default=10000, help="memory: Services in the view")
     p.add_argument("--endpoints", type=int, default=50000, help="memory: endpoints in the view")
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     p.add_argument("--memory", choices=("transform", "full"), help=argparse.SUPPRESS)
-    p.add_argument("--memory-only", action="store_true", help="print only the memory figures")
-    p.add_argument("--probe", nargs=2, metavar=("ADDR", "PORT"), help=argparse.SUPPRESS)
+    p.add_argument("--memory-only", action="store_true", help="only the memory figures")
+    p.add_argument("--no-memory", action="store_true", help="leave out the memory figures")
+    p.add_argument("--rate-probe", nargs=2, metavar=("ADDR", "PORT"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.probe:
-        return probe(args.probe[0], int(args.probe[1]), args.names, args.latency_seconds)
+    if args.rate_probe:
+        return rate_probe(args.rate_probe[0], int(args.rate_probe[1]), args.names, args.rate, args.rate_seconds)
     if args.serve is not None:
         return serve(args.serve, args.names)
     if args.memory:
         return memory(args.services, args.endpoints, args.memory == "transform")
-    if args.memory_only:
-        return print_memory(memory_figures(args))
-    for tool in ("dnsperf", "dnsmasq", "taskset"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed: apt-get install -y dnsperf dnsmasq util-linux")
+    with harness.Session("dns", args) as session:
+        if not args.memory_only:
+            for tool in ("dnsperf", "dnsmasq", "taskset"):
+                if not shutil.which(tool):
+                    sys.exit(f"{tool} is not installed: apt-get install -y dnsperf dnsmasq util-linux")
+            with harness.machine_lock():  # no cluster, but a benchmark beside another measures both
+                session.add(*throughput_and_latency(args, session))
+        if not args.no_memory:
+            session.add(*memory_rows(memory_figures(args)))
 
+
+def throughput_and_latency(args, session: harness.Session) -> list[harness.Row]:
+    server_cpu, client_cpu = harness.server_and_client_cpus()
     work = tempfile.mkdtemp(prefix="pk-dnsbench-")
     hosts = os.path.join(work, "hosts")
     queries = os.path.join(work, "queries")
@@ -303,80 +450,66 @@ def main() -> None:
         for i in range(args.names):
             h.write(f"{service_ip(i + 1)} svc-{i}.{ZONE_SUFFIX}\n")
             q.write(f"svc-{i}.{ZONE_SUFFIX} A\n")
-
-    results = {}
-    # dnsmasq: hosts file only, no upstream, no cache churn, TTL 30 as ours
-    port = free_udp_port(DNSMASQ_ADDR)
-    dnsmasq = subprocess.Popen(["taskset", "-c", "0", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-                                "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}", "-p", str(port),
-                                f"--listen-address={DNSMASQ_ADDR}", "--bind-interfaces", "--local-ttl=30",
-                                "--pid-file=", "--cache-size=10000", "--user=root"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peer = mine = None
     try:
-        wait_for_udp(DNSMASQ_ADDR, port)
-        results["dnsmasq"] = run_pair(DNSMASQ_ADDR, port, queries, args, dnsmasq.pid)
+        peer = start_dnsmasq(hosts, server_cpu)
+        mine, loop = start_pocketkube(args.names, server_cpu)
+        wait_for_udp(peer.addr, peer.port)
+        wait_for_udp(mine.addr, mine.port)
+        print(f"DNS: {args.names} names; servers on CPU {server_cpu}, load generators on CPU {client_cpu}; "
+              f"pocketkube DNS on {loop}; {args.rounds} rounds of {args.rate:g} queries/s for "
+              f"{args.rate_seconds:g} s then dnsperf {args.seconds:g} s, per server", flush=True)
+        harness.interleave({"dnsmasq": lambda r: peer.round(queries, args, client_cpu),
+                            "pocketkube": lambda r: mine.round(queries, args, client_cpu)}, rounds=args.rounds)
     finally:
-        dnsmasq.terminate()
-        dnsmasq.wait()
+        for target in (peer, mine):
+            if target is not None:
+                target.proc.terminate()
+                target.proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    anchor = "CoreDNS (kubernetes plugin) ~17,000 queries/s per core"
+    per_cpu = harness.ratio(mine.values("per_cpu"), peer.values("per_cpu"), min_rounds=5)
+    at_rate = harness.ratio(mine.values("rate_per_cpu"), peer.values("rate_per_cpu"), min_rounds=5)
+    mine_abs = harness.spread(mine.values("per_cpu"))
+    p99 = harness.spread(mine.values("rate_p99"))
+    peer_p99 = harness.spread(peer.values("rate_p99"))
+    session.note(f"pocketkube DNS ran on {loop}; dnsperf queries/s (capped by dnsperf on its one core when a server "
+                 f"is below 100% CPU): pocketkube {harness.spread(mine.values('qps')).text('.0f')} at "
+                 f"{harness.spread(mine.values('cpu_share')).median * 100:.0f}% CPU, dnsmasq "
+                 f"{harness.spread(peer.values('qps')).text('.0f')} at "
+                 f"{harness.spread(peer.values('cpu_share')).median * 100:.0f}% CPU")
+    late = sum(mine.values("rate_late")) + sum(peer.values("rate_late"))
+    sent = sum(mine.values("rate_sent")) + sum(peer.values("rate_sent"))
+    if late:
+        session.note(f"the fixed-rate sender was more than 100 us behind its schedule for {late} of {sent} queries")
+    lost = sum(r["rate_sent"] - r["rate_received"] for r in mine.rounds)
+    peer_lost = sum(r["rate_sent"] - r["rate_received"] for r in peer.rounds)
+    if peer_p99.median > 1.0:
+        session.note(f"dnsmasq, on the same CPU in the same rounds, had a p99 of {peer_p99.median:.2f} ms at "
+                     f"{args.rate:,.0f} q/s ({peer_lost} queries unanswered): the machine's other work, not only "
+                     f"the server, sets this run's latency (load average above)")
+    return [
+        harness.ratio_row("DNS queries per CPU-second of the server, pocketkube / dnsmasq (dnsperf, saturating)",
+                          per_cpu, goal=0.5, anchor=anchor,
+                          note=f"pocketkube {mine_abs.median:,.0f} q/CPU-s, dnsmasq "
+                               f"{harness.spread(peer.values('per_cpu')).median:,.0f}"),
+        harness.ratio_row(f"DNS queries per CPU-second at {args.rate:,.0f} q/s, pocketkube / dnsmasq", at_rate,
+                          goal=0.5, anchor=anchor),
+        harness.spread_row(f"DNS p99 latency at {args.rate:,.0f} q/s, pocketkube", p99, "ms", goal=1.0,
+                           higher=False, anchor=f"dnsmasq {peer_p99.median:.3f} ms",
+                           note=f"p50 {harness.spread(mine.values('rate_p50')).median:.3f} ms"
+                                + (f"; {lost} queries unanswered" if lost else "")),
+    ]
 
-    port = free_udp_port(POCKET_ADDR)
-    pocket = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "bench.dns", "--serve", str(port),
-                               "--names", str(args.names)], cwd=ROOT, stdout=subprocess.PIPE)
-    try:
-        pocket.stdout.readline()
-        wait_for_udp(POCKET_ADDR, port)
-        results["pocketkube"] = run_pair(POCKET_ADDR, port, queries, args, pocket.pid)
-    finally:
-        pocket.terminate()
-        pocket.wait()
 
-    mem = memory_figures(args)
-    shutil.rmtree(work, ignore_errors=True)
-
-    print(f"\nDNS: {args.names} names, {args.seconds} s per server (dnsperf, 4 clients, 100 in flight), "
-          f"server on CPU 0, dnsperf on CPU 1")
-    print(f"latency: one query in flight for {args.latency_seconds} s (a Python probe on CPU 1)\n")
-    print(f"{'server':<12} {'queries/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} {'CPU %':>6} "
-          f"{'queries/CPU-s':>14}")
-    for name, r in results.items():
-        print(f"{name:<12} {r['qps']:>11.0f} {r['p50'] * 1000:>8.3f} {r['p99'] * 1000:>8.3f} {r['rss']:>8.1f} "
-              f"{r['cpu'] * 100:>6.0f} {r['qps'] / r['cpu'] if r['cpu'] else float('nan'):>14.0f}")
-    mine, peer = results["pocketkube"], results["dnsmasq"]
-    ratio = mine["qps"] / peer["qps"] if peer["qps"] else float("nan")
-    per_cpu = (mine["qps"] / mine["cpu"]) / (peer["qps"] / peer["cpu"]) if mine["cpu"] and peer["cpu"] else float("nan")
-    print(f"\nratio pocketkube / dnsmasq queries/s: {ratio:.2f}  (goal >= 0.5; p99 goal < 2 ms; "
-          f"anchor: CoreDNS ~17,000 queries/s per core with the kubernetes plugin)")
-    print(f"ratio per CPU-second of the server: {per_cpu:.2f}  (a server below 100% CPU is not the bottleneck: "
-          f"dnsperf on its one core is)")
-    print_memory(mem)
-
-
-def print_memory(mem: dict[str, tuple[float, float, int, int]]) -> None:
+def memory_rows(mem: dict[str, tuple[float, float, int, int]]) -> list[harness.Row]:
     base, slim, n_svc, n_ep = mem["transform"]
     full_base, full, _, _ = mem["full"]
-    print(f"\nmemory at {n_svc} Services and {n_ep} endpoints (informers + view, after the lists): "
-          f"{slim - base:.1f} MB (process {slim:.1f} MB) with the informer transform; "
-          f"{full - full_base:.1f} MB (process {full:.1f} MB) caching the full objects "
-          f"(anchor CoreDNS: (pods + services)/1000 + 54 = {(n_ep + n_svc) / 1000 + 54:.0f} MB)")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_pair(addr: str, port: int, queries: str, args, pid: int) -> dict:
-    cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-    qps, out = dnsperf(addr, port, queries, args.seconds)
-    cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
-    if not qps:
-        sys.exit("dnsperf failed:\n" + out)
-    lost = [line.strip() for line in out.splitlines() if "Queries lost" in line or "Response codes" in line]
-    print(f"{addr}:{port}: " + "; ".join(lost), flush=True)
-    rtts = latencies(addr, port, args)
-    return {"qps": qps, "p50": pct(rtts, 50), "p99": pct(rtts, 99), "rss": rss_mb(pid), "cpu": cpu}
+    anchor = f"CoreDNS (pods + services)/1000 + 54 = {(n_ep + n_svc) / 1000 + 54:.0f} MB"
+    return [harness.Row(f"DNS memory at {n_svc:,} Services, {n_ep:,} endpoints (informers + view)", slim - base, "MB",
+                        anchor=anchor, note=f"process {slim:.1f} MB"),
+            harness.Row("DNS memory, same, caching the full objects (no informer transform)", full - full_base,
+                        "MB", note=f"process {full:.1f} MB")]
 
 
 if __name__ == "__main__":

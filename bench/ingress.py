@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+from bench import harness
 from bench.dataplane import DataplaneCluster, RateRow, WrkResult, parse_wrk, until
 from bench.pods import Row, _cli, percentile, run_measurements
 from bench.dataplane import CLUSTER_NAME
@@ -255,6 +256,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--bulk", type=int, default=1000)
     p.add_argument("--only", choices=("throughput", "change_to_traffic", "bulk"))
+    harness.add_json_argument(p)
     p.add_argument("--machine-timeout", type=float, default=1800.0,
                    help="how long to wait for another cluster to leave the machine")
     args = p.parse_args()

@@ -36,6 +36,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench import harness  # noqa: E402
 from bench.dataplane import DataplaneCluster, ModeUnavailable, parse_wrk, until  # noqa: E402
 from bench.pods import Row, percentile, run_measurements  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
@@ -227,6 +228,11 @@ class RatioRow:
                 f"{statistics.median(self.b):.0f} req/s; pairs {min(ratios):.3f}-{max(ratios):.3f}x, n={len(ratios)})"
                 f"  goal >= {self.goal:g}x  {'meets goal' if median >= self.goal else 'MISSES goal'}")
 
+    def to_row(self):
+        ratios = [x / y for x, y in zip(self.a, self.b)]
+        return harness.Row(self.what, statistics.median(ratios), "x", self.goal, low=min(ratios), high=max(ratios),
+                   note=f"LB {statistics.median(self.a):.0f} req/s, NodePort {statistics.median(self.b):.0f} req/s")
+
 
 def throughput(args) -> list:
     rows: list = []
@@ -268,6 +274,7 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
+    harness.add_json_argument(p)
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/loadbalancer.py needs root: it starts a cluster")

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -53,7 +52,8 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.harness import percentile  # noqa: E402  (bench.ingress imports it from here too)
+from bench import harness  # noqa: E402
+from bench.harness import E2E_LOCK, machine_lock, percentile  # noqa: E402,F401  (others import them from here too)
 from pocketkube.cli import up as up_cmd  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import images, network, sandbox  # noqa: E402
@@ -99,6 +99,11 @@ class Row:
 
     def _decimals(self) -> int:
         return 2 if self.unit == "s" else 1 if self.unit == "MB" else 0
+
+    def to_row(self) -> harness.Row:
+        return harness.Row(self.what, self.value, self.unit, self.goal, higher=False,
+                           anchor=", ".join(f"{name} {value:g} {self.unit}" for name, value in self.anchors),
+                           note=self.detail)
 
 
 # ---- clusters ------------------------------------------------------------------------------
@@ -160,19 +165,6 @@ class BenchCluster:
         if record is None:
             raise RuntimeError(f"cluster {self.name!r} is not running")
         return record
-
-
-E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster at a time on this machine (tests/e2e/conftest.py)
-
-
-@contextlib.contextmanager
-def machine_lock():
-    """Hold the machine-wide lock that e2e tests and scripts/conformance take around a cluster:
-    clusters share the default address ranges, so they take turns."""
-    with open(E2E_LOCK, "a") as lock:
-        print(f"  waiting for {E2E_LOCK} ...", file=sys.stderr, flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 @contextlib.contextmanager
@@ -583,20 +575,15 @@ def _stop_on_sigterm() -> None:
 
 def run_measurements(title: str, measurements: list, args) -> None:
     """Run each measurement (or only `args.only`), timing it on stderr, then print one table of
-    every row with the machine's CPUs and load before and after."""
-    load_before = os.getloadavg()[0]
-    rows: list = []
-    for measure in measurements:
-        if args.only and measure.__name__ != args.only:
-            continue
-        print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        rows += measure(args)
-        print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
-    print(f"\npocketkube {title} benchmark ({os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} "
-          f"before, {os.getloadavg()[0]:.1f} after)")
-    for row in rows:
-        print("  " + row.render())
+    every row with the machine's load before and after (and write it to args.json, if given)."""
+    with harness.Session(title, args) as session:
+        for measure in measurements:
+            if args.only and measure.__name__ != args.only:
+                continue
+            print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            session.add(*(row.to_row() for row in measure(args)))
+            print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -608,6 +595,7 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="how long to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
+    harness.add_json_argument(p)
     args = p.parse_args()
     reason = _refuse_to_run()
     if reason:

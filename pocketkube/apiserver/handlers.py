@@ -22,7 +22,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from pocketkube.apiserver import (
-    admissionpolicy, authn, authz, codec, discovery, openapi, printers, reviews, schema, tokens, webhooks,
+    admissionpolicy, authn, authz, codec, discovery, eviction, openapi, printers, reviews, schema, tokens, webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
@@ -91,6 +91,7 @@ class Handlers:
     def __init__(self, storage: Storage, cache: WatchCache, server_address: str,
                  token_issuer: "tokens.TokenIssuer | None" = None):
         self.storage = storage
+        self.evictions = eviction.Evictions(storage)
         self.tokens = token_issuer
         self.cache = cache
         self.server_address = server_address
@@ -369,7 +370,9 @@ class Handlers:
         q = req.query
         if t.subresource == "scale":
             return await self._scale(req, t, warnings)
-        if t.subresource in ("log", "exec", "attach", "portforward", "proxy", "eviction", "ephemeralcontainers"):
+        if t.subresource == "eviction" and t.info.resource == "pods":
+            return await self._eviction(req, t)
+        if t.subresource in ("log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
             await self.storage.get(t.info, t.namespace or "", t.name)
             raise errors.APIError(503, "ServiceUnavailable",
                                   f"{t.subresource} needs a node agent; none serves pod {t.name!r} yet")
@@ -916,6 +919,14 @@ class Handlers:
         out = reviews.answer(t.info, body, req.user or authn.APISERVER, t.namespace, self.authorizer,
                              self.authenticator)
         return json_response(out, 201)
+
+    async def _eviction(self, req: Request, t: Target) -> Reply:
+        if req.method != "POST":
+            raise errors.method_not_allowed(req.method.lower(), "pods/eviction")
+        body = codec.decode_body(req.body, req.headers.get("Content-Type"), ("policy/v1", "Eviction")).obj
+        dry_run = self._write_options(req.query, "POST", subresource="eviction").dry_run
+        status = await self.evictions.evict(t.namespace or "", t.name, body, dry_run)
+        return json_response(status, 201)
 
     async def _binding(self, req: Request, t: Target) -> Reply:
         if req.method != "POST":

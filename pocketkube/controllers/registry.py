@@ -8,6 +8,7 @@ from pocketkube.controllers.endpointslice import EndpointSliceController
 from pocketkube.controllers.endpointslicemirroring import EndpointSliceMirroringController
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.disruption import DisruptionController
 from pocketkube.controllers.garbagecollector import GarbageCollector
 from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.job import JobController, TTLAfterFinishedController
@@ -38,6 +39,7 @@ CONTROLLERS: list = [
     GarbageCollector,
     NamespaceController,
     ResourceQuotaController,
+    DisruptionController,
     ServiceAccountController,
     RootCACertPublisher,
     ClusterRoleAggregationController,

@@ -1241,6 +1241,7 @@ MESSAGES: dict[str, dict[int, tuple]] = {
     },
     # --- policy/v1, scheduling.k8s.io/v1, autoscaling/v1: `kubectl create pdb | priorityclass`, `autoscale` ---
     "PodDisruptionBudget": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodDisruptionBudgetSpec")},
+    "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions", PTR)},
     "PodDisruptionBudgetSpec": {1: ("minAvailable", INTSTR, PTR), 2: ("selector", "LabelSelector", PTR),
                                 3: ("maxUnavailable", INTSTR, PTR), 4: ("unhealthyPodEvictionPolicy", STRING, PTR)},
     "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", INT32), 3: ("globalDefault", BOOL),
@@ -1312,6 +1313,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
     ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("policy/v1", "Eviction"): "Eviction",
     ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
     ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscalerV1",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",

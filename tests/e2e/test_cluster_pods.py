@@ -349,3 +349,31 @@ def test_pod_failure_policy_reads_real_exit_codes(cluster, ns):
         assert codes == [3, 42] and status["failed"] == 1
     finally:
         shutil.rmtree(f"/tmp/pk-e2e-{ns}", ignore_errors=True)
+
+
+def test_kubectl_drain_respects_the_disruption_budget(cluster, ns):
+    """`kubectl drain` evicts a node's pods through the eviction subresource: the budget lets one
+    go at a time, the Deployment replaces it on the other node, and the node ends up empty of
+    them; evicted pods carry the DisruptionTarget condition."""
+    cluster.kubectl("create", "deployment", "drained", "--image=nginx", "--replicas=2", "-n", ns)
+    cluster.kubectl("rollout", "status", "deployment/drained", "-n", ns, "--timeout=90s", timeout=120)
+    cluster.kubectl("create", "pdb", "drained", "--selector=app=drained", "--min-available=1", "-n", ns)
+    for _ in range(100):
+        if cluster.kubectl_json("get", "pdb", "drained", "-n", ns).get("status", {}).get("disruptionsAllowed") == 1:
+            break
+        time.sleep(0.1)
+    before = pods(cluster, ns, "app=drained")
+    node = before[0]["spec"]["nodeName"]
+    try:
+        cp = cluster.kubectl("drain", node, "--pod-selector=app=drained", "--ignore-daemonsets",
+                             "--delete-emptydir-data", "--timeout=120s", timeout=150)
+        assert f"node/{node} cordoned" in cp.stdout and f"node/{node} drained" in cp.stdout
+        for pod in before:
+            if pod["spec"]["nodeName"] == node:
+                assert f"pod/{pod['metadata']['name']} evicted" in cp.stdout
+        assert cluster.kubectl_json("get", "node", node)["spec"]["unschedulable"] is True
+        cluster.kubectl("rollout", "status", "deployment/drained", "-n", ns, "--timeout=90s", timeout=120)
+        after = [p for p in pods(cluster, ns, "app=drained") if not p["metadata"].get("deletionTimestamp")]
+        assert len(after) == 2 and all(p["spec"]["nodeName"] != node for p in after)
+    finally:
+        cluster.kubectl("uncordon", node)

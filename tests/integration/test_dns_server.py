@@ -375,3 +375,40 @@ async def test_servfail_when_no_upstream_answers():
     finally:
         await server.stop()
         silent.close()
+
+
+async def test_a_burst_queued_while_the_server_is_busy_is_answered_whole():
+    """3,000 queries arrive while the server's loop is busy (this test holds it: the sends run
+    on the loop): the socket keeps them all (pocketkube/dns/server.py _grow_receive_buffer),
+    and each gets its answer once the loop runs."""
+    view = big_headless_view(1)
+    view.apply_service({"metadata": {"namespace": "default", "name": "web"},
+                        "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+                                 "ports": [{"name": "http", "port": 80}]}})
+    server = DNSServer(view, address="127.0.0.1", port=0, metrics_port=None, upstreams=[])
+    await server.start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)  # room for the answers
+    client.connect(("127.0.0.1", server.port))
+    try:
+        for ident in range(3000):
+            q = dns.message.make_query("web.default.svc.cluster.local", "A")
+            q.id = ident
+            client.send(q.to_wire())
+
+        def receive() -> set[int]:
+            client.settimeout(5)
+            seen = set()
+            while len(seen) < 3000:
+                try:
+                    reply = dns.message.from_wire(client.recv(4096))
+                except socket.timeout:
+                    break
+                assert [rd.address for rd in reply.answer[0]] == ["10.96.0.20"]
+                seen.add(reply.id)
+            return seen
+
+        assert await run_in_thread(receive) == set(range(3000))
+    finally:
+        client.close()
+        await server.stop()

@@ -742,3 +742,58 @@ def test_bad_cronjobs_get_the_real_errors(server, ns):
     cp = create("a" * 53)
     assert "must be no more than 52 characters" in cp.stderr
     assert server.kubectl("get", "cronjobs", "-n", ns).stderr.startswith("No resources found")
+
+
+def test_eviction_spends_the_disruption_budget_and_the_controller_gives_it_back(server, core, ns, node):
+    from kubernetes.client.rest import ApiException
+
+    server.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=3", "-n", ns)
+    run_kubelet_until(core, server, ns, lambda: len([p for p in pods(server, ns, "app=web")
+                                                     if p["status"].get("phase") == "Running"]) == 3)
+    server.kubectl("create", "pdb", "web", "--selector=app=web", "--min-available=2", "-n", ns)
+    status = eventually(lambda: (s := server.kubectl_json("get", "pdb", "web", "-n", ns)["status"])
+                        .get("disruptionsAllowed") == 1 and s)
+    assert (status["currentHealthy"], status["desiredHealthy"], status["expectedPods"]) == (3, 2, 3)
+    allowed = next(c for c in status["conditions"] if c["type"] == "DisruptionAllowed")
+    assert (allowed["status"], allowed["reason"]) == ("True", "SufficientPods")
+    assert server.kubectl("get", "pdb", "-n", ns).stdout.splitlines()[1].split()[:4] == ["web", "2", "N/A", "1"]
+
+    first, second = [p["metadata"]["name"] for p in pods(server, ns, "app=web")][:2]
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": first, "namespace": ns}}
+    core.create_namespaced_pod_eviction(first, ns, body)
+    gone = core.read_namespaced_pod(first, ns)
+    assert gone.metadata.deletion_timestamp is not None
+    target = next(c for c in gone.status.conditions if c.type == "DisruptionTarget")
+    assert (target.status, target.reason, target.message) == ("True", "EvictionByEvictionAPI", "Eviction API: evicting")
+    # (disruptedPods held the pod until the controller saw it being deleted; it counts it out now)
+    assert server.kubectl_json("get", "pdb", "web", "-n", ns)["status"]["disruptionsAllowed"] == 0
+
+    # The budget is spent: the next eviction is refused with the budget's numbers (kubectl drain retries).
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod_eviction(second, ns, {**body, "metadata": {"name": second, "namespace": ns}})
+    assert refused.value.status == 429
+    answer = json.loads(refused.value.body)
+    assert answer["reason"] == "TooManyRequests"
+    assert answer["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert answer["details"]["causes"] == [{"reason": "DisruptionBudget",
+                                            "message": "The disruption budget web needs 2 healthy pods and has 2 currently"}]
+    with pytest.raises(ApiException) as mismatch:
+        core.create_namespaced_pod_eviction(second, ns, body)
+    assert mismatch.value.status == 400 and "name in URL does not match name in Eviction object" in mismatch.value.body
+
+    # The evicted pod goes, its replacement becomes Ready: the budget allows one disruption again.
+    run_kubelet_until(core, server, ns, lambda: len([p for p in pods(server, ns, "app=web")
+                                                     if p["status"].get("phase") == "Running"
+                                                     and not p["metadata"].get("deletionTimestamp")]) == 3)
+    status = eventually(lambda: (s := server.kubectl_json("get", "pdb", "web", "-n", ns)["status"])
+                        .get("disruptionsAllowed") == 1 and s)
+    assert "disruptedPods" not in status and status["currentHealthy"] == 3
+    # A second budget over the same pods: the eviction subresource refuses to choose.
+    server.kubectl("create", "pdb", "web2", "--selector=app=web", "--max-unavailable=50%", "-n", ns)
+    eventually(lambda: server.kubectl_json("get", "pdb", "web2", "-n", ns)["status"].get("expectedPods") == 3)
+    assert server.kubectl_json("get", "pdb", "web2", "-n", ns)["status"]["desiredHealthy"] == 1  # 3 - ceil(1.5)
+    with pytest.raises(ApiException) as two:
+        core.create_namespaced_pod_eviction(second, ns, {**body, "metadata": {"name": second, "namespace": ns}})
+    assert two.value.status == 500
+    assert json.loads(two.value.body)["message"] == ("This pod has more than one PodDisruptionBudget, which the "
+                                                     "eviction subresource does not support.")

@@ -69,9 +69,18 @@ def test_row_verdicts_say_whether_and_by_how_much():
     assert Row("x", 0.4, "x", goal=0.5).verdict == "MISSES by 20% (0.40 < 0.5)"
     assert Row("p99", 1.3, "ms", goal=1.0, higher=False).verdict == "MISSES by 30% (1.30 > 1)"
     assert Row("p99", 0.8, "ms", goal=1.0, higher=False).verdict == "meets"
+    assert Row("p99", 30.3, "ms", goal=1.0, higher=False).verdict == "MISSES: 30.3× the goal (30.3 > 1)"
     assert Row("x", 0.6, "x", goal=0.5, low=0.45, high=0.7).verdict == "meets (median; not every round)"
     assert Row("x", None, "x", goal=0.5, note="too noisy").verdict == "no figure: too noisy"
     assert Row("x", 3.0, "MB").verdict == ""
+
+
+def test_a_refused_figure_still_says_when_every_round_is_on_one_side_of_the_goal():
+    assert Row("x", None, "x", goal=0.5, low=0.69, high=1.04, note="noisy").verdict == \
+        "no figure: noisy; yet every round meets the goal (0.69–1.04)"
+    assert Row("x", None, "x", goal=0.5, low=0.2, high=0.4, note="noisy").verdict == \
+        "no figure: noisy; every round MISSES the goal (0.20–0.40)"
+    assert Row("x", None, "x", goal=0.5, low=0.4, high=0.6, note="noisy").verdict == "no figure: noisy"
 
 
 def test_ratio_row_carries_the_refusal():

@@ -1,9 +1,9 @@
 """Kinds that charts and `kubectl describe namespace` expect to exist, served and stored with
 their defaults and basic validation: core/v1 ResourceQuota (enforced by apiserver/quota.py, its
-status kept by the resource quota controller); LimitRange, networking.k8s.io/v1 NetworkPolicy,
-policy/v1 PodDisruptionBudget, scheduling.k8s.io/v1 PriorityClass (with the two system classes
-every cluster has) and autoscaling/v2 HorizontalPodAutoscaler, which nothing enforces or acts on
-yet. PersistentVolumeClaims and PersistentVolumes are volume.py's."""
+status kept by the resource quota controller); policy/v1 PodDisruptionBudget (its status kept by
+the disruption controller, read by the eviction subresource); LimitRange, networking.k8s.io/v1
+NetworkPolicy, scheduling.k8s.io/v1 PriorityClass (with the two system classes every cluster has)
+and autoscaling/v2 HorizontalPodAutoscaler, which nothing enforces or acts on yet. PersistentVolumeClaims and PersistentVolumes are volume.py's."""
 
 from __future__ import annotations
 

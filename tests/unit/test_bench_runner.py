@@ -1,0 +1,43 @@
+"""bench/__main__.py: which modules are benchmarks, and docs/benchmarks.md from their runs."""
+
+from bench import __main__ as runner
+from bench.harness import Row
+
+MACHINE = {"cores": 2, "usable_cores": 2, "cpu": "Some CPU", "kernel": "6.1.0", "python": "3.11.7"}
+
+
+def run(name, rows=(), notes=(), exit=0, output=()):
+    return {"benchmark": name, "started": 1_700_000_000, "machine": MACHINE, "load_before": [0.5, 0, 0],
+            "load_after": [1.25, 0, 0], "rows": [r.to_dict() for r in rows], "notes": list(notes), "exit": exit,
+            "output": list(output)}
+
+
+def test_every_module_but_the_harness_and_the_runner_is_a_benchmark():
+    names = runner.benchmarks()
+    assert "dns" in names and "harness" not in names and "__main__" not in names
+
+
+def test_the_table_shows_each_figure_its_goal_and_how_far_it_misses():
+    state = {"dns": run("dns", [Row("q/CPU-s ratio", 0.72, "x", goal=0.5, anchor="CoreDNS", low=0.66, high=0.77),
+                                Row("p99", 3.0, "ms", goal=1.0, higher=False)], notes=["ran on uvloop.Loop"]),
+             "store": run("store", output=["creates/s 9000"]),
+             "pods": run("pods", exit="stopped after 3600 s")}
+    text = runner.render(state)
+    assert "2 cores (Some CPU), Linux 6.1.0" in text
+    assert "| dns | 2023-11-14 22:13 | 0.50 → 1.25 | q/CPU-s ratio | 0.72x (0.66–0.77) | ≥ 0.5x | meets | CoreDNS |" in text
+    assert "- **dns**: p99: MISSES: 3.0× the goal (3.00 > 1)" in text
+    assert "- **dns**: ran on uvloop.Loop" in text
+    assert "*did not finish: exit stopped after 3600 s*" in text
+    assert "### store (exit 0)" in text and "creates/s 9000" in text
+
+
+def test_no_misses_is_said_plainly():
+    text = runner.render({"dns": run("dns", [Row("r", 0.9, "x", goal=0.5)])})
+    assert "None: no figure with a goal misses it." in text
+
+
+def test_a_figure_refused_for_noise_is_listed_apart_from_the_misses():
+    text = runner.render({"dns": run("dns", [Row("r", None, "x", goal=0.5, low=0.7, high=1.1, note="noisy")])})
+    misses, unjudged = text.split("## Misses")[1].split("## Figures the last run could not give")
+    assert "None: no figure with a goal misses it." in misses
+    assert "- **dns**: r: no figure: noisy; yet every round meets the goal (0.70–1.10)" in unjudged
