@@ -28,8 +28,8 @@ class PodView:
     name: str
     ip: str
     node: str
-    ready: bool
-    state: str  # "Ready", or why not ("CrashLoopBackOff", "Pending", "not ready")
+    ready: bool  # Ready and not terminating: it takes new connections
+    state: str  # "Ready", or why not ("CrashLoopBackOff", "Pending", "Terminating", "not ready")
 
 
 @dataclass
@@ -131,7 +131,8 @@ def build(nodes: list[dict], pods: list[dict], services: list[dict], slices: lis
         if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
         view = PodView(namespace_of(p), name_of(p), (p.get("status") or {}).get("podIP") or "",
-                       (p.get("spec") or {}).get("nodeName") or "", is_pod_ready(p), _pod_state(p))
+                       (p.get("spec") or {}).get("nodeName") or "",
+                       is_pod_ready(p) and not (p.get("metadata") or {}).get("deletionTimestamp"), _pod_state(p))
         (by_node[view.node].pods if view.node in by_node else top.unscheduled).append(view)
     slices_of: dict[tuple[str, str], list[dict]] = {}
     for es in slices:

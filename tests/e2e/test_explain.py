@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
+import time
 
 import pytest
 
+from tests.e2e.conftest import ROOT
 from tests.e2e.test_services import until
 
 pytestmark = pytest.mark.e2e
@@ -116,3 +120,38 @@ def test_the_map_draws_services_and_the_endpoints_they_pick(cluster, broken):
     assert lines[start + 1] == "    └─✗ no endpoints (selector app=xp-ngnix)"
     start = lines.index(next(line for line in lines if line.startswith("  default/xp-sick ")))
     assert lines[start + 1].startswith("    └─▷ ") and lines[start + 1].endswith("not ready")
+
+
+async def test_the_map_page_in_chromium_draws_ready_pods_and_follows_a_scale_down(cluster, broken, tmp_path):
+    from tests.integration.test_map_page import CHROMIUM, Browser
+
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (scripts/setup installs it)")
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        deployment("xp-page", {"app": "xp-page"}, NGINX, replicas=2), service("xp-page", {"app": "xp-page"}, 80)]}))
+    cluster.kubectl("rollout", "status", "deployment/xp-page", "--timeout=90s", timeout=100)
+    ui = subprocess.Popen([sys.executable, "-m", "pocketkube.cli.main", "ui", "--port", "0", "-n", "default"],
+                          env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          start_new_session=True)
+    browser = Browser(str(tmp_path / "profile"))
+    pods = "document.querySelectorAll('.pod[data-key^=\"default/xp-page-\"][data-ready=\"true\"]').length"
+    edges = "document.querySelectorAll('.edge[data-from=\"default/xp-page\"][data-ready=\"true\"]').length"
+    try:
+        url = ui.stdout.readline().split(" at ", 1)[1].split()[0]
+        await browser.connect()
+        await browser.call("Page.navigate", url=url)
+        await browser.until(f"{pods} === 2 && {edges} === 2", "two ready pods and the Service's lines to them")
+        cluster.kubectl("scale", "deployment", "xp-page", "--replicas=1")
+        scaled = time.monotonic()
+        await browser.until(f"{pods} === 1 && {edges} === 1", "the scale-down drawn")
+        print(f"scale-down drawn {time.monotonic() - scaled:.2f}s after kubectl scale returned")
+        await browser.click('.service[data-key="default/xp-typo"]')
+        text = await browser.until(
+            "document.querySelector('#findings [data-code=\"selector-matches-no-pod\"]')?.textContent",
+            "xp-typo's findings")
+        assert "app=xp-nginx where the selector wants app=xp-ngnix" in text
+    finally:
+        await browser.close()
+        ui.terminate()
+        ui.wait(10)
+        cluster.kubectl("delete", "deployment/xp-page", "service/xp-page", "--wait=false", check=False)

@@ -167,6 +167,13 @@ def test_target_port_nobody_listens_on_with_the_port_they_do_listen_on():
                      "'[{\"op\":\"replace\",\"path\":\"/spec/ports/0/targetPort\",\"value\":80}]'")
 
 
+def test_a_program_listening_on_loopback_only():
+    report = explain("Service", NS, "web", cluster(service(), [pod("web-1")], listening={"default/web-1": set()},
+                                                   loopback={"default/web-1": {("TCP", 8080)}}))
+    f = one(report, "target-port-not-listening")
+    assert "web-1 listen(s) on 8080/TCP on 127.0.0.1 only" in f.message and "must listen on 0.0.0.0" in f.message
+
+
 def test_target_port_not_declared_is_a_warning_unless_it_listens():
     svc = service(ports=[{"port": 80, "targetPort": 9090, "protocol": "TCP"}])
     report = explain("Service", NS, "web", cluster(svc, [pod("web-1", ports=WEB_PORTS)], port=9090))
