@@ -422,6 +422,12 @@ def _no_pod_matches(s: _Svc, selector: dict, text: str) -> None:
 
 def _check_ports(s: _Svc, pods: list[dict]) -> None:
     running = [p for p in pods if pod_ips(p)]
+    unasked = [_name(p) for p in running if object_key(p) not in s.cluster.listening
+               and (p.get("status") or {}).get("phase") == "Running"]
+    if unasked:
+        s.add(INFO, "spec.ports[].targetPort", f"what pods {_names_list(unasked)} listen on was not asked (that "
+              "needs root on the machine the cluster runs on): only the ports they declare were compared",
+              code="listening-not-asked")
     for i, port in enumerate(s.spec.get("ports") or []):
         proto = port.get("protocol") or "TCP"
         target = port.get("targetPort", port.get("port"))

@@ -178,6 +178,7 @@ def test_target_port_not_declared_is_a_warning_unless_it_listens():
     svc = service(ports=[{"port": 80, "targetPort": 9090, "protocol": "TCP"}])
     report = explain("Service", NS, "web", cluster(svc, [pod("web-1", ports=WEB_PORTS)], port=9090))
     assert one(report, "target-port-not-declared").level == "warning"
+    assert "pods web-1 listen on was not asked" in one(report, "listening-not-asked").message
     report = explain("Service", NS, "web", cluster(svc, [pod("web-1", ports=WEB_PORTS)], port=9090,
                                                    listening={"default/web-1": {("TCP", 9090)}}))
     assert one(report, "target-port-not-declared").level == "info"
