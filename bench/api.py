@@ -1,6 +1,7 @@
 """API server benchmark: creates/s, get and list latency at 10k objects, watch fan-out
-latency to 100 watchers, and server RSS, each printed beside its goal and anchor; then what
-RBAC authorization costs a GET and a create.
+latency to 100 watchers, and server RSS, each printed beside its goal and anchor; the same
+beside upstream kube-apiserver on etcd in interleaved rounds, as ratios (the rows handed to
+`python -m bench`); then what RBAC authorization costs a GET and a create.
 
 Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it over
 HTTPS with keep-alive connections, as kubectl and controllers do. The authorization part runs
@@ -9,7 +10,8 @@ rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resol
 median ratio on/off and its spread. Last, a custom resource's create and Table list beside a
 built-in kind's.
 
-    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--only main|authz|crd]
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--rounds 5] [--json FILE]
+                                  [--authorization-mode RBAC|AlwaysAllow] [--only main|peer|authz|crd]
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +31,8 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness  # noqa: E402
+from bench.harness import rss_mb  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -35,14 +41,6 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def service(name: str) -> bytes:
@@ -79,9 +77,18 @@ async def timed(session, method: str, url: str, n: int, headers=None) -> list[fl
     return out
 
 
-async def watch_latency(session, url: str, watchers: int, events: int) -> list[float]:
-    rv_resp = await session.get(f"{url}/api/v1/namespaces/default/configmaps?limit=1")
-    rv = (await rv_resp.json())["metadata"]["resourceVersion"]
+def cpu_seconds(pids) -> float:
+    """User + system CPU time the processes have used so far (all their threads)."""
+    return sum(harness.cpu_seconds(pid) for pid in pids)
+
+
+async def watch_latency(session, url: str, watchers: int, events: int, prefix: str = "w",
+                        cpu: dict | None = None) -> list[float]:
+    """Latency from each create's send to each watcher's reading of its event (ms). With `cpu`
+    ({"pids": [...]}), also the servers' CPU time from the watchers being open to the last
+    event read, as cpu["seconds"]."""
+    async with session.get(f"{url}/api/v1/namespaces/default/configmaps?limit=1") as rv_resp:
+        rv = (await rv_resp.json())["metadata"]["resourceVersion"]
     sent: dict[str, float] = {}
     lat: list[float] = []
     ready = asyncio.Event()
@@ -106,8 +113,9 @@ async def watch_latency(session, url: str, watchers: int, events: int) -> list[f
     tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
     await asyncio.wait_for(ready.wait(), 30)
     await asyncio.sleep(0.2)
+    cpu0 = cpu_seconds(cpu["pids"]) if cpu is not None else 0.0
     for i in range(events):
-        name = f"w{i}"
+        name = f"{prefix}{i}"
         sent[name] = time.perf_counter()
         async with session.post(f"{url}/api/v1/namespaces/default/configmaps",
                                 data=orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
@@ -116,6 +124,8 @@ async def watch_latency(session, url: str, watchers: int, events: int) -> list[f
             await r.read()
         await asyncio.sleep(0.02)
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    if cpu is not None:
+        cpu["seconds"] = cpu_seconds(cpu["pids"]) - cpu0
     return lat
 
 
@@ -165,6 +175,109 @@ async def main_async(args) -> None:
             print("  " + line)
     finally:
         srv.stop()
+
+
+# ---- beside upstream kube-apiserver ---------------------------------------------------------
+
+# (name, metric key, True if higher is better) of each row of the comparison.
+PEER_ROWS = (
+    ("creates/s (Services, 32 clients)", "creates", True),
+    ("server CPU per create", "create_cpu", False),
+    ("get p50", "get_p50", False),
+    ("get p99", "get_p99", False),
+    ("list all Services JSON p50", "list_p50", False),
+    ("list all Services as Table p50", "table_p50", False),
+    ("watch delivery p50", "watch_p50", False),
+    ("watch delivery p99", "watch_p99", False),
+    ("server CPU per event delivered", "watch_cpu", False),
+    ("RSS (kube-apiserver: + etcd)", "rss", False),
+    ("RSS (kube-apiserver alone)", "rss_server", False),
+)
+
+
+def pin_all_threads(pid: int, cpu: int) -> None:
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+async def peer_comparison(args, session: harness.Session) -> list[harness.Row]:
+    """pocketkube's server (SQLite) beside upstream kube-apiserver v1.20.2 on etcd, one run, the
+    same client (this process, aiohttp over HTTPS with keep-alive), the same requests and bodies,
+    the same authorization mode and identity (`kubernetes-admin` in `system:masters`). Both
+    servers (kube-apiserver with its etcd) are pinned to one CPU and the client to another, their
+    data on tmpfs (see bench/kube_apiserver.py). Rounds interleave the two (A B A B ...):
+    loading, each round creates 1/rounds of the Services in each (creates/s); measuring, each
+    round times GETs, lists and a watch fan-out on each, then takes the RSS. Every figure is
+    printed as the median over rounds of the per-round ratio pocketkube / kube-apiserver, with
+    min and max."""
+    from bench.kube_apiserver import KubeAPIServer
+
+    server_cpu, client_cpu = harness.server_and_client_cpus()
+    cpus = harness.usable_cpus()
+    data = tempfile.mkdtemp(prefix="pk-bench-peer-", dir="/dev/shm")
+    pk = start_server(data, datastore="sqlite", controllers=False,
+                      args=("--authorization-mode", args.authorization_mode))
+    try:
+        pin_all_threads(pk.proc.pid, server_cpu)
+        with KubeAPIServer(cpu=server_cpu, authorization_mode=args.authorization_mode) as ka:
+            harness.pin(client_cpu)
+            try:
+                targets = {"pocketkube": (pk.url, pk.ca, pk.token, [pk.proc.pid]),
+                           "kube-apiserver": (ka.url, ka.ca, ka.token, ka.pids)}
+                results = await _peer_rounds(targets, args)
+            finally:
+                os.sched_setaffinity(0, cpus)
+    finally:
+        pk.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    n = f"{args.services:,}"
+    session.note(f"beside kube-apiserver v1.20.2 + etcd 3.4: {n} Services, {args.watchers} watchers, "
+                 f"{args.rounds} interleaved rounds, authorization {args.authorization_mode}, servers on CPU "
+                 f"{server_cpu}, client on CPU {client_cpu}; medians of pocketkube / kube-apiserver:")
+    rows = []
+    for what, key, higher in PEER_ROWS:
+        mine, peer = results["pocketkube"][key], results["kube-apiserver"][key]
+        unit = {"creates": "/s", "rss": "MB", "rss_server": "MB", "create_cpu": "us", "watch_cpu": "us"}.get(key, "ms")
+        rows.append(harness.ratio_row(f"{what} at {n}, pocketkube / kube-apiserver", harness.ratio(mine, peer),
+                                      goal=1.0, higher=higher, anchor="kube-apiserver v1.20.2 + etcd, same run"))
+        session.note(f"  {what:<34} {statistics.median(mine):>9.1f} {unit:<3} / {statistics.median(peer):>9.1f} {unit}")
+    return rows
+
+
+async def _peer_rounds(targets: dict, args) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, _ in PEER_ROWS} for name in targets}
+    sessions = {}
+    for name, (url, ca, token, _) in targets.items():
+        conn = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca), limit=0)
+        sessions[name] = aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {token}"})
+    try:
+        per_round = args.services // args.rounds
+        for r in range(args.rounds):  # loading: creates/s
+            names = [f"svc-{i:05d}" for i in range(r * per_round, (r + 1) * per_round)]
+            for name, (url, _, _, pids) in targets.items():
+                cpu0 = cpu_seconds(pids)
+                results[name]["creates"].append(len(names) / await create_many(sessions[name], url, names))
+                results[name]["create_cpu"].append((cpu_seconds(pids) - cpu0) / len(names) * 1e6)
+        for r in range(args.rounds):  # measuring at args.services objects
+            for name, (url, _, _, pids) in targets.items():
+                s, out = sessions[name], results[name]
+                get = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services/svc-00042", 300)
+                out["get_p50"].append(statistics.median(get))
+                out["get_p99"].append(pct(get, 99))
+                lst = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5)
+                out["list_p50"].append(statistics.median(lst))
+                tbl = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5, headers={"Accept": TABLE})
+                out["table_p50"].append(statistics.median(tbl))
+                cpu = {"pids": pids}
+                lat = await watch_latency(s, url, args.watchers, 50, prefix=f"w{r}-", cpu=cpu)
+                out["watch_p50"].append(statistics.median(lat))
+                out["watch_p99"].append(pct(lat, 99))
+                out["watch_cpu"].append(cpu["seconds"] / (50 * args.watchers) * 1e6)
+                out["rss"].append(sum(rss_mb(pid) for pid in pids))
+                out["rss_server"].append(rss_mb(pids[0]))
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return results
 
 
 async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
@@ -308,16 +421,23 @@ async def _started(server):
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    harness.add_arguments(p)  # --json FILE, --rounds N (of the comparison beside kube-apiserver)
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
-    p.add_argument("--only", choices=("main", "authz", "crd"), default=None)
+    p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
+                   help="both servers' authorization mode (peer)")
+    p.add_argument("--only", choices=("main", "peer", "authz", "crd"), default=None)
     args = p.parse_args()
-    if args.only in (None, "main"):
-        asyncio.run(main_async(args))
-    if args.only in (None, "authz"):
-        asyncio.run(authz_overhead())
-    if args.only in (None, "crd"):
-        asyncio.run(custom_resource_speed())
+    with harness.Session("api", args) as session:
+        if args.only in (None, "main"):
+            asyncio.run(main_async(args))
+        if args.only in (None, "peer"):
+            with harness.machine_lock():  # no cluster, but a benchmark beside another measures both
+                session.add(*asyncio.run(peer_comparison(args, session)))
+        if args.only in (None, "authz"):
+            asyncio.run(authz_overhead())
+        if args.only in (None, "crd"):
+            asyncio.run(custom_resource_speed())
 
 
 if __name__ == "__main__":

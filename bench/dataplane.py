@@ -1,28 +1,35 @@
 """Service data-plane benchmarks (root), each figure printed beside its goal in one table.
 
-Part "sync" (this file, for now): how long the nftables proxy takes to program its table,
-into a throwaway network namespace (`pk-pbench-<6 hex>`, deleted at the end; nothing else
-is touched):
+Part "sync": how long the nftables proxy takes to program its table, into a throwaway
+network namespace per round (`pk-pbench-<6 hex>`, deleted at the end; nothing else is
+touched), with the machine's other core kept busy, as on a user's laptop: this process is
+pinned to one CPU and a busy loop it starts (and stops) to the other; the load average is
+printed before and after.
 - full sync of 1,000 and 10,000 Services x 5 endpoints: the backend's sync (rule generation
-  and `nft -f`; the change tracker's apply of the 10,000 new Services is shown beside it),
-  into an empty namespace (cold) and again over the table it made (a re-sync, as after a
-  failure or on the periodic full sync); goal < 2 s at 10,000;
+  and the nft transaction through libnftables; the change tracker's apply of the 10,000 new
+  Services, the split between generating the text and nft, and the CPU time of the process,
+  which other load cannot inflate, are shown beside it), into an
+  empty namespace (cold) and again over the table it made (a re-sync, as after a failure or
+  on the periodic full sync); goal < 2 s at 10,000;
 - partial sync at 10,000 Services: one Service added, one Service's endpoints changed
-  (median and p99 of --samples, tracker apply included); goal < 50 ms; anchor: kube-proxy's
-  nftables mode took ~141 ms to add one Service at 10,000 (kubernetes/kubernetes PR #126013);
+  (median and p99 of every sample of every round, tracker apply included, with the median
+  CPU time beside them); goal < 50 ms
+  median, < 100 ms p99; anchor: kube-proxy's nftables mode took ~141 ms to add one Service
+  at 10,000 (kubernetes/kubernetes PR #126013);
 - the same table laid out as kube-proxy's nftables mode lays it out (a chain per endpoint,
   an anonymous `numgen ... vmap` per Service), timed as `nft -f` alone in this kernel: the
   peer that explains why pocketkube folds endpoint chains into the Service chain.
+Every figure is the median of --rounds rounds, with the min and max of the rounds beside it.
 
-    sudo .venv/bin/python -m bench.dataplane [--samples 20] [--only sync]
+    sudo .venv/bin/python -m bench.dataplane --only sync [--rounds 5] [--samples 20] [--skip-peer] [--json FILE]
 
-The wrk throughput part and network programming latency need a cluster; they come later.
+The wrk throughput part and network programming latency need a cluster.
 """
-
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -39,17 +46,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench import harness  # noqa: E402
 from bench.pods import (  # noqa: E402
-    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, run_measurements, running_and_ready,
+    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, running_and_ready,
 )
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
 from pocketkube.proxy.changetracker import ChangeTracker  # noqa: E402
 from pocketkube.proxy.nftables import NftablesBackend, NftablesConfig, NftRunner  # noqa: E402
+from pocketkube.proxy.proxier import keep_out_of_collections  # noqa: E402
 from pocketkube.proxy.servicemap import chain_base  # noqa: E402
 
 FULL_GOAL_S = 2.0
 PARTIAL_GOAL_MS = 50.0
-KUBE_PROXY_ADD_ONE_MS = (("kube-proxy nftables", 141.0),)
+PARTIAL_P99_GOAL_MS = 100.0
+KUBE_PROXY_ADD_ONE = "kube-proxy's nftables mode ~141 ms (kubernetes/kubernetes PR #126013)"
 ENDPOINTS = 5
 
 
@@ -84,7 +93,7 @@ class Namespace:
 
 
 class TimedRunner(NftRunner):
-    """Records how long each `nft -f` took."""
+    """Records how long each nft transaction took."""
 
     def __init__(self, netns: str):
         super().__init__(netns)
@@ -96,49 +105,129 @@ class TimedRunner(NftRunner):
         self.nft_seconds.append(time.perf_counter() - started)
 
 
-async def _full_and_partial(count: int, samples: int, partial: bool) -> list[Row]:
-    rows = []
+class OtherCoreBusy:
+    """Pin this process to its first CPU and keep a second one busy with a spinning child
+    (ours, stopped by its PID at the end): the proxy measured as on a laptop doing other work."""
+
+    def __init__(self) -> None:
+        self._saved = harness.usable_cpus()
+        self.mine, self.other = harness.server_and_client_cpus()
+        self._proc: subprocess.Popen | None = None
+        self.load_before = self.load_after = (0.0, 0.0, 0.0)
+
+    def __enter__(self) -> "OtherCoreBusy":
+        self.load_before = harness.load_average()
+        harness.pin(self.mine)
+        if self.other != self.mine:
+            self._proc = subprocess.Popen([*harness.taskset(self.other), "sh", "-c", "while :; do :; done"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        os.sched_setaffinity(0, set(self._saved))
+        self.load_after = harness.load_average()
+
+    def describe(self) -> str:
+        busy = (f"CPU {self.other} kept busy by a spinning process" if self.other != self.mine
+                else "one CPU only, nothing else loaded")
+        return (f"pinned to CPU {self.mine}, {busy}; 1-minute load {self.load_before[0]:.1f} before, "
+                f"{self.load_after[0]:.1f} after")
+
+
+@dataclass
+class SyncRound:
+    """One round's figures (seconds for full syncs, milliseconds for partial ones)."""
+    apply: float = 0.0
+    cold: float = 0.0
+    cold_nft: float = 0.0
+    resync: float = 0.0
+    resync_nft: float = 0.0
+    cold_cpu: float = 0.0  # CPU seconds of this process (every thread, user and system)
+    resync_cpu: float = 0.0
+    added: list[float] | None = None
+    changed: list[float] | None = None
+    added_cpu: list[float] | None = None  # CPU milliseconds of each partial sync
+    changed_cpu: list[float] | None = None
+
+
+async def _sync_round(count: int, samples: int) -> SyncRound:
+    figures = SyncRound()
     with Namespace() as netns:
         tracker = ChangeTracker("node-0")
         runner = TimedRunner(netns)
         backend = NftablesBackend(NftablesConfig(node_name="node-0"), runner)
-        for i in range(count):
-            tracker.on_service(None, service(i))
-            tracker.on_slice(endpoint_slice(i))
-        label = f"{count:,} Services x {ENDPOINTS} endpoints"
-        goal = FULL_GOAL_S if count >= 10_000 else None
-        started = time.perf_counter()
-        result = tracker.apply()
-        applied = time.perf_counter() - started
-        for how, runs in (("cold", 1), ("re-sync over its own table, median of 3", 3)):
-            totals = []
-            for _ in range(runs):
+        try:
+            for i in range(count):
+                tracker.on_service(None, service(i))
+                tracker.on_slice(endpoint_slice(i))
+            started = time.perf_counter()
+            result = tracker.apply()
+            figures.apply = time.perf_counter() - started
+            for attr in ("cold", "resync"):
                 backend.needs_full_sync = True
-                started = time.perf_counter()
+                cpu, started = time.process_time(), time.perf_counter()
                 await backend.sync(tracker.services, tracker.endpoints, result)
-                totals.append(time.perf_counter() - started)
-            detail = f"(nft {runner.nft_seconds[-1]:.2f} s" + (f"; tracker apply before it {applied:.2f} s)"
-                                                               if how == "cold" else ")")
-            rows.append(Row(f"full sync, {label} ({how})", statistics.median(totals), "s", goal, detail=detail))
-        if not partial:
-            return rows
-        added, changed = [], []
-        for k in range(samples):
-            new = count + k
-            tracker.on_service(None, service(new))
-            tracker.on_slice(endpoint_slice(new))
-            started = time.perf_counter()
-            await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
-            added.append((time.perf_counter() - started) * 1000)
-            tracker.on_slice(endpoint_slice(k, generation=count * ENDPOINTS + k))
-            started = time.perf_counter()
-            await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
-            changed.append((time.perf_counter() - started) * 1000)
-        for what, values in (("add one Service", added), ("change one Service's endpoints", changed)):
-            rows.append(Row(f"partial sync at {label}: {what}, median", statistics.median(values), "ms",
-                            PARTIAL_GOAL_MS, KUBE_PROXY_ADD_ONE_MS if what.startswith("add") else ()))
-            rows.append(Row(f"partial sync at {label}: {what}, p99", percentile(values, 99), "ms",
-                            PARTIAL_GOAL_MS))
+                setattr(figures, attr, time.perf_counter() - started)
+                setattr(figures, attr + "_cpu", time.process_time() - cpu)
+                keep_out_of_collections()  # what the proxier does after a full sync
+                setattr(figures, attr + "_nft", runner.nft_seconds[-1])
+            if samples:
+                figures.added, figures.changed, figures.added_cpu, figures.changed_cpu = [], [], [], []
+
+            async def timed(wall: list[float], cpu: list[float]) -> None:
+                cpu_started, started = time.process_time(), time.perf_counter()
+                await backend.sync(tracker.services, tracker.endpoints, tracker.apply())
+                wall.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.process_time() - cpu_started) * 1000)
+
+            for k in range(samples):
+                new = count + k
+                tracker.on_service(None, service(new))
+                tracker.on_slice(endpoint_slice(new))
+                await timed(figures.added, figures.added_cpu)
+                tracker.on_slice(endpoint_slice(k, generation=count * ENDPOINTS + k))
+                await timed(figures.changed, figures.changed_cpu)
+        finally:
+            await backend.stop()
+    del tracker, backend
+    gc.unfreeze()  # (this round's record goes; the next round starts clean)
+    gc.collect()
+    return figures
+
+
+def sync_rows(count: int, rounds: list[SyncRound]) -> list[harness.Row]:
+    """The harness's rows for `rounds` of one size: medians over rounds with their min and max
+    (partial syncs: the median and p99 of every sample, beside the rounds' min and max)."""
+    label = f"{count:,} Services x {ENDPOINTS} endpoints"
+    goal = FULL_GOAL_S if count >= 10_000 else None
+    rows = []
+    for attr, how in (("cold", "cold"), ("resync", "re-sync over its own table")):
+        totals = harness.spread([getattr(r, attr) for r in rounds])
+        nft = statistics.median(getattr(r, attr + "_nft") for r in rounds)
+        cpu = statistics.median(getattr(r, attr + "_cpu") for r in rounds)
+        note = f"nft {nft:.2f} s, generating {totals.median - nft:.2f} s; CPU {cpu:.2f} s"
+        if attr == "cold":
+            note += f"; tracker apply before it {statistics.median(r.apply for r in rounds):.2f} s"
+        rows.append(harness.spread_row(f"proxy full sync, {label} ({how})", totals, "s", goal=goal, higher=False,
+                                       note=note))
+    if rounds[0].added is None:
+        return rows
+    for attr, what in (("added", "add one Service"), ("changed", "change one Service's endpoints")):
+        per_round = [getattr(r, attr) for r in rounds]
+        pooled = [v for values in per_round for v in values]
+        cpu_ms = statistics.median(v for r in rounds for v in (getattr(r, attr + "_cpu") or [0.0]))
+        for stat, goal, figure in (("median", PARTIAL_GOAL_MS, statistics.median),
+                                   ("p99", PARTIAL_P99_GOAL_MS, lambda v: harness.percentile(v, 99))):
+            by_round = harness.spread([figure(values) for values in per_round])
+            anchor = KUBE_PROXY_ADD_ONE if attr == "added" and stat == "median" else ""
+            row = harness.Row(f"proxy partial sync at {label}: {what}, {stat}", figure(pooled), "ms", goal,
+                              higher=False, anchor=anchor, low=by_round.low, high=by_round.high,
+                              note=f"{len(pooled)} samples over {len(rounds)} rounds; CPU {cpu_ms:.0f} ms")
+            if not by_round.ok:
+                row.value, row.note = None, by_round.refusal
+            rows.append(row)
     return rows
 
 
@@ -179,7 +268,7 @@ def kube_proxy_layout(count: int, first: int = 0, table: str = "ip kp") -> list[
     return lines
 
 
-async def _kube_proxy_peer(count: int) -> list[Row]:
+async def _kube_proxy_peer(count: int) -> list[harness.Row]:
     with Namespace() as netns:
         runner = NftRunner(netns)
         script = "\n".join(kube_proxy_layout(count)) + "\n"
@@ -190,21 +279,30 @@ async def _kube_proxy_peer(count: int) -> list[Row]:
         started = time.perf_counter()
         await runner.apply(one)
         add_one = (time.perf_counter() - started) * 1000
+        runner.close()
     label = f"{count:,} Services x {ENDPOINTS} endpoints"
-    return [Row(f"peer: kube-proxy's layout, nft -f of {label}", full, "s", FULL_GOAL_S),
-            Row(f"peer: kube-proxy's layout, nft -f adding one Service at {count:,}", add_one, "ms",
-                PARTIAL_GOAL_MS)]
+    return [harness.Row(f"peer: kube-proxy's layout, nft of {label}", full, "s", FULL_GOAL_S, higher=False,
+                        note="one run"),
+            harness.Row(f"peer: kube-proxy's layout, nft adding one Service at {count:,}", add_one, "ms",
+                        PARTIAL_GOAL_MS, higher=False, note="one run")]
 
 
-def sync(args) -> list[Row]:
-    async def run() -> list[Row]:
-        rows = await _full_and_partial(1_000, args.samples, partial=False)
-        rows += await _full_and_partial(10_000, args.samples, partial=True)
+def sync(args) -> list:
+    """Rounds of the 1,000 and 10,000 Service syncs (interleaved), then the peer, all with the
+    other core busy, under the machine's benchmark lock."""
+    async def run() -> list:
+        small, large = [], []
+        for _ in range(args.rounds):
+            small.append(await _sync_round(1_000, 0))
+            large.append(await _sync_round(10_000, args.samples))
+        rows = sync_rows(1_000, small) + sync_rows(10_000, large)
         if not args.skip_peer:
             rows += await _kube_proxy_peer(10_000)
         return rows
 
-    return asyncio.run(run())
+    with machine_lock(), OtherCoreBusy() as busy:
+        rows = asyncio.run(run())
+    return rows + [f"proxy sync: {busy.describe()}"]
 
 
 # ---- a cluster for the traffic measurements -------------------------------------------------
@@ -557,7 +655,7 @@ MEASUREMENTS = [sync, throughput, latency]
 
 def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube service data-plane benchmarks (root)")
-    p.add_argument("--samples", type=int, default=20, help="partial syncs measured of each kind")
+    p.add_argument("--samples", type=int, default=20, help="partial syncs measured of each kind, per round")
     p.add_argument("--skip-peer", action="store_true", help="skip kube-proxy's layout (it takes ~20 s)")
     p.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     p.add_argument("--threads", type=int, default=1, help="wrk threads, the same for every target")
@@ -566,11 +664,22 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
-    harness.add_json_argument(p)
+    harness.add_arguments(p)  # --json, and --rounds for the sync part
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")
-    run_measurements("data-plane", MEASUREMENTS, args)
+    with harness.Session("dataplane", args) as session:
+        for measure in MEASUREMENTS:
+            if args.only and measure.__name__ != args.only:
+                continue
+            print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            for row in measure(args):
+                if isinstance(row, str):  # how the figures were taken
+                    session.note(row)
+                else:
+                    session.add(row if isinstance(row, harness.Row) else row.to_row())
+            print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ at the end, even when it fails.
   connection), and 50 handshakes at once are the client's cost, not the pods'. Goal p99 <
   500 ms; anchor: Kubernetes' pod startup SLO, 5 s.
 - Container root assembly: what building a container's root from its image costs
-  (sandbox.build_root: the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the
+  (nsinit.build_root: the writable tmpfs, the held paths, /etc, /dev, /proc, /sys, the
   image's own mounts; each container start does it), timed
   in a forked child in a private mount namespace of its own (nothing else of a pod: no
   network, no holder), --samples times per image (p50, p99). No cluster. It is part of the
@@ -27,7 +27,12 @@ at the end, even when it fails.
   (pause, then nginx); separately the pods' own processes (holder and containers; their PSS
   beside, since most of their RSS is shared). Goal: control plane (server + agent) < 200 MB.
 
-    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 3] [--only NAME]
+- With `--peer GIT-REF` (e.g. main): 50 pause pods at once, p99, this checkout against that
+  commit's code (a detached git worktree, run with the same interpreter), side by side in one
+  run: --pairs pairs of fresh clusters, this checkout's then the peer's (A B A B ...), each
+  pair's ratio, then their median with min and max.
+
+    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 3] [--only NAME] [--peer main]
 
 Only one cluster runs at a time on a machine: when another holds the address ranges, the
 bench waits for it (at most --machine-timeout seconds) instead of failing.
@@ -56,7 +61,7 @@ from bench import harness  # noqa: E402
 from bench.harness import E2E_LOCK, machine_lock, percentile  # noqa: E402,F401  (others import them from here too)
 from pocketkube.cli import up as up_cmd  # noqa: E402
 from pocketkube.core import client as api  # noqa: E402
-from pocketkube.node import images, network, sandbox  # noqa: E402
+from pocketkube.node import images, network, nsinit  # noqa: E402
 
 UP_GOAL_SECONDS = 3.0
 UP_ANCHORS = (("k3d", 20.0), ("kind", 33.0), ("minikube", 51.0))
@@ -98,7 +103,7 @@ class Row:
         return text
 
     def _decimals(self) -> int:
-        return 2 if self.unit == "s" else 1 if self.unit == "MB" else 0
+        return 2 if self.unit in ("s", "x") else 1 if self.unit == "MB" else 0
 
     def to_row(self) -> harness.Row:
         return harness.Row(self.what, self.value, self.unit, self.goal, higher=False,
@@ -115,9 +120,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict, root: str = ROOT) -> subprocess.CompletedProcess:
+    """The CLI of the checkout at `root` (this one, or --peer's): its `up` starts that checkout's
+    server and agents."""
     return subprocess.run([sys.executable, "-m", "pocketkube.cli.main", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=180)
+                          env=env, cwd=root, timeout=180)
 
 
 @dataclass
@@ -126,10 +133,11 @@ class BenchCluster:
     nodes: int
     work: str  # private dir: kubeconfig and data dir
     machine_timeout: float
+    root: str = ROOT  # the checkout whose code runs the cluster
 
     @property
     def env(self) -> dict:
-        return {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": ROOT}
+        return {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": self.root}
 
     @property
     def kubeconfig(self) -> str:
@@ -142,7 +150,7 @@ class BenchCluster:
         while True:
             started = time.monotonic()
             cp = _cli("up", "--name", self.name, "--nodes", str(self.nodes), "--port", str(_free_port()),
-                      "--data-dir", os.path.join(self.work, "data"), env=self.env)
+                      "--data-dir", os.path.join(self.work, "data"), env=self.env, root=self.root)
             elapsed = time.monotonic() - started
             if cp.returncode == 0:
                 return elapsed
@@ -154,7 +162,7 @@ class BenchCluster:
 
     def down(self) -> None:
         """`pocketkube down`; if it fails or leaves anything, tear down directly."""
-        cp = _cli("down", "--name", self.name, env=self.env)
+        cp = _cli("down", "--name", self.name, env=self.env, root=self.root)
         if cp.returncode != 0 or up_cmd.leftovers(self.name):
             problems = up_cmd.teardown(self.name, self.kubeconfig)
             print(f"  WARNING: pocketkube down --name {self.name} failed ({cp.stdout}{cp.stderr}); "
@@ -168,11 +176,12 @@ class BenchCluster:
 
 
 @contextlib.contextmanager
-def bench_cluster(args, nodes: int = 1):
-    """A cluster of our own, up for the block and down after it, whatever happens."""
-    work = tempfile.mkdtemp(prefix="pk-bench-")
-    cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout)
+def bench_cluster(args, nodes: int = 1, root: str = ROOT):
+    """A cluster of our own (run by the checkout at `root`), up for the block and down after
+    it, whatever happens."""
     with machine_lock():
+        work = tempfile.mkdtemp(prefix="pk-bench-")
+        cluster = BenchCluster("bench-" + uuid.uuid4().hex[:6], nodes, work, args.machine_timeout, root)
         try:
             yield cluster
         finally:
@@ -364,6 +373,74 @@ async def _pod_startup(cluster: BenchCluster, args) -> list[Row]:
     return rows
 
 
+async def _burst_latencies(cluster: BenchCluster, args) -> list[float]:
+    """--rounds rounds of BURST pause pods created at once (after one warm-up pod): each pod's
+    seconds from POST to Running and Ready."""
+    namespace = "default"
+    client = api.from_kubeconfig(cluster.kubeconfig, field_manager="pocketkube-bench")
+    timer = PodTimer(client, namespace)
+    samples: list[float] = []
+    try:
+        await _wait_for_admission_prerequisites(client, namespace)
+        await timer.start()
+        await _startup_latencies(client, timer, namespace, IMAGES[0], 1, "warm-up")
+        await _delete_all(client, timer, namespace)
+        await _open_connections(client, namespace, BURST)
+        for r in range(args.rounds):
+            samples += await _startup_latencies(client, timer, namespace, IMAGES[0], BURST, f"burst-{r}")
+            await _delete_all(client, timer, namespace)
+    finally:
+        await timer.stop()
+        await client.close()
+    return samples
+
+
+@contextlib.contextmanager
+def peer_checkout(ref: str):
+    """A detached git worktree of `ref` (e.g. main), removed after the block: the code the
+    comparison runs beside this checkout's, with the same interpreter and dependencies."""
+    path = tempfile.mkdtemp(prefix="pk-bench-peer-")
+    os.rmdir(path)
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", path, ref], check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", path], capture_output=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def measure_burst_against_peer(args) -> list[Row]:
+    """BURST pause pods at once, p99, this checkout against --peer's commit, side by side in one
+    run: harness.interleave over --pairs rounds (this checkout's cluster, then the peer's: A B A B,
+    each cluster fresh); the per-round ratio (this / peer) as harness.spread: median, min, max."""
+    if not args.peer:
+        return []
+    rows: list[Row] = []
+    with peer_checkout(args.peer) as peer_root:
+        peer_commit = subprocess.run(["git", "-C", peer_root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip()
+
+        def p99_of(root: str, who: str):
+            def run(round_: int) -> float:
+                with bench_cluster(args, root=root) as cluster:
+                    cluster.up()
+                    samples = asyncio.run(_burst_latencies(cluster, args))
+                p99 = percentile([s * 1000 for s in samples], 99)
+                rows.append(Row(f"round {round_ + 1}: {BURST} pods at once p99, {who}", p99, "ms",
+                                detail=f"({len(samples)} pods)"))
+                return p99
+            return run
+
+        runs = harness.interleave({"this": p99_of(ROOT, "this checkout"),
+                                   "peer": p99_of(peer_root, f"{args.peer} ({peer_commit})")}, rounds=args.pairs)
+    ratios = harness.spread([a / b for a, b in zip(runs["this"], runs["peer"])], min_rounds=1)
+    rows.append(Row(f"{BURST} pods at once p99, this / {args.peer} (median of {ratios.rounds} rounds)",
+                    ratios.median, "x", detail=f"(min {ratios.low:.2f}, max {ratios.high:.2f}; "
+                                               f"p99 medians {statistics.median(runs['this']):.0f} / "
+                                               f"{statistics.median(runs['peer']):.0f} ms)"))
+    return rows
+
+
 def measure_pod_startup(args) -> list[Row]:
     with bench_cluster(args) as cluster:
         cluster.up()
@@ -403,11 +480,11 @@ def _assemble_once(config: dict) -> float:
         answer = b"error"
         try:
             os.close(read)
-            sys_ = sandbox.Syscalls()
-            sys_.unshare(sandbox.CLONE_NEWNS)
-            sys_.mount(None, "/", None, sandbox.MS_REC | sandbox.MS_PRIVATE)
+            sys_ = nsinit.Syscalls()
+            sys_.unshare(nsinit.CLONE_NEWNS)
+            sys_.mount(None, "/", None, nsinit.MS_REC | nsinit.MS_PRIVATE)
             started = time.perf_counter()
-            sandbox.build_root(sys_, config)
+            nsinit.build_root(sys_, config)
             answer = repr(time.perf_counter() - started).encode()
         finally:
             os.write(write, answer)
@@ -553,7 +630,7 @@ def measure_memory(args) -> list[Row]:
     return rows
 
 
-MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_rootfs, measure_memory]
+MEASUREMENTS = [measure_up_to_ready, measure_pod_startup, measure_rootfs, measure_memory, measure_burst_against_peer]
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -594,6 +671,10 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=3.0, help="seconds pods stay idle before RSS is read")
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="how long to wait while another cluster holds the machine's ranges")
+    p.add_argument("--peer", metavar="GIT-REF",
+                   help="also compare the 50-pods-at-once p99 with this commit's code (e.g. main), side by side")
+    p.add_argument("--pairs", type=int, default=harness.MIN_ROUNDS,
+                   help="--peer: rounds of two clusters (this checkout's, then the peer's)")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
     harness.add_json_argument(p)
     args = p.parse_args()

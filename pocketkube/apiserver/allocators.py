@@ -30,14 +30,14 @@ from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.kinds.service import _validate_cluster_ips as validate_cluster_ip_fields
 from pocketkube.apiserver.kinds.service import needs_health_check, needs_node_port
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
-from pocketkube.core import errors
+from pocketkube.apiserver.validation import parse_ip_sloppy
+from pocketkube.core import cluster, errors
 from pocketkube.core.errors import FieldError, invalid_value
 from pocketkube.core.objects import deep_copy
-from pocketkube.core.validation import parse_ip_sloppy
 
 log = logging.getLogger(__name__)
 
-SERVICE_CIDR = "10.96.0.0/12"
+SERVICE_CIDR = cluster.SERVICE_CIDR
 NODE_PORT_RANGE = "30000-32767"
 KUBERNETES_SERVICE = ("default", "kubernetes")
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")

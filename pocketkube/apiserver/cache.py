@@ -34,7 +34,7 @@ def resource_prefix(key: str) -> str:
 
 @dataclass(slots=True)
 class WatchEvent:
-    type: str  # ADDED, MODIFIED, DELETED
+    type: str  # ADDED, MODIFIED, DELETED; BOOKMARK (no object) when Watcher.bookmark_due asked
     key: str
     obj: dict
     prev: dict | None
@@ -92,12 +92,17 @@ class Watcher:
             except asyncio.QueueFull:
                 self.queue.get_nowait()
 
-    async def next(self, timeout: float | None = None) -> WatchEvent | None:
-        """The next event, or None when closed (or on timeout)."""
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+    def bookmark_due(self) -> None:
+        """Queue a BOOKMARK at the revision the cache has reached, behind every event up to it
+        (none when the queue is full: the events will tell the revision)."""
+        if not self.closed and not self.queue.full():
+            self.queue.put_nowait(WatchEvent("BOOKMARK", "", {}, None, self.cache.revision))
+
+    async def next(self) -> WatchEvent | None:
+        """The next event, or None once closed. It runs once per event for every watcher, so
+        it sets no timer: the watch's end and its bookmarks are timers of their own that
+        close() the watcher or queue a BOOKMARK (bookmark_due)."""
+        return await self.queue.get()
 
 
 class WatchCache:

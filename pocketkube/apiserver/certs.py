@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pocketkube.core.linux import write_atomic
+
 
 @dataclass(frozen=True)
 class PKI:
@@ -26,11 +28,7 @@ class PKI:
 
 
 def _write(path: str, data: bytes, private: bool = False) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o600 if private else 0o644)
 
 
 def _key_pem(key) -> bytes:

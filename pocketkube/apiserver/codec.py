@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import orjson
 import yaml
 
-from pocketkube.apiserver import schema
-from pocketkube.core import errors, protobuf
+from pocketkube.apiserver import protobuf, schema
+from pocketkube.core import errors
 
 MAX_BODY = 3 * 1024 * 1024  # the apiserver's request body limit
 JSON = "application/json"

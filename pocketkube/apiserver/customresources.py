@@ -27,7 +27,8 @@ from pocketkube.apiserver import crdschema, printers
 from pocketkube.apiserver.kinds import crd as crdkind, registry
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver.storage import WriteOptions
-from pocketkube.core import errors, validation as v
+from pocketkube.apiserver import validation as v
+from pocketkube.core import errors
 from pocketkube.core.errors import FieldError
 
 log = logging.getLogger(__name__)

@@ -22,16 +22,17 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from pocketkube.apiserver import (
-    admissionpolicy, authn, authz, codec, discovery, eviction, openapi, printers, reviews, schema, tokens, webhooks,
+    admissionpolicy, authn, authz, codec, discovery, eviction, fieldsets, openapi, printers, reviews, schema, tokens,
+    webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, object_key, served
-from pocketkube.core import errors, fieldsets, selectors
+from pocketkube.core import errors, selectors
 from pocketkube.core.query import query_bool, wants_pretty
-from pocketkube.core.objects import deep_copy, rfc3339, utc_now
+from pocketkube.core.objects import deep_copy, rfc3339, rfc3339_at, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -512,41 +513,41 @@ class Handlers:
                 return b'{"type":"' + etype.encode() + b'","object":' + _with_type(info, obj) + b"}\n"
             return orjson.dumps({"type": etype, "object": body}) + b"\n"
 
-        deadline = time.monotonic() + timeout
+        # Two timers per watch, none per event: its end closes the watcher, and with bookmarks
+        # one every BOOKMARK_INTERVAL is queued in line with the events.
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(timeout, watcher.close)]
+        if bookmarks:
+            def bookmark_due() -> None:
+                watcher.bookmark_due()
+                timers[1] = loop.call_later(BOOKMARK_INTERVAL, bookmark_due)
+            timers.append(loop.call_later(BOOKMARK_INTERVAL, bookmark_due))
         try:
             if backlog:
                 yield b"".join(encode(ev.type, ev.obj) for ev in backlog)
             else:
                 yield b""  # send the headers at once, as the apiserver does
-            last_bookmark = time.monotonic()
-            while True:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                wait = deadline - now
-                if bookmarks:
-                    wait = min(wait, max(0.0, last_bookmark + BOOKMARK_INTERVAL - now))
-                ev = await watcher.next(wait)
-                if ev is None:
-                    if watcher.closed:
+            ev = await watcher.next()
+            while ev is not None:
+                chunks = []
+                while ev is not None:  # this event and what else is ready, in one write
+                    if ev.type == "BOOKMARK":
+                        chunks.append(self._bookmark(info, accept, ev.revision))
+                    else:
+                        chunks.append(encode(ev.type, ev.obj))
+                    if watcher.queue.empty():
                         break
-                    if bookmarks and time.monotonic() >= last_bookmark + BOOKMARK_INTERVAL:
-                        yield self._bookmark(info, accept)
-                        last_bookmark = time.monotonic()
-                    continue
-                chunks = [encode(ev.type, ev.obj)]
-                while not watcher.queue.empty():  # send what is ready in one write
-                    more = watcher.queue.get_nowait()
-                    if more is None:
-                        watcher.closed = True
-                        break
-                    chunks.append(encode(more.type, more.obj))
+                    ev = watcher.queue.get_nowait()
                 yield b"".join(chunks)
+                if ev is not None:
+                    ev = await watcher.next()
         finally:
+            for timer in timers:
+                timer.cancel()
             watcher.close()
 
-    def _bookmark(self, info: KindInfo, accept: codec.Accept) -> bytes:
-        rv = str(self.cache.revision)
+    def _bookmark(self, info: KindInfo, accept: codec.Accept, revision: int) -> bytes:
+        rv = str(revision)
         if accept.table:
             obj = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
                    "columnDefinitions": None, "rows": None}
@@ -646,7 +647,7 @@ class Handlers:
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
                 info.api_version, info.kind,
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type struct"))
+                f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type struct"))
         av = body.get("apiVersion")
         kind = body.get("kind")
         if av and av != info.api_version:
@@ -815,7 +816,7 @@ class Handlers:
     # ---- subresources --------------------------------------------------------------
 
     async def _scale(self, req: Request, t: Target, warnings: list[str]) -> Reply:
-        from pocketkube.core import patch as patching
+        from pocketkube.apiserver import patch as patching
 
         ns = t.namespace or ""
         if req.method == "GET":
@@ -846,7 +847,7 @@ class Handlers:
                 raise errors.method_not_allowed(req.method.lower(), f"{t.info.resource}/scale")
             if not isinstance(new_scale, dict):
                 raise errors.bad_request(schema.cannot_handle_message(
-                    "autoscaling/v1", "Scale", f"json: cannot unmarshal {_json_type(new_scale)} into Go value "
+                    "autoscaling/v1", "Scale", f"json: cannot unmarshal {schema.json_kind(new_scale)} into Go value "
                                                "of type v1.Scale"))
             type_err = schema.first_type_error("autoscaling/v1", "Scale", new_scale)
             if type_err and req.method == "PATCH":
@@ -892,7 +893,7 @@ class Handlers:
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
                 "authentication.k8s.io/v1", "TokenRequest",
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.TokenRequest"))
+                f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type v1.TokenRequest"))
         sa = await self.storage.get(t.info, t.namespace or "", t.name)
         spec = body.get("spec") or {}
         seconds = spec.get("expirationSeconds") or tokens.DEFAULT_SECONDS
@@ -915,7 +916,7 @@ class Handlers:
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
                 t.info.api_version, t.info.kind,
-                f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.{t.info.kind}"))
+                f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type v1.{t.info.kind}"))
         out = reviews.answer(t.info, body, req.user or authn.APISERVER, t.namespace, self.authorizer,
                              self.authenticator)
         return json_response(out, 201)
@@ -934,11 +935,11 @@ class Handlers:
         body = codec.decode_body(req.body, req.headers.get("Content-Type"), ("v1", "Binding")).obj
         if not isinstance(body, dict):
             raise errors.bad_request(schema.cannot_handle_message(
-                "v1", "Binding", f"json: cannot unmarshal {_json_type(body)} into Go value of type v1.Binding"))
+                "v1", "Binding", f"json: cannot unmarshal {schema.json_kind(body)} into Go value of type v1.Binding"))
         target = body.get("target") or {}
         if not isinstance(target, dict):
             raise errors.bad_request(schema.cannot_handle_message(
-                "v1", "Binding", f"json: cannot unmarshal {_json_type(target)} into Go struct field "
+                "v1", "Binding", f"json: cannot unmarshal {schema.json_kind(target)} into Go struct field "
                                  "Binding.target of type v1.ObjectReference"))
         node = target.get("name", "")
         if not node:
@@ -995,10 +996,6 @@ async def _send_in_slices(request: web.Request, reply: Reply, headers: CIMultiDi
     return resp
 
 
-def rfc3339_at(epoch_seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
-
-
 def json_response(body: Any, status: int = 200) -> Reply:
     return Reply(status, orjson.dumps(body))
 
@@ -1044,18 +1041,3 @@ def _int_param(q, name: str, default: int) -> int:
 def _validation_mode(q) -> str:
     """Ignore, Warn or Strict (validated with the write options); Warn when unset."""
     return q.get("fieldValidation") or "Warn"
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if value is None:
-        return "null"
-    return "object"
-

@@ -384,8 +384,9 @@ class _TypeContext:
     path: str = ""  # JSON names of the struct fields on the way, dot-joined (no indices)
 
 
-def _json_kind(value: Any) -> str:
-    """How encoding/json names a JSON value in `cannot unmarshal X`."""
+def json_kind(value: Any) -> str:
+    """How encoding/json names a JSON value in `cannot unmarshal X into ...` (the one copy:
+    request bodies, patches and decoded fields all say it this way)."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -394,6 +395,8 @@ def _json_kind(value: Any) -> str:
         return "string"
     if isinstance(value, list):
         return "array"
+    if value is None:
+        return "null"
     return "object"
 
 
@@ -443,19 +446,19 @@ class _TypeChecker:
             if type(value) is dict:
                 self.struct(node.struct, value, ctx)
             else:
-                self.save(_type_error(ctx, _json_kind(value), node.go))
+                self.save(_type_error(ctx, json_kind(value), node.go))
         elif kind == LIST:
             if type(value) is list:
                 self.list_items(node, value, ctx)
             else:
-                self.save(_type_error(ctx, _json_kind(value), node.go))
+                self.save(_type_error(ctx, json_kind(value), node.go))
         elif kind == MAP:
             if type(value) is dict:
                 for _, item in self.parsed.items(value):
                     if item is not None:
                         self.value(node.elem, item, ctx)
             else:
-                self.save(_type_error(ctx, _json_kind(value), node.go))
+                self.save(_type_error(ctx, json_kind(value), node.go))
         elif kind == "bytes":
             self.bytes_value(node, value, ctx)
         elif kind != RAW:
@@ -480,12 +483,12 @@ class _TypeChecker:
                     if message:
                         self.save(message)
         else:
-            self.save(_type_error(ctx, _json_kind(value), node.go))
+            self.save(_type_error(ctx, json_kind(value), node.go))
 
 
 def _int_error(value: Any, ctx: _TypeContext, go_type: str, bounds: tuple[int, int]) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return _type_error(ctx, _json_kind(value), go_type)
+        return _type_error(ctx, json_kind(value), go_type)
     if isinstance(value, float) or not bounds[0] <= value <= bounds[1]:
         return _type_error(ctx, "number " + _number_literal(value), go_type)
     return None
@@ -500,7 +503,7 @@ def _scalar_error(kind: str, value: Any, ctx: _TypeContext, go_type: str) -> str
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:
         return _int_error(value, ctx, go_type, _INT_RANGES[kind])
-    return None if ok else _type_error(ctx, _json_kind(value), go_type)
+    return None if ok else _type_error(ctx, json_kind(value), go_type)
 
 
 def _intstr_error(value: Any, ctx: _TypeContext) -> str | None:
@@ -523,7 +526,7 @@ def _quantity_error(value: Any, ctx: _TypeContext) -> str | None:
 
 def _time_error(value: Any, ctx: _TypeContext, micro: bool = False) -> str | None:
     if not isinstance(value, str):
-        return _type_error(ctx, _json_kind(value), "string")
+        return _type_error(ctx, json_kind(value), "string")
     return time_parse_error(value, micro)
 
 

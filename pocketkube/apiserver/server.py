@@ -31,6 +31,7 @@ from pocketkube.apiserver.kinds import apiservice, policykinds, registry
 from pocketkube.apiserver.kinds import ingress as ingress_kind, ingressclass as ingressclass_kind
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix
 from pocketkube.core import errors
+from pocketkube.core.linux import write_atomic
 from pocketkube.core.objects import deep_copy
 from pocketkube.store import open_store
 
@@ -199,8 +200,4 @@ class APIServer:
             "current-context": "pocketkube",
             "preferences": {},
         }
-        tmp = self.kubeconfig_path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(config, f, default_flow_style=False, sort_keys=False)
-        os.replace(tmp, self.kubeconfig_path)
+        write_atomic(self.kubeconfig_path, yaml.safe_dump(config, default_flow_style=False, sort_keys=False), 0o600)

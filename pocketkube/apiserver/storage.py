@@ -19,9 +19,10 @@ from typing import Any, Callable
 import orjson
 
 from pocketkube.apiserver import fieldmanager, schema
+from pocketkube.apiserver import patch as patching
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds.base import KindInfo
-from pocketkube.core import errors, patch as patching
+from pocketkube.core import errors
 from pocketkube.core.objects import deep_copy, meta, new_uid, rfc3339
 from pocketkube.store.base import KeyExists, KeyNotFound, RevisionMismatch, Store
 

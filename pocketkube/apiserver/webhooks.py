@@ -44,9 +44,10 @@ import aiohttp
 import orjson
 
 from pocketkube.apiserver import authn, celrules
+from pocketkube.apiserver import patch as patching
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
-from pocketkube.core import errors, patch as patching, selectors
+from pocketkube.core import errors, selectors
 
 log = logging.getLogger(__name__)
 

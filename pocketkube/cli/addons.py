@@ -12,7 +12,7 @@ import time
 
 from pocketkube import addons
 from pocketkube.cli import up
-from pocketkube.node import network
+from pocketkube.core import cluster as names
 
 POLL_SECONDS = 0.5
 NAMESPACE_WAIT = 120.0  # how long enable and disable wait for the add-on's namespace to go
@@ -20,7 +20,7 @@ NAMESPACE_WAIT = 120.0  # how long enable and disable wait for the add-on's name
 
 def _record(name: str) -> up.ClusterRecord:
     up.require_root("addons")
-    network.validate_cluster_name(name)
+    names.validate_cluster_name(name)
     record = up.ClusterRecord.load(name)
     if record is None or not up.cluster_processes(record):
         raise up.UpError(f"cluster {name!r} is not running; start it with `pocketkube up --name {name}`")
@@ -127,7 +127,7 @@ def disable(name: str, addon: str, out=sys.stdout) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("addons", help="list, enable and disable the built-in add-ons (ingress, ...)")
     verbs = p.add_subparsers(dest="verb", required=True)
-    cluster = {"default": network.DEFAULT_NAME, "help": "cluster name (default %(default)s)"}
+    cluster = {"default": names.DEFAULT_NAME, "help": "cluster name (default %(default)s)"}
     v = verbs.add_parser("list", help="each add-on and whether it is enabled")
     v.add_argument("--name", **cluster)
     v.set_defaults(func=up._cli(lambda a: list_addons(a.name)))

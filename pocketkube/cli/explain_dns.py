@@ -21,12 +21,12 @@ import socket
 import sys
 from dataclasses import dataclass
 
+from pocketkube.core.cluster import CLUSTER_DNS, CLUSTER_DOMAIN
 from pocketkube.dns import explain, wire
 from pocketkube.dns.records import Records
 from pocketkube.dns.view import ClusterView
 
-CLUSTER_DOMAIN = "cluster.local"   # the agent's default (node.pods)
-DEFAULT_CLUSTER_DNS = "10.96.0.10"  # the agent's default; kube-system/kube-dns's ClusterIP when it exists
+DEFAULT_CLUSTER_DNS = CLUSTER_DNS  # the agent's default; kube-system/kube-dns's ClusterIP when it exists
 DNS_PORT = 53
 QUERY_TIMEOUT = 2.0
 QUERY_TYPES = ("A", "AAAA", "CNAME", "SRV", "PTR", "TXT", "NS", "SOA", "MX", "ANY")
@@ -106,7 +106,7 @@ def cluster_route(address: str) -> str:
     import subprocess
 
     from pocketkube.cli.up import ClusterRecord
-    from pocketkube.node.network import link_alias
+    from pocketkube.core.cluster import link_alias
 
     try:
         route = json.loads(subprocess.run(["ip", "-j", "route", "get", address], capture_output=True, text=True,
@@ -137,7 +137,7 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
 def explain_lookup(name: str, qtype: str, inputs: Inputs, node_resolv: str,
                    ask=ask_server, route=cluster_route) -> str:
     """The explanation text (see dns.explain.render)."""
-    from pocketkube.node.sandbox import parse_resolv_conf, resolv_conf
+    from pocketkube.node.podfiles import parse_resolv_conf, resolv_conf
 
     conf = resolv_conf(inputs.pod, inputs.cluster_dns, CLUSTER_DOMAIN, node_resolv)
     servers, searches, options = parse_resolv_conf(conf)

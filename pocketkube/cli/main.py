@@ -274,12 +274,13 @@ def _run(coro) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pocketkube.core import cluster as names
     from pocketkube.core.lbpool import DEFAULT_LB_RANGE
 
     parser = argparse.ArgumentParser(prog="pocketkube", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("server", help="run the API server (and, later, the controllers)")
+    p = sub.add_parser("server", help="run the API server and the controllers (the scheduler among them)")
     p.add_argument("--data-dir", required=True, help="where the store, certificates and kubeconfig live")
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
@@ -327,12 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to reach the API server; `in-cluster` (the default): the pod's service account")
     x.add_argument("--node-name", required=True)
     x.add_argument("--mode", choices=("nftables", "userspace"), default="nftables")
-    x.add_argument("--cluster-name", default="pocketkube", help="names the nftables table pk-<name>-proxy")
+    x.add_argument("--cluster-name", default=names.DEFAULT_NAME, help="names the nftables table pk-<name>-proxy")
     x.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
     x.add_argument("--node-ip", default=None,
                    help="source address of the node's own Service traffic (default: the Node's InternalIP)")
-    x.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the pod range (not masqueraded)")
-    x.add_argument("--service-cidr", default="10.96.0.0/12")
+    x.add_argument("--cluster-cidr", default=names.CLUSTER_CIDR, help="the pod range (not masqueraded)")
+    x.add_argument("--service-cidr", default=names.SERVICE_CIDR)
     x.set_defaults(func=_proxy)
     t = sub.add_parser("trace", help="follow a packet through the Service rules a node's proxy programs")
     t.add_argument("--from", dest="source", default="host", metavar="POD|node/NAME|host",
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
     t.add_argument("-n", "--namespace", default="default", help="the namespace of --from POD")
     t.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
-    t.add_argument("--cluster-name", default="pocketkube")
+    t.add_argument("--cluster-name", default=names.DEFAULT_NAME)
     t.add_argument("--proxy-mode", choices=("nftables", "userspace"), default=None,
                    help="the proxies' mode (default: read from the kube-proxy DaemonSet's --mode)")
     t.set_defaults(func=_trace)

@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Protocol
 
+from pocketkube.core.linux import proc_stat, write_atomic
+
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,10 +49,13 @@ class Supervisor:
         self.started: list[Component] = []
 
     async def start(self, component: Component) -> Component:
-        """Start one component; on failure everything started so far is stopped."""
+        """Start one component; on failure it is stopped too (it may hold a store, sockets or
+        tasks from half its start: a component's stop() copes with a partial start), then
+        everything started before it."""
         try:
             await component.start()
         except BaseException:
+            await _stop(component)
             await self.stop()
             raise
         self.started.append(component)
@@ -58,11 +63,14 @@ class Supervisor:
 
     async def stop(self) -> None:
         while self.started:
-            component = self.started.pop()
-            try:
-                await component.stop()
-            except Exception:
-                log.exception("stopping %s failed", type(component).__name__)
+            await _stop(self.started.pop())
+
+
+async def _stop(component: Component) -> None:
+    try:
+        await component.stop()
+    except Exception:
+        log.exception("stopping %s failed", type(component).__name__)
 
 
 # ---- daemons and pid files --------------------------------------------------------------------
@@ -70,21 +78,13 @@ class Supervisor:
 
 def start_time(pid: int) -> str | None:
     """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
+    fields = proc_stat(pid)
+    return None if fields is None or fields[0] == b"Z" else fields[19].decode()
 
 
 def write_file(path: str, text: str, private: bool = False) -> None:
     """Write `path` atomically (a temporary file renamed over it)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, 0o600 if private else 0o644)
 
 
 def write_pid_file(path: str, pid: int) -> None:

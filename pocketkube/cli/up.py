@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass
 from pocketkube import addons
 from pocketkube.cli import supervisor
 from pocketkube.cli.supervisor import live_pid, write_file as _write_file
+from pocketkube.core import cluster as names
+from pocketkube.core.linux import proc_stat
 from pocketkube.core.lbpool import DEFAULT_LB_RANGE, ingress_ips
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
@@ -156,12 +158,9 @@ def descendants(roots: set[int]) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+            fields = proc_stat(entry)
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
     found: set[int] = set()
     todo = list(roots)
     while todo:
@@ -335,7 +334,7 @@ class Progress:
 
 @dataclass
 class UpOptions:
-    name: str = network.DEFAULT_NAME
+    name: str = names.DEFAULT_NAME
     nodes: int = 1
     data_dir: str | None = None
     port: int = 6443
@@ -629,7 +628,7 @@ def _tail(path: str, lines: int = 20) -> str:
 
 def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str) -> None:
     ctx = context_name(record.name)
-    down = "pocketkube down" + ("" if record.name == network.DEFAULT_NAME else f" --name {record.name}")
+    down = "pocketkube down" + ("" if record.name == names.DEFAULT_NAME else f" --name {record.name}")
     out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
               f"{'s' if record.nodes > 1 else ''}, API server {record.url}\n"
               f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
@@ -670,8 +669,8 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
         stop_processes({running["server"]}, group_leaders={running["server"]})
     stop_processes({p for p in below_agents if _alive(p)}, group_leaders=set(), grace=2.0)
     for _ in range(5):  # a process may fork while we sweep
-        owned = [n for n in network.list_netns() if network.owns_netns(record.name, n)]
-        nodes = [n for n in owned if network.cluster_of_netns(n) == record.name]
+        owned = [n for n in network.list_netns() if names.owns_netns(record.name, n)]
+        nodes = [n for n in owned if names.cluster_of_netns(n) == record.name]
         left = set(network.pids_in_netns(owned)) | network.pod_pids(nodes)
         left.discard(os.getpid())
         if not left:
@@ -701,7 +700,7 @@ def teardown(name: str, kubeconfig: str | None) -> list[str]:
 def down(name: str, kubeconfig: str | None = None, out=sys.stdout) -> int:
     """`pocketkube down`: returns the exit code."""
     require_root("down")
-    network.validate_cluster_name(name)
+    names.validate_cluster_name(name)
     with machine_lock():
         return _down(name, kubeconfig or user_kubeconfig_path(), out)
 
@@ -737,7 +736,7 @@ def forget_context(kubeconfig: str, name: str) -> None:
 
 def status(name: str, out=sys.stdout) -> int:
     """`pocketkube status`: 0 when the cluster runs, 1 when it does not (or crashed)."""
-    network.validate_cluster_name(name)
+    names.validate_cluster_name(name)
     record = ClusterRecord.load(name)
     running = cluster_processes(record) if record else {}
     keeper = supervisor_pid(record) if record else None
@@ -809,8 +808,9 @@ def _write_load_balancers(record: ClusterRecord, out) -> None:
 
 def add_parsers(sub) -> None:
     """Register `up`, `down` and `status` on main.py's subcommand parser."""
-    p = sub.add_parser("up", help="start a cluster: node network, API server, one agent per node")
-    p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    p = sub.add_parser("up", help="start a cluster: node network, API server and controllers, one agent per "
+                                  "node, the add-ons")
+    p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.add_argument("--nodes", type=int, default=1, help="number of nodes (default %(default)s)")
     p.add_argument("--data-dir", help=f"where the cluster's data lives (default {DATA_ROOT}/NAME)")
     p.add_argument("--port", type=int, default=6443, help="API server port (default %(default)s)")
@@ -830,10 +830,10 @@ def add_parsers(sub) -> None:
                                                     lb_range=a.lb_range,
                                                     addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made")
-    p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: down(a.name)))
     p = sub.add_parser("status", help="say what runs")
-    p.add_argument("--name", default=network.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: status(a.name)))
 
 

@@ -7,12 +7,11 @@ its node) moves one thread of its own there and makes them in it.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
 import threading
 
-CLONE_NEWNET = 0x40000000
+from pocketkube.core.linux import CLONE_NEWNET, setns
 
 
 def enter_netns(path: str) -> None:
@@ -20,14 +19,7 @@ def enter_netns(path: str) -> None:
     mine, theirs = os.stat("/proc/thread-self/ns/net"), os.stat(path)
     if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
+    setns(path, CLONE_NEWNET)
 
 
 def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:

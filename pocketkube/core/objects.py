@@ -49,6 +49,11 @@ def rfc3339(t: _dt.datetime | None = None) -> str:
     return t.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_at(epoch_seconds: float) -> str:
+    """rfc3339 of a time given in seconds since the epoch."""
+    return rfc3339(_dt.datetime.fromtimestamp(epoch_seconds, _dt.timezone.utc))
+
+
 def rfc3339_micro(t: _dt.datetime | None = None) -> str:
     """metav1.MicroTime's wire form."""
     t = t or utc_now()

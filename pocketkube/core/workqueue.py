@@ -1,5 +1,9 @@
 """A work queue of keys, as client-go's rate-limited queue behaves.
 
+A key is any hashable value: a "namespace/name" string, or a small frozen dataclass when a
+component queues several kinds of work (the node agent: sync a pod, write its status, stop an
+orphan), so two kinds never share a key.
+
 A key is queued at most once at a time; a key being processed that is added again is
 processed again after `done()`. Failed keys come back with per-key exponential backoff
 (`add_rate_limited`), and `forget` resets it after a success. Workers never run the same
@@ -10,25 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Hashable
 
 
 class WorkQueue:
     def __init__(self, base_delay: float = 0.005, max_delay: float = 30.0):
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._processing: set[str] = set()
-        self._dirty: set[str] = set()
-        self._failures: dict[str, int] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._processing: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._failures: dict[Hashable, int] = {}
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self.shutting_down = False
 
     def __len__(self) -> int:
         return len(self._queued)
 
-    def add(self, key: str) -> None:
+    def add(self, key: Hashable) -> None:
         if self.shutting_down:
             return
         if key in self._processing:
@@ -39,7 +43,7 @@ class WorkQueue:
         self._queued.add(key)
         self._queue.put_nowait(key)
 
-    def add_after(self, key: str, delay: float) -> None:
+    def add_after(self, key: Hashable, delay: float) -> None:
         if delay <= 0:
             self.add(key)
             return
@@ -53,28 +57,28 @@ class WorkQueue:
             old.cancel()
         self._timers[key] = loop.call_later(delay, self._fire_timer, key)
 
-    def _fire_timer(self, key: str) -> None:
+    def _fire_timer(self, key: Hashable) -> None:
         self._timers.pop(key, None)
         self.add(key)
 
-    def add_rate_limited(self, key: str) -> None:
+    def add_rate_limited(self, key: Hashable) -> None:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
         self.add_after(key, min(self.base_delay * (2 ** n), self.max_delay))
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
-    def retries(self, key: str) -> int:
+    def retries(self, key: Hashable) -> int:
         return self._failures.get(key, 0)
 
-    async def get(self) -> str:
+    async def get(self) -> Hashable:
         key = await self._queue.get()
         self._queued.discard(key)
         self._processing.add(key)
         return key
 
-    def done(self, key: str) -> None:
+    def done(self, key: Hashable) -> None:
         self._processing.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)
@@ -86,7 +90,7 @@ class WorkQueue:
             t.cancel()
         self._timers.clear()
 
-    async def run_worker(self, sync: Callable[[str], Awaitable[None]], log: logging.Logger,
+    async def run_worker(self, sync: Callable[[Hashable], Awaitable[None]], log: logging.Logger,
                          max_retries: int | None = None) -> None:
         """Take keys forever and `sync` them: success forgets the key's failures, failure
         puts it back with back-off (dropped after `max_retries`, when given)."""

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 
+from pocketkube.core.linux import write_atomic
 from pocketkube.ingress import certificates
 from pocketkube.ingress.nginxconf import Layout
 
@@ -29,11 +30,7 @@ class ConfigRejected(Exception):
 
 
 def _write(path: str, data: bytes, mode: int = 0o600) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode)
 
 
 class Nginx:

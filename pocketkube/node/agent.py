@@ -12,6 +12,9 @@ run: its status becomes phase Failed, reason `NodePorts`, message `Pod was rejec
 NodePorts failed: node(s) didn't ...`, with a Warning event, and it stays so (its controller
 replaces it).
 
+Its work queue holds three kinds of work, typed keys (`SyncPod`, `WriteStatus`, `Orphan`), so
+no namespace name can pass for another kind of work.
+
 Status writes are coalesced as the kubelet's status manager does: a pod's status is
 written when its worker has something to report (the end of a sync pass, see
 PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
@@ -26,6 +29,7 @@ import logging
 import os
 import platform
 from collections import Counter
+from dataclasses import dataclass
 
 from pocketkube import __version__
 from pocketkube.core import errors
@@ -45,11 +49,33 @@ LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
 RESYNC_SECONDS = 1.0  # how often a running pod is re-checked (probes, exits, restarts)
 WORKERS = 16  # pods synced (and statuses written) at once
-STATUS_KEY = "status/"  # a queue key: only write the pod's status (its worker saw a change)
 EVENTS_AT_ONCE = 8  # pod events being written at a time (a burst of pods must not open a connection each)
 KUBELET_PORT = 10250
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+
+
+# ---- the work queue's keys: what to do, typed (a namespace may be named anything) -------------
+
+@dataclass(frozen=True)
+class SyncPod:
+    """Make the pod `namespace/name` run as its spec says, then write its status."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class WriteStatus:
+    """Only write the status of the pod `namespace/name` (its worker saw a change)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """The pod with this uid is gone from the API: stop what the node still runs for it."""
+
+    uid: str
 
 
 def node_object(name: str, ip: str, pod_cidr: str, port: int) -> dict:
@@ -115,7 +141,7 @@ class NodeAgent:
         self.recorder = EventRecorder(client, "kubelet", host=node_name)
         self.pods = pod_manager or PodManager(node_name=node_name, node_ip=node_ip, pod_cidr=pod_cidr,
                                               state_dir=state_dir, netns=netns, on_event=self._pod_event,
-                                              on_change=lambda pod: self.queue.add(STATUS_KEY + object_key(pod)))
+                                              on_change=lambda pod: self.queue.add(WriteStatus(object_key(pod))))
         self.pod_informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, "v1", "services")
         # the CA every pod's service account volume holds, watched rather than read per pod
@@ -170,15 +196,19 @@ class NodeAgent:
         live = {p["metadata"]["uid"] for p in self.pod_informer.list()}
         for uid in self.pods.running_pods():
             if uid not in live:
-                self.queue.add("orphan/" + uid)
+                self.queue.add(Orphan(uid))
         if self.announcer is not None:
             await self.announcer.start()
         self.ready.set()
         log.info("node %s ready (%s, pods %s)", self.node_name, self.node_ip, self.pod_cidr)
 
     async def stop(self) -> None:
+        """Also after a start() that failed half-way: whatever it opened is closed."""
         if self.announcer is not None:
-            await self.announcer.stop()
+            try:
+                await self.announcer.stop()
+            except Exception:
+                log.exception("stopping the load-balancer announcer failed")
         self.queue.shutdown()
         await cancel_and_wait(*self._tasks)
         await self.pod_informer.stop()
@@ -246,10 +276,10 @@ class NodeAgent:
     # ---- pods ----------------------------------------------------------------------
 
     def _on_pod(self, pod: dict) -> None:
-        self.queue.add(object_key(pod))
+        self.queue.add(SyncPod(object_key(pod)))
 
     def _on_pod_deleted(self, pod: dict) -> None:
-        self.queue.add("orphan/" + pod["metadata"]["uid"])
+        self.queue.add(Orphan(pod["metadata"]["uid"]))
 
     def _pod_event(self, pod: dict, type_: str, reason: str, message: str) -> None:
         ref = {"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}}
@@ -273,26 +303,26 @@ class NodeAgent:
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
             for pod in self.pod_informer.list():
-                self.queue.add(object_key(pod))
+                self.queue.add(SyncPod(object_key(pod)))
 
     async def _worker(self) -> None:
         await self.queue.run_worker(self._sync, log)
 
-    async def _sync(self, key: str) -> None:
-        if key.startswith(STATUS_KEY):  # the worker's status changed: write it, nothing else
-            pod = self.pod_informer.get(key[len(STATUS_KEY):])
+    async def _sync(self, key: SyncPod | WriteStatus | Orphan) -> None:
+        if isinstance(key, WriteStatus):  # the worker's status changed: write it, nothing else
+            pod = self.pod_informer.get(key.key)
             if pod is not None and not pod["metadata"].get("deletionTimestamp"):
                 await self._write_status(pod)
             return
-        if key.startswith("orphan/"):
-            uid = key.split("/", 1)[1]
+        if isinstance(key, Orphan):
+            uid = key.uid
             if uid in self.pods.running_pods():
                 await self.pods.terminate({"metadata": {"uid": uid}}, 0)
             self._statuses.pop(uid, None)
             self._status_locks.pop(uid, None)
             self._rejected.discard(uid)
             return
-        pod = self.pod_informer.get(key)
+        pod = self.pod_informer.get(key.key)
         if pod is None:
             return
         if pod["metadata"].get("deletionTimestamp"):
@@ -360,6 +390,15 @@ class NodeAgent:
                 if exc.code != 404:
                     raise
 
+    async def _write_final_status(self, pod: dict, status: dict) -> None:
+        m = pod["metadata"]
+        try:
+            await self.client.patch("v1", "pods", m["name"], {"metadata": {"uid": m["uid"]}, "status": status},
+                                    namespace=m["namespace"], subresource="status", field_manager="kubelet")
+        except errors.APIError as exc:
+            if exc.code not in (404, 409):
+                raise
+
     async def _finish_deletion(self, pod: dict) -> None:
         m = pod["metadata"]
         uid = m["uid"]
@@ -371,7 +410,9 @@ class NodeAgent:
             if grace is None:
                 grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
             if uid in self.pods.running_pods():
-                await self.pods.terminate(pod, int(grace))
+                final = await self.pods.terminate(pod, int(grace))
+                if final is not None:  # the terminal phase first, as the kubelet writes it before the pod goes
+                    await self._write_final_status(pod, final)
             try:
                 await self.client.delete("v1", "pods", m["name"], namespace=m["namespace"], grace_period_seconds=0,
                                          preconditions={"uid": uid})

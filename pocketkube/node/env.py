@@ -10,8 +10,10 @@ ConfigMaps the agent watches (kube-root-ca.crt, in every pod's token volume) are
 from its watch cache, as the kubelet's watch-based ConfigMap manager does; others through
 the API. A service account token is requested for each pod and bound to it (boundObjectRef),
 as the kubelet requests it, and reused for the pod's containers and restarts until 80% of its
-lifetime has passed. Tokens are not shared between pods: a token names its ServiceAccount's
-UID, so one minted before the account was deleted and made again would be refused (401).
+lifetime has passed; then the pod's worker writes its token volumes again with a new one
+(`token_renew_at`), and the pod's tokens are dropped when it leaves the node (`forget_pod`).
+Tokens are not shared between pods: a token names its ServiceAccount's UID, so one minted
+before the account was deleted and made again would be refused (401).
 """
 
 from __future__ import annotations
@@ -268,6 +270,18 @@ class EnvResolver:
             cached = (0.0, future)
         token = await asyncio.shield(cached[1])
         return {src.get("path", "token"): token.encode()}
+
+    def token_renew_at(self, uid: str) -> float | None:
+        """When (time.monotonic()) the first cached token of pod `uid` is due for renewal: its
+        token volumes are then written again (PodWorker), as the kubelet rotates them. None
+        when the pod has no token."""
+        due = [renew for key, (renew, _) in self._tokens.items() if key[0] == uid]
+        return min(due) if due else None
+
+    def forget_pod(self, uid: str) -> None:
+        """The pod is gone from the node: its tokens are dropped."""
+        for key in [key for key in self._tokens if key[0] == uid]:
+            del self._tokens[key]
 
     async def _request_token(self, namespace: str, sa: str, audiences: list[str], seconds: int, pod: dict) -> str:
         bound = {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"].get("name", ""),

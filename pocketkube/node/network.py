@@ -20,9 +20,6 @@ private mount namespace would hide the pod namespaces an agent bind-mounts under
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import hashlib
 import ipaddress
 import json
 import os
@@ -30,54 +27,22 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from pocketkube.core.cluster import (CLUSTER_CIDR, NODE_SUBNET as NODE_SUBNET_TEXT, SERVICE_CIDR as SERVICE_CIDR_TEXT,
+                                     cluster_of_netns, host_bridge, interface_name, link_alias, node_netns,
+                                     owns_netns, owns_nft_table, validate_cluster_name)
 from pocketkube.core.lbpool import ANNOUNCED_LABEL, DEFAULT_LB_RANGE, Pool, check_pool
+from pocketkube.core.linux import setns
 
-DEFAULT_NAME = "pocketkube"
-NODE_SUBNET = ipaddress.IPv4Network("172.18.0.0/24")
-POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
-SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
+NODE_SUBNET = ipaddress.IPv4Network(NODE_SUBNET_TEXT)
+POD_CIDR = ipaddress.IPv4Network(CLUSTER_CIDR)
+SERVICE_CIDR = ipaddress.IPv4Network(SERVICE_CIDR_TEXT)
 UNREACHABLE_METRIC = 4242  # high: any specific route (a node's pod /24, the proxy's) wins
 ROUTE_PROTOCOL = 242  # tags the routes pocketkube adds on the host (`ip route ... proto 242`)
-MAX_NAME_LENGTH = 20  # keeps `pk-<name>-p-<8 hex>` under 32 characters
 MAX_NODES = 64
-IFNAMSIZ = 15
 NETNS_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
-
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
 
 class NetworkError(RuntimeError):
     """A plumbing command failed; the message holds the command's own error."""
-
-
-def validate_cluster_name(name: str) -> None:
-    """Raise ValueError unless `name` can name a cluster (a short DNS label: it becomes part of
-    node names, namespace names and interface names)."""
-    if not name or len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
-        raise ValueError(f"invalid cluster name {name!r}: use at most {MAX_NAME_LENGTH} lowercase letters, "
-                         "digits and '-', starting and ending with a letter or digit")
-
-
-def interface_name(prefix: str, cluster: str, suffix: str = "") -> str:
-    """`prefix + cluster + suffix`, or, when that passes the kernel's 15 characters, the
-    cluster name cut short and followed by 4 hex digits of its hash (stable, and distinct
-    for two names that share their first letters)."""
-    full = prefix + cluster + suffix
-    if len(full) <= IFNAMSIZ:
-        return full
-    digest = hashlib.sha1(cluster.encode()).hexdigest()[:4]
-    keep = IFNAMSIZ - len(prefix) - len(suffix) - len(digest)
-    return prefix + cluster[:keep] + digest + suffix
-
-
-def pod_netns_name(node_netns: str, pod_uid: str) -> str:
-    """The name of a pod's network namespace, from its node's (`pk-<name>-n<N>`) and the pod's
-    uid: `pk-<name>-p-<first 8 hex of the uid>`, which `down` recognises as the cluster's."""
-    match = re.match(r"^(pk-.+)-n\d+$", node_netns)
-    if not match:
-        raise ValueError(f"not a node namespace name: {node_netns!r}")
-    return f"{match.group(1)}-p-{pod_uid.replace('-', '')[:8].lower()}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +88,7 @@ class ClusterNetwork:
 
     @property
     def bridge(self) -> str:
-        return "pk0" if self.name == DEFAULT_NAME else interface_name("pk-", self.name)
+        return host_bridge(self.name)
 
     @property
     def host_ip(self) -> str:
@@ -149,7 +114,7 @@ class ClusterNetwork:
             raise ValueError(f"node {index} is not in 1..{self.nodes}")
         pod_net = list(self.pod_cidr.subnets(new_prefix=24))[index]
         return NodeNetwork(
-            index=index, name=f"{self.name}-node-{index}", netns=f"pk-{self.name}-n{index}",
+            index=index, name=f"{self.name}-node-{index}", netns=node_netns(self.name, index),
             host_veth=interface_name("pkv-", self.name, f"-n{index}"),
             ip=str(self.node_subnet.network_address + 1 + index), prefixlen=self.node_subnet.prefixlen,
             pod_cidr=str(pod_net), pod_gateway=str(pod_net.network_address + 1))
@@ -201,43 +166,11 @@ def bridge_mac(gateway: str) -> str:
     return "02:00:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(gateway).packed)
 
 
-def link_alias(cluster: str) -> str:
-    return f"pocketkube cluster {cluster}"
-
-
 def _quote(text: str) -> str:
     return '"' + text + '"'
 
 
-def owns_netns(cluster: str, netns: str) -> bool:
-    """Whether a namespace name is one of cluster's nodes (`pk-<c>-n<N>`) or pods
-    (`pk-<c>-p-<hex>`). No other cluster's names can match: hex digits hold no 'n' and no '-'."""
-    return re.fullmatch(rf"pk-{re.escape(cluster)}-(n\d+|p-[0-9a-f]+)", netns) is not None
-
-
-def owns_nft_table(cluster: str, table: str, other_clusters: tuple[str, ...] = ()) -> bool:
-    """Whether an nftables table name is cluster's: `pk-<c>`, `pk-<c>-<what>` or `pk-<c>_<what>`,
-    unless a longer cluster name among `other_clusters` claims it (`pk-a-b` is cluster a-b's)."""
-    def claims(name: str) -> bool:
-        base = f"pk-{name}"
-        return table == base or table.startswith(base + "-") or table.startswith(base + "_")
-
-    if not claims(cluster):
-        return False
-    return not any(len(other) > len(cluster) and claims(other) for other in other_clusters)
-
-
-def cluster_of_netns(netns: str) -> str | None:
-    """The cluster a node namespace (`pk-<c>-n<N>`) belongs to, or None."""
-    match = re.fullmatch(r"pk-(.+)-n\d+", netns)
-    return match.group(1) if match else None
-
-
 # ---- plumbing -----------------------------------------------------------------------------
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def enter_netns(netns: str):
@@ -245,15 +178,7 @@ def enter_netns(netns: str):
     /run/netns, or a path such as /proc/PID/ns/net) before exec."""
     path = netns if netns.startswith("/") else os.path.join(NETNS_DIR, netns)
 
-    def enter() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _libc().setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns({path})")
-        finally:
-            os.close(fd)
-
-    return enter
+    return lambda: setns(path)
 
 
 def _run(argv: list[str], stdin: str | None = None, netns: str | None = None,

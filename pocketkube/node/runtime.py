@@ -11,13 +11,14 @@ PIDs as in Kubernetes: each container instance has its own PID namespace whose P
 main process (so `kill 1` in the container ends it, and `kill -9 -1` or `pkill` inside reach
 nothing outside); with shareProcessNamespace the containers join the pod's PID namespace
 (PID 1: the holder); with hostPID they run in the machine's (the node is the machine here:
-`ps` shows every process of it, the agent's included, as on a real node). The node's sandbox spawner (sandbox.py) starts each main process with
+`ps` shows every process of it, the agent's included, as on a real node). The node's sandbox
+spawner (nsinit.py) starts each main process with
 clone(CLONE_PARENT | CLONE_NEWPID), which costs a fork of that small process, not of the
 agent: the agent is its parent (it reaps it: exit codes) and records its host PID (adoption
 after a restart finds it by that PID). Before exec the process builds its own root from its
-image in a mount namespace of its own (sandbox.py), where /proc shows its PID namespace, and
+image in a mount namespace of its own (nsinit.py), where /proc shows its PID namespace, and
 takes the user, groups and capabilities of its securityContext (security.py). Exec sessions
-and exec probes join the container's namespaces with the same security (sandbox.py
+and exec probes join the container's namespaces with the same security (nsinit.py
 `--exec`). Being a PID 1, the main process gets SIGTERM only if it handles it (the kernel
 drops it otherwise): stopping such a container waits for the grace period, then SIGKILL, as
 on a real node.
@@ -37,7 +38,6 @@ import asyncio
 import bisect
 import ctypes
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -54,7 +54,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Callable
 
-from pocketkube.node.sandbox import CLONE_NEWNET, Spawner, process_alive, process_start_ticks
+from pocketkube.core.linux import process_alive, process_start_ticks, setns
+from pocketkube.core.objects import rfc3339
+from pocketkube.node.spawner import SCRIPT as NSINIT_SCRIPT, Spawner
 
 START_ERROR_EXIT_CODE = 128
 PROBE_USER_AGENT = "kube-probe/1.32"
@@ -64,11 +66,6 @@ STDOUT_CHANNEL = 1
 
 class StartError(Exception):
     """The container's process could not be started (kubelet: StartError, exit code 128)."""
-
-
-def rfc3339(ts: float | None = None) -> str:
-    return datetime.datetime.fromtimestamp(ts if ts is not None else time.time(),
-                                           datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -190,15 +187,15 @@ class Cgroups:
         except OSError:
             return None
 
-    def remove_pod(self, uid: str) -> None:
+    async def remove_pod(self, uid: str) -> None:
         if self.base is not None:
-            remove_cgroup(os.path.join(self.base, uid))
+            await remove_cgroup_soon(os.path.join(self.base, uid))
 
-    def remove_if_empty(self) -> None:
+    async def remove_if_empty(self) -> None:
         """The node's cgroup directory goes when no pod cgroup is left in it."""
         if self.base is not None and os.path.isdir(self.base):
             if not any(entry.is_dir() for entry in os.scandir(self.base)):
-                remove_cgroup(self.base)
+                await remove_cgroup_soon(self.base)
 
 
 def cgroup_pids(path: str) -> list[int]:
@@ -230,23 +227,32 @@ def kill_cgroup(path: str) -> None:
                 pass
 
 
-def remove_cgroup(path: str) -> None:
-    """rmdir a cgroup tree, leaves first (directories that still hold processes stay)."""
+def remove_cgroup(path: str) -> bool:
+    """rmdir a cgroup tree, leaves first, once, without waiting (directories that still hold
+    processes stay: the kernel answers EBUSY until their last process is reaped). True when
+    nothing of it is left."""
     if not os.path.isdir(path):
-        return
+        return True
     for entry in os.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             remove_cgroup(entry.path)
-    for _ in range(50):
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                return
-            time.sleep(0.01)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+async def remove_cgroup_soon(path: str, attempts: int = 50, pause: float = 0.01) -> bool:
+    """remove_cgroup, tried again while the cgroup is busy (its processes just got SIGKILL),
+    waiting on the event loop between tries, never blocking it."""
+    for _ in range(attempts):
+        if remove_cgroup(path):
+            return True
+        await asyncio.sleep(pause)
+    return False
 
 
 # ---- processes -----------------------------------------------------------------------------
@@ -270,9 +276,6 @@ class ContainerRecord:
 
 
 # ---- a container's namespaces ----------------------------------------------------------------
-
-SANDBOX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
-
 
 class Fanout:
     """Output of a tty container for attach sessions (each gets its own queue)."""
@@ -468,7 +471,7 @@ class ContainerProcess:
             pass
         if self.record.cgroup:
             kill_cgroup(self.record.cgroup)
-            remove_cgroup(self.record.cgroup)
+            await remove_cgroup_soon(self.record.cgroup)
 
     # stdin / tty
     async def write_stdin(self, data: bytes) -> None:
@@ -507,7 +510,7 @@ async def start_container(*, spawner: Spawner, name: str, container_id: str, hol
     spawner, as a child of this process), as PID 1 of a new PID namespace, in
     `pid_namespace` (/proc/<holder>/ns/pid: the pod's shared one) or, with `host_pid`, in the
     machine's (the node's: a pod with `hostPID: true`), in a root of its own built
-    from `rootfs` (sandbox.RootBuilder's config: its image's holds, /etc, its volumes), with
+    from `rootfs` (nsinit.RootBuilder's config: its image's holds, /etc, its volumes), with
     `security` (security.process_security) and its volumes' mountPaths `writable` under a
     read-only root; raises StartError when its program is not in its image or cannot start."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -567,12 +570,12 @@ def adopt_container(record: ContainerRecord) -> ContainerProcess:
 def exec_argv(container_pid: int, working_dir: str, env: dict[str, str], argv: list[str],
               cgroup: str | None = None, tty: bool = False, security: dict | None = None) -> list[str]:
     """An argv running `argv` inside the container whose main process is `container_pid`, as
-    runc exec does (sandbox.py's `exec_main`): its cgroup, its namespaces (PID included),
+    runc exec does (nsinit.py's `exec_main`): its cgroup, its namespaces (PID included),
     working dir, environment, user and capabilities (`security`); a command whose stdin is a
     terminal leads a session on it (`tty`)."""
     config = {"container_pid": container_pid, "working_dir": working_dir, "env": env, "argv": list(argv),
               "cgroup": cgroup, "tty": tty, "security": security or {}}
-    return [sys.executable, "-I", "-S", SANDBOX_SCRIPT, "--exec", json.dumps(config)]
+    return [sys.executable, "-I", "-S", NSINIT_SCRIPT, "--exec", json.dumps(config)]
 
 
 # ---- logs ----------------------------------------------------------------------------------
@@ -763,14 +766,7 @@ class NetnsSockets:
         self.executor = ThreadPoolExecutor(1, initializer=self._enter) if netns_path else None
 
     def _enter(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(self.netns_path, os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
-        finally:
-            os.close(fd)
+        setns(self.netns_path)
 
     async def connect(self, host: str, port: int, timeout: float) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -1,7 +1,7 @@
 """A container's securityContext as the kubelet and containerd turn it into a process: pure logic.
 
 - `process_security()` merges the pod's and the container's securityContext (the container's
-  fields win) into what the sandbox spawner applies before exec (sandbox.py): uid, gid and
+  fields win) into what the sandbox spawner applies before exec (nsinit.py): uid, gid and
   groups, the capability mask, no_new_privs, the seccomp filter, a read-only root, and
   /proc's masked and read-only paths.
 - Identity as containerd resolves it: `runAsUser` or the image's USER (a name is looked up in

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 
 from pocketkube.core.netns import socket_in
+from pocketkube.proxy.backend import netns_path
 from pocketkube.proxy.changetracker import PortMap
 
 log = logging.getLogger(__name__)
 
-NETNS_DIR = "/run/netns"
 
 
 def health_check_services(services: PortMap, endpoints: PortMap) -> dict[int, tuple[str, int]]:
@@ -59,7 +58,7 @@ def response(service: str, local_endpoints: int, healthy: bool) -> bytes:
 class ServiceHealthServer:
     def __init__(self, netns: str | None = None, address: str = "0.0.0.0"):
         self.address = address
-        self.netns_path = netns if not netns or netns.startswith("/") else os.path.join(NETNS_DIR, netns)
+        self.netns_path = netns_path(netns or None)
         self.state: dict[int, tuple[str, int]] = {}
         self.healthy = False
         self._servers: dict[int, asyncio.AbstractServer] = {}

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import gc
 import json
 import logging
-import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, SERVICE_CIDR, proxy_table
+from pocketkube.core.netns import enter_netns
+from pocketkube.proxy.backend import Backend, BackendError, Commands, NodeSettings, SyncStats, netns_path
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
 from pocketkube.proxy.ruleset import (DROP, MASQUERADE_BIT, RETURN, AddressPairInSet, Chain, CtStateNew,
                                       CtStatusDnat, Dnat, FibLocal, Hook, IpInRanges, IpInSet, IpMatch, Masquerade, MarkClear,
@@ -52,20 +58,14 @@ FIREWALL_CHECK = "firewall-check"
 SERVICE_CHAIN_PREFIXES = ("service-", "local-", "external-", "firewall-")
 AFFINITY_PREFIX = "affinity-"
 LOOPBACK = "127.0.0.0/8"
-NETNS_DIR = "/run/netns"
-
-
-def table_name(cluster: str) -> str:
-    """`pk-<cluster>-proxy`: `pocketkube down` recognises it as the cluster's."""
-    return f"pk-{cluster}-proxy"
 
 
 @dataclass(frozen=True)
 class NftablesConfig:
-    table: str = table_name("pocketkube")
+    table: str = proxy_table(DEFAULT_NAME)
     node_name: str = ""
-    cluster_cidr: str = "10.244.0.0/16"  # pod traffic: not masqueraded on its way to a ClusterIP
-    service_cidr: str = "10.96.0.0/12"  # unallocated ClusterIPs are dropped
+    cluster_cidr: str = CLUSTER_CIDR  # pod traffic: not masqueraded on its way to a ClusterIP
+    service_cidr: str = SERVICE_CIDR  # unallocated ClusterIPs are dropped
 
 
 # ---- the rules --------------------------------------------------------------------------
@@ -125,10 +125,32 @@ def base_ruleset(cfg: NftablesConfig) -> Ruleset:
 @dataclass
 class ServiceRules:
     """Everything one Service contributes: its own chains and affinity sets, and its elements
-    in the shared maps and sets."""
+    in the shared maps and sets. `inputs` are the service ports and endpoints it was made
+    from: a full sync reuses the rules (and their text) of a Service whose inputs are the
+    same objects, since the change tracker makes new ones for every change."""
     chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     elements: dict[str, dict[tuple, Verdict | None]] = field(default_factory=dict)
     affinity_sets: dict[str, int] = field(default_factory=dict)  # name -> timeout seconds
+    inputs: tuple = ()
+    _chain_text: list[str] | None = None
+    _element_text: dict[tuple[str, tuple], str] | None = None
+
+    def chain_lines(self, prefix: str) -> list[str]:
+        """`add chain` and `add rule` lines of its chains (rendered once)."""
+        if self._chain_text is None:
+            lines = [f"add chain {prefix} {name}" for name in self.chains]  # (before rules that goto them)
+            for name, rules in self.chains.items():
+                head = f"add rule {prefix} {name} "
+                lines += [head + render_rule(rule) for rule in rules]
+            self._chain_text = lines
+        return self._chain_text
+
+    def element_text(self, set_name: str, key: tuple) -> str:
+        """One of its elements as nft writes it (rendered once)."""
+        if self._element_text is None:
+            self._element_text = {(s, k): render_element(k, v) for s, elements in self.elements.items()
+                                  for k, v in elements.items()}
+        return self._element_text[(set_name, key)]
 
     def element(self, set_name: str, key: tuple, value: Verdict | None = None) -> None:
         self.elements.setdefault(set_name, {})[key] = value
@@ -146,22 +168,30 @@ def affinity_set_name(svc: ServicePort, ep: Endpoint) -> str:
     return f"{AFFINITY_PREFIX}{chain_base(svc)}__{ep.ip}/{ep.port}/{svc.affinity_seconds}s"
 
 
+_protocol_match = functools.lru_cache(maxsize=None)(ProtocolMatch)
+_one_in = functools.lru_cache(maxsize=1024)(RandomOneIn)
+
+
 def _dispatch(svc: ServicePort, endpoints: list[Endpoint], out: ServiceRules) -> list[Rule]:
     """Affinity first (a client seen before goes where it went), then a uniform random pick:
     rule i matches one packet in N-i, so each of the N endpoints gets 1/N."""
-    proto = svc.protocol.lower()
+    l4 = _protocol_match(svc.protocol.lower())
     rules: list[Rule] = []
-    sets = {}
+    count = len(endpoints)
     if svc.affinity_seconds:
-        for ep in endpoints:
-            sets[ep] = affinity_set_name(svc, ep)
-            out.affinity_sets[sets[ep]] = svc.affinity_seconds
-            rules.append((IpInSet("saddr", sets[ep]), UpdateSet(sets[ep]), ProtocolMatch(proto), Dnat(ep.ip, ep.port)))
+        sets = [affinity_set_name(svc, ep) for ep in endpoints]
+        for ep, name in zip(endpoints, sets):
+            out.affinity_sets[name] = svc.affinity_seconds
+            rules.append((IpInSet("saddr", name), UpdateSet(name), l4, Dnat(ep.ip, ep.port)))
+        for i, (ep, name) in enumerate(zip(endpoints, sets)):
+            pick = (_one_in(count - i),) if count - i > 1 else ()
+            rules.append((*pick, UpdateSet(name), l4, Dnat(ep.ip, ep.port)))
+        return rules
     for i, ep in enumerate(endpoints):
-        remaining = len(endpoints) - i
-        pick = (RandomOneIn(remaining),) if remaining > 1 else ()
-        remember = (UpdateSet(sets[ep]),) if ep in sets else ()
-        rules.append((*pick, *remember, ProtocolMatch(proto), Dnat(ep.ip, ep.port)))
+        if count - i > 1:
+            rules.append((_one_in(count - i), l4, Dnat(ep.ip, ep.port)))
+        else:
+            rules.append((l4, Dnat(ep.ip, ep.port)))
     return rules
 
 
@@ -235,11 +265,25 @@ def _external_rules(cfg: NftablesConfig, svc: ServicePort, uses_cluster: bool, u
     return rules
 
 
-def service_rules(cfg: NftablesConfig, service: str, services: PortMap, endpoints: PortMap) -> ServiceRules:
-    """All ports of Service "namespace/name"."""
-    out = ServiceRules()
-    for spn in services.ports_of(service):
-        out.merge(service_port_rules(cfg, services[spn], endpoints.get(spn, ())))
+def service_inputs(service: str, services: PortMap, endpoints: PortMap) -> tuple:
+    """What Service "namespace/name"'s rules are made from: its ports and their endpoints."""
+    return tuple((services[spn], endpoints.get(spn, ())) for spn in services.ports_of(service))
+
+
+def service_rules(cfg: NftablesConfig, service: str, services: PortMap, endpoints: PortMap,
+                  previous: ServiceRules | None = None) -> ServiceRules:
+    """All ports of Service "namespace/name" (`previous` itself when made from the same inputs)."""
+    inputs = service_inputs(service, services, endpoints)
+    if previous is not None and len(previous.inputs) == len(inputs) and all(
+            a is c and b is d for (a, b), (c, d) in zip(previous.inputs, inputs)):
+        return previous
+    if len(inputs) == 1:
+        out = service_port_rules(cfg, *inputs[0])
+    else:
+        out = ServiceRules()
+        for svc, eps in inputs:
+            out.merge(service_port_rules(cfg, svc, eps))
+    out.inputs = inputs
     return out
 
 
@@ -263,6 +307,11 @@ class ElementTable:
             if len(owners) > 1:
                 table._warn_conflict(set_name, key, owners)
         return table
+
+    def winners(self):
+        """(set, key, owner) of every element, the owner whose value the kernel holds."""
+        for (set_name, key), owners in self._claims.items():
+            yield set_name, key, (min(owners) if len(owners) > 1 else next(iter(owners)))
 
     def effective(self) -> dict[str, dict[tuple, Verdict | None]]:
         result: dict[str, dict[tuple, Verdict | None]] = {}
@@ -320,36 +369,90 @@ def build_ruleset(cfg: NftablesConfig, services: PortMap, endpoints: PortMap) ->
 
 # ---- programming the kernel -------------------------------------------------------------
 
-class NftError(RuntimeError):
+class NftError(BackendError):
     """nft refused a transaction (the message is nft's own)."""
 
 
-class NftRunner:
-    """nft and conntrack inside a network namespace (None: the current one)."""
+# libnftables' output flags (nftables/libnftables.h)
+NFT_CTX_OUTPUT_JSON = 1 << 4
+NFT_CTX_OUTPUT_TERSE = 1 << 11
+
+
+class _Libnftables:
+    """One libnftables context: what `nft -f` does, without a process per transaction.
+    Used from one thread only (the runner's), which made it inside the node's namespace."""
+
+    def __init__(self) -> None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        except OSError as exc:
+            raise NftError(f"libnftables is missing (Debian package libnftables1, installed with nftables): {exc}")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = ctypes.c_char_p
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        if not self.ctx:
+            raise NftError("libnftables could not make a context")
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+
+    def run(self, commands: str, flags: int = 0) -> tuple[int, str, str]:
+        """(0 or an error code, output, error text), as `nft [-j -t] -f -` would give."""
+        self.lib.nft_ctx_output_set_flags(self.ctx, flags)
+        code = self.lib.nft_run_cmd_from_buffer(self.ctx, commands.encode())
+        out = self.lib.nft_ctx_get_output_buffer(self.ctx) or b""
+        err = self.lib.nft_ctx_get_error_buffer(self.ctx) or b""
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def free(self) -> None:
+        self.lib.nft_ctx_free(self.ctx)
+
+
+class NftRunner(Commands):
+    """nft transactions through libnftables in this process, on one thread of the runner's
+    own that lives inside the node's network namespace (None: the current one), plus the
+    shared `ip` and `conntrack` commands. Saves a fork and exec of nsenter and nft per sync,
+    and the event loop keeps running while the library works (ctypes releases the GIL)."""
 
     def __init__(self, netns: str | None = None):
         """netns: a name under /run/netns or a path (/proc/PID/ns/net)."""
-        self.netns = netns
-        path = netns if netns is None or netns.startswith("/") else os.path.join(NETNS_DIR, netns)
-        # nsenter enters the network namespace only (`ip netns exec` would also remount /sys)
-        self._prefix = ["nsenter", f"--net={path}"] if path else []
+        super().__init__(netns)
+        self._path = netns_path(netns)
+        self._thread: ThreadPoolExecutor | None = None
+        self._context: list[_Libnftables] = []  # made by the thread on its first transaction
 
-    async def run(self, argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
-        """Run argv (in the runner's namespace): (exit code, stdout, stderr)."""
-        proc = await asyncio.create_subprocess_exec(
-            *self._prefix, *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    @staticmethod
+    def _run_here(context: list[_Libnftables], commands: str, flags: int) -> tuple[int, str, str]:
+        if not context:
+            context.append(_Libnftables())
+        return context[0].run(commands, flags)
+
+    async def nft(self, commands: str, flags: int = 0) -> tuple[int, str, str]:
+        """Run nft commands in the node's namespace: (0 or an error code, output, errors)."""
+        if self._thread is None:
+            self._thread = (ThreadPoolExecutor(1, "pk-nft", enter_netns, (self._path,)) if self._path
+                            else ThreadPoolExecutor(1, "pk-nft"))
+            self._context = []
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_here, self._context,
+                                                                commands, flags)
 
     async def apply(self, script: str) -> None:
-        code, _, err = await self.run(["nft", "-f", "-"], script)
+        """One atomic transaction (`nft -f -`)."""
+        code, _, err = await self.nft(script)
         if code != 0:
-            raise NftError(err.strip() or f"nft exited with status {code}")
+            raise NftError(err.strip() or f"nft failed with status {code}")
 
     async def list_names(self, table: str) -> tuple[set[str], set[str]] | None:
         """(chain names, set and map names) of our table, or None when it does not exist."""
-        code, out, err = await self.run(["nft", "-j", "-t", "list", "table", FAMILY, table])
+        code, out, err = await self.nft(f"list table {FAMILY} {table}", NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_TERSE)
         if code != 0:
             if "No such file or directory" in err:
                 return None
@@ -363,22 +466,13 @@ class NftRunner:
                     sets.add(item[kind]["name"])
         return chains, sets
 
-    async def ensure_route(self, cidr: str, device: str, source: str | None = None) -> None:
-        """`ip route replace CIDR dev DEVICE [src SOURCE]`: a node process can only connect
-        to a ClusterIP (and the forward hook only sees a pod's packet for a Service without
-        endpoints, to reject it) when the service range has a route. SOURCE (the node's IP)
-        makes node-originated Service traffic leave from the node address, as over a default
-        route. Logged, not raised, when it fails."""
-        argv = ["ip", "route", "replace", cidr, "dev", device, *(["src", source] if source else [])]
-        code, _, err = await self.run(argv)
-        if code != 0:
-            log.warning("no route for the service range %s via %s: %s", cidr, device, err.strip())
-
-    async def conntrack_delete(self, args: list[str]) -> None:
-        """`conntrack -D ARGS` (no matching entry is not an error)."""
-        code, _, err = await self.run(["conntrack", "-D", *args])
-        if code not in (0, 1):
-            log.warning("conntrack -D %s: %s", " ".join(args), err.strip())
+    def close(self) -> None:
+        """Free the context and end the thread once a transaction in flight is done (without
+        waiting for it here); the next transaction makes them again."""
+        thread, context, self._thread, self._context = self._thread, self._context, None, []
+        if thread is not None:
+            thread.submit(lambda: context and context.pop().free())
+            thread.shutdown(wait=False)
 
 
 class Transaction:
@@ -428,23 +522,59 @@ class Transaction:
         return "\n".join(lines) + "\n"
 
 
-@dataclass
-class SyncStats:
-    full: bool
-    services: int  # Services rewritten
-    commands: int  # lines sent to nft
-
-
-class NftablesBackend:
+class NftablesBackend(Backend):
     """Keeps one node's table equal to the change tracker's maps."""
 
-    def __init__(self, cfg: NftablesConfig, runner: NftRunner):
+    mode = "nftables"
+
+    def __init__(self, cfg: NftablesConfig, runner: NftRunner, service_route_device: str | None = None):
         self.cfg = cfg
         self.runner = runner
+        self.service_route_device = service_route_device
         self._parts: dict[str, ServiceRules] = {}  # as programmed, per Service
         self._elements = ElementTable()
         self.needs_full_sync = True
         self._trust_record = False  # whether the kernel holds exactly what _parts says
+
+    @classmethod
+    def create(cls, node: NodeSettings) -> NftablesBackend:
+        cfg = NftablesConfig(table=proxy_table(node.cluster_name), node_name=node.node_name,
+                             cluster_cidr=node.cluster_cidr, service_cidr=node.service_cidr)
+        return cls(cfg, NftRunner(node.netns), node.service_route_device)
+
+    async def start(self, node_ip) -> None:
+        """The route for the service range (the node has no default route, and a node process
+        can only connect to a ClusterIP that has one), from the node's address."""
+        if self.service_route_device:
+            await self.runner.ensure_route(self.cfg.service_cidr, self.service_route_device, await node_ip())
+
+    async def stop(self) -> None:
+        """The table stays (established and new connections keep working while a proxy
+        restarts); only the library context goes."""
+        self.runner.close()
+
+    @classmethod
+    async def remove_leftovers(cls, node: NodeSettings, commands: Commands) -> None:
+        """The table, and the service range's route (unallocated ClusterIPs: unreachable at
+        once, not ARPed for)."""
+        table = proxy_table(node.cluster_name)
+        code, _, err = await commands.run(["nft", "delete", "table", FAMILY, table])
+        if code == 0:
+            log.info("removed the nftables mode's table %s", table)
+        elif "No such file or directory" not in err:
+            log.warning("cannot remove the nftables mode's table %s: %s", table, err.strip())
+        if node.service_route_device:
+            await commands.delete_route(node.service_cidr, node.service_route_device)
+
+    @staticmethod
+    def trace(node, settings: NodeSettings, services: list[dict], slices: list[dict], source: str,
+              destination: str, port: int, protocol: str, from_node: bool):
+        """Follow the packet through the table this node's proxy programs (trace.py)."""
+        from pocketkube.proxy.trace import Tracer, node_ruleset
+
+        ruleset = node_ruleset(node.name, services, slices, settings.cluster_name, settings.cluster_cidr,
+                               settings.service_cidr)
+        return Tracer(ruleset, node.addresses).trace(source, destination, port, protocol, from_node=from_node)
 
     async def sync(self, services: PortMap, endpoints: PortMap, result: UpdateResult) -> SyncStats:
         """Program the changes; raises NftError (and asks for a full sync next time) when nft
@@ -477,8 +607,18 @@ class NftablesBackend:
     def _full_script(self, services: PortMap, endpoints: PortMap, kernel_chains: set[str],
                      kernel_sets: set[str]) -> tuple[str, dict[str, ServiceRules], ElementTable]:
         base = base_ruleset(self.cfg)
-        parts = {name: service_rules(self.cfg, name, services, endpoints) for name in services.service_names()}
-        elements = ElementTable.build(parts)
+        if self._trust_record:  # the record is right: reuse what did not change
+            previous = self._parts
+            parts = {name: service_rules(self.cfg, name, services, endpoints, previous.get(name))
+                     for name in services.service_names()}
+            elements = self._elements  # changed in place: after a failure the full sync rebuilds it
+            for name in previous.keys() | parts.keys():
+                old, new = previous.get(name), parts.get(name)
+                if old is not new:
+                    elements.replace(name, old.elements if old else {}, new.elements if new else {})
+        else:
+            parts = {name: service_rules(self.cfg, name, services, endpoints) for name in services.service_names()}
+            elements = ElementTable.build(parts)
         tx = Transaction(self.cfg.table)
         head = [f"add table {tx.prefix}", f"flush table {tx.prefix}"]
         wanted_chains = set(base.chains) | {c for part in parts.values() for c in part.chains}
@@ -497,12 +637,9 @@ class NftablesBackend:
         for part in parts.values():
             for name, timeout in part.affinity_sets.items():
                 tx.add_set(NamedSet(name, "ipv4_addr", timeout=timeout))
-            for name, rules in part.chains.items():
-                tx.add_chain(Chain(name))
-                tx.add_rules(name, rules)
-        for set_name, contents in elements.effective().items():
-            for key, value in contents.items():
-                tx.add_element(set_name, key, value)
+            tx.rules += part.chain_lines(tx.prefix)
+        for set_name, key, owner in elements.winners():
+            tx.add_elements.setdefault(set_name, []).append(parts[owner].element_text(set_name, key))
         return tx.script(head), parts, elements
 
     async def _partial_sync(self, services, endpoints, changed: set[str]) -> SyncStats:

@@ -211,7 +211,7 @@ RETURN = Verdict("return")
 
 
 def render_rule(rule: Rule) -> str:
-    return " ".join(expr.nft() for expr in rule)
+    return " ".join([expr.nft() for expr in rule])
 
 
 # ---- containers -------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class NamedSet:
 
 
 def render_element(key: tuple, value: Verdict | None) -> str:
-    text = " . ".join(str(part) for part in key)
+    text = " . ".join([str(part) for part in key])
     return f"{text} : {value.nft()}" if value is not None else text
 
 

@@ -10,6 +10,7 @@ over API dicts; no I/O.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -241,10 +242,12 @@ def categorize_endpoints(endpoints: tuple[Endpoint, ...] | list[Endpoint], svc: 
     return result
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def port_hash(name: ServicePortName) -> str:
-    """8 characters that make chain names unique even when cut short (kube-proxy's scheme)."""
+    """8 characters that make chain names unique even when cut short (kube-proxy's scheme:
+    the first 8 base32 characters of the SHA-256, which only its first 5 bytes make)."""
     digest = hashlib.sha256(f"{name.namespace}/{name.name}/{name.protocol}/{name.port}".encode()).digest()
-    return base64.b32encode(digest).decode()[:8]
+    return base64.b32encode(digest[:5]).decode()
 
 
 def chain_base(svc: ServicePort) -> str:

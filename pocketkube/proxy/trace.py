@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from pocketkube.core.cluster import CLUSTER_CIDR, DEFAULT_NAME, HOST_ADDRESS, SERVICE_CIDR, proxy_table
 from pocketkube.proxy.ruleset import (AddressPairInSet, CtStateNew, CtStatusDnat, Dnat, FibLocal, IpInRanges,
                                       IpInSet, IpMatch,
                                       Masquerade, MarkClear, PortMatch, PortVmap, ProtocolMatch, RandomOneIn, Reject,
@@ -394,7 +395,7 @@ def node_ruleset(node_name: str, services: list[dict], slices: list[dict], clust
                  cluster_cidr: str, service_cidr: str) -> Ruleset:
     """The table the proxy on `node_name` programs for these objects."""
     from pocketkube.proxy.changetracker import ChangeTracker
-    from pocketkube.proxy.nftables import NftablesConfig, build_ruleset, table_name
+    from pocketkube.proxy.nftables import NftablesConfig, build_ruleset
 
     tracker = ChangeTracker(node_name)
     for svc in services:
@@ -402,13 +403,13 @@ def node_ruleset(node_name: str, services: list[dict], slices: list[dict], clust
     for es in slices:
         tracker.on_slice(es)
     tracker.apply()
-    cfg = NftablesConfig(table_name(cluster_name), node_name, cluster_cidr, service_cidr)
+    cfg = NftablesConfig(proxy_table(cluster_name), node_name, cluster_cidr, service_cidr)
     return build_ruleset(cfg, tracker.services, tracker.endpoints)
 
 
 def userspace_trace(node: NodeInfo, services: list[dict], slices: list[dict], source: str, destination: str,
-                    port: int, protocol: str = "tcp", from_node: bool = False, cluster_cidr: str = "10.244.0.0/16",
-                    service_cidr: str = "10.96.0.0/12") -> Trace:
+                    port: int, protocol: str = "tcp", from_node: bool = False, cluster_cidr: str = CLUSTER_CIDR,
+                    service_cidr: str = SERVICE_CIDR) -> Trace:
     """The first packet from `source` to `destination:port` on a node whose proxy runs in
     userspace mode (from_node: sent by a process of the node itself)."""
     from pocketkube.proxy.changetracker import ChangeTracker
@@ -506,8 +507,8 @@ class TraceError(ValueError):
 
 
 async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp", namespace: str = "default",
-                           cluster_name: str = "pocketkube", host_address: str = "172.18.0.1",
-                           cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12",
+                           cluster_name: str = DEFAULT_NAME, host_address: str = HOST_ADDRESS,
+                           cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
                            mode: str | None = None, announced: dict[str, list[str]] | None = None) -> str:
     """Trace a first packet from `source` (a pod name or namespace/name, `node/NAME` or
     `host`, whose address on the node network is `host_address`) to `to` ("ADDR:PORT")
@@ -526,7 +527,12 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
     slices = (await client.list("discovery.k8s.io/v1", "endpointslices")).get("items", [])
     src_ip, node, from_node, label = await _resolve_source(client, source, namespace, cluster_name, host_address,
                                                            nodes, address)
+    from pocketkube.proxy.backend import NodeSettings, backends
+
     mode = mode or await proxy_mode(client)
+    known = backends()
+    backend = known.get(mode) or next(iter(known.values()))  # (an unknown mode: the default's rules)
+    settings = NodeSettings(cluster_name=cluster_name, cluster_cidr=cluster_cidr, service_cidr=service_cidr)
     lines = []
     owner = _load_balancer_owner(services, address)
     if owner and source == "host":
@@ -540,13 +546,7 @@ async def trace_in_cluster(client, *, source: str, to: str, protocol: str = "tcp
         lines.append(f"{address} is the load-balancer address of Service {owner}: node {node.name} announces it "
                      f"(holds it on eth0 and answers ARP on the node network, layer 2), so the host sends it there.")
     for _hop in range(2):
-        if mode == "userspace":
-            trace = userspace_trace(node, services, slices, src_ip, address, port, protocol, from_node,
-                                    cluster_cidr, service_cidr)
-        else:
-            tracer = Tracer(node_ruleset(node.name, services, slices, cluster_name, cluster_cidr, service_cidr),
-                            node.addresses)
-            trace = tracer.trace(src_ip, address, port, protocol, from_node=from_node)
+        trace = backend.trace(node, settings, services, slices, src_ip, address, port, protocol, from_node)
         lines.append(f"on node {node.name}{' (userspace proxy)' if mode == 'userspace' else ''}, from {label}:")
         lines.append(format_trace(trace))
         onward = [o for o in trace.outcomes if o.verdict == ACCEPT and o.delivered == "forward" and not o.dnat]

@@ -32,7 +32,6 @@ import ctypes
 import ipaddress
 import json
 import logging
-import os
 import resource
 import socket
 import struct
@@ -40,10 +39,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pocketkube.core.cluster import CLUSTER_CIDR
 from pocketkube.core.lbpool import ANNOUNCED_LABEL
 from pocketkube.core.netns import enter_netns
 from pocketkube.proxy.changetracker import PortMap, UpdateResult
-from pocketkube.proxy.nftables import NETNS_DIR, NftRunner, SyncStats
+from pocketkube.proxy.backend import Backend, BackendError, Commands, NodeSettings, SyncStats, netns_path
 from pocketkube.proxy.servicemap import Endpoint, ServicePort, ServicePortName, categorize_endpoints
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class SocketMaker:
     creates them (the proxy of a real node runs inside its namespace and creates them directly)."""
 
     def __init__(self, netns: str | None = None):
-        path = netns if netns is None or netns.startswith("/") else os.path.join(NETNS_DIR, netns)
+        path = netns_path(netns)
         self._executor = ThreadPoolExecutor(1, "pk-netns", enter_netns, (path,)) if path else None
 
     async def make(self, count: int, kind: int) -> list[socket.socket]:
@@ -543,24 +543,26 @@ def raise_open_files_limit(wanted: int) -> None:
 @dataclass(frozen=True)
 class UserspaceConfig:
     node_name: str = ""
-    cluster_cidr: str = "10.244.0.0/16"  # pods: "internal" clients for externalTrafficPolicy Local
+    cluster_cidr: str = CLUSTER_CIDR  # pods: "internal" clients for externalTrafficPolicy Local
     interface: str = DUMMY_INTERFACE
     udp_idle_timeout: float = UDP_IDLE_TIMEOUT
 
 
-class UserspaceError(RuntimeError):
+class UserspaceError(BackendError):
     """`ip` refused a change of the dummy interface's addresses (its message)."""
 
 
-class UserspaceBackend:
+class UserspaceBackend(Backend):
     """Keeps one node's relays and service addresses equal to the change tracker's maps.
 
-    Usable on its own: `UserspaceBackend(UserspaceConfig(node_name=...), NftRunner(netns),
+    Usable on its own: `UserspaceBackend(UserspaceConfig(node_name=...), Commands(netns),
     netns)` then `await backend.sync(tracker.services, tracker.endpoints, tracker.apply())`
     inside a running event loop; `await backend.stop()` closes every listener and
     connection (the addresses stay for the next proxy to adopt)."""
 
-    def __init__(self, cfg: UserspaceConfig, runner: NftRunner, netns: str | None = None):
+    mode = "userspace"
+
+    def __init__(self, cfg: UserspaceConfig, runner: Commands, netns: str | None = None):
         self.cfg = cfg
         self.runner = runner
         self.sockets = SocketMaker(netns)
@@ -578,6 +580,27 @@ class UserspaceBackend:
         self._addresses: set[str] = set()  # on the dummy interface, as programmed
         self._sweeper: asyncio.Task | None = None
         raise_open_files_limit(OPEN_FILES)
+
+    @classmethod
+    def create(cls, node: NodeSettings) -> UserspaceBackend:
+        return cls(UserspaceConfig(node_name=node.node_name, cluster_cidr=node.cluster_cidr), Commands(node.netns),
+                   node.netns)
+
+    @classmethod
+    async def remove_leftovers(cls, node: NodeSettings, commands: Commands) -> None:
+        """The dummy interface and the Service addresses on it."""
+        code, _, _ = await commands.run(["ip", "link", "del", DUMMY_INTERFACE])
+        if code == 0:
+            log.info("removed the userspace mode's interface %s", DUMMY_INTERFACE)
+
+    @staticmethod
+    def trace(node, settings: NodeSettings, services: list[dict], slices: list[dict], source: str,
+              destination: str, port: int, protocol: str, from_node: bool):
+        """Which relay the packet meets and where it may go (trace.py's `userspace_trace`)."""
+        from pocketkube.proxy.trace import userspace_trace
+
+        return userspace_trace(node, services, slices, source, destination, port, protocol, from_node,
+                               settings.cluster_cidr, settings.service_cidr)
 
     async def sync(self, services: PortMap, endpoints: PortMap, result: UpdateResult) -> SyncStats:
         try:

@@ -377,3 +377,64 @@ def test_kubectl_drain_respects_the_disruption_budget(cluster, ns):
         assert len(after) == 2 and all(p["spec"]["nodeName"] != node for p in after)
     finally:
         cluster.kubectl("uncordon", node)
+
+
+def test_an_evicted_job_pod_is_ignored_by_its_pod_failure_policy(cluster, ns):
+    """The documented use of podFailurePolicy: a pod evicted (DisruptionTarget) does not count
+    towards backoffLimit 0; the node writes the pod's terminal phase before it goes, the Job
+    sees a Failed pod with the condition, ignores it and starts another."""
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "evicted"},
+           "spec": {"backoffLimit": 0, "podFailurePolicy": {"rules": [
+               {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+               "template": {"spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                                     "containers": [{"name": "main", "image": "busybox",
+                                                     "command": ["sleep", "3600"]}]}}}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(job))
+    cluster.kubectl("wait", "--for=condition=ready", "pod", "-l", "job-name=evicted", "-n", ns, "--timeout=60s",
+                    timeout=90)
+    first = pods(cluster, ns, "job-name=evicted")[0]["metadata"]["name"]
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": first, "namespace": ns}}
+    cluster.kubectl("create", "--raw", f"/api/v1/namespaces/{ns}/pods/{first}/eviction", "-f", "-",
+                    input=json.dumps(eviction))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        others = [p for p in pods(cluster, ns, "job-name=evicted") if p["metadata"]["name"] != first]
+        if others and others[0]["status"].get("phase") == "Running":
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no replacement: {cluster.kubectl('describe', 'job', 'evicted', '-n', ns).stdout}")
+    status = cluster.kubectl_json("get", "job", "evicted", "-n", ns)["status"]
+    assert status.get("failed", 0) == 0 and not any(c["type"] == "Failed" for c in status.get("conditions") or [])
+
+
+def test_a_deleted_pod_reports_its_terminal_phase_before_it_goes(cluster, ns):
+    """As the kubelet does since 1.27: a deleted pod's containers are stopped, its final status
+    (phase Failed, the containers' terminated states) is written, and then it is removed, so
+    controllers watching it (a Job's) see how it ended."""
+    from conftest import KUBECTL
+
+    cluster.kubectl("run", "ending", "--image=busybox", "-n", ns, "--", "sleep", "3600")
+    cluster.kubectl("wait", "--for=condition=ready", "pod/ending", "-n", ns, "--timeout=60s", timeout=90)
+    watch = subprocess.Popen([KUBECTL, "get", "pod", "ending", "-n", ns, "--watch", "--output-watch-events",
+                              "-o", "json"], stdout=subprocess.PIPE, text=True, env=cluster.env)
+    try:
+        time.sleep(0.5)
+        cluster.kubectl("delete", "pod", "ending", "-n", ns, "--grace-period=1", "--wait=true", timeout=90)
+        time.sleep(0.5)
+    finally:
+        watch.terminate()
+        out = watch.communicate(timeout=10)[0]
+    events, decoder, at = [], json.JSONDecoder(), 0
+    while at < len(out):
+        if out[at].isspace():
+            at += 1
+            continue
+        event, at = decoder.raw_decode(out, at)
+        events.append(event)
+    phases = [(e["type"], e["object"]["status"].get("phase")) for e in events]
+    assert ("MODIFIED", "Failed") in phases and phases[-1][0] == "DELETED", phases
+    final = next(e["object"]["status"] for e in events if e["object"]["status"].get("phase") == "Failed")
+    terminated = final["containerStatuses"][0]["state"].get("terminated")
+    assert terminated is not None, final
+    assert terminated["exitCode"] in (137, 143) and terminated["reason"] == "Error"

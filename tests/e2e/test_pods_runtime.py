@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from pocketkube.node.pods import PodManager, cleanup_node_state
-from pocketkube.node.sandbox import process_alive
+from pocketkube.core.linux import process_alive
 
 pytestmark = [pytest.mark.e2e]
 
@@ -68,6 +68,12 @@ class FakeEnv:
 
     async def volume_files(self, pod, volume):
         return self.files.get(volume["name"], {})
+
+    def token_renew_at(self, uid):
+        return None  # its files hold no token that expires
+
+    def forget_pod(self, uid):
+        pass
 
 
 class Node:
@@ -463,7 +469,7 @@ async def test_fifty_pods_at_once(node):
     assert len([link for link in node.links() if link.startswith("veth")]) == 50
     await asyncio.gather(*(node.manager.terminate(p, 1) for p in pods))
     assert [link for link in node.links() if link.startswith("veth")] == []
-    assert node.manager.sandboxes.ipam.allocations == {}
+    assert node.manager.runtime.sandboxes.ipam.allocations == {}
     assert holder_pids(node.state_dir) == []
 
 
@@ -521,7 +527,7 @@ async def test_agent_killed_then_restarted_adopts_its_pods(node):
     status = await node.running(lost)
     assert status["containerStatuses"][0]["restartCount"] == 1
     assert status["containerStatuses"][0]["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
-    assert len(set(node.manager.sandboxes.ipam.allocations)) == 2
+    assert len(set(node.manager.runtime.sandboxes.ipam.allocations)) == 2
 
 
 async def test_terminate_leaves_nothing_behind(node):
@@ -563,7 +569,7 @@ GUARD = 'test "$(readlink /proc/self/ns/pid)" != "$0" || exit 99; '
 
 def exec_in(node: Node, pod: dict, container: str, *argv: str) -> subprocess.CompletedProcess:
     command = node.manager.exec_command(pod["metadata"]["uid"], container, list(argv))
-    # an exec joins the container's namespaces, its PID namespace included (sandbox.py --exec)
+    # an exec joins the container's namespaces, its PID namespace included (nsinit.py --exec)
     assert command[-2] == "--exec" and json.loads(command[-1])["container_pid"] > 0, command
     return run(*command, check=False)
 

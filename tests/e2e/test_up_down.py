@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 from pocketkube.cli import up as up_cmd
+from pocketkube.core import cluster as names
 from pocketkube.node import network
 from pocketkube.node.sandbox import veth_name
 
@@ -255,7 +256,7 @@ def test_up_after_a_crash_cleans_the_leftovers_and_starts(cluster):
 
 
 def test_down_removes_everything_and_a_second_down_has_nothing_to_do(cluster):
-    pod_netns = network.pod_netns_name(cluster.net.node(1).netns, "deadbeef-0000")
+    pod_netns = names.pod_netns_name(cluster.net.node(1).netns, "deadbeef-0000")
     table = f"pk-{cluster.name}-e2e"
     strays = []
     try:

@@ -12,6 +12,7 @@ import inspect
 
 from pocketkube.apiserver.local import LocalTransport
 from pocketkube.apiserver.server import APIServer
+from pocketkube.core import errors
 from pocketkube.core.client import Client
 from pocketkube.node.agent import NodeAgent
 
@@ -108,6 +109,46 @@ async def test_a_pod_whose_host_port_is_taken_is_rejected_not_run(tmp_path):
         await client.delete("v1", "pods", "late", namespace="default")
         again = await client.create("v1", "pods", pod("late", 21017), namespace="default")
         await eventually(lambda: (again["metadata"]["uid"] in pods.running))
+    finally:
+        await agent.stop()
+        await server.stop()
+
+
+async def test_pods_in_namespaces_named_like_the_agents_own_work_run(tmp_path):
+    """The agent's work queue holds three kinds of work (sync a pod, write its status, stop an
+    orphan); a pod in a namespace named `status` or `orphan` is synced like any other and its
+    status written (with string keys, `status/web` was taken for a status write and never run)."""
+    server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
+    await server.start()
+    client = Client(LocalTransport(server.handlers), field_manager="test")
+    pods = RecordingPods()
+    agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
+                      state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
+    await agent.start()
+    try:
+        created = []
+        for namespace in ("status", "orphan"):
+            await client.create("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": namespace}})
+            web = pod("web", 0)
+            del web["spec"]["containers"][0]["ports"]
+
+            async def create(web=web, namespace=namespace):
+                try:  # admission sees a new namespace once the watch cache has it
+                    return await client.create("v1", "pods", web, namespace=namespace)
+                except errors.APIError as exc:
+                    assert exc.code == 404, exc
+                    return None
+
+            created.append(await eventually(create))
+        for made in created:
+            await eventually(lambda: made["metadata"]["uid"] in pods.running)
+
+            async def running(namespace=made["metadata"]["namespace"]):
+                got = await client.get("v1", "pods", "web", namespace=namespace)
+                return got.get("status", {}).get("phase") == "Running"
+
+            await eventually(running)
     finally:
         await agent.stop()
         await server.stop()

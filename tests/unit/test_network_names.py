@@ -11,19 +11,20 @@ import pytest
 import yaml
 
 from pocketkube.cli import up
+from pocketkube.core import cluster as names
 from pocketkube.node import network
 from pocketkube.node.network import ClusterNetwork
 
 
 @pytest.mark.parametrize("name", ["pocketkube", "a", "e2e-1a2b3c", "x" * 20, "my-cluster-2"])
 def test_valid_cluster_names(name):
-    network.validate_cluster_name(name)
+    names.validate_cluster_name(name)
 
 
 @pytest.mark.parametrize("name", ["", "x" * 21, "-a", "a-", "Upper", "a_b", "a.b", "a b", "ä"])
 def test_invalid_cluster_names(name):
     with pytest.raises(ValueError, match="invalid cluster name"):
-        network.validate_cluster_name(name)
+        names.validate_cluster_name(name)
 
 
 @pytest.mark.parametrize("nodes", [0, -1, network.MAX_NODES + 1])
@@ -59,27 +60,27 @@ def test_node_index_out_of_range():
 
 
 def test_names_fit_the_kernel_limits():
-    longest = "x" * network.MAX_NAME_LENGTH
+    longest = "x" * names.MAX_NAME_LENGTH
     net = ClusterNetwork(longest, network.MAX_NODES)
     for node in net.node_list():
         assert len(node.host_veth) <= 15
         assert len(node.netns) < 32
     assert len(net.bridge) <= 15
-    assert len(network.pod_netns_name(net.node(1).netns, "0123abcd-ef01-2345-6789-abcdef012345")) < 40
+    assert len(names.pod_netns_name(net.node(1).netns, "0123abcd-ef01-2345-6789-abcdef012345")) < 40
 
 
 def test_cut_interface_names_stay_distinct_and_stable():
-    a = network.interface_name("pkv-", "cluster-alpha", "-n1")
-    b = network.interface_name("pkv-", "cluster-alphb", "-n1")
+    a = names.interface_name("pkv-", "cluster-alpha", "-n1")
+    b = names.interface_name("pkv-", "cluster-alphb", "-n1")
     assert a != b
-    assert a == network.interface_name("pkv-", "cluster-alpha", "-n1")
+    assert a == names.interface_name("pkv-", "cluster-alpha", "-n1")
     assert a.startswith("pkv-clu") and a.endswith("-n1") and len(a) == 15
     net = ClusterNetwork("cluster-alpha", 12)
     assert len({n.host_veth for n in net.node_list()}) == 12
 
 
 def test_short_interface_names_are_kept_whole():
-    assert network.interface_name("pkv-", "dev", "-n2") == "pkv-dev-n2"
+    assert names.interface_name("pkv-", "dev", "-n2") == "pkv-dev-n2"
 
 
 @pytest.mark.parametrize("cluster, netns, owned", [
@@ -96,7 +97,7 @@ def test_short_interface_names_are_kept_whole():
     ("dev-n1", "pk-dev-n1-n1", True),
 ])
 def test_namespace_ownership(cluster, netns, owned):
-    assert network.owns_netns(cluster, netns) is owned
+    assert names.owns_netns(cluster, netns) is owned
 
 
 @pytest.mark.parametrize("cluster, table, others, owned", [
@@ -111,20 +112,20 @@ def test_namespace_ownership(cluster, netns, owned):
     ("dev", "filter", (), False),
 ])
 def test_nft_table_ownership(cluster, table, others, owned):
-    assert network.owns_nft_table(cluster, table, others) is owned
+    assert names.owns_nft_table(cluster, table, others) is owned
 
 
 def test_pod_netns_name_follows_its_node():
-    assert network.pod_netns_name("pk-dev-n2", "0123ABCD-ef01-2345") == "pk-dev-p-0123abcd"
-    assert network.owns_netns("dev", network.pod_netns_name("pk-dev-n2", "0123abcd-ef01"))
+    assert names.pod_netns_name("pk-dev-n2", "0123ABCD-ef01-2345") == "pk-dev-p-0123abcd"
+    assert names.owns_netns("dev", names.pod_netns_name("pk-dev-n2", "0123abcd-ef01"))
     with pytest.raises(ValueError):
-        network.pod_netns_name("eth0", "0123abcd")
+        names.pod_netns_name("eth0", "0123abcd")
 
 
 @pytest.mark.parametrize("netns, cluster", [
     ("pk-dev-n1", "dev"), ("pk-dev-n1-n2", "dev-n1"), ("pk-dev-p-0123abcd", None), ("other", None)])
 def test_cluster_of_netns(netns, cluster):
-    assert network.cluster_of_netns(netns) == cluster
+    assert names.cluster_of_netns(netns) == cluster
 
 
 def test_host_batch_makes_bridge_veths_routes_and_unreachable_routes():

@@ -141,6 +141,23 @@ async def test_a_token_is_renewed_after_most_of_its_lifetime(monkeypatch):
     assert await resolver._token_file(pod("a"), src) == {"token": b"token-3"}
 
 
+async def test_a_pods_tokens_say_when_they_are_due_and_go_with_the_pod(monkeypatch):
+    client = TokenClient()
+    resolver = node_env.EnvResolver(client, services=None)
+    assert resolver.token_renew_at("uid-a") is None
+    before = time.monotonic()
+    await resolver._token_file(pod("a"), {"path": "token", "expirationSeconds": 3600})
+    await resolver._token_file(pod("a"), {"path": "vault", "audience": "vault", "expirationSeconds": 1000})
+    await resolver._token_file(pod("b"), {"path": "token", "expirationSeconds": 600})
+    after = time.monotonic()
+    fraction = node_env.TOKEN_REFRESH_FRACTION
+    assert before + 1000 * fraction <= resolver.token_renew_at("uid-a") <= after + 1000 * fraction  # the earliest
+    resolver.forget_pod("uid-a")
+    assert resolver.token_renew_at("uid-a") is None
+    assert before + 600 * fraction <= resolver.token_renew_at("uid-b") <= after + 600 * fraction
+    assert await resolver._token_file(pod("a"), {"path": "token", "expirationSeconds": 3600}) == {"token": b"token-4"}
+
+
 async def test_a_failed_token_request_is_not_cached():
     client = TokenClient(fail=True)
     resolver = node_env.EnvResolver(client, services=None)

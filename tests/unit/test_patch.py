@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pocketkube.core.errors import APIError
-from pocketkube.core.patch import REJECTED_MESSAGE, json_patch, merge_patch, strategic_merge_patch
+from pocketkube.apiserver.patch import REJECTED_MESSAGE, json_patch, merge_patch, strategic_merge_patch
 
 # ---------------------------------------------------------------------------------------
 # RFC 6902

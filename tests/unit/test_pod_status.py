@@ -8,11 +8,14 @@ import os
 
 import pytest
 
-from pocketkube.node import runtime, sandbox
-from pocketkube.node.pods import (Backoff, ContainerView, container_status, crash_backoff_message,
-                                  generate_pod_status, go_duration, kubelet_conditions, pod_phase,
-                                  should_restart, with_transition_times, write_volume_files)
-from pocketkube.node.sandbox import Ipam, SandboxError, hosts_file, pod_hostname, resolv_conf
+from pocketkube.node import nsinit, runtime
+from pocketkube.node.ipam import Ipam, IpamError
+from pocketkube.node.podfiles import hosts_file, pod_hostname, resolv_conf
+from pocketkube.node.podstatus import (ContainerView, container_status, crash_backoff_message, generate_pod_status,
+                                       go_duration, kubelet_conditions, pod_phase, should_restart,
+                                       with_transition_times)
+from pocketkube.node.podworker import Backoff
+from pocketkube.node.volumes import write_volume_files
 
 T0 = "2024-01-01T00:00:00Z"
 
@@ -267,7 +270,7 @@ def test_ipam_exhaustion(tmp_path):
     ipam = Ipam(str(tmp_path / "ipam.json"), "10.244.1.0/29")
     for i in range(5):
         ipam.allocate(f"u{i}")
-    with pytest.raises(SandboxError, match="exhausted"):
+    with pytest.raises(IpamError, match="exhausted"):
         ipam.allocate("one-too-many")
 
 
@@ -315,6 +318,6 @@ def test_rfc3339_nano(ns, text):
 
 
 def test_start_error_messages():
-    assert sandbox.start_error_message("foo").endswith(
+    assert nsinit.start_error_message("foo").endswith(
         'unable to start container process: exec: "foo": executable file not found in $PATH: unknown')
-    assert 'exec: "/bin/foo": stat /bin/foo: no such file or directory' in sandbox.start_error_message("/bin/foo")
+    assert 'exec: "/bin/foo": stat /bin/foo: no such file or directory' in nsinit.start_error_message("/bin/foo")

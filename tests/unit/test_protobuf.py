@@ -1,4 +1,4 @@
-"""Tests for pocketkube.core.protobuf: real kubectl bodies, hand-built edge cases, errors, fuzz."""
+"""Tests for pocketkube.apiserver.protobuf: real kubectl bodies, hand-built edge cases, errors, fuzz."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pocketkube.core import protobuf
+from pocketkube.apiserver import protobuf
 from pocketkube.core.errors import APIError
-from pocketkube.core.protobuf import KINDS, PROTOBUF_CONTENT_TYPE, SCHEMA, decode
+from pocketkube.apiserver.protobuf import KINDS, PROTOBUF_CONTENT_TYPE, SCHEMA, decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "protobuf"
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.bin"))

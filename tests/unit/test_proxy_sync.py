@@ -157,3 +157,38 @@ async def test_udp_endpoint_removal_flushes_its_conntrack_entries(setup):
     tracker.on_slice(endpoint_slice("dns", ["10.244.1.3"], "UDP"))
     await sync()
     assert runner.conntrack == [["-p", "udp", "--orig-dst", "10.96.0.10", "--dst-nat", "10.244.1.2"]]
+
+
+def _body(script: str) -> list[str]:
+    """A full sync's lines without the adoption part (flushes of sets the kernel held), one
+    line per element, in any order."""
+    lines = []
+    for line in script.splitlines():
+        if line.startswith("add element"):
+            head, _, elements = line.partition(" { ")
+            lines += [f"{head} {element}" for element in elements.removesuffix(" }").split(", ")]
+        elif not line.startswith(("flush map", "flush set")):
+            lines.append(line)
+    return sorted(lines)
+
+
+async def test_full_resync_after_changes_equals_a_fresh_build(setup):
+    """The full sync that reuses unchanged Services' rules and updates the element table in
+    place writes what a proxy starting from nothing would write."""
+    tracker, runner, backend, sync = setup
+    tracker.on_service(None, service("shared", "10.96.0.70", externalIPs=["192.0.2.1"]))
+    tracker.on_service(None, service("other", "10.96.0.71", externalIPs=["192.0.2.1"]))  # one key, two claims
+    await sync()
+    tracker.on_slice(endpoint_slice("s1", ["10.244.1.11", "10.244.1.51"]))
+    tracker.on_service(service("s3", "10.96.0.13"), None)
+    tracker.on_service(service("shared", "10.96.0.70", externalIPs=["192.0.2.1"]), None)  # "other" wins now
+    await sync()
+    reused_before = backend._parts["ns/s0"]
+    backend.needs_full_sync = True
+    await sync()
+    assert backend._parts["ns/s0"] is reused_before
+    fresh = FakeRunner()
+    await NftablesBackend(NftablesConfig(node_name="node-1"), fresh).sync(tracker.services, tracker.endpoints,
+                                                                         tracker.apply())
+    assert _body(runner.scripts[-1]) == _body(fresh.scripts[0])
+    assert "192.0.2.1 . tcp . 80 : goto reject-chain" in runner.scripts[-1]

@@ -157,10 +157,10 @@ def test_syscall_numbers_match_libseccomp():
     assert "mount" in security.denied_syscalls(0) and "mount" not in security.denied_syscalls(1 << 21)
 
 
-# ---- what a root binds and where a program is found (sandbox.py) --------------------------------
+# ---- what a root binds and where a program is found (nsinit.py) --------------------------------
 
 def test_held_paths_are_the_outermost_existing_ones_named_through_real_directories(tmp_path):
-    from pocketkube.node.sandbox import held_paths
+    from pocketkube.node.nsinit import held_paths
 
     (tmp_path / "usr" / "lib" / "x").mkdir(parents=True)
     (tmp_path / "usr" / "bin").mkdir()
@@ -171,7 +171,7 @@ def test_held_paths_are_the_outermost_existing_ones_named_through_real_directori
 
 
 def test_a_program_is_found_in_path_as_runc_finds_it(tmp_path):
-    from pocketkube.node.sandbox import find_program, start_error_message
+    from pocketkube.node.nsinit import find_program, start_error_message
 
     (tmp_path / "bin").mkdir()
     tool = tmp_path / "bin" / "tool"

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pocketkube.core.errors import APIError
-from pocketkube.core.fieldsets import convert_field_selector, fields_for, supported_fields
+from pocketkube.apiserver.fieldsets import convert_field_selector, fields_for, supported_fields
 from pocketkube.core.selectors import (
     FieldSelector,
     LabelSelector,

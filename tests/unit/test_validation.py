@@ -2,7 +2,7 @@
 
 import pytest
 
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 
 LABEL_1123 = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
               "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, required
 from pocketkube.core.objects import rfc3339
 

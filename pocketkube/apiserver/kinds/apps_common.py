@@ -7,7 +7,7 @@ import copy
 
 from pocketkube.apiserver.kinds import podspec
 from pocketkube.apiserver.kinds.base import Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, required
 
 

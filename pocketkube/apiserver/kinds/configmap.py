@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver.kinds.secret import MAX_SECRET_SIZE, decoded_length, immutable_errors
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, too_long
 
 

@@ -4,7 +4,7 @@ reporting fields once eventTime is set), plus name presence."""
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, required
 
 FIELD_LIMIT = 128

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver import crdschema
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, duplicate, invalid_value, not_supported, required
 from pocketkube.core.objects import rfc3339
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pocketkube.apiserver.kinds import apps_common, podspec
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.kinds.job import validate_job_spec
+from pocketkube.apiserver import validation as v
 from pocketkube.core import cron
-from pocketkube.core import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, not_supported, required
 
 # A Job's name is the CronJob's plus "-" and up to 11 digits of its scheduled minute.

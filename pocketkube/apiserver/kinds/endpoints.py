@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver.kinds.podspec import SUPPORTED_PROTOCOLS
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, not_supported, required
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver.kinds.podspec import SUPPORTED_PROTOCOLS
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, duplicate, invalid_value, not_supported, required, too_many
 
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]

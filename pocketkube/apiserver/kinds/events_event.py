@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver.kinds.core_event import validate_legacy_event
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, required
 
 # events.k8s.io/v1 field -> core/v1 field

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, not_supported, required
 
 PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]

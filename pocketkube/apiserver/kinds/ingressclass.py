@@ -4,7 +4,7 @@ characters and immutable; generation tracks spec changes."""
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, too_long
 
 MAX_CONTROLLER_LENGTH = 250

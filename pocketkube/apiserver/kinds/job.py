@@ -7,7 +7,7 @@ import copy
 
 from pocketkube.apiserver.kinds import apps_common, podspec
 from pocketkube.apiserver.kinds.base import KindInfo
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import OMIT, FieldError, duplicate, invalid_value, not_supported, required, too_many
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"

@@ -8,7 +8,7 @@ import random
 
 from pocketkube.apiserver.kinds import podspec
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, forbidden, invalid_value
 
 DEFAULT_TOLERATION_SECONDS = 300

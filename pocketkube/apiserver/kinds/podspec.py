@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.quantity import parse_quantity
 from pocketkube.core.errors import FieldError, duplicate, forbidden, invalid_value, not_found_field, not_supported, required
 

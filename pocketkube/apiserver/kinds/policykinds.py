@@ -8,7 +8,7 @@ and autoscaling/v2 HorizontalPodAutoscaler, which nothing enforces or acts on ye
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, forbidden, invalid_value, not_supported, required
 
 LIMIT_TYPES = ["Container", "Pod", "PersistentVolumeClaim"]

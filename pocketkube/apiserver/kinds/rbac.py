@@ -8,7 +8,7 @@ Stored and served as kube-apiserver serves them; what they grant is not enforced
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, invalid_value, not_supported, required
 
 GROUP = "rbac.authorization.k8s.io"

@@ -9,7 +9,7 @@ import copy
 from pocketkube.apiserver.kinds import podspec
 from pocketkube.apiserver.kinds.apps_common import WorkloadStrategy
 from pocketkube.apiserver.kinds.base import KindInfo
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, required
 
 

@@ -7,7 +7,7 @@ import base64
 import binascii
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, forbidden, invalid_value, required, too_long
 
 MAX_SECRET_SIZE = 1024 * 1024

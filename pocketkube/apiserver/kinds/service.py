@@ -13,7 +13,7 @@ import copy
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver.kinds.podspec import SUPPORTED_PROTOCOLS
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, duplicate, forbidden, invalid_value, not_supported, required
 
 SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]

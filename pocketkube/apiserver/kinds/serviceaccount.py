@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, required
 
 

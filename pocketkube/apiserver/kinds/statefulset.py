@@ -7,7 +7,7 @@ import copy
 
 from pocketkube.apiserver.kinds import apps_common
 from pocketkube.apiserver.kinds.base import KindInfo
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, forbidden, invalid_value, not_supported, required
 
 _UPDATABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",

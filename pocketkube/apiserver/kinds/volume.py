@@ -9,7 +9,7 @@ clean claims up (the StatefulSet e2e framework lists and deletes them) find the 
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, forbidden, not_supported, required
 from pocketkube.core.objects import rfc3339
 

@@ -10,7 +10,7 @@ Stored and served as kube-apiserver serves them; webhooks.py calls the webhooks 
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
-from pocketkube.core import validation as v
+from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, duplicate, invalid_value, not_supported, required
 
 GROUP = "admissionregistration.k8s.io"

@@ -10,7 +10,7 @@ the container gives a `command:` (with the programs of this machine's /usr, as a
 would); without one it is an image pull error that lists the catalog, as a real node reports
 a missing image.
 
-What an image holds is all a pod sees of this machine (sandbox.py builds the pod's root from
+What an image holds is all a pod sees of this machine (nsinit.py builds the pod's root from
 it; docs/adr/0009-pod-root-from-the-image.md says why):
 
 - every image: this machine's shared libraries (/usr/lib, /usr/lib64, with /lib and /lib64 as

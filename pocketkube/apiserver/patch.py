@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
+from pocketkube.apiserver.schema import json_kind
 from pocketkube.core.errors import APIError, bad_request, go_quote, invalid, invalid_value, too_large
 
 __all__ = ["json_patch", "merge_patch", "strategic_merge_patch"]
@@ -61,19 +62,6 @@ def _go_type(value: Any) -> str:
     if isinstance(value, list):
         return "[]interface {}"
     return type(value).__name__
-
-
-def _json_kind(value: Any) -> str:
-    """How encoding/json names a value in `cannot unmarshal <kind> into ...`."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -166,15 +154,15 @@ def _check_operation_shapes(ops: Any) -> None:
     if ops is None:
         return
     if not isinstance(ops, list):
-        raise bad_request(f"{prefix} {_json_kind(ops)} into Go value of type []handlers.jsonPatchOp")
+        raise bad_request(f"{prefix} {json_kind(ops)} into Go value of type []handlers.jsonPatchOp")
     for op in ops:
         if op is None:
             continue
         if not isinstance(op, dict):
-            raise bad_request(f"{prefix} {_json_kind(op)} into Go value of type handlers.jsonPatchOp")
+            raise bad_request(f"{prefix} {json_kind(op)} into Go value of type handlers.jsonPatchOp")
         for name, value in op.items():
             if name in ("op", "path", "from") and value is not None and not isinstance(value, str):
-                raise bad_request(f"{prefix} {_json_kind(value)} into Go struct field "
+                raise bad_request(f"{prefix} {json_kind(value)} into Go struct field "
                                   f"jsonPatchOp.{name} of type string")
 
 
@@ -410,7 +398,7 @@ def merge_patch(doc: dict, patch: Any) -> dict:
     if patch is None:
         raise bad_request("Invalid JSON Patch")
     if not isinstance(patch, dict):
-        raise bad_request(f"error decoding patch: json: cannot unmarshal {_json_kind(patch)} "
+        raise bad_request(f"error decoding patch: json: cannot unmarshal {json_kind(patch)} "
                           "into Go value of type map[string]interface {}")
     result = copy.deepcopy(doc)
     _merge_members(result, copy.deepcopy(patch))
@@ -578,7 +566,7 @@ def strategic_merge_patch(doc: dict, patch: Any, kind: str) -> dict:
     if patch is None:
         return copy.deepcopy(doc)
     if not isinstance(patch, dict):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(patch)} into Go value of type "
+        raise bad_request(f"json: cannot unmarshal {json_kind(patch)} into Go value of type "
                           "map[string]interface {}")
     try:
         return _merge_map(copy.deepcopy(doc), copy.deepcopy(patch), _KINDS.get(kind))
