@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from pocketkube.controllers.endpointutil import (LABEL_SERVICE_NAME, find_port, is_pod_ready, is_pod_terminal,
                                                  pod_ips)
+from pocketkube.core.cluster import CLUSTER_DOMAIN
 from pocketkube.core.objects import labels_of as _labels
 from pocketkube.core.objects import name_of as _name
 from pocketkube.core.objects import namespace_of as _ns
@@ -32,7 +33,6 @@ KINDS = {"svc": "Service", "service": "Service", "services": "Service",
          "ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress",
          "po": "Pod", "pod": "Pod", "pods": "Pod",
          "ep": "Endpoints", "endpoints": "Endpoints"}
-CLUSTER_DOMAIN = "cluster.local"
 DEFAULT_AFFINITY_SECONDS = 10800
 WIDTH = 100
 
