@@ -12,6 +12,7 @@ import time
 
 from pocketkube import addons
 from pocketkube.cli import up
+from pocketkube.cli.helptext import examples
 from pocketkube.core import cluster as names
 
 POLL_SECONDS = 0.5
@@ -125,7 +126,11 @@ def disable(name: str, addon: str, out=sys.stdout) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("addons", help="list, enable and disable the built-in add-ons (ingress, ...)")
+    p = sub.add_parser("addons", help="list, enable and disable the built-in add-ons (ingress, ...)", **examples(
+        "pocketkube addons list",
+        "pocketkube addons enable ingress                             # NodePort Service, as the bare-metal manifest",
+        "pocketkube addons enable ingress --service-type LoadBalancer # the Ingresses' ADDRESS is the LB address",
+        "pocketkube addons disable ingress"))
     verbs = p.add_subparsers(dest="verb", required=True)
     cluster = {"default": names.DEFAULT_NAME, "help": "cluster name (default %(default)s)"}
     v = verbs.add_parser("list", help="each add-on and whether it is enabled")

@@ -21,6 +21,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
+from pocketkube.cli.helptext import examples
 from pocketkube.core.cluster import CLUSTER_DNS, CLUSTER_DOMAIN
 from pocketkube.dns import explain, wire
 from pocketkube.dns.records import Records
@@ -232,7 +233,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     """Register `explain-dns` on the CLI's subcommands."""
-    e = sub.add_parser("explain-dns", help="show what a pod's resolver does with a name: each query, each answer, why")
+    e = sub.add_parser("explain-dns", help="show what a pod's resolver does with a name: each query, each answer, why",
+                       **examples("pocketkube explain-dns my-nginx                  # from a pod of namespace default",
+                                  "pocketkube explain-dns my-nginx.shop --from web-0 -n front",
+                                  "pocketkube explain-dns _http._tcp.my-nginx --type SRV"))
     e.add_argument("name", metavar="NAME", help="the name a program in the pod looks up (e.g. my-nginx)")
     e.add_argument("--from", dest="source", metavar="POD", default=None,
                    help="the pod whose resolver to follow (default: a pod in the namespace with dnsPolicy ClusterFirst)")

@@ -277,10 +277,17 @@ def _run(coro) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pocketkube.cli.helptext import examples
     from pocketkube.core import cluster as names
     from pocketkube.core.lbpool import DEFAULT_LB_RANGE
 
-    parser = argparse.ArgumentParser(prog="pocketkube", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="pocketkube", description="Kubernetes Service networking, for real, on one Linux machine: "
+        "a cluster that the real kubectl drives, and tools that say where a Service's traffic goes.",
+        **examples("pocketkube up                       # start a cluster (as root); kubectl then works",
+                   "pocketkube explain svc/web          # why does Service web not answer?",
+                   "pocketkube trace --from web-0 --to 10.96.0.10:53 --proto udp",
+                   "pocketkube down                     # stop it and remove everything it made"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("server", help="run the API server and the controllers (the scheduler among them)")
@@ -315,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pocketkube.cli import explain_dns
 
     explain_dns.add_parser(sub)
+    from pocketkube.cli import explain as explain_cli
+
+    explain_cli.add_parsers(sub)
+    from pocketkube.cli import ui
+
+    ui.add_parser(sub)
     a = sub.add_parser("agent", help="run a node agent (pocketkube's kubelet); `up` starts these")
     a.add_argument("--kubeconfig", required=True, help="how to reach the API server")
     a.add_argument("--node-name", required=True)
@@ -339,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--cluster-cidr", default=names.CLUSTER_CIDR, help="the pod range (not masqueraded)")
     x.add_argument("--service-cidr", default=names.SERVICE_CIDR)
     x.set_defaults(func=_proxy)
-    t = sub.add_parser("trace", help="follow a packet through the Service rules a node's proxy programs")
+    t = sub.add_parser("trace", help="follow a packet through the Service rules a node's proxy programs", **examples(
+        "pocketkube trace --to 10.96.12.7:80                 # from the host to a ClusterIP",
+        "pocketkube trace --from web-6d4cf56db6-x2k4q --to 10.96.12.7:80",
+        "pocketkube trace --from node/pocketkube-node-1 --to 172.18.0.2:30080",
+        "pocketkube trace --to http://shop.example/cart --header 'X-Canary: always'   # through the Ingress"))
     t.add_argument("--from", dest="source", default="host", metavar="POD|node/NAME|host",
                    help="where the packet starts (default: the host)")
     t.add_argument("--to", required=True, metavar="ADDR:PORT|http[s]://HOST[:PORT]/PATH",

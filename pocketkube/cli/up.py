@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 
 from pocketkube import addons
 from pocketkube.cli import supervisor
+from pocketkube.cli.helptext import examples
 from pocketkube.cli.supervisor import live_pid, write_file as _write_file
 from pocketkube.core import cluster as names
 from pocketkube.core.linux import proc_stat
@@ -880,7 +881,10 @@ def _write_load_balancers(record: ClusterRecord, out) -> None:
 def add_parsers(sub) -> None:
     """Register `up`, `down` and `status` on main.py's subcommand parser."""
     p = sub.add_parser("up", help="start a cluster: node network, API server and controllers, one agent per "
-                                  "node, the add-ons")
+                                  "node, the add-ons", **examples(
+        "pocketkube up                                # one node, kube-proxy and coredns; sets kubectl's context",
+        "pocketkube up --nodes 3 --proxy-mode userspace",
+        "pocketkube up --name lab --addons ingress    # also the ingress-nginx controller"))
     p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.add_argument("--nodes", type=int, default=1, help="number of nodes (default %(default)s)")
     p.add_argument("--data-dir", help=f"where the cluster's data lives (default {DATA_ROOT}/NAME)")
@@ -903,10 +907,13 @@ def add_parsers(sub) -> None:
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
                                                     lb_range=a.lb_range, datastore=a.datastore,
                                                     addons=tuple(n for names in a.addons for n in names)))))
-    p = sub.add_parser("down", help="stop a cluster and remove everything it made")
+    p = sub.add_parser("down", help="stop a cluster and remove everything it made",
+                       **examples("pocketkube down", "pocketkube down --name lab"))
     p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: down(a.name)))
-    p = sub.add_parser("status", help="say what runs")
+    p = sub.add_parser("status", help="say what runs",
+                       **examples("pocketkube status              # the processes, nodes and add-ons of cluster pocketkube",
+                                  "pocketkube status --name lab"))
     p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.set_defaults(func=_cli(lambda a: status(a.name)))
 
