@@ -290,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "pocketkube down                     # stop it and remove everything it made"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("server", help="run the API server and the controllers (the scheduler among them)")
+    p = sub.add_parser("server", help="run the API server and the controllers (the scheduler among them)", **examples(
+        "pocketkube server --data-dir /tmp/pk          # then: KUBECONFIG=/tmp/pk/kubeconfig kubectl get ns",
+        "pocketkube server --data-dir /tmp/pk --datastore etcd --etcd-servers https://127.0.0.1:2379 \\",
+        "    --etcd-cafile ca.crt --etcd-certfile client.crt --etcd-keyfile client.key"))
     p.add_argument("--data-dir", required=True, help="where the store, certificates and kubeconfig live")
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
