@@ -9,6 +9,7 @@ import http.client
 import json
 import ssl
 import threading
+import time
 import uuid
 from urllib.parse import urlparse
 
@@ -70,7 +71,11 @@ def test_watch_false_is_a_list(server, ns, spelling):
 
 def test_pretty_output(k8s_client, server, ns):
     client, api_client = k8s_client
-    assert client.CoreV1Api(api_client).list_namespaced_config_map(ns, pretty="True").items  # v32's spelling
+    deadline = time.monotonic() + 30
+    # v32's spelling of pretty; the root CA publisher writes kube-root-ca.crt soon after the namespace
+    while not client.CoreV1Api(api_client).list_namespaced_config_map(ns, pretty="True").items:
+        assert time.monotonic() < deadline, "kube-root-ca.crt was never published in the namespace"
+        time.sleep(0.1)
     _, _, pretty = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt?pretty=True")
     _, _, plain = raw_get(server, f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt")
     assert pretty.startswith(b'{\n  "apiVersion": "v1",\n  "kind": "ConfigMap",\n')
