@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass
 from typing import AsyncIterator, Protocol
 
@@ -45,6 +47,25 @@ class Compacted(StoreError):
         super().__init__(f"required revision {requested} has been compacted (compacted to {compacted})")
         self.requested = requested
         self.compacted = compacted
+
+
+class Wakeup:
+    """A watch's wake-up signal: `await wait()` returns once `wake()` is called; a wake with
+    nobody waiting is dropped (the waiter looks at its queue before it waits)."""
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        self._future = asyncio.get_running_loop().create_future()
+        try:
+            await self._future
+        finally:
+            self._future = None
+
+    def wake(self) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -308,7 +308,7 @@ class EtcdWatch:
         self._store = store
         self._after = after_revision
         self._queue: deque[base.Event] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
+        self._wakeup = base.Wakeup()
         self._closed = False
         self._error: base.StoreError | None = None
         self._task = asyncio.get_running_loop().create_task(self._read(), name=f"etcd-watch {prefix}")
@@ -329,7 +329,7 @@ class EtcdWatch:
                     self._end(base.Compacted(event.revision - 1, compacted))
                     continue
                 return self._queue.popleft()
-            await self._wait()
+            await self._wakeup.wait()
 
     def close(self) -> None:
         self._end()
@@ -387,7 +387,7 @@ class EtcdWatch:
                 raise memory.WatchOverflow(self.prefix, self._store._queue_limit)
             self._queue.append(self._event(raw))
         if self._queue:
-            self._wake()
+            self._wakeup.wake()
 
     def _event(self, raw: dict) -> base.Event:
         store = self._store
@@ -399,17 +399,6 @@ class EtcdWatch:
             return base.Event("DELETE", kv, prev)
         return base.Event("PUT", kv, prev)
 
-    async def _wait(self) -> None:
-        self._wakeup = asyncio.get_running_loop().create_future()
-        try:
-            await self._wakeup
-        finally:
-            self._wakeup = None
-
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
     def _end(self, error: base.StoreError | None = None) -> None:
         if self._closed:
             return
@@ -419,5 +408,5 @@ class EtcdWatch:
         self._store._watches.discard(self)
         if self._task is not asyncio.current_task():
             self._task.cancel()
-        self._wake()
+        self._wakeup.wake()
 

@@ -88,7 +88,7 @@ class HubWatch:
         self._live_floor = max(after_revision, replay_until)  # live events above this only
         self._replay: deque[base.Event] = deque()
         self._live: deque[base.Event] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
+        self._wakeup = base.Wakeup()
         self._closed = False
         self._error: base.StoreError | None = None
 
@@ -109,7 +109,7 @@ class HubWatch:
                 continue
             if self._live:
                 return self._live.popleft()
-            await self._wait()
+            await self._wakeup.wait()
 
     def close(self) -> None:
         """End the watch: the next or pending __anext__ raises StopAsyncIteration."""
@@ -123,7 +123,7 @@ class HubWatch:
             self._end(WatchOverflow(self.prefix, limit))
             return
         self._live.append(event)
-        self._wake()
+        self._wakeup.wake()
 
     def _read_next_batch(self) -> None:
         try:
@@ -137,17 +137,6 @@ class HubWatch:
         else:
             self._replay_cursor = batch[-1].revision
 
-    async def _wait(self) -> None:
-        self._wakeup = asyncio.get_running_loop().create_future()
-        try:
-            await self._wakeup
-        finally:
-            self._wakeup = None
-
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
     def _end(self, error: base.StoreError | None = None) -> None:
         if self._closed:
             return
@@ -156,7 +145,7 @@ class HubWatch:
         self._replay.clear()
         self._live.clear()
         self._hub.discard(self)
-        self._wake()
+        self._wakeup.wake()
 
 
 class WatchHub:
