@@ -256,8 +256,7 @@ class JobController(Controller):
                     created, manage_error = await self._manage_per_index(key, job, active + waiting, per_index, now)
                     active = active + created
                 else:
-                    wait = self._backoff_remaining(
-                        [p for p in failed_pods if _verdict(verdicts, p).counts], failed, now)
+                    wait = self._backoff_remaining(counted_failures, failed, now)
                     if wait > 0:
                         self.queue.add_after(key, wait)
                     else:
