@@ -298,6 +298,8 @@ def cleanup_node_state(state_dir: str, node_name: str) -> int:
     pods_dir = os.path.join(state_dir, "pods")
     for uid in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
         pod_dir = os.path.join(pods_dir, uid)
+        if not os.path.isdir(pod_dir):
+            continue  # ipam.json
         for record in checkpoint.container_records(checkpoint.load(pod_dir)):
             if process_alive(record["pid"], record.get("start_ticks")):
                 runtime.ContainerProcess(runtime.ContainerRecord(**record)).kill_all()
