@@ -900,6 +900,11 @@ def status(name: str, out=sys.stdout) -> int:
                   f"{restarts('agent-' + node.name)}\n")
     if pods is not None:
         out.write(f"  pods: {pods}\n")
+    if record.advertise_address:
+        overlay = running.get("overlay")
+        out.write(f"  other machines join at https://{record.advertise_address}:{record.port}; VXLAN overlay "
+                  f"{f'pid {overlay}' if overlay else 'NOT RUNNING'}{restarts('overlay')} "
+                  f"(`pocketkube token create --print-join-command`)\n")
     _write_load_balancers(record, out)
     out.write(f"  kubectl cluster-info --context {context_name(name)}\n")
     return 0

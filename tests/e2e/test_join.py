@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from machines import Lan, join_command
+from bench.machines import Lan, join_command
 from test_services import until
 
 pytestmark = pytest.mark.e2e

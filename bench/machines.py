@@ -1,4 +1,5 @@
-"""Several "machines" on one box, for the tests and the bench of clusters spread over machines.
+"""Several "machines" on one box, for the e2e tests (tests/e2e/test_join.py) and the bench
+(bench/crossmachine.py) of a cluster spread over machines.
 
 A `Lan` is a bridge in the host namespace (the test's LAN, addresses in 198.18.0.0/15, the
 range RFC 2544 sets aside for benchmarks, which nothing on a host routes) and, per machine, a
