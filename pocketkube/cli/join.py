@@ -363,8 +363,10 @@ def join(opts: JoinOptions, out=sys.stdout) -> int:
         ca_pem = discover(opts)
         progress.done()
         data_dir = os.path.abspath(opts.data_dir or cluster_cli.default_data_dir(node_name))
-        record = cluster_cli.ClusterRecord(node_name, data_dir, 1, server_port, joined=opts.server)
+        # recorded at once (a plain record until the node is placed), so a failure is cleaned up
+        record = cluster_cli.ClusterRecord(node_name, data_dir, 1, server_port)
         cluster_cli.prepare_data_dir(record)
+        record.save()
         try:
             return _join(opts, record, node_name, ca_pem, server_ip, server_port, progress, out, started, yaml)
         except BaseException:
@@ -389,7 +391,7 @@ def _join(opts, record, node_name, ca_pem, server_ip, server_port, progress, out
                                  pod_cidr=_net(config["podCIDR"]), service_cidr=_net(config["serviceCIDR"]),
                                  lb_range=config.get("lbRange") or network.DEFAULT_LB_RANGE)
     index = free_index(nodes, node_name, net)
-    record.nodes, record.node_index = index, index
+    record.joined, record.nodes, record.node_index = opts.server, index, index
     record.node_name = node_name
     record.node_subnet, record.pod_cidr, record.service_cidr = (config["nodeSubnet"], config["podCIDR"],
                                                                config["serviceCIDR"])

@@ -14,6 +14,7 @@ import socket
 import pytest
 
 from bench.machines import Lan, join_command
+from pocketkube.cli import up as up_cmd
 from test_services import until
 
 pytestmark = pytest.mark.e2e
@@ -72,6 +73,7 @@ def test_bad_token_is_refused_with_401(machines):
     wrong_hash[wrong_hash.index("--discovery-token-ca-cert-hash") + 1] = "sha256:" + "0" * 64
     cp = b.pocketkube(*wrong_hash, "--name", "jvbad")
     assert cp.returncode == 1 and "cluster CA found in cluster-info ConfigMap is invalid" in cp.stderr, cp.stderr
+    assert not up_cmd.leftovers("jvbad")  # a failed join leaves nothing behind
 
 
 def test_joined_node_has_its_own_identity(machines):
