@@ -113,6 +113,16 @@ class Lan:
                 if cp.returncode != 0 or up_cmd.leftovers(name):
                     problems.append(f"down --name {name}: {cp.stdout}{cp.stderr}")
                     up_cmd.teardown(name, None)
+        for machine in self.machines:  # `down` left the machine as it found it
+            links = [link["ifname"] for link in json.loads(_ip("-j", "link", "show", netns=machine.netns).stdout or "[]")]
+            if set(links) - {"lo", "lan0"}:
+                problems.append(f"links left on machine {machine.index}: {links}")
+            tables = network._run(["nft", "list", "tables"], netns=machine.netns, check=False).stdout.strip()
+            if tables:
+                problems.append(f"nftables tables left on machine {machine.index}: {tables}")
+            routes = [r.get("dst") for r in json.loads(_ip("-j", "route", "show", netns=machine.netns).stdout or "[]")]
+            if routes != [str(self.subnet)]:
+                problems.append(f"routes left on machine {machine.index}: {routes}")
         for machine in self.machines:
             for _ in range(3):
                 left = set(network.pids_in_netns([machine.netns])) - {os.getpid()}

@@ -267,14 +267,18 @@ def running_clusters() -> set[str]:
 def inventory(cluster: str, known_clusters: tuple[str, ...] = ()) -> Inventory:
     """Everything of `cluster` on this machine: its namespaces, its host links (by alias, or
     by the names it would give them), its unreachable routes (only when no other cluster's
-    network remains, since every cluster uses the same ranges), its nftables tables."""
+    bridge remains in this namespace, since every cluster uses the same ranges), its nftables
+    tables."""
     net = ClusterNetwork(cluster, MAX_NODES)
     names = {net.bridge} | {n.host_veth for n in net.node_list()}
-    links = [link["ifname"] for link in _links()
-             if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
+    here = _links()
+    links = [link["ifname"] for link in here if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
     others = running_clusters() - {cluster}
+    # only clusters whose bridge is in this namespace share its routes (a machine of a test LAN
+    # is a namespace of its own, beside others' clusters)
+    bridges_here = {link["ifname"] for link in here}
     routes = []
-    if not others:
+    if not {c for c in others if host_bridge(c) in bridges_here}:
         routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
                   if _our_route(r, net.unreachable_ranges)]
     other_names = tuple(set(known_clusters) | others)

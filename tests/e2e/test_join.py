@@ -76,6 +76,21 @@ def test_bad_token_is_refused_with_401(machines):
     assert not up_cmd.leftovers("jvbad")  # a failed join leaves nothing behind
 
 
+def test_token_create_prints_a_join_command(machines):
+    _, a, _, port, args = machines
+    cp = a.pocketkube("token", "create", "--name", a.names[0], "--print-join-command", "--ttl", "2h")
+    assert cp.returncode == 0, cp.stderr
+    made = cp.stdout.split()
+    assert made[:3] == ["pocketkube", "join", "--server"] and made[3] == f"https://{a.address}:{port}"
+    token = made[made.index("--token") + 1]
+    assert token != args[args.index("--token") + 1]
+    assert made[made.index("--discovery-token-ca-cert-hash") + 1] == args[args.index("--discovery-token-ca-cert-hash") + 1]
+    secret = a.kubectl_json("get", "secret", "-n", "kube-system", f"bootstrap-token-{token.split('.')[0]}")
+    assert secret["type"] == "bootstrap.kubernetes.io/token"
+    cp = a.pocketkube("token", "create", "--name", a.names[0], "--ttl", "0")
+    assert cp.returncode == 0 and len(cp.stdout.strip()) == 23, cp.stdout + cp.stderr
+
+
 def test_joined_node_has_its_own_identity(machines):
     _, a, b, _, _ = machines
     nodes = {n["metadata"]["name"]: n for n in a.kubectl_json("get", "nodes")["items"]}
