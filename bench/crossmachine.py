@@ -78,10 +78,11 @@ def measure(args) -> list[harness.Row]:
                     for attempt in range(10):  # the server may still be binding its port
                         cp = a.kubectl("exec", "client", "--", "iperf3", "-c", ips[target], "-p", str(IPERF_PORT),
                                        "-t", str(args.seconds), "-J", check=False, timeout=args.seconds + 60)
-                        if cp.returncode == 0:
-                            return json.loads(cp.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+                        result = json.loads(cp.stdout or "{}") if cp.returncode == 0 else {}
+                        if "sum_received" in result.get("end", {}):
+                            return result["end"]["sum_received"]["bits_per_second"] / 1e9
                         time.sleep(1)
-                    raise RuntimeError(f"iperf3 to {target} failed: {cp.stdout[-500:]}{cp.stderr[-500:]}")
+                    raise RuntimeError(f"iperf3 to {target} failed: {cp.stdout[-800:]}{cp.stderr[-500:]}")
                 return once
 
             results = harness.interleave({"same": run("same"), "across": run("across")}, rounds=args.rounds)

@@ -142,9 +142,10 @@ def underlay_mtu(address: str) -> int:
     raise errors.APIError(500, "InternalError", f"no link on this machine holds {address}")
 
 
-def nodeport_table(cluster: str, public_ip: str, node_ip: str, ports: str = NODE_PORTS) -> str:
-    """nftables: NodePorts on the machine's own address (from the LAN, and from the machine
-    itself) go to its first node (whose proxy serves them, in either mode), masqueraded behind the bridge address so the answer comes back here."""
+def machine_table(cluster: str, public_ip: str, node_ip: str, ports: str = NODE_PORTS) -> str:
+    """nftables: the VXLAN packets untracked; NodePorts on the machine's own address (from the
+    LAN, and from the machine itself) go to its first node (whose proxy serves them, in either
+    mode), masqueraded behind the bridge address so the answer comes back here."""
     name = f"pk-{cluster}-machine"
     return "\n".join([
         f"table ip {name}", f"delete table ip {name}", f"table ip {name} {{",
@@ -154,6 +155,11 @@ def nodeport_table(cluster: str, public_ip: str, node_ip: str, ports: str = NODE
         f"    ip daddr {public_ip} meta l4proto {{ tcp, udp }} th dport {ports} dnat to {node_ip}", "  }",
         "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",
         f"    ip daddr {node_ip} meta l4proto {{ tcp, udp }} th dport {ports} ct status dnat masquerade", "  }",
+        # the overlay's own UDP needs no connection tracking (nothing rewrites it): skip its cost
+        "  chain vxlan-in {", "    type filter hook prerouting priority raw; policy accept;",
+        f"    udp dport {VXLAN_PORT} notrack", "  }",
+        "  chain vxlan-out {", "    type filter hook output priority raw; policy accept;",
+        f"    udp dport {VXLAN_PORT} notrack", "  }",
         "}", ""])
 
 
@@ -176,7 +182,7 @@ def ensure_vtep(cluster: str, public_ip: str, vtep_ip: str, node_ip: str) -> int
     lines += [f"link set {name} mtu {mtu} up", f"addr replace {vtep_ip}/32 dev {name}"]
     _run(["ip", "-batch", "-"], "\n".join(lines) + "\n")
     _run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    _run(["nft", "-f", "-"], nodeport_table(cluster, public_ip, node_ip))
+    _run(["nft", "-f", "-"], machine_table(cluster, public_ip, node_ip))
     return mtu
 
 

@@ -145,10 +145,11 @@ def test_overlay_plans():
     assert json.loads(nodes[0]["metadata"]["annotations"][overlay.BACKEND_DATA])["VNI"] == 1
 
 
-def test_nodeport_table_sends_the_machine_address_to_its_first_node():
-    table = overlay.nodeport_table("c", "198.18.0.11", "172.18.0.2")
+def test_machine_table_sends_nodeports_to_the_first_node_and_leaves_vxlan_untracked():
+    table = overlay.machine_table("c", "198.18.0.11", "172.18.0.2")
     assert "ip daddr 198.18.0.11 meta l4proto { tcp, udp } th dport 30000-32767 dnat to 172.18.0.2" in table
     assert "ct status dnat masquerade" in table
+    assert table.count("udp dport 8472 notrack") == 2
 
 
 def test_free_index_and_the_joined_machine_network():
