@@ -101,6 +101,10 @@ def test_joined_node_has_its_own_identity(machines):
     mine = [c for c in csrs if c["spec"]["username"].startswith("system:bootstrap:")]
     assert mine and mine[0]["status"]["conditions"][0]["reason"] == "AutoApproved"
     assert "system:bootstrappers" in mine[0]["spec"]["groups"]
+    table = a.kubectl("get", "csr", mine[0]["metadata"]["name"]).stdout.split("\n")
+    assert table[0].split() == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    assert table[1].split()[2:] == ["kubernetes.io/kube-apiserver-client-kubelet", mine[0]["spec"]["username"],
+                                    "<none>", "Approved,Issued"]
     # the joined machine's credentials: the client certificate the controller signed
     cp = b.run(["kubectl", "--kubeconfig", f"{b.data_dir}/server/kubeconfig", "auth", "whoami", "-o", "json"])
     user = json.loads(cp.stdout)["status"]["userInfo"]

@@ -169,3 +169,17 @@ def test_forward_table():
     table = join.forward_table("w", "172.18.0.1", 6443, "198.18.0.11", 6443, ("172.18.0.0/24", "10.244.0.0/16"))
     assert "ip daddr 172.18.0.1 tcp dport 6443 dnat to 198.18.0.11:6443" in table
     assert "ip saddr { 172.18.0.0/24, 10.244.0.0/16 } ip daddr 198.18.0.11 tcp dport 6443 masquerade" in table
+
+
+def test_csr_printed_as_kubectl_shows_it():
+    import datetime
+
+    from pocketkube.apiserver import printers
+
+    csr = {"metadata": {"name": "node-csr-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": {"signerName": certificates.KUBELET_CLIENT_SIGNER, "username": "system:bootstrap:abcdef"},
+           "status": {"conditions": [{"type": "Approved", "status": "True"}], "certificate": "eA=="}}
+    now = datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.timezone.utc)
+    assert printers._csr_cells(csr, now) == ["node-csr-1", "5m", certificates.KUBELET_CLIENT_SIGNER,
+                                             "system:bootstrap:abcdef", "<none>", "Approved,Issued"]
+    assert printers._csr_cells({"metadata": {"name": "x"}, "spec": {}}, now)[-1] == "Pending"
