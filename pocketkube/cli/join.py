@@ -336,8 +336,6 @@ def join(opts: JoinOptions, out=sys.stdout) -> int:
     """`pocketkube join`: returns the exit code; raises JoinError (or ValueError, NetworkError)."""
     import ipaddress
 
-    import yaml
-
     started = time.monotonic()
     cluster_cli.require_root("join")
     node_name = opts.name or socket.gethostname().split(".")[0].lower()
@@ -368,7 +366,7 @@ def join(opts: JoinOptions, out=sys.stdout) -> int:
         cluster_cli.prepare_data_dir(record)
         record.save()
         try:
-            return _join(opts, record, node_name, ca_pem, server_ip, server_port, progress, out, started, yaml)
+            return _join(opts, record, node_name, ca_pem, server_ip, progress, out, started)
         except BaseException:
             if progress.text:
                 progress.fail()
@@ -376,7 +374,11 @@ def join(opts: JoinOptions, out=sys.stdout) -> int:
             raise
 
 
-def _join(opts, record, node_name, ca_pem, server_ip, server_port, progress, out, started, yaml) -> int:
+def _join(opts: JoinOptions, record, node_name: str, ca_pem: bytes, server_ip: str, progress, out,
+          started: float) -> int:
+    """`join` once the CA is trusted and the data dir is ready: steps 2 to 4 of the module docstring."""
+    import yaml
+
     os.makedirs(record.server_dir, mode=0o700, exist_ok=True)  # this machine's copy of the CA
     ca_file = os.path.join(record.server_dir, "ca.crt")
     supervisor.write_file(ca_file, ca_pem.decode())
