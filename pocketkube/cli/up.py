@@ -608,6 +608,7 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     for node in net.node_list():
         state_dir = record.node_dir(node)
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        node_pods.mount_pod_state(state_dir)  # pods' state on a tmpfs (docs/adr/0021)
         kubeconfig = os.path.join(state_dir, "kubeconfig")
         # Each agent is system:node:NAME in system:nodes (docs/adr/0007), as a kubelet's client certificate says.
         node_token = issuer.issue_user(f"system:node:{node.name}", ["system:nodes"], NODE_TOKEN_SECONDS)
