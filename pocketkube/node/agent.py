@@ -18,7 +18,11 @@ no namespace name can pass for another kind of work.
 Status writes are coalesced as the kubelet's status manager does: a pod's status is
 written when its worker has something to report (the end of a sync pass, see
 PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
-are sent in the background, a few at a time, behind the status writes. A restarted agent
+are sent in the background, a few at a time, behind the status writes: they wait until
+no pod of the node has changed and no status write has started for EVENTS_QUIET_SECONDS
+(at most EVENTS_DELAY_SECONDS), so a burst of new pods gets its statuses written first
+(the kubelet's events go through a queue too; an event costs the API server as much as a
+status write, and each pod makes three). A restarted agent
 (the cluster's supervisor starts it again) adopts the pods its predecessor left running.
 """
 
@@ -28,6 +32,7 @@ import asyncio
 import logging
 import os
 import platform
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -50,6 +55,8 @@ HEARTBEAT_SECONDS = 10
 RESYNC_SECONDS = 1.0  # how often a running pod is re-checked (probes, exits, restarts)
 WORKERS = 16  # pods synced (and statuses written) at once
 EVENTS_AT_ONCE = 8  # pod events being written at a time (a burst of pods must not open a connection each)
+EVENTS_QUIET_SECONDS = 0.2  # pod events wait until the node's pods have been quiet this long ...
+EVENTS_DELAY_SECONDS = 2.0  # ... or until the oldest has waited this long
 KUBELET_PORT = 10250
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
@@ -158,7 +165,9 @@ class NodeAgent:
         self.stream_token = stream_token  # the API server presents it on exec/attach/logs/port-forward
         self._transitions: dict[str, str] = {}
         self._pending_events: list[tuple[dict, str, str, str]] = []
+        self._events_since: float | None = None  # when the oldest pending event was queued (monotonic)
         self._events_queued = asyncio.Event()
+        self._pods_active = 0.0  # when a pod last changed or a status write last started or ended (monotonic)
         # Load-balancer addresses are announced only by an agent of a real node (its own
         # network namespace): never on the host's interfaces.
         self.announcer = None
@@ -276,6 +285,7 @@ class NodeAgent:
     # ---- pods ----------------------------------------------------------------------
 
     def _on_pod(self, pod: dict) -> None:
+        self._pods_active = time.monotonic()
         self.queue.add(SyncPod(object_key(pod)))
 
     def _on_pod_deleted(self, pod: dict) -> None:
@@ -284,6 +294,8 @@ class NodeAgent:
     def _pod_event(self, pod: dict, type_: str, reason: str, message: str) -> None:
         ref = {"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}}
         self._pending_events.append((ref, type_, reason, message))
+        if self._events_since is None:
+            self._events_since = time.monotonic()
         self._events_queued.set()
 
     async def _write_events(self) -> None:
@@ -293,11 +305,26 @@ class NodeAgent:
             await self._events_queued.wait()
             self._events_queued.clear()
             while self._pending_events:
+                await self._pods_settled()
                 batch = self._pending_events[:EVENTS_AT_ONCE]
                 del self._pending_events[:EVENTS_AT_ONCE]
+                if not self._pending_events:
+                    self._events_since = None  # a backlog waits EVENTS_DELAY_SECONDS at most, as a whole
                 for event in batch:
                     self.recorder.event(*event)
                 await self.recorder.flush()
+
+    async def _pods_settled(self) -> None:
+        """Until the node's pods have been quiet for EVENTS_QUIET_SECONDS (no pod changed, no
+        status write started or ended), or the oldest pending event has waited
+        EVENTS_DELAY_SECONDS."""
+        while True:
+            now = time.monotonic()
+            quiet = EVENTS_QUIET_SECONDS - (now - self._pods_active)
+            patience = EVENTS_DELAY_SECONDS - (now - (self._events_since or now))
+            if quiet <= 0 or patience <= 0:
+                return
+            await asyncio.sleep(min(quiet, patience))
 
     async def _resync(self) -> None:
         while True:
@@ -382,6 +409,7 @@ class NodeAgent:
             status = self.pods.current_status(uid)
             if status is None or not self.pods.reported(uid) or status == self._statuses.get(uid):
                 return
+            self._pods_active = time.monotonic()
             try:
                 await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
                                         subresource="status", field_manager="kubelet")
@@ -389,6 +417,8 @@ class NodeAgent:
             except errors.APIError as exc:
                 if exc.code != 404:
                     raise
+            finally:
+                self._pods_active = time.monotonic()
 
     async def _write_final_status(self, pod: dict, status: dict) -> None:
         m = pod["metadata"]
