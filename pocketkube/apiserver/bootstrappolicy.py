@@ -352,6 +352,11 @@ CONTROLLER_ROLES: dict[str, list[dict]] = {
         rule(("update", "patch", "list", "watch"), (CORE,), ("nodes",)), EVENTS_RULE],
     "ttl-after-finished-controller": [
         rule(("get", "list", "watch", "delete"), (BATCH,), ("jobs",)), EVENTS_RULE],
+    "certificate-controller": [
+        rule(("delete", "get", "list", "watch"), (CERTS,), ("certificatesigningrequests",)),
+        rule(("update",), (CERTS,), ("certificatesigningrequests/approval", "certificatesigningrequests/status")),
+        rule(("approve", "sign"), (CERTS,), ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
+        rule(("create",), (AUTHZ,), ("subjectaccessreviews",)), EVENTS_RULE],
     "root-ca-cert-publisher": [
         rule(("create", "update"), (CORE,), ("configmaps",)), EVENTS_RULE],
     "ephemeral-volume-controller": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pocketkube.controllers.certificates import CertificateController
 from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from pocketkube.controllers.endpoints import EndpointsController, KubernetesEndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
@@ -45,6 +46,7 @@ CONTROLLERS: list = [
     ServiceAccountController,
     RootCACertPublisher,
     ClusterRoleAggregationController,
+    CertificateController,
     NodeLifecycleController,
     TaintEvictionController,
 ]
