@@ -300,11 +300,12 @@ CONTROLLER_ROLES: dict[str, list[dict]] = {
         rule(("get", "list", "watch", "delete"), (CORE,), ("namespaces",)),
         rule(("update",), (CORE,), ("namespaces/finalize", "namespaces/status")),
         rule(("get", "list", "delete", "deletecollection"), ("*",), ("*",))],
+    # also the taint eviction controller's: "taint-manager uses existing cluster role from node-controller"
     "node-controller": [
-        rule(("get", "list", "update", "delete", "patch"), (CORE,), ("nodes",)),
+        rule(("get", "list", "update", "delete", "patch", "watch"), (CORE,), ("nodes",)),
         rule(("patch", "update"), (CORE,), ("nodes/status",)),
-        rule(("update",), (CORE,), ("pods/status",)),
-        rule(("list", "delete"), (CORE,), ("pods",)),
+        rule(("patch", "update"), (CORE,), ("pods/status",)),
+        rule(("delete", "get", "list", "watch"), (CORE,), ("pods",)),
         EVENTS_RULE],
     "pod-garbage-collector": [
         rule(("list", "watch", "delete"), (CORE,), ("pods",)),

@@ -44,7 +44,9 @@ def _server(args: argparse.Namespace) -> int:
             with open(server.pki.ca_key, "rb") as f:
                 ca_key = f.read()
             settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
-                                root_ca=root_ca, ca_key=ca_key, lb_range=args.lb_range)
+                                root_ca=root_ca, ca_key=ca_key, lb_range=args.lb_range,
+                                extra={"node_monitor_period": args.node_monitor_period,
+                                       "node_monitor_grace_period": args.node_monitor_grace_period})
             await sup.start(ControllerManager(client_for("system:kube-controller-manager"), settings=settings,
                                               client_for=client_for))
         print(f"pocketkube API server listening on {server.url}", flush=True)
@@ -183,6 +185,19 @@ def _go_bool(text: str) -> bool:
     if lowered in ("0", "f", "false"):
         return False
     raise argparse.ArgumentTypeError(f'invalid boolean value "{text}"')
+
+
+def _go_duration(text: str) -> float:
+    """A Go flag's duration (`40s`, `1m30s`), in seconds; it must be positive."""
+    from pocketkube.node.images.programs.agnhost import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f'duration must be positive: "{text}"')
+    return seconds
 
 
 def _add_ingress_parser(sub) -> None:
@@ -332,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the address the `kubernetes` Service's endpoints point at; the serving certificate names it")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
                    help="addresses for LoadBalancer Services (default %(default)s; `up --lb-range` sets it)")
+    p.add_argument("--node-monitor-grace-period", type=_go_duration, default=40.0, metavar="DURATION",
+                   help="how long a node may go without renewing its Lease or posting its status before it "
+                        "is marked NotReady (Unknown) and tainted (default 40s)")
+    p.add_argument("--node-monitor-period", type=_go_duration, default=5.0, metavar="DURATION",
+                   help="how often the node lifecycle controller checks the nodes' heartbeats (default 5s)")
     p.set_defaults(func=_server)
     from pocketkube.cli import up
 

@@ -15,12 +15,14 @@ from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.job import JobController, TTLAfterFinishedController
 from pocketkube.controllers.loadbalancer import LoadBalancerController
 from pocketkube.controllers.namespace import NamespaceController
+from pocketkube.controllers.nodelifecycle import NodeLifecycleController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
 from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.rootca import RootCACertPublisher
 from pocketkube.controllers.scheduler import Scheduler
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 from pocketkube.controllers.statefulset import StatefulSetController
+from pocketkube.controllers.tainteviction import TaintEvictionController
 
 CONTROLLERS: list = [
     Scheduler,
@@ -45,4 +47,6 @@ CONTROLLERS: list = [
     RootCACertPublisher,
     ClusterRoleAggregationController,
     CertificateController,
+    NodeLifecycleController,
+    TaintEvictionController,
 ]

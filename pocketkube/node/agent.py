@@ -24,6 +24,11 @@ no pod of the node has changed and no status write has started for EVENTS_QUIET_
 (the kubelet's events go through a queue too; an event costs the API server as much as a
 status write, and each pod makes three). A restarted agent
 (the cluster's supervisor starts it again) adopts the pods its predecessor left running.
+
+Back after the node lifecycle controller gave the node up (an agent that could not reach the API
+for the grace period), it writes again what the controller overwrote, as the kubelet does: the
+node's conditions with a new transition time (and the kubelet's NodeReady event), and the Ready
+condition of its pods, which the controller set to False.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ EVENTS_DELAY_SECONDS = 2.0  # ... or until the oldest has waited this long
 KUBELET_PORT = 10250
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+# the kubelet's event when a condition comes back to what the agent reports
+CONDITION_EVENTS = {"MemoryPressure": "NodeHasSufficientMemory", "DiskPressure": "NodeHasNoDiskPressure",
+                    "PIDPressure": "NodeHasSufficientPID", "Ready": "NodeReady"}
 
 
 # ---- the work queue's keys: what to do, typed (a namespace may be named anything) -------------
@@ -156,6 +164,7 @@ class NodeAgent:
         self.env = EnvResolver(client, self.service_informer, configmaps=self.ca_informer)
         self.queue = WorkQueue(base_delay=0.5, max_delay=10.0)
         self._statuses: dict[str, dict] = {}  # uid -> last status written
+        self._ready_mismatch: dict[str, str] = {}  # uid -> resourceVersion whose Ready differed from ours
         self._status_locks: dict[str, asyncio.Lock] = {}  # uid -> held while its status is written
         self._terminating: set[str] = set()
         self._rejected: set[str] = set()  # uids refused at admission; they never run here
@@ -245,9 +254,21 @@ class NodeAgent:
             await self._post_status()
 
     async def _post_status(self) -> None:
+        now = rfc3339()
         status = node_status(self.node_name, self.node_ip, self.port, str(os.cpu_count() or 1),
-                             _mem_total_kib(), rfc3339(), self._transitions)
+                             _mem_total_kib(), now, self._transitions)
+        try:
+            stored = await self.client.get("v1", "nodes", self.node_name)
+        except errors.APIError:
+            stored = None
         for c in status["conditions"]:
+            before = next((o for o in ((stored or {}).get("status") or {}).get("conditions") or []
+                           if o.get("type") == c["type"]), None)
+            if before is not None and before.get("status") != c["status"] and c["type"] in self._transitions:
+                # the node controller marked it Unknown while this agent was away: a new transition
+                c["lastTransitionTime"] = self._transitions[c["type"]] = now
+                self.recorder.event(stored, "Normal", CONDITION_EVENTS[c["type"]],
+                                    f"Node {self.node_name} status is now: {CONDITION_EVENTS[c['type']]}")
             self._transitions.setdefault(c["type"], c["lastTransitionTime"])
         await self.client.patch("v1", "nodes", self.node_name, {"status": status}, subresource="status",
                                 field_manager="kubelet")
@@ -347,6 +368,7 @@ class NodeAgent:
                 await self.pods.terminate({"metadata": {"uid": uid}}, 0)
             self._statuses.pop(uid, None)
             self._status_locks.pop(uid, None)
+            self._ready_mismatch.pop(uid, None)
             self._rejected.discard(uid)
             return
         pod = self.pod_informer.get(key.key)
@@ -364,7 +386,23 @@ class NodeAgent:
                 await self._reject(pod, *refusal)
                 return
         await self.pods.sync(pod, self.env)
+        self._reconcile_ready(pod)
         await self._write_status(pod)
+
+    def _reconcile_ready(self, pod: dict) -> None:
+        """The status manager's reconcile: when the stored pod's Ready differs from what this agent
+        last wrote and still does a resync later (so it is not a watch lagging behind our own
+        write), someone else wrote it (the node lifecycle controller marks the pods of a node it
+        lost NotReady): forget the last write, so ours is written again."""
+        uid, version = pod["metadata"]["uid"], pod["metadata"].get("resourceVersion")
+        written = self._statuses.get(uid)
+        if written is None or _ready(pod.get("status")) == _ready(written):
+            self._ready_mismatch.pop(uid, None)
+        elif self._ready_mismatch.get(uid) == version:
+            del self._ready_mismatch[uid]
+            del self._statuses[uid]
+        else:
+            self._ready_mismatch[uid] = version
 
     def _admission_refusal(self, pod: dict) -> tuple[str, str] | None:
         """(reason, message) if the pod cannot run beside the pods this node runs and that have
@@ -453,6 +491,10 @@ class NodeAgent:
             self._status_locks.pop(uid, None)
         finally:
             self._terminating.discard(uid)
+
+
+def _ready(status: dict | None) -> str | None:
+    return next((c.get("status") for c in (status or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
 
 
 def _mem_total_kib() -> int:
