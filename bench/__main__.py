@@ -34,7 +34,7 @@ from bench import harness  # noqa: E402
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 STATE = os.path.join(ROOT, "docs", "benchmarks.json")
 LOGS = os.path.join(ROOT, "docs", "benchmarks")
-NOT_BENCHMARKS = {"harness", "__main__", "kube_apiserver"}  # kube_apiserver: bench.api's peer
+NOT_BENCHMARKS = {"harness", "__main__", "kube_apiserver", "machines"}  # kube_apiserver: bench.api's peer; machines: a helper
 # Arguments for a run of the whole set: each benchmark's defaults unless said here.
 QUICK: dict[str, list[str]] = {
     "dns": ["--rounds", "5", "--seconds", "5", "--rate-seconds", "3"],

@@ -303,6 +303,17 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int | str = "self") -> float:
+    """Time a process's live threads have spent runnable but waiting for a CPU so far (the
+    second field of /proc/PID/task/*/schedstat): what other work on its CPU cost it; nan when
+    the kernel does not keep it."""
+    try:
+        return sum(int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[1])
+                   for tid in os.listdir(f"/proc/{pid}/task")) / 1e9
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def rss_mb(pid: int | str = "self") -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -67,6 +67,10 @@ def start_server(data_dir: str, datastore: str = "memory", port: int = 0,
     """Start `pocketkube server` (with more `args`) in its own process group and wait for it to listen."""
     log = open(os.path.join(data_dir, "server.log"), "ab")
     extra = ([] if controllers else ["--no-controllers"]) + list(args)
+    if not any(a.startswith("--node-monitor-grace-period") for a in args):
+        # The tests play the kubelet without its heartbeat: their Nodes stay as posted unless a test
+        # asks for the node lifecycle controller's grace period (tests/integration/test_node_lifecycle.py).
+        extra += ["--node-monitor-grace-period", "1h"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pocketkube.cli.main", "server", "--data-dir", data_dir,
          "--port", str(port), "--datastore", datastore, *extra],

@@ -27,6 +27,7 @@ _RESOURCES = {
     "ServiceAccount": ("v1", "serviceaccounts", True),
     "Service": ("v1", "services", True),
     "ConfigMap": ("v1", "configmaps", True),
+    "Secret": ("v1", "secrets", True),
     "DaemonSet": ("apps/v1", "daemonsets", True),
     "Deployment": ("apps/v1", "deployments", True),
     "ClusterRole": ("rbac.authorization.k8s.io/v1", "clusterroles", False),

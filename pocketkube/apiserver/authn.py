@@ -10,6 +10,11 @@ component gets its own):
   exists with the token's uid;
 - a user token `tokens.TokenIssuer.issue_user` minted (the node agents' `system:node:NAME` in
   `system:nodes`);
+- a bootstrap token (`<id>.<secret>`, the Secret `kube-system/bootstrap-token-<id>`,
+  core/bootstraptoken.py): `system:bootstrap:<id>` in `system:bootstrappers` and the token's
+  extra groups, while the Secret exists, is unexpired and allows authentication;
+- a client certificate signed by the cluster CA (the TLS layer verified it; a joined node's,
+  from its approved CertificateSigningRequest): the subject's CN is the user, its O the groups;
 - no credentials: `system:anonymous` in `system:unauthenticated` (anonymous auth is on, as in
   kube-apiserver; RBAC lets it read /healthz, /livez, /readyz and /version only);
 - a credential that is present but wrong: None, which the server answers with 401.
@@ -25,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from pocketkube.core import errors
+from pocketkube.core import bootstraptoken, errors
 
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
@@ -96,12 +101,15 @@ def split_service_account(username: str) -> tuple[str, str] | None:
 
 
 class Authenticator:
-    """Bearer tokens -> UserInfo. `sa_lookup(ns, name)` gives the stored ServiceAccount or None."""
+    """Bearer tokens -> UserInfo. `sa_lookup(ns, name)` gives the stored ServiceAccount or None,
+    `secret_lookup(ns, name)` the stored Secret or None (bootstrap tokens)."""
 
-    def __init__(self, admin_token: str, issuer, sa_lookup: Callable[[str, str], dict | None]):
+    def __init__(self, admin_token: str, issuer, sa_lookup: Callable[[str, str], dict | None],
+                 secret_lookup: Callable[[str, str], dict | None] | None = None):
         self.admin_token = admin_token
         self.issuer = issuer
         self.sa_lookup = sa_lookup
+        self.secret_lookup = secret_lookup
         self._verified: dict[str, tuple[float, UserInfo]] = {}  # token -> (expiry, user)
 
     def authenticate(self, authorization: str) -> UserInfo | None:
@@ -114,6 +122,13 @@ class Authenticator:
             return None
         if hmac.compare_digest(token, self.admin_token):
             return ADMIN
+        parsed = bootstraptoken.parse(token)
+        if parsed is not None:  # never cached: deleting the Secret revokes the token at once
+            if self.secret_lookup is None:
+                return None
+            found = bootstraptoken.user_of_secret(
+                token, self.secret_lookup(bootstraptoken.NAMESPACE, bootstraptoken.secret_name(parsed[0])))
+            return UserInfo(found[0], found[1] + (AUTHENTICATED,)) if found else None
         cached = self._verified.get(token)
         now = time.time()
         if cached is None or cached[0] < now:
@@ -135,6 +150,23 @@ class Authenticator:
             if stored is None or (user.uid and stored["metadata"].get("uid") != user.uid):
                 return None
         return user
+
+
+def certificate_user(peercert: dict | None) -> UserInfo | None:
+    """The user of a verified client certificate (`ssl` peercert form): CN the name, each O a
+    group, as kube-apiserver's x509 authenticator; None without one."""
+    if not peercert:
+        return None
+    name, groups = "", []
+    for rdn in peercert.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName":
+                name = value
+            elif key == "organizationName" and value not in groups:
+                groups.append(value)
+    if not name:
+        return None
+    return UserInfo(name, tuple(g for g in groups if g != AUTHENTICATED) + (AUTHENTICATED,))
 
 
 def _user_of(claims: dict) -> UserInfo | None:

@@ -300,11 +300,12 @@ CONTROLLER_ROLES: dict[str, list[dict]] = {
         rule(("get", "list", "watch", "delete"), (CORE,), ("namespaces",)),
         rule(("update",), (CORE,), ("namespaces/finalize", "namespaces/status")),
         rule(("get", "list", "delete", "deletecollection"), ("*",), ("*",))],
+    # also the taint eviction controller's: "taint-manager uses existing cluster role from node-controller"
     "node-controller": [
-        rule(("get", "list", "update", "delete", "patch"), (CORE,), ("nodes",)),
+        rule(("get", "list", "update", "delete", "patch", "watch"), (CORE,), ("nodes",)),
         rule(("patch", "update"), (CORE,), ("nodes/status",)),
-        rule(("update",), (CORE,), ("pods/status",)),
-        rule(("list", "delete"), (CORE,), ("pods",)),
+        rule(("patch", "update"), (CORE,), ("pods/status",)),
+        rule(("delete", "get", "list", "watch"), (CORE,), ("pods",)),
         EVENTS_RULE],
     "pod-garbage-collector": [
         rule(("list", "watch", "delete"), (CORE,), ("pods",)),
@@ -351,6 +352,11 @@ CONTROLLER_ROLES: dict[str, list[dict]] = {
         rule(("update", "patch", "list", "watch"), (CORE,), ("nodes",)), EVENTS_RULE],
     "ttl-after-finished-controller": [
         rule(("get", "list", "watch", "delete"), (BATCH,), ("jobs",)), EVENTS_RULE],
+    "certificate-controller": [
+        rule(("delete", "get", "list", "watch"), (CERTS,), ("certificatesigningrequests",)),
+        rule(("update",), (CERTS,), ("certificatesigningrequests/approval", "certificatesigningrequests/status")),
+        rule(("approve", "sign"), (CERTS,), ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
+        rule(("create",), (AUTHZ,), ("subjectaccessreviews",)), EVENTS_RULE],
     "root-ca-cert-publisher": [
         rule(("create", "update"), (CORE,), ("configmaps",)), EVENTS_RULE],
     "ephemeral-volume-controller": [

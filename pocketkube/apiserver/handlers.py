@@ -26,7 +26,7 @@ from pocketkube.apiserver import (
     webhooks,
 )
 from pocketkube.apiserver.cache import WatchCache
-from pocketkube.apiserver.kinds import registry
+from pocketkube.apiserver.kinds import csr as csr_kind, registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.openapi import OpenAPIV3
 from pocketkube.apiserver.storage import Storage, WriteOptions, collection_prefix, object_key, served
@@ -683,6 +683,8 @@ class Handlers:
         decoded = codec.decode_body(req.body, req.headers.get("Content-Type"),
                                     (t.info.api_version, t.info.kind))
         obj = self._check_body(t.info, decoded, req.query, warnings)
+        if t.info is csr_kind.INFO:  # who asks is the server's to say, not the body's
+            csr_kind.set_requestor(obj, req.user or authn.APISERVER)
         opts = self._write_options(req.query, "POST")
         opts.admit = self._admission(t, req.user, opts, warnings)
         created = await self.storage.create(t.info, t.namespace or "", obj, opts)

@@ -1172,6 +1172,24 @@ def _lease_cells(lease: dict, now: _dt.datetime) -> list:
     return [_name(lease), _spec(lease).get("holderIdentity") or "", _age(lease, now)]
 
 
+_CSR_COLUMNS = [_name_col(), _age_col(),
+                _col("SignerName", "Only one signer should be set, the name of the signer."),
+                _col("Requestor", "Name of the user that created the request."),
+                _col("RequestedDuration", "Requested duration of the issued certificate."),
+                _col("Condition", "Condition of the request (Pending, Approved, Denied, Failed; Issued once signed).")]
+
+
+def _csr_cells(csr: dict, now: _dt.datetime) -> list:
+    """printers.go's CertificateSigningRequest row: the conditions as kubectl shows them."""
+    conditions = {c.get("type") for c in _status(csr).get("conditions") or [] if c.get("status", "True") == "True"}
+    words = [w for w in ("Approved", "Denied", "Failed") if w in conditions] or ["Pending"]
+    if _status(csr).get("certificate"):
+        words.append("Issued")
+    seconds = _spec(csr).get("expirationSeconds")
+    return [_name(csr), _age(csr, now), _spec(csr).get("signerName") or "", _spec(csr).get("username") or "",
+            human_duration(seconds) if seconds else "<none>", ",".join(words)]
+
+
 _SCALE_COLUMNS = [
     _col("Name", _D_NAME),  # printers.go gives the Scale Name column no "name" format
     _col("Desired", _DESC["scale.spec.replicas"], type_="integer"),
@@ -1375,6 +1393,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("networking.k8s.io", "Ingress"): _Printer(_INGRESS_COLUMNS, _ingress_cells),
     ("networking.k8s.io", "IngressClass"): _Printer(_INGRESS_CLASS_COLUMNS, _ingress_class_cells),
     ("coordination.k8s.io", "Lease"): _Printer(_LEASE_COLUMNS, _lease_cells),
+    ("certificates.k8s.io", "CertificateSigningRequest"): _Printer(_CSR_COLUMNS, _csr_cells),
     ("autoscaling", "Scale"): _Printer(_SCALE_COLUMNS, _scale_cells),
 }
 _DEFAULT_PRINTER = _Printer(_DEFAULT_COLUMNS, _default_cells)

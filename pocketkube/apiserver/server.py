@@ -47,7 +47,8 @@ class APIServer:
     def __init__(self, data_dir: str, port: int = 6443, datastore: str = "sqlite",
                  bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True,
                  authorization_mode: str = "RBAC", etcd_servers: tuple[str, ...] = (),
-                 etcd_cafile: str | None = None, etcd_certfile: str | None = None, etcd_keyfile: str | None = None):
+                 etcd_cafile: str | None = None, etcd_certfile: str | None = None, etcd_keyfile: str | None = None,
+                 advertise_address: str = ""):
         self.data_dir = os.path.abspath(data_dir)
         self.port = port
         self.datastore = datastore
@@ -55,6 +56,7 @@ class APIServer:
         self.etcd_tls = TLSFiles(etcd_cafile, etcd_certfile, etcd_keyfile)
         self.bind = bind
         self.extra_addresses = tuple(extra_addresses)
+        self.advertise = (advertise_address,) if advertise_address else ()  # named in the serving certificate
         self.tls = tls
         if authorization_mode not in ("RBAC", "AlwaysAllow"):
             raise ValueError(f"unknown authorization mode {authorization_mode!r}: RBAC or AlwaysAllow")
@@ -89,7 +91,8 @@ class APIServer:
         self.tokens = tokens.TokenIssuer(os.path.join(self.data_dir, "sa.key"))
         self.handlers = Handlers(self.storage, self.cache, f"127.0.0.1:{self.port}", self.tokens)
         self.authenticator = authn.Authenticator(
-            self.token, self.tokens, lambda ns, name: self.cache.get(f"/registry/core/serviceaccounts/{ns}/{name}"))
+            self.token, self.tokens, lambda ns, name: self.cache.get(f"/registry/core/serviceaccounts/{ns}/{name}"),
+            lambda ns, name: self.cache.get(f"/registry/core/secrets/{ns}/{name}"))
         self.handlers.authenticator = self.authenticator
         if self.authorization_mode == "RBAC":
             self.handlers.authorizer = authz.RBACAuthorizer(self.cache)
@@ -127,7 +130,10 @@ class APIServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        user = self.authenticator.authenticate(request.headers.get("Authorization", ""))
+        header = request.headers.get("Authorization", "")
+        user = None if header or request.transport is None else \
+            authn.certificate_user(request.transport.get_extra_info("peercert"))
+        user = user or self.authenticator.authenticate(header)
         if user is None:
             return status_response(errors.unauthorized())
         request[USER_KEY] = user
@@ -181,11 +187,15 @@ class APIServer:
         return token
 
     def _ssl_context(self) -> ssl.SSLContext:
-        hosts = CERT_HOSTS + [a for a in (self.bind, *self.extra_addresses) if a not in CERT_HOSTS]
+        hosts = CERT_HOSTS + [a for a in dict.fromkeys((self.bind, *self.extra_addresses, *self.advertise))
+                              if a and a not in CERT_HOSTS]
         pki = certs.ensure_pki(os.path.join(self.data_dir, "pki"), hosts)
         self.pki = pki
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(pki.server_cert, pki.server_key)
+        # client certificates of the cluster CA are one way to authenticate (a joined node's)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(pki.ca_cert)
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 

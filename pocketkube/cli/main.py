@@ -33,7 +33,7 @@ def _server(args: argparse.Namespace) -> int:
                                            authorization_mode=args.authorization_mode,
                                            etcd_servers=tuple(args.etcd_servers),
                                            etcd_cafile=args.etcd_cafile, etcd_certfile=args.etcd_certfile,
-                                           etcd_keyfile=args.etcd_keyfile))
+                                           etcd_keyfile=args.etcd_keyfile, advertise_address=args.advertise_address))
         if not args.no_controllers:
             def client_for(username: str) -> Client:
                 return Client(LocalTransport(server.handlers, controller_identity(username)),
@@ -41,8 +41,12 @@ def _server(args: argparse.Namespace) -> int:
 
             with open(server.pki.ca_cert, "rb") as f:
                 root_ca = f.read()
+            with open(server.pki.ca_key, "rb") as f:
+                ca_key = f.read()
             settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
-                                root_ca=root_ca, lb_range=args.lb_range)
+                                root_ca=root_ca, ca_key=ca_key, lb_range=args.lb_range,
+                                extra={"node_monitor_period": args.node_monitor_period,
+                                       "node_monitor_grace_period": args.node_monitor_grace_period})
             if not args.leader_elect:
                 await sup.start(ControllerManager(client_for("system:kube-controller-manager"), settings=settings,
                                                   client_for=client_for))
@@ -153,6 +157,21 @@ def _proxy(args: argparse.Namespace) -> int:
         lambda _: f"pocketkube proxy ({args.mode}) for node {args.node_name} started")
 
 
+def _overlay(args: argparse.Namespace) -> int:
+    from pocketkube.node.overlay import Overlay
+
+    local, first_ip = {}, ""
+    for item in args.node:
+        name, netns, pod_cidr, ip = item.split(",")
+        local[name] = (netns, pod_cidr)
+        first_ip = first_ip or ip
+    return _serve_component(
+        args.kubeconfig, "pocketkube-overlay",
+        lambda client: Overlay(client, cluster=args.cluster_name, public_ip=args.public_ip, host_ip=args.host_ip,
+                               local=local, first_node_ip=first_ip),
+        lambda o: f"pocketkube overlay: VTEP {o.vtep_ip} on {args.public_ip}, MTU {o.mtu}")
+
+
 def _ingress_controller(args: argparse.Namespace) -> int:
     from pocketkube.ingress.controller import IngressController, Options, options_from_env
 
@@ -181,6 +200,19 @@ def _go_bool(text: str) -> bool:
     if lowered in ("0", "f", "false"):
         return False
     raise argparse.ArgumentTypeError(f'invalid boolean value "{text}"')
+
+
+def _go_duration(text: str) -> float:
+    """A Go flag's duration (`40s`, `1m30s`), in seconds; it must be positive."""
+    from pocketkube.node.images.programs.agnhost import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f'duration must be positive: "{text}"')
+    return seconds
 
 
 def _add_ingress_parser(sub) -> None:
@@ -333,13 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RBAC (default): requests are authorized by Roles and bindings; AlwaysAllow: every "
                         "authenticated request may do anything")
     p.add_argument("--advertise-address", default="127.0.0.1",
-                   help="the address the `kubernetes` Service's endpoints point at")
+                   help="the address the `kubernetes` Service's endpoints point at; the serving certificate names it")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
                    help="addresses for LoadBalancer Services (default %(default)s; `up --lb-range` sets it)")
+    p.add_argument("--node-monitor-grace-period", type=_go_duration, default=40.0, metavar="DURATION",
+                   help="how long a node may go without renewing its Lease or posting its status before it "
+                        "is marked NotReady (Unknown) and tainted (default 40s)")
+    p.add_argument("--node-monitor-period", type=_go_duration, default=5.0, metavar="DURATION",
+                   help="how often the node lifecycle controller checks the nodes' heartbeats (default 5s)")
     p.set_defaults(func=_server)
     from pocketkube.cli import up
 
     up.add_parsers(sub)
+    from pocketkube.cli import join as join_cli
+
+    join_cli.add_parsers(sub)
     from pocketkube.cli import addons as addons_cli
 
     addons_cli.add_parser(sub)
@@ -364,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the token the API server presents for exec/attach/logs/port-forward "
                         "(default: the kubeconfig's token)")
     a.set_defaults(func=_agent)
+    o = sub.add_parser("overlay", help="run a machine's VXLAN overlay (flannel's vxlan backend); `up "
+                                       "--advertise-address` and `join` start it")
+    o.add_argument("--kubeconfig", required=True, help="how to reach the API server (a node's credentials)")
+    o.add_argument("--cluster-name", required=True, help="names the VTEP pkx-<name> (this machine's cluster name)")
+    o.add_argument("--public-ip", required=True, help="this machine's address the other machines reach")
+    o.add_argument("--host-ip", required=True, help="this machine's address on its node bridge")
+    o.add_argument("--node", action="append", default=[], required=True, metavar="NAME,NETNS,POD_CIDR,IP",
+                   help="a node on this machine (repeatable)")
+    o.set_defaults(func=_overlay)
     x = sub.add_parser("proxy", help="run a node's service proxy (pocketkube's kube-proxy)")
     x.add_argument("--kubeconfig", default=None,
                    help="how to reach the API server; `in-cluster` (the default): the pod's service account")

@@ -101,6 +101,16 @@ class ClusterRecord:
     etcd_peer_url: str = ""
     etcd_urls: list[str] = field(default_factory=list)  # every member's, with --etcd-members > 1
     etcd_peer_urls: list[str] = field(default_factory=list)
+    # This machine's address other machines reach (`up --advertise-address`; a joined machine's
+    # own address): the API server listens there and the VXLAN overlay runs from it.
+    advertise_address: str = ""
+    # A joined machine (`pocketkube join`, cli/join.py): the API server's URL, and its one node.
+    joined: str = ""
+    node_index: int = 0
+    node_name: str = ""
+    node_subnet: str = ""
+    pod_cidr: str = ""
+    service_cidr: str = ""
 
     @staticmethod
     def path(name: str) -> str:
@@ -123,7 +133,14 @@ class ClusterRecord:
 
     @property
     def network(self) -> ClusterNetwork:
-        return ClusterNetwork(self.name, self.nodes, lb_range=self.lb_range)
+        if not self.joined:
+            return ClusterNetwork(self.name, self.nodes, lb_range=self.lb_range)
+        import ipaddress
+
+        return ClusterNetwork(self.name, self.node_index, node_subnet=ipaddress.IPv4Network(self.node_subnet),
+                              pod_cidr=ipaddress.IPv4Network(self.pod_cidr),
+                              service_cidr=ipaddress.IPv4Network(self.service_cidr), lb_range=self.lb_range,
+                              only=(self.node_index,))
 
     @property
     def server_dir(self) -> str:
@@ -394,6 +411,7 @@ class UpOptions:
     addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
     datastore: str = "sqlite"  # or "etcd": an etcd member started for the cluster
     etcd_members: int = 1  # with the etcd datastore: 1 or 3 members
+    advertise_address: str = ""  # other machines join through this address (cli/join.py)
 
 
 def require_root(command: str) -> None:
@@ -406,8 +424,9 @@ def require_root(command: str) -> None:
 
 def cluster_processes(record: ClusterRecord) -> dict[str, int]:
     """The server's and agents' PIDs that still run, by process name."""
-    names = [m.process for m in record.etcd_members()] + ["server"]
+    names = [m.process for m in record.etcd_members()] + ([] if record.joined else ["server"])
     names += [f"agent-{n.name}" for n in record.network.node_list()]
+    names += ["overlay"] if record.advertise_address else []
     return {n: pid for n in names if (pid := live_pid(record.pid_file(n)))}
 
 
@@ -443,7 +462,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         teardown(opts.name, kubeconfig=None)
     _refuse_conflicts(net, opts.port)
     record = ClusterRecord(opts.name, os.path.abspath(opts.data_dir or default_data_dir(opts.name)), opts.nodes,
-                           opts.port, opts.lb_range, opts.datastore)
+                           opts.port, opts.lb_range, opts.datastore, advertise_address=opts.advertise_address)
     if opts.datastore == "etcd":
         if shutil.which(ETCD_BINARY) is None:
             raise UpError("--datastore etcd needs etcd (apt-get install etcd-server)")
@@ -458,7 +477,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
             record.etcd_url, record.etcd_peer_url = record.etcd_urls[0], record.etcd_peer_urls[0]
     elif opts.etcd_members != 1:
         raise UpError("--etcd-members needs --datastore etcd")
-    _prepare_data_dir(record)
+    prepare_data_dir(record)
     record.save()
     progress = Progress(out)
     try:
@@ -473,6 +492,13 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
             progress.show("Applying add-ons (" + ", ".join(wanted) + ")")
             _apply_addons(record, wanted, opts.proxy_mode)
             progress.done()
+        join_command = ""
+        if record.advertise_address:
+            from pocketkube.cli import join
+
+            progress.show("Making a bootstrap token for nodes of other machines")
+            join_command = join.prepare_cluster(record)
+            progress.done()
     except BaseException:
         if progress.text:
             progress.fail()
@@ -483,7 +509,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
     kubeconfig = opts.kubeconfig or user_kubeconfig_path()
     entry = kubeconfig_dict(context_name(record.name), record.url, ca_pem, token)
     _edit_kubeconfig(kubeconfig, lambda config: merge_kubeconfig(config, entry))
-    _print_ready(out, record, time.monotonic() - started, kubeconfig)
+    _print_ready(out, record, time.monotonic() - started, kubeconfig, join_command)
     return 0
 
 
@@ -557,7 +583,7 @@ def _free_ports(preferred: list[int], taken: set[int] = frozenset()) -> list[int
     return ports
 
 
-def _prepare_data_dir(record: ClusterRecord) -> None:
+def prepare_data_dir(record: ClusterRecord) -> None:
     """Make DATA_DIR ours and empty of a previous run's state: refuse a directory that holds
     anything but a pocketkube data dir of the same cluster."""
     marker = os.path.join(record.data_dir, MARKER)
@@ -579,7 +605,8 @@ def _remove_data(data_dir: str) -> None:
     """Remove what pocketkube made in a data dir (never anything else), then the dir if empty."""
     for sub in ("server", "nodes", "run", "etcd"):
         shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
-    for leftover in ("server.log", "supervisor.log", "etcd.log", *(f"etcd-{i}.log" for i in range(3)), MARKER):
+    for leftover in ("server.log", "supervisor.log", "etcd.log", *(f"etcd-{i}.log" for i in range(3)), "overlay.log",
+                     MARKER):
         _remove(os.path.join(data_dir, leftover))
     try:
         os.rmdir(data_dir)
@@ -592,7 +619,8 @@ def _write_credentials(record: ClusterRecord) -> tuple[bytes, str]:
     from pocketkube.apiserver import certs
 
     net = record.network
-    hosts = ["127.0.0.1", "localhost", net.host_ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+    hosts = ["127.0.0.1", "localhost", net.host_ip, *([record.advertise_address] if record.advertise_address else []),
+             "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local", str(net.service_cidr.network_address + 1)]
     pki = certs.ensure_pki(os.path.join(record.server_dir, "pki"), hosts)
     if record.datastore == "etcd":
@@ -616,6 +644,8 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     server_argv = [*SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
                    "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
                    "--lb-range", net.lb_range]
+    if record.advertise_address:
+        server_argv += ["--extra-bind", record.advertise_address]
     processes = []
     if record.datastore == "etcd":
         pki = os.path.join(record.server_dir, "pki")
@@ -642,6 +672,7 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     for node in net.node_list():
         state_dir = record.node_dir(node)
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        node_pods.mount_pod_state(state_dir)  # pods' state on a tmpfs (docs/adr/0021)
         kubeconfig = os.path.join(state_dir, "kubeconfig")
         # Each agent is system:node:NAME in system:nodes (docs/adr/0007), as a kubelet's client certificate says.
         node_token = issuer.issue_user(f"system:node:{node.name}", ["system:nodes"], NODE_TOKEN_SECONDS)
@@ -651,6 +682,16 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
             *agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
             "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns,
             "--stream-token-file", stream_token_file]})
+    if record.advertise_address:  # other machines may join: the VXLAN overlay, with node 1's credentials
+        from pocketkube.cli.join import overlay_process
+
+        processes.append(overlay_process(record, os.path.join(record.node_dir(net.node(1)), "kubeconfig"),
+                                         [(n.name, n.netns, n.pod_cidr, n.ip) for n in net.node_list()]))
+    start_supervisor(record, processes)
+
+
+def start_supervisor(record: ClusterRecord, processes: list[dict]) -> None:
+    """Write what the cluster's supervisor runs and start it; returns once it has started them all."""
     os.makedirs(record.run_dir, exist_ok=True)
     _remove(os.path.join(record.run_dir, supervisor.STATE_FILE))
     _write_file(os.path.join(record.run_dir, supervisor.SPEC_FILE), json.dumps(processes, indent=1) + "\n")
@@ -702,7 +743,7 @@ def _wait_until_ready(record: ClusterRecord, progress: Progress, timeout: float)
     deadline = time.monotonic() + timeout
     progress.show(steps[0])  # so a process that dies at once still ends a step with ✗
     while True:
-        _check_processes(record)
+        check_processes(record)
         try:
             items = _api_get(record, "/api/v1/nodes", timeout=1.0).get("items") or []
         except (OSError, urllib.error.URLError, ValueError):
@@ -728,7 +769,7 @@ def _wait_until_ready(record: ClusterRecord, progress: Progress, timeout: float)
         time.sleep(POLL_SECONDS)
 
 
-def _check_processes(record: ClusterRecord) -> None:
+def check_processes(record: ClusterRecord) -> None:
     """Fail at once, with the end of its log, if the server or an agent has exited (the
     supervisor would start it again, but a cluster that cannot start should say why), or
     the supervisor itself is gone."""
@@ -736,7 +777,10 @@ def _check_processes(record: ClusterRecord) -> None:
         raise UpError(f"the cluster's supervisor exited while the cluster was starting; the end of "
                       f"{record.supervisor_log}:\n" + _tail(record.supervisor_log))
     logs = {m.process: m.log for m in record.etcd_members()}
-    logs["server"] = record.server_log
+    if not record.joined:
+        logs["server"] = record.server_log
+    if record.advertise_address:
+        logs["overlay"] = os.path.join(record.data_dir, "overlay.log")
     logs.update({f"agent-{n.name}": record.agent_log(n) for n in record.network.node_list()})
     processes = (supervisor.read_state(record.run_dir) or {}).get("processes") or {}
     for process, log_path in logs.items():
@@ -754,7 +798,7 @@ def _tail(path: str, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str) -> None:
+def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str, join_command: str = "") -> None:
     ctx = context_name(record.name)
     down = "pocketkube down" + ("" if record.name == names.DEFAULT_NAME else f" --name {record.name}")
     out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
@@ -764,7 +808,8 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str) ->
               f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
               f"You can now use your cluster with:\n\n"
               f"kubectl cluster-info --context {ctx}\n\n"
-              f"Stop it with `{down}`.\n")
+              + (f"Join nodes of other machines with (as root on each):\n\n{join_command}\n\n" if join_command else "")
+              + f"Stop it with `{down}`.\n")
     out.flush()
 
 
@@ -819,7 +864,7 @@ def teardown(name: str, kubeconfig: str | None) -> list[str]:
     _stop_cluster_processes(record)
     for node in record.network.node_list():  # pods' holders, containers and cgroups
         if os.path.isdir(record.node_dir(node)):
-            node_pods.cleanup_node_state(record.node_dir(node), node.name)
+            node_pods.cleanup_node_state(record.node_dir(node), record.node_name or node.name)
     problems = network.delete_network(network.inventory(name, tuple(known_clusters())))
     marker = os.path.join(record.data_dir, MARKER)
     if os.path.exists(marker):
@@ -884,6 +929,12 @@ def status(name: str, out=sys.stdout) -> int:
             out.write(f"cluster {name!r} is not running{extra}\n")
         return 1
     out.write(f"cluster {name!r}: running (data dir {record.data_dir})\n")
+    if record.joined:
+        node = record.network.node(record.node_index)
+        out.write(f"  joined to {record.joined} as node {record.node_name}: {node.ip}, pods {node.pod_cidr}, "
+                  f"netns {node.netns}, agent {running.get('agent-' + node.name) or 'NOT RUNNING'}, overlay "
+                  f"{running.get('overlay') or 'NOT RUNNING'} from {record.advertise_address}\n")
+        return 0
     supervised = (supervisor.read_state(record.run_dir) or {}).get("processes") or {}
 
     def restarts(process: str) -> str:
@@ -917,6 +968,11 @@ def status(name: str, out=sys.stdout) -> int:
                   f"{restarts('agent-' + node.name)}\n")
     if pods is not None:
         out.write(f"  pods: {pods}\n")
+    if record.advertise_address:
+        overlay = running.get("overlay")
+        out.write(f"  other machines join at https://{record.advertise_address}:{record.port}; VXLAN overlay "
+                  f"{f'pid {overlay}' if overlay else 'NOT RUNNING'}{restarts('overlay')} "
+                  f"(`pocketkube token create --print-join-command`)\n")
     _write_load_balancers(record, out)
     out.write(f"  kubectl cluster-info --context {context_name(name)}\n")
     return 0
@@ -966,6 +1022,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
                    help="addresses for LoadBalancer Services, inside the node network and above the nodes' "
                         "addresses (default %(default)s)")
+    p.add_argument("--advertise-address", default="", metavar="ADDRESS",
+                   help="this machine's address other machines reach: the API server listens there too (its "
+                        "certificate names it), `up` prints a `pocketkube join` command and runs the VXLAN overlay")
     p.add_argument("--datastore", choices=("sqlite", "etcd"), default="sqlite",
                    help="sqlite (default): the server's own file; etcd: one etcd member started for the cluster, "
                         "over TLS, data under DATA_DIR/etcd")
@@ -975,6 +1034,7 @@ def add_parsers(sub) -> None:
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
                                                     lb_range=a.lb_range, datastore=a.datastore,
                                                     etcd_members=a.etcd_members,
+                                                    advertise_address=a.advertise_address,
                                                     addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made",
                        **examples("pocketkube down", "pocketkube down --name lab"))

@@ -32,6 +32,8 @@ class Settings:
     resync_seconds: float = 300.0
     # The cluster CA (PEM), published to every namespace as kube-root-ca.crt.
     root_ca: bytes = b""
+    # The cluster CA's private key (PEM): the certificate controller signs approved requests with it.
+    ca_key: bytes = b""
     # The load-balancer address pool (core/lbpool.py; "" = its default), from `server --lb-range`.
     lb_range: str = ""
     extra: dict = field(default_factory=dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pocketkube.controllers.certificates import CertificateController
 from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from pocketkube.controllers.endpoints import EndpointsController, KubernetesEndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
@@ -14,12 +15,14 @@ from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.job import JobController, TTLAfterFinishedController
 from pocketkube.controllers.loadbalancer import LoadBalancerController
 from pocketkube.controllers.namespace import NamespaceController
+from pocketkube.controllers.nodelifecycle import NodeLifecycleController
 from pocketkube.controllers.replicaset import ReplicaSetController, ReplicationManager
 from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.rootca import RootCACertPublisher
 from pocketkube.controllers.scheduler import Scheduler
 from pocketkube.controllers.serviceaccount import ServiceAccountController
 from pocketkube.controllers.statefulset import StatefulSetController
+from pocketkube.controllers.tainteviction import TaintEvictionController
 
 CONTROLLERS: list = [
     Scheduler,
@@ -43,4 +46,7 @@ CONTROLLERS: list = [
     ServiceAccountController,
     RootCACertPublisher,
     ClusterRoleAggregationController,
+    CertificateController,
+    NodeLifecycleController,
+    TaintEvictionController,
 ]

@@ -2,7 +2,7 @@
 default scheduler to a node that fits, through POST pods/NAME/binding, as kube-scheduler does.
 
 Filters, in kube-scheduler's order and with its reasons: NodeUnschedulable, TaintToleration
-(NoSchedule / NoExecute, and the not-ready / unreachable taints of a node that is not Ready),
+(NoSchedule / NoExecute, counting at once the condition taints nodelifecycle.py writes),
 NodeAffinity (nodeSelector and requiredDuringScheduling terms), NodePorts, NodeResourcesFit
 (pods, cpu, memory). Scoring spreads: fewest pods of the same owner, then fewest untolerated
 PreferNoSchedule taints, then fewest pods. A pod that fits nowhere gets PodScheduled=False
@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from pocketkube.controllers import podcontrol
 from pocketkube.controllers.base import Controller
+from pocketkube.controllers.nodelifecycle import TAINT_UNSCHEDULABLE, no_schedule_taints
 from pocketkube.core.nodefit import PORTS_REASON, host_ports, matches_node_affinity, ports_conflict, tolerates
 from pocketkube.core import errors
 from pocketkube.core.informer import object_key
@@ -28,10 +29,6 @@ SCHEDULER_NAME = "default-scheduler"
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
 # podMaxInUnschedulablePodsDuration: an unschedulable pod is tried again at least this often.
 UNSCHEDULABLE_RETRY_SECONDS = 300.0
-
-TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
-TAINT_NOT_READY = "node.kubernetes.io/not-ready"
-TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
@@ -116,14 +113,12 @@ class NodeUsage:
 
 
 def node_taints(node: dict) -> list[dict]:
-    """The node's taints, with the not-ready / unreachable NoSchedule taint the node
-    lifecycle controller puts on a node whose Ready condition is not True."""
+    """The node's taints, with the NoSchedule taints its conditions call for that the node
+    lifecycle controller has not written yet (it writes them a moment after the change)."""
     taints = list((node.get("spec") or {}).get("taints") or [])
-    ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready is None or ready.get("status") != "True":
-        key = TAINT_UNREACHABLE if ready is not None and ready.get("status") == "Unknown" else TAINT_NOT_READY
-        if not any(t.get("key") == key and t.get("effect") == "NoSchedule" for t in taints):
-            taints.append({"key": key, "effect": "NoSchedule"})
+    for taint in no_schedule_taints(node):
+        if not any(t.get("key") == taint["key"] and t.get("effect") == "NoSchedule" for t in taints):
+            taints.append(taint)
     return taints
 
 

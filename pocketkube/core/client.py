@@ -173,7 +173,7 @@ class HTTPTransport:
     TOKEN_FILE_SECONDS = 60.0
 
     def __init__(self, server: str, token: str, ca_file: str | None = None, insecure: bool = False,
-                 token_file: str | None = None):
+                 token_file: str | None = None, cert_file: str | None = None, key_file: str | None = None):
         import aiohttp
 
         self.server = server.rstrip("/")
@@ -182,6 +182,8 @@ class HTTPTransport:
         self._token_read = time.monotonic()
         if server.startswith("https"):
             ctx = ssl.create_default_context(cafile=ca_file)
+            if cert_file:  # a client certificate (a joined node's), read now
+                ctx.load_cert_chain(cert_file, key_file)
             if insecure:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
@@ -200,7 +202,7 @@ class HTTPTransport:
             except OSError:
                 pass
             self._token_read = time.monotonic()
-        return {"Authorization": f"Bearer {self.token}"}
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def request(self, method, path, query, body, content_type):
         headers = self._auth()
@@ -229,7 +231,8 @@ def _timeout(seconds: float):
 
 
 def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
-    """A client for the current context of a kubeconfig written by pocketkube (token + CA)."""
+    """A client for the current context of a kubeconfig written by pocketkube (CA, and a token
+    or a client certificate)."""
     import base64
     import os
     import tempfile
@@ -242,17 +245,28 @@ def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
     ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
     cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
     user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
-    ca_file = cluster.get("certificate-authority")
-    if not cluster.get("certificate-authority-data"):
-        return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
-    # the transport reads the CA when it is made: the file is needed only until then
-    fd, ca_file = tempfile.mkstemp(prefix="pk-ca-", suffix=".crt")
-    try:
+    # the transport reads the CA and the client certificate when it is made: files holding the
+    # kubeconfig's *-data are needed only until then
+    made: list[str] = []
+
+    def file_of(path_key: str, data_key: str, entry: dict, suffix: str) -> str | None:
+        if not entry.get(data_key):
+            return entry.get(path_key)
+        fd, name = tempfile.mkstemp(prefix="pk-", suffix=suffix)
+        made.append(name)
         with os.fdopen(fd, "wb") as f:
-            f.write(base64.b64decode(cluster["certificate-authority-data"]))
-        return Client(HTTPTransport(cluster["server"], user.get("token", ""), ca_file), field_manager)
+            f.write(base64.b64decode(entry[data_key]))
+        return name
+
+    try:
+        return Client(HTTPTransport(
+            cluster["server"], user.get("token", ""),
+            file_of("certificate-authority", "certificate-authority-data", cluster, ".crt"),
+            cert_file=file_of("client-certificate", "client-certificate-data", user, ".crt"),
+            key_file=file_of("client-key", "client-key-data", user, ".key")), field_manager)
     finally:
-        os.unlink(ca_file)
+        for name in made:
+            os.unlink(name)
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import fcntl
+import gc
 import ipaddress
 import logging
 import random
@@ -655,6 +656,7 @@ class ClusterDNS:
             log.warning("dns: starting with an unsynced view of the Kubernetes API")
         await self.server.start()
         if self.view.synced:
+            _keep_out_of_collections()
             self.ready.set()
         else:
             self._sync_task = asyncio.get_running_loop().create_task(self._await_sync())
@@ -662,6 +664,7 @@ class ClusterDNS:
     async def _await_sync(self) -> None:
         await self.factory.wait_synced(None)
         self.view.mark_synced()
+        _keep_out_of_collections()
         self.ready.set()
 
     async def stop(self) -> None:
@@ -670,6 +673,16 @@ class ClusterDNS:
         await self.server.stop()
         await self.factory.stop()
         self.ready.clear()
+
+
+def _keep_out_of_collections() -> None:
+    """Once the first lists are in: move every object alive now out of the garbage collector's
+    passes (gc.freeze; this process is the DNS server's own). With 10,000 Services and 50,000
+    endpoints cached that is ~230,000 objects, and a full collection over them took 30-40 ms
+    of CPU, during which every query waits: a tail the watch traffic would otherwise bring
+    back now and then. Informer objects and view records are acyclic, so what a later event
+    replaces is still freed by reference counting."""
+    gc.freeze()
 
 
 def _is_self(upstream: tuple[str, int], address: str, port: int) -> bool:

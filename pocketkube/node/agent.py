@@ -18,8 +18,17 @@ no namespace name can pass for another kind of work.
 Status writes are coalesced as the kubelet's status manager does: a pod's status is
 written when its worker has something to report (the end of a sync pass, see
 PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
-are sent in the background, a few at a time, behind the status writes. A restarted agent
+are sent in the background, a few at a time, behind the status writes: they wait until
+no pod of the node has changed and no status write has started for EVENTS_QUIET_SECONDS
+(at most EVENTS_DELAY_SECONDS), so a burst of new pods gets its statuses written first
+(the kubelet's events go through a queue too; an event costs the API server as much as a
+status write, and each pod makes three). A restarted agent
 (the cluster's supervisor starts it again) adopts the pods its predecessor left running.
+
+Back after the node lifecycle controller gave the node up (an agent that could not reach the API
+for the grace period), it writes again what the controller overwrote, as the kubelet does: the
+node's conditions with a new transition time (and the kubelet's NodeReady event), and the Ready
+condition of its pods, which the controller set to False.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import asyncio
 import logging
 import os
 import platform
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -50,9 +60,14 @@ HEARTBEAT_SECONDS = 10
 RESYNC_SECONDS = 1.0  # how often a running pod is re-checked (probes, exits, restarts)
 WORKERS = 16  # pods synced (and statuses written) at once
 EVENTS_AT_ONCE = 8  # pod events being written at a time (a burst of pods must not open a connection each)
+EVENTS_QUIET_SECONDS = 0.2  # pod events wait until the node's pods have been quiet this long ...
+EVENTS_DELAY_SECONDS = 2.0  # ... or until the oldest has waited this long
 KUBELET_PORT = 10250
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+# the kubelet's event when a condition comes back to what the agent reports
+CONDITION_EVENTS = {"MemoryPressure": "NodeHasSufficientMemory", "DiskPressure": "NodeHasNoDiskPressure",
+                    "PIDPressure": "NodeHasSufficientPID", "Ready": "NodeReady"}
 
 
 # ---- the work queue's keys: what to do, typed (a namespace may be named anything) -------------
@@ -149,6 +164,7 @@ class NodeAgent:
         self.env = EnvResolver(client, self.service_informer, configmaps=self.ca_informer)
         self.queue = WorkQueue(base_delay=0.5, max_delay=10.0)
         self._statuses: dict[str, dict] = {}  # uid -> last status written
+        self._ready_mismatch: dict[str, str] = {}  # uid -> resourceVersion whose Ready differed from ours
         self._status_locks: dict[str, asyncio.Lock] = {}  # uid -> held while its status is written
         self._terminating: set[str] = set()
         self._rejected: set[str] = set()  # uids refused at admission; they never run here
@@ -158,7 +174,9 @@ class NodeAgent:
         self.stream_token = stream_token  # the API server presents it on exec/attach/logs/port-forward
         self._transitions: dict[str, str] = {}
         self._pending_events: list[tuple[dict, str, str, str]] = []
+        self._events_since: float | None = None  # when the oldest pending event was queued (monotonic)
         self._events_queued = asyncio.Event()
+        self._pods_active = 0.0  # when a pod last changed or a status write last started or ended (monotonic)
         # Load-balancer addresses are announced only by an agent of a real node (its own
         # network namespace): never on the host's interfaces.
         self.announcer = None
@@ -236,9 +254,21 @@ class NodeAgent:
             await self._post_status()
 
     async def _post_status(self) -> None:
+        now = rfc3339()
         status = node_status(self.node_name, self.node_ip, self.port, str(os.cpu_count() or 1),
-                             _mem_total_kib(), rfc3339(), self._transitions)
+                             _mem_total_kib(), now, self._transitions)
+        try:
+            stored = await self.client.get("v1", "nodes", self.node_name)
+        except errors.APIError:
+            stored = None
         for c in status["conditions"]:
+            before = next((o for o in ((stored or {}).get("status") or {}).get("conditions") or []
+                           if o.get("type") == c["type"]), None)
+            if before is not None and before.get("status") != c["status"] and c["type"] in self._transitions:
+                # the node controller marked it Unknown while this agent was away: a new transition
+                c["lastTransitionTime"] = self._transitions[c["type"]] = now
+                self.recorder.event(stored, "Normal", CONDITION_EVENTS[c["type"]],
+                                    f"Node {self.node_name} status is now: {CONDITION_EVENTS[c['type']]}")
             self._transitions.setdefault(c["type"], c["lastTransitionTime"])
         await self.client.patch("v1", "nodes", self.node_name, {"status": status}, subresource="status",
                                 field_manager="kubelet")
@@ -276,6 +306,7 @@ class NodeAgent:
     # ---- pods ----------------------------------------------------------------------
 
     def _on_pod(self, pod: dict) -> None:
+        self._pods_active = time.monotonic()
         self.queue.add(SyncPod(object_key(pod)))
 
     def _on_pod_deleted(self, pod: dict) -> None:
@@ -284,6 +315,8 @@ class NodeAgent:
     def _pod_event(self, pod: dict, type_: str, reason: str, message: str) -> None:
         ref = {"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}}
         self._pending_events.append((ref, type_, reason, message))
+        if self._events_since is None:
+            self._events_since = time.monotonic()
         self._events_queued.set()
 
     async def _write_events(self) -> None:
@@ -293,11 +326,26 @@ class NodeAgent:
             await self._events_queued.wait()
             self._events_queued.clear()
             while self._pending_events:
+                await self._pods_settled()
                 batch = self._pending_events[:EVENTS_AT_ONCE]
                 del self._pending_events[:EVENTS_AT_ONCE]
+                if not self._pending_events:
+                    self._events_since = None  # a backlog waits EVENTS_DELAY_SECONDS at most, as a whole
                 for event in batch:
                     self.recorder.event(*event)
                 await self.recorder.flush()
+
+    async def _pods_settled(self) -> None:
+        """Until the node's pods have been quiet for EVENTS_QUIET_SECONDS (no pod changed, no
+        status write started or ended), or the oldest pending event has waited
+        EVENTS_DELAY_SECONDS."""
+        while True:
+            now = time.monotonic()
+            quiet = EVENTS_QUIET_SECONDS - (now - self._pods_active)
+            patience = EVENTS_DELAY_SECONDS - (now - (self._events_since or now))
+            if quiet <= 0 or patience <= 0:
+                return
+            await asyncio.sleep(min(quiet, patience))
 
     async def _resync(self) -> None:
         while True:
@@ -320,6 +368,7 @@ class NodeAgent:
                 await self.pods.terminate({"metadata": {"uid": uid}}, 0)
             self._statuses.pop(uid, None)
             self._status_locks.pop(uid, None)
+            self._ready_mismatch.pop(uid, None)
             self._rejected.discard(uid)
             return
         pod = self.pod_informer.get(key.key)
@@ -337,7 +386,23 @@ class NodeAgent:
                 await self._reject(pod, *refusal)
                 return
         await self.pods.sync(pod, self.env)
+        self._reconcile_ready(pod)
         await self._write_status(pod)
+
+    def _reconcile_ready(self, pod: dict) -> None:
+        """The status manager's reconcile: when the stored pod's Ready differs from what this agent
+        last wrote and still does a resync later (so it is not a watch lagging behind our own
+        write), someone else wrote it (the node lifecycle controller marks the pods of a node it
+        lost NotReady): forget the last write, so ours is written again."""
+        uid, version = pod["metadata"]["uid"], pod["metadata"].get("resourceVersion")
+        written = self._statuses.get(uid)
+        if written is None or _ready(pod.get("status")) == _ready(written):
+            self._ready_mismatch.pop(uid, None)
+        elif self._ready_mismatch.get(uid) == version:
+            del self._ready_mismatch[uid]
+            del self._statuses[uid]
+        else:
+            self._ready_mismatch[uid] = version
 
     def _admission_refusal(self, pod: dict) -> tuple[str, str] | None:
         """(reason, message) if the pod cannot run beside the pods this node runs and that have
@@ -382,6 +447,7 @@ class NodeAgent:
             status = self.pods.current_status(uid)
             if status is None or not self.pods.reported(uid) or status == self._statuses.get(uid):
                 return
+            self._pods_active = time.monotonic()
             try:
                 await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
                                         subresource="status", field_manager="kubelet")
@@ -389,6 +455,8 @@ class NodeAgent:
             except errors.APIError as exc:
                 if exc.code != 404:
                     raise
+            finally:
+                self._pods_active = time.monotonic()
 
     async def _write_final_status(self, pod: dict, status: dict) -> None:
         m = pod["metadata"]
@@ -423,6 +491,10 @@ class NodeAgent:
             self._status_locks.pop(uid, None)
         finally:
             self._terminating.discard(uid)
+
+
+def _ready(status: dict | None) -> str | None:
+    return next((c.get("status") for c in (status or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
 
 
 def _mem_total_kib() -> int:

@@ -22,6 +22,8 @@ class Ipam:
         self.network = ipaddress.ip_network(cidr, strict=False)
         self.gateway = str(self.network.network_address + 1)
         self.prefix_len = self.network.prefixlen
+        self._hosts = [str(ip) for ip in self.network.hosts()][1:]  # skip the gateway
+        self._index = {ip: i for i, ip in enumerate(self._hosts)}
         self.allocations: dict[str, str] = {}
         self.last = ""
         if os.path.exists(path):
@@ -34,11 +36,9 @@ class Ipam:
         write_atomic(self.path, json.dumps({"allocations": self.allocations, "last": self.last}).encode())
 
     def _candidates(self) -> list[str]:
-        hosts = [str(ip) for ip in self.network.hosts()][1:]  # skip the gateway
-        if self.last in hosts:
-            start = hosts.index(self.last) + 1
-            hosts = hosts[start:] + hosts[:start]
-        return hosts
+        hosts = self._hosts
+        start = self._index.get(self.last, -1) + 1
+        return hosts[start:] + hosts[:start]
 
     def allocate(self, uid: str) -> str:
         for ip, owner in self.allocations.items():

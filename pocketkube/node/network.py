@@ -71,6 +71,9 @@ class ClusterNetwork:
     pod_cidr: ipaddress.IPv4Network = POD_CIDR
     service_cidr: ipaddress.IPv4Network = SERVICE_CIDR
     lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside node_subnet
+    # The nodes on this machine, when not all of 1..nodes (a joined machine holds one node of
+    # a cluster whose other nodes are elsewhere: `pocketkube join`).
+    only: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         validate_cluster_name(self.name)
@@ -120,7 +123,8 @@ class ClusterNetwork:
             pod_cidr=str(pod_net), pod_gateway=str(pod_net.network_address + 1))
 
     def node_list(self) -> list[NodeNetwork]:
-        return [self.node(i) for i in range(1, self.nodes + 1)]
+        """The nodes on this machine."""
+        return [self.node(i) for i in (self.only or range(1, self.nodes + 1))]
 
     def host_batch(self) -> str:
         """`ip -batch` lines for the host side: namespaces, bridge, veths, routes."""
@@ -134,9 +138,9 @@ class ClusterNetwork:
                       f"link set {n.host_veth} alias {_quote(self.link_alias)} master {self.bridge} up"]
         lines += [f"route add {n.pod_cidr} via {n.ip} dev {self.bridge} proto {ROUTE_PROTOCOL}"
                   for n in self.node_list()]
-        # The host is a client like any other: Service addresses go to node 1, whose proxy
+        # The host is a client like any other: Service addresses go to its first node, whose proxy
         # rules deliver them (DESIGN.md, "The network").
-        lines.append(f"route add {self.service_cidr} via {self.node(1).ip} dev {self.bridge} proto {ROUTE_PROTOCOL}")
+        lines.append(f"route add {self.service_cidr} via {self.node_list()[0].ip} dev {self.bridge} proto {ROUTE_PROTOCOL}")
         # Load-balancer addresses are on the node network: the node announcing one answers ARP
         # for it on the bridge. The pool's own routes sit above its unreachable ones, as above.
         lines += [f"route add {n} dev {self.bridge} proto {ROUTE_PROTOCOL}" for n in self.lb_pool.networks()]
@@ -263,14 +267,18 @@ def running_clusters() -> set[str]:
 def inventory(cluster: str, known_clusters: tuple[str, ...] = ()) -> Inventory:
     """Everything of `cluster` on this machine: its namespaces, its host links (by alias, or
     by the names it would give them), its unreachable routes (only when no other cluster's
-    network remains, since every cluster uses the same ranges), its nftables tables."""
+    bridge remains in this namespace, since every cluster uses the same ranges), its nftables
+    tables."""
     net = ClusterNetwork(cluster, MAX_NODES)
     names = {net.bridge} | {n.host_veth for n in net.node_list()}
-    links = [link["ifname"] for link in _links()
-             if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
+    here = _links()
+    links = [link["ifname"] for link in here if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
     others = running_clusters() - {cluster}
+    # only clusters whose bridge is in this namespace share its routes (a machine of a test LAN
+    # is a namespace of its own, beside others' clusters)
+    bridges_here = {link["ifname"] for link in here}
     routes = []
-    if not others:
+    if not {c for c in others if host_bridge(c) in bridges_here}:
         routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
                   if _our_route(r, net.unreachable_ranges)]
     other_names = tuple(set(known_clusters) | others)

@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import time
 from typing import AsyncIterator, Callable
 
@@ -35,7 +36,7 @@ from pocketkube.core.linux import process_alive, remove_tree
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import checkpoint, runtime
 from pocketkube.node.podruntime import PodRuntime, ProcessRuntime
-from pocketkube.node.podworker import ContainerSlot, NodeContext, PodWorker, kill_leftovers
+from pocketkube.node.podworker import ContainerSlot, NodeContext, PodWorker, kill_leftovers, pod_data_dir
 from pocketkube.node.sandbox import SandboxInfo
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class PodManager:
                 kill_leftovers(self.runtime, sandbox, [])
                 await self.runtime.destroy_sandbox(sandbox)
             remove_tree(self.runtime.pod_dir(uid))
+            remove_tree(pod_data_dir(self.node.state_dir, uid))
             return None
         if pod.get("spec"):
             worker.pod = pod
@@ -262,13 +264,42 @@ def _parse_time_ns(text: str) -> int:
     return int(value.timestamp() * 1_000_000_000)
 
 
+POD_STATE_FS = "pocketkube-pods"  # the source name of the tmpfs mount_pod_state makes
+
+
+def mount_pod_state(state_dir: str) -> bool:
+    """For `up` (before the node's agent starts, in the machine's mount namespace, which the
+    agent's `ip netns exec` copies, so a restarted agent sees it again): a tmpfs on the node's
+    pods/, where every pod's sandbox, checkpoint, configMap / secret / projected volumes and
+    /dev/shm live (as containerd keeps its state under /run and a kubelet its secret volumes
+    on tmpfs). On a disk, creating and removing those ~20 files and directories per pod was
+    the agent's largest cost in a burst (ext4 inode allocation: docs/adr/0021). Logs and
+    emptyDirs stay on disk (podworker.pod_data_dir). Best effort: False leaves pods/ on disk."""
+    path = os.path.join(state_dir, "pods")
+    os.makedirs(path, exist_ok=True)
+    if os.path.ismount(path):
+        return True
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", POD_STATE_FS, path], capture_output=True)
+    return done.returncode == 0
+
+
+def unmount_pod_state(state_dir: str) -> None:
+    """For `down`: the tmpfs of mount_pod_state goes (lazily: a pod's namespace may still hold it)."""
+    path = os.path.join(state_dir, "pods")
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
 def cleanup_node_state(state_dir: str, node_name: str) -> int:
     """For `down` (no agent running): kill every holder and container recorded under
-    `state_dir`, remove their cgroups. Returns how many processes were killed."""
+    `state_dir`, remove their cgroups and the tmpfs of the pods' state. Returns how many
+    processes were killed."""
     killed = 0
     pods_dir = os.path.join(state_dir, "pods")
     for uid in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
         pod_dir = os.path.join(pods_dir, uid)
+        if not os.path.isdir(pod_dir):
+            continue  # ipam.json
         for record in checkpoint.container_records(checkpoint.load(pod_dir)):
             if process_alive(record["pid"], record.get("start_ticks")):
                 runtime.ContainerProcess(runtime.ContainerRecord(**record)).kill_all()
@@ -288,4 +319,5 @@ def cleanup_node_state(state_dir: str, node_name: str) -> int:
         if base is None or runtime.remove_cgroup(base):
             break
         time.sleep(0.02)
+    unmount_pod_state(state_dir)
     return killed

@@ -55,6 +55,14 @@ FIRST_STATUS_SECONDS = 1.0   # a pod's first status waits at most this long for 
 EPOCH = "1970-01-01T00:00:00Z"
 
 
+def pod_data_dir(state_dir: str, uid: str) -> str:
+    """What of a pod stays on the node's disk: its logs (logs/<container>/<n>.log) and its
+    emptyDir volumes (volumes/<name>), as a kubelet keeps /var/log/pods and its volumes on disk.
+    The rest of the pod's files (sandbox, checkpoint, configMap/secret/projected volumes,
+    /dev/shm) are in pods/<uid>, a tmpfs where `up` mounted one (pods.mount_pod_state)."""
+    return os.path.join(state_dir, "pod-data", uid)
+
+
 class NodeContext:
     """What a worker knows of its node: its address and names, where images are cached, and
     whom to tell about events (`on_event(pod, type, reason, message)`) and status changes
@@ -229,7 +237,8 @@ class PodWorker:
         self.env_resolver = None
         self.sandbox: Sandbox | None = None
         self.pod_ip: str | None = None
-        self.volumes = PodVolumes(pod_runtime.pod_dir(uid), node.state_dir, node.cache_dir)
+        self.data_dir = pod_data_dir(node.state_dir, uid)
+        self.volumes = PodVolumes(pod_runtime.pod_dir(uid), self.data_dir, node.state_dir, node.cache_dir)
         self.start_time: str | None = None
         self.terminal_phase: str | None = None
         self.conditions: list[dict] = []
@@ -279,7 +288,7 @@ class PodWorker:
         return self.runtime.pod_dir(self.uid)
 
     def log_path(self, slot: ContainerSlot, instance: int) -> str:
-        return os.path.join(self.dir, "logs", slot.name, f"{instance}.log")
+        return os.path.join(self.data_dir, "logs", slot.name, f"{instance}.log")
 
     def all_slots(self) -> list[ContainerSlot]:
         return self.init_slots + self.slots
@@ -782,6 +791,7 @@ class PodWorker:
                 final = self.refresh_status()
             await self._release()
             remove_tree(self.dir)
+            remove_tree(self.data_dir)
             if self.env_resolver is not None:
                 self.env_resolver.forget_pod(self.uid)
         return final
@@ -836,6 +846,7 @@ class PodWorker:
         if state is None:
             kill_leftovers(pod_runtime, sandbox, [])
             remove_tree(pod_dir)
+            remove_tree(pod_data_dir(node.state_dir, uid))
             return None
         worker = cls(uid, node, pod_runtime)
         containers = worker.load(state)

@@ -86,7 +86,8 @@ class SandboxManager:
         self.netns = netns
         self.cluster_dns = cluster_dns
         self.cluster_domain = cluster_domain
-        self.ipam = Ipam(os.path.join(state_dir, "ipam.json"), pod_cidr)
+        # beside the pods' state (a tmpfs under `up`, docs/adr/0021): the addresses of live sandboxes
+        self.ipam = Ipam(os.path.join(self.pods_dir, "ipam.json"), pod_cidr)
         self.spawner = Spawner()
 
     # paths

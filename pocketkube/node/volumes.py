@@ -1,7 +1,7 @@
 """A pod's volumes on the node, as the kubelet's volume manager makes them.
 
 `PodVolumes` holds, per volume name, the node's directory (or file) behind it: emptyDir a
-directory of the pod, configMap / secret / downwardAPI / projected files written with the
+directory of the pod on the node's disk (medium Memory: in the pod's state dir, a tmpfs under `up`), configMap / secret / downwardAPI / projected files written with the
 kubelet's atomic-writer layout (`write_volume_files`: a timestamped directory behind `..data`),
 hostPath the node's path (with its type checks), a persistentVolumeClaim a directory of the
 node per claim. Volumes are group-owned by the pod's fsGroup; a projected service-account token
@@ -108,8 +108,9 @@ class PodVolumes:
     configMap, secret, downwardAPI and projected volumes (env.EnvResolver), None until the
     agent has API access."""
 
-    def __init__(self, pod_dir: str, state_dir: str, cache_dir: str):
+    def __init__(self, pod_dir: str, data_dir: str, state_dir: str, cache_dir: str):
         self.pod_dir = pod_dir
+        self.data_dir = data_dir  # the pod's disk (podworker.pod_data_dir): emptyDirs of the default medium
         self.state_dir = state_dir
         self.cache_dir = cache_dir
         self.sources: dict[str, str] = {}  # volume name -> the node's directory (or file) behind it
@@ -198,6 +199,8 @@ class PodVolumes:
             write_volume_files(directory, files, volume_mode(volume))
             protect_tokens(pod, directory, volume)
             return directory
+        if ((volume.get("emptyDir") or {}).get("medium") or "") != "Memory":
+            directory = os.path.join(self.data_dir, "volumes", name)  # the node's disk, as a kubelet's emptyDir
         os.makedirs(directory, exist_ok=True)  # emptyDir and anything else: a directory of the pod
         os.chmod(directory, 0o777)
         return directory

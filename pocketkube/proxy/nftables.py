@@ -135,13 +135,16 @@ class ServiceRules:
     _chain_text: list[str] | None = None
     _element_text: dict[tuple[str, tuple], str] | None = None
 
-    def chain_lines(self, prefix: str) -> list[str]:
-        """`add chain` and `add rule` lines of its chains (rendered once)."""
+    def chain_block(self) -> list[str]:
+        """Its chains as lines of a `table ... { }` block (rendered once): `chain NAME {`, one
+        rule a line, `}`. In a block nft makes every chain before any rule, and the table and
+        chain names are not written (and parsed) again on every rule line."""
         if self._chain_text is None:
-            lines = [f"add chain {prefix} {name}" for name in self.chains]  # (before rules that goto them)
+            lines = []
             for name, rules in self.chains.items():
-                head = f"add rule {prefix} {name} "
-                lines += [head + render_rule(rule) for rule in rules]
+                lines.append(f"chain {name} {{")
+                lines += [render_rule(rule) for rule in rules]
+                lines.append("}")
             self._chain_text = lines
         return self._chain_text
 
@@ -486,6 +489,7 @@ class Transaction:
         self.delete: list[str] = []
         self.create: list[str] = []
         self.rules: list[str] = []
+        self.block: list[str] = []  # lines inside `table ... { }`, after the rules (chain_block)
         self.add_elements: dict[str, list[str]] = {}
 
     def flush_chain(self, name: str) -> None:
@@ -514,10 +518,12 @@ class Transaction:
         self.add_elements.setdefault(set_name, []).append(render_element(key, value))
 
     def empty(self) -> bool:
-        return not (self.unlink or self.delete or self.create or self.rules or self.add_elements)
+        return not (self.unlink or self.delete or self.create or self.rules or self.block or self.add_elements)
 
     def script(self, head: list[str] = ()) -> str:
         lines = [*head, *self.unlink, *self.delete, *self.create, *self.rules]
+        if self.block:
+            lines += [f"table {self.prefix} {{", *self.block, "}"]
         lines += [f"add element {self.prefix} {s} {{ {', '.join(e)} }}" for s, e in self.add_elements.items()]
         return "\n".join(lines) + "\n"
 
@@ -634,10 +640,11 @@ class NftablesBackend(Backend):
         for chain in base.chains.values():
             tx.add_chain(chain)
             tx.add_rules(chain.name, chain.rules)
+        block = tx.block
         for part in parts.values():
             for name, timeout in part.affinity_sets.items():
                 tx.add_set(NamedSet(name, "ipv4_addr", timeout=timeout))
-            tx.rules += part.chain_lines(tx.prefix)
+            block += part.chain_block()
         for set_name, key, owner in elements.winners():
             tx.add_elements.setdefault(set_name, []).append(parts[owner].element_text(set_name, key))
         return tx.script(head), parts, elements

@@ -218,6 +218,10 @@ class Categorized:
 
     @property
     def reachable(self) -> list[Endpoint]:
+        if not self.local or self.local is self.cluster:
+            return self.cluster  # (most services: no hashing of every endpoint)
+        if not self.cluster:
+            return self.local
         seen = dict.fromkeys(self.cluster)
         seen.update(dict.fromkeys(self.local))
         return list(seen)

@@ -161,8 +161,11 @@ def test_failing_container_restarts_with_back_off(cluster, ns):
         return st["restartCount"] >= 1 and st["lastState"]["terminated"]["exitCode"] == 3
     eventually(crashlooping, timeout=45)
     assert cluster.kubectl("logs", "crash", "-n", ns, "--previous").stdout.strip() == "started"
-    events = cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=crash").stdout
-    assert "BackOff" in events or "Started" in events
+
+    def events_written():  # the node's events are sent in the background, behind its status writes
+        events = cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=crash").stdout
+        return "BackOff" in events or "Started" in events
+    eventually(events_written, timeout=30)
 
 
 def test_unknown_image_is_image_pull_back_off(cluster, ns):

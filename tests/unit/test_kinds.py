@@ -68,7 +68,7 @@ def test_registry_lookups_and_discovery_facts():
     assert [g for g, _ in registry.groups()] == ["", "apiregistration.k8s.io", "apps", "events.k8s.io",
                                                   "authentication.k8s.io",
                                                   "authorization.k8s.io", "autoscaling", "batch",
-                                                  "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
+                                                  "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
                                                   "admissionregistration.k8s.io", "apiextensions.k8s.io",
                                                   "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io"]
     assert dict(registry.groups())["autoscaling"] == ["v2", "v1"]

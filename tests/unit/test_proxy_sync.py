@@ -63,7 +63,8 @@ async def test_first_sync_is_full_and_atomic(setup):
     assert stats.full and stats.services == 5
     script = runner.scripts[0]
     assert script.startswith("add table ip pk-pocketkube-proxy\nflush table ip pk-pocketkube-proxy\n")
-    assert script.count("add chain ip pk-pocketkube-proxy service-") == 5 + 1  # + service-endpoints-check
+    assert script.count("\nchain service-") == 5  # in one `table ip pk-pocketkube-proxy { }` block
+    assert "\ntable ip pk-pocketkube-proxy {\n" in script
     assert "delete" not in script
 
 
@@ -162,9 +163,16 @@ async def test_udp_endpoint_removal_flushes_its_conntrack_entries(setup):
 def _body(script: str) -> list[str]:
     """A full sync's lines without the adoption part (flushes of sets the kernel held), one
     line per element, in any order."""
-    lines = []
+    lines, chain = [], None
     for line in script.splitlines():
-        if line.startswith("add element"):
+        if line.startswith("chain ") and line.endswith(" {"):  # a chain of the table block: its rules follow
+            chain = line.split()[1]
+            lines.append(line)
+        elif line == "}":
+            chain = None
+        elif chain is not None:
+            lines.append(f"{chain}: {line}")
+        elif line.startswith("add element"):
             head, _, elements = line.partition(" { ")
             lines += [f"{head} {element}" for element in elements.removesuffix(" }").split(", ")]
         elif not line.startswith(("flush map", "flush set")):

@@ -8,7 +8,7 @@ changes so documents built from the registry (discovery, OpenAPI) know when to r
 from __future__ import annotations
 
 from pocketkube.apiserver.kinds import (
-    apiservice, configmap, crd, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
+    apiservice, configmap, crd, csr, core_event, cronjob, daemonset, deployment, endpoints, endpointslice, events_event, ingress, ingressclass,
     job, lease, namespace, node, pod, policykinds, rbac, replicaset, replicationcontroller, secret, service, serviceaccount,
     statefulset, volume, webhookconfiguration,
 )
@@ -33,6 +33,7 @@ ALL_KINDS: list[KindInfo] = [
     *reviews.KINDS,
     crd.INFO,
     apiservice.INFO,
+    csr.INFO,
 ]
 
 # Served only as the `scale` subresource of deployments, replicasets, statefulsets and
@@ -42,7 +43,7 @@ SCALE = KindInfo(group="autoscaling", version="v1", kind="Scale", resource="scal
 
 # kube-aggregator's group priorities, highest first, restricted to the groups we serve.
 _GROUP_ORDER = ("", "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
-                "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
+                "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
                 "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io",
                 "discovery.k8s.io")
 
