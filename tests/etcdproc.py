@@ -87,3 +87,56 @@ class EtcdProcess:
                 self.kill()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class EtcdCluster:
+    """Three etcd members on 127.0.0.1, as `pocketkube up --etcd-members 3` runs them
+    (up.etcd_argv): TLS for clients and between members (certs.make_etcd_pki's peer
+    certificate). `urls` are the client URLs; `kill(i)` SIGKILLs member i by its PID."""
+
+    def __init__(self, base_dir: str, pki: EtcdPKI, size: int = 3):
+        self.base_dir = base_dir
+        self.pki = pki
+        ports = [free_port() for _ in range(2 * size)]
+        self.urls = [f"https://127.0.0.1:{p}" for p in ports[:size]]
+        self.peer_urls = [f"https://127.0.0.1:{p}" for p in ports[size:]]
+        self.names = [f"test-{i}" for i in range(size)]
+        initial = ",".join(f"{n}={u}" for n, u in zip(self.names, self.peer_urls))
+        self.procs: list[subprocess.Popen] = []
+        for i, name in enumerate(self.names):
+            argv = up.etcd_argv(name, os.path.join(base_dir, name), self.urls[i], self.peer_urls[i],
+                                (pki.ca_cert, pki.server_cert, pki.server_key), initial,
+                                (pki.ca_cert, pki.peer_cert, pki.peer_key), "test-etcd")
+            with open(os.path.join(base_dir, f"{name}.log"), "ab") as log:
+                self.procs.append(subprocess.Popen([ETCD, *argv[1:]], stdout=log, stderr=log, start_new_session=True))
+        context = ssl.create_default_context(cafile=pki.ca_cert)
+        context.load_cert_chain(pki.client_cert, pki.client_key)
+        deadline = time.monotonic() + 60
+        for url in self.urls:
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=2, context=context) as reply:
+                        if b"true" in reply.read():
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                    self.stop()
+                    raise RuntimeError("the etcd cluster did not start; see " + base_dir)
+                time.sleep(0.1)
+
+    def kill(self, index: int) -> None:
+        proc = self.procs[index]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for i, proc in enumerate(self.procs):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill(i)

@@ -129,16 +129,20 @@ class EtcdPKI:
     server_key: str
     client_cert: str  # the API server's, to etcd
     client_key: str
+    peer_cert: str = ""  # between members (pki/etcd/peer.*), server and client auth as kubeadm's
+    peer_key: str = ""
 
 
 def make_etcd_pki(pki_dir: str, hosts: list[str]) -> EtcdPKI:
-    """etcd's CA (pki/etcd/ca.*), etcd's serving certificate for `hosts` (pki/etcd/server.*)
-    and the API server's client certificate (pki/apiserver-etcd-client.*), made anew."""
+    """etcd's CA (pki/etcd/ca.*), etcd's serving certificate for `hosts` (pki/etcd/server.*),
+    the members' peer certificate (pki/etcd/peer.*) and the API server's client certificate
+    (pki/apiserver-etcd-client.*), made anew."""
     etcd_dir = os.path.join(pki_dir, "etcd")
     os.makedirs(etcd_dir, exist_ok=True)
     files = EtcdPKI(os.path.join(etcd_dir, "ca.crt"), os.path.join(etcd_dir, "server.crt"),
                     os.path.join(etcd_dir, "server.key"), os.path.join(pki_dir, "apiserver-etcd-client.crt"),
-                    os.path.join(pki_dir, "apiserver-etcd-client.key"))
+                    os.path.join(pki_dir, "apiserver-etcd-client.key"),
+                    os.path.join(etcd_dir, "peer.crt"), os.path.join(etcd_dir, "peer.key"))
     ca_cert, ca_key = new_ca("etcd-ca")
     _write(os.path.join(etcd_dir, "ca.key"), _key_pem(ca_key), private=True)
     _write(files.ca_cert, pem(ca_cert))
@@ -147,6 +151,10 @@ def make_etcd_pki(pki_dir: str, hosts: list[str]) -> EtcdPKI:
                       [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], 3650)
     _write(files.server_key, _key_pem(key), private=True)
     _write(files.server_cert, pem(cert))
+    cert, key = _leaf(ca_cert, ca_key, "etcd-peer", hosts,
+                      [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], 3650)
+    _write(files.peer_key, _key_pem(key), private=True)
+    _write(files.peer_cert, pem(cert))
     cert, key = client_cert(ca_cert, ca_key, "kube-apiserver-etcd-client")
     _write(files.client_key, _key_pem(key), private=True)
     _write(files.client_cert, pem(cert))

@@ -47,8 +47,23 @@ def _server(args: argparse.Namespace) -> int:
                                 root_ca=root_ca, ca_key=ca_key, lb_range=args.lb_range,
                                 extra={"node_monitor_period": args.node_monitor_period,
                                        "node_monitor_grace_period": args.node_monitor_grace_period})
-            await sup.start(ControllerManager(client_for("system:kube-controller-manager"), settings=settings,
-                                              client_for=client_for))
+            if not args.leader_elect:
+                await sup.start(ControllerManager(client_for("system:kube-controller-manager"), settings=settings,
+                                                  client_for=client_for))
+            else:  # several servers over one etcd: only the Lease holders' controllers and scheduler act
+                from pocketkube.controllers.manager import default_controllers
+                from pocketkube.controllers.scheduler import Scheduler
+                from pocketkube.core.leaderelection import LeaderElected
+
+                def manager(classes: list) -> ControllerManager:
+                    return ControllerManager(client_for("system:kube-controller-manager"), classes, settings=settings,
+                                             client_for=client_for)
+
+                others = [c for c in default_controllers() if c is not Scheduler]
+                await sup.start(LeaderElected(client_for("system:kube-controller-manager"), "kube-controller-manager",
+                                              lambda: manager(others)))
+                await sup.start(LeaderElected(client_for("system:kube-scheduler"), "kube-scheduler",
+                                              lambda: manager([Scheduler])))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
         await _until_signalled()
@@ -325,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("server", help="run the API server and the controllers (the scheduler among them)", **examples(
         "pocketkube server --data-dir /tmp/pk          # then: KUBECONFIG=/tmp/pk/kubeconfig kubectl get ns",
         "pocketkube server --data-dir /tmp/pk --datastore etcd --etcd-servers https://127.0.0.1:2379 \\",
-        "    --etcd-cafile ca.crt --etcd-certfile client.crt --etcd-keyfile client.key"))
+        "    --etcd-cafile ca.crt --etcd-certfile client.crt --etcd-keyfile client.key",
+        "pocketkube server --data-dir /tmp/pk --port 6444 --datastore etcd --etcd-servers URL --leader-elect \\",
+        "    ...                                     # a second server over the same etcd and data dir"))
     p.add_argument("--data-dir", required=True, help="where the store, certificates and kubeconfig live")
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
@@ -340,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--etcd-certfile", help="client certificate presented to etcd")
     p.add_argument("--etcd-keyfile", help="the client certificate's key")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.add_argument("--leader-elect", action="store_true",
+                   help="run the controllers and the scheduler only while holding their Lease "
+                        "(kube-system/kube-controller-manager, kube-system/kube-scheduler): for several servers "
+                        "over one etcd")
     p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
                    help="RBAC (default): requests are authorized by Roles and bindings; AlwaysAllow: every "
                         "authenticated request may do anything")

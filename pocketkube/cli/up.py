@@ -21,7 +21,11 @@ supervisor.log; with `--datastore etcd` also etcd/ (the member's data) and etcd.
 server, serving clients on https://127.0.0.1:2379 (another free port if that one is taken)
 with certificates from its own CA (server/pki/etcd/, kubeadm's layout; the server connects
 with server/pki/apiserver-etcd-client.*, and etcd requires such a client certificate). Its
-peer URL stays on loopback: one member has no peers.
+peer URL stays on loopback, plain HTTP: one member has no peers. `--etcd-members 3` runs
+three members (processes etcd-0..2, data in etcd/member-N, logs etcd-N.log; client ports
+2379, 22379, 32379 and peer ports 2380, 22380, 32380 as etcd's own local-cluster example,
+others when taken) that talk to each other over TLS with server/pki/etcd/peer.* (each member
+checks its peer's certificate against the etcd CA), and the server is given all three.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from pocketkube import addons
 from pocketkube.cli import supervisor
@@ -61,6 +65,7 @@ NODE_TOKEN_SECONDS = 365 * 24 * 3600  # as long as kubeadm's kubelet client cert
 SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
 ETCD_BINARY = "etcd"
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380  # etcd's (and kubeadm's) defaults, when free
+ETCD_MEMBER_PORTS = (2379, 22379, 32379)  # clients' (peers': +1) of a three-member cluster, etcd's Procfile's
 SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
 SUPERVISOR_START_SECONDS = 10.0
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then this long, then SIGKILL
@@ -74,6 +79,16 @@ class UpError(Exception):
 # ---- the record of a cluster ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EtcdMember:
+    process: str  # the supervisor's name for it
+    name: str  # etcd's --name
+    client_url: str
+    peer_url: str
+    data_dir: str
+    log: str
+
+
 @dataclass
 class ClusterRecord:
     name: str
@@ -82,8 +97,10 @@ class ClusterRecord:
     port: int
     lb_range: str = DEFAULT_LB_RANGE
     datastore: str = "sqlite"  # or "etcd"
-    etcd_url: str = ""  # etcd's client URL, with the etcd datastore
+    etcd_url: str = ""  # etcd's (first member's) client URL, with the etcd datastore
     etcd_peer_url: str = ""
+    etcd_urls: list[str] = field(default_factory=list)  # every member's, with --etcd-members > 1
+    etcd_peer_urls: list[str] = field(default_factory=list)
     # This machine's address other machines reach (`up --advertise-address`; a joined machine's
     # own address): the API server listens there and the VXLAN overlay runs from it.
     advertise_address: str = ""
@@ -136,6 +153,16 @@ class ClusterRecord:
     @property
     def etcd_log(self) -> str:
         return os.path.join(self.data_dir, "etcd.log")
+
+    def etcd_members(self) -> list[EtcdMember]:
+        """The cluster's etcd members: none (SQLite), "etcd" alone, or etcd-0, etcd-1, ..."""
+        if self.datastore != "etcd":
+            return []
+        if len(self.etcd_urls) <= 1:
+            return [EtcdMember("etcd", self.name, self.etcd_url, self.etcd_peer_url, self.etcd_dir, self.etcd_log)]
+        return [EtcdMember(f"etcd-{i}", f"{self.name}-{i}", url, peer, os.path.join(self.etcd_dir, f"member-{i}"),
+                           os.path.join(self.data_dir, f"etcd-{i}.log"))
+                for i, (url, peer) in enumerate(zip(self.etcd_urls, self.etcd_peer_urls))]
 
     @property
     def url(self) -> str:
@@ -383,6 +410,7 @@ class UpOptions:
     lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside the node network
     addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
     datastore: str = "sqlite"  # or "etcd": an etcd member started for the cluster
+    etcd_members: int = 1  # with the etcd datastore: 1 or 3 members
     advertise_address: str = ""  # other machines join through this address (cli/join.py)
 
 
@@ -396,7 +424,7 @@ def require_root(command: str) -> None:
 
 def cluster_processes(record: ClusterRecord) -> dict[str, int]:
     """The server's and agents' PIDs that still run, by process name."""
-    names = (["etcd"] if record.datastore == "etcd" else []) + ([] if record.joined else ["server"])
+    names = [m.process for m in record.etcd_members()] + ([] if record.joined else ["server"])
     names += [f"agent-{n.name}" for n in record.network.node_list()]
     names += ["overlay"] if record.advertise_address else []
     return {n: pid for n in names if (pid := live_pid(record.pid_file(n)))}
@@ -438,8 +466,17 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
     if opts.datastore == "etcd":
         if shutil.which(ETCD_BINARY) is None:
             raise UpError("--datastore etcd needs etcd (apt-get install etcd-server)")
-        record.etcd_url = f"https://127.0.0.1:{_free_port(ETCD_CLIENT_PORT)}"
-        record.etcd_peer_url = f"http://127.0.0.1:{_free_port(ETCD_PEER_PORT)}"
+        if opts.etcd_members == 1:
+            record.etcd_url = f"https://127.0.0.1:{_free_port(ETCD_CLIENT_PORT)}"
+            record.etcd_peer_url = f"http://127.0.0.1:{_free_port(ETCD_PEER_PORT)}"
+        else:
+            clients = _free_ports(ETCD_MEMBER_PORTS[:opts.etcd_members])
+            peers = _free_ports([p + 1 for p in ETCD_MEMBER_PORTS[:opts.etcd_members]], taken=set(clients))
+            record.etcd_urls = [f"https://127.0.0.1:{p}" for p in clients]
+            record.etcd_peer_urls = [f"https://127.0.0.1:{p}" for p in peers]
+            record.etcd_url, record.etcd_peer_url = record.etcd_urls[0], record.etcd_peer_urls[0]
+    elif opts.etcd_members != 1:
+        raise UpError("--etcd-members needs --datastore etcd")
     prepare_data_dir(record)
     record.save()
     progress = Progress(out)
@@ -514,17 +551,36 @@ def _free_port(preferred: int) -> int:
 
 
 def etcd_argv(name: str, data_dir: str, client_url: str, peer_url: str,
-              tls: tuple[str, str, str] | None = None) -> list[str]:
-    """One etcd member on its own (`tls`: CA, certificate, key: HTTPS for clients, who must
-    present a certificate of that CA)."""
+              tls: tuple[str, str, str] | None = None, initial_cluster: str = "",
+              peer_tls: tuple[str, str, str] | None = None, cluster_token: str = "") -> list[str]:
+    """One etcd member: on its own, or of `initial_cluster` ("NAME=PEER_URL,..."). `tls`: CA,
+    certificate, key: HTTPS for clients, who must present a certificate of that CA;
+    `peer_tls` the same between members."""
     argv = [ETCD_BINARY, "--name", name, "--data-dir", data_dir,
             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"{name}={peer_url}", "--logger", "zap", "--log-level", "warn"]
+            "--initial-cluster", initial_cluster or f"{name}={peer_url}", "--logger", "zap", "--log-level", "warn"]
+    if cluster_token:
+        argv += ["--initial-cluster-token", cluster_token, "--initial-cluster-state", "new"]
     if tls:
         ca, cert, key = tls
         argv += ["--trusted-ca-file", ca, "--cert-file", cert, "--key-file", key, "--client-cert-auth"]
+    if peer_tls:
+        ca, cert, key = peer_tls
+        argv += ["--peer-trusted-ca-file", ca, "--peer-cert-file", cert, "--peer-key-file", key,
+                 "--peer-client-cert-auth"]
     return argv
+
+
+def _free_ports(preferred: list[int], taken: set[int] = frozenset()) -> list[int]:
+    """One free port per preferred one (it, when free), none twice."""
+    ports: list[int] = []
+    for want in preferred:
+        port = _free_port(want)
+        while port in ports or port in taken:
+            port = _free_port(0)
+        ports.append(port)
+    return ports
 
 
 def prepare_data_dir(record: ClusterRecord) -> None:
@@ -549,7 +605,8 @@ def _remove_data(data_dir: str) -> None:
     """Remove what pocketkube made in a data dir (never anything else), then the dir if empty."""
     for sub in ("server", "nodes", "run", "etcd"):
         shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
-    for leftover in ("server.log", "supervisor.log", "etcd.log", "overlay.log", MARKER):
+    for leftover in ("server.log", "supervisor.log", "etcd.log", *(f"etcd-{i}.log" for i in range(3)), "overlay.log",
+                     MARKER):
         _remove(os.path.join(data_dir, leftover))
     try:
         os.rmdir(data_dir)
@@ -594,9 +651,16 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         pki = os.path.join(record.server_dir, "pki")
         tls = (os.path.join(pki, "etcd", "ca.crt"), os.path.join(pki, "etcd", "server.crt"),
                os.path.join(pki, "etcd", "server.key"))
-        processes.append({"name": "etcd", "log": record.etcd_log, "netns": None, "argv": etcd_argv(
-            record.name, record.etcd_dir, record.etcd_url, record.etcd_peer_url, tls)})
-        server_argv += ["--datastore", "etcd", "--etcd-servers", record.etcd_url, "--etcd-cafile", tls[0],
+        members = record.etcd_members()
+        several = len(members) > 1
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in members) if several else ""
+        peer_tls = (tls[0], os.path.join(pki, "etcd", "peer.crt"), os.path.join(pki, "etcd", "peer.key"))
+        for m in members:
+            processes.append({"name": m.process, "log": m.log, "netns": None, "argv": etcd_argv(
+                m.name, m.data_dir, m.client_url, m.peer_url, tls, initial, peer_tls if several else None,
+                f"{record.name}-etcd" if several else "")})
+        server_argv += ["--datastore", "etcd", "--etcd-servers", ",".join(m.client_url for m in members),
+                        "--etcd-cafile", tls[0],
                         "--etcd-certfile", os.path.join(pki, "apiserver-etcd-client.crt"),
                         "--etcd-keyfile", os.path.join(pki, "apiserver-etcd-client.key")]
     processes.append({"name": "server", "log": record.server_log, "netns": None, "argv": server_argv})
@@ -712,7 +776,7 @@ def check_processes(record: ClusterRecord) -> None:
     if supervisor_pid(record) is None:
         raise UpError(f"the cluster's supervisor exited while the cluster was starting; the end of "
                       f"{record.supervisor_log}:\n" + _tail(record.supervisor_log))
-    logs = {"etcd": record.etcd_log} if record.datastore == "etcd" else {}
+    logs = {m.process: m.log for m in record.etcd_members()}
     if not record.joined:
         logs["server"] = record.server_log
     if record.advertise_address:
@@ -739,7 +803,8 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str, jo
     down = "pocketkube down" + ("" if record.name == names.DEFAULT_NAME else f" --name {record.name}")
     out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
               f"{'s' if record.nodes > 1 else ''}, API server {record.url}"
-              + (f", etcd {record.etcd_url}" if record.datastore == "etcd" else "") + "\n"
+              + (f", etcd {','.join(m.client_url for m in record.etcd_members())}" if record.datastore == "etcd"
+                 else "") + "\n"
               f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
               f"You can now use your cluster with:\n\n"
               f"kubectl cluster-info --context {ctx}\n\n"
@@ -772,13 +837,15 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
     if keeper:
         stop_processes({keeper}, group_leaders={keeper})
     running = cluster_processes(record)
-    agents = {pid for process, pid in running.items() if process not in ("server", "etcd")}
+    members = {m.process for m in record.etcd_members()}
+    agents = {pid for process, pid in running.items() if process != "server" and process not in members}
     below_agents = descendants(agents)
     stop_processes(agents, group_leaders=agents)
     if "server" in running:
         stop_processes({running["server"]}, group_leaders={running["server"]})
-    if "etcd" in running:  # after the server, which writes to it until it stops
-        stop_processes({running["etcd"]}, group_leaders={running["etcd"]})
+    etcd = {running[m] for m in members if m in running}
+    if etcd:  # after the server, which writes to it until it stops
+        stop_processes(etcd, group_leaders=etcd)
     stop_processes({p for p in below_agents if _alive(p)}, group_leaders=set(), grace=2.0)
     for _ in range(5):  # a process may fork while we sweep
         owned = [n for n in network.list_netns() if names.owns_netns(record.name, n)]
@@ -879,10 +946,10 @@ def status(name: str, out=sys.stdout) -> int:
     out.write(f"  supervisor: {f'pid {keeper}' if keeper else 'NOT RUNNING (nothing restarts what dies)'} "
               f"(log {record.supervisor_log})\n")
     server = running.get("server")
-    if record.datastore == "etcd":
-        etcd = running.get("etcd")
-        out.write(f"  etcd: {f'pid {etcd}' if etcd else 'NOT RUNNING'}, {record.etcd_url}{restarts('etcd')} "
-                  f"(log {record.etcd_log})\n")
+    for m in record.etcd_members():
+        etcd = running.get(m.process)
+        out.write(f"  {m.process}: {f'pid {etcd}' if etcd else 'NOT RUNNING'}, {m.client_url}{restarts(m.process)} "
+                  f"(log {m.log})\n")
     out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url}{restarts('server')} "
               f"(log {record.server_log})\n")
     try:
@@ -961,9 +1028,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--datastore", choices=("sqlite", "etcd"), default="sqlite",
                    help="sqlite (default): the server's own file; etcd: one etcd member started for the cluster, "
                         "over TLS, data under DATA_DIR/etcd")
+    p.add_argument("--etcd-members", type=int, choices=(1, 3), default=1,
+                   help="with --datastore etcd: 1 (default) or 3 members, TLS between them (peer certificates)")
     p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
                                                     lb_range=a.lb_range, datastore=a.datastore,
+                                                    etcd_members=a.etcd_members,
                                                     advertise_address=a.advertise_address,
                                                     addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made",

@@ -48,6 +48,11 @@ CALL_TIMEOUT = 30.0
 START_WAIT = 30.0  # start() waits this long for an etcd that does not answer yet
 _COMPACTED_MESSAGE = "required revision has been compacted"
 _FUTURE_MESSAGE = "required revision is a future revision"
+RETRY_FOR = 10.0  # how long a call is retried while etcd elects a leader or its members are away
+# etcd's answers while a member's death is being dealt with: worth a retry. A timed-out
+# request may still be applied ("request timed out" is ambiguous, as a dropped connection).
+_AMBIGUOUS = "request timed out"
+_TRANSIENT = ("no leader", "leader changed", "not capable", "too many requests", _AMBIGUOUS)
 
 
 class KeyCodec(Protocol):
@@ -84,6 +89,14 @@ class TLSFiles:
 
 class EtcdError(base.StoreError):
     """etcd answered with an error, or could not be reached on any endpoint."""
+
+
+class _Unanswered(Exception):
+    """No endpoint answered; `sent`: one of them got the request before its connection dropped."""
+
+    def __init__(self, message: str, sent: bool):
+        super().__init__(message)
+        self.sent = sent
 
 
 def _b64(text: str) -> str:
@@ -190,11 +203,15 @@ class EtcdStore:
 
     async def create(self, key: str, value: bytes) -> base.KeyValue:
         ekey = _b64(self.codec.to_etcd(key))
-        answer = await self._call("/v3/kv/txn", {
+        answer, retried = await self._call_counted("/v3/kv/txn", {
             "compare": [{"target": "CREATE", "key": ekey, "result": "EQUAL", "create_revision": 0}],
             "success": [{"request_put": {"key": ekey, "value": base64.b64encode(value).decode()}}],
+            "failure": [{"request_range": {"key": ekey}}],
         })
         if not answer.get("succeeded"):
+            kvs = answer["responses"][0]["response_range"].get("kvs") or []
+            if retried and kvs and self._kv(kvs[0]).value == value:
+                return self._kv(kvs[0])  # our own first attempt was stored before its connection dropped
             raise base.KeyExists(key)
         revision = int(answer["header"]["revision"])
         return base.KeyValue(key, value, revision, revision)
@@ -202,7 +219,7 @@ class EtcdStore:
     async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> base.KeyValue:
         ekey = _b64(self.codec.to_etcd(key))
         put = {"request_put": {"key": ekey, "value": base64.b64encode(value).decode(), "prev_kv": True}}
-        prev, revision = await self._conditional(key, ekey, expected_mod_revision, put, "response_put")
+        prev, revision = await self._conditional(key, ekey, expected_mod_revision, put, "response_put", value)
         return base.KeyValue(key, value, prev.create_revision, revision)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> base.KeyValue:
@@ -212,27 +229,47 @@ class EtcdStore:
         return base.KeyValue(key, prev.value, prev.create_revision, revision)
 
     async def _conditional(self, key: str, ekey: str, expected: int | None, operation: dict,
-                           response_name: str) -> tuple[base.KeyValue, int]:
+                           response_name: str, written: bytes | None = None) -> tuple[base.KeyValue, int]:
         """Run `operation` if the key exists (with mod_revision `expected` when given); returns
-        (the value it replaced, the write's revision)."""
+        (the value it replaced, the write's revision). A call retried after its connection
+        dropped may find its own first attempt done: an update finds the key holding exactly
+        `written` at a later revision, a delete finds the key gone; both count as success."""
         if expected is None:
             compare = {"target": "VERSION", "key": ekey, "result": "GREATER", "version": 0}
         else:
             compare = {"target": "MOD", "key": ekey, "result": "EQUAL", "mod_revision": expected}
-        answer = await self._call("/v3/kv/txn", {
+        answer, retried = await self._call_counted("/v3/kv/txn", {
             "compare": [compare], "success": [operation], "failure": [{"request_range": {"key": ekey}}],
         })
         response = answer["responses"][0]
         if not answer.get("succeeded"):
             kvs = response["response_range"].get("kvs") or []
-            if not kvs:
+            current = self._kv(kvs[0]) if kvs else None
+            if retried and expected is not None:
+                if written is not None and current is not None and current.value == written \
+                        and current.mod_revision > expected:
+                    return current, current.mod_revision
+                if written is None and current is None:
+                    before = await self._at(ekey, expected)
+                    if before is not None:
+                        return before, int(answer["header"]["revision"])
+            if current is None:
                 raise base.KeyNotFound(key)
-            raise base.RevisionMismatch(self._kv(kvs[0]))
+            raise base.RevisionMismatch(current)
         result = response[response_name]
         prev = result.get("prev_kv") or (result.get("prev_kvs") or [None])[0]
         if prev is None:  # deleted between compare and write: cannot happen in one transaction
             raise base.KeyNotFound(key)
         return self._kv(prev), int(answer["header"]["revision"])
+
+    async def _at(self, ekey: str, revision: int) -> base.KeyValue | None:
+        """The key as it was at `revision` (None when that was compacted or it did not exist)."""
+        try:
+            answer = await self._call("/v3/kv/range", {"key": ekey, "revision": revision})
+        except EtcdError:
+            return None
+        kvs = answer.get("kvs") or []
+        return self._kv(kvs[0]) if kvs and int(kvs[0].get("mod_revision", 0)) == revision else None
 
     async def compact(self, revision: int) -> None:
         """etcd's compaction (physical: it returns once the old revisions are gone). A revision
@@ -278,22 +315,53 @@ class EtcdStore:
         return self._session
 
     async def _call(self, path: str, body: dict) -> dict:
-        """POST to the endpoint in use; on a connection failure, to the next one (each once)."""
+        return (await self._call_counted(path, body))[0]
+
+    async def _call_counted(self, path: str, body: dict) -> tuple[dict, bool]:
+        """POST to the endpoint in use; on a connection failure, to the next one; again while
+        the cluster is electing a leader (a member died), for up to RETRY_FOR seconds.
+        Returns (answer, retried): retried is True when an earlier attempt may have been
+        applied (sent, then its connection dropped or etcd timed it out), which a conditional
+        write then checks, as it may find its own success."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETRY_FOR
+        retried = False
+        while True:
+            try:
+                answer, dropped = await self._call_once(path, body)
+                return answer, retried or dropped
+            except _Unanswered as error:
+                retried = retried or error.sent
+                if not error.sent or loop.time() > deadline:
+                    raise EtcdError(f"etcd is not reachable at {', '.join(self.endpoints)}: {error}") from None
+            except EtcdError as error:
+                if not any(text in str(error) for text in _TRANSIENT) or loop.time() > deadline:
+                    raise
+                retried = retried or _AMBIGUOUS in str(error)
+            await asyncio.sleep(0.1)
+
+    async def _call_once(self, path: str, body: dict) -> tuple[dict, bool]:
+        """One try on each endpoint until one answers: (answer, whether a try before it was
+        sent and lost its connection)."""
         last: Exception | None = None
+        sent = False
         for attempt in range(len(self.endpoints)):
             url = self.endpoints[(self._current + attempt) % len(self.endpoints)] + path
             try:
                 async with self._http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as reply:
                     answer = orjson.loads(await reply.read())
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+            except aiohttp.ClientConnectorError as error:  # never connected: nothing was sent
                 last = error
+                continue
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+                last, sent = error, True  # sent, answer lost: it may have been applied
                 continue
             self._current = (self._current + attempt) % len(self.endpoints)
             if "error" in answer or reply.status != 200:
                 raise EtcdError(f"etcd {path}: {answer.get('message') or answer.get('error') or reply.status}")
             self._saw(answer.get("header"))
-            return answer
-        raise EtcdError(f"etcd is not reachable at {', '.join(self.endpoints)}: {last}")
+            return answer, sent
+        raise _Unanswered(str(last), sent)
 
     def _open_stream(self, body: dict) -> Any:
         url = self.endpoints[self._current] + "/v3/watch"
