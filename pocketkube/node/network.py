@@ -27,18 +27,18 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from pocketkube.core.cluster import (CLUSTER_CIDR, NODE_SUBNET as NODE_SUBNET_TEXT, SERVICE_CIDR as SERVICE_CIDR_TEXT,
-                                     cluster_of_netns, host_bridge, interface_name, link_alias, node_netns,
+from pocketkube.core import ranges as cluster_ranges
+from pocketkube.core.cluster import (cluster_of_netns, host_bridge, interface_name, link_alias, node_netns,
                                      owns_netns, owns_nft_table, validate_cluster_name)
-from pocketkube.core.lbpool import ANNOUNCED_LABEL, DEFAULT_LB_RANGE, Pool, check_pool
+from pocketkube.core.lbpool import ANNOUNCED_LABEL, Pool, check_pool
 from pocketkube.core.linux import setns
 
-NODE_SUBNET = ipaddress.IPv4Network(NODE_SUBNET_TEXT)
-POD_CIDR = ipaddress.IPv4Network(CLUSTER_CIDR)
-SERVICE_CIDR = ipaddress.IPv4Network(SERVICE_CIDR_TEXT)
+NODE_SUBNET = ipaddress.IPv4Network(cluster_ranges.DEFAULTS.node_cidr)
+POD_CIDR = ipaddress.IPv4Network(cluster_ranges.DEFAULTS.pod_cidr)
+SERVICE_CIDR = ipaddress.IPv4Network(cluster_ranges.DEFAULTS.service_cidr)
 UNREACHABLE_METRIC = 4242  # high: any specific route (a node's pod /24, the proxy's) wins
 ROUTE_PROTOCOL = 242  # tags the routes pocketkube adds on the host (`ip route ... proto 242`)
-MAX_NODES = 64
+MAX_NODES = cluster_ranges.MAX_NODES
 NETNS_DIR = "/run/netns"
 
 class NetworkError(RuntimeError):
@@ -70,12 +70,20 @@ class ClusterNetwork:
     node_subnet: ipaddress.IPv4Network = NODE_SUBNET
     pod_cidr: ipaddress.IPv4Network = POD_CIDR
     service_cidr: ipaddress.IPv4Network = SERVICE_CIDR
-    lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside node_subnet
+    lb_range: str = cluster_ranges.DEFAULTS.lb_range  # the load-balancer pool, inside node_subnet
+
+    @classmethod
+    def of(cls, name: str, nodes: int, ranges: cluster_ranges.Ranges) -> ClusterNetwork:
+        """Cluster `name`'s network over its chosen ranges (the record's, `up`'s choice)."""
+        net = ipaddress.IPv4Network
+        return cls(name, nodes, net(ranges.node_cidr), net(ranges.pod_cidr), net(ranges.service_cidr), ranges.lb_range)
 
     def __post_init__(self) -> None:
         validate_cluster_name(self.name)
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"--nodes must be between 1 and {MAX_NODES}, not {self.nodes}")
+        if self.nodes >= 2 ** (24 - self.pod_cidr.prefixlen):
+            raise ValueError(f"the pod network {self.pod_cidr} holds no /24 for node {self.nodes}")
         used = {self.host_ip: "the host's address on the node network"}
         used.update({str(self.node_subnet.network_address + 1 + i): f"node {self.name}-node-{i}"
                      for i in range(1, self.nodes + 1)})
@@ -98,6 +106,15 @@ class ClusterNetwork:
     @property
     def link_alias(self) -> str:
         return link_alias(self.name)
+
+    @property
+    def cluster_dns(self) -> str:
+        """kube-dns's ClusterIP, the 10th address of the service network."""
+        return cluster_ranges.cluster_dns(str(self.service_cidr))
+
+    @property
+    def chosen(self) -> cluster_ranges.Ranges:
+        return cluster_ranges.Ranges(str(self.node_subnet), str(self.pod_cidr), str(self.service_cidr), self.lb_range)
 
     @property
     def unreachable_ranges(self) -> tuple[str, ...]:
@@ -242,17 +259,17 @@ def nft_tables() -> list[tuple[str, str]]:
             for item in json.loads(cp.stdout or "{}").get("nftables", []) if "table" in item]
 
 
-def _our_route(route: dict, ranges: tuple[str, ...]) -> bool:
-    """An unreachable route pocketkube added for one of `ranges`, or for a load-balancer pool
-    (any range inside the node network: `up --lb-range` chose it)."""
+def _our_route(route: dict, net: ClusterNetwork) -> bool:
+    """An unreachable route pocketkube added for one of `net`'s ranges, or for a load-balancer
+    pool inside its node network (`up --lb-range` chose it)."""
     if not (route.get("type") == "unreachable" and route.get("metric") == UNREACHABLE_METRIC
             and str(route.get("protocol")) == str(ROUTE_PROTOCOL)):
         return False
     try:
-        inside_nodes = ipaddress.ip_network(route.get("dst") or "", strict=False).subnet_of(NODE_SUBNET)
+        inside_nodes = ipaddress.ip_network(route.get("dst") or "", strict=False).subnet_of(net.node_subnet)
     except (ValueError, TypeError):
         inside_nodes = False
-    return route.get("dst") in ranges or inside_nodes
+    return route.get("dst") in net.unreachable_ranges or inside_nodes
 
 
 def running_clusters() -> set[str]:
@@ -260,20 +277,20 @@ def running_clusters() -> set[str]:
     return {c for c in map(cluster_of_netns, list_netns()) if c}
 
 
-def inventory(cluster: str, known_clusters: tuple[str, ...] = ()) -> Inventory:
+def inventory(cluster: str, known_clusters: tuple[str, ...] = (), net: ClusterNetwork | None = None,
+              others_hold: tuple[ipaddress.IPv4Network, ...] = ()) -> Inventory:
     """Everything of `cluster` on this machine: its namespaces, its host links (by alias, or
-    by the names it would give them), its unreachable routes (only when no other cluster's
-    network remains, since every cluster uses the same ranges), its nftables tables."""
-    net = ClusterNetwork(cluster, MAX_NODES)
-    names = {net.bridge} | {n.host_veth for n in net.node_list()}
+    by the names it would give them), its unreachable routes (for the ranges of `net`, its
+    recorded network, default: the default ranges; never one inside a range another cluster
+    holds, `others_hold`), its nftables tables."""
+    net = net or ClusterNetwork(cluster, MAX_NODES)
+    names = {net.bridge} | {interface_name("pkv-", cluster, f"-n{i}") for i in range(1, MAX_NODES + 1)}
     links = [link["ifname"] for link in _links()
              if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
-    others = running_clusters() - {cluster}
-    routes = []
-    if not others:
-        routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
-                  if _our_route(r, net.unreachable_ranges)]
-    other_names = tuple(set(known_clusters) | others)
+    routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
+              if _our_route(r, net) and not any(ipaddress.ip_network(r["dst"], strict=False).overlaps(o)
+                                                for o in others_hold)]
+    other_names = tuple(set(known_clusters) | (running_clusters() - {cluster}))
     tables = [(f, t) for f, t in nft_tables() if owns_nft_table(cluster, t, other_names)]
     return Inventory(netns=[n for n in list_netns() if owns_netns(cluster, n)],
                      links=sorted(links), routes=routes, nft_tables=tables)
@@ -308,21 +325,11 @@ def _batch(lines: list[str]) -> list[str]:
     return [line for line in cp.stderr.splitlines() if line.strip() and not any(gone in line for gone in _GONE_ALREADY)]
 
 
-def conflicting_routes(net: ClusterNetwork) -> list[str]:
-    """Host routes (other than pocketkube's own unreachable routes) that overlap the cluster's
-    ranges: another network already uses those addresses (Docker often takes 172.18.0.0/16)."""
-    found = []
-    for route in _routes():
-        dst = route.get("dst")
-        if not dst or dst == "default" or _our_route(route, net.unreachable_ranges):
-            continue
-        try:
-            network = ipaddress.ip_network(dst, strict=False)
-        except ValueError:
-            continue
-        if any(network.version == r.version and network.overlaps(r) for r in net.ranges):
-            found.append(f"{dst} {route.get('type', '')} dev {route.get('dev', '-')}".replace("  ", " "))
-    return found
+def taken_on_host() -> list[cluster_ranges.Taken]:
+    """The address ranges the host's routes (every table) and addresses hold now."""
+    routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
+    addresses = json.loads(_run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
+    return cluster_ranges.taken_on_host(routes, addresses)
 
 
 def announced_addresses(net: ClusterNetwork) -> dict[str, list[str]]:

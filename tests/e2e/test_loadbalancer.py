@@ -29,7 +29,7 @@ from tests.e2e.test_services import (HTTP, MODES, _ready_pod, curl, echo_deploym
 pytestmark = pytest.mark.e2e
 
 POOL = Pool.parse(DEFAULT_LB_RANGE)
-REQUESTED = {"nftables": "172.18.0.190", "userspace": "172.18.0.191"}  # near the pool's end, one per mode
+REQUESTED = {"nftables": 190, "userspace": 191}  # the node network's .190 and .191: near the pool's end, one per mode
 
 
 def lb_ip(cluster, ns: str, name: str) -> str | None:
@@ -135,7 +135,7 @@ def test_health_check_codes(cluster, mode, lb):
 
 def test_requested_address_and_source_ranges(cluster, mode, lb):
     ns, name = lb["ns"], f"ranges-{mode}"
-    requested = REQUESTED[mode]
+    requested = str(cluster.net.node_subnet.network_address + REQUESTED[mode])
     apply(cluster, ns, service(name, {"app": "echo"}, [HTTP], type="LoadBalancer",
                                loadBalancerSourceRanges=["192.0.2.0/24"]))
     cluster.kubectl("annotate", "svc", name, "-n", ns, f"metallb.universe.tf/loadBalancerIPs={requested}")
