@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import secrets
@@ -86,7 +87,7 @@ class ClusterRecord:
     datastore: str = "sqlite"  # or "etcd"
     # The cluster's address ranges, chosen by `up` (core/ranges.py): every component reads them
     # from here (records written before there was a choice have the defaults).
-    node_cidr: str = cluster_ranges.DEFAULTS.node_cidr
+    node_subnet: str = cluster_ranges.DEFAULTS.node_cidr
     pod_cidr: str = cluster_ranges.DEFAULTS.pod_cidr
     service_cidr: str = cluster_ranges.DEFAULTS.service_cidr
     etcd_url: str = ""  # etcd's client URL, with the etcd datastore
@@ -113,7 +114,9 @@ class ClusterRecord:
 
     @property
     def ranges(self) -> cluster_ranges.Ranges:
-        return cluster_ranges.Ranges(self.node_cidr, self.pod_cidr, self.service_cidr, self.lb_range)
+        d = cluster_ranges.DEFAULTS  # (an empty field: the default)
+        return cluster_ranges.Ranges(self.node_subnet or d.node_cidr, self.pod_cidr or d.pod_cidr,
+                                     self.service_cidr or d.service_cidr, self.lb_range or d.lb_range)
 
     @property
     def network(self) -> ClusterNetwork:
@@ -437,7 +440,7 @@ def _up(opts: UpOptions, out, started: float) -> int:
     for note in notes:
         out.write(f"  {note}\n")
     record = ClusterRecord(opts.name, os.path.abspath(opts.data_dir or default_data_dir(opts.name)), opts.nodes,
-                           port, net.lb_range, opts.datastore, node_cidr=chosen.node_cidr,
+                           port, net.lb_range, opts.datastore, node_subnet=chosen.node_cidr,
                            pod_cidr=chosen.pod_cidr, service_cidr=chosen.service_cidr)
     if opts.datastore == "etcd":
         if shutil.which(ETCD_BINARY) is None:
@@ -751,12 +754,15 @@ def leftovers(name: str) -> list[str]:
 
 
 def cluster_inventory(name: str) -> network.Inventory:
-    """What of cluster `name`'s network exists, over its recorded ranges (the default ones when
-    no record is left), never touching a range another registered cluster holds."""
+    """What of cluster `name`'s network exists, over its recorded ranges, never touching a range
+    another registered cluster holds. With no record left, its routes are known only by the
+    default ranges: those are claimed only while no other cluster is on the machine."""
     record = ClusterRecord.load(name)
-    others = [r for c in known_clusters() if c != name and (r := ClusterRecord.load(c))]
-    return network.inventory(name, tuple(known_clusters()), record.network if record else None,
-                             tuple(net for r in others for _, net in r.ranges.networks()))
+    others = (set(known_clusters()) | network.running_clusters()) - {name}
+    held = tuple(net for c in others if (r := ClusterRecord.load(c)) for _, net in r.ranges.networks())
+    if record is None and others:
+        held = (ipaddress.IPv4Network("0.0.0.0/0"),)
+    return network.inventory(name, tuple(known_clusters()), record.network if record else None, held)
 
 
 def _stop_cluster_processes(record: ClusterRecord) -> None:
