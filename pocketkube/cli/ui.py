@@ -143,7 +143,7 @@ def run_ui(args: argparse.Namespace) -> int:
 
 
 UI_EXAMPLES = """examples:
-  pocketkube ui                   # then open http://127.0.0.1:8001/ and click a Service
+  pocketkube ui                   # open http://127.0.0.1:8001/, click a Service: its findings, a trace from a pod
   pocketkube ui --port 9000 -n default
   pocketkube map --html map.html  # the same page as a file: a snapshot, no server"""
 

@@ -10,7 +10,12 @@ supervisor, agents, server, then every process left in the cluster's namespaces)
 the network, the data it made and the context. `status` says what runs and how often it
 was restarted.
 
-Files: /run/pocketkube/NAME.json records a cluster (data dir, nodes, port) while it exists;
+Several clusters run at once: `up` chooses each one's node, pod, service and load-balancer
+ranges from free space (core/ranges.py, around the host's routes and addresses and the other
+records' ranges) and an API port; `status` and `down --all` cover every cluster.
+
+Files: /run/pocketkube/NAME.json records a cluster (data dir, nodes, port, its address ranges:
+the one place every component's ranges come from) while it exists;
 DATA_DIR (default /var/lib/pocketkube/NAME) holds .pocketkube-cluster (the name, so a data dir
 is never mistaken for another's), server/ (the API server's data dir), nodes/<node>/ (agent
 state, kubeconfig, agent.log), run/*.pid ("PID STARTTIME", so a reused PID is never

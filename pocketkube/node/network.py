@@ -1,11 +1,14 @@
 """The cluster network on the host: names, addresses and the plumbing that makes and removes it.
 
-Owns the layout of DESIGN.md ("The network"): the host bridge (`pk0` for the default cluster,
-`pk-<name>` otherwise) holding 172.18.0.1/24; one network namespace per node
-(`pk-<name>-n<N>`) with `eth0` = 172.18.0.(N+1)/24 (a veth whose host side is on the bridge),
-a `cni0` bridge holding 10.244.N.1/24, routes to the other nodes' pod /24s and NO default
-route; on the host, each node's pod /24 via that node and `unreachable` routes for the pod and
-service ranges, so a packet for a cluster address is delivered inside the cluster or refused.
+Owns the layout of DESIGN.md ("The network"), over the cluster's own ranges (core/ranges.py
+chooses them, the cluster record keeps them; the defaults below): the host bridge (`pk0` for
+the default cluster, `pk-<name>` otherwise) holding the node network's .1 (172.18.0.1/24); one
+network namespace per node (`pk-<name>-n<N>`) with `eth0` = .(N+1) (a veth whose host side is
+on the bridge), a `cni0` bridge holding the .1 of the node's pod /24 (10.244.N.1/24), routes to
+the other nodes' pod /24s and NO default route; on the host, each node's pod /24 via that node
+and `unreachable` routes for the cluster's pod and service ranges and pool, so a packet for a
+cluster address is delivered inside the cluster or refused. `taken_on_host` reads what the
+host's routes and addresses hold, for `up` to choose around.
 
 Every name carries the cluster name: namespaces by their name (`pk-<name>-n<N>` for nodes,
 `pk-<name>-p-<hex>` for pods), host links by their alias (`pocketkube cluster <name>`; their
