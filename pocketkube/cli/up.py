@@ -515,6 +515,7 @@ def _api_port(wanted: int | None) -> int:
 def _free_port(preferred: int) -> int:
     """`preferred` if nothing listens on it on 127.0.0.1, else a free port the kernel picks."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no owner
         try:
             probe.bind(("127.0.0.1", preferred))
             return preferred
