@@ -746,8 +746,9 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str) ->
 # ---- down --------------------------------------------------------------------------------
 
 
-def leftovers(name: str) -> list[str]:
-    """What of cluster `name` exists on this machine (processes, network, record)."""
+def leftovers(name: str, ranges_of: ClusterRecord | None = None) -> list[str]:
+    """What of cluster `name` exists on this machine (processes, network, record); its routes are
+    looked for in the ranges of `ranges_of` (a record just removed), else of its record."""
     found: list[str] = []
     record = ClusterRecord.load(name)
     if record:
@@ -755,15 +756,16 @@ def leftovers(name: str) -> list[str]:
             found.append(f"supervisor (pid {pid})")
         found += [f"{process} (pid {pid})" for process, pid in cluster_processes(record).items()]
         found.append(ClusterRecord.path(name))
-    found += cluster_inventory(name).describe()
+    found += cluster_inventory(name, ranges_of).describe()
     return found
 
 
-def cluster_inventory(name: str) -> network.Inventory:
-    """What of cluster `name`'s network exists, over its recorded ranges, never touching a range
-    another registered cluster holds. With no record left, its routes are known only by the
-    default ranges: those are claimed only while no other cluster is on the machine."""
-    record = ClusterRecord.load(name)
+def cluster_inventory(name: str, record: ClusterRecord | None = None) -> network.Inventory:
+    """What of cluster `name`'s network exists, over the ranges of `record` (default: its record
+    on file), never touching a range another registered cluster holds. With no record, its routes
+    are known only by the default ranges: those are claimed only while no other cluster is on
+    the machine."""
+    record = record or ClusterRecord.load(name)
     others = (set(known_clusters()) | network.running_clusters()) - {name}
     held = tuple(net for c in others if (r := ClusterRecord.load(c)) for _, net in r.ranges.networks())
     if record is None and others:
@@ -800,7 +802,8 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
 def teardown(name: str, kubeconfig: str | None) -> list[str]:
     """Stop and remove everything of cluster `name`; the kubeconfig context too unless
     `kubeconfig` is None. Returns what could not be removed."""
-    record = ClusterRecord.load(name) or ClusterRecord(name, default_data_dir(name), network.MAX_NODES, 0)
+    recorded = ClusterRecord.load(name)
+    record = recorded or ClusterRecord(name, default_data_dir(name), network.MAX_NODES, 0)
     _stop_cluster_processes(record)
     for node in record.network.node_list():  # pods' holders, containers and cgroups
         if os.path.isdir(record.node_dir(node)):
@@ -812,7 +815,7 @@ def teardown(name: str, kubeconfig: str | None) -> list[str]:
     record.remove()
     if kubeconfig is not None:
         forget_context(kubeconfig, name)
-    remaining = leftovers(name)
+    remaining = leftovers(name, recorded)
     return problems + [f"still there: {item}" for item in remaining]
 
 

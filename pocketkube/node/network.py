@@ -116,10 +116,6 @@ class ClusterNetwork:
         return cluster_ranges.cluster_dns(str(self.service_cidr))
 
     @property
-    def chosen(self) -> cluster_ranges.Ranges:
-        return cluster_ranges.Ranges(str(self.node_subnet), str(self.pod_cidr), str(self.service_cidr), self.lb_range)
-
-    @property
     def unreachable_ranges(self) -> tuple[str, ...]:
         """The ranges refused on the host when nothing more specific delivers them: the pod and
         service networks, and the load-balancer pool (which the bridge delivers while it exists)."""

@@ -105,10 +105,17 @@ def what_remains(cluster) -> list[str]:
     found += [f"link {link['ifname']}" for link in ip_json("link", "show")
               if link.get("ifalias") == f"pocketkube cluster {name}" or name in link["ifname"]
               or link["ifname"] in {cluster.net.bridge} | {n.host_veth for n in cluster.net.node_list()}]
-    ours = (cluster.net.node_subnet, cluster.net.pod_cidr, cluster.net.service_cidr)  # other clusters may run
+    # Other clusters may run, and one may have taken these ranges once this one was down.
+    ours = (cluster.net.node_subnet, cluster.net.pod_cidr, cluster.net.service_cidr)
+    theirs = [n for c in up_cmd.known_clusters() if c != name and (r := up_cmd.ClusterRecord.load(c))
+              for _, n in r.ranges.networks()]
+
+    def overlaps(dst: str, nets) -> bool:
+        return any(ipaddress.ip_network(dst, strict=False).overlaps(n) for n in nets)
+
     found += [f"route {r['dst']}" for r in ip_json("route", "show", "table", "main")
-              if (str(r.get("protocol")) == str(network.ROUTE_PROTOCOL)
-                  and any(ipaddress.ip_network(r["dst"], strict=False).overlaps(o) for o in ours))
+              if (str(r.get("protocol")) == str(network.ROUTE_PROTOCOL) and overlaps(r["dst"], ours)
+                  and not overlaps(r["dst"], theirs))
               or r.get("dev") == cluster.net.bridge]
     found += [f"nft table {t}" for _, t in network.nft_tables() if name in t]
     for entry in os.listdir("/proc"):
