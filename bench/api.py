@@ -129,50 +129,48 @@ async def watch_latency(session, url: str, watchers: int, events: int, prefix: s
     return lat
 
 
-def row(what: str, value: float, unit: str, goal: float, better: str, anchor: str = "") -> str:
-    ratio = goal / value if better == "lower" else value / goal
-    verdict = "meets goal" if ratio >= 1 else "MISSES goal"
-    return f"{what:<42} {value:>10.1f} {unit:<6} goal {better}-is-better {goal:g} {unit}  " \
-           f"ratio {ratio:5.2f}x  {verdict}  {anchor}"
+def row(what: str, value: float, unit: str, goal: float, better: str, anchor: str = "") -> harness.Row:
+    """A figure of the pocketkube-only run (one run, no rounds: its spread is the peer comparison's)."""
+    return harness.Row(f"{what} (one run)", value, unit, goal, better == "higher", anchor)
 
 
-async def main_async(args) -> None:
+async def main_async(args, session: harness.Session) -> None:
     data = tempfile.mkdtemp(prefix="pk-bench-")
     srv = start_server(data, datastore="sqlite", controllers=False)  # the API server alone
     try:
         ctx = ssl.create_default_context(cafile=srv.ca)
         conn = aiohttp.TCPConnector(ssl=ctx, limit=0)
         async with aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {srv.token}"}) as s:
-            lines = []
+            rows = []
             n = f"{args.services:,}"  # the labels say what was measured, whatever --services is
             secs = await create_many(s, srv.url, [f"svc-{i:05d}" for i in range(1000)])
-            lines.append(row("creates/s (1,000 Services, 32 clients)", 1000 / secs, "/s", 1000, "higher",
-                             "anchor: k8s SLO p99<=1s per mutating call"))
+            rows.append(row("creates/s (1,000 Services, 32 clients)", 1000 / secs, "/s", 1000, "higher",
+                             "k8s SLO p99<=1s per mutating call"))
             await create_many(s, srv.url, [f"svc-{i:05d}" for i in range(1000, args.services)])
             rss_loaded = rss_mb(srv.proc.pid)
             get = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services/svc-00042", 300)
-            lines.append(row(f"get p50 (at {n} objects)", statistics.median(get), "ms", 10, "lower"))
-            lines.append(row(f"get p99 (at {n} objects)", pct(get, 99), "ms", 20, "lower",
-                             "anchor: k3s/SQLite avg 170 ms"))
+            rows.append(row(f"get p50 (at {n} objects)", statistics.median(get), "ms", 10, "lower"))
+            rows.append(row(f"get p99 (at {n} objects)", pct(get, 99), "ms", 20, "lower",
+                             "k3s/SQLite avg 170 ms"))
             lst = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services", 15)
-            lines.append(row(f"list {n} Services JSON p50", statistics.median(lst), "ms", 300, "lower"))
+            rows.append(row(f"list {n} Services JSON p50", statistics.median(lst), "ms", 300, "lower"))
             tbl = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services", 15,
                               headers={"Accept": TABLE})
-            lines.append(row(f"list {n} Services as Table p50", statistics.median(tbl), "ms", 300, "lower"))
-            lines.append(row(f"list {n} Services as Table p99", pct(tbl, 99), "ms", 300, "lower"))
+            rows.append(row(f"list {n} Services as Table p50", statistics.median(tbl), "ms", 300, "lower"))
+            rows.append(row(f"list {n} Services as Table p99", pct(tbl, 99), "ms", 300, "lower"))
             rss_listed = rss_mb(srv.proc.pid)
             lat = await watch_latency(s, srv.url, args.watchers, 50)
-            lines.append(row(f"watch delivery p50 ({args.watchers} watchers)", statistics.median(lat), "ms",
+            rows.append(row(f"watch delivery p50 ({args.watchers} watchers)", statistics.median(lat), "ms",
                              20, "lower"))
-            lines.append(row(f"watch delivery p99 ({args.watchers} watchers)", pct(lat, 99), "ms", 20, "lower"))
-            lines.append(row(f"server RSS with {n} Services, loaded", rss_loaded, "MB", 150, "lower",
-                             "anchor: k3s server ~1.6 GB with workload"))
-            lines.append(row(f"server RSS after 30 lists of {n}", rss_listed, "MB", 150, "lower"))
-            lines.append(row(f"server RSS after {args.watchers} watchers x 50 events", rss_mb(srv.proc.pid), "MB", 150,
+            rows.append(row(f"watch delivery p99 ({args.watchers} watchers)", pct(lat, 99), "ms", 20, "lower"))
+            rows.append(row(f"server RSS with {n} Services, loaded", rss_loaded, "MB", 150, "lower",
+                             "k3s server ~1.6 GB with workload"))
+            rows.append(row(f"server RSS after 30 lists of {n}", rss_listed, "MB", 150, "lower"))
+            rows.append(row(f"server RSS after {args.watchers} watchers x 50 events", rss_mb(srv.proc.pid), "MB", 150,
                              "lower"))
-        print(f"\npocketkube API server benchmark ({args.services} Services, SQLite datastore)")
-        for line in lines:
-            print("  " + line)
+        session.add(*rows)
+        session.note(f"pocketkube alone: {args.services:,} Services, SQLite datastore, API server without "
+                     "controllers, one run of each figure")
     finally:
         srv.stop()
 
@@ -280,7 +278,7 @@ async def _peer_rounds(targets: dict, args) -> dict[str, dict[str, list[float]]]
     return results
 
 
-async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
+async def authz_overhead(session: harness.Session, rounds: int = 15, per_round: int = 200) -> None:
     """GET and create latency with RBAC on and off in one in-process server, interleaved."""
     from pocketkube.apiserver.server import APIServer
 
@@ -329,31 +327,25 @@ async def authz_overhead(rounds: int = 15, per_round: int = 200) -> None:
                 return statistics.median(gets), statistics.median(creates)
 
             await measure()  # warm up both paths
-            ratios_get, ratios_create, on_ms = [], [], []
+            results: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
             for i in range(rounds):
-                results = {}
                 for mode in (("on", "off") if i % 2 == 0 else ("off", "on")):
                     server.handlers.authorizer = rbac if mode == "on" else None
-                    results[mode] = await measure()
-                ratios_get.append(results["on"][0] / results["off"][0])
-                ratios_create.append(results["on"][1] / results["off"][1])
-                on_ms.append(results["on"])
+                    results[mode].append(await measure())
             server.handlers.authorizer = rbac
-        print(f"\nRBAC authorization cost ({rounds} interleaved rounds of {per_round} GETs and creates, "
-              f"as a ServiceAccount bound to edit, in-process server, SQLite)")
-        for what, ratios, idx in (("GET ConfigMap", ratios_get, 0), ("create ConfigMap", ratios_create, 1)):
-            med = statistics.median(ratios)
-            q = statistics.quantiles(ratios, n=4)
-            on = statistics.median(m[idx] for m in on_ms) * 1000
-            verdict = "meets goal" if med < 1.10 else "MISSES goal"
-            print(f"  {what:<18} on/off median {med:5.3f}x  (quartiles {q[0]:.3f}-{q[2]:.3f}, "
-                  f"min {min(ratios):.3f}, max {max(ratios):.3f})  {on:.2f} ms with RBAC  "
-                  f"goal < 1.10x  {verdict}")
+        for what, idx in (("GET ConfigMap", 0), ("create ConfigMap", 1)):
+            on = [m[idx] for m in results["on"]]
+            off = [m[idx] for m in results["off"]]
+            session.add(harness.ratio_row(f"{what} latency, RBAC authorization on / off", harness.ratio(on, off),
+                                          goal=1.10, higher=False, anchor="upstream: RBAC resolved per request too"))
+            session.note(f"RBAC: {what} median {statistics.median(on) * 1000:.2f} ms on, "
+                         f"{statistics.median(off) * 1000:.2f} ms off ({rounds} interleaved rounds of {per_round}, "
+                         "as a ServiceAccount bound to edit, in-process server, SQLite)")
     finally:
         await server.stop()
 
 
-async def custom_resource_speed(rounds: int = 8, per_round: int = 250) -> None:
+async def custom_resource_speed(session: harness.Session, rounds: int = 8, per_round: int = 250) -> None:
     """Create and list-as-Table latency of a custom resource beside a built-in kind (ConfigMaps),
     interleaved rounds in one in-process server."""
     from pocketkube.apiserver.server import APIServer
@@ -401,15 +393,14 @@ async def custom_resource_speed(rounds: int = 8, per_round: int = 250) -> None:
                     await call("GET", path, accept=TABLE)
                     lists[kind].append(time.perf_counter() - t0)
         n = rounds * per_round
-        print(f"\nCustom resource speed beside ConfigMaps ({rounds} interleaved rounds of {per_round} creates, "
-              f"then a Table list; {n:,} objects of each at the end, in-process server, SQLite)")
         for what, values in (("create", creates), ("list as Table", lists)):
-            ratios = [c / b for c, b in zip(values["Widget"], values["ConfigMap"])]
-            med = statistics.median(ratios)
-            verdict = "meets goal" if med <= 1.5 else "MISSES goal"
-            print(f"  {what:<14} Widget/ConfigMap median {med:5.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-                  f"Widget {statistics.median(values['Widget']) * 1000:.2f} ms, ConfigMap "
-                  f"{statistics.median(values['ConfigMap']) * 1000:.2f} ms  goal <= 1.5x  {verdict}")
+            session.add(harness.ratio_row(f"custom resource {what}, Widget / ConfigMap",
+                                          harness.ratio(values["Widget"], values["ConfigMap"]),
+                                          goal=1.5, higher=False))
+            session.note(f"custom resource {what}: Widget {statistics.median(values['Widget']) * 1000:.2f} ms, "
+                         f"ConfigMap {statistics.median(values['ConfigMap']) * 1000:.2f} ms ({rounds} interleaved "
+                         f"rounds of {per_round} creates then a Table list; {n:,} of each at the end, in-process "
+                         "server, SQLite)")
     finally:
         await server.stop()
 
@@ -430,14 +421,14 @@ def main() -> None:
     args = p.parse_args()
     with harness.Session("api", args) as session:
         if args.only in (None, "main"):
-            asyncio.run(main_async(args))
+            asyncio.run(main_async(args, session))
         if args.only in (None, "peer"):
             with harness.machine_lock():  # no cluster, but a benchmark beside another measures both
                 session.add(*asyncio.run(peer_comparison(args, session)))
         if args.only in (None, "authz"):
-            asyncio.run(authz_overhead())
+            asyncio.run(authz_overhead(session))
         if args.only in (None, "crd"):
-            asyncio.run(custom_resource_speed())
+            asyncio.run(custom_resource_speed(session))
 
 
 if __name__ == "__main__":

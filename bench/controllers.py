@@ -3,11 +3,16 @@
 Each measurement is one function that starts its own `pocketkube server` (SQLite datastore)
 in a subprocess, drives it over HTTPS as kubectl and kubelets do, and returns table rows.
 
-- endpoint propagation: pod Ready -> EndpointSlice updated (p50/p99), 1,000 Services x 10 pods.
-- deployment fan-out: 1,000 Deployments of 3 replicas until all 3,000 pods exist (and are bound).
+- endpoint propagation: pod Ready -> EndpointSlice updated (p50/p99), 1,000 Services x 10 pods;
+  the samples are taken in --rounds rounds on one server, each round's p50 and p99 a figure.
+- deployment fan-out: 1,000 Deployments of 3 replicas until all 3,000 pods exist (and are bound),
+  --rounds times, each on a fresh server.
+Each row is the median of the rounds with their min and max (bench/harness.py). There is no peer
+in the same run: the goals are absolute, the anchors what upstream publishes.
 
     .venv/bin/python -m bench.controllers [--services 1000] [--pods-per-service 10] [--samples 300]
                                           [--deployments 1000] [--replicas 3] [--only NAME]
+                                          [--rounds 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import ipaddress
 import os
 import random
 import ssl
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +32,8 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness  # noqa: E402
+from bench.harness import Row, percentile  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
@@ -35,18 +41,6 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 NODE = "bench-node"
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 PODS = "/api/v1/namespaces/default/pods"
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def row(what: str, value: float, unit: str, goal: float, better: str, anchor: str = "") -> str:
-    ratio = goal / value if better == "lower" else value / goal
-    verdict = "meets goal" if ratio >= 1 else "MISSES goal"
-    return f"{what:<48} {value:>10.1f} {unit:<3} goal {better}-is-better {goal:g} {unit}  " \
-           f"ratio {ratio:6.2f}x  {verdict}  {anchor}"
 
 
 async def session_for(srv) -> aiohttp.ClientSession:
@@ -133,9 +127,10 @@ async def _watch_ready(session, url: str, rv: str, waiting: dict[str, asyncio.Fu
                             future.set_result(arrived)
 
 
-async def endpoint_propagation(args) -> list[str]:
+async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
     """Pod Ready -> EndpointSlice updated: from the status PATCH to the watch event of the
-    slice saying ready, one pod at a time, with 1,000 Services x 10 pods in the cluster."""
+    slice saying ready, one pod at a time, with 1,000 Services x 10 pods in the cluster; the
+    samples in `args.rounds` rounds, each round's p50 and p99 one figure."""
     data = tempfile.mkdtemp(prefix="pk-bench-ctl-")
     srv = start_server(data, datastore="sqlite")
     try:
@@ -165,13 +160,18 @@ async def endpoint_propagation(args) -> list[str]:
     finally:
         srv.stop()
     scale = f"{args.services:,} Services x {args.pods_per_service} pods"
+    per_round = max(1, len(latencies) // args.rounds)
+    rounds = [latencies[i * per_round:(i + 1) * per_round] for i in range(args.rounds)]
+    rounds = [r for r in rounds if r]
     return [
-        row(f"endpoint propagation p50 ({scale})", statistics.median(latencies), "ms", 100, "lower"),
-        row(f"endpoint propagation p99 ({scale})", pct(latencies, 99), "ms", 100, "lower",
-            "anchor: k8s network programming latency SLO p99 <= 30 s"),
-        f"(setup: {args.services * args.pods_per_service:,} pods and {args.services:,} Services created, "
-        f"their slices written, in {setup:.1f} s; {len(latencies)} samples)",
-    ]
+        harness.spread_row(f"endpoint propagation p50 ({scale})",
+                           harness.spread([percentile(r, 50) for r in rounds]), "ms", goal=100, higher=False),
+        harness.spread_row(f"endpoint propagation p99 ({scale})",
+                           harness.spread([percentile(r, 99) for r in rounds]), "ms", goal=100, higher=False,
+                           anchor="k8s network programming latency SLO p99 <= 30 s"),
+    ], [f"endpoint propagation: {args.services * args.pods_per_service:,} pods and {args.services:,} Services "
+        f"created, their slices written, in {setup:.1f} s; {len(latencies)} samples in {len(rounds)} rounds "
+        f"of {per_round}"]
 
 
 # --- deployment fan-out --------------------------------------------------------------------
@@ -219,9 +219,10 @@ async def _watch_pod_counts(session, url: str, rv: str, want: int, created_at: d
                     return
 
 
-async def deployment_fanout(args) -> list[str]:
-    """1,000 Deployments of 3 replicas, created through the API with keep-alive: the time
-    from the first create until every pod exists, and until every pod is bound to the node."""
+async def deployment_fanout_once(args) -> tuple[dict[str, float], str]:
+    """1,000 Deployments of 3 replicas, created through the API with keep-alive, on a fresh
+    server: the time from the first create until every pod exists, and until every pod is bound
+    to the node."""
     data = tempfile.mkdtemp(prefix="pk-bench-deploy-")
     srv = start_server(data, datastore="sqlite")
     want = args.deployments * args.replicas
@@ -249,29 +250,41 @@ async def deployment_fanout(args) -> list[str]:
                 raise RuntimeError(f"{pods} pods exist, expected exactly {want} (duplicates or losses)")
     finally:
         srv.stop()
+    return ({"created": all_created, "per_second": want / all_created, "bound": all_bound},
+            f"the {args.deployments:,} Deployment creates took {posted:.1f} s; {pods:,} pods exist, "
+            f"{bound_now:,} bound, no duplicates")
+
+
+async def deployment_fanout(args) -> tuple[list[Row], list[str]]:
+    """deployment_fanout_once, `args.rounds` times, each on a fresh server."""
+    runs = [await deployment_fanout_once(args) for _ in range(args.rounds)]
+    want = args.deployments * args.replicas
     scale = f"{args.deployments:,} Deployments x {args.replicas}"
+
+    def figure(key: str) -> harness.Spread:
+        return harness.spread([r[key] for r, _ in runs])
+
     return [
-        row(f"all pods created ({scale})", all_created, "s", 20, "lower",
-            "anchor: kwok CI 10,000 pods Running in 120 s (83 pods/s)"),
-        row(f"pods created per second ({scale})", want / all_created, "/s", want / 20, "higher"),
-        row(f"all pods bound to the node ({scale})", all_bound, "s", 20, "lower"),
-        f"(the {args.deployments:,} Deployment creates took {posted:.1f} s; {pods:,} pods exist, "
-        f"{bound_now:,} bound, no duplicates)",
-    ]
+        harness.spread_row(f"all pods created ({scale})", figure("created"), "s", goal=20, higher=False,
+                           anchor="kwok CI 10,000 pods Running in 120 s (83 pods/s)"),
+        harness.spread_row(f"pods created per second ({scale})", figure("per_second"), "/s", goal=want / 20),
+        harness.spread_row(f"all pods bound to the node ({scale})", figure("bound"), "s", goal=20, higher=False),
+    ], [f"deployment fan-out, round {i + 1}: {note}" for i, (_, note) in enumerate(runs)]
 
 
 MEASUREMENTS = [endpoint_propagation, deployment_fanout]
 
 
-async def main_async(args) -> None:
-    lines = []
-    for measure in MEASUREMENTS:
-        if args.only and measure.__name__ != args.only:
-            continue
-        lines += await measure(args)
-    print("\npocketkube controller benchmark (SQLite datastore)")
-    for line in lines:
-        print("  " + line)
+def main_with(args) -> None:
+    with harness.Session("controllers", args) as session:
+        for measure in MEASUREMENTS:
+            if args.only and measure.__name__ != args.only:
+                continue
+            rows, notes = asyncio.run(measure(args))
+            session.add(*rows)
+            for note in notes:
+                session.note(note)
+        session.note("pocketkube server on SQLite, driven over HTTPS as kubectl and kubelets do")
 
 
 def main() -> None:
@@ -283,7 +296,8 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the deployments' pods")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
-    asyncio.run(main_async(p.parse_args()))
+    harness.add_arguments(p)
+    main_with(p.parse_args())
 
 
 if __name__ == "__main__":
