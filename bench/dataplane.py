@@ -376,6 +376,8 @@ class DataplaneCluster:
         self._lock.__enter__()
         try:
             self.cluster.up()
+            self.net = self.cluster.record().network  # the ranges `up` chose (another cluster may hold the first)
+            self.node = self.net.node(1)
             self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in BENCH_OBJECTS))
             self.nginx_ip = self._ready_pod("app=nginx")["status"]["podIP"]
             self._ready_pod("app=client")

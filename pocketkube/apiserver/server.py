@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import os
 import secrets
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 CERT_HOSTS = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-              "kubernetes.default.svc.cluster.local", "10.96.0.1"]
+              "kubernetes.default.svc.cluster.local"]  # and the service range's first address
 
 
 class APIServer:
@@ -48,8 +49,9 @@ class APIServer:
                  bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True,
                  authorization_mode: str = "RBAC", etcd_servers: tuple[str, ...] = (),
                  etcd_cafile: str | None = None, etcd_certfile: str | None = None, etcd_keyfile: str | None = None,
-                 advertise_address: str = ""):
+                 advertise_address: str = "", service_cidr: str = allocators.SERVICE_CIDR):
         self.data_dir = os.path.abspath(data_dir)
+        self.service_cidr = service_cidr  # kube-apiserver's --service-cluster-ip-range
         self.port = port
         self.datastore = datastore
         self.etcd_servers = list(etcd_servers)
@@ -81,7 +83,7 @@ class APIServer:
         self.cache = WatchCache(self.store)
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
-        self.service_allocators = allocators.install(self.storage)  # ClusterIPs and NodePorts, from the stored Services
+        self.service_allocators = allocators.install(self.storage, self.service_cidr)  # ClusterIPs and NodePorts, from the stored Services
         self.storage.admission.append(ingress_kind.default_class_admission(
             lambda: self.cache.list(collection_prefix(ingressclass_kind.INFO, None))))
         quota.install(self.storage)  # ResourceQuota admission
@@ -187,7 +189,8 @@ class APIServer:
         return token
 
     def _ssl_context(self) -> ssl.SSLContext:
-        hosts = CERT_HOSTS + [a for a in dict.fromkeys((self.bind, *self.extra_addresses, *self.advertise))
+        kubernetes_ip = str(ipaddress.ip_network(self.service_cidr, strict=False).network_address + 1)
+        hosts = CERT_HOSTS + [a for a in dict.fromkeys((kubernetes_ip, self.bind, *self.extra_addresses, *self.advertise))
                               if a and a not in CERT_HOSTS]
         pki = certs.ensure_pki(os.path.join(self.data_dir, "pki"), hosts)
         self.pki = pki

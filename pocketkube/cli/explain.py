@@ -18,6 +18,7 @@ import ipaddress
 import os
 import sys
 
+from pocketkube.core.cluster import DEFAULT_NAME as DEFAULT_CLUSTER
 from pocketkube.core.objects import namespace_of
 from pocketkube.explain import findings, topology
 
@@ -124,16 +125,42 @@ def listening_by_ip(agent_pids: list[int]) -> dict[str, tuple[set, set]]:
     return out
 
 
-def _cluster_agents(server: str, cluster_name: str | None) -> list[int]:
-    """The PIDs of the node agents of the cluster at `server` (or named `cluster_name`) on this machine."""
+def local_record(server: str, cluster_name: str | None):
+    """The record of the cluster on this machine named `cluster_name`, or else the one whose API
+    server is at `server` (the kubeconfig's): its ranges, nodes and processes. None if neither."""
     from pocketkube.cli import up
 
     names = [cluster_name] if cluster_name else up.known_clusters()
     for name in names:
         record = up.ClusterRecord.load(name)
         if record and (cluster_name or record.url == server.rstrip("/")):
-            return [pid for n, pid in up.cluster_processes(record).items() if n.startswith("agent-")]
-    return []
+            return record
+    return None
+
+
+def _cluster_agents(server: str, cluster_name: str | None) -> list[int]:
+    """The PIDs of the node agents of the cluster at `server` (or named `cluster_name`) on this machine."""
+    from pocketkube.cli import up
+
+    record = local_record(server, cluster_name)
+    return [pid for n, pid in up.cluster_processes(record).items() if n.startswith("agent-")] if record else []
+
+
+async def trace(client, *, source: str, to: str, protocol: str = "tcp", namespace: str = "default",
+                cluster_name: str | None = None, mode: str | None = None) -> str:
+    """`pocketkube trace`'s text for a packet from `source` to `to` ("ADDR:PORT"), over the ranges
+    of the local cluster the client talks to (its record: host address, pod and service ranges),
+    and, as root, the load-balancer addresses its nodes announce."""
+    from pocketkube.node import network
+    from pocketkube.proxy.trace import trace_in_cluster
+
+    record = local_record(getattr(client.transport, "server", ""), cluster_name)
+    net = record.network if record else network.ClusterNetwork(cluster_name or DEFAULT_CLUSTER)
+    # which node holds each load-balancer address, read from the nodes themselves (needs root)
+    announced = network.announced_addresses(net) if record and os.geteuid() == 0 else {}
+    return await trace_in_cluster(client, source=source, to=to, protocol=protocol, namespace=namespace,
+                                  cluster_name=net.name, mode=mode, announced=announced, host_address=net.host_ip,
+                                  cluster_cidr=str(net.pod_cidr), service_cidr=str(net.service_cidr))
 
 
 # ---- reading the API ----------------------------------------------------------------------------

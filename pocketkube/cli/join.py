@@ -391,7 +391,7 @@ def _join(opts: JoinOptions, record, node_name: str, ca_pem: bytes, server_ip: s
     config, nodes, kubelet_token = asyncio.run(_read_cluster(direct))
     net = network.ClusterNetwork(node_name, network.MAX_NODES, node_subnet=_net(config["nodeSubnet"]),
                                  pod_cidr=_net(config["podCIDR"]), service_cidr=_net(config["serviceCIDR"]),
-                                 lb_range=config.get("lbRange") or network.DEFAULT_LB_RANGE)
+                                 lb_range=config["lbRange"])
     index = free_index(nodes, node_name, net)
     record.joined, record.nodes, record.node_index = opts.server, index, index
     record.node_name = node_name

@@ -33,7 +33,8 @@ def _server(args: argparse.Namespace) -> int:
                                            authorization_mode=args.authorization_mode,
                                            etcd_servers=tuple(args.etcd_servers),
                                            etcd_cafile=args.etcd_cafile, etcd_certfile=args.etcd_certfile,
-                                           etcd_keyfile=args.etcd_keyfile, advertise_address=args.advertise_address))
+                                           etcd_keyfile=args.etcd_keyfile, advertise_address=args.advertise_address,
+                                           service_cidr=args.service_cluster_ip_range))
         if not args.no_controllers:
             def client_for(username: str) -> Client:
                 return Client(LocalTransport(server.handlers, controller_identity(username)),
@@ -84,6 +85,7 @@ def _agent(args: argparse.Namespace) -> int:
         sup = Supervisor()
         await sup.start(NodeAgent(client, node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr,
                                   state_dir=args.state_dir, netns=args.netns, port=args.port,
+                                  cluster_dns=args.cluster_dns,
                                   stream_token=_stream_token(args.stream_token_file, client.transport.token)))
         print(f"pocketkube agent for node {args.node_name} ready on {args.node_ip}:{args.port}", flush=True)
         await _until_signalled()
@@ -249,16 +251,11 @@ def _add_ingress_parser(sub) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from pocketkube.cli import up
+    from pocketkube.cli import explain as explain_cli, up
     from pocketkube.core.client import from_kubeconfig
     from pocketkube.ingress import explain
-    from pocketkube.node import network
-    from pocketkube.node.network import ClusterNetwork
-    from pocketkube.proxy.trace import TraceError, trace_in_cluster
+    from pocketkube.proxy.trace import TraceError
 
-    record = up.ClusterRecord.load(args.cluster_name)
-    # which node holds each load-balancer address, read from the nodes themselves (needs root)
-    announced = network.announced_addresses(record.network) if record and os.geteuid() == 0 else {}
     http = args.to.startswith(("http://", "https://")) or args.host or args.path
 
     async def run() -> int:
@@ -272,10 +269,9 @@ def _trace(args: argparse.Namespace) -> int:
                 headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header)}
                 address, port, http_lines = await explain.explain(client, request, headers)
                 to = f"{address}:{port}"
-            print(await trace_in_cluster(client, source=args.source, to=to, protocol=args.proto,
-                                         namespace=args.namespace, cluster_name=args.cluster_name,
-                                         mode=args.proxy_mode, announced=announced,
-                                         host_address=ClusterNetwork(args.cluster_name).host_ip))
+            print(await explain_cli.trace(client, source=args.source, to=to, protocol=args.proto,
+                                          namespace=args.namespace, cluster_name=args.cluster_name,
+                                          mode=args.proxy_mode))
             if http_lines:
                 print("\n".join(http_lines))
             return 0
@@ -373,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "is marked NotReady (Unknown) and tainted (default 40s)")
     p.add_argument("--node-monitor-period", type=_go_duration, default=5.0, metavar="DURATION",
                    help="how often the node lifecycle controller checks the nodes' heartbeats (default 5s)")
+    p.add_argument("--service-cluster-ip-range", default=names.SERVICE_CIDR, metavar="CIDR",
+                   help="the Service network ClusterIPs come from (default %(default)s; `up` passes the cluster's)")
     p.set_defaults(func=_server)
     from pocketkube.cli import up
 
@@ -397,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--node-name", required=True)
     a.add_argument("--node-ip", required=True, help="this node's address (InternalIP)")
     a.add_argument("--pod-cidr", required=True, help="this node's pod range, e.g. 10.244.1.0/24")
+    a.add_argument("--cluster-dns", default=names.CLUSTER_DNS, metavar="ADDRESS",
+                   help="the nameserver in pods' resolv.conf (default %(default)s; `up` passes the service range's .10)")
     a.add_argument("--state-dir", required=True, help="where pod sandboxes and logs are kept")
     a.add_argument("--netns", default=None, help="the node's network namespace (default: the current one)")
     a.add_argument("--port", type=int, default=10250, help="exec/attach/logs/port-forward port")
@@ -441,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
     t.add_argument("-n", "--namespace", default="default", help="the namespace of --from POD")
     t.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
-    t.add_argument("--cluster-name", default=names.DEFAULT_NAME)
+    t.add_argument("--cluster-name", default=None,
+                   help="the local cluster whose ranges and nodes to use (default: the one the kubeconfig's "
+                        "server is, else pocketkube)")
     t.add_argument("--proxy-mode", choices=("nftables", "userspace"), default=None,
                    help="the proxies' mode (default: read from the kube-proxy DaemonSet's --mode)")
     t.set_defaults(func=_trace)

@@ -4,7 +4,9 @@ One aiohttp server: `/` the page (explain/map.html), `/events` a server-sent eve
 with the topology (explain/topology.py) once at connection and again after each change the
 watches report (cli/explain.py's TopologyWatch; changes within 50 ms share one message), `/topology` the same as one JSON
 document, `/explain?namespace=NS&name=NAME[&kind=Service]` a Service's (or Ingress's, Pod's,
-Endpoints') findings as `pocketkube explain -o json` gives them, read fresh from the API.
+Endpoints') findings as `pocketkube explain -o json` gives them, read fresh from the API,
+`/trace?from=POD|host&to=ADDR:PORT&proto=tcp` `pocketkube trace`'s text for a packet from a pod
+(`namespace/name`) or the host to a Service address (the page offers it for the clicked Service).
 `pocketkube map --html FILE` writes the same page with a snapshot inside.
 """
 
@@ -17,7 +19,7 @@ import sys
 
 from aiohttp import web
 
-from pocketkube.cli.explain import TopologyWatch, gather, run_with_client
+from pocketkube.cli.explain import TopologyWatch, gather, run_with_client, trace
 from pocketkube.explain import findings, topology
 
 LOCALHOST = "127.0.0.1"
@@ -46,6 +48,7 @@ class MapServer:
         app.router.add_get("/events", self._events)
         app.router.add_get("/topology", self._topology_json)
         app.router.add_get("/explain", self._explain)
+        app.router.add_get("/trace", self._trace)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, LOCALHOST, self.port)
@@ -103,6 +106,18 @@ class MapServer:
         return web.Response(text=findings.render_json(report), content_type="application/json")
 
 
+    async def _trace(self, request: web.Request) -> web.Response:
+        from pocketkube.proxy.trace import TraceError
+
+        query = request.query
+        try:
+            text = await trace(self.client, source=query.get("from", "host"), to=query.get("to", ""),
+                               protocol=query.get("proto", "tcp"), cluster_name=self.cluster_name)
+        except TraceError as exc:
+            return web.Response(status=400, text=f"error: {exc}")
+        return web.Response(text=text)
+
+
 async def snapshot_page(client, namespace: str | None, cluster_name: str | None) -> str:
     """The map page with the topology and every Service's findings inside (`map --html`)."""
     cluster = await gather(client, None, "Ingress", cluster_name)
@@ -128,7 +143,7 @@ def run_ui(args: argparse.Namespace) -> int:
 
 
 UI_EXAMPLES = """examples:
-  pocketkube ui                   # then open http://127.0.0.1:8001/ and click a Service
+  pocketkube ui                   # open http://127.0.0.1:8001/, click a Service: its findings, a trace from a pod
   pocketkube ui --port 9000 -n default
   pocketkube map --html map.html  # the same page as a file: a snapshot, no server"""
 

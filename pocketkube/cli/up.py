@@ -10,7 +10,12 @@ supervisor, agents, server, then every process left in the cluster's namespaces)
 the network, the data it made and the context. `status` says what runs and how often it
 was restarted.
 
-Files: /run/pocketkube/NAME.json records a cluster (data dir, nodes, port) while it exists;
+Several clusters run at once: `up` chooses each one's node, pod, service and load-balancer
+ranges from free space (core/ranges.py, around the host's routes and addresses and the other
+records' ranges) and an API port; `status` and `down --all` cover every cluster.
+
+Files: /run/pocketkube/NAME.json records a cluster (data dir, nodes, port, its address ranges:
+the one place every component's ranges come from) while it exists;
 DATA_DIR (default /var/lib/pocketkube/NAME) holds .pocketkube-cluster (the name, so a data dir
 is never mistaken for another's), server/ (the API server's data dir), nodes/<node>/ (agent
 state, kubeconfig, agent.log), run/*.pid ("PID STARTTIME", so a reused PID is never
@@ -33,6 +38,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import secrets
@@ -52,7 +58,8 @@ from pocketkube.cli.helptext import examples
 from pocketkube.cli.supervisor import live_pid, write_file as _write_file
 from pocketkube.core import cluster as names
 from pocketkube.core.linux import proc_stat
-from pocketkube.core.lbpool import DEFAULT_LB_RANGE, ingress_ips
+from pocketkube.core import ranges as cluster_ranges
+from pocketkube.core.lbpool import ingress_ips
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
 from pocketkube.node.network import ClusterNetwork
@@ -63,6 +70,7 @@ MARKER = ".pocketkube-cluster"
 AGENT_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "agent")
 NODE_TOKEN_SECONDS = 365 * 24 * 3600  # as long as kubeadm's kubelet client certificates
 SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
+DEFAULT_API_PORT = 6443  # kubeadm's; another free port when a cluster already has it
 ETCD_BINARY = "etcd"
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380  # etcd's (and kubeadm's) defaults, when free
 ETCD_MEMBER_PORTS = (2379, 22379, 32379)  # clients' (peers': +1) of a three-member cluster, etcd's Procfile's
@@ -95,8 +103,13 @@ class ClusterRecord:
     data_dir: str
     nodes: int
     port: int
-    lb_range: str = DEFAULT_LB_RANGE
+    lb_range: str = cluster_ranges.DEFAULTS.lb_range
     datastore: str = "sqlite"  # or "etcd"
+    # The cluster's address ranges, chosen by `up` (core/ranges.py): every component reads them
+    # from here (records written before there was a choice have the defaults).
+    node_subnet: str = cluster_ranges.DEFAULTS.node_cidr
+    pod_cidr: str = cluster_ranges.DEFAULTS.pod_cidr
+    service_cidr: str = cluster_ranges.DEFAULTS.service_cidr
     etcd_url: str = ""  # etcd's (first member's) client URL, with the etcd datastore
     etcd_peer_url: str = ""
     etcd_urls: list[str] = field(default_factory=list)  # every member's, with --etcd-members > 1
@@ -108,9 +121,6 @@ class ClusterRecord:
     joined: str = ""
     node_index: int = 0
     node_name: str = ""
-    node_subnet: str = ""
-    pod_cidr: str = ""
-    service_cidr: str = ""
 
     @staticmethod
     def path(name: str) -> str:
@@ -132,15 +142,18 @@ class ClusterRecord:
         _remove(self.path(self.name))
 
     @property
+    def ranges(self) -> cluster_ranges.Ranges:
+        d = cluster_ranges.DEFAULTS  # (an empty field: the default)
+        return cluster_ranges.Ranges(self.node_subnet or d.node_cidr, self.pod_cidr or d.pod_cidr,
+                                     self.service_cidr or d.service_cidr, self.lb_range or d.lb_range)
+
+    @property
     def network(self) -> ClusterNetwork:
         if not self.joined:
-            return ClusterNetwork(self.name, self.nodes, lb_range=self.lb_range)
-        import ipaddress
-
-        return ClusterNetwork(self.name, self.node_index, node_subnet=ipaddress.IPv4Network(self.node_subnet),
-                              pod_cidr=ipaddress.IPv4Network(self.pod_cidr),
-                              service_cidr=ipaddress.IPv4Network(self.service_cidr), lb_range=self.lb_range,
-                              only=(self.node_index,))
+            return ClusterNetwork.of(self.name, self.nodes, self.ranges)
+        r, net = self.ranges, ipaddress.IPv4Network
+        return ClusterNetwork(self.name, self.node_index, node_subnet=net(r.node_cidr), pod_cidr=net(r.pod_cidr),
+                              service_cidr=net(r.service_cidr), lb_range=r.lb_range, only=(self.node_index,))
 
     @property
     def server_dir(self) -> str:
@@ -401,13 +414,16 @@ class UpOptions:
     name: str = names.DEFAULT_NAME
     nodes: int = 1
     data_dir: str | None = None
-    port: int = 6443
+    port: int | None = None  # the API server's (None: 6443, or a free one when that is taken)
     wait: float = 60.0
     kubeconfig: str | None = None  # the user's kubeconfig to merge into (None: $KUBECONFIG or ~/.kube/config)
     agent_command: tuple[str, ...] = AGENT_COMMAND
     disable: tuple[str, ...] = ()  # built-in add-ons not to apply
     proxy_mode: str = "nftables"
-    lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside the node network
+    lb_range: str | None = None  # the load-balancer pool, inside the node network (None: chosen with it)
+    node_cidr: str | None = None  # the ranges (None: chosen from free space, core/ranges.py)
+    pod_cidr: str | None = None
+    service_cidr: str | None = None
     addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
     datastore: str = "sqlite"  # or "etcd": an etcd member started for the cluster
     etcd_members: int = 1  # with the etcd datastore: 1 or 3 members
@@ -437,7 +453,8 @@ def supervisor_pid(record: ClusterRecord) -> int | None:
 
 @contextlib.contextmanager
 def machine_lock():
-    """One `up` or `down` at a time on this machine (clusters share the address ranges)."""
+    """One `up` or `down` at a time on this machine: each chooses its ranges from what the
+    others hold and holds them before the next one looks."""
     os.makedirs(REGISTRY_DIR, exist_ok=True)
     with open(os.path.join(REGISTRY_DIR, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -449,20 +466,29 @@ def up(opts: UpOptions, out=sys.stdout) -> int:
     ValueError, NetworkError) with the message to print."""
     started = time.monotonic()
     require_root("up")
-    net = ClusterNetwork(opts.name, opts.nodes, lb_range=opts.lb_range)
+    names.validate_cluster_name(opts.name)
+    ClusterNetwork(opts.name, opts.nodes)  # the node count, checked before anything is done
     with machine_lock():
-        return _up(opts, net, out, started)
+        return _up(opts, out, started)
 
 
-def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
-    _refuse_if_running(net)
+def _up(opts: UpOptions, out, started: float) -> int:
+    _refuse_if_running(opts.name)
     found = leftovers(opts.name)
     if found:
         out.write(f"Cleaning up what a previous run of cluster {opts.name!r} left behind ({', '.join(found)})\n")
         teardown(opts.name, kubeconfig=None)
-    _refuse_conflicts(net, opts.port)
+    chosen, notes = cluster_ranges.choose(taken_ranges(opts.name), opts.node_cidr, opts.pod_cidr,
+                                          opts.service_cidr, opts.lb_range)
+    net = ClusterNetwork.of(opts.name, opts.nodes, chosen)
+    port = _api_port(opts.port)
+    out.write(f"Address ranges: {cluster_ranges.describe(chosen)}\n")
+    for note in notes:
+        out.write(f"  {note}\n")
     record = ClusterRecord(opts.name, os.path.abspath(opts.data_dir or default_data_dir(opts.name)), opts.nodes,
-                           opts.port, opts.lb_range, opts.datastore, advertise_address=opts.advertise_address)
+                           port, net.lb_range, opts.datastore, node_subnet=chosen.node_cidr,
+                           pod_cidr=chosen.pod_cidr, service_cidr=chosen.service_cidr,
+                           advertise_address=opts.advertise_address)
     if opts.datastore == "etcd":
         if shutil.which(ETCD_BINARY) is None:
             raise UpError("--datastore etcd needs etcd (apt-get install etcd-server)")
@@ -503,7 +529,7 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
         if progress.text:
             progress.fail()
         _stop_cluster_processes(record)
-        network.delete_network(network.inventory(record.name, tuple(known_clusters())))
+        network.delete_network(cluster_inventory(record.name))
         record.remove()
         raise
     kubeconfig = opts.kubeconfig or user_kubeconfig_path()
@@ -513,35 +539,41 @@ def _up(opts: UpOptions, net: ClusterNetwork, out, started: float) -> int:
     return 0
 
 
-def _refuse_if_running(net: ClusterNetwork) -> None:
-    record = ClusterRecord.load(net.name)
+def _refuse_if_running(name: str) -> None:
+    record = ClusterRecord.load(name)
     if record and (cluster_processes(record) or supervisor_pid(record)):
-        raise UpError(f"cluster {net.name!r} is already running; `pocketkube down --name {net.name}` first")
-    with_network = network.running_clusters()
-    for other in sorted((set(known_clusters()) | with_network) - {net.name}):
-        other_record = ClusterRecord.load(other)
-        if other in with_network or (other_record and cluster_processes(other_record)):
-            ranges = ", ".join(str(r) for r in net.ranges)
-            raise UpError(f"cluster {other!r} holds the ranges {ranges}; stop it first "
-                          f"(`pocketkube down --name {other}`)")
+        raise UpError(f"cluster {name!r} is already running; `pocketkube down --name {name}` first")
 
 
-def _refuse_conflicts(net: ClusterNetwork, port: int) -> None:
-    routes = network.conflicting_routes(net)
-    if routes:
-        raise UpError("the cluster's address ranges are already in use on this machine: "
-                      + "; ".join(routes) + ". pocketkube will not share them.")
+def taken_ranges(name: str) -> list[cluster_ranges.Taken]:
+    """What cluster `name` must not overlap: the other registered clusters' ranges (first, for
+    the clearer message), then every route and address on the host (theirs among them)."""
+    taken = []
+    for other in known_clusters():
+        record = ClusterRecord.load(other)
+        if other != name and record:
+            taken += cluster_ranges.taken_by_cluster(other, record.ranges)
+    return taken + network.taken_on_host()
+
+
+def _api_port(wanted: int | None) -> int:
+    """The API server's port: `wanted` if free (else an error), or 6443 if free, or any free one."""
+    if wanted is None:
+        return _free_port(DEFAULT_API_PORT)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind(("127.0.0.1", wanted))
         except OSError:
-            raise UpError(f"port {port} on 127.0.0.1 is in use; pick another with --port") from None
+            raise UpError(f"port {wanted} on 127.0.0.1 is in use; pick another with --port, or leave --port out "
+                          "and a free one is chosen") from None
+    return wanted
 
 
 def _free_port(preferred: int) -> int:
     """`preferred` if nothing listens on it on 127.0.0.1, else a free port the kernel picks."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no owner
         try:
             probe.bind(("127.0.0.1", preferred))
             return preferred
@@ -643,7 +675,7 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     net = record.network
     server_argv = [*SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
                    "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
-                   "--lb-range", net.lb_range]
+                   "--lb-range", net.lb_range, "--service-cluster-ip-range", str(net.service_cidr)]
     if record.advertise_address:
         server_argv += ["--extra-bind", record.advertise_address]
     processes = []
@@ -680,7 +712,7 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
                                                sort_keys=False), private=True)
         processes.append({"name": f"agent-{node.name}", "log": record.agent_log(node), "netns": node.netns, "argv": [
             *agent_command, "--kubeconfig", kubeconfig, "--node-name", node.name, "--node-ip", node.ip,
-            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns,
+            "--pod-cidr", node.pod_cidr, "--cluster-dns", net.cluster_dns, "--state-dir", state_dir, "--netns", node.netns,
             "--stream-token-file", stream_token_file]})
     if record.advertise_address:  # other machines may join: the VXLAN overlay, with node 1's credentials
         from pocketkube.cli.join import overlay_process
@@ -706,8 +738,10 @@ def start_supervisor(record: ClusterRecord, processes: list[dict]) -> None:
 
 def addon_objects(record: ClusterRecord, name: str, proxy_mode: str = "nftables") -> list[dict]:
     """An add-on's objects, filled in with this cluster's facts."""
-    return addons.render(name, api_host=record.network.host_ip, api_port=str(record.port), cluster_name=record.name,
-                         proxy_mode=proxy_mode)
+    net = record.network
+    return addons.render(name, api_host=net.host_ip, api_port=str(record.port), cluster_name=record.name,
+                         proxy_mode=proxy_mode, cluster_cidr=str(net.pod_cidr), service_cidr=str(net.service_cidr),
+                         cluster_dns=net.cluster_dns)
 
 
 def admin_client(record: ClusterRecord):
@@ -816,8 +850,9 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str, jo
 # ---- down --------------------------------------------------------------------------------
 
 
-def leftovers(name: str) -> list[str]:
-    """What of cluster `name` exists on this machine (processes, network, record)."""
+def leftovers(name: str, ranges_of: ClusterRecord | None = None) -> list[str]:
+    """What of cluster `name` exists on this machine (processes, network, record); its routes are
+    looked for in the ranges of `ranges_of` (a record just removed), else of its record."""
     found: list[str] = []
     record = ClusterRecord.load(name)
     if record:
@@ -825,8 +860,24 @@ def leftovers(name: str) -> list[str]:
             found.append(f"supervisor (pid {pid})")
         found += [f"{process} (pid {pid})" for process, pid in cluster_processes(record).items()]
         found.append(ClusterRecord.path(name))
-    found += network.inventory(name, tuple(known_clusters())).describe()
+    found += cluster_inventory(name, ranges_of).describe()
     return found
+
+
+def cluster_inventory(name: str, record: ClusterRecord | None = None) -> network.Inventory:
+    """What of cluster `name`'s network exists, over the ranges of `record` (default: its record
+    on file), never touching a range another registered cluster holds. With no record, its routes
+    are known only by the default ranges: those are claimed only while no other cluster is on
+    the machine."""
+    record = record or ClusterRecord.load(name)
+    # only clusters whose bridge is in this namespace can hold routes here (a machine of a test
+    # LAN is a namespace of its own, beside other clusters on the same box)
+    others = {c for c in (set(known_clusters()) | network.running_clusters()) - {name}
+              if network.bridge_here(c)}
+    held = tuple(net for c in others if (r := ClusterRecord.load(c)) for _, net in r.ranges.networks())
+    if record is None and others:
+        held = (ipaddress.IPv4Network("0.0.0.0/0"),)
+    return network.inventory(name, tuple(known_clusters()), record.network if record else None, held)
 
 
 def _stop_cluster_processes(record: ClusterRecord) -> None:
@@ -860,19 +911,20 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
 def teardown(name: str, kubeconfig: str | None) -> list[str]:
     """Stop and remove everything of cluster `name`; the kubeconfig context too unless
     `kubeconfig` is None. Returns what could not be removed."""
-    record = ClusterRecord.load(name) or ClusterRecord(name, default_data_dir(name), network.MAX_NODES, 0)
+    recorded = ClusterRecord.load(name)
+    record = recorded or ClusterRecord(name, default_data_dir(name), network.MAX_NODES, 0)
     _stop_cluster_processes(record)
     for node in record.network.node_list():  # pods' holders, containers and cgroups
         if os.path.isdir(record.node_dir(node)):
             node_pods.cleanup_node_state(record.node_dir(node), record.node_name or node.name)
-    problems = network.delete_network(network.inventory(name, tuple(known_clusters())))
+    problems = network.delete_network(cluster_inventory(name))
     marker = os.path.join(record.data_dir, MARKER)
     if os.path.exists(marker):
         _remove_data(record.data_dir)
     record.remove()
     if kubeconfig is not None:
         forget_context(kubeconfig, name)
-    remaining = leftovers(name)
+    remaining = leftovers(name, recorded)
     return problems + [f"still there: {item}" for item in remaining]
 
 
@@ -882,6 +934,25 @@ def down(name: str, kubeconfig: str | None = None, out=sys.stdout) -> int:
     names.validate_cluster_name(name)
     with machine_lock():
         return _down(name, kubeconfig or user_kubeconfig_path(), out)
+
+
+def all_clusters() -> list[str]:
+    """Every cluster this machine has a record or a node namespace of."""
+    return sorted(set(known_clusters()) | network.running_clusters())
+
+
+def down_all(kubeconfig: str | None = None, out=sys.stdout) -> int:
+    """`pocketkube down --all`: every cluster on this machine, one after the other."""
+    require_root("down")
+    clusters = all_clusters()
+    if not clusters:
+        out.write("no pocketkube cluster on this machine; nothing to do\n")
+        return 0
+    code = 0
+    for name in clusters:
+        with machine_lock():
+            code = max(code, _down(name, kubeconfig or user_kubeconfig_path(), out))
+    return code
 
 
 def _down(name: str, kubeconfig: str, out) -> int:
@@ -913,6 +984,15 @@ def forget_context(kubeconfig: str, name: str) -> None:
 # ---- status ------------------------------------------------------------------------------
 
 
+def status_all(out=sys.stdout) -> int:
+    """`pocketkube status` without --name: every cluster on this machine; 1 if one does not run."""
+    clusters = all_clusters()
+    if not clusters:
+        out.write("no pocketkube cluster on this machine (start one with `pocketkube up`)\n")
+        return 1
+    return max(status(name, out) for name in clusters)
+
+
 def status(name: str, out=sys.stdout) -> int:
     """`pocketkube status`: 0 when the cluster runs, 1 when it does not (or crashed)."""
     names.validate_cluster_name(name)
@@ -929,6 +1009,7 @@ def status(name: str, out=sys.stdout) -> int:
             out.write(f"cluster {name!r} is not running{extra}\n")
         return 1
     out.write(f"cluster {name!r}: running (data dir {record.data_dir})\n")
+    out.write(f"  ranges: {cluster_ranges.describe(record.ranges)}\n")
     if record.joined:
         node = record.network.node(record.node_index)
         out.write(f"  joined to {record.joined} as node {record.node_name}: {node.ip}, pods {node.pod_cidr}, "
@@ -968,6 +1049,7 @@ def status(name: str, out=sys.stdout) -> int:
                   f"{restarts('agent-' + node.name)}\n")
     if pods is not None:
         out.write(f"  pods: {pods}\n")
+        out.write(f"  add-ons: {_addon_states(record)}\n")
     if record.advertise_address:
         overlay = running.get("overlay")
         out.write(f"  other machines join at https://{record.advertise_address}:{record.port}; VXLAN overlay "
@@ -976,6 +1058,23 @@ def status(name: str, out=sys.stdout) -> int:
     _write_load_balancers(record, out)
     out.write(f"  kubectl cluster-info --context {context_name(name)}\n")
     return 0
+
+
+def _addon_states(record: ClusterRecord) -> str:
+    """`kube-proxy (1/1 ready), coredns (1/1 ready), ingress (disabled)`, read from the cluster."""
+    import asyncio
+
+    async def states() -> list[str]:
+        client = admin_client(record)
+        try:
+            return [f"{a} ({(await addons.workload_ready(client, addon_objects(record, a)))[1]})" for a in addons.KNOWN]
+        finally:
+            await client.close()
+
+    try:
+        return ", ".join(asyncio.run(states()))
+    except Exception as exc:  # noqa: BLE001 (status says what it can; the API's errors vary)
+        return f"unknown ({exc})"
 
 
 def _write_load_balancers(record: ClusterRecord, out) -> None:
@@ -1006,11 +1105,14 @@ def add_parsers(sub) -> None:
                                   "node, the add-ons", **examples(
         "pocketkube up                                # one node, kube-proxy and coredns; sets kubectl's context",
         "pocketkube up --nodes 3 --proxy-mode userspace",
-        "pocketkube up --name lab --addons ingress    # also the ingress-nginx controller"))
+        "pocketkube up --name lab --addons ingress    # also the ingress-nginx controller",
+        "pocketkube up --name b                       # a second cluster beside the first, on free ranges",
+        "pocketkube up --name c --node-cidr 172.30.0.0/24 --pod-cidr 10.250.0.0/16 --service-cidr 10.208.0.0/12"))
     p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
     p.add_argument("--nodes", type=int, default=1, help="number of nodes (default %(default)s)")
     p.add_argument("--data-dir", help=f"where the cluster's data lives (default {DATA_ROOT}/NAME)")
-    p.add_argument("--port", type=int, default=6443, help="API server port (default %(default)s)")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"API server port on 127.0.0.1 (default {DEFAULT_API_PORT}, or a free one when it is taken)")
     p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for the nodes to be Ready (default %(default)s)")
     p.add_argument("--disable", action="append", default=[], choices=addons.ADDONS, metavar="ADDON",
@@ -1019,9 +1121,18 @@ def add_parsers(sub) -> None:
                    help="also apply these optional add-ons (" + ", ".join(addons.OPTIONAL) + "); repeatable")
     p.add_argument("--proxy-mode", choices=("nftables", "userspace"), default="nftables",
                    help="how the service proxy routes Service traffic (default %(default)s)")
-    p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
+    p.add_argument("--node-cidr", metavar="CIDR",
+                   help="the node network (the host is .1, node N is .(N+1)); default: the first free /24 from "
+                        f"{cluster_ranges.DEFAULTS.node_cidr} on, past every route, address and other cluster")
+    p.add_argument("--pod-cidr", metavar="CIDR", help="the pod network, a /24 per node; default: the first free "
+                                                       f"/16 from {cluster_ranges.DEFAULTS.pod_cidr} on")
+    p.add_argument("--service-cidr", metavar="CIDR",
+                   help="the Service network (.1 = kubernetes, .10 = kube-dns); default: the first free /12 from "
+                        f"{cluster_ranges.DEFAULTS.service_cidr} on")
+    p.add_argument("--lb-range", default=None, metavar="FIRST-LAST|CIDR",
                    help="addresses for LoadBalancer Services, inside the node network and above the nodes' "
-                        "addresses (default %(default)s)")
+                        f"addresses (default: the node network's .128/26, {cluster_ranges.DEFAULTS.lb_range} "
+                        "for the default ranges)")
     p.add_argument("--advertise-address", default="", metavar="ADDRESS",
                    help="this machine's address other machines reach: the API server listens there too (its "
                         "certificate names it), `up` prints a `pocketkube join` command and runs the VXLAN overlay")
@@ -1035,16 +1146,20 @@ def add_parsers(sub) -> None:
                                                     lb_range=a.lb_range, datastore=a.datastore,
                                                     etcd_members=a.etcd_members,
                                                     advertise_address=a.advertise_address,
+                                                    node_cidr=a.node_cidr, pod_cidr=a.pod_cidr,
+                                                    service_cidr=a.service_cidr,
                                                     addons=tuple(n for names in a.addons for n in names)))))
     p = sub.add_parser("down", help="stop a cluster and remove everything it made",
-                       **examples("pocketkube down", "pocketkube down --name lab"))
-    p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
-    p.set_defaults(func=_cli(lambda a: down(a.name)))
+                       **examples("pocketkube down", "pocketkube down --name lab", "pocketkube down --all"))
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    which.add_argument("--all", action="store_true", help="every cluster on this machine")
+    p.set_defaults(func=_cli(lambda a: down_all() if a.all else down(a.name)))
     p = sub.add_parser("status", help="say what runs",
-                       **examples("pocketkube status              # the processes, nodes and add-ons of cluster pocketkube",
+                       **examples("pocketkube status              # every cluster: ranges, processes, nodes, add-ons",
                                   "pocketkube status --name lab"))
-    p.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
-    p.set_defaults(func=_cli(lambda a: status(a.name)))
+    p.add_argument("--name", default=None, help="only this cluster (default: every cluster on this machine)")
+    p.set_defaults(func=_cli(lambda a: status(a.name) if a.name else status_all()))
 
 
 def _addon_list(text: str) -> list[str]:
@@ -1061,7 +1176,7 @@ def _cli(command):
     def run(args) -> int:
         try:
             return command(args)
-        except (UpError, ValueError, network.NetworkError) as exc:
+        except (UpError, ValueError, network.NetworkError) as exc:  # RangeError is a ValueError
             print(f"ERROR: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:

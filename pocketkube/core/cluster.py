@@ -14,6 +14,8 @@ import hashlib
 import re
 
 DEFAULT_NAME = "pocketkube"
+# The first cluster's ranges when nothing is in the way; a cluster's own are chosen by `up`
+# (core/ranges.py) and kept in its record.
 NODE_SUBNET = "172.18.0.0/24"     # the host is .1, node N is .(N+1)
 HOST_ADDRESS = "172.18.0.1"       # the host on the node network (the API server listens there too)
 CLUSTER_CIDR = "10.244.0.0/16"    # pods: node N holds 10.244.N.0/24

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pocketkube import __version__
 from pocketkube.core import errors
 from pocketkube.core.client import Client
+from pocketkube.core.cluster import CLUSTER_DNS
 from pocketkube.core.events import EventRecorder
 from pocketkube.core.informer import Informer, object_key
 from pocketkube.core.nodefit import PORTS_REASON, host_ports, ports_conflict
@@ -142,7 +143,7 @@ def node_status(name: str, ip: str, port: int, cpus: str, mem_kib: int, now: str
 
 class NodeAgent:
     def __init__(self, client: Client, *, node_name: str, node_ip: str, pod_cidr: str, state_dir: str,
-                 netns: str | None = None, port: int = KUBELET_PORT,
+                 netns: str | None = None, port: int = KUBELET_PORT, cluster_dns: str = CLUSTER_DNS,
                  pod_manager=None, streaming: bool = True, stream_token: str | None = None):
         from pocketkube.node.pods import PodManager
 
@@ -155,7 +156,8 @@ class NodeAgent:
         self.ready = asyncio.Event()
         self.recorder = EventRecorder(client, "kubelet", host=node_name)
         self.pods = pod_manager or PodManager(node_name=node_name, node_ip=node_ip, pod_cidr=pod_cidr,
-                                              state_dir=state_dir, netns=netns, on_event=self._pod_event,
+                                              state_dir=state_dir, netns=netns, cluster_dns=cluster_dns,
+                                              on_event=self._pod_event,
                                               on_change=lambda pod: self.queue.add(WriteStatus(object_key(pod))))
         self.pod_informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, "v1", "services")

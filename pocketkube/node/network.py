@@ -1,11 +1,14 @@
 """The cluster network on the host: names, addresses and the plumbing that makes and removes it.
 
-Owns the layout of DESIGN.md ("The network"): the host bridge (`pk0` for the default cluster,
-`pk-<name>` otherwise) holding 172.18.0.1/24; one network namespace per node
-(`pk-<name>-n<N>`) with `eth0` = 172.18.0.(N+1)/24 (a veth whose host side is on the bridge),
-a `cni0` bridge holding 10.244.N.1/24, routes to the other nodes' pod /24s and NO default
-route; on the host, each node's pod /24 via that node and `unreachable` routes for the pod and
-service ranges, so a packet for a cluster address is delivered inside the cluster or refused.
+Owns the layout of DESIGN.md ("The network"), over the cluster's own ranges (core/ranges.py
+chooses them, the cluster record keeps them; the defaults below): the host bridge (`pk0` for
+the default cluster, `pk-<name>` otherwise) holding the node network's .1 (172.18.0.1/24); one
+network namespace per node (`pk-<name>-n<N>`) with `eth0` = .(N+1) (a veth whose host side is
+on the bridge), a `cni0` bridge holding the .1 of the node's pod /24 (10.244.N.1/24), routes to
+the other nodes' pod /24s and NO default route; on the host, each node's pod /24 via that node
+and `unreachable` routes for the cluster's pod and service ranges and pool, so a packet for a
+cluster address is delivered inside the cluster or refused. `taken_on_host` reads what the
+host's routes and addresses hold, for `up` to choose around.
 
 Every name carries the cluster name: namespaces by their name (`pk-<name>-n<N>` for nodes,
 `pk-<name>-p-<hex>` for pods), host links by their alias (`pocketkube cluster <name>`; their
@@ -27,18 +30,18 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from pocketkube.core.cluster import (CLUSTER_CIDR, NODE_SUBNET as NODE_SUBNET_TEXT, SERVICE_CIDR as SERVICE_CIDR_TEXT,
-                                     cluster_of_netns, host_bridge, interface_name, link_alias, node_netns,
+from pocketkube.core import ranges as cluster_ranges
+from pocketkube.core.cluster import (cluster_of_netns, host_bridge, interface_name, link_alias, node_netns,
                                      owns_netns, owns_nft_table, validate_cluster_name)
-from pocketkube.core.lbpool import ANNOUNCED_LABEL, DEFAULT_LB_RANGE, Pool, check_pool
+from pocketkube.core.lbpool import ANNOUNCED_LABEL, Pool, check_pool
 from pocketkube.core.linux import setns
 
-NODE_SUBNET = ipaddress.IPv4Network(NODE_SUBNET_TEXT)
-POD_CIDR = ipaddress.IPv4Network(CLUSTER_CIDR)
-SERVICE_CIDR = ipaddress.IPv4Network(SERVICE_CIDR_TEXT)
+NODE_SUBNET = ipaddress.IPv4Network(cluster_ranges.DEFAULTS.node_cidr)
+POD_CIDR = ipaddress.IPv4Network(cluster_ranges.DEFAULTS.pod_cidr)
+SERVICE_CIDR = ipaddress.IPv4Network(cluster_ranges.DEFAULTS.service_cidr)
 UNREACHABLE_METRIC = 4242  # high: any specific route (a node's pod /24, the proxy's) wins
 ROUTE_PROTOCOL = 242  # tags the routes pocketkube adds on the host (`ip route ... proto 242`)
-MAX_NODES = 64
+MAX_NODES = cluster_ranges.MAX_NODES
 NETNS_DIR = "/run/netns"
 
 class NetworkError(RuntimeError):
@@ -70,15 +73,23 @@ class ClusterNetwork:
     node_subnet: ipaddress.IPv4Network = NODE_SUBNET
     pod_cidr: ipaddress.IPv4Network = POD_CIDR
     service_cidr: ipaddress.IPv4Network = SERVICE_CIDR
-    lb_range: str = DEFAULT_LB_RANGE  # the load-balancer pool, inside node_subnet
+    lb_range: str = cluster_ranges.DEFAULTS.lb_range  # the load-balancer pool, inside node_subnet
     # The nodes on this machine, when not all of 1..nodes (a joined machine holds one node of
     # a cluster whose other nodes are elsewhere: `pocketkube join`).
     only: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, name: str, nodes: int, ranges: cluster_ranges.Ranges) -> ClusterNetwork:
+        """Cluster `name`'s network over its chosen ranges (the record's, `up`'s choice)."""
+        net = ipaddress.IPv4Network
+        return cls(name, nodes, net(ranges.node_cidr), net(ranges.pod_cidr), net(ranges.service_cidr), ranges.lb_range)
 
     def __post_init__(self) -> None:
         validate_cluster_name(self.name)
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"--nodes must be between 1 and {MAX_NODES}, not {self.nodes}")
+        if self.nodes >= 2 ** (24 - self.pod_cidr.prefixlen):
+            raise ValueError(f"the pod network {self.pod_cidr} holds no /24 for node {self.nodes}")
         used = {self.host_ip: "the host's address on the node network"}
         used.update({str(self.node_subnet.network_address + 1 + i): f"node {self.name}-node-{i}"
                      for i in range(1, self.nodes + 1)})
@@ -101,6 +112,11 @@ class ClusterNetwork:
     @property
     def link_alias(self) -> str:
         return link_alias(self.name)
+
+    @property
+    def cluster_dns(self) -> str:
+        """kube-dns's ClusterIP, the 10th address of the service network."""
+        return cluster_ranges.cluster_dns(str(self.service_cidr))
 
     @property
     def unreachable_ranges(self) -> tuple[str, ...]:
@@ -230,6 +246,11 @@ def list_netns() -> list[str]:
         return []
 
 
+def bridge_here(cluster: str) -> bool:
+    """Whether cluster `cluster`'s node network bridge is in this network namespace."""
+    return any(link["ifname"] == host_bridge(cluster) for link in _links())
+
+
 def _links() -> list[dict]:
     return json.loads(_run(["ip", "-j", "link", "show"]).stdout or "[]")
 
@@ -246,17 +267,17 @@ def nft_tables() -> list[tuple[str, str]]:
             for item in json.loads(cp.stdout or "{}").get("nftables", []) if "table" in item]
 
 
-def _our_route(route: dict, ranges: tuple[str, ...]) -> bool:
-    """An unreachable route pocketkube added for one of `ranges`, or for a load-balancer pool
-    (any range inside the node network: `up --lb-range` chose it)."""
+def _our_route(route: dict, net: ClusterNetwork) -> bool:
+    """An unreachable route pocketkube added for one of `net`'s ranges, or for a load-balancer
+    pool inside its node network (`up --lb-range` chose it)."""
     if not (route.get("type") == "unreachable" and route.get("metric") == UNREACHABLE_METRIC
             and str(route.get("protocol")) == str(ROUTE_PROTOCOL)):
         return False
     try:
-        inside_nodes = ipaddress.ip_network(route.get("dst") or "", strict=False).subnet_of(NODE_SUBNET)
+        inside_nodes = ipaddress.ip_network(route.get("dst") or "", strict=False).subnet_of(net.node_subnet)
     except (ValueError, TypeError):
         inside_nodes = False
-    return route.get("dst") in ranges or inside_nodes
+    return route.get("dst") in net.unreachable_ranges or inside_nodes
 
 
 def running_clusters() -> set[str]:
@@ -264,24 +285,20 @@ def running_clusters() -> set[str]:
     return {c for c in map(cluster_of_netns, list_netns()) if c}
 
 
-def inventory(cluster: str, known_clusters: tuple[str, ...] = ()) -> Inventory:
+def inventory(cluster: str, known_clusters: tuple[str, ...] = (), net: ClusterNetwork | None = None,
+              others_hold: tuple[ipaddress.IPv4Network, ...] = ()) -> Inventory:
     """Everything of `cluster` on this machine: its namespaces, its host links (by alias, or
-    by the names it would give them), its unreachable routes (only when no other cluster's
-    bridge remains in this namespace, since every cluster uses the same ranges), its nftables
-    tables."""
-    net = ClusterNetwork(cluster, MAX_NODES)
-    names = {net.bridge} | {n.host_veth for n in net.node_list()}
-    here = _links()
-    links = [link["ifname"] for link in here if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
-    others = running_clusters() - {cluster}
-    # only clusters whose bridge is in this namespace share its routes (a machine of a test LAN
-    # is a namespace of its own, beside others' clusters)
-    bridges_here = {link["ifname"] for link in here}
-    routes = []
-    if not {c for c in others if host_bridge(c) in bridges_here}:
-        routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
-                  if _our_route(r, net.unreachable_ranges)]
-    other_names = tuple(set(known_clusters) | others)
+    by the names it would give them), its unreachable routes (for the ranges of `net`, its
+    recorded network, default: the default ranges; never one inside a range another cluster
+    holds, `others_hold`), its nftables tables."""
+    net = net or ClusterNetwork(cluster, MAX_NODES)
+    names = {net.bridge} | {interface_name("pkv-", cluster, f"-n{i}") for i in range(1, MAX_NODES + 1)}
+    links = [link["ifname"] for link in _links()
+             if link.get("ifalias") == link_alias(cluster) or link["ifname"] in names]
+    routes = [f"unreachable {r['dst']} metric {UNREACHABLE_METRIC}" for r in _routes()
+              if _our_route(r, net) and not any(ipaddress.ip_network(r["dst"], strict=False).overlaps(o)
+                                                for o in others_hold)]
+    other_names = tuple(set(known_clusters) | (running_clusters() - {cluster}))
     tables = [(f, t) for f, t in nft_tables() if owns_nft_table(cluster, t, other_names)]
     return Inventory(netns=[n for n in list_netns() if owns_netns(cluster, n)],
                      links=sorted(links), routes=routes, nft_tables=tables)
@@ -316,21 +333,11 @@ def _batch(lines: list[str]) -> list[str]:
     return [line for line in cp.stderr.splitlines() if line.strip() and not any(gone in line for gone in _GONE_ALREADY)]
 
 
-def conflicting_routes(net: ClusterNetwork) -> list[str]:
-    """Host routes (other than pocketkube's own unreachable routes) that overlap the cluster's
-    ranges: another network already uses those addresses (Docker often takes 172.18.0.0/16)."""
-    found = []
-    for route in _routes():
-        dst = route.get("dst")
-        if not dst or dst == "default" or _our_route(route, net.unreachable_ranges):
-            continue
-        try:
-            network = ipaddress.ip_network(dst, strict=False)
-        except ValueError:
-            continue
-        if any(network.version == r.version and network.overlaps(r) for r in net.ranges):
-            found.append(f"{dst} {route.get('type', '')} dev {route.get('dev', '-')}".replace("  ", " "))
-    return found
+def taken_on_host() -> list[cluster_ranges.Taken]:
+    """The address ranges the host's routes (every table) and addresses hold now."""
+    routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
+    addresses = json.loads(_run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
+    return cluster_ranges.taken_on_host(routes, addresses)
 
 
 def announced_addresses(net: ClusterNetwork) -> dict[str, list[str]]:

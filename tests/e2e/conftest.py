@@ -8,7 +8,6 @@ for the tests of the life cycle itself.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -38,16 +37,7 @@ def _skip_reason() -> str | None:
         return f"`ip netns` is unavailable: {exc}"
     if cp.returncode != 0:
         return f"`ip netns` is unavailable: {cp.stderr.strip()}"
-    others = sorted(network.running_clusters() | {c for c in up_cmd.known_clusters()
-                                                  if (r := up_cmd.ClusterRecord.load(c))
-                                                  and up_cmd.cluster_processes(r)})
-    if others:
-        return (f"another pocketkube cluster runs here ({', '.join(others)}); the e2e cluster needs "
-                "its address ranges")
-    conflicts = network.conflicting_routes(network.ClusterNetwork("e2e"))
-    if conflicts:
-        return f"the cluster's address ranges are in use on this machine: {'; '.join(conflicts)}"
-    return None
+    return None  # other clusters may run: `up` chooses ranges none of them holds
 
 
 def _free_port() -> int:
@@ -64,10 +54,15 @@ class Cluster:
     data_dir: str
     kubeconfig: str
     env: dict
+    _net: network.ClusterNetwork | None = None
 
     @property
     def net(self) -> network.ClusterNetwork:
-        return network.ClusterNetwork(self.name, self.nodes)
+        """The cluster's network over the ranges `up` chose (its record's; after `down`, the last seen)."""
+        record = up_cmd.ClusterRecord.load(self.name)
+        if record:
+            self._net = record.network
+        return self._net or network.ClusterNetwork(self.name, self.nodes)
 
     @property
     def context(self) -> str:
@@ -122,22 +117,11 @@ class Cluster:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
 
-E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster at a time: e2e runs in parallel wait here
-
-
 @pytest.fixture(scope="session")
-def cluster_lock():
-    """Hold the machine's e2e lock for the session, so parallel e2e runs (and anyone who wraps
-    a manual `pocketkube up ... down` in `flock /tmp/pocketkube-e2e.lock`) take turns instead
-    of skipping on each other's address ranges."""
-    with open(E2E_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory, cluster_lock):
-    """A running cluster of 2 nodes, shared by the whole session; `down` at the end."""
+def cluster(tmp_path_factory):
+    """A running cluster of 2 nodes, shared by the whole session; `down` at the end. It runs
+    beside any other cluster (a user's, another e2e run's) on ranges `up` chooses: no lock
+    (docs/adr/0017)."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)

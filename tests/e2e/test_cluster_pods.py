@@ -4,6 +4,7 @@ namespaces, answer on their IPs from the host, the nodes and other pods, and exe
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ def test_deployment_pods_answer_from_host_nodes_and_pods(cluster, ns):
     cluster.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2", "-n", ns)
     cluster.kubectl("expose", "deployment", "web", "--port=80", "-n", ns)
     ips = ready_ips(cluster, ns, "app=web", 2)
-    assert all(ip.startswith("10.244.") for ip in ips)
+    assert all(ipaddress.ip_address(ip) in cluster.net.pod_cidr for ip in ips)
     nodes = {p["spec"]["nodeName"] for p in pods(cluster, ns, "app=web")}
     assert nodes <= {n.name for n in cluster.net.node_list()}
     # from the host, through the host's route to each node's pod range
@@ -89,11 +90,11 @@ def test_exec_hostname_resolv_conf_env_and_service_account(cluster, ns):
     assert cluster.kubectl("exec", "bb", "-n", ns, "--", "hostname").stdout.strip() == "bb"
     resolv = cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", "/etc/resolv.conf").stdout
     assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in resolv
-    assert "nameserver 10.96.0.10" in resolv and "options ndots:5" in resolv
+    assert f"nameserver {cluster.net.cluster_dns}" in resolv and "options ndots:5" in resolv
     env = cluster.kubectl("exec", "bb", "-n", ns, "--", "env").stdout
     svc_ip = cluster.kubectl_json("get", "svc", "my-nginx", "-n", ns)["spec"]["clusterIP"]
     assert f"MY_NGINX_SERVICE_HOST={svc_ip}" in env and "MY_NGINX_SERVICE_PORT=80" in env
-    assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in env
+    assert f"KUBERNETES_SERVICE_HOST={cluster.net.service_cidr.network_address + 1}" in env
     sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
     assert cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/namespace").stdout == ns
     token = cluster.kubectl("exec", "bb", "-n", ns, "--", "cat", f"{sa_dir}/token").stdout

@@ -1,6 +1,6 @@
 """Cluster DNS on a real cluster, asked from a busybox pod with the real kubectl (`nslookup`,
 and `dig`, which busybox pods run from this machine's /usr/bin): the seed flows of issue 6,
-answered by the `coredns` Deployment behind kube-dns 10.96.0.10. The objects carry the seed
+answered by the `coredns` Deployment behind kube-dns (the service range's .10). The objects carry the seed
 names in `default` (where `nslookup kubernetes` resolves through the search list), are made
 once for the module and removed at its end; the pods are few on purpose (e2e time matters):
 the client and one StatefulSet pod that backs every Service here."""
@@ -17,7 +17,6 @@ from tests.e2e.test_cluster_pods import eventually
 
 pytestmark = pytest.mark.e2e
 DIG = shutil.which("dig")
-KUBE_DNS = "10.96.0.10"
 
 OBJECTS = """
 apiVersion: v1
@@ -102,30 +101,31 @@ def nslookup(cluster, dns_cluster, name: str) -> str:
     return cp.stdout + cp.stderr
 
 
-def host_dig(*args: str) -> str:
+def host_dig(cluster, *args: str) -> str:
     if DIG is None:
         pytest.fail("dig is not installed (dnsutils)")
-    return subprocess.run([DIG, f"@{KUBE_DNS}", "+time=2", "+tries=2", *args], capture_output=True, text=True,
+    return subprocess.run([DIG, f"@{cluster.net.cluster_dns}", "+time=2", "+tries=2", *args], capture_output=True, text=True,
                           timeout=30).stdout
 
 
 def test_resolv_conf_has_the_search_list_and_ndots(cluster, dns_cluster):
     resolv = in_pod(cluster, dns_cluster, "cat", "/etc/resolv.conf").stdout
     assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
-    assert f"nameserver {KUBE_DNS}" in resolv and "options ndots:5" in resolv
+    assert f"nameserver {cluster.net.cluster_dns}" in resolv and "options ndots:5" in resolv
 
 
 def test_nslookup_services_by_short_and_full_name(cluster, dns_cluster):
     out = nslookup(cluster, dns_cluster, "kubernetes")
-    assert f"Server:\t\t{KUBE_DNS}" in out
-    assert "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1" in out, out
+    assert f"Server:\t\t{cluster.net.cluster_dns}" in out
+    kubernetes = cluster.net.service_cidr.network_address + 1
+    assert f"Name:\tkubernetes.default.svc.cluster.local\nAddress: {kubernetes}" in out, out
     ip = dns_cluster["my_nginx"]
     out = nslookup(cluster, dns_cluster, "my-nginx")  # through the search list
     assert f"Name:\tmy-nginx.default.svc.cluster.local\nAddress: {ip}" in out, out
     out = nslookup(cluster, dns_cluster, "my-nginx.default.svc.cluster.local")
     assert f"Name:\tmy-nginx.default.svc.cluster.local\nAddress: {ip}" in out, out
     out = nslookup(cluster, dns_cluster, "kube-dns.kube-system.svc.cluster.local")
-    assert f"Name:\tkube-dns.kube-system.svc.cluster.local\nAddress: {KUBE_DNS}" in out, out
+    assert f"Name:\tkube-dns.kube-system.svc.cluster.local\nAddress: {cluster.net.cluster_dns}" in out, out
 
 
 def test_headless_service_and_statefulset_pod(cluster, dns_cluster):
@@ -158,8 +158,8 @@ def test_a_new_service_is_answered_from_the_host(cluster, dns_cluster):
     try:
         ip = cluster.kubectl_json("get", "svc", name)["spec"]["clusterIP"]
         fqdn = f"{name}.default.svc.cluster.local"
-        eventually(lambda: host_dig("+short", fqdn).split() == [ip], timeout=10)
-        assert "status: NXDOMAIN" in host_dig(f"nope-{name}.default.svc.cluster.local")
+        eventually(lambda: host_dig(cluster, "+short", fqdn).split() == [ip], timeout=10)
+        assert "status: NXDOMAIN" in host_dig(cluster, f"nope-{name}.default.svc.cluster.local")
     finally:
         cluster.kubectl("delete", "service", name, "--wait=false", check=False)
 
@@ -169,7 +169,7 @@ def test_explain_dns_from_a_pod(cluster, dns_cluster):
     assert cp.returncode == 0, cp.stderr
     out = cp.stdout
     assert f"from pod default/{dns_cluster['client']} (dnsPolicy ClusterFirst)" in out
-    assert f"answers: the cluster DNS server {KUBE_DNS}:53 (Service kube-system/kube-dns), asked from this host" in out
+    assert f"answers: the cluster DNS server {cluster.net.cluster_dns}:53 (Service kube-system/kube-dns), asked from this host" in out
     assert "1. my-nginx.default.svc.cluster.local. A → NOERROR" in out
     assert f"my-nginx.default.svc.cluster.local. 30 IN A {dns_cluster['my_nginx']}" in out
     assert "why: the ClusterIP of Service default/my-nginx" in out

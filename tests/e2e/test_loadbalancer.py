@@ -21,15 +21,14 @@ import uuid
 
 import pytest
 
-from pocketkube.core.lbpool import DEFAULT_LB_RANGE, Pool
 from pocketkube.node import network
 from tests.e2e.test_services import (HTTP, MODES, _ready_pod, curl, echo_deployment,  # noqa: F401 (a fixture)
                                      original_proxy_mode, relayed, service, switch_proxy_mode, until)
 
 pytestmark = pytest.mark.e2e
 
-POOL = Pool.parse(DEFAULT_LB_RANGE)
-REQUESTED = {"nftables": "172.18.0.190", "userspace": "172.18.0.191"}  # near the pool's end, one per mode
+
+REQUESTED = {"nftables": 190, "userspace": 191}  # the node network's .190 and .191: near the pool's end, one per mode
 
 
 def lb_ip(cluster, ns: str, name: str) -> str | None:
@@ -84,7 +83,7 @@ def test_address_from_the_pool_answers_from_the_host(cluster, mode, lb):
     ns, name = lb["ns"], f"web-{mode}"
     apply(cluster, ns, service(name, {"app": "echo"}, [HTTP], type="LoadBalancer"))
     ip = until(lambda: lb_ip(cluster, ns, name), f"{name} gets an address", timeout=5)
-    assert ip in POOL
+    assert ip in cluster.net.lb_pool
     row = cluster.kubectl("get", "svc", name, "-n", ns, "--no-headers").stdout.split()
     assert row[1] == "LoadBalancer" and row[3] == ip and re.fullmatch(r"80:3\d{4}/TCP", row[4]), row
     answer = until(answers(f"http://{ip}/"), f"curl http://{ip}/ from the host")
@@ -135,7 +134,7 @@ def test_health_check_codes(cluster, mode, lb):
 
 def test_requested_address_and_source_ranges(cluster, mode, lb):
     ns, name = lb["ns"], f"ranges-{mode}"
-    requested = REQUESTED[mode]
+    requested = str(cluster.net.node_subnet.network_address + REQUESTED[mode])
     apply(cluster, ns, service(name, {"app": "echo"}, [HTTP], type="LoadBalancer",
                                loadBalancerSourceRanges=["192.0.2.0/24"]))
     cluster.kubectl("annotate", "svc", name, "-n", ns, f"metallb.universe.tf/loadBalancerIPs={requested}")
@@ -178,8 +177,8 @@ def test_failover_when_the_announcing_agent_is_killed(cluster, mode, lb):
 def test_exhausted_pool_then_released(cluster, mode, lb):
     ns = lb["ns"]
     used = sum(1 for s in cluster.kubectl_json("get", "svc", "-A")["items"]
-               for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress") or [] if i.get("ip") in POOL)
-    count = POOL.size - used + 1
+               for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress") or [] if i.get("ip") in cluster.net.lb_pool)
+    count = cluster.net.lb_pool.size - used + 1
     names = [f"fill-{mode}-{i}" for i in range(count)]
     apply(cluster, ns, *[service(n, {"app": "echo"}, [HTTP], type="LoadBalancer") for n in names])
     last = names[-1]

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.e2e
 MODES = ["nftables", "userspace"]
 WAIT = 60.0  # seconds: pods Ready, a proxy rollout, rules answering
 REQUEST_TIMEOUT = 3  # seconds, for wget -T / curl -m
-EXTERNAL_IP = "172.18.0.250"  # in the node subnet (nodes reach it on-link); the host routes it via node 1
+EXTERNAL_HOST = 250  # the node network's .250 (nodes reach it on-link); the host routes it via node 1
 AFFINITY_TIMEOUT = 2  # seconds: short, so expiry is seen quickly
 UDP_PORT = 5300
 
@@ -161,19 +161,23 @@ def service(name: str, selector: dict, ports: list[dict], **spec) -> dict:
 
 
 HTTP = {"name": "http", "port": 80, "targetPort": "http"}
-SERVICES = [
-    # multi-port, named targetPorts, one of them UDP
-    service("echo", {"app": "echo"}, [HTTP, {"name": "udp", "port": 53, "protocol": "UDP", "targetPort": "udp-echo"}]),
-    service("echo-np", {"app": "echo"}, [HTTP], type="NodePort", externalIPs=[EXTERNAL_IP]),
-    # only node one's pod: node two has no local endpoint
-    service("echo-local", {"app": "echo", "node": "one"}, [HTTP], type="NodePort",
-            externalTrafficPolicy="Local", internalTrafficPolicy="Local"),
-    service("echo-itp", {"app": "echo"}, [HTTP], internalTrafficPolicy="Local"),
-    service("echo-one", {"app": "echo", "node": "one"}, [HTTP]),
-    service("sticky", {"app": "echo"}, [HTTP], sessionAffinity="ClientIP",
-            sessionAffinityConfig={"clientIP": {"timeoutSeconds": AFFINITY_TIMEOUT}}),
-    service("empty", {"app": "nothing-here"}, [HTTP]),
-]
+
+
+def services(external_ip: str) -> list[dict]:
+    return [
+        # multi-port, named targetPorts, one of them UDP
+        service("echo", {"app": "echo"},
+                [HTTP, {"name": "udp", "port": 53, "protocol": "UDP", "targetPort": "udp-echo"}]),
+        service("echo-np", {"app": "echo"}, [HTTP], type="NodePort", externalIPs=[external_ip]),
+        # only node one's pod: node two has no local endpoint
+        service("echo-local", {"app": "echo", "node": "one"}, [HTTP], type="NodePort",
+                externalTrafficPolicy="Local", internalTrafficPolicy="Local"),
+        service("echo-itp", {"app": "echo"}, [HTTP], internalTrafficPolicy="Local"),
+        service("echo-one", {"app": "echo", "node": "one"}, [HTTP]),
+        service("sticky", {"app": "echo"}, [HTTP], sessionAffinity="ClientIP",
+                sessionAffinityConfig={"clientIP": {"timeoutSeconds": AFFINITY_TIMEOUT}}),
+        service("empty", {"app": "nothing-here"}, [HTTP]),
+    ]
 
 
 @dataclass
@@ -195,6 +199,10 @@ class Backends:
     def node_addresses(self, which: str) -> set[str]:
         node = self.nodes[0 if which == "one" else 1]
         return {node.ip, node.pod_gateway}
+
+
+def external_ip(cluster) -> str:
+    return str(cluster.net.node_subnet.network_address + EXTERNAL_HOST)
 
 
 def _ready_pod(cluster, ns: str, selector: str) -> dict:
@@ -221,10 +229,11 @@ def backends(cluster) -> Backends:
                                                 # runs with the machine's /usr (python3 there)
                                                 {"name": "py", "image": "python:3.11-slim",
                                                  "command": ["sleep", "86400"]}]}})
-    objects += SERVICES
+    ext = external_ip(cluster)
+    objects += services(ext)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input="\n".join(json.dumps(o) for o in objects))
     # the host routes the external IP to node 1, as an admin routes external IPs to a node
-    route = ["ip", "route", "replace", f"{EXTERNAL_IP}/32", "via", nodes[0].ip, "dev", cluster.net.bridge]
+    route = ["ip", "route", "replace", f"{ext}/32", "via", nodes[0].ip, "dev", cluster.net.bridge]
     subprocess.run(route, check=True, capture_output=True)
     try:
         echo, echo_ip, clients, client_ip = {}, {}, {}, {}
@@ -235,10 +244,10 @@ def backends(cluster) -> Backends:
             pod = _ready_pod(cluster, ns, f"role=client,node={which}")
             clients[which], client_ip[which] = pod["metadata"]["name"], pod["status"]["podIP"]
         svc = {s["metadata"]["name"]: cluster.kubectl_json("get", "svc", s["metadata"]["name"], "-n", ns)
-               for s in SERVICES}
+               for s in services(ext)}
         yield Backends(ns, nodes, echo, echo_ip, clients, client_ip, svc)
     finally:
-        subprocess.run(["ip", "route", "del", f"{EXTERNAL_IP}/32"], capture_output=True)
+        subprocess.run(["ip", "route", "del", f"{ext}/32"], capture_output=True)
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
@@ -360,7 +369,7 @@ def test_cluster_ip_node_ports_and_external_ip_answer(cluster, mode, backends, s
     targets = {"ClusterIP": f"http://{b.cluster_ip('echo')}/",
                "NodePort on node 1": f"http://{b.nodes[0].ip}:{b.node_port('echo-np')}/",
                "NodePort on node 2": f"http://{b.nodes[1].ip}:{b.node_port('echo-np')}/",
-               "externalIP": f"http://{EXTERNAL_IP}/",
+               "externalIP": f"http://{external_ip(cluster)}/",
                "ClusterIP of the NodePort Service": f"http://{b.cluster_ip('echo-np')}/"}
     answers = request_from(cluster, b, source, list(targets.values()))
     for (what, url), answer in zip(targets.items(), answers):
@@ -465,7 +474,7 @@ def test_udp_cluster_ip_with_named_target_port(cluster, mode, backends):
     # and cluster DNS, the UDP Service every pod uses
     out = cluster.kubectl("exec", b.clients["two"], "-n", b.ns, "--", "nslookup",
                           "kubernetes.default.svc.cluster.local").stdout
-    assert "10.96.0.1" in out, out
+    assert str(cluster.net.service_cidr.network_address + 1) in out, out
 
 
 def test_expose_and_patch_to_node_port_as_the_books_print_them(cluster, mode, backends, kubia):

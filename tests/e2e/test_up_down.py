@@ -6,6 +6,7 @@ pods, the API server restarted under the agents, `down` while 20 pods are starti
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -104,8 +105,18 @@ def what_remains(cluster) -> list[str]:
     found += [f"link {link['ifname']}" for link in ip_json("link", "show")
               if link.get("ifalias") == f"pocketkube cluster {name}" or name in link["ifname"]
               or link["ifname"] in {cluster.net.bridge} | {n.host_veth for n in cluster.net.node_list()}]
+    # Other clusters may run, and one may have taken these ranges once this one was down.
+    ours = (cluster.net.node_subnet, cluster.net.pod_cidr, cluster.net.service_cidr)
+    theirs = [n for c in up_cmd.known_clusters() if c != name and (r := up_cmd.ClusterRecord.load(c))
+              for _, n in r.ranges.networks()]
+
+    def overlaps(dst: str, nets) -> bool:
+        return any(ipaddress.ip_network(dst, strict=False).overlaps(n) for n in nets)
+
     found += [f"route {r['dst']}" for r in ip_json("route", "show", "table", "main")
-              if str(r.get("protocol")) == str(network.ROUTE_PROTOCOL) or r.get("dev") == cluster.net.bridge]
+              if (str(r.get("protocol")) == str(network.ROUTE_PROTOCOL) and overlaps(r["dst"], ours)
+                  and not overlaps(r["dst"], theirs))
+              or r.get("dev") == cluster.net.bridge]
     found += [f"nft table {t}" for _, t in network.nft_tables() if name in t]
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -132,7 +143,7 @@ def test_nodes_have_their_namespace_addresses_and_routes_and_no_default_route(cl
         # the service range is the proxy's (kube-proxy adds it on cni0 once it runs), not `up`'s
         service = [r for r in routes if r["dst"] == str(net.service_cidr)]
         assert all(r["dev"] == "cni0" and "gateway" not in r for r in service)
-        expected = {("172.18.0.0/24", None), (node.pod_cidr, None)}
+        expected = {(str(net.node_subnet), None), (node.pod_cidr, None)}
         expected |= {(other.pod_cidr, other.ip) for other in net.node_list() if other.index != node.index}
         assert {(r["dst"], r.get("gateway")) for r in routes if r not in service} == expected
         assert "Network is unreachable" in route_get("8.8.8.8", node.netns).stderr
@@ -144,7 +155,7 @@ def test_nodes_have_their_namespace_addresses_and_routes_and_no_default_route(cl
 def test_host_has_bridge_pod_routes_and_unreachable_routes(cluster):
     net = cluster.net
     assert ip_json("link", "show", "dev", net.bridge)[0]["ifalias"] == f"pocketkube cluster {cluster.name}"
-    assert addresses(None, net.bridge) == ["172.18.0.1/24"]
+    assert addresses(None, net.bridge) == [f"{net.host_ip}/24"]
     routes = ip_json("route", "show", "table", "main")
     for node in net.node_list():
         assert {"dst": node.pod_cidr, "gateway": node.ip, "dev": net.bridge}.items() <= \
@@ -152,19 +163,20 @@ def test_host_has_bridge_pod_routes_and_unreachable_routes(cluster):
         veth = ip_json("link", "show", "dev", node.host_veth)[0]
         assert veth["master"] == net.bridge and veth["ifalias"] == f"pocketkube cluster {cluster.name}"
     unreachable = {r["dst"]: r for r in routes if r.get("type") == "unreachable"}
-    assert set(unreachable) >= {"10.244.0.0/16", "10.96.0.0/12"}
-    assert all(unreachable[d]["metric"] == network.UNREACHABLE_METRIC for d in ("10.244.0.0/16", "10.96.0.0/12"))
+    pods, services = str(net.pod_cidr), str(net.service_cidr)
+    assert set(unreachable) >= {pods, services}
+    assert all(unreachable[d]["metric"] == network.UNREACHABLE_METRIC for d in (pods, services))
     # a cluster address no node holds is refused on the spot, never sent to the default route
-    assert "No route to host" in route_get("10.244.200.7").stderr
-    assert f"via {net.node(1).ip}" in route_get("10.244.1.9").stdout
+    assert "No route to host" in route_get(str(net.pod_cidr.network_address + 200 * 256 + 7)).stderr
+    assert f"via {net.node(1).ip}" in route_get(str(net.pod_cidr.network_address + 256 + 9)).stdout
     # Service addresses go to node 1, whose proxy delivers them (the host is a client too)
-    for dst in ("10.96.0.1", "10.111.1.1"):
+    for dst in (str(net.service_cidr.network_address + 1), str(net.service_cidr.broadcast_address - 1)):
         assert f"via {net.node(1).ip}" in route_get(dst).stdout
 
 
 def test_nodes_reach_the_api_server_on_the_bridge(cluster):
-    probe = ("import socket; s = socket.create_connection(('172.18.0.1', %d), timeout=3); "
-             "print(s.getsockname()[0])" % cluster.port)
+    probe = ("import socket; s = socket.create_connection(('%s', %d), timeout=3); "
+             "print(s.getsockname()[0])" % (cluster.net.host_ip, cluster.port))
     for node in cluster.net.node_list():
         cp = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=10,
                             preexec_fn=network.enter_netns(node.netns))
@@ -215,11 +227,13 @@ def test_a_second_up_is_refused_and_changes_nothing(cluster):
     cluster.kubectl("get", "nodes")
 
 
-def test_up_of_another_cluster_is_refused_while_this_one_holds_the_ranges(cluster):
+def test_up_of_another_cluster_on_this_ones_pod_range_is_refused_and_says_what_to_pass(cluster):
     other = cluster.name + "-b"
-    cp = cluster.pocketkube("up", "--name", other, "--data-dir", cluster.data_dir + "-b")
+    pods = str(cluster.net.pod_cidr)
+    cp = cluster.pocketkube("up", "--name", other, "--data-dir", cluster.data_dir + "-b", "--pod-cidr", pods)
     assert cp.returncode == 1
-    assert f"cluster '{cluster.name}' holds the ranges 172.18.0.0/24, 10.244.0.0/16, 10.96.0.0/12" in cp.stderr
+    assert f"--pod-cidr {pods} overlaps cluster '{cluster.name}' (pods {pods}); pass a free range such as" \
+        in cp.stderr
     assert not os.path.exists(cluster.data_dir + "-b")
     assert not os.path.exists(up_cmd.ClusterRecord.path(other))
 

@@ -9,7 +9,8 @@ import asyncio
 from pocketkube import addons
 from pocketkube.core.client import from_kubeconfig
 
-PARAMS = {"api_host": "172.18.0.1", "api_port": "6443", "cluster_name": "t", "proxy_mode": "nftables"}
+PARAMS = {"api_host": "172.18.0.1", "api_port": "6443", "cluster_name": "t", "proxy_mode": "nftables",
+          "cluster_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12", "cluster_dns": "10.96.0.10"}
 
 
 def test_addons_apply_twice_and_look_like_kubeadms(server):

@@ -145,8 +145,38 @@ async def test_the_live_page_draws_services_and_pods_follows_a_scale_down_and_ex
         text = await browser.until("document.querySelector('#findings .finding[data-code=\"no-ready-pods\"]')"
                                    "?.textContent", "the web Service's findings")
         assert "none is Ready" in text and "it is not scheduled" in text
+
+        # a trace from a chosen pod to the clicked Service: `pocketkube trace`'s text
+        _running_pod_on_a_node(server, ns, "client", "10.244.9.5")
+        await browser.until(f"document.querySelector('.pod[data-key=\"{ns}/client\"]')?.textContent"
+                            ".includes('10.244.9.5')", "the client pod drawn with its address")
+        await browser.click(f".service[data-key=\"{ns}/web\"]")
+        await browser.until(f"[...document.querySelectorAll('#trace-from option')].some(o => o.value === '{ns}/client')",
+                            "the client pod offered in the picker")
+        await browser.evaluate(f"document.getElementById('trace-from').value = '{ns}/client'")
+        await browser.click("#trace-go")
+        text = await browser.until("document.getElementById('trace').dataset.done && "
+                                   "document.getElementById('trace').textContent", "the trace shown")
+        assert f"on node {ns}-node, from pod {ns}/client (10.244.9.5):" in text, text
+        cluster_ip = server.kubectl_json("get", "svc", "web", "-n", ns)["spec"]["clusterIP"]
+        assert cluster_ip in text, text
     finally:
         await browser.close()
+        server.kubectl("delete", "node", f"{ns}-node", "--ignore-not-found")
+
+
+def _running_pod_on_a_node(server, ns: str, name: str, ip: str) -> None:
+    """A pod bound to a node of its own (not Ready: nothing else lands there) and reported
+    Running with `ip`, as an agent would report it (no agent runs here)."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"{ns}-node"},
+            "spec": {"podCIDR": "10.244.9.0/24"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+           "spec": {"nodeName": f"{ns}-node", "containers": [{"name": "c", "image": "busybox"}]}}
+    server.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [node, pod]}))
+    server.kubectl("patch", "node", f"{ns}-node", "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.2"}]}}))
+    server.kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}))
 
 
 async def test_the_html_snapshot_needs_no_server(server, ns, tmp_path):
