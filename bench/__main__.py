@@ -38,6 +38,7 @@ NOT_BENCHMARKS = {"harness", "__main__", "kube_apiserver", "machines"}  # kube_a
 # Arguments for a run of the whole set: each benchmark's defaults unless said here.
 QUICK: dict[str, list[str]] = {
     "dns": ["--rounds", "5", "--seconds", "5", "--rate-seconds", "3"],
+    "dataplane": ["--duration", "4"],  # x 3 targets x 2 modes x 5 rounds of wrk
 }
 TAIL_LINES = 40
 

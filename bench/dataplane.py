@@ -24,7 +24,11 @@ Every figure is the median of --rounds rounds, with the min and max of the round
 
     sudo .venv/bin/python -m bench.dataplane --only sync [--rounds 5] [--samples 20] [--skip-peer] [--json FILE]
 
-The wrk throughput part and network programming latency need a cluster.
+Part "throughput" (a cluster): wrk from a client pod to one nginx pod directly (the physical
+limit), through its ClusterIP and through Debian's haproxy (the userspace peer), interleaved in
+--rounds rounds in each proxy mode; ratios are the median of the rounds' ratios with min and max
+(refused when the rounds disagree more than the effect). Part "latency" (a cluster): pod Ready
+-> reached through the ClusterIP, in each mode.
 """
 from __future__ import annotations
 
@@ -550,35 +554,60 @@ def run_wrk(dc: DataplaneCluster, url: str, args) -> WrkResult:
 
 def throughput(args) -> list:
     """wrk from the client pod, the same threads, connections and duration for every target,
-    all on the same nginx pod."""
+    all on the same nginx pod, in interleaved rounds (--rounds): direct, nftables, haproxy in
+    the nftables mode; then direct, userspace, haproxy in the userspace mode. Each ratio is the
+    median of the rounds' ratios (each round's targets ran seconds apart), with min and max."""
     if shutil.which("wrk") is None or shutil.which("haproxy") is None:
         sys.exit("the throughput part needs wrk and haproxy (scripts/setup installs them)")
-    results: dict[str, WrkResult | None] = {}
-    notes: dict[str, str] = {}
+    label = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+    rows: list = []
     with DataplaneCluster(args) as dc:
-        dc.switch_mode("nftables")
+        direct_url, service_url = f"http://{dc.nginx_ip}:80/", f"http://{dc.service_ip}:80/"
+
+        def wrk(url: str):
+            return lambda _round: run_wrk(dc, url, args)
+
         # explicit ports: the client image has no /etc/services for wrk to look "http" up in
-        results["direct"] = run_wrk(dc, f"http://{dc.nginx_ip}:80/", args)
-        results["nftables"] = run_wrk(dc, f"http://{dc.service_ip}:80/", args)
+        dc.switch_mode("nftables")
         with Haproxy(dc) as haproxy:
-            results["haproxy"] = run_wrk(dc, haproxy.url, args)
+            kernel = harness.interleave({"direct": wrk(direct_url), "nftables": wrk(service_url),
+                                         "haproxy": wrk(haproxy.url)}, rounds=args.rounds)
         try:
             dc.switch_mode("userspace")
-            results["userspace"] = run_wrk(dc, f"http://{dc.service_ip}:80/", args)
+            with Haproxy(dc) as haproxy:
+                user = harness.interleave({"direct": wrk(direct_url), "userspace": wrk(service_url),
+                                           "haproxy": wrk(haproxy.url)}, rounds=args.rounds)
         except ModeUnavailable as exc:
-            results["userspace"], notes["userspace"] = None, f"mode unavailable: {exc}"
-    label = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
-    direct = results["direct"].rps
-    rows = [RateRow(f"direct pod IP, the physical limit ({label})", results["direct"]),
-            RateRow("ClusterIP via nftables", results["nftables"], ("direct", direct), 0.95),
-            RateRow("peer: haproxy (Debian, TCP mode, 1 thread)", results["haproxy"], ("direct", direct))]
-    user = results["userspace"]
-    rows.append(RateRow("ClusterIP via userspace", user, ("haproxy", results["haproxy"].rps), 0.5,
-                        note=notes.get("userspace", "")))
+            user = None
+            rows.append(harness.Row("ClusterIP via userspace / haproxy", None, "x", 0.5,
+                                    note=f"mode unavailable: {exc}"))
+
+    def rps(runs: list[WrkResult]) -> list[float]:
+        return [r.rps for r in runs]
+
+    def summary(name: str, runs: list[WrkResult]) -> str:
+        errors = sorted({r.errors for r in runs if r.errors})
+        return (f"{name}: {statistics.median(rps(runs)):.0f} req/s, p99 {statistics.median(r.p99_ms for r in runs):.2f} ms"
+                + (f" [{'; '.join(errors)}]" if errors else ""))
+
+    rows.insert(0, harness.spread_row(f"direct pod IP, the physical limit ({label})",
+                                      harness.spread(rps(kernel["direct"])), "req/s"))
+    rows.insert(1, harness.ratio_row("ClusterIP via nftables / direct",
+                                     harness.ratio(rps(kernel["nftables"]), rps(kernel["direct"])), goal=0.95))
+    rows.insert(2, harness.ratio_row("peer: haproxy (Debian, TCP mode, 1 thread) / direct",
+                                     harness.ratio(rps(kernel["haproxy"]), rps(kernel["direct"]))))
+    notes = [f"throughput, {args.rounds} interleaved rounds of {label} from a client pod, nftables mode: "
+             + "; ".join(summary(n, kernel[n]) for n in ("direct", "nftables", "haproxy"))]
     if user is not None:
-        rows.append(RateRow("  userspace against direct", user, ("direct", direct),
-                            note=f"(anchor: the Go userspace proxy gave {GO_USERSPACE_ANCHOR:.2f}x direct)"))
-    return rows
+        rows.append(harness.ratio_row("ClusterIP via userspace / haproxy",
+                                      harness.ratio(rps(user["userspace"]), rps(user["haproxy"])), goal=0.5))
+        rows.append(harness.ratio_row("ClusterIP via userspace / direct",
+                                      harness.ratio(rps(user["userspace"]), rps(user["direct"])),
+                                      anchor=f"the Go userspace proxy gave {GO_USERSPACE_ANCHOR:.2f}x direct"))
+        notes.append("throughput, userspace mode: " + "; ".join(summary(n, user[n])
+                                                                for n in ("direct", "userspace", "haproxy")))
+    notes.append("a ratio above 1 against direct means wrk, not the data plane, was the bottleneck")
+    return rows + notes
 
 
 # ---- network programming latency: pod Ready -> traffic through the ClusterIP reaches it -------
@@ -676,7 +705,7 @@ def main() -> None:
     p.add_argument("--machine-timeout", type=float, default=600.0,
                    help="seconds to wait while another cluster holds the machine's ranges")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one part")
-    harness.add_arguments(p)  # --json, and --rounds for the sync part
+    harness.add_arguments(p)  # --json, and --rounds for the sync and throughput parts
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")
