@@ -476,41 +476,6 @@ def parse_wrk(out: str) -> WrkResult:
     return WrkResult(float(rps.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], errors)
 
 
-@dataclass
-class RateRow:
-    """A throughput line: requests/s and p99, and its ratio to a reference (higher is better)."""
-    what: str
-    result: WrkResult | None
-    reference: tuple[str, float] | None = None  # (name, its requests/s)
-    goal: float | None = None  # the ratio to reach
-    note: str = ""
-
-    def render(self) -> str:
-        text = f"{self.what:<58} "
-        if self.result is None:
-            return text + f"{'n/a':>9}     ({self.note})"
-        text += f"{self.result.rps:>9.0f} req/s  p99 {self.result.p99_ms:6.2f} ms"
-        if self.reference:
-            name, base = self.reference
-            ratio = self.result.rps / base
-            text += f"  {ratio:4.2f}x {name}"
-            if self.goal is not None:
-                text += f"  goal >= {self.goal:g}x  {'meets goal' if ratio >= self.goal else 'MISSES goal'}"
-        if self.result.errors:
-            text += f"  [{self.result.errors}]"
-        return text + (f"  {self.note}" if self.note else "")
-
-    def to_row(self):
-        if self.result is None:
-            return harness.Row(self.what, None, note=self.note)
-        note = f"p99 {self.result.p99_ms:.2f} ms" + (f"; {self.result.errors}" if self.result.errors else "")
-        if self.reference:
-            name, base = self.reference
-            return harness.Row(f"{self.what} / {name}", self.result.rps / base, "x", self.goal,
-                       note=f"{self.result.rps:.0f} req/s, {note}" + (f"; {self.note}" if self.note else ""))
-        return harness.Row(self.what, self.result.rps, "req/s", note=note + (f"; {self.note}" if self.note else ""))
-
-
 class Haproxy:
     """Debian's haproxy in the node's namespace, TCP mode, one thread (as the userspace relay
     is one asyncio thread), balancing to the nginx pod: the userspace peer."""
@@ -681,7 +646,7 @@ def latency(args) -> list[Row]:
             try:
                 dc.switch_mode(mode)
             except ModeUnavailable as exc:
-                rows.append(RateRow(f"programming latency, {mode}", None, note=f"mode unavailable: {exc}"))
+                rows.append(harness.Row(f"programming latency, {mode}", None, "ms", note=f"mode unavailable: {exc}"))
                 continue
             ms = [s * 1000 for s in asyncio.run(_programming_latencies(dc, mode, args.latency_samples))]
             label = f"programming latency, {mode}: pod Ready -> reached via ClusterIP"

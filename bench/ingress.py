@@ -7,7 +7,7 @@ its goal in one table.
   of the same shape (worker_processes auto, an upstream of the pod IPs with keepalive, the
   same proxy headers and access log) in a pod of its own behind a Service, (C) one nginx pod
   directly by its IP. Interleaved A B C, --rounds times; the median ratio A/B with its spread
-  (min-max over the rounds), p99 from wrk. Goal A/B >= 0.9x. C/B above 1 shows what a proxy
+  (min-max over the rounds; refused when they disagree more than the effect), p99 from wrk. Goal A/B >= 0.9x. C/B above 1 shows what a proxy
   hop costs; the client runs on the same 2 cores, so the absolute numbers are the machine's.
 - Change to traffic, from the host through the controller's NodePort, polling every 5 ms:
   (1) an Ingress for a new host created -> its first 200; (2) a Service's selector moved
@@ -17,7 +17,7 @@ its goal in one table.
 - 1,000 Ingresses: `kubectl apply` of one List of --bulk Ingresses (one host each), the time
   until the API has them, and until the controller answers for the last one.
 
-    sudo .venv/bin/python -m bench.ingress [--rounds 3] [--samples 20] [--bulk 1000] [--only NAME]
+    sudo .venv/bin/python -m bench.ingress [--rounds 5] [--samples 20] [--bulk 1000] [--only NAME]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import sys
 import time
 
 from bench import harness
-from bench.dataplane import DataplaneCluster, RateRow, WrkResult, parse_wrk, until
+from bench.dataplane import DataplaneCluster, WrkResult, parse_wrk, until
 from bench.pods import Row, _cli, percentile, run_measurements
 from bench.dataplane import CLUSTER_NAME
 
@@ -176,22 +176,24 @@ def throughput(args) -> list:
         for _ in range(args.rounds):
             for name, (url, host) in targets.items():
                 runs[name].append(_wrk(dc, url, args, host))
-    ratios = [c.rps / h.rps for c, h in zip(runs["controller"], runs["hand"])]
-    direct = [d.rps / h.rps for d, h in zip(runs["direct"], runs["hand"])]
 
-    def median_result(results: list[WrkResult]) -> WrkResult:
-        return WrkResult(statistics.median(r.rps for r in results), statistics.median(r.p99_ms for r in results),
-                         "; ".join(sorted({r.errors for r in results if r.errors})))
-    hand = median_result(runs["hand"])
-    controller = median_result(runs["controller"])
-    spread = f"(median of the {len(ratios)} rounds' ratios; spread {min(ratios):.2f}-{max(ratios):.2f})"
-    # the reference is set so the ratio shown is the median of the per-round ratios
-    return [RateRow("through the Ingress controller (Service IP, Host header)", controller,
-                    ("hand-written nginx", controller.rps / statistics.median(ratios)), THROUGHPUT_GOAL, spread),
-            RateRow("through a hand-written Debian nginx (same pods, same shape)", hand),
-            RateRow("to one nginx pod directly", median_result(runs["direct"]),
-                    ("hand-written nginx", median_result(runs["direct"]).rps / statistics.median(direct)),
-                    note=f"(median of ratios; spread {min(direct):.2f}-{max(direct):.2f})")]
+    def rps(name: str) -> list[float]:
+        return [r.rps for r in runs[name]]
+
+    def summary(name: str) -> str:
+        errors = sorted({r.errors for r in runs[name] if r.errors})
+        return (f"{name}: {statistics.median(rps(name)):.0f} req/s, p99 "
+                f"{statistics.median(r.p99_ms for r in runs[name]):.2f} ms" + (f" [{'; '.join(errors)}]" if errors else ""))
+
+    return [harness.ratio_row("through the Ingress controller (Service IP, Host header) / hand-written nginx",
+                              harness.ratio(rps("controller"), rps("hand")), goal=THROUGHPUT_GOAL),
+            harness.spread_row("through a hand-written Debian nginx (same pods, same shape)",
+                               harness.spread(rps("hand")), "req/s"),
+            harness.ratio_row("to one nginx pod directly / hand-written nginx",
+                              harness.ratio(rps("direct"), rps("hand")),
+                              note="above 1: what a proxy hop costs at all"),
+            f"throughput, {args.rounds} interleaved rounds of wrk -t{args.threads} -c{args.connections} "
+            f"-d{args.duration}s from a client pod: " + "; ".join(summary(n) for n in runs)]
 
 
 def change_to_traffic(args) -> list:
@@ -249,7 +251,7 @@ def bulk(args) -> list:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved wrk rounds (A B C each)")
+    p.add_argument("--rounds", type=int, default=harness.MIN_ROUNDS, help="interleaved wrk rounds (A B C each)")
     p.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--connections", type=int, default=32)

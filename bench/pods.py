@@ -659,7 +659,11 @@ def run_measurements(title: str, measurements: list, args) -> None:
                 continue
             print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
-            session.add(*(row.to_row() for row in measure(args)))
+            for row in measure(args):
+                if isinstance(row, str):  # how the figures were taken
+                    session.note(row)
+                else:
+                    session.add(row if isinstance(row, harness.Row) else row.to_row())
             print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
