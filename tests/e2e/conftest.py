@@ -141,3 +141,12 @@ def cluster(tmp_path_factory):
         if cp.returncode != 0 or up_cmd.leftovers(name):
             up_cmd.teardown(name, handle.kubeconfig)  # last resort: never leave a cluster behind
             print(f"pocketkube down --name {name} failed:\n{cp.stdout}\n{cp.stderr}", file=sys.stderr)
+
+
+@pytest.fixture
+def ns(cluster):
+    """A fresh namespace in the shared cluster, deleted (without waiting) after the test."""
+    name = "e2e-" + uuid.uuid4().hex[:6]
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

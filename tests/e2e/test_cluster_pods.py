@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -28,14 +27,6 @@ def eventually(check, timeout: float = 30.0, interval: float = 0.2):
             last = exc
         time.sleep(interval)
     raise AssertionError(f"not true after {timeout}s (last: {last})")
-
-
-@pytest.fixture
-def ns(cluster):
-    name = "e2e-" + uuid.uuid4().hex[:6]
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def pods(cluster, ns: str, selector: str) -> list[dict]:

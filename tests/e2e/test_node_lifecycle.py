@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import pytest
 
@@ -48,14 +47,6 @@ def ready(obj: dict) -> str | None:
 def taints(cluster, node: str) -> set[tuple[str, str]]:
     spec = cluster.kubectl_json("get", "node", node).get("spec") or {}
     return {(t["key"], t["effect"]) for t in spec.get("taints") or []}
-
-
-@pytest.fixture
-def ns(cluster):
-    name = "e2e-" + uuid.uuid4().hex[:6]
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_a_node_that_leaves_goes_not_ready_and_its_pod_moves(cluster, ns):
