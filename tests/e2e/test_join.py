@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def machines(tmp_path_factory, cluster_lock):
+def machines(tmp_path_factory):
     from conftest import _skip_reason
 
     reason = _skip_reason()
