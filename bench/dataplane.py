@@ -51,7 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench import harness  # noqa: E402
 from bench.pods import (  # noqa: E402
-    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, running_and_ready,
+    BENCH_LABEL, BenchCluster, PodTimer, Row, machine_lock, percentile, run_measurements, running_and_ready,
 )
 from pocketkube.core import client as api  # noqa: E402
 from pocketkube.node import network  # noqa: E402
@@ -674,18 +674,7 @@ def main() -> None:
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/dataplane.py needs root: it creates network namespaces and nftables tables in them")
-    with harness.Session("dataplane", args) as session:
-        for measure in MEASUREMENTS:
-            if args.only and measure.__name__ != args.only:
-                continue
-            print(f"running {measure.__name__} ...", file=sys.stderr, flush=True)
-            started = time.monotonic()
-            for row in measure(args):
-                if isinstance(row, str):  # how the figures were taken
-                    session.note(row)
-                else:
-                    session.add(row if isinstance(row, harness.Row) else row.to_row())
-            print(f"  {measure.__name__} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    run_measurements("dataplane", MEASUREMENTS, args)
 
 
 if __name__ == "__main__":
