@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from tests.e2e.test_cluster_pods import eventually, ns  # noqa: F401 (a fixture)
+from tests.e2e.test_cluster_pods import eventually
 from tests.integration.test_certgen import rbac  # the manifest's ServiceAccount, Role, ClusterRole
 
 WEBHOOK_PROGRAM = r'''
