@@ -4,6 +4,8 @@ printed command on the second. Then, in both proxy modes (the kube-proxy DaemonS
 switched on the running cluster): pods on both machines reach each other over the VXLAN
 overlay, and Services (ClusterIP, NodePort on each machine's nodes and on each machine's
 address) reach backends on the other machine. A wrong bootstrap token gets the API server's 401.
+Last, a machine that leaves the LAN: its node goes NotReady and its pods are evicted after their
+toleration.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from bench.machines import Lan, join_command
 from pocketkube.cli import up as up_cmd
+from pocketkube.node import network
 from test_services import until
 
 pytestmark = pytest.mark.e2e
@@ -198,3 +201,65 @@ def test_traffic_across_machines(machines, workloads, mode):
             until(lambda: want in other.run(["curl", "-s", "-m", "3", f"http://{machine.address}:{node_port}/"],
                                             timeout=10).stdout,
                   f"machine {other.address} -> NodePort {node_port} of web-{there} on machine {machine.address}")
+
+
+LEAVING = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  tolerations:
+  - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+  - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+  containers: [{{name: sh, image: busybox, command: [sleep, "3600"]}}]
+"""
+
+
+def _ready(a, node: str) -> str:
+    conditions = a.kubectl_json("get", "node", node)["status"].get("conditions", [])
+    return next((c["status"] for c in conditions if c["type"] == "Ready"), "")
+
+
+def test_a_machine_that_leaves(machines, workloads):
+    """Last in this module: it cuts the second machine off the LAN (its link on the test's bridge
+    down, as a machine unplugged), then plugs it back. Its node goes NotReady (Ready Unknown,
+    after the node lifecycle controller's default 40 s grace period) and is tainted
+    unreachable:NoExecute; the pod that tolerates that for 2 s is evicted (marked for deletion:
+    Terminating, as upstream, until the node's agent is back to stop it), the pods with the
+    default 300 s toleration stay. Back on the LAN, the node is Ready again and the evicted
+    pod is gone."""
+    lan, a, b, _, _ = machines
+    nodes, _, _ = workloads
+    node = nodes["b"]
+    a.kubectl("apply", "-f", "-", input=LEAVING.format(name="leaving", node=node))
+    a.kubectl("wait", "--for=condition=Ready", "pod/leaving", "--timeout=60s", timeout=90)
+    assert _ready(a, node) == "True"
+    veth = f"pkt{lan.id}m{b.index}"  # the machine's cable, on the host's side of the bridge
+    network._run(["ip", "link", "set", veth, "down"])
+    try:
+        until(lambda: _ready(a, node) == "Unknown", f"node {node} NotReady (Unknown) once its machine left",
+              timeout=120)
+
+        def taints() -> set:
+            return {(t["key"], t["effect"]) for t in a.kubectl_json("get", "node", node)["spec"].get("taints", [])}
+
+        # NoSchedule at once; NoExecute through the eviction rate limiter (0.1 nodes a second)
+        until(lambda: ("node.kubernetes.io/unreachable", "NoExecute") in taints(),
+              f"node {node} tainted unreachable:NoExecute", timeout=60)
+        assert ("node.kubernetes.io/unreachable", "NoSchedule") in taints()
+        until(lambda: a.kubectl_json("get", "pod", "leaving")["metadata"].get("deletionTimestamp"),
+              "the pod tolerating unreachable for 2 s evicted", timeout=60)
+        leaving = a.kubectl_json("get", "pod", "leaving")
+        assert any(c["type"] == "DisruptionTarget" and c["reason"] == "DeletionByTaintManager"
+                   for c in leaving["status"]["conditions"]), leaving["status"]["conditions"]
+        events = a.kubectl_json("get", "events", "--field-selector", "involvedObject.name=leaving")["items"]
+        assert any(e["reason"] == "TaintManagerEviction" and e["message"] == "Marking for deletion Pod default/leaving"
+                   for e in events), [(e["reason"], e["message"]) for e in events]
+        stayed = a.kubectl_json("get", "pod", "client-b")  # the default toleration: 300 s
+        assert not stayed["metadata"].get("deletionTimestamp")
+    finally:
+        network._run(["ip", "link", "set", veth, "up"])
+    until(lambda: _ready(a, node) == "True", f"node {node} Ready again once its machine is back", timeout=120)
+    until(lambda: "leaving" not in a.kubectl("get", "pods", "-o", "name").stdout,
+          "the evicted pod gone once its node's agent stopped it", timeout=120)
