@@ -95,6 +95,21 @@ def test_token_create_prints_a_join_command(machines):
     assert secret["type"] == "bootstrap.kubernetes.io/token"
     cp = a.pocketkube("token", "create", "--name", a.names[0], "--ttl", "0")
     assert cp.returncode == 0 and len(cp.stdout.strip()) == 23, cp.stdout + cp.stderr
+    forever = cp.stdout.strip()
+    # `token list` and `token delete`, as kubeadm's
+    cp = a.pocketkube("token", "list", "--name", a.names[0])
+    lines = cp.stdout.splitlines()
+    assert lines[0].split() == ["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA", "GROUPS"], cp.stdout
+    listed = {line.split()[0]: line.split() for line in lines[1:]}
+    assert {token, forever, args[args.index("--token") + 1]} <= set(listed), cp.stdout
+    assert listed[token][1] == "1h" and listed[token][3] == "authentication,signing"
+    assert listed[forever][1:3] == ["<forever>", "<never>"]
+    cp = a.pocketkube("token", "delete", "--name", a.names[0], token.split(".")[0], forever)
+    assert cp.stdout == f'bootstrap token "{token.split(".")[0]}" deleted\nbootstrap token "{forever.split(".")[0]}" deleted\n'
+    listed = a.pocketkube("token", "list", "--name", a.names[0]).stdout
+    assert token not in listed and forever not in listed
+    cp = a.pocketkube("token", "delete", "--name", a.names[0], "not-a-token")
+    assert cp.returncode == 1 and "given token didn't match pattern" in cp.stderr, cp.stderr
 
 
 def test_joined_node_has_its_own_identity(machines):
