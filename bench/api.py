@@ -437,6 +437,7 @@ async def authz_overhead(session: harness.Session, rounds: int = 15, per_round: 
                          "as a ServiceAccount bound to edit, in-process server, SQLite)")
     finally:
         await server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def custom_resource_speed(session: harness.Session, rounds: int = 8, per_round: int = 250) -> None:
@@ -497,6 +498,7 @@ async def custom_resource_speed(session: harness.Session, rounds: int = 8, per_r
                          "server, SQLite)")
     finally:
         await server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def _started(server):
