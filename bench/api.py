@@ -6,8 +6,8 @@ interleaved rounds, as ratios (the rows handed to `python -m bench`); then what 
 authorization costs a GET and a create.
 
 The SQLite/etcd part runs two real `pocketkube server` processes (one on SQLite, one on
-Debian's etcd started as `pocketkube up --datastore etcd` starts it, TLS with client
-certificates) and drives them over HTTPS with keep-alive connections, as kubectl and
+Debian's etcd started as `pocketkube up --datastore etcd` starts it: TLS with client
+certificates on TCP, the server on etcd's unix socket) and drives them over HTTPS with keep-alive connections, as kubectl and
 controllers do. The authorization part runs
 an API server in this process and switches its authorizer off and on between interleaved
 rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resolves its rules), printing the
@@ -155,7 +155,8 @@ ETCD_ROWS = ("creates", "list_p50", "watch_p99")
 
 def start_backends(data: str) -> tuple[dict, list]:
     """pocketkube's server on SQLite and on etcd (Debian's etcd, started as `pocketkube up
-    --datastore etcd` starts it: up.etcd_argv, TLS with client certificates), each API server
+    --datastore etcd` starts it: up.etcd_argv, TLS with client certificates for TCP clients, the
+    server on its unix socket), each API server
     alone (no controllers), the data of both under `data`. Returns the targets (name -> url,
     ca, token, pids: the server's, then etcd's) and what to stop."""
     from pocketkube.apiserver.certs import make_etcd_pki
@@ -171,7 +172,7 @@ def start_backends(data: str) -> tuple[dict, list]:
         etcd = EtcdProcess(os.path.join(data, "etcd"), pki=pki)
         stop.append(etcd)
         on_etcd = start_server(os.path.join(data, "on-etcd"), datastore="etcd", controllers=False, args=(
-            "--etcd-servers", etcd.url, "--etcd-cafile", pki.ca_cert, "--etcd-certfile", pki.client_cert,
+            "--etcd-servers", etcd.socket_url, "--etcd-cafile", pki.ca_cert, "--etcd-certfile", pki.client_cert,
             "--etcd-keyfile", pki.client_key))
         stop.append(on_etcd)
     except BaseException:
@@ -225,8 +226,8 @@ async def backend_comparison(args, session: harness.Session) -> None:
     for what, key in (("list all Services JSON p50", "list_p50"), ("watch delivery p99", "watch_p99")):
         session.add(harness.ratio_row(f"{what} at {n}, etcd / SQLite",
                                       harness.ratio(results["etcd"][key], results["SQLite"][key]), higher=False))
-    session.note(f"pocketkube on SQLite and on etcd (Debian's etcd, TLS, as `up --datastore etcd`; data of both "
-                 f"under {tempfile.gettempdir()}, on disk): {n} Services, {args.watchers} watchers, {args.rounds} "
+    session.note(f"pocketkube on SQLite and on etcd (Debian's etcd, as `up --datastore etcd`: the server on its unix "
+                 f"socket; data of both under {tempfile.gettempdir()}, on disk): {n} Services, {args.watchers} watchers, {args.rounds} "
                  f"interleaved rounds, API servers alone, servers on CPU {server_cpu}, client on CPU {client_cpu}; "
                  "medians, SQLite / etcd:")
     for what, key, unit, *_ in BACKEND_ROWS:

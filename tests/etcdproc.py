@@ -36,24 +36,31 @@ def free_port() -> int:
 class EtcdProcess:
     """One etcd member on 127.0.0.1, run as `pocketkube up` runs it (up.etcd_argv); `url` is its
     client URL: plain HTTP, or HTTPS requiring a client certificate when given `pki`
-    (certs.make_etcd_pki's files). `kill()` and `start()` again keep its ports and data."""
+    (certs.make_etcd_pki's files); `socket_url` its unix socket listener in the data dir (the
+    one `up` gives the API server). `kill()` and `start()` again keep its ports and data."""
 
     def __init__(self, data_dir: str | None = None, pki: EtcdPKI | None = None):
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pk-etcd-")
         os.makedirs(self.data_dir, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)  # the socket's access control, as `up`'s data dir
         self.pki = pki
         self.url = f"{'https' if pki else 'http'}://127.0.0.1:{free_port()}"
         self.peer_url = f"http://127.0.0.1:{free_port()}"
         self.log_path = os.path.join(self.data_dir, "etcd.log")
+        self.socket_url = up.ETCD_UNIX + os.path.join(self.data_dir, up.etcd_socket("etcd"))
         self.proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
+        if os.path.exists(self.socket_url[len(up.ETCD_UNIX):]):  # a killed etcd's socket (as up's "stale")
+            os.unlink(self.socket_url[len(up.ETCD_UNIX):])
         with open(self.log_path, "ab") as log:
             tls = (self.pki.ca_cert, self.pki.server_cert, self.pki.server_key) if self.pki else None
-            argv = up.etcd_argv("test", os.path.join(self.data_dir, "member-data"), self.url, self.peer_url, tls)
-            self.proc = subprocess.Popen([ETCD, *argv[1:]], stdout=log, stderr=log, start_new_session=True)
+            argv = up.etcd_argv("test", os.path.join(self.data_dir, "member-data"), self.url, self.peer_url, tls,
+                                socket=up.etcd_socket("etcd"))
+            self.proc = subprocess.Popen([ETCD, *argv[1:]], stdout=log, stderr=log, start_new_session=True,
+                                         cwd=self.data_dir)
         context = None
         if self.pki:
             context = ssl.create_default_context(cafile=self.pki.ca_cert)

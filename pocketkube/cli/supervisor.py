@@ -17,6 +17,7 @@ node/network.py's setns), so it stays small.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -103,16 +104,16 @@ def live_pid(path: str) -> int | None:
     return pid if start_time(pid) == started else None
 
 
-def spawn(argv: list[str], log_path: str, pid_path: str, netns: str | None = None) -> subprocess.Popen:
-    """Start a daemon: own session (so its group can be signalled), output to its log file,
-    its pid file written before this returns."""
+def spawn(argv: list[str], log_path: str, pid_path: str, netns: str | None = None, cwd: str = "/") -> subprocess.Popen:
+    """Start a daemon in `cwd`: own session (so its group can be signalled), output to its log
+    file, its pid file written before this returns."""
     from pocketkube.node import network
 
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, cwd="/",
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, cwd=cwd,
                                 start_new_session=True,
                                 preexec_fn=network.enter_netns(netns) if netns else None)
     write_pid_file(pid_path, proc.pid)
@@ -150,6 +151,8 @@ class Child:
         self.argv = list(spec["argv"])
         self.log = spec["log"]
         self.netns = spec.get("netns")
+        self.cwd = spec.get("cwd", "/")
+        self.stale = list(spec.get("stale", []))  # files a killed run leaves behind that stop the next (etcd's socket)
         self.pid_path = os.path.join(run_dir, f"{self.name}.pid")
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
@@ -161,7 +164,10 @@ class Child:
 
     def start(self) -> None:
         try:
-            self.proc = spawn(self.argv, self.log, self.pid_path, self.netns)
+            for path in self.stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            self.proc = spawn(self.argv, self.log, self.pid_path, self.netns, self.cwd)
         except OSError as exc:  # e.g. the node's namespace is gone: try again later
             self.proc = None
             self.last_exit = f"could not start: {exc}"

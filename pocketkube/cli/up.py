@@ -20,7 +20,8 @@ DATA_DIR (default /var/lib/pocketkube/NAME) holds .pocketkube-cluster (the name,
 is never mistaken for another's), server/ (the API server's data dir), nodes/<node>/ (agent
 state, kubeconfig, agent.log), run/*.pid ("PID STARTTIME", so a reused PID is never
 signalled), run/processes.json and run/supervisor.json (the supervisor's), server.log,
-supervisor.log; with `--datastore etcd` also etcd/ (the member's data) and etcd.log.
+supervisor.log; with `--datastore etcd` also etcd/ (the member's data), etcd.log and the
+member's unix socket `etcd.sock:0` (its local client listener, see below).
 
 `--datastore etcd`: the supervisor runs one etcd member (Debian's etcd-server) before the
 server, serving clients on https://127.0.0.1:2379 (another free port if that one is taken)
@@ -31,6 +32,11 @@ three members (processes etcd-0..2, data in etcd/member-N, logs etcd-N.log; clie
 2379, 22379, 32379 and peer ports 2380, 22380, 32380 as etcd's own local-cluster example,
 others when taken) that talk to each other over TLS with server/pki/etcd/peer.* (each member
 checks its peer's certificate against the etcd CA), and the server is given all three.
+Each member also listens on a unix socket in the data dir (etcd.sock:0, etcd-N.sock:0; etcd
+wants host:port in a unix URL and makes the socket relative to its working directory, which
+is the data dir): the API server on this machine reaches etcd there, plain HTTP whose boundary
+is the data dir's mode 0700, which saves the TLS of both its hop and etcd's own gateway's
+(docs/adr/0016). etcdctl and any other client keep the HTTPS URL.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ SERVER_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "server")
 DEFAULT_API_PORT = 6443  # kubeadm's; another free port when a cluster already has it
 ETCD_BINARY = "etcd"
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380  # etcd's (and kubeadm's) defaults, when free
+ETCD_UNIX = "unix://"
+UNIX_PATH_MAX = 107  # Linux's sun_path holds 108 bytes with the terminating NUL
 ETCD_MEMBER_PORTS = (2379, 22379, 32379)  # clients' (peers': +1) of a three-member cluster, etcd's Procfile's
 SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
 SUPERVISOR_START_SECONDS = 10.0
@@ -95,6 +103,11 @@ class EtcdMember:
     peer_url: str
     data_dir: str
     log: str
+    socket: str  # its unix socket listener (etcd_socket's name), in the cluster's data dir
+
+    @property
+    def socket_url(self) -> str:
+        return ETCD_UNIX + self.socket
 
 
 @dataclass
@@ -172,9 +185,10 @@ class ClusterRecord:
         if self.datastore != "etcd":
             return []
         if len(self.etcd_urls) <= 1:
-            return [EtcdMember("etcd", self.name, self.etcd_url, self.etcd_peer_url, self.etcd_dir, self.etcd_log)]
+            return [EtcdMember("etcd", self.name, self.etcd_url, self.etcd_peer_url, self.etcd_dir, self.etcd_log,
+                               os.path.join(self.data_dir, etcd_socket("etcd")))]
         return [EtcdMember(f"etcd-{i}", f"{self.name}-{i}", url, peer, os.path.join(self.etcd_dir, f"member-{i}"),
-                           os.path.join(self.data_dir, f"etcd-{i}.log"))
+                           os.path.join(self.data_dir, f"etcd-{i}.log"), os.path.join(self.data_dir, etcd_socket(f"etcd-{i}")))
                 for i, (url, peer) in enumerate(zip(self.etcd_urls, self.etcd_peer_urls))]
 
     @property
@@ -501,6 +515,10 @@ def _up(opts: UpOptions, out, started: float) -> int:
             record.etcd_urls = [f"https://127.0.0.1:{p}" for p in clients]
             record.etcd_peer_urls = [f"https://127.0.0.1:{p}" for p in peers]
             record.etcd_url, record.etcd_peer_url = record.etcd_urls[0], record.etcd_peer_urls[0]
+        longest = max(len(m.socket.encode()) for m in record.etcd_members())
+        if longest > UNIX_PATH_MAX:
+            raise UpError(f"data dir {record.data_dir} is too long for etcd's unix socket in it "
+                          f"({longest} bytes, at most {UNIX_PATH_MAX}); pick a shorter --data-dir")
     elif opts.etcd_members != 1:
         raise UpError("--etcd-members needs --datastore etcd")
     prepare_data_dir(record)
@@ -582,14 +600,25 @@ def _free_port(preferred: int) -> int:
             return probe.getsockname()[1]
 
 
+def etcd_socket(process: str) -> str:
+    """The file name of a member's unix socket listener. etcd 3.4 takes only unix://HOST:PORT
+    and makes the socket HOST:PORT in its working directory, so it is run there (see
+    etcd_argv) and the name carries a port."""
+    return f"{process}.sock:0"
+
+
 def etcd_argv(name: str, data_dir: str, client_url: str, peer_url: str,
               tls: tuple[str, str, str] | None = None, initial_cluster: str = "",
-              peer_tls: tuple[str, str, str] | None = None, cluster_token: str = "") -> list[str]:
+              peer_tls: tuple[str, str, str] | None = None, cluster_token: str = "", socket: str = "") -> list[str]:
     """One etcd member: on its own, or of `initial_cluster` ("NAME=PEER_URL,..."). `tls`: CA,
     certificate, key: HTTPS for clients, who must present a certificate of that CA;
-    `peer_tls` the same between members."""
+    `peer_tls` the same between members. `socket` (etcd_socket's name): also a plain-HTTP unix
+    socket listener, made in etcd's working directory, which must be one only its owner can
+    enter (the data dir, 0700): that mode is the socket's only access control. etcd 3.4 does
+    not remove the socket a killed member left: whoever starts it again removes it first."""
+    listen = client_url + (f",{ETCD_UNIX}{socket}" if socket else "")
     argv = [ETCD_BINARY, "--name", name, "--data-dir", data_dir,
-            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+            "--listen-client-urls", listen, "--advertise-client-urls", client_url,
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", initial_cluster or f"{name}={peer_url}", "--logger", "zap", "--log-level", "warn"]
     if cluster_token:
@@ -630,6 +659,7 @@ def prepare_data_dir(record: ClusterRecord) -> None:
             raise UpError(f"data dir {record.data_dir} belongs to cluster {owner!r}")
         _remove_data(record.data_dir)
     os.makedirs(record.data_dir, mode=0o700, exist_ok=True)
+    os.chmod(record.data_dir, 0o700)  # also an existing one: it is the etcd sockets' access control (etcd_argv)
     _write_file(marker, record.name + "\n")
 
 
@@ -638,7 +668,7 @@ def _remove_data(data_dir: str) -> None:
     for sub in ("server", "nodes", "run", "etcd"):
         shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
     for leftover in ("server.log", "supervisor.log", "etcd.log", *(f"etcd-{i}.log" for i in range(3)), "overlay.log",
-                     MARKER):
+                     etcd_socket("etcd"), *(etcd_socket(f"etcd-{i}") for i in range(3)), MARKER):
         _remove(os.path.join(data_dir, leftover))
     try:
         os.rmdir(data_dir)
@@ -688,10 +718,11 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
         initial = ",".join(f"{m.name}={m.peer_url}" for m in members) if several else ""
         peer_tls = (tls[0], os.path.join(pki, "etcd", "peer.crt"), os.path.join(pki, "etcd", "peer.key"))
         for m in members:
-            processes.append({"name": m.process, "log": m.log, "netns": None, "argv": etcd_argv(
+            processes.append({"name": m.process, "log": m.log, "netns": None, "cwd": record.data_dir, "stale": [m.socket], "argv": etcd_argv(
                 m.name, m.data_dir, m.client_url, m.peer_url, tls, initial, peer_tls if several else None,
-                f"{record.name}-etcd" if several else "")})
-        server_argv += ["--datastore", "etcd", "--etcd-servers", ",".join(m.client_url for m in members),
+                f"{record.name}-etcd" if several else "", os.path.basename(m.socket))})
+        # The server, on this machine, over the members' unix sockets (etcd_argv); TLS files for HTTPS URLs.
+        server_argv += ["--datastore", "etcd", "--etcd-servers", ",".join(m.socket_url for m in members),
                         "--etcd-cafile", tls[0],
                         "--etcd-certfile", os.path.join(pki, "apiserver-etcd-client.crt"),
                         "--etcd-keyfile", os.path.join(pki, "apiserver-etcd-client.key")]

@@ -57,6 +57,8 @@ _TRANSIENT = ("no leader", "leader changed", "not capable", "too many requests",
 _JSON = {"Content-Type": "application/json"}
 _CALL = aiohttp.ClientTimeout(total=CALL_TIMEOUT)
 _STREAM = aiohttp.ClientTimeout(total=None, sock_connect=CALL_TIMEOUT)
+UNIX = "unix://"  # an endpoint unix://PATH: etcd's unix socket listener (plain HTTP; see docs/adr/0016)
+_HOST_OF_SOCKET = "http://localhost"
 
 
 class KeyCodec(Protocol):
@@ -124,18 +126,27 @@ class EtcdStore:
         if not endpoints:
             raise ValueError("the etcd store needs at least one endpoint URL")
         self.endpoints = [url.rstrip("/") for url in endpoints]
+        # Where each endpoint's requests go: its URL, or for unix://PATH http://localhost through
+        # a session of its own bound to that socket (etcd's unix:// listener speaks plain HTTP).
+        self._bases = [_HOST_OF_SOCKET if url.startswith(UNIX) else url for url in self.endpoints]
         self.tls = tls
         self.codec = key_codec or IdentityCodec()
         self._queue_limit = watch_queue_limit
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: list[aiohttp.ClientSession] = []  # one per endpoint (TCP endpoints share one)
         self._current = 0  # index into endpoints of the one in use
         self._revision = 0
         self._compacted = 0
         self._watches: set[EtcdWatch] = set()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ssl=self.tls.context() or False)
-        self._session = aiohttp.ClientSession(connector=connector)
+        tcp: aiohttp.ClientSession | None = None
+        for url in self.endpoints:
+            if url.startswith(UNIX):
+                self._sessions.append(aiohttp.ClientSession(connector=aiohttp.UnixConnector(url[len(UNIX):], limit=0)))
+            else:
+                if tcp is None:
+                    tcp = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=self.tls.context() or False))
+                self._sessions.append(tcp)
         try:
             deadline = asyncio.get_running_loop().time() + START_WAIT
             while True:  # etcd may be starting beside us (`pocketkube up`): wait for it, as kube-apiserver does
@@ -147,8 +158,7 @@ class EtcdStore:
                         raise
                     await asyncio.sleep(0.2)
         except BaseException:
-            await self._session.close()
-            self._session = None
+            await self._close_sessions()
             raise
 
     async def stop(self) -> None:
@@ -156,9 +166,12 @@ class EtcdStore:
         for watch in watches:
             watch.close()
         await asyncio.gather(*(watch._task for watch in watches), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._close_sessions()
+
+    async def _close_sessions(self) -> None:
+        sessions, self._sessions = self._sessions, []
+        for session in set(sessions):
+            await session.close()
 
     @property
     def revision(self) -> int:
@@ -312,11 +325,12 @@ class EtcdStore:
         if header and "revision" in header:
             self._revision = max(self._revision, int(header["revision"]))
 
-    @property
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _post(self, index: int, path: str, body: dict, timeout: aiohttp.ClientTimeout) -> Any:
+        """POST `body` to endpoint `index` (aiohttp's request context manager)."""
+        if not self._sessions:
             raise base.StoreError("the etcd store is not started")
-        return self._session
+        return self._sessions[index].post(self._bases[index] + path, data=orjson.dumps(body), headers=_JSON,
+                                          timeout=timeout)
 
     async def _call(self, path: str, body: dict) -> dict:
         return (await self._call_counted(path, body))[0]
@@ -350,9 +364,8 @@ class EtcdStore:
         last: Exception | None = None
         sent = False
         for attempt in range(len(self.endpoints)):
-            url = self.endpoints[(self._current + attempt) % len(self.endpoints)] + path
             try:
-                async with self._http.post(url, data=orjson.dumps(body), headers=_JSON, timeout=_CALL) as reply:
+                async with self._post((self._current + attempt) % len(self.endpoints), path, body, _CALL) as reply:
                     answer = orjson.loads(await reply.read())
             except aiohttp.ClientConnectorError as error:  # never connected: nothing was sent
                 last = error
@@ -368,8 +381,7 @@ class EtcdStore:
         raise _Unanswered(str(last), sent)
 
     def _open_stream(self, body: dict) -> Any:
-        url = self.endpoints[self._current] + "/v3/watch"
-        return self._http.post(url, data=orjson.dumps(body), headers=_JSON, timeout=_STREAM)
+        return self._post(self._current, "/v3/watch", body, _STREAM)
 
 
 class EtcdWatch:

@@ -30,7 +30,8 @@ async def make_store(request, tmp_path):
     """Build started stores of the parametrized kind (options go to the constructor). For
     etcd, a throwaway etcd process serves the test (tests/etcdproc.py)."""
     opened = []
-    endpoint = request.getfixturevalue("etcd_server").url if request.param == "etcd" else ""
+    # etcd over its unix socket, as `pocketkube up` gives it to the API server (HTTPS: test_store_durability)
+    endpoint = request.getfixturevalue("etcd_server").socket_url if request.param == "etcd" else ""
 
     async def make(**options):
         if request.param == "memory":

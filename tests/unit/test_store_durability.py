@@ -96,7 +96,7 @@ async def test_acknowledged_etcd_writes_survive_sigkill_of_etcd(etcd_server):
     """The etcd store: etcd is killed (SIGKILL, by PID) under a stream of acknowledged writes;
     after a restart on the same data every acknowledged write is there, writes go on above the
     last revision, and the store's watch of the keys reports the failure instead of hanging."""
-    store = etcd.EtcdStore([etcd_server.url])
+    store = etcd.EtcdStore([etcd_server.socket_url])  # the socket is made again by the restarted etcd
     await store.start()
     watch = store.watch("/registry/configmaps/", store.revision)
     acknowledged: dict[str, tuple[bytes, int]] = {}
