@@ -348,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sqlite (default): <data-dir>/state.db; memory: nothing kept; etcd: the etcd cluster "
                         "at --etcd-servers, under kube-apiserver's /registry key layout")
     p.add_argument("--etcd-servers", type=lambda v: [u for u in v.split(",") if u], default=[], metavar="URL[,URL...]",
-                   help="etcd client URLs (with --datastore etcd)")
+                   help="etcd client URLs (with --datastore etcd): http(s)://HOST:PORT, or unix://PATH for a "
+                        "member's unix socket listener (`up` gives the server its members' sockets)")
     p.add_argument("--etcd-cafile", help="CA bundle that etcd's serving certificate is checked against")
     p.add_argument("--etcd-certfile", help="client certificate presented to etcd")
     p.add_argument("--etcd-keyfile", help="the client certificate's key")

@@ -2,12 +2,16 @@
 member over TLS with the cluster's etcd CA, the API server keeps the cluster in it under
 kube-apiserver's key layout (etcdctl with the API server's client certificate shows it), the
 nodes come up Ready, `status` names etcd, and `down` stops etcd and removes its data. The
-session's shared cluster (SQLite) is taken down for this test and brought back after it."""
+server reaches etcd on the member's unix socket in the data dir (mode 0700); a member killed
+by SIGKILL is started again by the supervisor despite the socket it left. The session's shared
+cluster (SQLite) is taken down for this test and brought back after it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import stat
 import subprocess
 
 import pytest
@@ -54,6 +58,26 @@ def test_up_with_the_etcd_datastore_runs_etcd_over_tls_and_down_removes_it(clust
         assert "/registry/services/specs/default/kubernetes" in keys
         assert {f"/registry/minions/{node.name}" for node in cluster.net.node_list()} <= set(keys)
         assert etcdctl("get", "/registry/", "--prefix", "--keys-only", client=False).returncode != 0
+
+        # The server is on the member's unix socket, guarded by the data dir's mode.
+        (member,) = record.etcd_members()
+        assert stat.S_ISSOCK(os.stat(member.socket).st_mode)
+        assert os.path.dirname(member.socket) == record.data_dir
+        assert stat.S_IMODE(os.stat(record.data_dir).st_mode) == 0o700
+        with open(f"/proc/{pids['server']}/cmdline", "rb") as f:
+            server_argv = f.read().decode().split("\0")
+        assert server_argv[server_argv.index("--etcd-servers") + 1] == member.socket_url
+
+        # A killed member leaves its socket; the supervisor removes it and starts etcd again.
+        os.kill(pids["etcd"], signal.SIGKILL)
+        wait_until(lambda: cluster.pids().get("etcd") not in (None, pids["etcd"]), "etcd started again")
+        def create_after_kill() -> bool:
+            cp = cluster.kubectl("create", "configmap", "after-kill", check=False)
+            return cp.returncode == 0 or "AlreadyExists" in cp.stderr  # an earlier try's answer lost
+
+        wait_until(create_after_kill, "a write through the server after etcd's restart")
+        assert "/registry/configmaps/default/after-kill" in etcdctl("get", "/registry/configmaps/", "--prefix",
+                                                                    "--keys-only").stdout.split()
     finally:
         pids = cluster.pids()
         cp = cluster.down()
