@@ -116,6 +116,9 @@ class WatchCache:
         self._log: list[WatchEvent] = []
         self._oldest = 0  # watches may start at revisions >= this
         self._watchers: dict[str, set[Watcher]] = {}
+        # Synchronous callbacks per resource prefix, called with each event as it is applied
+        # (the shared allocations follow other servers' claims this way: allocators.Shared).
+        self.listeners: dict[str, list[Callable[[WatchEvent], None]]] = {}
         self._prefix_revs: dict[str, int] = {}  # resource prefix -> revision of its last change
         self._listed_at = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []
@@ -196,6 +199,8 @@ class WatchCache:
             self._oldest = self._log_revs[cut - 1]
             del self._log[:cut]
             del self._log_revs[:cut]
+        for listener in self.listeners.get(rprefix, ()):
+            listener(ev)
         for w in list(self._watchers.get(rprefix, ())):
             w.offer(ev)
         if self._waiters:
