@@ -24,6 +24,7 @@ import asyncio
 import ipaddress
 import logging
 import random
+import socket
 from typing import Callable, Iterable
 
 from pocketkube.apiserver import allocstore
@@ -145,6 +146,14 @@ class IPRange:
 
     def offset(self, ip: str) -> int | None:
         """The bitmap offset of `ip`, or None when it is not an address this range hands out."""
+        if self.network.version == 4:
+            try:  # the canonical dotted quad, in C; anything else (leading zeros...) the sloppy way
+                value = int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+            except (OSError, TypeError, ValueError):
+                value = None
+            if value is not None:
+                offset = value - self._base
+                return offset if 0 <= offset < self.bitmap.size else None
         addr = parse_ip_sloppy(ip)
         if addr is None or addr.version != self.network.version or addr not in self.network:
             return None

@@ -82,7 +82,7 @@ def range_allocation(spec: str, offsets: Iterable[int]) -> dict:
 def ipaddress_object(ip: str, family: str, service: dict) -> dict:
     m = service.get("metadata") or {}
     return {"apiVersion": "networking.k8s.io/v1", "kind": "IPAddress",
-            "metadata": {"name": ip, "uid": new_uid(), "creationTimestamp": rfc3339(),
+            "metadata": {"name": ip, "uid": new_uid(), "creationTimestamp": m.get("creationTimestamp") or rfc3339(),
                          "labels": {"ipaddress.kubernetes.io/ip-family": family,
                                     "ipaddress.kubernetes.io/managed-by": MANAGED_BY}},
             "spec": {"parentRef": {"group": "", "resource": "services",

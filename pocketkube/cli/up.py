@@ -482,11 +482,24 @@ def up(opts: UpOptions, out=sys.stdout) -> int:
     """`pocketkube up`: returns the exit code; messages go to `out`; raises UpError (or
     ValueError, NetworkError) with the message to print."""
     started = time.monotonic()
+    check_datastore_options(opts)
     require_root("up")
     names.validate_cluster_name(opts.name)
     ClusterNetwork(opts.name, opts.nodes)  # the node count, checked before anything is done
     with machine_lock():
         return _up(opts, out, started)
+
+
+def check_datastore_options(opts: UpOptions) -> None:
+    """What only the etcd datastore allows."""
+    if opts.datastore != "etcd":
+        if opts.etcd_members != 1:
+            raise UpError("--etcd-members needs --datastore etcd")
+        if opts.api_servers > 1:
+            raise UpError("--api-servers > 1 needs --datastore etcd (several servers share one etcd; "
+                          "SQLite is one server's own file)")
+    if not 1 <= opts.api_servers <= 3:
+        raise UpError("--api-servers is 1, 2 or 3")
 
 
 def _up(opts: UpOptions, out, started: float) -> int:
@@ -518,12 +531,7 @@ def _up(opts: UpOptions, out, started: float) -> int:
             record.etcd_urls = [f"https://127.0.0.1:{p}" for p in clients]
             record.etcd_peer_urls = [f"https://127.0.0.1:{p}" for p in peers]
             record.etcd_url, record.etcd_peer_url = record.etcd_urls[0], record.etcd_peer_urls[0]
-    elif opts.etcd_members != 1:
-        raise UpError("--etcd-members needs --datastore etcd")
     if opts.api_servers > 1:
-        if opts.datastore != "etcd":
-            raise UpError("--api-servers > 1 needs --datastore etcd (several servers share one etcd; "
-                          "SQLite is one server's own file)")
         record.api_ports = _free_ports([port + 1 + i for i in range(opts.api_servers)], taken={port})
     prepare_data_dir(record)
     record.save()
