@@ -735,7 +735,7 @@ class Shared:
         self.owner, self.cache, self.repair_interval = owner, storage.cache, repair_interval
         self.ips = allocstore.IPAddressClaims(storage.store, storage.cache, owner.ips.family)
         self.ports = allocstore.PortRangeClaims(storage.store, owner.ports.spec, self._mark_ports, self._free_ports)
-        self._leaks: dict[tuple[str, object], int] = {}
+        self._leaks: dict[tuple, int] = {}  # ("ip", ip, claim's revision) / ("port", port) -> repairs seen leaked
         self._loop: asyncio.Task | None = None
         # Follow other servers' claims and releases as the watch cache sees them.
         storage.cache.listeners.setdefault(allocstore.IPADDRESS_PREFIX, []).append(self._ip_event)
@@ -805,7 +805,7 @@ class Shared:
         for obj in self.cache.list(allocstore.IPADDRESS_PREFIX):
             ip = obj.get("metadata", {}).get("name")
             if ip not in held_ips and ip not in in_flight_ips and ip != owner.kubernetes_ip:
-                leaked.add(("ip", ip))
+                leaked.add(("ip", ip, int(obj["metadata"]["resourceVersion"])))  # a new claim starts again
         for offset in self.ports.stored:
             port = owner.ports.base + offset
             if port not in held_ports and port not in in_flight_ports:
@@ -813,10 +813,10 @@ class Shared:
         self._leaks = {what: self._leaks.get(what, 0) + 1 for what in leaked}
         for what, seen in list(self._leaks.items()):
             if seen >= allocstore.LEAK_CHECKS:
-                log.info("repair: releasing leaked %s %s", *what)
+                log.info("repair: releasing leaked %s %s", what[0], what[1])
                 del self._leaks[what]
                 if what[0] == "ip":
-                    self.ips.release(what[1])
+                    self.ips.release(what[1], expected=what[2])  # unless claimed again meanwhile
                 else:
                     self.ports.release({what[1] - owner.ports.base})
         self._rebuild_bitmaps()

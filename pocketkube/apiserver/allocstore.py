@@ -119,8 +119,9 @@ class IPAddressClaims:
                 await asyncio.wait([releasing])
         return False
 
-    def release(self, ip: str) -> None:
-        self._deleting[ip] = self._spawn(self._delete(ip, None))
+    def release(self, ip: str, expected: int | None = None) -> None:
+        """Delete the claim in the background (only at revision `expected`, when given)."""
+        self._deleting[ip] = self._spawn(self._delete(ip, expected))
 
     async def _delete(self, ip: str, expected: int | None) -> None:
         try:
