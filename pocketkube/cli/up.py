@@ -879,6 +879,8 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str, jo
     down = "pocketkube down" + ("" if record.name == names.DEFAULT_NAME else f" --name {record.name}")
     out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
               f"{'s' if record.nodes > 1 else ''}, API server {record.url}"
+              + (f" (apiserver-lb in front of {', '.join(f'127.0.0.1:{p}' for p in record.api_ports)})"
+                 if len(record.api_ports) > 1 else "")
               + (f", etcd {','.join(m.client_url for m in record.etcd_members())}" if record.datastore == "etcd"
                  else "") + "\n"
               f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
