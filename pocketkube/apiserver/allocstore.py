@@ -248,11 +248,11 @@ class PortRangeClaims:
                 self._releases |= releases - self._takes
                 try:
                     current = exc.current if isinstance(exc, RevisionMismatch) else await self.store.get(NODE_PORT_RANGE_KEY)
-                except Exception as read_exc:
+                    self.adopt(current)
+                except Exception as read_exc:  # the store away, or a stored range we cannot read
+                    log.warning("could not read the NodePort range: %r", read_exc)
                     self._fail(self._waiters, read_exc)
                     self._waiters, self._takes = [], set()
-                    continue
-                self.adopt(current)
                 continue
             except Exception as exc:  # the store away: these writes fail; what landed shows on the next CAS
                 log.warning("could not write the NodePort range: %s", exc)

@@ -200,7 +200,10 @@ class WatchCache:
             del self._log[:cut]
             del self._log_revs[:cut]
         for listener in self.listeners.get(rprefix, ()):
-            listener(ev)
+            try:
+                listener(ev)
+            except Exception:  # a listener's bug (or a value it cannot read) must not stop the cache
+                log.exception("watch cache listener on %s failed", rprefix)
         for w in list(self._watchers.get(rprefix, ())):
             w.offer(ev)
         if self._waiters:

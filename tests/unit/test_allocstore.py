@@ -145,3 +145,20 @@ async def test_repair_claims_what_services_hold_and_releases_leaks_after_three_l
         if 7 not in a.allocs.shared.ports.stored:
             break
     assert a.allocs.shared.ports.stored == {made["spec"]["ports"][0]["nodePort"] - 30000}
+
+
+async def test_an_unreadable_stored_range_fails_node_port_writes_and_nothing_else(two):
+    a, _ = two
+    await a.storage.create(INFO, "default", node_port_service("before"), WriteOptions())
+    kv = await a.store.get(allocstore.NODE_PORT_RANGE_KEY)
+    await a.store.update(allocstore.NODE_PORT_RANGE_KEY, b'{"kind": "RangeAllocation", "data": "!!not base64"}',
+                         expected_mod_revision=kv.mod_revision)
+    await a.cache.wait_fresh()  # the cache's listener cannot read it either, and carries on
+    with pytest.raises(Exception):
+        await a.storage.create(INFO, "default", node_port_service("after"), WriteOptions())
+    cluster_ip = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "plain"},
+                  "spec": {"ports": [{"port": 80}], "selector": {"app": "plain"}}}
+    made = await a.storage.create(INFO, "default", cluster_ip, WriteOptions())
+    assert made["spec"]["clusterIP"].startswith("10.96.0.")
+    await a.cache.wait_fresh()
+    assert a.cache.get("/registry/core/services/default/plain") is not None
