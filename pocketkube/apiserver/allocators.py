@@ -733,13 +733,13 @@ class Shared:
 
     def __init__(self, owner: ServiceAllocators, storage: Storage, repair_interval: float):
         self.owner, self.cache, self.repair_interval = owner, storage.cache, repair_interval
-        self.ips = allocstore.IPAddressClaims(storage.store, storage.cache, owner.ips.family)
+        self.ips = allocstore.IPAddressClaims(storage.store, owner.ips.family)
         self.ports = allocstore.PortRangeClaims(storage.store, owner.ports.spec, self._mark_ports, self._free_ports)
         self._leaks: dict[tuple, int] = {}  # ("ip", ip, claim's revision) / ("port", port) -> repairs seen leaked
         self._loop: asyncio.Task | None = None
         # Follow other servers' claims and releases as the watch cache sees them.
-        storage.cache.listeners.setdefault(allocstore.IPADDRESS_PREFIX, []).append(self._ip_event)
-        storage.cache.listeners.setdefault(allocstore.RANGES_PREFIX, []).append(self._range_event)
+        storage.cache.follow_only(allocstore.IPADDRESS_PREFIX, self._ip_event)
+        storage.cache.follow_only(allocstore.RANGES_PREFIX, self._range_event)
 
     def _mark_ports(self, offsets: set[int]) -> None:
         for offset in offsets:
@@ -754,12 +754,16 @@ class Shared:
 
     def _ip_event(self, ev) -> None:
         ip = ev.key.rsplit("/", 1)[1]
+        if ev.type == "DELETED":
+            self.ips.claimed.discard(ip)
+        else:
+            self.ips.claimed.add(ip)
         offset = self.owner.ips.offset(ip)
         if offset is None or ip == self.owner.kubernetes_ip:
             return
-        if ev.type == "ADDED":
+        if ev.type != "DELETED":
             self.owner.ips.bitmap.allocate(offset)
-        elif ev.type == "DELETED" and ip not in self._in_flight()[0]:
+        elif ip not in self._in_flight()[0]:
             self.owner.ips.bitmap.release(offset)
 
     def _range_event(self, ev) -> None:
@@ -790,7 +794,7 @@ class Shared:
         holds, seen so LEAK_CHECKS times in a row; then rebuild the local bitmaps."""
         owner = self.owner
         held_ips, held_ports = self._held()
-        claims = {o.get("metadata", {}).get("name"): o for o in self.cache.list(allocstore.IPADDRESS_PREFIX)}
+        claims = await self.ips.load()
         for ip, svc in held_ips.items():
             if ip not in claims and not await self.ips.claim(ip, svc):
                 log.warning("repair: cluster IP %s of service %s/%s is claimed by another object", ip,
@@ -802,10 +806,9 @@ class Shared:
         held_ips, held_ports = self._held()  # again: Services written while we awaited
         in_flight_ips, in_flight_ports = self._in_flight()
         leaked: set[tuple[str, object]] = set()
-        for obj in self.cache.list(allocstore.IPADDRESS_PREFIX):
-            ip = obj.get("metadata", {}).get("name")
+        for ip, revision in claims.items():
             if ip not in held_ips and ip not in in_flight_ips and ip != owner.kubernetes_ip:
-                leaked.add(("ip", ip, int(obj["metadata"]["resourceVersion"])))  # a new claim starts again
+                leaked.add(("ip", ip, revision))  # a claim made again starts counting again
         for offset in self.ports.stored:
             port = owner.ports.base + offset
             if port not in held_ports and port not in in_flight_ports:
@@ -845,7 +848,7 @@ class Shared:
         owner = self.owner
         held_ips, held_ports = self._held()
         in_flight_ips, in_flight_ports = self._in_flight()
-        claimed = {o.get("metadata", {}).get("name") for o in self.cache.list(allocstore.IPADDRESS_PREFIX)}
+        claimed = set(self.ips.claimed)
         ip_offsets = {owner.ips.offset(ip) for ip in (*held_ips, *in_flight_ips, *claimed, owner.kubernetes_ip)}
         owner.ips.bitmap.replace(o for o in ip_offsets if o is not None)
         port_offsets = {p - owner.ports.base for p in (*held_ports, *in_flight_ports)}

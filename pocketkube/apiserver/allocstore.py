@@ -31,7 +31,6 @@ from typing import Callable, Iterable
 
 import orjson
 
-from pocketkube.apiserver.cache import WatchCache
 from pocketkube.core.objects import new_uid, rfc3339
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.store.base import KeyExists, KeyNotFound, RevisionMismatch, Store
@@ -92,8 +91,13 @@ def ipaddress_object(ip: str, family: str, service: dict) -> dict:
 # ---- cluster IPs: one object per IP ----------------------------------------------------
 
 class IPAddressClaims:
-    def __init__(self, store: Store, cache: WatchCache, family: str):
-        self.store, self.cache, self.family = store, cache, family
+    """The claims as this server knows them: `claimed` is read from the store by `load()` and
+    kept by this server's own claims and releases and the watch cache's events (the cache
+    follows the prefix without keeping the objects: WatchCache.follow_only)."""
+
+    def __init__(self, store: Store, family: str):
+        self.store, self.family = store, family
+        self.claimed: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._deleting: dict[str, asyncio.Task] = {}  # releases under way
 
@@ -102,8 +106,15 @@ class IPAddressClaims:
         return IPADDRESS_PREFIX + ip
 
     def known(self, ip: str) -> bool:
-        """Another server's claim already in the watch cache (a cheap early look)."""
-        return self.cache.get(self.key(ip)) is not None
+        """A claim this server knows of and is not releasing (a cheap early look; the store decides)."""
+        return ip in self.claimed and ip not in self._deleting
+
+    async def load(self) -> dict[str, int]:
+        """Every claim in the store: IP -> its mod_revision (start, repair)."""
+        kvs, _ = await self.store.list(IPADDRESS_PREFIX)
+        claims = {kv.key[len(IPADDRESS_PREFIX):]: kv.mod_revision for kv in kvs}
+        self.claimed = set(claims)
+        return claims
 
     async def claim(self, ip: str, service: dict) -> bool:
         """True when this write now holds `ip`; False when another holds it."""
@@ -111,8 +122,10 @@ class IPAddressClaims:
         for _ in range(2):
             try:
                 await self.store.create(self.key(ip), value)
+                self.claimed.add(ip)
                 return True
             except KeyExists:
+                self.claimed.add(ip)
                 releasing = self._deleting.get(ip)
                 if releasing is None:  # not our own release still under way
                     return False
@@ -126,7 +139,10 @@ class IPAddressClaims:
     async def _delete(self, ip: str, expected: int | None) -> None:
         try:
             await self.store.delete(self.key(ip), expected_mod_revision=expected)
-        except (KeyNotFound, RevisionMismatch):
+            self.claimed.discard(ip)
+        except KeyNotFound:
+            self.claimed.discard(ip)
+        except RevisionMismatch:
             pass
         except Exception as exc:  # the store away: the repair loop frees it later
             log.warning("could not release cluster IP %s: %s", ip, exc)
