@@ -400,8 +400,11 @@ class Storage:
                 obj["spec"]["finalizers"] = finalizers
             else:
                 obj["spec"].pop("finalizers", None)
-        elif opts.subresource == "status":
-            info.strategy.prepare_for_status_update(obj, old)
+        elif opts.subresource in ("status", "approval"):  # approval: CertificateSigningRequests' conditions
+            if opts.subresource == "status":
+                info.strategy.prepare_for_status_update(obj, old)
+            else:
+                info.strategy.prepare_for_approval_update(obj, old)
             m["labels"], m["annotations"] = m.get("labels"), m.get("annotations")
             for k in ("labels", "annotations"):
                 if m[k] is None:
