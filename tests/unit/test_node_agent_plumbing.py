@@ -196,6 +196,21 @@ def test_a_process_that_exits_is_started_again_after_a_growing_back_off(tmp_path
     assert child.backoff == 2 * supervisor.BACKOFF_INITIAL
 
 
+def test_a_process_starts_in_its_cwd_after_its_stale_files_are_removed(tmp_path):
+    """As `up` runs etcd: in the data dir (where it makes its unix socket), the socket a killed
+    run left removed before every start."""
+    work = tmp_path / "work"
+    work.mkdir()
+    stale = work / "etcd.sock:0"
+    stale.write_text("left by a killed run")
+    child = supervisor.Child({"name": "member", "argv": ["sh", "-c", "test ! -e 'etcd.sock:0' && pwd > where"],
+                              "log": str(tmp_path / "member.log"), "cwd": str(work), "stale": [str(stale)]},
+                             str(tmp_path))
+    child.start()
+    assert child.proc.wait() == 0
+    assert (work / "where").read_text().strip() == str(work)
+
+
 def test_the_supervisor_restarts_a_killed_process_and_leaves_its_processes_when_told_to_go(tmp_path):
     run_dir = str(tmp_path)
     spec = [{"name": "sleeper", "argv": ["sleep", "60"], "log": str(tmp_path / "sleeper.log"), "netns": None}]
