@@ -408,7 +408,10 @@ class Storage:
         elif opts.subresource != "binding":  # a binding sets nodeName and PodScheduled, nothing else
             info.strategy.prepare_for_update(obj, old)
         schema.zero_required_status(info.api_version, info.kind, obj)
-        if operation == "Update":
+        # A binding is no field manager's write: Kubernetes' BindingREST assigns the node
+        # through the storage directly, so the pod's managedFields stay as they were (no
+        # entry owns spec.nodeName or the PodScheduled condition; kubernetes#127508).
+        if operation == "Update" and opts.subresource != "binding":
             _set_managed_fields(m, fieldmanager.update_managed_fields(
                 old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),
                 opts.subresource))
