@@ -325,7 +325,7 @@ class Storage:
         raise errors.stale(info.resource, info.group, name)
 
     async def patch(self, info: KindInfo, namespace: str, name: str, patch_type: str, body: Any,
-                    opts: WriteOptions, validate_fields: Callable[[dict], None] | None = None) -> tuple[dict, bool]:
+                    opts: WriteOptions, validate_fields: Callable[..., None] | None = None) -> tuple[dict, bool]:
         """PATCH: read, apply the patch, write; retried on a concurrent write."""
         key = object_key(info, namespace, name)
         for _ in range(10):
@@ -360,7 +360,7 @@ class Storage:
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch produced an object that is not a JSON object")
             if validate_fields:
-                validate_fields(new)
+                validate_fields(new, old)
             new["apiVersion"] = info.api_version
             new["kind"] = info.kind
             nm = meta(new)
