@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as _dt
 import random
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from pocketkube.apiserver import patch as patching
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import errors
-from pocketkube.core.objects import deep_copy, meta, new_uid, rfc3339
+from pocketkube.core.objects import deep_copy, meta, new_uid, parse_time, rfc3339, utc_now
 from pocketkube.store.base import Compacted, KeyExists, KeyNotFound, RevisionMismatch, Store
 
 # kube-apiserver's answer (410) to a continue token whose revision etcd has compacted.
@@ -479,15 +480,31 @@ class Storage:
                 finalizers.append("foregroundDeletion")
             grace = _grace_period(info, obj, options)
             if m.get("deletionTimestamp"):
-                # Already being deleted: a shorter grace period may end it sooner.
+                # Already being deleted: only an explicitly shorter grace period changes anything
+                # (BeforeDelete): it ends now, or its deletionTimestamp moves earlier.
+                current = m.get("deletionGracePeriodSeconds")
+                if options.get("gracePeriodSeconds") is None or current is None or grace >= current:
+                    return obj, False
                 if grace == 0 and not finalizers and info.resource == "pods":
                     return (obj if dry_run else await self._delete_now(info, key, obj, kv.mod_revision)), True
+                m["deletionTimestamp"] = rfc3339(parse_time(m["deletionTimestamp"]) + _dt.timedelta(
+                    seconds=grace - current))
+                m["deletionGracePeriodSeconds"] = grace
+                if dry_run:
+                    return obj, False
+                m.pop("resourceVersion", None)
+                try:
+                    nkv = await self.store.update(key, _encode(info, obj), expected_mod_revision=kv.mod_revision)
+                except RevisionMismatch:
+                    continue
+                m["resourceVersion"] = str(nkv.mod_revision)
                 return obj, False
             if finalizers or grace or _namespace_finalizers(info, obj):
                 m["finalizers"] = finalizers or m.get("finalizers")
                 if not m["finalizers"]:
                     m.pop("finalizers")
-                m["deletionTimestamp"] = rfc3339()
+                # when the grace period ends, as upstream stores it (the delete time + grace)
+                m["deletionTimestamp"] = rfc3339(utc_now() + _dt.timedelta(seconds=grace or 0))
                 m["deletionGracePeriodSeconds"] = grace or 0
                 if info.resource == "namespaces":
                     obj.setdefault("status", {})["phase"] = "Terminating"

@@ -420,7 +420,8 @@ def _join(opts: JoinOptions, record, node_name: str, ca_pem: bytes, server_ip: s
     processes = [
         {"name": f"agent-{node.name}", "log": record.agent_log(node), "netns": node.netns, "argv": [
             *cluster_cli.AGENT_COMMAND, "--kubeconfig", kubeconfig, "--node-name", node_name, "--node-ip", node.ip,
-            "--pod-cidr", node.pod_cidr, "--state-dir", state_dir, "--netns", node.netns,
+            "--pod-cidr", node.pod_cidr, "--cluster-dns", net.cluster_dns, "--state-dir", state_dir,
+            "--netns", node.netns,
             "--stream-token-file", stream_token_file]},
         overlay_process(record, direct, [(node_name, node.netns, node.pod_cidr, node.ip)])]
     cluster_cli.start_supervisor(record, processes)

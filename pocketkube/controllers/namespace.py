@@ -95,11 +95,10 @@ def updated_conditions(conditions: list[dict], failures: dict[str, tuple[str, st
 def grace_estimate(pod: dict, now: float) -> int:
     """Seconds until a terminating pod's grace period is over (0 if not terminating)."""
     m = pod.get("metadata") or {}
-    since = parse_time(m.get("deletionTimestamp"))
-    if since is None:
+    ends = parse_time(m.get("deletionTimestamp"))  # the delete time + the grace period
+    if ends is None:
         return 0
-    grace = int(m.get("deletionGracePeriodSeconds") or 0)
-    return max(0, int(since.timestamp() + grace - now))
+    return max(0, int(ends.timestamp() - now))
 
 
 class NamespaceController(Controller):

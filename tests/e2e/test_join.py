@@ -42,7 +42,10 @@ def machines(tmp_path_factory):
     try:
         a.names.append(f"jv{suffix}a")
         cp = a.pocketkube("up", "--name", a.names[0], "--port", str(port), "--data-dir",
-                          str(tmp_path_factory.mktemp("a")), "--advertise-address", a.address, "--wait", "60")
+                          str(tmp_path_factory.mktemp("a")), "--advertise-address", a.address, "--wait", "60",
+                          # not the default range: the joined machine must learn it (and kube-dns's
+                          # address in it) from the cluster, not assume 10.96.0.0/12
+                          "--service-cidr", "10.112.0.0/12")
         assert cp.returncode == 0, f"pocketkube up failed:\n{cp.stdout}\n{cp.stderr}"
         args = join_command(cp.stdout)
         assert args[args.index("--server") + 1] == f"https://{a.address}:{port}"

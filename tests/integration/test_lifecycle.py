@@ -620,3 +620,33 @@ def test_every_namespace_gets_a_default_service_account(server, ns):
     uid = get(server, ns, "serviceaccount", "default")["metadata"]["uid"]
     server.kubectl("delete", "serviceaccount", "default", "-n", ns)
     eventually(lambda: (sa := get(server, ns, "serviceaccount", "default")) and sa["metadata"]["uid"] != uid)
+
+
+def test_graceful_delete_stamps_when_the_grace_ends_and_only_shortens(server, ns):
+    """deletionTimestamp is the delete time plus the grace period (BeforeDelete); a later delete
+    may only shorten it, and a longer or unspecified one leaves it as it is."""
+    import datetime as dt
+
+    def stamp(pod):
+        m = pod["metadata"]
+        return dt.datetime.fromisoformat(m["deletionTimestamp"].replace("Z", "+00:00")), \
+            m["deletionGracePeriodSeconds"]
+
+    server.kubectl("run", "web", "--image=nginx", "-n", ns, "--overrides",
+                   json.dumps({"spec": {"nodeName": "node-a", "terminationGracePeriodSeconds": 60}}))
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    server.kubectl("delete", "pod", "web", "-n", ns, "--wait=false")
+    after = dt.datetime.now(dt.timezone.utc)
+    ends, grace = stamp(pods(server, ns)["web"])
+    assert grace == 60
+    assert before + dt.timedelta(seconds=60) <= ends <= after + dt.timedelta(seconds=60)
+
+    server.kubectl("delete", "pod", "web", "-n", ns, "--grace-period=90", "--wait=false")  # longer: no change
+    assert stamp(pods(server, ns)["web"]) == (ends, 60)
+    server.kubectl("delete", "pod", "web", "-n", ns, "--wait=false")  # the default again: no change
+    assert stamp(pods(server, ns)["web"]) == (ends, 60)
+    server.kubectl("delete", "pod", "web", "-n", ns, "--grace-period=5", "--wait=false")  # shorter: moves earlier
+    assert stamp(pods(server, ns)["web"]) == (ends - dt.timedelta(seconds=55), 5)
+
+    server.kubectl("delete", "pod", "web", "-n", ns, "--grace-period=0", "--force", "--wait=false")
+    assert "web" not in pods(server, ns)

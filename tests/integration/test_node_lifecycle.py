@@ -212,7 +212,7 @@ def test_a_node_that_stops_renewing_its_lease(short_grace_server, apis, fake_nod
         "deletion_timestamp"] and p, timeout=30)
     taint = next(t for t in node["spec"]["taints"] if (t["key"], t["effect"]) == (UNREACHABLE, "NoExecute"))
     tainted_at = _dt.datetime.fromisoformat(taint["timeAdded"].replace("Z", "+00:00"))
-    # not before the 5 s (deletionTimestamp is no earlier than the delete; whole seconds on both sides)
+    # not before the 5 s (deletionTimestamp is the delete + its grace, so no earlier; whole seconds)
     assert (evicted["metadata"]["deletion_timestamp"] - tainted_at).total_seconds() >= 4
     assert ("TaintManagerEviction", f"Marking for deletion Pod {ns}/five", "taint-eviction-controller") in \
         eventually(lambda: events(server, ns, "five"))

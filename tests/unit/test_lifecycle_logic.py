@@ -377,6 +377,7 @@ def test_namespace_conditions_with_remaining_content():
 
 
 def test_grace_estimate():
-    terminating = {"metadata": {"deletionTimestamp": ts(10), "deletionGracePeriodSeconds": 30}}
+    # deleted 10 s ago with 30 s of grace: deletionTimestamp is when the grace ends, 20 s from now
+    terminating = {"metadata": {"deletionTimestamp": ts(-20), "deletionGracePeriodSeconds": 30}}
     assert ns_logic.grace_estimate(terminating, NOW.timestamp()) == 20
     assert ns_logic.grace_estimate({"metadata": {}}, NOW.timestamp()) == 0
