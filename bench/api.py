@@ -1,10 +1,14 @@
-"""API server benchmark: creates/s, get and list latency at 10k objects, watch fan-out
-latency to 100 watchers, and server RSS, each printed beside its goal and anchor; the same
-beside upstream kube-apiserver on etcd in interleaved rounds, as ratios (the rows handed to
-`python -m bench`); then what RBAC authorization costs a GET and a create.
+"""API server benchmark: pocketkube's server on SQLite and on etcd in interleaved rounds
+(creates/s, get and list latency at 10k objects, watch fan-out latency to 100 watchers, server
+RSS: medians over rounds with min and max, beside their fixed goals, and etcd / SQLite as
+ratios, goal for creates/s >= 0.5x); the same beside upstream kube-apiserver on etcd in
+interleaved rounds, as ratios (the rows handed to `python -m bench`); then what RBAC
+authorization costs a GET and a create.
 
-Runs a real `pocketkube server` (SQLite datastore) in a subprocess and drives it over
-HTTPS with keep-alive connections, as kubectl and controllers do. The authorization part runs
+The SQLite/etcd part runs two real `pocketkube server` processes (one on SQLite, one on
+Debian's etcd started as `pocketkube up --datastore etcd` starts it, TLS with client
+certificates) and drives them over HTTPS with keep-alive connections, as kubectl and
+controllers do. The authorization part runs
 an API server in this process and switches its authorizer off and on between interleaved
 rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resolves its rules), printing the
 median ratio on/off and its spread. Last, a custom resource's create and Table list beside a
@@ -129,50 +133,140 @@ async def watch_latency(session, url: str, watchers: int, events: int, prefix: s
     return lat
 
 
-def row(what: str, value: float, unit: str, goal: float, better: str, anchor: str = "") -> harness.Row:
-    """A figure of the pocketkube-only run (one run, no rounds: its spread is the peer comparison's)."""
-    return harness.Row(f"{what} (one run)", value, unit, goal, better == "higher", anchor)
+# ---- pocketkube on SQLite and on etcd -------------------------------------------------------
+
+# (label, metric key, unit, goal, True if higher is better, anchor) of each backend's rows: the
+# median over rounds with min and max, judged against the fixed goal.
+BACKEND_ROWS = (
+    ("creates/s (Services, 32 clients)", "creates", "/s", 1000, True, "k8s SLO p99<=1s per mutating call"),
+    ("get p50", "get_p50", "ms", 10, False, ""),
+    ("get p99", "get_p99", "ms", 20, False, "k3s/SQLite avg 170 ms"),
+    ("list all Services JSON p50", "list_p50", "ms", 300, False, ""),
+    ("list all Services as Table p50", "table_p50", "ms", 300, False, ""),
+    ("list all Services as Table p99", "table_p99", "ms", 300, False, ""),
+    ("watch delivery p50", "watch_p50", "ms", 20, False, ""),
+    ("watch delivery p99", "watch_p99", "ms", 20, False, ""),
+    ("server RSS after the lists", "rss_listed", "MB", 150, False, "k3s server ~1.6 GB with workload"),
+    ("server RSS after the watchers", "rss_watched", "MB", 150, False, ""),
+)
+# The etcd backend's rows (its other figures are printed as notes) and their ratio rows to SQLite's.
+ETCD_ROWS = ("creates", "list_p50", "watch_p99")
 
 
-async def main_async(args, session: harness.Session) -> None:
-    data = tempfile.mkdtemp(prefix="pk-bench-")
-    srv = start_server(data, datastore="sqlite", controllers=False)  # the API server alone
+def start_backends(data: str) -> tuple[dict, list]:
+    """pocketkube's server on SQLite and on etcd (Debian's etcd, started as `pocketkube up
+    --datastore etcd` starts it: up.etcd_argv, TLS with client certificates), each API server
+    alone (no controllers), the data of both under `data`. Returns the targets (name -> url,
+    ca, token, pids: the server's, then etcd's) and what to stop."""
+    from pocketkube.apiserver.certs import make_etcd_pki
+    from tests.etcdproc import EtcdProcess
+
+    stop: list = []
+    for part in ("sqlite", "on-etcd"):
+        os.makedirs(os.path.join(data, part))
     try:
-        ctx = ssl.create_default_context(cafile=srv.ca)
-        conn = aiohttp.TCPConnector(ssl=ctx, limit=0)
-        async with aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {srv.token}"}) as s:
-            rows = []
-            n = f"{args.services:,}"  # the labels say what was measured, whatever --services is
-            secs = await create_many(s, srv.url, [f"svc-{i:05d}" for i in range(1000)])
-            rows.append(row("creates/s (1,000 Services, 32 clients)", 1000 / secs, "/s", 1000, "higher",
-                             "k8s SLO p99<=1s per mutating call"))
-            await create_many(s, srv.url, [f"svc-{i:05d}" for i in range(1000, args.services)])
-            rss_loaded = rss_mb(srv.proc.pid)
-            get = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services/svc-00042", 300)
-            rows.append(row(f"get p50 (at {n} objects)", statistics.median(get), "ms", 10, "lower"))
-            rows.append(row(f"get p99 (at {n} objects)", pct(get, 99), "ms", 20, "lower",
-                             "k3s/SQLite avg 170 ms"))
-            lst = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services", 15)
-            rows.append(row(f"list {n} Services JSON p50", statistics.median(lst), "ms", 300, "lower"))
-            tbl = await timed(s, "GET", f"{srv.url}/api/v1/namespaces/default/services", 15,
-                              headers={"Accept": TABLE})
-            rows.append(row(f"list {n} Services as Table p50", statistics.median(tbl), "ms", 300, "lower"))
-            rows.append(row(f"list {n} Services as Table p99", pct(tbl, 99), "ms", 300, "lower"))
-            rss_listed = rss_mb(srv.proc.pid)
-            lat = await watch_latency(s, srv.url, args.watchers, 50)
-            rows.append(row(f"watch delivery p50 ({args.watchers} watchers)", statistics.median(lat), "ms",
-                             20, "lower"))
-            rows.append(row(f"watch delivery p99 ({args.watchers} watchers)", pct(lat, 99), "ms", 20, "lower"))
-            rows.append(row(f"server RSS with {n} Services, loaded", rss_loaded, "MB", 150, "lower",
-                             "k3s server ~1.6 GB with workload"))
-            rows.append(row(f"server RSS after 30 lists of {n}", rss_listed, "MB", 150, "lower"))
-            rows.append(row(f"server RSS after {args.watchers} watchers x 50 events", rss_mb(srv.proc.pid), "MB", 150,
-                             "lower"))
-        session.add(*rows)
-        session.note(f"pocketkube alone: {args.services:,} Services, SQLite datastore, API server without "
-                     "controllers, one run of each figure")
+        sqlite = start_server(os.path.join(data, "sqlite"), datastore="sqlite", controllers=False)
+        stop.append(sqlite)
+        pki = make_etcd_pki(os.path.join(data, "etcd-pki"), ["127.0.0.1", "localhost"])
+        etcd = EtcdProcess(os.path.join(data, "etcd"), pki=pki)
+        stop.append(etcd)
+        on_etcd = start_server(os.path.join(data, "on-etcd"), datastore="etcd", controllers=False, args=(
+            "--etcd-servers", etcd.url, "--etcd-cafile", pki.ca_cert, "--etcd-certfile", pki.client_cert,
+            "--etcd-keyfile", pki.client_key))
+        stop.append(on_etcd)
+    except BaseException:
+        for thing in reversed(stop):
+            thing.stop()
+        raise
+    targets = {"SQLite": (sqlite.url, sqlite.ca, sqlite.token, [sqlite.proc.pid]),
+               "etcd": (on_etcd.url, on_etcd.ca, on_etcd.token, [on_etcd.proc.pid, etcd.proc.pid])}
+    return targets, stop
+
+
+async def backend_comparison(args, session: harness.Session) -> None:
+    """pocketkube's API server on SQLite and on etcd, interleaved rounds (SQLite etcd SQLite etcd
+    ...), the same client (this process, aiohttp over HTTPS with keep-alive) and requests, both
+    servers (and etcd) pinned to one CPU and the client to the other. Loading: each round creates
+    1/rounds of the Services in each (creates/s); measuring at all of them: each round times
+    GETs, lists (JSON and Table), a watch fan-out, and takes the RSS. Every figure is the median
+    over rounds with min and max, judged against its fixed goal; etcd's creates/s, list and
+    watch p99 also as the per-round ratio etcd / SQLite."""
+    server_cpu, client_cpu = harness.server_and_client_cpus()
+    cpus = harness.usable_cpus()
+    data = tempfile.mkdtemp(prefix="pk-bench-backends-")
+    try:
+        targets, stop = start_backends(data)
+        try:
+            for _, _, _, pids in targets.values():
+                for pid in pids:
+                    pin_all_threads(pid, server_cpu)
+            harness.pin(client_cpu)
+            try:
+                results, loaded = await _backend_rounds(targets, args)
+            finally:
+                os.sched_setaffinity(0, cpus)
+        finally:
+            for thing in reversed(stop):
+                thing.stop()
     finally:
-        srv.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    n = f"{args.services:,}"
+    for name in targets:
+        for what, key, unit, goal, higher, anchor in BACKEND_ROWS:
+            if name == "etcd" and key not in ETCD_ROWS:
+                continue
+            session.add(harness.spread_row(f"{what} at {n}, {name}", harness.spread(results[name][key]), unit,
+                                           goal=goal, higher=higher, anchor=anchor))
+        session.add(harness.Row(f"server RSS with {n} Services loaded, {name} (one reading)", loaded[name], "MB",
+                                150, False, "k3s server ~1.6 GB with workload"))
+    session.add(harness.ratio_row(f"creates/s at {n}, etcd / SQLite",
+                                  harness.ratio(results["etcd"]["creates"], results["SQLite"]["creates"]),
+                                  goal=0.5, higher=True, anchor="kube-apiserver on etcd: see the rows beside it"))
+    for what, key in (("list all Services JSON p50", "list_p50"), ("watch delivery p99", "watch_p99")):
+        session.add(harness.ratio_row(f"{what} at {n}, etcd / SQLite",
+                                      harness.ratio(results["etcd"][key], results["SQLite"][key]), higher=False))
+    session.note(f"pocketkube on SQLite and on etcd (Debian's etcd, TLS, as `up --datastore etcd`; data of both "
+                 f"under {tempfile.gettempdir()}, on disk): {n} Services, {args.watchers} watchers, {args.rounds} "
+                 f"interleaved rounds, API servers alone, servers on CPU {server_cpu}, client on CPU {client_cpu}; "
+                 "medians, SQLite / etcd:")
+    for what, key, unit, *_ in BACKEND_ROWS:
+        session.note(f"  {what:<34} {statistics.median(results['SQLite'][key]):>9.1f} {unit:<3} / "
+                     f"{statistics.median(results['etcd'][key]):>9.1f} {unit}")
+
+
+async def _backend_rounds(targets: dict, args) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
+    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, *_ in BACKEND_ROWS} for name in targets}
+    sessions = {}
+    for name, (url, ca, token, _) in targets.items():
+        conn = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca), limit=0)
+        sessions[name] = aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {token}"})
+    try:
+        per_round = args.services // args.rounds
+        for r in range(args.rounds):  # loading: creates/s
+            names = [f"svc-{i:05d}" for i in range(r * per_round, (r + 1) * per_round)]
+            for name, (url, *_) in targets.items():
+                results[name]["creates"].append(len(names) / await create_many(sessions[name], url, names))
+        loaded = {name: rss_mb(pids[0]) for name, (_, _, _, pids) in targets.items()}
+        for r in range(args.rounds):  # measuring at args.services objects
+            for name, (url, _, _, pids) in targets.items():
+                s, out = sessions[name], results[name]
+                get = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services/svc-00042", 200)
+                out["get_p50"].append(statistics.median(get))
+                out["get_p99"].append(pct(get, 99))
+                lst = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5)
+                out["list_p50"].append(statistics.median(lst))
+                tbl = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 8, headers={"Accept": TABLE})
+                out["table_p50"].append(statistics.median(tbl))
+                out["table_p99"].append(pct(tbl, 99))
+                out["rss_listed"].append(rss_mb(pids[0]))
+                lat = await watch_latency(s, url, args.watchers, 50, prefix=f"w{r}-")
+                out["watch_p50"].append(statistics.median(lat))
+                out["watch_p99"].append(pct(lat, 99))
+                out["rss_watched"].append(rss_mb(pids[0]))
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return results, loaded
 
 
 # ---- beside upstream kube-apiserver ---------------------------------------------------------
@@ -343,6 +437,7 @@ async def authz_overhead(session: harness.Session, rounds: int = 15, per_round: 
                          "as a ServiceAccount bound to edit, in-process server, SQLite)")
     finally:
         await server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def custom_resource_speed(session: harness.Session, rounds: int = 8, per_round: int = 250) -> None:
@@ -403,6 +498,7 @@ async def custom_resource_speed(session: harness.Session, rounds: int = 8, per_r
                          "server, SQLite)")
     finally:
         await server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def _started(server):
@@ -421,7 +517,8 @@ def main() -> None:
     args = p.parse_args()
     with harness.Session("api", args) as session:
         if args.only in (None, "main"):
-            asyncio.run(main_async(args, session))
+            with harness.machine_lock():
+                asyncio.run(backend_comparison(args, session))
         if args.only in (None, "peer"):
             with harness.machine_lock():  # no cluster, but a benchmark beside another measures both
                 session.add(*asyncio.run(peer_comparison(args, session)))

@@ -7,8 +7,10 @@ in a subprocess, drives it over HTTPS as kubectl and kubelets do, and returns ta
   the samples are taken in --rounds rounds on one server, each round's p50 and p99 a figure.
 - deployment fan-out: 1,000 Deployments of 3 replicas until all 3,000 pods exist (and are bound),
   --rounds times, each on a fresh server.
-Each row is the median of the rounds with their min and max (bench/harness.py). There is no peer
-in the same run: the goals are absolute, the anchors what upstream publishes.
+Each row is the median of the rounds with their min and max (bench/harness.py), at the yardstick
+CPU speed (harness.speed() before and after each round: this guest's CPU speed drifts by itself,
+by ~20% within minutes, and these CPU-bound figures with it). There is no peer in the same run:
+the goals are absolute, the anchors what upstream publishes.
 
     .venv/bin/python -m bench.controllers [--services 1000] [--pods-per-service 10] [--samples 300]
                                           [--deployments 1000] [--replicas 3] [--only NAME]
@@ -144,8 +146,11 @@ async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
             await asyncio.sleep(0.2)
             picks = random.Random(7).sample([(s, r) for s in range(args.services)
                                              for r in range(args.pods_per_service)], args.samples)
-            latencies = []
-            for s, r in picks:
+            latencies, speeds = [], []
+            per_round = max(1, len(picks) // args.rounds)
+            for index, (s, r) in enumerate(picks):
+                if index % per_round == 0:
+                    speeds.append(harness.speed())
                 ip = _pod_ip(s * args.pods_per_service + r)
                 waiting[ip] = asyncio.get_running_loop().create_future()
                 sent = time.perf_counter()
@@ -156,12 +161,14 @@ async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
                     await resp.read()
                 arrived = await asyncio.wait_for(waiting[ip], 30)
                 latencies.append((arrived - sent) * 1000)
+            speeds.append(harness.speed())
             watcher.cancel()
     finally:
         srv.stop()
     scale = f"{args.services:,} Services x {args.pods_per_service} pods"
-    per_round = max(1, len(latencies) // args.rounds)
-    rounds = [latencies[i * per_round:(i + 1) * per_round] for i in range(args.rounds)]
+    # each round at the yardstick CPU speed: the mean of the speeds measured before and after it
+    rounds = [[v * (speeds[i] + speeds[min(i + 1, len(speeds) - 1)]) / 2
+               for v in latencies[i * per_round:(i + 1) * per_round]] for i in range(args.rounds)]
     rounds = [r for r in rounds if r]
     return [
         harness.spread_row(f"endpoint propagation p50 ({scale})",
@@ -257,7 +264,13 @@ async def deployment_fanout_once(args) -> tuple[dict[str, float], str]:
 
 async def deployment_fanout(args) -> tuple[list[Row], list[str]]:
     """deployment_fanout_once, `args.rounds` times, each on a fresh server."""
-    runs = [await deployment_fanout_once(args) for _ in range(args.rounds)]
+    runs = []
+    for _ in range(args.rounds):
+        speed_before = harness.speed()
+        figures, note = await deployment_fanout_once(args)
+        speed = (speed_before + harness.speed()) / 2  # at the yardstick CPU speed, as the other rows
+        runs.append(({"created": figures["created"] * speed, "per_second": figures["per_second"] / speed,
+                      "bound": figures["bound"] * speed}, f"{note}; CPU speed {speed:.2f}x the yardstick"))
     want = args.deployments * args.replicas
     scale = f"{args.deployments:,} Deployments x {args.replicas}"
 

@@ -1,6 +1,8 @@
 """What every benchmark in bench/ shares: compared targets run interleaved in rounds, the median
-ratio with its min and max (refused when the spread is wider than the effect), the machine's load
-before and after, CPU pinning, a process's CPU time and RSS, and the rows a benchmark hands to
+ratio with its min and max (judged round by round against its goal; refused when it has none and
+the spread is wider than its distance from parity), the machine's load
+before and after, CPU pinning, a process's CPU time and RSS, the CPU's speed against a yardstick
+(speed(): the guest's CPU drifts by itself, so CPU-bound absolute figures are scaled to it), and the rows a benchmark hands to
 `python -m bench` (bench/__main__.py) for docs/benchmarks.md.
 
 A benchmark:
@@ -33,6 +35,10 @@ from typing import Callable, Iterable, TypeVar
 T = TypeVar("T")
 
 MIN_ROUNDS = 5
+# How often a re-run's median lands inside this run's min–max, both ways, when nothing changed
+# between the runs (independent rounds, simulated): the min–max of few rounds is narrower than
+# what a re-run gets, so a figure worth re-checking runs more rounds when they are cheap.
+REROUND_AGREEMENT = {5: 0.72, 7: 0.87, 9: 0.94, 11: 0.97, 15: 0.995}
 E2E_LOCK = "/tmp/pocketkube-e2e.lock"  # one cluster or benchmark at a time (tests/e2e/conftest.py)
 
 
@@ -56,7 +62,7 @@ def percentile(samples: Iterable[float], p: float) -> float:
 @dataclass(frozen=True)
 class Spread:
     """The median of some per-round figures with their min and max. `refusal` says why the
-    median must not be printed as a result (empty when it may)."""
+    median must not be printed as a result (empty when it may): too few rounds, or none."""
 
     median: float
     low: float
@@ -85,9 +91,9 @@ def spread(values: list[float], *, min_rounds: int = MIN_ROUNDS) -> Spread:
 
 def ratio(mine: list[float], peer: list[float], *, min_rounds: int = MIN_ROUNDS) -> Spread:
     """mine[i] / peer[i] for each round i (paired: the two ran minutes apart at most, in the same
-    conditions), as a Spread. Refused when fewer than `min_rounds` rounds ran, or when the spread
-    (max - min) is wider than the effect (how far the median lies from 1, no difference): then
-    the rounds cannot tell the two apart."""
+    conditions), as a Spread. Refused when fewer than `min_rounds` rounds ran or a round measured
+    nothing for the peer. Whether the rounds agree well enough to print it is judged by
+    ratio_row, against the goal when the row has one, else against parity."""
     if len(mine) != len(peer):
         raise ValueError(f"unpaired rounds: {len(mine)} and {len(peer)}")
     pairs = [a / b for a, b in zip(mine, peer) if b]
@@ -95,13 +101,18 @@ def ratio(mine: list[float], peer: list[float], *, min_rounds: int = MIN_ROUNDS)
     if len(pairs) < len(mine):
         return Spread(s.median, s.low, s.high, s.rounds,
                       f"{len(mine) - len(pairs)} rounds measured nothing for the peer")
-    if s.ok:
-        width, effect = s.high - s.low, abs(s.median - 1)
-        if width > effect:
-            return Spread(s.median, s.low, s.high, s.rounds,
-                          f"the spread between rounds ({width:.2f}) is wider than the effect "
-                          f"({effect:.2f} from parity): the machine was too noisy to tell them apart")
     return s
+
+
+def parity_refusal(s: Spread) -> str:
+    """Why a ratio without a goal must not be printed ("" when it may): its claim is the
+    difference itself, so the rounds' spread (max - min) must be narrower than the effect (the
+    median's distance from 1, no difference), or the next run may well contradict it."""
+    width, effect = s.high - s.low, abs(s.median - 1)
+    if width > effect:
+        return (f"the spread between rounds ({width:.2f}) is wider than the effect ({effect:.2f} from "
+                f"parity): the machine was too noisy to tell them apart")
+    return ""
 
 
 def interleave(targets: dict[str, Callable[[int], T]], rounds: int = MIN_ROUNDS,
@@ -139,10 +150,13 @@ class Row:
     high: float | None = None
     note: str = ""
     benchmark: str = ""
+    limit: float | None = None  # the most the figure can physically be (ratio_row)
 
     @property
     def verdict(self) -> str:
-        """"meets", "MISSES ..." saying by how much, "no figure: why", or "" without a goal."""
+        """"meets" (every round does), "undecided: ..." (the median meets, a round does not),
+        "MISSES ..." saying by how much, "no figure: why", "no verdict: ..." (above its physical
+        limit), or "" without a goal."""
         if self.value is None or self.value != self.value:
             text = "no figure" + (f": {self.note}" if self.note else "")
             if self.goal is not None and self.low is not None and self.high is not None:
@@ -153,21 +167,29 @@ class Row:
                     text += f"; every round MISSES the goal ({self.low:{self._fmt(self.low)}}–" \
                             f"{self.high:{self._fmt(self.high)}})"
             return text
+        if self.limit is not None and self.value > self.limit:
+            return (f"no verdict: above its physical limit ({self.value:{self.fmt}} > {self.limit:g}): "
+                    f"the load generator, not the path, was measured")
         if self.goal is None:
             return ""
-        meets = self.value >= self.goal if self.higher else self.value <= self.goal
-        if meets:
-            worst = self.low if self.higher else self.high
-            if worst is not None and not (worst >= self.goal if self.higher else worst <= self.goal):
-                return "meets (median; not every round)"
+        # "meets" only when every round does; a median on one side with a round on the other is
+        # undecided (the next run may land on either side), a median that misses says by how much
+        best, worst = (self.high, self.low) if self.higher else (self.low, self.high)
+        if self._meets(self.value):
+            if worst is not None and not self._meets(worst):
+                return f"undecided: the median meets, the worst round ({worst:{self._fmt(worst)}}) does not"
             return "meets"
         if self.higher:
             short = (1 - self.value / self.goal) * 100 if self.goal else float("inf")
-            return f"MISSES by {short:.0f}% ({self.value:{self.fmt}} < {self.goal:g})"
-        if self.goal and self.value >= 2 * self.goal:
-            return f"MISSES: {self.value / self.goal:.1f}× the goal ({self.value:{self.fmt}} > {self.goal:g})"
-        over = (self.value / self.goal - 1) * 100 if self.goal else float("inf")
-        return f"MISSES by {over:.0f}% ({self.value:{self.fmt}} > {self.goal:g})"
+            text = f"MISSES by {short:.0f}% ({self.value:{self.fmt}} < {self.goal:g})"
+        elif self.goal and self.value >= 2 * self.goal:
+            text = f"MISSES: {self.value / self.goal:.1f}× the goal ({self.value:{self.fmt}} > {self.goal:g})"
+        else:
+            over = (self.value / self.goal - 1) * 100 if self.goal else float("inf")
+            text = f"MISSES by {over:.0f}% ({self.value:{self.fmt}} > {self.goal:g})"
+        if best is not None and self._meets(best):
+            text += f"; the best round ({best:{self._fmt(best)}}) meets"
+        return text
 
     def _meets(self, value: float) -> bool:
         return value >= self.goal if self.higher else value <= self.goal
@@ -218,11 +240,17 @@ class Row:
 
 
 def ratio_row(name: str, r: Spread, *, goal: float | None = None, higher: bool = True, anchor: str = "",
-              note: str = "") -> Row:
-    """A Row of a ratio (unit "x"): no value when the Spread was refused, its reason as the note."""
-    if not r.ok:
-        return Row(name, None, "x", goal, higher, anchor, r.low, r.high, r.refusal)
-    return Row(name, r.median, "x", goal, higher, anchor, r.low, r.high, note)
+              note: str = "", limit: float | None = None) -> Row:
+    """A Row of a ratio (unit "x"). No value when the Spread was refused (its reason as the
+    note), or, for a ratio without a goal, when its rounds cannot tell the two apart
+    (parity_refusal). A ratio with a goal keeps its value: Row.verdict judges every round against
+    the goal (ADR 0012: a goal near parity, as 0.95 or 1.1, would otherwise never print).
+    `limit`: the most the ratio can physically be (1.0 against the direct path); a median above
+    it means the load generator, not the path, was measured, and the verdict says so."""
+    refusal = r.refusal or (parity_refusal(r) if goal is None else "")
+    if refusal:
+        return Row(name, None, "x", goal, higher, anchor, r.low, r.high, refusal, limit=limit)
+    return Row(name, r.median, "x", goal, higher, anchor, r.low, r.high, note, limit=limit)
 
 
 def spread_row(name: str, s: Spread, unit: str, *, goal: float | None = None, higher: bool = True,
@@ -322,6 +350,34 @@ def rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+# ---- the machine's speed -------------------------------------------------------------------
+
+# CPU seconds the reference loop (reference_cpu_seconds) takes at the yardstick speed: this
+# 2-core KVM machine's usual figure. The guest's CPU speed drifts by itself (host neighbours):
+# the loop took 33-44 ms within two minutes at the same load inside the guest, and so did
+# every CPU-bound figure in proportion (ADR 0012).
+REFERENCE_CPU_S = 0.036
+
+
+def reference_cpu_seconds(repeats: int = 3) -> float:
+    """CPU seconds of this thread for a fixed pure-Python loop (string formatting and dict
+    stores, as a server's hot path does), the best of `repeats`: how fast the CPU runs now."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.thread_time()
+        d: dict[str, int] = {}
+        for i in range(200_000):
+            d[f"k{i % 5000}"] = i * 3
+        best = min(best, time.thread_time() - started)
+    return best
+
+
+def speed() -> float:
+    """How fast this CPU runs now against the yardstick (above 1: faster). Multiply a CPU time
+    measured now by it to get the time at the yardstick speed; divide a rate by it."""
+    return REFERENCE_CPU_S / reference_cpu_seconds()
+
+
 # ---- one benchmark's run -----------------------------------------------------------------------
 
 
@@ -330,11 +386,12 @@ def add_json_argument(parser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the rows, machine and load to FILE (JSON)")
 
 
-def add_arguments(parser) -> None:
-    """The options every benchmark takes: --json FILE, --rounds N."""
+def add_arguments(parser, rounds: int = MIN_ROUNDS) -> None:
+    """The options every benchmark takes: --json FILE, --rounds N (default `rounds`: a benchmark
+    whose rounds are cheap takes more, see REROUND_AGREEMENT)."""
     add_json_argument(parser)
-    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS,
-                        help=f"rounds of interleaved runs (default {MIN_ROUNDS}; fewer refuses the ratios)")
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help=f"rounds of interleaved runs (default {rounds}; fewer than {MIN_ROUNDS} refuses the ratios)")
 
 
 @dataclass

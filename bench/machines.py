@@ -131,9 +131,14 @@ class Lan:
                 up_cmd.stop_processes(left, set(), grace=2.0)
             _ip("netns", "del", machine.netns, check=False)
         _ip("link", "del", self.bridge, check=False)
-        time.sleep(0.1)
-        if any(link["ifname"].startswith(f"pkt{self.id}") for link in network._links()):
-            problems.append("links of the test LAN remain")
+        # A deleted namespace's veths go when the kernel's cleanup of it runs, later and slower on
+        # a busy machine (it once took over a minute): wait for them before calling them left over.
+        deadline = time.monotonic() + 120
+        while any(link["ifname"].startswith(f"pkt{self.id}") for link in network._links()):
+            if time.monotonic() > deadline:
+                problems.append("links of the test LAN remain")
+                break
+            time.sleep(0.5)
         return problems
 
 

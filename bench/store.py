@@ -1,10 +1,13 @@
 """Store benchmark: MemoryStore and SQLiteStore side by side, against the targets.
 
 Run: .venv/bin/python -m bench.store [--keys 10000] [--watchers 100] [--watch-writes 1000]
-                                      [--rounds 5] [--json FILE]
+                                      [--rounds 15] [--json FILE]
 
 Measures, for each store, on one event loop, in interleaved rounds (memory, SQLite, memory, ...;
-a fresh store each round), each figure the median of the rounds with their min and max:
+a fresh store each round), each figure the median of the rounds with their min and max, in the
+store's own time (the loop thread's CPU time, which other work on the machine cannot inflate,
+plus, for creates/s, the time it was blocked on its own disk), scaled to the yardstick CPU speed
+(bench/harness.py speed(): this guest's CPU speed drifts by itself, by ~20% within minutes):
 - creates/s and create p99 (sequential awaited creates of ~300-byte values, one per key);
 - get p50/p99 (random existing keys);
 - list of all the keys under one prefix (median and worst of 20 lists);
@@ -40,37 +43,37 @@ ETCD_ANCHOR = "etcd 3.2, one client: 583 writes/s at 1.6 ms (etcd op-guide)"
 
 
 async def measure_writes_and_reads(store, keys: int) -> dict[str, float]:
-    create_times = []
-    started = time.perf_counter()
+    """Seconds of the store's own time: the loop thread's CPU time (time.thread_time) per
+    operation, which other tasks on the machine cannot inflate; creates/s adds the time the
+    thread was blocked on its own disk (SQLite's checkpoints fsync), which is the store's cost
+    too, but not the time it waited for a CPU another task held."""
+    create_cpu = []
+    waited_before, cpu_started, started = harness.run_queue_seconds(), time.thread_time(), time.perf_counter()
     for index in range(keys):
-        before = time.perf_counter()
+        before = time.thread_time()
         await store.create(f"{PREFIX}cm-{index:06d}", VALUE)
-        create_times.append(time.perf_counter() - before)
-    elapsed = time.perf_counter() - started
+        create_cpu.append(time.thread_time() - before)
+    wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+    blocked = max(0.0, wall - cpu - (harness.run_queue_seconds() - waited_before))
 
-    get_times = []
+    get_cpu = []
     for index in random.Random(1).choices(range(keys), k=keys):
-        before = time.perf_counter()
+        before = time.thread_time()
         await store.get(f"{PREFIX}cm-{index:06d}")
-        get_times.append(time.perf_counter() - before)
+        get_cpu.append(time.thread_time() - before)
 
-    list_times = []
+    list_cpu = []
     for _ in range(20):
-        before = time.perf_counter()
+        before = time.thread_time()
         items, _ = await store.list(PREFIX)
-        list_times.append(time.perf_counter() - before)
+        list_cpu.append(time.thread_time() - before)
         assert len(items) == keys
-    return {
-        "creates/s": keys / elapsed,
-        "create p99 (us)": percentile(create_times, 99) * 1e6,
-        "get p50 (us)": percentile(get_times, 50) * 1e6,
-        "get p99 (us)": percentile(get_times, 99) * 1e6,
-        f"list {keys} median (ms)": statistics.median(list_times) * 1e3,
-        f"list {keys} worst (ms)": max(list_times) * 1e3,
-    }
+    return {"cpu": cpu, "blocked": blocked, "wall": wall, "create": create_cpu, "get": get_cpu, "list": list_cpu}
 
 
-async def measure_watch_delivery(store, watchers: int, writes: int) -> dict[str, float]:
+async def measure_watch_delivery(store, watchers: int, writes: int) -> list[float]:
+    """The loop thread's CPU time from the start of each write until the last of the watchers
+    got its event (everything runs on that one thread)."""
     prefix = "/registry/events/"
     remaining = {"count": 0}
     all_received = asyncio.Event()
@@ -87,28 +90,42 @@ async def measure_watch_delivery(store, watchers: int, writes: int) -> dict[str,
     for index in range(writes):
         remaining["count"] = watchers
         all_received.clear()
-        before = time.perf_counter()
+        before = time.thread_time()
         await store.create(f"{prefix}e-{index}", b"{}")
         await all_received.wait()
-        latencies.append(time.perf_counter() - before)
+        latencies.append(time.thread_time() - before)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {
-        f"watch to {watchers} p50 (ms)": percentile(latencies, 50) * 1e3,
-        f"watch to {watchers} p99 (ms)": percentile(latencies, 99) * 1e3,
-    }
+    return latencies
 
 
 async def run(kind: str, data_dir: str, args) -> dict[str, float]:
+    """One round's figures, CPU times scaled to the yardstick speed (harness.speed, measured
+    before and after the round: the guest's CPU speed drifts by itself)."""
     store = store_pkg.open_store(kind, os.path.join(data_dir, kind))
     await store.start()
     try:
-        results = await measure_writes_and_reads(store, args.keys)
-        results.update(await measure_watch_delivery(store, args.watchers, args.watch_writes))
-        return results
+        speed_before = harness.speed()
+        figures = await measure_writes_and_reads(store, args.keys)
+        watch = await measure_watch_delivery(store, args.watchers, args.watch_writes)
+        speed = (speed_before + harness.speed()) / 2
     finally:
         await store.stop()
+    keys, watchers = args.keys, args.watchers
+    return {
+        "creates/s": keys / (figures["cpu"] * speed + figures["blocked"]),
+        "create p99 (us)": percentile(figures["create"], 99) * speed * 1e6,
+        "get p50 (us)": percentile(figures["get"], 50) * speed * 1e6,
+        "get p99 (us)": percentile(figures["get"], 99) * speed * 1e6,
+        f"list {keys} median (ms)": statistics.median(figures["list"]) * speed * 1e3,
+        f"list {keys} worst (ms)": max(figures["list"]) * speed * 1e3,
+        f"watch to {watchers} p50 (ms)": percentile(watch, 50) * speed * 1e3,
+        f"watch to {watchers} p99 (ms)": percentile(watch, 99) * speed * 1e3,
+        "speed": speed,
+        "creates/s as measured": keys / figures["wall"],
+        "blocked (ms)": figures["blocked"] * 1e3,
+    }
 
 
 # figure -> (unit, goal, higher is better) for SQLite's rows; the memory store shows only the figures with a goal, without it
@@ -143,7 +160,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--watch-writes", type=int, default=1_000)
-    harness.add_arguments(parser)
+    harness.add_arguments(parser, rounds=15)  # ~1 s a round: enough for the min–max to hold a re-run's median
     args = parser.parse_args()
     with harness.Session("store", args) as session, \
             tempfile.TemporaryDirectory(prefix="pocketkube-bench-") as data_dir:
@@ -156,6 +173,13 @@ def main() -> None:
         session.note(f"{args.keys:,} keys of ~300 bytes, {args.watchers} watchers x {args.watch_writes:,} writes, "
                      f"{args.rounds} interleaved rounds (memory, SQLite), a fresh store each round; "
                      f"SQLite file on the same disk as /tmp")
+        raw = {kind: harness.spread([r["creates/s as measured"] for r in results[kind]]) for kind in results}
+        session.note("figures are the store's own time (its thread's CPU time, plus for creates/s the time it "
+                     "was blocked on its disk) at the yardstick CPU speed (bench/harness.py speed(): the rounds "
+                     f"ran at {harness.spread([r['speed'] for r in results['sqlite']]).text('.2f', 'x')} of it); "
+                     f"creates/s by the clock, as measured: SQLite {raw['sqlite'].text('.0f')}, memory "
+                     f"{raw['memory'].text('.0f')}; SQLite blocked on its disk "
+                     f"{harness.spread([r['blocked (ms)'] for r in results['sqlite']]).text('.0f', ' ms')} per round")
 
 
 if __name__ == "__main__":

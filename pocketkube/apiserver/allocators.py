@@ -20,11 +20,14 @@ same rules and messages:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
+import socket
 from typing import Callable, Iterable
 
+from pocketkube.apiserver import allocstore
 from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.apiserver.kinds.service import _validate_cluster_ips as validate_cluster_ip_fields
@@ -34,6 +37,7 @@ from pocketkube.apiserver.validation import parse_ip_sloppy
 from pocketkube.core import cluster, errors
 from pocketkube.core.errors import FieldError, invalid_value
 from pocketkube.core.objects import deep_copy
+from pocketkube.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ NODE_PORT_RANGE = "30000-32767"
 KUBERNETES_SERVICE = ("default", "kubernetes")
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 DRY_RUN_FIRST_PORT = 32768  # portallocator's dummy base for dry-run nodePorts
+PERSIST_ROUNDS = 20  # picks again after conflicts with other servers before giving up
 
 
 class AllocationError(Exception):
@@ -111,6 +116,9 @@ class Bitmap:
     def release(self, offset: int) -> None:
         self._taken.discard(offset)
 
+    def replace(self, offsets: Iterable[int]) -> None:
+        self._taken = {o for o in offsets if 0 <= o < self.size}
+
     def _scan(self, low: int, high: int) -> int | None:
         span = high - low
         if span <= 0:
@@ -138,6 +146,14 @@ class IPRange:
 
     def offset(self, ip: str) -> int | None:
         """The bitmap offset of `ip`, or None when it is not an address this range hands out."""
+        if self.network.version == 4:
+            try:  # the canonical dotted quad, in C; anything else (leading zeros...) the sloppy way
+                value = int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+            except (OSError, TypeError, ValueError):
+                value = None
+            if value is not None:
+                offset = value - self._base
+                return offset if 0 <= offset < self.bitmap.size else None
         addr = parse_ip_sloppy(ip)
         if addr is None or addr.version != self.network.version or addr not in self.network:
             return None
@@ -211,50 +227,84 @@ class PortRange:
             self.bitmap.release(port - self.base)
 
 
+Refuse = Callable[[AllocationError], Exception]  # an allocation error -> the APIError the write answers
+
+
 class Transaction:
     """The allocations of one write. Taking is immediate; releasing what the old object
     held waits for `finish(True)`; `finish(False)` gives back what was taken. A dry run
     takes nothing, with Kubernetes' placeholder answers (the network address, ports
-    counting up from 32769)."""
+    counting up from 32769). With allocations shared through the store, `persist()`
+    claims what was taken before the object is written: a picked value another server
+    holds is picked again, a requested one is refused with the usual message."""
 
-    def __init__(self, owner: "ServiceAllocators", dry_run: bool):
+    def __init__(self, owner: "ServiceAllocators", dry_run: bool, svc: dict):
         self._owner = owner
         self.dry_run = dry_run
+        self.svc = svc
         self.ips_taken: list[str] = []
         self.ports_taken: list[int] = []
         self.ips_to_release: list[str] = []
         self.ports_to_release: list[int] = []
+        self.claimed: set[tuple[str, object]] = set()  # ("ip", ip) / ("port", port) written to the store
+        self._refuse: dict[tuple[str, object], Refuse] = {}
+        self._picked: set[tuple[str, object]] = set()  # dynamic: may be picked again
 
-    def take_ip(self, ip: str) -> None:
+    def __call__(self, stored: bool) -> None:
+        self.finish(stored)
+
+    def take_ip(self, ip: str, refuse: Refuse) -> None:
         ips = self._owner.ips
-        if self.dry_run:
-            if not ips.contains(ip):
-                raise ips.not_in_range(ip)
-            return
-        ips.allocate(ip)
+        try:
+            if self.dry_run:
+                if not ips.contains(ip):
+                    raise ips.not_in_range(ip)
+                return
+            if self._owner.claimed_elsewhere(ip):
+                raise AlreadyAllocated("IP")
+            ips.allocate(ip)
+        except AllocationError as exc:
+            raise refuse(exc) from None
         self.ips_taken.append(ip)
+        self._refuse[("ip", ip)] = refuse
 
-    def take_next_ip(self) -> str:
+    def take_next_ip(self, refuse: Refuse) -> str:
         if self.dry_run:
             return str(self._owner.ips.network.network_address)
-        ip = self._owner.ips.allocate_next()
+        try:
+            ip = self._owner.ips.allocate_next()
+            while self._owner.claimed_elsewhere(ip):  # another server's claim already in the cache
+                ip = self._owner.ips.allocate_next()
+        except AllocationError as exc:
+            raise refuse(exc) from None
         self.ips_taken.append(ip)
+        self._refuse[("ip", ip)] = refuse
+        self._picked.add(("ip", ip))
         return ip
 
-    def take_port(self, port: int) -> None:
-        if self.dry_run:
-            if self._owner.ports.has(port) or port in self.ports_taken:
-                raise AlreadyAllocated("port")
-        else:
-            self._owner.ports.allocate(port)
+    def take_port(self, port: int, refuse: Refuse) -> None:
+        try:
+            if self.dry_run:
+                if self._owner.ports.has(port) or port in self.ports_taken:
+                    raise AlreadyAllocated("port")
+            else:
+                self._owner.ports.allocate(port)
+        except AllocationError as exc:
+            raise refuse(exc) from None
         self.ports_taken.append(port)
+        self._refuse[("port", port)] = refuse
 
-    def take_next_port(self) -> int:
-        if self.dry_run:
-            port = max(self.ports_taken, default=DRY_RUN_FIRST_PORT) + 1
-        else:
-            port = self._owner.ports.allocate_next()
+    def take_next_port(self, refuse: Refuse) -> int:
+        try:
+            if self.dry_run:
+                port = max(self.ports_taken, default=DRY_RUN_FIRST_PORT) + 1
+            else:
+                port = self._owner.ports.allocate_next()
+        except AllocationError as exc:
+            raise refuse(exc) from None
         self.ports_taken.append(port)
+        self._refuse[("port", port)] = refuse
+        self._picked.add(("port", port))
         return port
 
     def release_ip_later(self, ip: str) -> None:
@@ -263,14 +313,69 @@ class Transaction:
     def release_port_later(self, port: int) -> None:
         self.ports_to_release.append(port)
 
+    async def persist(self) -> None:
+        """Claim in the store what this write took (allocstore); called right before the write."""
+        shared = self._owner.shared
+        if shared is None or self.dry_run:
+            return
+        for _ in range(PERSIST_ROUNDS):
+            lost: list[tuple[str, object]] = []
+            for ip in [ip for ip in self.ips_taken if ("ip", ip) not in self.claimed]:
+                if await shared.ips.claim(ip, self.svc):
+                    self.claimed.add(("ip", ip))
+                else:
+                    lost.append(("ip", ip))
+            ports = {p for p in self.ports_taken if ("port", p) not in self.claimed}
+            base = self._owner.ports.base
+            theirs = {base + o for o in await shared.ports.claim({p - base for p in ports})}
+            if not theirs:
+                self.claimed |= {("port", p) for p in ports}
+            lost += [("port", p) for p in sorted(theirs)]
+            if not lost:
+                return
+            for what in lost:
+                self._pick_again(what)
+        raise errors.internal("failed to allocate: the allocations kept conflicting with other API servers")
+
+    def _pick_again(self, what: tuple[str, object]) -> None:
+        """`what` belongs to another server (it stays taken in our bitmap): pick another
+        value where this write picked it, or refuse it where the object asked for it."""
+        kind, value = what
+        refuse = self._refuse.pop(what)
+        taken = self.ips_taken if kind == "ip" else self.ports_taken
+        taken.remove(value)
+        if what not in self._picked:
+            raise refuse(AlreadyAllocated("IP" if kind == "ip" else "port"))
+        self._picked.discard(what)
+        spec = self.svc["spec"]
+        if kind == "ip":
+            new_ip = self.take_next_ip(refuse)
+            spec["clusterIPs"] = [new_ip if ip == value else ip for ip in spec.get("clusterIPs") or []]
+            if spec.get("clusterIP") == value:
+                spec["clusterIP"] = new_ip
+        else:
+            new_port = self.take_next_port(refuse)
+            for port in spec.get("ports") or []:
+                if port.get("nodePort") == value:
+                    port["nodePort"] = new_port
+            if spec.get("healthCheckNodePort") == value:
+                spec["healthCheckNodePort"] = new_port
+
     def finish(self, stored: bool) -> None:
         if self.dry_run:
             return
-        ips, ports = (self.ips_to_release, self.ports_to_release) if stored else (self.ips_taken, self.ports_taken)
-        for ip in ips:
-            self._owner.release_ip(ip)
-        for port in ports:
-            self._owner.ports.release(port)
+        owner = self._owner
+        owner.open.discard(self)
+        if stored:
+            for ip in self.ips_to_release:
+                owner.release_ip(ip, shared=True)
+            for port in self.ports_to_release:
+                owner.release_port(port, shared=True)
+        else:
+            for ip in self.ips_taken:
+                owner.release_ip(ip, shared=("ip", ip) in self.claimed)
+            for port in self.ports_taken:
+                owner.release_port(port, shared=("port", port) in self.claimed)
         self.ips_taken, self.ports_taken, self.ips_to_release, self.ports_to_release = [], [], [], []
 
 
@@ -287,6 +392,8 @@ class ServiceAllocators:
         self.ports = PortRange(node_port_range, rng)
         self.kubernetes_ip = self.ips.address(0)
         self.ips.allocate(self.kubernetes_ip)
+        self.shared: Shared | None = None  # set by install(): allocations claimed in the store
+        self.open: set[Transaction] = set()  # transactions not finished yet (what they took is in flight)
 
     # ---- state ----------------------------------------------------------------------
 
@@ -312,9 +419,27 @@ class ServiceAllocators:
             log.warning("restoring allocations: %s", warning)
         return warnings
 
-    def release_ip(self, ip: str) -> None:
+    def release_ip(self, ip: str, shared: bool = True) -> None:
+        """Give back `ip`; `shared`: also its claim in the store (one this server made or a
+        stored Service held)."""
         if ip != self.kubernetes_ip:
             self.ips.release(ip)
+            if shared and self.shared is not None and self.ips.contains(ip):
+                self.shared.ips.release(ip)
+
+    def release_port(self, port: int, shared: bool = True) -> None:
+        self.ports.release(port)
+        if shared and self.shared is not None and self.ports.contains(port):
+            self.shared.ports.release({port - self.ports.base})
+
+    def claimed_elsewhere(self, ip: str) -> bool:
+        """The watch cache already shows another server's claim of `ip` (it is marked taken here too)."""
+        if self.shared is None or not self.shared.ips.known(ip):
+            return False
+        offset = self.ips.offset(ip)
+        if offset is not None:
+            self.ips.bitmap.allocate(offset)
+        return True
 
     def release(self, service: dict) -> None:
         """releaseAllocatedResources: give back a deleted Service's IPs and ports."""
@@ -322,7 +447,7 @@ class ServiceAllocators:
         for ip in _held_ips(spec):
             self.release_ip(ip)
         for port in _held_ports(spec):
-            self.ports.release(port)
+            self.release_port(port)
 
     # ---- storage hooks ---------------------------------------------------------------
 
@@ -332,7 +457,9 @@ class ServiceAllocators:
         Fills obj in place, raises APIError, returns the transaction's `finish`."""
         if info.group or info.resource != "services":
             return None
-        txn = Transaction(self, dry_run)
+        txn = Transaction(self, dry_run, obj)
+        if not dry_run:
+            self.open.add(txn)
         try:
             if old is None:
                 self._allocate_create(obj, txn)
@@ -341,7 +468,7 @@ class ServiceAllocators:
         except Exception:
             txn.finish(False)
             raise
-        return txn.finish
+        return txn
 
     def on_deleted(self, info: KindInfo, obj: dict) -> None:
         if not info.group and info.resource == "services":
@@ -438,17 +565,13 @@ class ServiceAllocators:
                 cluster_ips.append("")
             requested = cluster_ips[i]
             if not requested:
-                try:
-                    cluster_ips[i] = txn.take_next_ip()
-                except AllocationError as exc:
-                    raise errors.internal(f"failed to allocate a serviceIP: {exc}") from None
+                cluster_ips[i] = txn.take_next_ip(
+                    lambda exc: errors.internal(f"failed to allocate a serviceIP: {exc}"))
             elif not (requested == self.kubernetes_ip and _is_kubernetes_service(svc)):
-                try:
-                    txn.take_ip(requested)
-                except AllocationError as exc:
-                    raise errors.invalid("Service", "", svc.get("metadata", {}).get("name", ""), [
-                        invalid_value("spec.clusterIPs", cluster_ips,
-                                      f"failed to allocate IP {requested}: {exc}")]) from None
+                shown = list(cluster_ips)
+                txn.take_ip(requested, lambda exc, requested=requested, shown=shown: errors.invalid(
+                    "Service", "", svc.get("metadata", {}).get("name", ""), [
+                        invalid_value("spec.clusterIPs", shown, f"failed to allocate IP {requested}: {exc}")]))
         spec["clusterIPs"] = cluster_ips
         if cluster_ips:
             spec["clusterIP"] = cluster_ips[0]
@@ -520,30 +643,20 @@ def _update_node_ports(svc: dict, old_spec: dict, txn: Transaction) -> None:
 def _allocate_health_check_port(spec: dict, txn: Transaction) -> None:
     requested = spec.get("healthCheckNodePort") or 0
     if requested:
-        try:
-            txn.take_port(requested)
-        except AllocationError as exc:
-            raise errors.internal(f"failed to allocate requested HealthCheck NodePort {requested}: {exc}") from None
+        txn.take_port(requested, lambda exc: errors.internal(
+            f"failed to allocate requested HealthCheck NodePort {requested}: {exc}"))
         return
-    try:
-        spec["healthCheckNodePort"] = txn.take_next_port()
-    except AllocationError as exc:
-        raise errors.internal(f"failed to allocate a HealthCheck NodePort 0: {exc}") from None
+    spec["healthCheckNodePort"] = txn.take_next_port(
+        lambda exc: errors.internal(f"failed to allocate a HealthCheck NodePort 0: {exc}"))
 
 
 def _take_node_port(svc: dict, txn: Transaction, index: int, port: int) -> None:
-    try:
-        txn.take_port(port)
-    except AllocationError as exc:
-        raise errors.invalid("Service", "", svc.get("metadata", {}).get("name", ""), [
-            invalid_value(f"spec.ports[{index}].nodePort", port, str(exc))]) from None
+    txn.take_port(port, lambda exc: errors.invalid("Service", "", svc.get("metadata", {}).get("name", ""), [
+        invalid_value(f"spec.ports[{index}].nodePort", port, str(exc))]))
 
 
 def _take_next_node_port(txn: Transaction) -> int:
-    try:
-        return txn.take_next_port()
-    except AllocationError as exc:
-        raise errors.internal(f"failed to allocate a nodePort: {exc}") from None
+    return txn.take_next_port(lambda exc: errors.internal(f"failed to allocate a nodePort: {exc}"))
 
 
 def _requested_node_port(port_number: int | None, ports: list[dict]) -> int:
@@ -614,11 +727,143 @@ def _reduction_errors(spec: dict, old_spec: dict) -> list[FieldError]:
 
 # ---- wiring ---------------------------------------------------------------------------------
 
-def install(storage: Storage, service_cidr: str = SERVICE_CIDR, node_port_range: str = NODE_PORT_RANGE) -> ServiceAllocators:
+class Shared:
+    """This server's side of the allocations kept in the store (allocstore): the IP claims,
+    the NodePort range, and the repair loop that keeps them and the local bitmaps true."""
+
+    def __init__(self, owner: ServiceAllocators, storage: Storage, repair_interval: float):
+        self.owner, self.cache, self.repair_interval = owner, storage.cache, repair_interval
+        self.ips = allocstore.IPAddressClaims(storage.store, owner.ips.family)
+        self.ports = allocstore.PortRangeClaims(storage.store, owner.ports.spec, self._mark_ports, self._free_ports)
+        self._leaks: dict[tuple, int] = {}  # ("ip", ip, claim's revision) / ("port", port) -> repairs seen leaked
+        self._loop: asyncio.Task | None = None
+        # Follow other servers' claims and releases as the watch cache sees them.
+        storage.cache.follow_only(allocstore.IPADDRESS_PREFIX, self._ip_event)
+        storage.cache.follow_only(allocstore.RANGES_PREFIX, self._range_event)
+
+    def _mark_ports(self, offsets: set[int]) -> None:
+        for offset in offsets:
+            self.owner.ports.bitmap.allocate(offset)
+
+    def _free_ports(self, offsets: set[int]) -> None:
+        base = self.owner.ports.base
+        in_flight = self._in_flight()[1]
+        for offset in offsets:
+            if base + offset not in in_flight:
+                self.owner.ports.bitmap.release(offset)
+
+    def _ip_event(self, ev) -> None:
+        ip = ev.key.rsplit("/", 1)[1]
+        if ev.type == "DELETED":
+            self.ips.claimed.discard(ip)
+        else:
+            self.ips.claimed.add(ip)
+        offset = self.owner.ips.offset(ip)
+        if offset is None or ip == self.owner.kubernetes_ip:
+            return
+        if ev.type != "DELETED":
+            self.owner.ips.bitmap.allocate(offset)
+        elif ip not in self._in_flight()[0]:
+            self.owner.ips.bitmap.release(offset)
+
+    def _range_event(self, ev) -> None:
+        if ev.key == allocstore.NODE_PORT_RANGE_KEY:
+            self.ports.adopt_object(None if ev.type == "DELETED" else ev.obj, ev.revision)
+
+    async def start(self) -> None:
+        await self.ips.claim(self.owner.kubernetes_ip, kubernetes_service(self.owner.kubernetes_ip, 0))
+        await self.repair()
+        self._loop = asyncio.get_running_loop().create_task(self._repair_forever())
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            await cancel_and_wait(self._loop)
+        await self.ips.drain()
+        await self.ports.stop()
+
+    async def _repair_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.repair_interval)
+            try:
+                await self.repair()
+            except Exception as exc:  # the store away: next time
+                log.warning("repairing the service allocations: %s", exc)
+
+    async def repair(self) -> None:
+        """Claim what stored Services hold and nobody claimed; release claims no Service
+        holds, seen so LEAK_CHECKS times in a row; then rebuild the local bitmaps."""
+        owner = self.owner
+        held_ips, held_ports = self._held()
+        claims = await self.ips.load()
+        for ip, svc in held_ips.items():
+            if ip not in claims and not await self.ips.claim(ip, svc):
+                log.warning("repair: cluster IP %s of service %s/%s is claimed by another object", ip,
+                            svc["metadata"].get("namespace"), svc["metadata"].get("name"))
+        stored_ports = await self.ports.load()
+        missing = {p - owner.ports.base for p in held_ports} - stored_ports
+        if missing:
+            await self.ports.claim(missing)
+        held_ips, held_ports = self._held()  # again: Services written while we awaited
+        in_flight_ips, in_flight_ports = self._in_flight()
+        leaked: set[tuple[str, object]] = set()
+        for ip, revision in claims.items():
+            if ip not in held_ips and ip not in in_flight_ips and ip != owner.kubernetes_ip:
+                leaked.add(("ip", ip, revision))  # a claim made again starts counting again
+        for offset in self.ports.stored:
+            port = owner.ports.base + offset
+            if port not in held_ports and port not in in_flight_ports:
+                leaked.add(("port", port))
+        self._leaks = {what: self._leaks.get(what, 0) + 1 for what in leaked}
+        for what, seen in list(self._leaks.items()):
+            if seen >= allocstore.LEAK_CHECKS:
+                log.info("repair: releasing leaked %s %s", what[0], what[1])
+                del self._leaks[what]
+                if what[0] == "ip":
+                    self.ips.release(what[1], expected=what[2])  # unless claimed again meanwhile
+                else:
+                    self.ports.release({what[1] - owner.ports.base})
+        self._rebuild_bitmaps()
+
+    def _held(self) -> tuple[dict[str, dict], set[int]]:
+        ips: dict[str, dict] = {}
+        ports: set[int] = set()
+        for svc in self.cache.list(collection_prefix(registry.by_resource("", "v1", "services"), None)):
+            spec = svc.get("spec") or {}
+            for ip in _held_ips(spec):
+                if self.owner.ips.contains(ip):
+                    ips.setdefault(ip, svc)
+            ports.update(p for p in _held_ports(spec) if self.owner.ports.contains(p))
+        return ips, ports
+
+    def _in_flight(self) -> tuple[set[str], set[int]]:
+        ips: set[str] = set()
+        ports: set[int] = set()
+        for txn in self.owner.open:
+            ips.update(txn.ips_taken)
+            ports.update(txn.ports_taken)
+        return ips, ports
+
+    def _rebuild_bitmaps(self) -> None:
+        """Synchronous: what Services, claims (ours and other servers') and open writes hold."""
+        owner = self.owner
+        held_ips, held_ports = self._held()
+        in_flight_ips, in_flight_ports = self._in_flight()
+        claimed = set(self.ips.claimed)
+        ip_offsets = {owner.ips.offset(ip) for ip in (*held_ips, *in_flight_ips, *claimed, owner.kubernetes_ip)}
+        owner.ips.bitmap.replace(o for o in ip_offsets if o is not None)
+        port_offsets = {p - owner.ports.base for p in (*held_ports, *in_flight_ports)}
+        owner.ports.bitmap.replace(port_offsets | self.ports.stored | self.ports.pending)
+
+
+def install(storage: Storage, service_cidr: str = SERVICE_CIDR, node_port_range: str = NODE_PORT_RANGE,
+            shared: bool = True, repair_interval: float = allocstore.REPAIR_INTERVAL) -> ServiceAllocators:
     """Build the allocators from the Services in the watch cache and hook them into
-    `storage` (reservations + on_deleted). Call after the cache has started, before serving."""
+    `storage` (reservations + on_deleted). Call after the cache has started, before serving,
+    then `await allocators.shared.start()` (claims in the store; every backend, one path)."""
     allocators = ServiceAllocators(service_cidr, node_port_range)
     allocators.restore(storage.cache.list(collection_prefix(registry.by_resource("", "v1", "services"), None)))
+    if shared:
+        allocators.shared = Shared(allocators, storage, repair_interval)
     storage.reservations.append(allocators.begin)
     storage.on_deleted.append(allocators.on_deleted)
     return allocators

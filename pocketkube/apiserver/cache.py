@@ -116,6 +116,10 @@ class WatchCache:
         self._log: list[WatchEvent] = []
         self._oldest = 0  # watches may start at revisions >= this
         self._watchers: dict[str, set[Watcher]] = {}
+        # Synchronous callbacks per resource prefix, called with each event as it is applied
+        # (the shared allocations follow other servers' claims this way: allocators.Shared).
+        self.listeners: dict[str, list[Callable[[WatchEvent], None]]] = {}
+        self._unkept: set[str] = set()  # resource prefixes only passed to listeners (follow_only)
         self._prefix_revs: dict[str, int] = {}  # resource prefix -> revision of its last change
         self._listed_at = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []
@@ -133,12 +137,22 @@ class WatchCache:
             for w in list(ws):
                 w.close()
 
+    def follow_only(self, rprefix: str, listener: Callable[[WatchEvent], None]) -> None:
+        """Pass the events under a resource prefix to `listener`, and neither keep nor log nor
+        serve its objects (the allocations' claims: one per Service, read only by their owner)."""
+        self._unkept.add(rprefix)
+        self.objects.pop(rprefix, None)
+        self.listeners.setdefault(rprefix, []).append(listener)
+
     async def _relist(self) -> None:
         kvs, rev = await self.store.list(ROOT)
         objects: dict[str, dict[str, dict]] = {}
         for kv in kvs:
+            rprefix = resource_prefix(kv.key)
+            if rprefix in self._unkept:
+                continue
             obj = _decode(kv.value, kv.mod_revision)
-            objects.setdefault(resource_prefix(kv.key), {})[kv.key] = obj
+            objects.setdefault(rprefix, {})[kv.key] = obj
         self.objects = objects
         self.revision = rev
         self._prefix_revs.clear()
@@ -177,6 +191,12 @@ class WatchCache:
     def _apply(self, sev: StoreEvent) -> None:
         key = sev.kv.key
         rprefix = resource_prefix(key)
+        if rprefix in self._unkept:
+            self.revision = sev.kv.mod_revision
+            etype = "DELETED" if sev.type == "DELETE" else "MODIFIED" if sev.prev is not None else "ADDED"
+            self._notify(rprefix, WatchEvent(etype, key, _decode(sev.kv.value, sev.kv.mod_revision), None,
+                                             sev.kv.mod_revision))
+            return
         bucket = self.objects.setdefault(rprefix, {})
         prev = bucket.get(key)
         obj = _decode(sev.kv.value, sev.kv.mod_revision)
@@ -196,8 +216,16 @@ class WatchCache:
             self._oldest = self._log_revs[cut - 1]
             del self._log[:cut]
             del self._log_revs[:cut]
+        self._notify(rprefix, ev)
         for w in list(self._watchers.get(rprefix, ())):
             w.offer(ev)
+
+    def _notify(self, rprefix: str, ev: WatchEvent) -> None:
+        for listener in self.listeners.get(rprefix, ()):
+            try:
+                listener(ev)
+            except Exception:  # a listener's bug (or a value it cannot read) must not stop the cache
+                log.exception("watch cache listener on %s failed", rprefix)
         if self._waiters:
             still = []
             for rev, fut in self._waiters:

@@ -21,6 +21,7 @@ AGGREGATED_V2BETA1_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2be
 # subresource -> (group, version, kind or None for the parent's kind, verbs)
 SUBRESOURCES = {
     "status": ("", "", None, ["get", "patch", "update"]),
+    "approval": ("", "", None, ["get", "patch", "update"]),  # certificatesigningrequests
     "scale": ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
     "log": ("", "", "Pod", ["get"]),
     "exec": ("", "", "PodExecOptions", ["create", "get"]),

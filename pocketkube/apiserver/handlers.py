@@ -585,7 +585,7 @@ class Handlers:
         """This write's own admission, run by the storage on the object about to be stored:
         RBAC's escalation check, the admission webhooks (mutating, then validating), then the
         ValidatingAdmissionPolicies. None when none applies."""
-        rbac = self._rbac_admission(t, user)
+        rbac = self._rbac_admission(t, user) or self._approval_admission(t, user, opts)
         hooks = self.webhooks if self.webhooks is not None and self.webhooks.active() else None
         policies = self.policies if self.policies is not None and self.policies.active() else None
         if rbac is None and hooks is None and policies is None:
@@ -601,6 +601,26 @@ class Handlers:
             if policies is not None:
                 policies.admit(operation, t.info, opts.subresource, t.namespace or "", name, obj, old,
                                user or authn.APISERVER, opts.dry_run, warnings)
+
+        return admit
+
+    def _approval_admission(self, t: Target, user: "authn.UserInfo | None", opts: WriteOptions):
+        """For writes to certificatesigningrequests/approval: the `approve` verb on the request's
+        signer (`signers`, named for the signerName or its domain with /*), checked on the stored
+        request, as upstream's CertificateApproval admission; None otherwise."""
+        if self.authorizer is None or user is None or opts.subresource != "approval" \
+                or t.info.resource != "certificatesigningrequests":
+            return None
+        authorizer = self.authorizer
+
+        def admit(obj: dict, old: dict | None) -> None:
+            signer = ((old or obj).get("spec") or {}).get("signerName", "")
+            for name in (signer, signer.split("/", 1)[0] + "/*"):
+                a = authz.Attributes(user, "approve", True, group=t.info.group, resource="signers", name=name)
+                if authorizer.authorize(a)[0]:
+                    return
+            raise errors.forbidden_object(t.info.resource, t.info.group, obj["metadata"].get("name", ""),
+                                          f"user not permitted to approve requests with signerName {errors.go_quote(signer)}")
 
         return admit
 

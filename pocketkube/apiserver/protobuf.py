@@ -1251,6 +1251,18 @@ MESSAGES: dict[str, dict[int, tuple]] = {
                                       2: ("minReplicas", INT32, PTR), 3: ("maxReplicas", INT32),
                                       4: ("targetCPUUtilizationPercentage", INT32, PTR)},
     "CrossVersionObjectReference": {1: ("kind", STRING), 2: ("name", STRING), 3: ("apiVersion", STRING)},
+    # --- certificates.k8s.io/v1: `kubectl certificate approve|deny` (PUT .../approval) ---
+    # (spec.extra, field 6, a map of ExtraValue, is skipped: /approval keeps the stored spec)
+    "CertificateSigningRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "CertificateSigningRequestSpec"),
+                                  3: ("status", "CertificateSigningRequestStatus")},
+    "CertificateSigningRequestSpec": {1: ("request", BYTES), 2: ("username", STRING), 3: ("uid", STRING),
+                                      4: ("groups", STRING, REP), 5: ("usages", STRING, REP),
+                                      7: ("signerName", STRING), 8: ("expirationSeconds", INT32, PTR)},
+    "CertificateSigningRequestStatus": {1: ("conditions", "CertificateSigningRequestCondition", REP),
+                                        2: ("certificate", BYTES)},
+    "CertificateSigningRequestCondition": {1: ("type", STRING), 2: ("reason", STRING), 3: ("message", STRING),
+                                           4: ("lastUpdateTime", TIME), 5: ("lastTransitionTime", TIME),
+                                           6: ("status", STRING)},
     # --- authentication.k8s.io/v1 and authorization.k8s.io/v1: `kubectl auth whoami | can-i` ---
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "SelfSubjectReviewStatus")},
     "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo")},
@@ -1317,6 +1329,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
     ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscalerV1",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "CertificateSigningRequest",
     ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",

@@ -49,7 +49,7 @@ class APIServer:
                  bind: str = "127.0.0.1", extra_addresses: tuple[str, ...] = (), tls: bool = True,
                  authorization_mode: str = "RBAC", etcd_servers: tuple[str, ...] = (),
                  etcd_cafile: str | None = None, etcd_certfile: str | None = None, etcd_keyfile: str | None = None,
-                 advertise_address: str = "", service_cidr: str = allocators.SERVICE_CIDR):
+                 advertise_address: str = "", service_cidr: str = allocators.SERVICE_CIDR, advertise_port: int = 0):
         self.data_dir = os.path.abspath(data_dir)
         self.service_cidr = service_cidr  # kube-apiserver's --service-cluster-ip-range
         self.port = port
@@ -59,6 +59,7 @@ class APIServer:
         self.bind = bind
         self.extra_addresses = tuple(extra_addresses)
         self.advertise = (advertise_address,) if advertise_address else ()  # named in the serving certificate
+        self.advertise_port = advertise_port  # the `kubernetes` Service's target port (a front's, several servers)
         self.tls = tls
         if authorization_mode not in ("RBAC", "AlwaysAllow"):
             raise ValueError(f"unknown authorization mode {authorization_mode!r}: RBAC or AlwaysAllow")
@@ -84,6 +85,7 @@ class APIServer:
         await self.cache.start()
         self.storage = Storage(self.store, self.cache)
         self.service_allocators = allocators.install(self.storage, self.service_cidr)  # ClusterIPs and NodePorts, from the stored Services
+        await self.service_allocators.shared.start()  # claimed in the store: shared with other API servers
         self.storage.admission.append(ingress_kind.default_class_admission(
             lambda: self.cache.list(collection_prefix(ingressclass_kind.INFO, None))))
         quota.install(self.storage)  # ResourceQuota admission
@@ -115,7 +117,8 @@ class APIServer:
         if self.port == 0:  # tests: learn the port the OS chose
             self.port = self._runner.addresses[0][1]
             self.handlers.server_address = f"127.0.0.1:{self.port}"
-        await allocators.ensure_kubernetes_service(self.storage, self.service_allocators, self.port)
+        await allocators.ensure_kubernetes_service(self.storage, self.service_allocators,
+                                                   self.advertise_port or self.port)
         self._write_kubeconfig()
         self.ready.set()
         log.info("API server listening on %s", self.url)
@@ -123,6 +126,8 @@ class APIServer:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+        if self.storage is not None and self.service_allocators.shared is not None:
+            await self.service_allocators.shared.stop()
         if self.handlers is not None and self.handlers.webhooks is not None:
             await self.handlers.webhooks.close()
         if self.cache:

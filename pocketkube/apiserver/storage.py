@@ -21,6 +21,7 @@ import orjson
 
 from pocketkube.apiserver import fieldmanager, schema
 from pocketkube.apiserver import patch as patching
+from pocketkube.apiserver.allocstore import ETCD_KEYS
 from pocketkube.apiserver.cache import WatchCache
 from pocketkube.apiserver.kinds.base import KindInfo
 from pocketkube.core import errors
@@ -83,6 +84,7 @@ class EtcdKeyLayout:
                 continue
             ours = _storage_base(info)
             self._to[ours] = f"/registry/{ETCD_SPECIAL_PREFIXES.get((group, info.resource), info.resource)}/"
+        self._to.update(ETCD_KEYS)  # the allocations shared between servers (IPAddress, RangeAllocation)
         self._from = {theirs: ours for ours, theirs in self._to.items()}
         if len(self._from) != len(self._to):
             raise ValueError("two built-in resources share an etcd prefix")
@@ -150,11 +152,13 @@ class Storage:
         # Hooks run on create and update after defaults (operation, info, obj, old);
         # they may mutate obj or raise APIError. Later issues add allocators here.
         self.admission: list[Admission] = []
-        # Hooks that hold something outside the store for the object being written (cluster
-        # IPs, node ports), as Kubernetes' BeginCreate/BeginUpdate: run after admission, before
-        # validation; they must not await (so two concurrent writes cannot take the same
-        # thing), may mutate obj or raise APIError, and return None or finish(stored), called
-        # with True once the write is stored (or the dry run passed), False if it failed.
+        # Hooks that hold something for the object being written (cluster IPs, node ports), as
+        # Kubernetes' BeginCreate/BeginUpdate: run after admission, before validation; they
+        # must not await (so two concurrent writes of this server cannot take the same thing),
+        # may mutate obj or raise APIError, and return None or finish(stored), called with True
+        # once the write is stored (or the dry run passed), False if it failed. A finish with
+        # an async `persist()` has it awaited right before the store write (claims kept in the
+        # store, shared with other API servers: allocstore); it may mutate obj or raise APIError.
         self.reservations: list[Reservation] = []
         # Called with (info, object) after an object is removed from the store.
         self.on_deleted: list[Callable[[KindInfo, dict], None]] = []
@@ -240,13 +244,14 @@ class Storage:
         if opts.admit is not None:
             await _maybe_await(opts.admit(obj, None))
         schema.zero_required_status(info.api_version, info.kind, obj)
-        with self._reserving("CREATE", info, obj, None, opts.dry_run):
+        async with self._reserving("CREATE", info, obj, None, opts.dry_run) as persist:
             self._validate(info, obj, None)
             key = object_key(info, namespace, m["name"])
             if opts.dry_run:
                 if self.cache.get(key) is not None:
                     raise errors.already_exists(info.resource, info.group, m["name"])
                 return obj
+            await persist()
             try:
                 kv = await self.store.create(key, _encode(info, obj))
             except KeyExists:
@@ -254,17 +259,26 @@ class Storage:
         m["resourceVersion"] = str(kv.mod_revision)
         return obj
 
-    @contextlib.contextmanager
-    def _reserving(self, operation: str, info: KindInfo, obj: dict, old: dict | None, dry_run: bool):
+    @contextlib.asynccontextmanager
+    async def _reserving(self, operation: str, info: KindInfo, obj: dict, old: dict | None, dry_run: bool):
         """Run the reservations; settle them when the block has stored the write or failed.
-        A cancelled write settles nothing: holding a value too long beats handing it out twice."""
+        The block awaits the `persist` it is given right before it writes (reservations kept
+        in the store claim there). A cancelled write settles nothing: holding a value too long
+        beats handing it out twice."""
         finishes: list[Callable[[bool], None]] = []
+
+        async def persist() -> None:
+            for finish in finishes:
+                claim = getattr(finish, "persist", None)
+                if claim is not None:
+                    await claim()
+
         try:
             for reserve in self.reservations:
                 finish = reserve(operation, info, obj, old, dry_run)
                 if finish is not None:
                     finishes.append(finish)
-            yield
+            yield persist
         except Exception:
             for finish in finishes:
                 finish(False)
@@ -400,8 +414,11 @@ class Storage:
                 obj["spec"]["finalizers"] = finalizers
             else:
                 obj["spec"].pop("finalizers", None)
-        elif opts.subresource == "status":
-            info.strategy.prepare_for_status_update(obj, old)
+        elif opts.subresource in ("status", "approval"):  # approval: CertificateSigningRequests' conditions
+            if opts.subresource == "status":
+                info.strategy.prepare_for_status_update(obj, old)
+            else:
+                info.strategy.prepare_for_approval_update(obj, old)
             m["labels"], m["annotations"] = m.get("labels"), m.get("annotations")
             for k in ("labels", "annotations"):
                 if m[k] is None:
@@ -420,7 +437,7 @@ class Storage:
             await _maybe_await(hook("UPDATE", info, obj, old))
         if opts.admit is not None:
             await _maybe_await(opts.admit(obj, old))
-        with self._reserving("UPDATE", info, obj, old, opts.dry_run):
+        async with self._reserving("UPDATE", info, obj, old, opts.dry_run) as persist:
             if opts.subresource != "binding":
                 self._validate(info, obj, old)
             m["resourceVersion"] = om["resourceVersion"]
@@ -435,6 +452,7 @@ class Storage:
             if opts.dry_run:
                 return obj
             m.pop("resourceVersion", None)
+            await persist()
             try:
                 kv = await self.store.update(key, _encode(info, obj), expected_mod_revision=mod_revision)
             except RevisionMismatch:

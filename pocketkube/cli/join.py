@@ -1,4 +1,4 @@
-"""`pocketkube join` and `pocketkube token create`: nodes on other machines, as kubeadm joins them.
+"""`pocketkube join` and `pocketkube token create|list|delete`: nodes on other machines, as kubeadm joins them.
 
 The control plane's side (`up --advertise-address ADDR` calls `prepare_cluster`): what
 `kubeadm init` leaves for joining nodes, all through the API:
@@ -39,6 +39,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -143,24 +144,66 @@ def prepare_cluster(record) -> str:
     return join_command(server_url, asyncio.run(run()), ca_pem)
 
 
-def token_create(cluster: str, ttl_seconds: int, description: str, print_join_command: bool, out=sys.stdout) -> int:
-    """`pocketkube token create`: a new bootstrap token of the cluster on this machine."""
+def _control_plane(cluster: str):
     names.validate_cluster_name(cluster)
     record = cluster_cli.ClusterRecord.load(cluster)
     if record is None or record.joined:
         raise JoinError(f"no control plane of cluster {cluster!r} runs on this machine")
+    return record
+
+
+def _with_client(record, work):
+    async def run():
+        client = cluster_cli.admin_client(record)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def token_list(cluster: str, out=sys.stdout) -> int:
+    """`pocketkube token list`: the cluster's bootstrap tokens, as `kubeadm token list` prints them."""
+    record = _control_plane(cluster)
+    secrets = _with_client(record, lambda client: client.list("v1", "secrets", namespace=bootstraptoken.NAMESPACE))
+    rows = [["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"]]
+    for secret in secrets.get("items") or []:
+        if secret.get("type") == bootstraptoken.SECRET_TYPE and (row := bootstraptoken.list_row(secret)):
+            rows.append(row)
+    widths = [max(10, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]  # kubeadm's tabwriter
+    for r in rows:
+        out.write("".join(cell.ljust(w) for cell, w in zip(r, widths)) + r[-1] + "\n")
+    return 0
+
+
+def token_delete(cluster: str, tokens: list[str], out=sys.stdout) -> int:
+    """`pocketkube token delete ID|TOKEN...`: revoke bootstrap tokens (their Secrets), as kubeadm's."""
+    from pocketkube.core import errors
+
+    record = _control_plane(cluster)
+    for given in tokens:
+        token_id = given if re.fullmatch(r"[a-z0-9]{6}", given) else (bootstraptoken.parse(given) or ("",))[0]
+        if not token_id:
+            raise JoinError('given token didn\'t match pattern "\\\\A([a-z0-9]{6})\\\\.([a-z0-9]{16})\\\\z" or '
+                            '"\\\\A([a-z0-9]{6})\\\\z"')  # kubeadm's, as Go's %q prints them
+        name = bootstraptoken.secret_name(token_id)
+        try:
+            _with_client(record, lambda client: client.delete("v1", "secrets", name, namespace=bootstraptoken.NAMESPACE))
+        except errors.APIError as error:
+            raise JoinError(f'failed to delete bootstrap token "{token_id}": {error.message}') from None
+        out.write(f'bootstrap token "{token_id}" deleted\n')
+    return 0
+
+
+def token_create(cluster: str, ttl_seconds: int, description: str, print_join_command: bool, out=sys.stdout) -> int:
+    """`pocketkube token create`: a new bootstrap token of the cluster on this machine."""
+    record = _control_plane(cluster)
     if print_join_command and not record.advertise_address:
         raise JoinError(f"cluster {cluster!r} was started without --advertise-address: no other machine can reach "
                         "its API server to join")
 
-    async def run() -> str:
-        client = cluster_cli.admin_client(record)
-        try:
-            return await _create_token(client, ttl_seconds, description)
-        finally:
-            await client.close()
-
-    token = asyncio.run(run())
+    token = _with_client(record, lambda client: _create_token(client, ttl_seconds, description))
     if print_join_command:
         with open(os.path.join(record.server_dir, "pki", "ca.crt"), "rb") as f:
             token = join_command(f"https://{record.advertise_address}:{record.port}", token, f.read())
@@ -537,3 +580,11 @@ def add_parsers(sub) -> None:
                    help="print the whole `pocketkube join` command, not only the token")
     c.set_defaults(func=cluster_cli._cli(lambda a: token_create(a.name, a.ttl, a.description,
                                                                        a.print_join_command)))
+    ls = tsub.add_parser("list", help="list the bootstrap tokens", **examples("pocketkube token list"))
+    ls.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    ls.set_defaults(func=cluster_cli._cli(lambda a: token_list(a.name)))
+    d = tsub.add_parser("delete", help="delete (revoke) bootstrap tokens", **examples(
+        "pocketkube token delete abcdef", "pocketkube token delete abcdef.0123456789abcdef"))
+    d.add_argument("--name", default=names.DEFAULT_NAME, help="cluster name (default %(default)s)")
+    d.add_argument("tokens", nargs="+", metavar="TOKEN", help="a token ID ([a-z0-9]{6}) or a whole token")
+    d.set_defaults(func=cluster_cli._cli(lambda a: token_delete(a.name, a.tokens)))

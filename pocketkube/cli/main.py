@@ -34,7 +34,8 @@ def _server(args: argparse.Namespace) -> int:
                                            etcd_servers=tuple(args.etcd_servers),
                                            etcd_cafile=args.etcd_cafile, etcd_certfile=args.etcd_certfile,
                                            etcd_keyfile=args.etcd_keyfile, advertise_address=args.advertise_address,
-                                           service_cidr=args.service_cluster_ip_range))
+                                           service_cidr=args.service_cluster_ip_range,
+                                           advertise_port=args.advertise_port))
         if not args.no_controllers:
             def client_for(username: str) -> Client:
                 return Client(LocalTransport(server.handlers, controller_identity(username)),
@@ -44,7 +45,8 @@ def _server(args: argparse.Namespace) -> int:
                 root_ca = f.read()
             with open(server.pki.ca_key, "rb") as f:
                 ca_key = f.read()
-            settings = Settings(apiserver_address=args.advertise_address, apiserver_port=server.port,
+            settings = Settings(apiserver_address=args.advertise_address,
+                                apiserver_port=args.advertise_port or server.port,
                                 root_ca=root_ca, ca_key=ca_key, lb_range=args.lb_range,
                                 extra={"node_monitor_period": args.node_monitor_period,
                                        "node_monitor_grace_period": args.node_monitor_grace_period})
@@ -54,17 +56,20 @@ def _server(args: argparse.Namespace) -> int:
             else:  # several servers over one etcd: only the Lease holders' controllers and scheduler act
                 from pocketkube.controllers.manager import default_controllers
                 from pocketkube.controllers.scheduler import Scheduler
-                from pocketkube.core.leaderelection import LeaderElected
+                from pocketkube.core.leaderelection import LeaderElected, default_identity
 
                 def manager(classes: list) -> ControllerManager:
                     return ControllerManager(client_for("system:kube-controller-manager"), classes, settings=settings,
                                              client_for=client_for)
 
                 others = [c for c in default_controllers() if c is not Scheduler]
+                identity = default_identity()
+                with open(os.path.join(args.data_dir, f"leader-identity.{server.port}"), "w") as f:
+                    f.write(identity + "\n")  # for `pocketkube status`: which server holds each Lease
                 await sup.start(LeaderElected(client_for("system:kube-controller-manager"), "kube-controller-manager",
-                                              lambda: manager(others)))
+                                              lambda: manager(others), identity=identity))
                 await sup.start(LeaderElected(client_for("system:kube-scheduler"), "kube-scheduler",
-                                              lambda: manager([Scheduler])))
+                                              lambda: manager([Scheduler]), identity=identity))
         print(f"pocketkube API server listening on {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig_path}", flush=True)
         await _until_signalled()
@@ -362,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "authenticated request may do anything")
     p.add_argument("--advertise-address", default="127.0.0.1",
                    help="the address the `kubernetes` Service's endpoints point at; the serving certificate names it")
+    p.add_argument("--advertise-port", type=int, default=0,
+                   help="the port the `kubernetes` Service and its endpoints name (default --port; `up --api-servers N` "
+                        "gives apiserver-lb's, in front of the servers)")
     p.add_argument("--lb-range", default=DEFAULT_LB_RANGE, metavar="FIRST-LAST|CIDR",
                    help="addresses for LoadBalancer Services (default %(default)s; `up --lb-range` sets it)")
     p.add_argument("--node-monitor-grace-period", type=_go_duration, default=40.0, metavar="DURATION",
@@ -375,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pocketkube.cli import up
 
     up.add_parsers(sub)
+    from pocketkube.cli import apilb
+
+    apilb.add_parsers(sub)
     from pocketkube.cli import join as join_cli
 
     join_cli.add_parsers(sub)

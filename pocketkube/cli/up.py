@@ -75,6 +75,7 @@ ETCD_BINARY = "etcd"
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380  # etcd's (and kubeadm's) defaults, when free
 ETCD_MEMBER_PORTS = (2379, 22379, 32379)  # clients' (peers': +1) of a three-member cluster, etcd's Procfile's
 SUPERVISOR_COMMAND = (sys.executable, "-m", "pocketkube.cli.supervisor")
+LB_COMMAND = (sys.executable, "-m", "pocketkube.cli.main", "apiserver-lb")
 SUPERVISOR_START_SECONDS = 10.0
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then this long, then SIGKILL
 POLL_SECONDS = 0.05
@@ -121,6 +122,9 @@ class ClusterRecord:
     joined: str = ""
     node_index: int = 0
     node_name: str = ""
+    # `up --api-servers N` (N > 1, etcd only): the servers' own ports on 127.0.0.1; `port` is then
+    # the apiserver-lb's in front of them (cli/apilb.py), the one URL everything uses.
+    api_ports: list[int] = field(default_factory=list)
 
     @staticmethod
     def path(name: str) -> str:
@@ -180,6 +184,17 @@ class ClusterRecord:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    def api_servers(self) -> list[tuple[str, int, str]]:
+        """(process name, port, log) of each API server: "server" alone, or server-0, server-1, ..."""
+        if len(self.api_ports) <= 1:
+            return [("server", self.port, self.server_log)]
+        return [(f"server-{i}", port, os.path.join(self.data_dir, f"server-{i}.log"))
+                for i, port in enumerate(self.api_ports)]
+
+    @property
+    def lb_log(self) -> str:
+        return os.path.join(self.data_dir, "apiserver-lb.log")
 
     def node_dir(self, node: network.NodeNetwork) -> str:
         return os.path.join(self.data_dir, "nodes", node.name)
@@ -427,6 +442,7 @@ class UpOptions:
     addons: tuple[str, ...] = ()  # optional add-ons to apply too (addons.OPTIONAL)
     datastore: str = "sqlite"  # or "etcd": an etcd member started for the cluster
     etcd_members: int = 1  # with the etcd datastore: 1 or 3 members
+    api_servers: int = 1  # with the etcd datastore: 1..3 servers (leader-elected controllers) behind apiserver-lb
     advertise_address: str = ""  # other machines join through this address (cli/join.py)
 
 
@@ -440,7 +456,8 @@ def require_root(command: str) -> None:
 
 def cluster_processes(record: ClusterRecord) -> dict[str, int]:
     """The server's and agents' PIDs that still run, by process name."""
-    names = [m.process for m in record.etcd_members()] + ([] if record.joined else ["server"])
+    names = [m.process for m in record.etcd_members()] + ([] if record.joined else [s[0] for s in record.api_servers()])
+    names += ["apiserver-lb"] if len(record.api_ports) > 1 else []
     names += [f"agent-{n.name}" for n in record.network.node_list()]
     names += ["overlay"] if record.advertise_address else []
     return {n: pid for n in names if (pid := live_pid(record.pid_file(n)))}
@@ -465,11 +482,24 @@ def up(opts: UpOptions, out=sys.stdout) -> int:
     """`pocketkube up`: returns the exit code; messages go to `out`; raises UpError (or
     ValueError, NetworkError) with the message to print."""
     started = time.monotonic()
+    check_datastore_options(opts)
     require_root("up")
     names.validate_cluster_name(opts.name)
     ClusterNetwork(opts.name, opts.nodes)  # the node count, checked before anything is done
     with machine_lock():
         return _up(opts, out, started)
+
+
+def check_datastore_options(opts: UpOptions) -> None:
+    """What only the etcd datastore allows."""
+    if opts.datastore != "etcd":
+        if opts.etcd_members != 1:
+            raise UpError("--etcd-members needs --datastore etcd")
+        if opts.api_servers > 1:
+            raise UpError("--api-servers > 1 needs --datastore etcd (several servers share one etcd; "
+                          "SQLite is one server's own file)")
+    if not 1 <= opts.api_servers <= 3:
+        raise UpError("--api-servers is 1, 2 or 3")
 
 
 def _up(opts: UpOptions, out, started: float) -> int:
@@ -501,8 +531,8 @@ def _up(opts: UpOptions, out, started: float) -> int:
             record.etcd_urls = [f"https://127.0.0.1:{p}" for p in clients]
             record.etcd_peer_urls = [f"https://127.0.0.1:{p}" for p in peers]
             record.etcd_url, record.etcd_peer_url = record.etcd_urls[0], record.etcd_peer_urls[0]
-    elif opts.etcd_members != 1:
-        raise UpError("--etcd-members needs --datastore etcd")
+    if opts.api_servers > 1:
+        record.api_ports = _free_ports([port + 1 + i for i in range(opts.api_servers)], taken={port})
     prepare_data_dir(record)
     record.save()
     progress = Progress(out)
@@ -638,6 +668,7 @@ def _remove_data(data_dir: str) -> None:
     for sub in ("server", "nodes", "run", "etcd"):
         shutil.rmtree(os.path.join(data_dir, sub), ignore_errors=True)
     for leftover in ("server.log", "supervisor.log", "etcd.log", *(f"etcd-{i}.log" for i in range(3)), "overlay.log",
+                     *(f"server-{i}.log" for i in range(3)), "apiserver-lb.log",
                      MARKER):
         _remove(os.path.join(data_dir, leftover))
     try:
@@ -673,11 +704,15 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
     import yaml
 
     net = record.network
-    server_argv = [*SERVER_COMMAND, "--data-dir", record.server_dir, "--port", str(record.port),
-                   "--advertise-address", net.host_ip, "--bind", "127.0.0.1", "--extra-bind", net.host_ip,
-                   "--lb-range", net.lb_range, "--service-cluster-ip-range", str(net.service_cidr)]
-    if record.advertise_address:
-        server_argv += ["--extra-bind", record.advertise_address]
+    several_servers = len(record.api_ports) > 1
+    server_argv = [*SERVER_COMMAND, "--data-dir", record.server_dir, "--advertise-address", net.host_ip,
+                   "--bind", "127.0.0.1", "--lb-range", net.lb_range, "--service-cluster-ip-range", str(net.service_cidr)]
+    front = ["127.0.0.1", net.host_ip, *([record.advertise_address] if record.advertise_address else [])]
+    if several_servers:  # apiserver-lb listens where one server would; the servers on 127.0.0.1 only
+        server_argv += ["--leader-elect", "--advertise-port", str(record.port)]
+    else:
+        for address in front[1:]:
+            server_argv += ["--extra-bind", address]
     processes = []
     if record.datastore == "etcd":
         pki = os.path.join(record.server_dir, "pki")
@@ -695,7 +730,12 @@ def _start_processes(record: ClusterRecord, ca_pem: bytes, token: str, agent_com
                         "--etcd-cafile", tls[0],
                         "--etcd-certfile", os.path.join(pki, "apiserver-etcd-client.crt"),
                         "--etcd-keyfile", os.path.join(pki, "apiserver-etcd-client.key")]
-    processes.append({"name": "server", "log": record.server_log, "netns": None, "argv": server_argv})
+    for process, port, log in record.api_servers():
+        processes.append({"name": process, "log": log, "netns": None, "argv": [*server_argv, "--port", str(port)]})
+    if several_servers:
+        processes.append({"name": "apiserver-lb", "log": record.lb_log, "netns": None, "argv": [
+            *LB_COMMAND, *(a for address in front for a in ("--listen", f"{address}:{record.port}")),
+            *(a for _, port, _ in record.api_servers() for a in ("--server", f"127.0.0.1:{port}"))]})
     from pocketkube.apiserver.tokens import TokenIssuer
 
     agent_url = f"https://{net.host_ip}:{record.port}"
@@ -812,7 +852,9 @@ def check_processes(record: ClusterRecord) -> None:
                       f"{record.supervisor_log}:\n" + _tail(record.supervisor_log))
     logs = {m.process: m.log for m in record.etcd_members()}
     if not record.joined:
-        logs["server"] = record.server_log
+        logs.update({process: log for process, _, log in record.api_servers()})
+    if len(record.api_ports) > 1:
+        logs["apiserver-lb"] = record.lb_log
     if record.advertise_address:
         logs["overlay"] = os.path.join(record.data_dir, "overlay.log")
     logs.update({f"agent-{n.name}": record.agent_log(n) for n in record.network.node_list()})
@@ -837,6 +879,8 @@ def _print_ready(out, record: ClusterRecord, seconds: float, kubeconfig: str, jo
     down = "pocketkube down" + ("" if record.name == names.DEFAULT_NAME else f" --name {record.name}")
     out.write(f"Cluster {record.name!r} is ready in {seconds:.1f}s: {record.nodes} node"
               f"{'s' if record.nodes > 1 else ''}, API server {record.url}"
+              + (f" (apiserver-lb in front of {', '.join(f'127.0.0.1:{p}' for p in record.api_ports)})"
+                 if len(record.api_ports) > 1 else "")
               + (f", etcd {','.join(m.client_url for m in record.etcd_members())}" if record.datastore == "etcd"
                  else "") + "\n"
               f"Set kubectl context to \"{ctx}\" (in {kubeconfig})\n"
@@ -889,11 +933,12 @@ def _stop_cluster_processes(record: ClusterRecord) -> None:
         stop_processes({keeper}, group_leaders={keeper})
     running = cluster_processes(record)
     members = {m.process for m in record.etcd_members()}
-    agents = {pid for process, pid in running.items() if process != "server" and process not in members}
+    servers = {running[p] for p, _, _ in record.api_servers() if p in running}
+    agents = {pid for process, pid in running.items() if pid not in servers and process not in members}
     below_agents = descendants(agents)
     stop_processes(agents, group_leaders=agents)
-    if "server" in running:
-        stop_processes({running["server"]}, group_leaders={running["server"]})
+    if servers:
+        stop_processes(servers, group_leaders=servers)
     etcd = {running[m] for m in members if m in running}
     if etcd:  # after the server, which writes to it until it stops
         stop_processes(etcd, group_leaders=etcd)
@@ -1026,13 +1071,24 @@ def status(name: str, out=sys.stdout) -> int:
 
     out.write(f"  supervisor: {f'pid {keeper}' if keeper else 'NOT RUNNING (nothing restarts what dies)'} "
               f"(log {record.supervisor_log})\n")
-    server = running.get("server")
     for m in record.etcd_members():
         etcd = running.get(m.process)
         out.write(f"  {m.process}: {f'pid {etcd}' if etcd else 'NOT RUNNING'}, {m.client_url}{restarts(m.process)} "
                   f"(log {m.log})\n")
-    out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url}{restarts('server')} "
-              f"(log {record.server_log})\n")
+    if len(record.api_ports) > 1:
+        holders = _lease_holders(record)
+        for process, port, log in record.api_servers():
+            pid = running.get(process)
+            leads = [lease for lease, port_of_holder in holders.items() if port_of_holder == port]
+            out.write(f"  API server {process}: {f'pid {pid}' if pid else 'NOT RUNNING'}, https://127.0.0.1:{port}"
+                      f"{restarts(process)}{', holds ' + ' and '.join(leads) if leads else ''} (log {log})\n")
+        lb = running.get("apiserver-lb")
+        out.write(f"  apiserver-lb: {f'pid {lb}' if lb else 'NOT RUNNING'}, {record.url} -> the first server that "
+                  f"answers{restarts('apiserver-lb')} (log {record.lb_log})\n")
+    else:
+        server = running.get("server")
+        out.write(f"  API server: {f'pid {server}' if server else 'NOT RUNNING'}, {record.url}{restarts('server')} "
+                  f"(log {record.server_log})\n")
     try:
         nodes = {n["metadata"]["name"]: n for n in _api_get(record, "/api/v1/nodes").get("items") or []}
         pods = len(_api_get(record, "/api/v1/pods").get("items") or [])
@@ -1058,6 +1114,27 @@ def status(name: str, out=sys.stdout) -> int:
     _write_load_balancers(record, out)
     out.write(f"  kubectl cluster-info --context {context_name(name)}\n")
     return 0
+
+
+def _lease_holders(record: ClusterRecord) -> dict[str, int | None]:
+    """Lease name -> the port of the server whose identity holds it (None: unknown or nobody).
+    Each `server --leader-elect` names its identity in DATA_DIR/server/leader-identity.PORT."""
+    by_identity = {}
+    for _, port, _ in record.api_servers():
+        try:
+            with open(os.path.join(record.server_dir, f"leader-identity.{port}")) as f:
+                by_identity[f.read().strip()] = port
+        except OSError:
+            pass
+    holders: dict[str, int | None] = {}
+    for lease in ("kube-controller-manager", "kube-scheduler"):
+        try:
+            holder = (_api_get(record, f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}")
+                      .get("spec") or {}).get("holderIdentity")
+        except (OSError, urllib.error.URLError, ValueError):
+            holder = None
+        holders[lease] = by_identity.get(holder)
+    return holders
 
 
 def _addon_states(record: ClusterRecord) -> str:
@@ -1141,10 +1218,13 @@ def add_parsers(sub) -> None:
                         "over TLS, data under DATA_DIR/etcd")
     p.add_argument("--etcd-members", type=int, choices=(1, 3), default=1,
                    help="with --datastore etcd: 1 (default) or 3 members, TLS between them (peer certificates)")
+    p.add_argument("--api-servers", type=int, choices=(1, 2, 3), default=1,
+                   help="with --datastore etcd: 1 (default) to 3 API servers, controllers and scheduler leader-elected, "
+                        "behind a TCP front (apiserver-lb) on --port that fails over to the next server")
     p.set_defaults(func=_cli(lambda a: up(UpOptions(a.name, a.nodes, a.data_dir, a.port, a.wait,
                                                     disable=tuple(a.disable), proxy_mode=a.proxy_mode,
                                                     lb_range=a.lb_range, datastore=a.datastore,
-                                                    etcd_members=a.etcd_members,
+                                                    etcd_members=a.etcd_members, api_servers=a.api_servers,
                                                     advertise_address=a.advertise_address,
                                                     node_cidr=a.node_cidr, pod_cidr=a.pod_cidr,
                                                     service_cidr=a.service_cidr,

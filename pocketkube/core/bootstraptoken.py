@@ -89,6 +89,44 @@ def expired(secret: dict, now: float | None = None) -> bool:
     return when.timestamp() < (now if now is not None else time.time())
 
 
+def list_row(secret: dict, now: float | None = None) -> list[str] | None:
+    """The row `kubeadm token list` prints for a token's Secret: TOKEN, TTL, EXPIRES, USAGES,
+    DESCRIPTION, EXTRA GROUPS (None for a Secret that holds no well-formed token)."""
+    token = f"{_data(secret, 'token-id')}.{_data(secret, 'token-secret')}"
+    if parse(token) is None:
+        return None
+    ttl, expires = "<forever>", "<never>"
+    text = _data(secret, "expiration")
+    if text:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        ttl = short_human_duration(when.timestamp() - (now if now is not None else time.time()))
+        expires = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    usages = sorted(key[len("usage-bootstrap-"):] for key in (secret.get("data") or {})
+                    if key.startswith("usage-bootstrap-") and _data(secret, key) == "true")
+    groups = _data(secret, "auth-extra-groups")
+    return [token, ttl, expires, ",".join(usages), _data(secret, "description") or "<none>", groups or "<none>"]
+
+
+def short_human_duration(seconds: float) -> str:
+    """apimachinery's duration.ShortHumanDuration."""
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 24 * 3600:
+        return f"{int(seconds // 3600)}h"
+    if seconds < 365 * 24 * 3600:
+        return f"{int(seconds // 86400)}d"
+    return f"{int(seconds // (365 * 86400))}y"
+
+
 def user_of_secret(token: str, secret: dict | None, now: float | None = None) -> tuple[str, tuple[str, ...]] | None:
     """(user name, groups) `token` authenticates as, given the Secret its id names (or None),
     with the checks of kube-apiserver's bootstrap token authenticator: not being deleted, the

@@ -53,6 +53,10 @@ RETRY_FOR = 10.0  # how long a call is retried while etcd elects a leader or its
 # request may still be applied ("request timed out" is ambiguous, as a dropped connection).
 _AMBIGUOUS = "request timed out"
 _TRANSIENT = ("no leader", "leader changed", "not capable", "too many requests", _AMBIGUOUS)
+# Made once: a call's body goes out as orjson's bytes (aiohttp's json= would encode it again).
+_JSON = {"Content-Type": "application/json"}
+_CALL = aiohttp.ClientTimeout(total=CALL_TIMEOUT)
+_STREAM = aiohttp.ClientTimeout(total=None, sock_connect=CALL_TIMEOUT)
 
 
 class KeyCodec(Protocol):
@@ -131,7 +135,7 @@ class EtcdStore:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ssl=self.tls.context() or False)
-        self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+        self._session = aiohttp.ClientSession(connector=connector)
         try:
             deadline = asyncio.get_running_loop().time() + START_WAIT
             while True:  # etcd may be starting beside us (`pocketkube up`): wait for it, as kube-apiserver does
@@ -348,7 +352,7 @@ class EtcdStore:
         for attempt in range(len(self.endpoints)):
             url = self.endpoints[(self._current + attempt) % len(self.endpoints)] + path
             try:
-                async with self._http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as reply:
+                async with self._http.post(url, data=orjson.dumps(body), headers=_JSON, timeout=_CALL) as reply:
                     answer = orjson.loads(await reply.read())
             except aiohttp.ClientConnectorError as error:  # never connected: nothing was sent
                 last = error
@@ -365,7 +369,7 @@ class EtcdStore:
 
     def _open_stream(self, body: dict) -> Any:
         url = self.endpoints[self._current] + "/v3/watch"
-        return self._http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=None, sock_connect=CALL_TIMEOUT))
+        return self._http.post(url, data=orjson.dumps(body), headers=_JSON, timeout=_STREAM)
 
 
 class EtcdWatch:

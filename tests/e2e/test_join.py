@@ -4,6 +4,8 @@ printed command on the second. Then, in both proxy modes (the kube-proxy DaemonS
 switched on the running cluster): pods on both machines reach each other over the VXLAN
 overlay, and Services (ClusterIP, NodePort on each machine's nodes and on each machine's
 address) reach backends on the other machine. A wrong bootstrap token gets the API server's 401.
+Last, a machine that leaves the LAN: its node goes NotReady and its pods are evicted after their
+toleration.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from bench.machines import Lan, join_command
 from pocketkube.cli import up as up_cmd
+from pocketkube.node import network
 from test_services import until
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +95,21 @@ def test_token_create_prints_a_join_command(machines):
     assert secret["type"] == "bootstrap.kubernetes.io/token"
     cp = a.pocketkube("token", "create", "--name", a.names[0], "--ttl", "0")
     assert cp.returncode == 0 and len(cp.stdout.strip()) == 23, cp.stdout + cp.stderr
+    forever = cp.stdout.strip()
+    # `token list` and `token delete`, as kubeadm's
+    cp = a.pocketkube("token", "list", "--name", a.names[0])
+    lines = cp.stdout.splitlines()
+    assert lines[0].split() == ["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA", "GROUPS"], cp.stdout
+    listed = {line.split()[0]: line.split() for line in lines[1:]}
+    assert {token, forever, args[args.index("--token") + 1]} <= set(listed), cp.stdout
+    assert listed[token][1] == "1h" and listed[token][3] == "authentication,signing"
+    assert listed[forever][1:3] == ["<forever>", "<never>"]
+    cp = a.pocketkube("token", "delete", "--name", a.names[0], token.split(".")[0], forever)
+    assert cp.stdout == f'bootstrap token "{token.split(".")[0]}" deleted\nbootstrap token "{forever.split(".")[0]}" deleted\n'
+    listed = a.pocketkube("token", "list", "--name", a.names[0]).stdout
+    assert token not in listed and forever not in listed
+    cp = a.pocketkube("token", "delete", "--name", a.names[0], "not-a-token")
+    assert cp.returncode == 1 and "given token didn't match pattern" in cp.stderr, cp.stderr
 
 
 def test_joined_node_has_its_own_identity(machines):
@@ -201,3 +219,65 @@ def test_traffic_across_machines(machines, workloads, mode):
             until(lambda: want in other.run(["curl", "-s", "-m", "3", f"http://{machine.address}:{node_port}/"],
                                             timeout=10).stdout,
                   f"machine {other.address} -> NodePort {node_port} of web-{there} on machine {machine.address}")
+
+
+LEAVING = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  tolerations:
+  - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+  - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+  containers: [{{name: sh, image: busybox, command: [sleep, "3600"]}}]
+"""
+
+
+def _ready(a, node: str) -> str:
+    conditions = a.kubectl_json("get", "node", node)["status"].get("conditions", [])
+    return next((c["status"] for c in conditions if c["type"] == "Ready"), "")
+
+
+def test_a_machine_that_leaves(machines, workloads):
+    """Last in this module: it cuts the second machine off the LAN (its link on the test's bridge
+    down, as a machine unplugged), then plugs it back. Its node goes NotReady (Ready Unknown,
+    after the node lifecycle controller's default 40 s grace period) and is tainted
+    unreachable:NoExecute; the pod that tolerates that for 2 s is evicted (marked for deletion:
+    Terminating, as upstream, until the node's agent is back to stop it), the pods with the
+    default 300 s toleration stay. Back on the LAN, the node is Ready again and the evicted
+    pod is gone."""
+    lan, a, b, _, _ = machines
+    nodes, _, _ = workloads
+    node = nodes["b"]
+    a.kubectl("apply", "-f", "-", input=LEAVING.format(name="leaving", node=node))
+    a.kubectl("wait", "--for=condition=Ready", "pod/leaving", "--timeout=60s", timeout=90)
+    assert _ready(a, node) == "True"
+    veth = f"pkt{lan.id}m{b.index}"  # the machine's cable, on the host's side of the bridge
+    network._run(["ip", "link", "set", veth, "down"])
+    try:
+        until(lambda: _ready(a, node) == "Unknown", f"node {node} NotReady (Unknown) once its machine left",
+              timeout=120)
+
+        def taints() -> set:
+            return {(t["key"], t["effect"]) for t in a.kubectl_json("get", "node", node)["spec"].get("taints", [])}
+
+        # NoSchedule at once; NoExecute through the eviction rate limiter (0.1 nodes a second)
+        until(lambda: ("node.kubernetes.io/unreachable", "NoExecute") in taints(),
+              f"node {node} tainted unreachable:NoExecute", timeout=60)
+        assert ("node.kubernetes.io/unreachable", "NoSchedule") in taints()
+        until(lambda: a.kubectl_json("get", "pod", "leaving")["metadata"].get("deletionTimestamp"),
+              "the pod tolerating unreachable for 2 s evicted", timeout=60)
+        leaving = a.kubectl_json("get", "pod", "leaving")
+        assert any(c["type"] == "DisruptionTarget" and c["reason"] == "DeletionByTaintManager"
+                   for c in leaving["status"]["conditions"]), leaving["status"]["conditions"]
+        events = a.kubectl_json("get", "events", "--field-selector", "involvedObject.name=leaving")["items"]
+        assert any(e["reason"] == "TaintManagerEviction" and e["message"] == "Marking for deletion Pod default/leaving"
+                   for e in events), [(e["reason"], e["message"]) for e in events]
+        stayed = a.kubectl_json("get", "pod", "client-b")  # the default toleration: 300 s
+        assert not stayed["metadata"].get("deletionTimestamp")
+    finally:
+        network._run(["ip", "link", "set", veth, "up"])
+    until(lambda: _ready(a, node) == "True", f"node {node} Ready again once its machine is back", timeout=120)
+    until(lambda: "leaving" not in a.kubectl("get", "pods", "-o", "name").stdout,
+          "the evicted pod gone once its node's agent stopped it", timeout=120)

@@ -33,3 +33,13 @@ def test_full_sync_only_sizes_have_no_partial_rows():
     assert [row.name for row in sync_rows(1_000, only_full)] == [
         "proxy full sync, 1,000 Services x 5 endpoints (cold)",
         "proxy full sync, 1,000 Services x 5 endpoints (re-sync over its own table)"]
+
+
+def test_a_round_is_scaled_to_the_yardstick_speed_but_its_waits_are_not():
+    measured = SyncRound(cold=1.0, cold_nft=0.8, resync=0.5, added=[10.0, 20.0], changed=[4.0],
+                         added_cpu=[9.0, 18.0], changed_cpu=[4.0], added_waited=[1.0, 2.0], changed_waited=[0.0])
+    slow = measured.scaled(0.8)  # the CPU ran at 0.8 of the yardstick: at the yardstick the work is shorter
+    assert (slow.cold, slow.cold_nft, slow.resync, slow.speed) == (0.8, 0.8 * 0.8, 0.4, 0.8)
+    assert slow.added == [8.0, 16.0] and slow.added_cpu == [9.0 * 0.8, 18.0 * 0.8]
+    assert slow.added_waited == [1.0, 2.0]
+    assert SyncRound().scaled(1.2).added is None

@@ -43,11 +43,37 @@ def test_ratio_is_paired_per_round_with_median_min_max():
     assert "0.25" in r.text()
 
 
-def test_ratio_refused_when_the_spread_is_wider_than_the_effect():
+def test_a_ratio_without_a_goal_is_refused_when_the_spread_is_wider_than_the_effect():
     r = harness.ratio([9, 11, 10, 12, 8], [10, 10, 10, 10, 10])
-    assert not r.ok
-    assert "wider than the effect" in r.refusal
-    assert r.text().startswith("no figure:")
+    assert r.ok  # the Spread itself: enough rounds, all paired
+    assert "wider than the effect" in harness.parity_refusal(r)
+    assert harness.parity_refusal(harness.ratio([5, 6, 5, 6, 5], [10] * 5)) == ""
+    row = harness.ratio_row("a / b", r)
+    assert row.value is None and row.verdict.startswith("no figure: the spread between rounds")
+
+
+def test_a_ratio_with_a_goal_near_parity_is_printed_and_judged_round_by_round():
+    # RBAC on / off <= 1.1: effect 0.02 from parity, spread 0.1 -- judged against the goal instead
+    close = harness.ratio_row("on / off", harness.ratio([102, 98, 105, 100, 103], [100] * 5), goal=1.1,
+                              higher=False)
+    assert (close.value, close.low, close.high) == (1.02, 0.98, 1.05)
+    assert close.verdict == "meets"
+    straddles = harness.ratio_row("nft / direct", harness.ratio([90, 97, 94, 99, 96], [100] * 5), goal=0.95)
+    assert straddles.value == 0.96
+    assert straddles.verdict == "undecided: the median meets, the worst round (0.90) does not"
+    below = harness.ratio_row("nft / direct", harness.ratio([90, 92, 94, 96, 91], [100] * 5), goal=0.95)
+    assert below.verdict == "MISSES by 3% (0.92 < 0.95); the best round (0.96) meets"
+
+
+def test_a_ratio_above_its_physical_limit_says_the_client_was_measured():
+    row = harness.ratio_row("nft / direct", harness.ratio([104, 101, 99, 103, 102], [100] * 5), goal=0.95,
+                            limit=1.0)
+    assert row.value == 1.02
+    assert row.verdict.startswith("no verdict: above its physical limit (1.02 > 1)")
+    assert "load generator" in row.verdict
+    within = harness.ratio_row("nft / direct", harness.ratio([98, 97, 99, 101, 97], [100] * 5), goal=0.95, limit=1.0)
+    assert within.verdict == "meets"
+    assert Row.from_dict(row.to_dict()) == row
 
 
 def test_ratio_refused_with_too_few_rounds_or_unpaired():
@@ -70,7 +96,12 @@ def test_row_verdicts_say_whether_and_by_how_much():
     assert Row("p99", 1.3, "ms", goal=1.0, higher=False).verdict == "MISSES by 30% (1.30 > 1)"
     assert Row("p99", 0.8, "ms", goal=1.0, higher=False).verdict == "meets"
     assert Row("p99", 30.3, "ms", goal=1.0, higher=False).verdict == "MISSES: 30.3× the goal (30.3 > 1)"
-    assert Row("x", 0.6, "x", goal=0.5, low=0.45, high=0.7).verdict == "meets (median; not every round)"
+    assert Row("x", 0.6, "x", goal=0.5, low=0.45, high=0.7).verdict == \
+        "undecided: the median meets, the worst round (0.45) does not"
+    assert Row("p99", 11.0, "ms", goal=100, higher=False, low=8.0, high=346.4).verdict == \
+        "undecided: the median meets, the worst round (346) does not"
+    assert Row("x", 0.4, "x", goal=0.5, low=0.3, high=0.55).verdict == \
+        "MISSES by 20% (0.40 < 0.5); the best round (0.55) meets"
     assert Row("x", None, "x", goal=0.5, note="too noisy").verdict == "no figure: too noisy"
     assert Row("x", 3.0, "MB").verdict == ""
 
@@ -84,8 +115,8 @@ def test_a_refused_figure_still_says_when_every_round_is_on_one_side_of_the_goal
 
 
 def test_ratio_row_carries_the_refusal():
-    refused = harness.ratio_row("q/s", harness.ratio([9, 11, 10, 12, 8], [10] * 5), goal=0.5)
-    assert refused.value is None and "wider than the effect" in refused.note
+    refused = harness.ratio_row("q/s", harness.ratio([1, 1, 1], [2, 2, 2]), goal=0.5)
+    assert refused.value is None and "fewer than 5" in refused.note
     assert refused.verdict.startswith("no figure")
     kept = harness.ratio_row("q/s", harness.ratio([1] * 5, [4] * 5), goal=0.5, anchor="CoreDNS")
     assert (kept.value, kept.low, kept.high, kept.unit) == (0.25, 0.25, 0.25, "x")
@@ -130,3 +161,10 @@ def test_process_figures_from_proc():
     server, client = harness.server_and_client_cpus()
     assert server in harness.usable_cpus() and client in harness.usable_cpus()
     assert harness.taskset(1) == ["taskset", "-c", "1"]
+
+
+def test_speed_is_the_yardstick_over_the_reference_loop():
+    took = harness.reference_cpu_seconds(repeats=1)
+    assert 0 < took < 10
+    assert 0 < harness.speed() < 100
+    assert sorted(harness.REROUND_AGREEMENT) == list(harness.REROUND_AGREEMENT)

@@ -41,3 +41,21 @@ def test_a_figure_refused_for_noise_is_listed_apart_from_the_misses():
     misses, unjudged = text.split("## Misses")[1].split("## Figures the last run could not give")
     assert "None: no figure with a goal misses it." in misses
     assert "- **dns**: r: no figure: noisy; yet every round meets the goal (0.70–1.10)" in unjudged
+
+
+def test_compare_says_which_rows_a_rerun_contradicts(tmp_path):
+    old = {"store": run("store", [Row("creates/s", 30000, "/s", low=28000, high=33000),
+                                  Row("list", 16.0, "ms", low=15.0, high=17.0),
+                                  Row("one run", 5.0, "ms"),
+                                  Row("gone", 1.0, "ms", low=0.5, high=1.5)])}
+    new = run("store", [Row("creates/s", 31000, "/s", low=29000, high=34000),
+                        Row("list", 14.4, "ms", low=14.1, high=14.7),
+                        Row("one run", 6.0, "ms")])
+    lines, agree, counted = runner.compare(old, {"store": new})
+    assert (agree, counted) == (1, 2)
+    assert any("creates/s" in line and line.endswith("agrees") for line in lines)
+    assert any("list" in line and line.endswith("DISAGREES") for line in lines)
+    assert any("one run" in line and "not compared" in line for line in lines)
+    single = tmp_path / "store.json"
+    single.write_text(__import__("json").dumps(new))
+    assert set(runner._runs(str(single))) == {"store"}

@@ -43,6 +43,20 @@ def test_token_shape_and_secret():
         assert bootstraptoken.parse(bad) is None
 
 
+def test_token_list_rows_as_kubeadm_prints_them():
+    now = 1_800_000_000.0
+    secret = bootstraptoken.secret_for("abcdef.0123456789abcdef", 7200, "for worker-2", now=now)
+    assert bootstraptoken.list_row(secret, now + 1) == [
+        "abcdef.0123456789abcdef", "1h", "2027-01-15T10:00:00Z", "authentication,signing", "for worker-2",
+        bootstraptoken.DEFAULT_NODE_GROUP]
+    forever = bootstraptoken.secret_for("zyxwvu.0123456789abcdef", 0, extra_groups=())
+    assert bootstraptoken.list_row(forever)[1:] == ["<forever>", "<never>", "authentication,signing", "<none>",
+                                                    "<none>"]
+    assert bootstraptoken.list_row({"data": {}}) is None
+    assert [bootstraptoken.short_human_duration(s) for s in (-5, -0.5, 59, 3599, 86399, 86400 * 3, 86400 * 400)] == \
+        ["<invalid>", "0s", "59s", "59m", "23h", "3d", "1y"]
+
+
 @pytest.mark.parametrize("changes,now,ok", [
     ({}, 1_000_000, True),
     ({}, 1_000_000 + 3601, False),  # expired

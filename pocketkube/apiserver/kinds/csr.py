@@ -4,8 +4,12 @@ signer's answer (status.certificate), as pkg/registry/certificates keeps it.
 On create the API server fills `spec.username`, `spec.groups`, `spec.uid` from the requesting
 user (`set_requestor`): a requestor cannot claim to be another. The spec is immutable; status
 (conditions, certificate) is written through /status (the in-server approver and signer,
-controllers/csrsigning.py). Served subresources: status (not yet `approval`: requests are
-approved by the controller's auto-approval of node client certificates only).
+controllers/certificates.py); the Approved/Denied conditions also through /approval (what
+`kubectl certificate approve|deny` writes), which changes nothing but the conditions and asks
+the `approve` verb on the request's signer (apiserver/handlers.py, as upstream's
+CertificateApproval admission). Conditions, as pkg/apis/certificates/validation: a type and a
+status each, Approved/Denied/Failed only "True", Approved and Denied never together, no type
+twice, and no update removes an Approved, Denied or Failed condition.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import base64
 
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver import validation as v
-from pocketkube.core.errors import FieldError, invalid_value, required
+from pocketkube.core.errors import FieldError, duplicate, forbidden, invalid_value, not_supported, required
+from pocketkube.core.objects import deep_copy, rfc3339
 
 KNOWN_USAGES = ("signing", "digital signature", "content commitment", "key encipherment", "key agreement",
                 "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any",
@@ -33,6 +38,36 @@ def set_requestor(obj: dict, user) -> None:
         spec["uid"] = user.uid
     if user.extra:
         spec["extra"] = {k: list(vals) for k, vals in user.extra.items()}
+
+
+FINAL_CONDITIONS = ("Approved", "Denied", "Failed")  # only "True", and never removed
+
+
+def validate_conditions(obj: dict) -> list[FieldError]:
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    approved = denied = False
+    for i, c in enumerate((obj.get("status") or {}).get("conditions") or []):
+        path, kind, status = f"status.conditions[{i}]", c.get("type") or "", c.get("status") or ""
+        if not kind:
+            errs.append(required(f"{path}.type"))
+        allowed = ["True"] if kind in FINAL_CONDITIONS else ["False", "True", "Unknown"]
+        if not status:
+            errs.append(required(f"{path}.status"))
+        elif status not in allowed:
+            errs.append(not_supported(f"{path}.status", status, allowed))
+        if kind == "Approved":
+            approved = True
+            if denied:
+                errs.append(invalid_value("status.conditions", kind, "Approved and Denied conditions are mutually exclusive"))
+        elif kind == "Denied":
+            denied = True
+            if approved:
+                errs.append(invalid_value("status.conditions", kind, "Approved and Denied conditions are mutually exclusive"))
+        if kind in seen:
+            errs.append(duplicate(f"{path}.type", kind))
+        seen.add(kind)
+    return errs
 
 
 class CSRStrategy(Strategy):
@@ -59,15 +94,46 @@ class CSRStrategy(Strategy):
         for i, usage in enumerate(spec.get("usages") or []):
             if usage not in KNOWN_USAGES:
                 errs.append(invalid_value(f"spec.usages[{i}]", usage, "unsupported usage"))
-        return errs
+        return errs + validate_conditions(obj)
 
     def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
         errs = v.validate_object_meta_update(obj.get("metadata") or {}, old.get("metadata") or {})
-        return errs + v.validate_immutable_field(obj.get("spec"), old.get("spec"), "spec")
+        errs += v.validate_immutable_field(obj.get("spec"), old.get("spec"), "spec") + validate_conditions(obj)
+        for kind in FINAL_CONDITIONS:
+            if _count(obj, kind) < _count(old, kind):
+                errs.append(forbidden("status.conditions", f'updates may not remove a condition of type "{kind}"'))
+        return errs
+
+    def prepare_for_approval_update(self, obj: dict, old: dict) -> None:
+        """A write to /approval changes the conditions only (their times filled in when left out:
+        lastUpdateTime now, lastTransitionTime the old condition's of that type and status, or now)."""
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        for key in list(obj):
+            if key not in ("apiVersion", "kind", "metadata"):
+                del obj[key]
+        for key, value in old.items():
+            if key not in ("apiVersion", "kind", "metadata"):
+                obj[key] = deep_copy(value)
+        before = {(c.get("type"), c.get("status")): c for c in (old.get("status") or {}).get("conditions") or []}
+        now = rfc3339()
+        for c in conditions:
+            c.setdefault("lastUpdateTime", now)
+            if not c.get("lastTransitionTime"):
+                c["lastTransitionTime"] = (before.get((c.get("type"), c.get("status"))) or {}).get(
+                    "lastTransitionTime") or now
+        status = obj.setdefault("status", {})
+        if conditions:
+            status["conditions"] = conditions
+        else:
+            status.pop("conditions", None)
+
+
+def _count(obj: dict, kind: str) -> int:
+    return sum(1 for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind)
 
 
 INFO = KindInfo(
     group="certificates.k8s.io", version="v1", kind="CertificateSigningRequest", resource="certificatesigningrequests",
     singular="certificatesigningrequest", namespaced=False, strategy=CSRStrategy(), short_names=("csr",),
-    subresources=("status",),
+    subresources=("status", "approval"),
 )
