@@ -621,13 +621,19 @@ def _fill_zero(node: dict, zero: dict) -> None:
             _fill_zero(node[name], value)
 
 
-def _typed_view(obj: dict | None, kind: str) -> dict:
-    """The object as the Go type serializes it: nulls dropped, always-present fields there."""
-    view = _without_nulls(obj) if obj else {}
+def _typed_view(obj: dict | None, kind: str, skip: frozenset = frozenset()) -> dict:
+    """The object as the Go type serializes it: nulls dropped, always-present fields there.
+    Top-level fields whose paths are in `skip` are left as they are, not copied (a comparison
+    that skips them never reads them: a status write does not copy the pod's spec twice)."""
+    if obj and skip:
+        view = {k: v if (("f", k),) in skip else _without_nulls(v) for k, v in obj.items() if v is not None}
+    else:
+        view = _without_nulls(obj) if obj else {}
     metadata = view.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop("managedFields", None)
-    _fill_zero(view, {"metadata": {}, **_ZERO_OBJECTS.get(kind, {})})
+    zero = {"metadata": {}, **_ZERO_OBJECTS.get(kind, {})}
+    _fill_zero(view, {k: v for k, v in zero.items() if (("f", k),) not in skip} if skip else zero)
     return view
 
 
@@ -803,7 +809,8 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, operation: 
     reset = _RESET_FIELDS.get((kind, subresource), frozenset())
     owners = _starting_owners(old, new, subresource)
 
-    comparison = _compare(_typed_view(old, kind), _typed_view(new, kind), table, skip=reset).filtered(reset)
+    comparison = _compare(_typed_view(old, kind, reset), _typed_view(new, kind, reset), table,
+                          skip=reset).filtered(reset)
     _drop_from_others(owners, "", comparison, take=True)
 
     current = _without_reset(comparison.changed() - comparison.removed, reset) - _STRIPPED

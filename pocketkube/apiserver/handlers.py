@@ -747,12 +747,15 @@ class Handlers:
         mode = _validation_mode(q)
         info = t.info
 
-        def validate_fields(new: dict) -> None:
-            type_err = schema.first_type_error(info.api_version, info.kind, new)
+        def validate_fields(new: dict, old: dict | None = None) -> None:
+            # The top-level fields the patch left as the live object has them were checked when
+            # they were stored: a pod's status write does not walk its spec and managedFields.
+            changed = new if old is None else {k: v for k, v in new.items() if k not in old or old[k] != v}
+            type_err = schema.first_type_error(info.api_version, info.kind, changed)
             if type_err:
                 raise errors.invalid("", "", "", [errors.invalid_value(
                     "patch", orjson.dumps(new).decode(), type_err)])
-            unknown = [f'unknown field "{u}"' for u in schema.unknown_fields(info.api_version, info.kind, new)]
+            unknown = [f'unknown field "{u}"' for u in schema.unknown_fields(info.api_version, info.kind, changed)]
             strict = unknown + [f'duplicate field "{d}"' for d in dups]
             if mode == "Strict" and strict:
                 raise errors.invalid(info.kind, info.group, t.name, [errors.invalid_value(

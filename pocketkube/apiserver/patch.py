@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from pocketkube.apiserver.schema import json_kind
+from pocketkube.core.objects import deep_copy
 from pocketkube.core.errors import APIError, bad_request, go_quote, invalid, invalid_value, too_large
 
 __all__ = ["json_patch", "merge_patch", "strategic_merge_patch"]
@@ -133,11 +134,11 @@ def json_patch(doc: dict, ops: Any) -> dict:
     """
     _check_operation_shapes(ops)
     if ops is None:
-        return copy.deepcopy(doc)
+        return _copy(doc)
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise too_large("Request entity too large: The allowed maximum operations in a JSON patch "
                         f"is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
-    root = [copy.deepcopy(doc)]
+    root = [_copy(doc)]
     try:
         for op in ops:
             _apply_operation(root, op if isinstance(op, dict) else {})
@@ -400,9 +401,19 @@ def merge_patch(doc: dict, patch: Any) -> dict:
     if not isinstance(patch, dict):
         raise bad_request(f"error decoding patch: json: cannot unmarshal {json_kind(patch)} "
                           "into Go value of type map[string]interface {}")
-    result = copy.deepcopy(doc)
-    _merge_members(result, copy.deepcopy(patch))
+    result = _copy(doc)
+    _merge_members(result, _copy(patch))
     return result
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy: through orjson for JSON-shaped data (every object and body the server
+    decoded; several times faster, and each status write of a pod copies the whole pod),
+    copy.deepcopy for anything else."""
+    try:
+        return deep_copy(value)
+    except TypeError:  # orjson.JSONEncodeError too: a value JSON has no form for
+        return copy.deepcopy(value)
 
 
 def _merge_members(target: dict, patch: dict) -> None:

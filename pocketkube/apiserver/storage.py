@@ -340,7 +340,7 @@ class Storage:
         raise errors.stale(info.resource, info.group, name)
 
     async def patch(self, info: KindInfo, namespace: str, name: str, patch_type: str, body: Any,
-                    opts: WriteOptions, validate_fields: Callable[[dict], None] | None = None) -> tuple[dict, bool]:
+                    opts: WriteOptions, validate_fields: Callable[..., None] | None = None) -> tuple[dict, bool]:
         """PATCH: read, apply the patch, write; retried on a concurrent write."""
         key = object_key(info, namespace, name)
         for _ in range(10):
@@ -375,7 +375,7 @@ class Storage:
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch produced an object that is not a JSON object")
             if validate_fields:
-                validate_fields(new)
+                validate_fields(new, old)
             new["apiVersion"] = info.api_version
             new["kind"] = info.kind
             nm = meta(new)
@@ -426,7 +426,10 @@ class Storage:
         elif opts.subresource != "binding":  # a binding sets nodeName and PodScheduled, nothing else
             info.strategy.prepare_for_update(obj, old)
         schema.zero_required_status(info.api_version, info.kind, obj)
-        if operation == "Update":
+        # A binding is no field manager's write: Kubernetes' BindingREST assigns the node
+        # through the storage directly, so the pod's managedFields stay as they were (no
+        # entry owns spec.nodeName or the PodScheduled condition; kubernetes#127508).
+        if operation == "Update" and opts.subresource != "binding":
             _set_managed_fields(m, fieldmanager.update_managed_fields(
                 old, obj, opts.field_manager or "unknown", "Update", info.api_version, rfc3339(),
                 opts.subresource))

@@ -8,6 +8,10 @@ NodeAffinity (nodeSelector and requiredDuringScheduling terms), NodePorts, NodeR
 PreferNoSchedule taints, then fewest pods. A pod that fits nowhere gets PodScheduled=False
 (Unschedulable) with the scheduler's FitError message and a FailedScheduling event, and is
 tried again when a node or a pod changes in a way that may make room, and every 5 minutes.
+
+Its events wait while it schedules (an EventRecorder with a Hold, core/events.py): in a burst
+of new pods the bindings go first and the Scheduled events follow once the queue has been
+quiet for 0.2 s (2 s at most), as kube-scheduler's event broadcaster sends them asynchronously.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pocketkube.controllers.base import Controller
 from pocketkube.controllers.nodelifecycle import TAINT_UNSCHEDULABLE, no_schedule_taints
 from pocketkube.core.nodefit import PORTS_REASON, host_ports, matches_node_affinity, ports_conflict, tolerates
 from pocketkube.core import errors
+from pocketkube.core.events import EventRecorder, Hold
 from pocketkube.core.informer import object_key
 from pocketkube.core.objects import rfc3339
 from pocketkube.core.quantity import parse_quantity
@@ -198,6 +203,7 @@ class Scheduler(Controller):
     workers = 4
 
     def setup(self) -> None:
+        self.recorder = EventRecorder(self.client, self.name, hold=Hold())
         self.pods = self.informers.informer("v1", "pods")
         self.nodes = self.informers.informer("v1", "nodes")
         self.usage: dict[str, NodeUsage] = {}
@@ -268,6 +274,7 @@ class Scheduler(Controller):
     # ---- scheduling -----------------------------------------------------------------------------
 
     async def sync(self, key: str) -> None:
+        self.recorder.busy()
         pod = self.pods.get(key)
         if pod is None or not needs_scheduling(pod) or key in self.assumed:
             return

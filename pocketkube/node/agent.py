@@ -17,12 +17,13 @@ no namespace name can pass for another kind of work.
 
 Status writes are coalesced as the kubelet's status manager does: a pod's status is
 written when its worker has something to report (the end of a sync pass, see
-PodWorker.run) and differs from the last write, one write per pod at a time. Pod events
-are sent in the background, a few at a time, behind the status writes: they wait until
-no pod of the node has changed and no status write has started for EVENTS_QUIET_SECONDS
-(at most EVENTS_DELAY_SECONDS), so a burst of new pods gets its statuses written first
-(the kubelet's events go through a queue too; an event costs the API server as much as a
-status write, and each pod makes three). A restarted agent
+PodWorker.run) and differs from the last write, one write per pod at a time. The agent's
+events are sent in the background, a few at a time, behind the status writes (an
+EventRecorder with a Hold, core/events.py): they wait until no pod of the node has changed
+and no status write has started or ended for EVENTS_QUIET_SECONDS (at most
+EVENTS_DELAY_SECONDS), so a burst of new pods gets its statuses written first (the kubelet's
+events go through a queue too; an event costs the API server as much as a status write, and
+each pod makes three). A restarted agent
 (the cluster's supervisor starts it again) adopts the pods its predecessor left running.
 
 Back after the node lifecycle controller gave the node up (an agent that could not reach the API
@@ -37,7 +38,6 @@ import asyncio
 import logging
 import os
 import platform
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -45,7 +45,7 @@ from pocketkube import __version__
 from pocketkube.core import errors
 from pocketkube.core.client import Client
 from pocketkube.core.cluster import CLUSTER_DNS
-from pocketkube.core.events import EventRecorder
+from pocketkube.core.events import EventRecorder, Hold
 from pocketkube.core.informer import Informer, object_key
 from pocketkube.core.nodefit import PORTS_REASON, host_ports, ports_conflict
 from pocketkube.core.objects import rfc3339, rfc3339_micro
@@ -154,7 +154,8 @@ class NodeAgent:
         self.state_dir = state_dir
         self.port = port
         self.ready = asyncio.Event()
-        self.recorder = EventRecorder(client, "kubelet", host=node_name)
+        self.recorder = EventRecorder(client, "kubelet", host=node_name,
+                                      hold=Hold(EVENTS_QUIET_SECONDS, EVENTS_DELAY_SECONDS, EVENTS_AT_ONCE))
         self.pods = pod_manager or PodManager(node_name=node_name, node_ip=node_ip, pod_cidr=pod_cidr,
                                               state_dir=state_dir, netns=netns, cluster_dns=cluster_dns,
                                               on_event=self._pod_event,
@@ -175,10 +176,6 @@ class NodeAgent:
         self._want_streaming = streaming
         self.stream_token = stream_token  # the API server presents it on exec/attach/logs/port-forward
         self._transitions: dict[str, str] = {}
-        self._pending_events: list[tuple[dict, str, str, str]] = []
-        self._events_since: float | None = None  # when the oldest pending event was queued (monotonic)
-        self._events_queued = asyncio.Event()
-        self._pods_active = 0.0  # when a pod last changed or a status write last started or ended (monotonic)
         # Load-balancer addresses are announced only by an agent of a real node (its own
         # network namespace): never on the host's interfaces.
         self.announcer = None
@@ -209,8 +206,7 @@ class NodeAgent:
         await self.service_informer.wait_synced(30)
         await self.ca_informer.wait_synced(30)
         self._tasks = [asyncio.create_task(self._heartbeat(), name="node-heartbeat"),
-                       asyncio.create_task(self._resync(), name="pod-resync"),
-                       asyncio.create_task(self._write_events(), name="pod-events")]
+                       asyncio.create_task(self._resync(), name="pod-resync")]
         self._tasks += [asyncio.create_task(self._worker(), name=f"pod-worker-{i}") for i in range(WORKERS)]
         # pods that vanished from the API while the agent was down
         live = {p["metadata"]["uid"] for p in self.pod_informer.list()}
@@ -237,9 +233,6 @@ class NodeAgent:
         if self._streaming_server is not None:
             await self._streaming_server.stop()
         await self.pods.stop()  # pods keep running, as they do when a kubelet restarts
-        for event in self._pending_events:
-            self.recorder.event(*event)
-        self._pending_events.clear()
         await self.recorder.flush()
 
     # ---- node and lease ------------------------------------------------------------
@@ -308,46 +301,15 @@ class NodeAgent:
     # ---- pods ----------------------------------------------------------------------
 
     def _on_pod(self, pod: dict) -> None:
-        self._pods_active = time.monotonic()
+        self.recorder.busy()
         self.queue.add(SyncPod(object_key(pod)))
 
     def _on_pod_deleted(self, pod: dict) -> None:
         self.queue.add(Orphan(pod["metadata"]["uid"]))
 
     def _pod_event(self, pod: dict, type_: str, reason: str, message: str) -> None:
-        ref = {"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}}
-        self._pending_events.append((ref, type_, reason, message))
-        if self._events_since is None:
-            self._events_since = time.monotonic()
-        self._events_queued.set()
-
-    async def _write_events(self) -> None:
-        """Pod events go out in order, EVENTS_AT_ONCE at a time, behind the status writes
-        (as the kubelet's event broadcaster sends them asynchronously)."""
-        while True:
-            await self._events_queued.wait()
-            self._events_queued.clear()
-            while self._pending_events:
-                await self._pods_settled()
-                batch = self._pending_events[:EVENTS_AT_ONCE]
-                del self._pending_events[:EVENTS_AT_ONCE]
-                if not self._pending_events:
-                    self._events_since = None  # a backlog waits EVENTS_DELAY_SECONDS at most, as a whole
-                for event in batch:
-                    self.recorder.event(*event)
-                await self.recorder.flush()
-
-    async def _pods_settled(self) -> None:
-        """Until the node's pods have been quiet for EVENTS_QUIET_SECONDS (no pod changed, no
-        status write started or ended), or the oldest pending event has waited
-        EVENTS_DELAY_SECONDS."""
-        while True:
-            now = time.monotonic()
-            quiet = EVENTS_QUIET_SECONDS - (now - self._pods_active)
-            patience = EVENTS_DELAY_SECONDS - (now - (self._events_since or now))
-            if quiet <= 0 or patience <= 0:
-                return
-            await asyncio.sleep(min(quiet, patience))
+        self.recorder.event({"apiVersion": "v1", "kind": "Pod", **{k: v for k, v in pod.items() if k != "kind"}},
+                            type_, reason, message)
 
     async def _resync(self) -> None:
         while True:
@@ -449,7 +411,7 @@ class NodeAgent:
             status = self.pods.current_status(uid)
             if status is None or not self.pods.reported(uid) or status == self._statuses.get(uid):
                 return
-            self._pods_active = time.monotonic()
+            self.recorder.busy()
             try:
                 await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
                                         subresource="status", field_manager="kubelet")
@@ -458,7 +420,7 @@ class NodeAgent:
                 if exc.code != 404:
                     raise
             finally:
-                self._pods_active = time.monotonic()
+                self.recorder.busy()
 
     async def _write_final_status(self, pod: dict, status: dict) -> None:
         m = pod["metadata"]

@@ -126,8 +126,9 @@ def test_create_deployment_makes_a_replicaset_and_a_bound_pod(server, ns, node):
     assert pod["metadata"]["ownerReferences"][0]["name"] == rs_name
     scheduled = [c for c in pod["status"].get("conditions", []) if c["type"] == "PodScheduled"]
     assert scheduled and scheduled[0]["status"] == "True"
-    describe = server.kubectl("describe", "pod", pod["metadata"]["name"], "-n", ns).stdout
-    assert f"Successfully assigned {ns}/{pod['metadata']['name']} to {node}" in describe
+    # the scheduler's events follow its bindings (core/events.py Hold), as kube-scheduler's do
+    eventually(lambda: f"Successfully assigned {ns}/{pod['metadata']['name']} to {node}"
+               in server.kubectl("describe", "pod", pod["metadata"]["name"], "-n", ns).stdout)
     rs_events = server.kubectl("describe", "rs", rs_name, "-n", ns).stdout
     assert f"Created pod: {pod['metadata']['name']}" in rs_events
 

@@ -10,6 +10,7 @@ from pocketkube.apiserver.kinds import podspec
 from pocketkube.apiserver.kinds.base import KindInfo, Strategy
 from pocketkube.apiserver import validation as v
 from pocketkube.core.errors import FieldError, forbidden, invalid_value
+from pocketkube.core.objects import deep_copy
 
 DEFAULT_TOLERATION_SECONDS = 300
 _DEFAULT_TOLERATIONS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
@@ -103,7 +104,9 @@ def validate_pod_spec_update(new: dict, old: dict) -> list[FieldError]:
         if _without_seconds(toleration) not in new_tolerations:
             errs.append(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
             break
-    munged = copy.deepcopy(new)
+    if new == old:
+        return errs  # a status write, or a spec written back unchanged: nothing of it changed
+    munged = deep_copy(new)
     for key in ("containers", "initContainers"):
         for container, old_container in zip(munged.get(key) or [], old.get(key) or []):
             container["image"] = old_container.get("image")
