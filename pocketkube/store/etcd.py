@@ -2,7 +2,9 @@
 
 Why the gateway and not gRPC: see docs/adr/0016-etcd-datastore.md. Every call is one HTTP POST
 (aiohttp, kept-alive connections) whose body is the JSON form of the etcd v3 protobuf
-message: bytes are base64, int64 are decimal strings.
+message: bytes are base64, int64 are decimal strings. An endpoint is http(s)://HOST:PORT or
+unix://PATH, a member's unix socket listener (plain HTTP, no TLS on this hop nor on etcd's
+gateway's own: what `pocketkube up` gives the server, ADR 0016's amendment).
 
 Mapping to the store contract
 - Revisions are etcd's: a key's `mod_revision`/`create_revision` are etcd's, so an object's
