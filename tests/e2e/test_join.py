@@ -17,6 +17,7 @@ import pytest
 
 from bench.machines import Lan, join_command
 from pocketkube.cli import up as up_cmd
+from pocketkube.core import ranges as cluster_ranges
 from pocketkube.node import network
 from test_services import until
 
@@ -29,6 +30,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _free_service_range_but_the_default(name: str) -> str:
+    """A service range no other cluster on this box (nor a host route) holds, never 10.96.0.0/12."""
+    taken = [*up_cmd.taken_ranges(name), cluster_ranges.Taken(
+        cluster_ranges.Net(cluster_ranges.DEFAULTS.service_cidr), "the default, avoided on purpose")]
+    return str(cluster_ranges.choose(taken)[0].service_cidr)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def machines(tmp_path_factory):
                           str(tmp_path_factory.mktemp("a")), "--advertise-address", a.address, "--wait", "60",
                           # not the default range: the joined machine must learn it (and kube-dns's
                           # address in it) from the cluster, not assume 10.96.0.0/12
-                          "--service-cidr", "10.112.0.0/12")
+                          "--service-cidr", _free_service_range_but_the_default(a.names[0]))
         assert cp.returncode == 0, f"pocketkube up failed:\n{cp.stdout}\n{cp.stderr}"
         args = join_command(cp.stdout)
         assert args[args.index("--server") + 1] == f"https://{a.address}:{port}"
