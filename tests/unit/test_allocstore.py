@@ -130,7 +130,9 @@ async def test_repair_claims_what_services_hold_and_releases_leaks_after_three_l
     await a.store.delete(allocstore.IPADDRESS_PREFIX + ip)  # a claim lost
     await a.store.create(allocstore.IPADDRESS_PREFIX + "10.96.0.9", orjson.dumps(
         allocstore.ipaddress_object("10.96.0.9", "IPv4", node_port_service("gone"))))  # a server died after claiming
-    assert await b.allocs.shared.ports.claim({7}) == set()  # ... and after taking port 30007
+    held = made["spec"]["ports"][0]["nodePort"] - 30000  # random in 30000-30009: the leak must be another
+    leaked = next(offset for offset in range(10) if offset != held)
+    assert await b.allocs.shared.ports.claim({leaked}) == set()  # ... and after taking a port
     await a.cache.wait_fresh()
     for look in range(allocstore.LEAK_CHECKS):
         await a.allocs.shared.repair()
@@ -142,9 +144,9 @@ async def test_repair_claims_what_services_hold_and_releases_leaks_after_three_l
         assert ("10.96.0.9" in claims) == leaked_still
     for _ in range(100):
         await asyncio.sleep(0.01)
-        if 7 not in a.allocs.shared.ports.stored:
+        if leaked not in a.allocs.shared.ports.stored:
             break
-    assert a.allocs.shared.ports.stored == {made["spec"]["ports"][0]["nodePort"] - 30000}
+    assert a.allocs.shared.ports.stored == {held}
 
 
 async def test_an_unreadable_stored_range_fails_node_port_writes_and_nothing_else(two):
