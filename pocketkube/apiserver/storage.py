@@ -510,13 +510,10 @@ class Storage:
                 m["deletionGracePeriodSeconds"] = grace
                 if dry_run:
                     return obj, False
-                m.pop("resourceVersion", None)
                 try:
-                    nkv = await self.store.update(key, _encode(info, obj), expected_mod_revision=kv.mod_revision)
-                except RevisionMismatch:
+                    return await self._write_deleting(info, key, obj, kv.mod_revision), False
+                except _Retry:
                     continue
-                m["resourceVersion"] = str(nkv.mod_revision)
-                return obj, False
             if finalizers or grace or _namespace_finalizers(info, obj):
                 m["finalizers"] = finalizers or m.get("finalizers")
                 if not m["finalizers"]:
@@ -528,13 +525,10 @@ class Storage:
                     obj.setdefault("status", {})["phase"] = "Terminating"
                 if dry_run:
                     return obj, False
-                m.pop("resourceVersion", None)
                 try:
-                    nkv = await self.store.update(key, _encode(info, obj), expected_mod_revision=kv.mod_revision)
-                except RevisionMismatch:
+                    return await self._write_deleting(info, key, obj, kv.mod_revision), False
+                except _Retry:
                     continue
-                m["resourceVersion"] = str(nkv.mod_revision)
-                return obj, False
             if dry_run:
                 return obj, True
             try:
@@ -542,6 +536,17 @@ class Storage:
             except _Retry:
                 continue
         raise errors.stale(info.resource, info.group, name)
+
+    async def _write_deleting(self, info: KindInfo, key: str, obj: dict, mod_revision: int) -> dict:
+        """Store `obj` as being deleted (its deletionTimestamp set); _Retry if another write won."""
+        m = obj["metadata"]
+        m.pop("resourceVersion", None)
+        try:
+            kv = await self.store.update(key, _encode(info, obj), expected_mod_revision=mod_revision)
+        except RevisionMismatch:
+            raise _Retry() from None
+        m["resourceVersion"] = str(kv.mod_revision)
+        return obj
 
     async def _delete_now(self, info: KindInfo, key: str, obj: dict, mod_revision: int) -> dict:
         try:
