@@ -235,12 +235,18 @@ async def backend_comparison(args, session: harness.Session) -> None:
                      f"{statistics.median(results['etcd'][key]):>9.1f} {unit}")
 
 
-async def _backend_rounds(targets: dict, args) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
-    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, *_ in BACKEND_ROWS} for name in targets}
+def _sessions(targets: dict) -> dict[str, aiohttp.ClientSession]:
+    """One HTTPS session per target (url, CA file, bearer token, pids), trusting its CA."""
     sessions = {}
-    for name, (url, ca, token, _) in targets.items():
+    for name, (_, ca, token, _) in targets.items():
         conn = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca), limit=0)
         sessions[name] = aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {token}"})
+    return sessions
+
+
+async def _backend_rounds(targets: dict, args) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
+    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, *_ in BACKEND_ROWS} for name in targets}
+    sessions = _sessions(targets)
     try:
         per_round = args.services // args.rounds
         for r in range(args.rounds):  # loading: creates/s
@@ -338,10 +344,7 @@ async def peer_comparison(args, session: harness.Session) -> list[harness.Row]:
 
 async def _peer_rounds(targets: dict, args) -> dict[str, dict[str, list[float]]]:
     results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, _ in PEER_ROWS} for name in targets}
-    sessions = {}
-    for name, (url, ca, token, _) in targets.items():
-        conn = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca), limit=0)
-        sessions[name] = aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {token}"})
+    sessions = _sessions(targets)
     try:
         per_round = args.services // args.rounds
         for r in range(args.rounds):  # loading: creates/s
