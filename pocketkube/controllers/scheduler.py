@@ -9,9 +9,10 @@ PreferNoSchedule taints, then fewest pods. A pod that fits nowhere gets PodSched
 (Unschedulable) with the scheduler's FitError message and a FailedScheduling event, and is
 tried again when a node or a pod changes in a way that may make room, and every 5 minutes.
 
-Its events wait while it schedules (an EventRecorder with a Hold, core/events.py): in a burst
-of new pods the bindings go first and the Scheduled events follow once the queue has been
-quiet for 0.2 s (2 s at most), as kube-scheduler's event broadcaster sends them asynchronously.
+Its events wait while it schedules and while pods change (an EventRecorder with a Hold,
+core/events.py): in a burst of new pods the bindings and the agents' status writes go first and
+the Scheduled events follow once the pods have been quiet for 0.2 s (2 s at most), as
+kube-scheduler's event broadcaster sends them asynchronously.
 """
 
 from __future__ import annotations
@@ -241,6 +242,9 @@ class Scheduler(Controller):
             self.enqueue(key)
 
     def _pod_updated(self, old: dict, new: dict) -> None:
+        # pods changing (bindings landing, agents writing statuses) keep the Scheduled events
+        # held: in a burst they would otherwise go out between the statuses (Hold, core/events.py)
+        self.recorder.busy()
         key = object_key(new)
         self._account(key, new)
         if not needs_scheduling(new):
