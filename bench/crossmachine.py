@@ -12,10 +12,11 @@ Where the receive side runs. A veth hands each packet to the next namespace on t
 it, so on one box one CPU carries the whole path, both "machines" included; two real machines
 split it: the receiving machine's NIC raises its interrupt on that machine's CPU, which then
 decapsulates, routes and delivers. So each path runs twice per round (ADR 0019):
-- "receive on its own CPU" (the goal, ≥ 0.8×): receive packet steering (RPS, to every usable
-  CPU) on the first link of the receiving side, the receiving machine's `lan0` across machines
-  and, by the same rule, the receiving node's `eth0` within one machine, whose path has no
-  machine boundary: each path's sending and receiving halves run side by side, as on hardware;
+- "receive on its own CPU" (the goal, ≥ 0.8×): the sending iperf3 on the first usable CPU and
+  receive packet steering (RPS) to the others on the first link of the receiving side, the
+  receiving machine's `lan0` across machines and, by the same rule, the receiving node's `eth0`
+  within one machine, whose path has no machine boundary: each path's sending and receiving
+  halves run side by side on different CPUs, as on hardware;
 - "whole path on the sending CPU" (no steering, as the kernel leaves veths): what the path costs
   in all, one CPU's worth of work per byte; informational.
 On failure, iperf3's error comes with each namespace's route and neighbour entry for the server.
@@ -112,17 +113,20 @@ def measure(args) -> list[harness.Row]:
 
             # the first link of each path's receiving side (see the docstring)
             receiving = {"same": (cluster.node_netns(a.names[0], 2), "eth0"), "across": (b.netns, "lan0")}
-            every_cpu = cpu_mask(harness.usable_cpus())
+            # the sender on one CPU, the receive side steered to the others: "another machine's CPU"
+            cpus = harness.usable_cpus()
+            sender_cpu, receive_cpus = cpus[0], cpu_mask(cpus[1:] or cpus)
             namespaces = [a.netns, b.netns] + [n for n in network.list_netns()
                                                if cluster.owns_netns(a.names[0], n) or cluster.owns_netns(b.names[0], n)]
 
             def run(target: str, split: bool):
                 def once(_round: int) -> float:
                     for path, (netns, link) in receiving.items():
-                        steer(netns, link, every_cpu if split and path == target else "0")
+                        steer(netns, link, receive_cpus if split and path == target else "0")
+                    pinned = ["-A", str(sender_cpu)] if split else []
                     for attempt in range(10):  # the server may still be binding its port
                         cp = a.kubectl("exec", "client", "--", "iperf3", "-c", ips[target], "-p", str(IPERF_PORT),
-                                       "-t", str(args.seconds), "-J", check=False, timeout=args.seconds + 60)
+                                       "-t", str(args.seconds), "-J", *pinned, check=False, timeout=args.seconds + 60)
                         result = json.loads(cp.stdout or "{}") if cp.returncode == 0 else {}
                         if "sum_received" in result.get("end", {}):
                             return result["end"]["sum_received"]["bits_per_second"] / 1e9
