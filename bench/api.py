@@ -14,7 +14,7 @@ rounds (requests as a ServiceAccount bound to the rules of `edit`, so RBAC resol
 median ratio on/off and its spread. Last, a custom resource's create and Table list beside a
 built-in kind's.
 
-    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--rounds 5] [--json FILE]
+    .venv/bin/python -m bench.api [--services 10000] [--watchers 100] [--rounds 9] [--json FILE]
                                   [--authorization-mode RBAC|AlwaysAllow] [--only main|peer|authz|crd]
 """
 
@@ -203,7 +203,7 @@ async def backend_comparison(args, session: harness.Session) -> None:
                     pin_all_threads(pid, server_cpu)
             harness.pin(client_cpu)
             try:
-                results, loaded = await _backend_rounds(targets, args)
+                results, loaded = await compared_rounds(targets, args, server_cpu)
             finally:
                 os.sched_setaffinity(0, cpus)
         finally:
@@ -229,7 +229,7 @@ async def backend_comparison(args, session: harness.Session) -> None:
     session.note(f"pocketkube on SQLite and on etcd (Debian's etcd, as `up --datastore etcd`: the server on its unix "
                  f"socket; data of both under {tempfile.gettempdir()}, on disk): {n} Services, {args.watchers} watchers, {args.rounds} "
                  f"interleaved rounds, API servers alone, servers on CPU {server_cpu}, client on CPU {client_cpu}; "
-                 "medians, SQLite / etcd:")
+                 f"medians, SQLite / etcd; {speed_text(results)}:")
     for what, key, unit, *_ in BACKEND_ROWS:
         session.note(f"  {what:<34} {statistics.median(results['SQLite'][key]):>9.1f} {unit:<3} / "
                      f"{statistics.median(results['etcd'][key]):>9.1f} {unit}")
@@ -244,36 +244,77 @@ def _sessions(targets: dict) -> dict[str, aiohttp.ClientSession]:
     return sessions
 
 
-async def _backend_rounds(targets: dict, args) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
-    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, *_ in BACKEND_ROWS} for name in targets}
+# Figures that are CPU time of the servers (times, and creates/s as their inverse), reported at
+# the yardstick CPU speed (ADR 0012: this guest's CPU speed drifts by itself, ~20% in minutes).
+TIMES = ("create_cpu", "get_p50", "get_p99", "list_p50", "table_p50", "table_p99", "watch_p50", "watch_p99",
+         "watch_cpu")
+RATES = ("creates",)
+
+
+def at_yardstick(figures: dict[str, float], speed: float) -> dict[str, float]:
+    """A round's figures at the yardstick CPU speed (`speed`: harness.speed over the round)."""
+    return {key: value * speed if key in TIMES else value / speed if key in RATES else value
+            for key, value in figures.items()} | {"speed": speed}
+
+
+async def load_round(session, url: str, pids: list[int], names: list[str], cpu: int) -> dict[str, float]:
+    """Create `names` with 32 clients: creates/s and the servers' CPU per create (us)."""
+    before, cpu0 = harness.speed(cpu), cpu_seconds(pids)
+    took = await create_many(session, url, names)
+    figures = {"creates": len(names) / took, "create_cpu": (cpu_seconds(pids) - cpu0) / len(names) * 1e6}
+    return at_yardstick(figures, (before + harness.speed(cpu)) / 2)
+
+
+async def read_round(session, url: str, pids: list[int], watchers: int, prefix: str, cpu: int) -> dict[str, float]:
+    """One measuring round at the loaded objects: 300 GETs, 5 JSON lists, 8 Table lists, a watch
+    fan-out (`watchers` x 50 events, the servers' CPU per event delivered), RSS after the lists and
+    after the watchers (the server's, and with `pids[1:]`, e.g. its etcd)."""
+    before = harness.speed(cpu)
+    get = await timed(session, "GET", f"{url}/api/v1/namespaces/default/services/svc-00042", 300)
+    lst = await timed(session, "GET", f"{url}/api/v1/namespaces/default/services", 5)
+    tbl = await timed(session, "GET", f"{url}/api/v1/namespaces/default/services", 8, headers={"Accept": TABLE})
+    rss_listed = rss_mb(pids[0])
+    used = {"pids": pids}
+    lat = await watch_latency(session, url, watchers, 50, prefix=prefix, cpu=used)
+    figures = {"get_p50": statistics.median(get), "get_p99": pct(get, 99), "list_p50": statistics.median(lst),
+               "table_p50": statistics.median(tbl), "table_p99": pct(tbl, 99),
+               "watch_p50": statistics.median(lat), "watch_p99": pct(lat, 99),
+               "watch_cpu": used["seconds"] / (50 * watchers) * 1e6,
+               "rss_listed": rss_listed, "rss_watched": rss_mb(pids[0]), "rss": sum(rss_mb(pid) for pid in pids)}
+    return at_yardstick(figures, (before + harness.speed(cpu)) / 2)
+
+
+async def compared_rounds(targets: dict, args, cpu: int) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
+    """The targets interleaved (A B A B ...): loading, each round creates 1/rounds of the Services
+    in each (load_round); measuring at all of them, `args.rounds` read_rounds in each. Returns
+    each target's figures per round, and its server's RSS once loaded."""
+    results: dict[str, dict[str, list[float]]] = {name: {} for name in targets}
     sessions = _sessions(targets)
+
+    def keep(name: str, figures: dict[str, float]) -> None:
+        for key, value in figures.items():
+            results[name].setdefault(key, []).append(value)
+
     try:
-        per_round = args.services // args.rounds
-        for r in range(args.rounds):  # loading: creates/s
-            names = [f"svc-{i:05d}" for i in range(r * per_round, (r + 1) * per_round)]
-            for name, (url, *_) in targets.items():
-                results[name]["creates"].append(len(names) / await create_many(sessions[name], url, names))
-        loaded = {name: rss_mb(pids[0]) for name, (_, _, _, pids) in targets.items()}
-        for r in range(args.rounds):  # measuring at args.services objects
+        per_round = -(-args.services // args.rounds)
+        for r in range(args.rounds):
+            names = [f"svc-{i:05d}" for i in range(r * per_round, min(args.services, (r + 1) * per_round))]
             for name, (url, _, _, pids) in targets.items():
-                s, out = sessions[name], results[name]
-                get = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services/svc-00042", 200)
-                out["get_p50"].append(statistics.median(get))
-                out["get_p99"].append(pct(get, 99))
-                lst = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5)
-                out["list_p50"].append(statistics.median(lst))
-                tbl = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 8, headers={"Accept": TABLE})
-                out["table_p50"].append(statistics.median(tbl))
-                out["table_p99"].append(pct(tbl, 99))
-                out["rss_listed"].append(rss_mb(pids[0]))
-                lat = await watch_latency(s, url, args.watchers, 50, prefix=f"w{r}-")
-                out["watch_p50"].append(statistics.median(lat))
-                out["watch_p99"].append(pct(lat, 99))
-                out["rss_watched"].append(rss_mb(pids[0]))
+                keep(name, await load_round(sessions[name], url, pids, names, cpu))
+        loaded = {name: rss_mb(pids[0]) for name, (_, _, _, pids) in targets.items()}
+        for r in range(args.rounds):
+            for name, (url, _, _, pids) in targets.items():
+                keep(name, await read_round(sessions[name], url, pids, args.watchers, f"w{r}-", cpu))
     finally:
         for s in sessions.values():
             await s.close()
     return results, loaded
+
+
+def speed_text(results: dict[str, dict[str, list[float]]]) -> str:
+    speeds = [v for figures in results.values() for v in figures["speed"]]
+    return (f"CPU-bound figures (times, creates/s) at the yardstick CPU speed, measured on the servers' CPU before "
+            f"and after each round (this run: {statistics.median(speeds):.2f}x, {min(speeds):.2f}-{max(speeds):.2f})")
 
 
 # ---- beside upstream kube-apiserver ---------------------------------------------------------
@@ -290,7 +331,7 @@ PEER_ROWS = (
     ("watch delivery p99", "watch_p99", False),
     ("server CPU per event delivered", "watch_cpu", False),
     ("RSS (kube-apiserver: + etcd)", "rss", False),
-    ("RSS (kube-apiserver alone)", "rss_server", False),
+    ("RSS (kube-apiserver alone)", "rss_watched", False),
 )
 
 
@@ -322,7 +363,7 @@ async def peer_comparison(args, session: harness.Session) -> list[harness.Row]:
             try:
                 targets = {"pocketkube": (pk.url, pk.ca, pk.token, [pk.proc.pid]),
                            "kube-apiserver": (ka.url, ka.ca, ka.token, ka.pids)}
-                results = await _peer_rounds(targets, args)
+                results, _ = await compared_rounds(targets, args, server_cpu)
             finally:
                 os.sched_setaffinity(0, cpus)
     finally:
@@ -331,49 +372,15 @@ async def peer_comparison(args, session: harness.Session) -> list[harness.Row]:
     n = f"{args.services:,}"
     session.note(f"beside kube-apiserver v1.20.2 + etcd 3.4: {n} Services, {args.watchers} watchers, "
                  f"{args.rounds} interleaved rounds, authorization {args.authorization_mode}, servers on CPU "
-                 f"{server_cpu}, client on CPU {client_cpu}; medians of pocketkube / kube-apiserver:")
+                 f"{server_cpu}, client on CPU {client_cpu}; {speed_text(results)}; medians of pocketkube / kube-apiserver:")
     rows = []
     for what, key, higher in PEER_ROWS:
         mine, peer = results["pocketkube"][key], results["kube-apiserver"][key]
-        unit = {"creates": "/s", "rss": "MB", "rss_server": "MB", "create_cpu": "us", "watch_cpu": "us"}.get(key, "ms")
+        unit = {"creates": "/s", "rss": "MB", "rss_watched": "MB", "create_cpu": "us", "watch_cpu": "us"}.get(key, "ms")
         rows.append(harness.ratio_row(f"{what} at {n}, pocketkube / kube-apiserver", harness.ratio(mine, peer),
                                       goal=1.0, higher=higher, anchor="kube-apiserver v1.20.2 + etcd, same run"))
         session.note(f"  {what:<34} {statistics.median(mine):>9.1f} {unit:<3} / {statistics.median(peer):>9.1f} {unit}")
     return rows
-
-
-async def _peer_rounds(targets: dict, args) -> dict[str, dict[str, list[float]]]:
-    results: dict[str, dict[str, list[float]]] = {name: {key: [] for _, key, _ in PEER_ROWS} for name in targets}
-    sessions = _sessions(targets)
-    try:
-        per_round = args.services // args.rounds
-        for r in range(args.rounds):  # loading: creates/s
-            names = [f"svc-{i:05d}" for i in range(r * per_round, (r + 1) * per_round)]
-            for name, (url, _, _, pids) in targets.items():
-                cpu0 = cpu_seconds(pids)
-                results[name]["creates"].append(len(names) / await create_many(sessions[name], url, names))
-                results[name]["create_cpu"].append((cpu_seconds(pids) - cpu0) / len(names) * 1e6)
-        for r in range(args.rounds):  # measuring at args.services objects
-            for name, (url, _, _, pids) in targets.items():
-                s, out = sessions[name], results[name]
-                get = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services/svc-00042", 300)
-                out["get_p50"].append(statistics.median(get))
-                out["get_p99"].append(pct(get, 99))
-                lst = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5)
-                out["list_p50"].append(statistics.median(lst))
-                tbl = await timed(s, "GET", f"{url}/api/v1/namespaces/default/services", 5, headers={"Accept": TABLE})
-                out["table_p50"].append(statistics.median(tbl))
-                cpu = {"pids": pids}
-                lat = await watch_latency(s, url, args.watchers, 50, prefix=f"w{r}-", cpu=cpu)
-                out["watch_p50"].append(statistics.median(lat))
-                out["watch_p99"].append(pct(lat, 99))
-                out["watch_cpu"].append(cpu["seconds"] / (50 * args.watchers) * 1e6)
-                out["rss"].append(sum(rss_mb(pid) for pid in pids))
-                out["rss_server"].append(rss_mb(pids[0]))
-    finally:
-        for s in sessions.values():
-            await s.close()
-    return results
 
 
 async def authz_overhead(session: harness.Session, rounds: int = 15, per_round: int = 200) -> None:
@@ -512,7 +519,7 @@ async def _started(server):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    harness.add_arguments(p)  # --json FILE, --rounds N (of the comparison beside kube-apiserver)
+    harness.add_arguments(p, rounds=9)  # --json FILE, --rounds N (of both comparisons; 9: REROUND_AGREEMENT)
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
     p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",

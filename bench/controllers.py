@@ -4,7 +4,7 @@ Each measurement is one function that starts its own `pocketkube server` (SQLite
 in a subprocess, drives it over HTTPS as kubectl and kubelets do, and returns table rows.
 
 - endpoint propagation: pod Ready -> EndpointSlice updated (p50/p99), 1,000 Services x 10 pods;
-  the samples are taken in --rounds rounds on one server, each round's p50 and p99 a figure.
+  the samples are taken in --sample-rounds rounds on one server, each round's p50 and p99 a figure.
 - deployment fan-out: 1,000 Deployments of 3 replicas until all 3,000 pods exist (and are bound),
   --rounds times, each on a fresh server.
 Each row is the median of the rounds with their min and max (bench/harness.py), at the yardstick
@@ -12,9 +12,9 @@ CPU speed (harness.speed() before and after each round: this guest's CPU speed d
 by ~20% within minutes, and these CPU-bound figures with it). There is no peer in the same run:
 the goals are absolute, the anchors what upstream publishes.
 
-    .venv/bin/python -m bench.controllers [--services 1000] [--pods-per-service 10] [--samples 300]
-                                          [--deployments 1000] [--replicas 3] [--only NAME]
-                                          [--rounds 5] [--json FILE]
+    .venv/bin/python -m bench.controllers [--services 1000] [--pods-per-service 10] [--samples 550]
+                                          [--sample-rounds 11] [--deployments 1000] [--replicas 3]
+                                          [--only NAME] [--rounds 7] [--json FILE]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ async def _watch_ready(session, url: str, rv: str, waiting: dict[str, asyncio.Fu
 async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
     """Pod Ready -> EndpointSlice updated: from the status PATCH to the watch event of the
     slice saying ready, one pod at a time, with 1,000 Services x 10 pods in the cluster; the
-    samples in `args.rounds` rounds, each round's p50 and p99 one figure."""
+    samples in `args.sample_rounds` rounds, each round's p50 and p99 one figure."""
     data = tempfile.mkdtemp(prefix="pk-bench-ctl-")
     srv = start_server(data, datastore="sqlite")
     try:
@@ -147,7 +147,7 @@ async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
             picks = random.Random(7).sample([(s, r) for s in range(args.services)
                                              for r in range(args.pods_per_service)], args.samples)
             latencies, speeds = [], []
-            per_round = max(1, len(picks) // args.rounds)
+            per_round = max(1, len(picks) // args.sample_rounds)
             for index, (s, r) in enumerate(picks):
                 if index % per_round == 0:
                     speeds.append(harness.speed())
@@ -168,7 +168,7 @@ async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
     scale = f"{args.services:,} Services x {args.pods_per_service} pods"
     # each round at the yardstick CPU speed: the mean of the speeds measured before and after it
     rounds = [[v * (speeds[i] + speeds[min(i + 1, len(speeds) - 1)]) / 2
-               for v in latencies[i * per_round:(i + 1) * per_round]] for i in range(args.rounds)]
+               for v in latencies[i * per_round:(i + 1) * per_round]] for i in range(args.sample_rounds)]
     rounds = [r for r in rounds if r]
     return [
         harness.spread_row(f"endpoint propagation p50 ({scale})",
@@ -304,12 +304,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--pods-per-service", type=int, default=10)
-    p.add_argument("--samples", type=int, default=300)
+    p.add_argument("--samples", type=int, default=550)
+    p.add_argument("--sample-rounds", type=int, default=11,
+                   help="rounds the endpoint propagation samples are taken in (cheap: 11, harness.REROUND_AGREEMENT)")
     p.add_argument("--deployments", type=int, default=1000)
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the deployments' pods")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
-    harness.add_arguments(p)
+    harness.add_arguments(p, rounds=7)  # --rounds: deployment fan-outs, each on a fresh server
     main_with(p.parse_args())
 
 

@@ -197,7 +197,7 @@ class Row:
     @staticmethod
     def _fmt(value: float) -> str:
         v = abs(value)
-        return ".2f" if v < 10 else ".1f" if v < 100 else ".0f"
+        return ".4f" if 0 < v < 0.1 else ".2f" if v < 10 else ".1f" if v < 100 else ".0f"
 
     @property
     def fmt(self) -> str:
@@ -372,10 +372,18 @@ def reference_cpu_seconds(repeats: int = 3) -> float:
     return best
 
 
-def speed() -> float:
+def speed(cpu: int | None = None) -> float:
     """How fast this CPU runs now against the yardstick (above 1: faster). Multiply a CPU time
-    measured now by it to get the time at the yardstick speed; divide a rate by it."""
-    return REFERENCE_CPU_S / reference_cpu_seconds()
+    measured now by it to get the time at the yardstick speed; divide a rate by it. `cpu`: measure
+    on that CPU (where the measured servers run), this thread pinned there meanwhile."""
+    if cpu is None:
+        return REFERENCE_CPU_S / reference_cpu_seconds()
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        return REFERENCE_CPU_S / reference_cpu_seconds()
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 # ---- one benchmark's run -----------------------------------------------------------------------

@@ -31,7 +31,7 @@ import sys
 import time
 
 from bench import harness
-from bench.dataplane import DataplaneCluster, WrkResult, parse_wrk, until
+from bench.dataplane import DataplaneCluster, WrkResult, run_wrk, until
 from bench.pods import Row, _cli, percentile, run_measurements
 from bench.dataplane import CLUSTER_NAME
 
@@ -136,16 +136,6 @@ class IngressBench:
         return until(ips, f"{replicas} ready nginx pods")
 
 
-def _wrk(dc: DataplaneCluster, url: str, args, host: str | None = None) -> WrkResult:
-    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
-    if host:
-        argv += ["-H", f"Host: {host}"]
-    cp = dc.in_client(*argv, url, timeout=args.duration + 60)
-    if cp.returncode != 0:
-        raise RuntimeError(f"wrk failed: {cp.stderr.strip()}")
-    return parse_wrk(cp.stdout)
-
-
 def throughput(args) -> list:
     with DataplaneCluster(args) as dc:
         bench = IngressBench(dc)
@@ -175,7 +165,7 @@ def throughput(args) -> list:
         runs: dict[str, list[WrkResult]] = {k: [] for k in targets}
         for _ in range(args.rounds):
             for name, (url, host) in targets.items():
-                runs[name].append(_wrk(dc, url, args, host))
+                runs[name].append(run_wrk(dc, url, args, host))
 
     def rps(name: str) -> list[float]:
         return [r.rps for r in runs[name]]
@@ -187,8 +177,8 @@ def throughput(args) -> list:
 
     return [harness.ratio_row("through the Ingress controller (Service IP, Host header) / hand-written nginx",
                               harness.ratio(rps("controller"), rps("hand")), goal=THROUGHPUT_GOAL),
-            harness.spread_row("through a hand-written Debian nginx (same pods, same shape)",
-                               harness.spread(rps("hand")), "req/s"),
+            harness.spread_row("through a hand-written Debian nginx (same pods, same shape), at the yardstick CPU speed",
+                               harness.spread([r.rps_at_yardstick for r in runs["hand"]]), "req/s"),
             harness.ratio_row("to one nginx pod directly / hand-written nginx",
                               harness.ratio(rps("direct"), rps("hand")),
                               note="above 1: what a proxy hop costs at all"),

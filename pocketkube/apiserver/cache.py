@@ -306,5 +306,45 @@ class WatchCache:
 
 def _decode(value: bytes, revision: int) -> dict:
     obj = orjson.loads(value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    meta = obj.setdefault("metadata", {})
+    meta["resourceVersion"] = str(revision)
+    for entry in meta.get("managedFields") or ():
+        fields = entry.get("fieldsV1") if isinstance(entry, dict) else None
+        if isinstance(fields, dict):
+            _share_empty_leaves(fields)
     return obj
+
+
+class _SharedEmpty(dict):
+    """The one empty member of every cached FieldsV1 trie: a Service's trie has ~17 `{}` leaves
+    of 64 bytes each, a fifth of the object in memory (10 MB at 10,000 Services). Read-only, as
+    every cached object is meant to be (a write here would change them all); its copies are
+    plain dicts, so a patch's copy of an object can be written as before."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a cached FieldsV1 leaf is shared and read-only; copy the object first")
+
+    __setitem__ = __delitem__ = __ior__ = setdefault = update = pop = popitem = clear = _read_only
+
+    def __copy__(self) -> dict:
+        return {}
+
+    def __deepcopy__(self, memo) -> dict:
+        return {}
+
+    def __reduce__(self):
+        return (dict, ())
+
+
+SHARED_EMPTY = _SharedEmpty()
+
+
+def _share_empty_leaves(trie: dict) -> None:
+    for key, sub in trie.items():
+        if type(sub) is dict:
+            if sub:
+                _share_empty_leaves(sub)
+            else:
+                trie[key] = SHARED_EMPTY  # a value replaced, not a key added: iterating stays valid
