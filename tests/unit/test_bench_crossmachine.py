@@ -22,4 +22,4 @@ def test_rows_judge_the_goal_on_the_split_ratio_only():
     assert split.goal == GOAL and split.verdict == "meets"
     assert round(split.low, 3) == 0.9 and round(split.high, 3) == 0.95
     assert whole.goal is None and round(whole.value, 3) == 0.793
-    assert by_name["pod to pod on one machine (iperf3, 1 TCP stream, 5s; receive on its own CPU)"].value == 30.0
+    assert by_name["pod to pod on one machine (iperf3, 1 TCP stream, 5s, at the yardstick CPU speed; receive on its own CPU)"].value == 30.0
