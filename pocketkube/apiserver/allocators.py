@@ -249,6 +249,8 @@ class Transaction:
         self.claimed: set[tuple[str, object]] = set()  # ("ip", ip) / ("port", port) written to the store
         self._refuse: dict[tuple[str, object], Refuse] = {}
         self._picked: set[tuple[str, object]] = set()  # dynamic: may be picked again
+        self.joint: list[str] = []  # IPs whose claims go into the object's own store write
+        self._refusals = 0
 
     def __call__(self, stored: bool) -> None:
         self.finish(stored)
@@ -313,14 +315,17 @@ class Transaction:
     def release_port_later(self, port: int) -> None:
         self.ports_to_release.append(port)
 
-    async def persist(self) -> None:
-        """Claim in the store what this write took (allocstore); called right before the write."""
+    async def persist(self, joint: bool = False) -> dict[str, bytes]:
+        """Claim in the store what this write took (allocstore); called right before the write.
+        joint: the cluster IPs' claims are not written here but returned (key -> value), to be
+        created in the object's own store write (Storage.create: one create_all, ADR 0025);
+        `refused()` then hands back those another server holds."""
         shared = self._owner.shared
         if shared is None or self.dry_run:
-            return
+            return {}
         for _ in range(PERSIST_ROUNDS):
             lost: list[tuple[str, object]] = []
-            for ip in [ip for ip in self.ips_taken if ("ip", ip) not in self.claimed]:
+            for ip in [] if joint else [ip for ip in self.ips_taken if ("ip", ip) not in self.claimed]:
                 if await shared.ips.claim(ip, self.svc):
                     self.claimed.add(("ip", ip))
                 else:
@@ -332,10 +337,34 @@ class Transaction:
                 self.claimed |= {("port", p) for p in ports}
             lost += [("port", p) for p in sorted(theirs)]
             if not lost:
-                return
+                break
             for what in lost:
                 self._pick_again(what)
-        raise errors.internal("failed to allocate: the allocations kept conflicting with other API servers")
+        else:
+            raise self._conflicting()
+        if not joint:
+            return {}
+        self.joint = [ip for ip in self.ips_taken if ("ip", ip) not in self.claimed]
+        return {shared.ips.key(ip): shared.ips.value(ip, self.svc) for ip in self.joint}
+
+    async def refused(self, keys: frozenset[str]) -> dict[str, bytes]:
+        """The object's store write with the joint claims was refused, these keys existing: an
+        IP another server holds is picked again where this write picked it, or refused with
+        Kubernetes' message where the object asked for it. Returns the claims to write now."""
+        shared = self._owner.shared
+        if shared is None:
+            return {}
+        self._refusals += 1
+        if self._refusals > PERSIST_ROUNDS:
+            raise self._conflicting()
+        for ip in self.joint:
+            if shared.ips.key(ip) in keys and await shared.ips.held_elsewhere(ip):
+                self._pick_again(("ip", ip))
+        return await self.persist(joint=True)
+
+    @staticmethod
+    def _conflicting() -> Exception:
+        return errors.internal("failed to allocate: the allocations kept conflicting with other API servers")
 
     def _pick_again(self, what: tuple[str, object]) -> None:
         """`what` belongs to another server (it stays taken in our bitmap): pick another
@@ -366,6 +395,8 @@ class Transaction:
             return
         owner = self._owner
         owner.open.discard(self)
+        if stored and self.joint and owner.shared is not None:
+            owner.shared.ips.claimed.update(self.joint)  # stored with the object
         if stored:
             for ip in self.ips_to_release:
                 owner.release_ip(ip, shared=True)
@@ -377,6 +408,7 @@ class Transaction:
             for port in self.ports_taken:
                 owner.release_port(port, shared=("port", port) in self.claimed)
         self.ips_taken, self.ports_taken, self.ips_to_release, self.ports_to_release = [], [], [], []
+        self.joint = []
 
 
 class ServiceAllocators:

@@ -4,7 +4,9 @@ datastore never hand out one value twice (ADR 0020). The same code runs on every
 - Cluster IPs: one IPAddress object per allocated IP, as upstream's IPAddress allocator
   (networking.k8s.io/v1 IPAddress named by the IP, parentRef the Service), key
   /registry/networking.k8s.io/ipaddresses/<ip> (etcd: /registry/ipaddresses/<ip>). Creating
-  it is the claim: KeyExists means another server holds the IP.
+  it is the claim: KeyExists means another server holds the IP. A Service create writes its
+  IPs' claims in its own store write (one create_all, ADR 0025); updates, repair and the
+  `kubernetes` Service claim on their own.
 - NodePorts: upstream's RangeAllocation at /registry/core/ranges/servicenodeports (etcd:
   /registry/ranges/servicenodeports): the range and its bitmap (base64 of the big-endian
   integer whose bit i is port base+i), written with compare-and-swap on its mod_revision.
@@ -116,20 +118,31 @@ class IPAddressClaims:
         self.claimed = set(claims)
         return claims
 
+    def value(self, ip: str, service: dict) -> bytes:
+        """The stored claim of `ip` for `service` (an IPAddress object)."""
+        return orjson.dumps(ipaddress_object(ip, self.family, service))
+
     async def claim(self, ip: str, service: dict) -> bool:
         """True when this write now holds `ip`; False when another holds it."""
-        value = orjson.dumps(ipaddress_object(ip, self.family, service))
+        value = self.value(ip, service)
         for _ in range(2):
             try:
                 await self.store.create(self.key(ip), value)
                 self.claimed.add(ip)
                 return True
             except KeyExists:
-                self.claimed.add(ip)
-                releasing = self._deleting.get(ip)
-                if releasing is None:  # not our own release still under way
+                if await self.held_elsewhere(ip):
                     return False
-                await asyncio.wait([releasing])
+        return False
+
+    async def held_elsewhere(self, ip: str) -> bool:
+        """A write found `ip`'s claim in the store: True when another holds it; False when it
+        was this server's own release still under way (awaited here: claim it again)."""
+        self.claimed.add(ip)
+        releasing = self._deleting.get(ip)
+        if releasing is None:
+            return True
+        await asyncio.wait([releasing])
         return False
 
     def release(self, ip: str, expected: int | None = None) -> None:

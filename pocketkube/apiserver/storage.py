@@ -143,6 +143,33 @@ Admission = Callable[[str, KindInfo, dict, dict | None], Any]
 Reservation = Callable[[str, KindInfo, dict, dict | None, bool], Callable[[bool], None] | None]
 
 
+class _Reserved:
+    """The reservations' finishes of one write (Storage.reservations). `persist()` awaits each
+    one's async `persist(joint)`; with joint=True they may return claims (key -> value) to be
+    created in the object's own store write (create_all: a Service and its cluster IPs' claims
+    in one write, ADR 0025), and `refused(keys)` tells them which of those existed, for them to
+    pick again or refuse; it returns the claims to write then."""
+
+    def __init__(self) -> None:
+        self.finishes: list[Callable[[bool], None]] = []
+
+    async def persist(self, joint: bool = False) -> dict[str, bytes]:
+        claims: dict[str, bytes] = {}
+        for finish in self.finishes:
+            persist = getattr(finish, "persist", None)
+            if persist is not None:
+                claims.update(await persist(joint))
+        return claims
+
+    async def refused(self, keys: frozenset[str]) -> dict[str, bytes]:
+        claims: dict[str, bytes] = {}
+        for finish in self.finishes:
+            refused = getattr(finish, "refused", None)  # a finish that returns claims has one
+            if refused is not None:
+                claims.update(await refused(keys))
+        return claims
+
+
 class Storage:
     """Generic CRUD over the store, with the watch cache for reads."""
 
@@ -157,8 +184,10 @@ class Storage:
         # must not await (so two concurrent writes of this server cannot take the same thing),
         # may mutate obj or raise APIError, and return None or finish(stored), called with True
         # once the write is stored (or the dry run passed), False if it failed. A finish with
-        # an async `persist()` has it awaited right before the store write (claims kept in the
-        # store, shared with other API servers: allocstore); it may mutate obj or raise APIError.
+        # an async `persist(joint)` has it awaited right before the store write (claims kept in
+        # the store, shared with other API servers: allocstore); it may mutate obj or raise
+        # APIError; on a create (joint=True) it may return claims to store with the object and
+        # have an async `refused(keys)` (see _Reserved).
         self.reservations: list[Reservation] = []
         # Called with (info, object) after an object is removed from the store.
         self.on_deleted: list[Callable[[KindInfo, dict], None]] = []
@@ -244,46 +273,47 @@ class Storage:
         if opts.admit is not None:
             await _maybe_await(opts.admit(obj, None))
         schema.zero_required_status(info.api_version, info.kind, obj)
-        async with self._reserving("CREATE", info, obj, None, opts.dry_run) as persist:
+        async with self._reserving("CREATE", info, obj, None, opts.dry_run) as reserved:
             self._validate(info, obj, None)
             key = object_key(info, namespace, m["name"])
             if opts.dry_run:
                 if self.cache.get(key) is not None:
                     raise errors.already_exists(info.resource, info.group, m["name"])
                 return obj
-            await persist()
-            try:
-                kv = await self.store.create(key, _encode(info, obj))
-            except KeyExists:
-                raise errors.already_exists(info.resource, info.group, m["name"]) from None
+            claims = await reserved.persist(joint=True)
+            while True:
+                value = _encode(info, obj)
+                try:
+                    if not claims:
+                        kv = await self.store.create(key, value)
+                    else:  # the object first: its revision is its resourceVersion (ADR 0025)
+                        kv = (await self.store.create_all([(key, value), *claims.items()]))[0]
+                    break
+                except KeyExists as exc:
+                    if not exc.keys & claims.keys():
+                        raise errors.already_exists(info.resource, info.group, m["name"]) from None
+                    claims = await reserved.refused(exc.keys)
         m["resourceVersion"] = str(kv.mod_revision)
         return obj
 
     @contextlib.asynccontextmanager
     async def _reserving(self, operation: str, info: KindInfo, obj: dict, old: dict | None, dry_run: bool):
         """Run the reservations; settle them when the block has stored the write or failed.
-        The block awaits the `persist` it is given right before it writes (reservations kept
-        in the store claim there). A cancelled write settles nothing: holding a value too long
-        beats handing it out twice."""
-        finishes: list[Callable[[bool], None]] = []
-
-        async def persist() -> None:
-            for finish in finishes:
-                claim = getattr(finish, "persist", None)
-                if claim is not None:
-                    await claim()
-
+        The block awaits the `persist` of the _Reserved it is given right before it writes
+        (reservations kept in the store claim there). A cancelled write settles nothing:
+        holding a value too long beats handing it out twice."""
+        reserved = _Reserved()
         try:
             for reserve in self.reservations:
                 finish = reserve(operation, info, obj, old, dry_run)
                 if finish is not None:
-                    finishes.append(finish)
-            yield persist
+                    reserved.finishes.append(finish)
+            yield reserved
         except Exception:
-            for finish in finishes:
+            for finish in reserved.finishes:
                 finish(False)
             raise
-        for finish in finishes:
+        for finish in reserved.finishes:
             finish(True)
 
     async def _check_namespace(self, namespace: str) -> None:
@@ -437,7 +467,7 @@ class Storage:
             await _maybe_await(hook("UPDATE", info, obj, old))
         if opts.admit is not None:
             await _maybe_await(opts.admit(obj, old))
-        async with self._reserving("UPDATE", info, obj, old, opts.dry_run) as persist:
+        async with self._reserving("UPDATE", info, obj, old, opts.dry_run) as reserved:
             if opts.subresource != "binding":
                 self._validate(info, obj, old)
             m["resourceVersion"] = om["resourceVersion"]
@@ -452,7 +482,7 @@ class Storage:
             if opts.dry_run:
                 return obj
             m.pop("resourceVersion", None)
-            await persist()
+            await reserved.persist()
             try:
                 kv = await self.store.update(key, _encode(info, obj), expected_mod_revision=mod_revision)
             except RevisionMismatch:

@@ -7,6 +7,12 @@
   prefix, in revision order, then live ones. Asking for history older than the last
   compaction raises `Compacted`.
 - Values are opaque bytes (the API server stores JSON).
+- `create_all(items)` creates several keys in one atomic write, all or none (the API server
+  stores a Service and its cluster IP's claim so: docs/adr/0025). etcd gives every key of the
+  write the same revision (one transaction, one revision); memory and SQLite give them
+  consecutive revisions in the order given (their logs hold one key per revision). Either
+  way the store revision after it is the highest, a watch delivers the keys' events in the
+  order given, and nothing of a refused write is stored.
 - Optional: a store whose history stays readable (etcd) also has
   `list_at(prefix, revision)`, the keys as they were at that revision (raises `Compacted`);
   the API server uses it for `continue` tokens, and falls back to the current state without it.
@@ -25,7 +31,12 @@ class StoreError(Exception):
 
 
 class KeyExists(StoreError):
-    """create() of a key that is already there."""
+    """create() or create_all() of a key that is already there; `keys`: every key of the
+    write that was (create_all reports all of them, so a caller tells which claim lost)."""
+
+    def __init__(self, *keys: str):
+        super().__init__(", ".join(keys))
+        self.keys = frozenset(keys)
 
 
 class KeyNotFound(StoreError):
@@ -120,6 +131,11 @@ class Store(Protocol):
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         """Raises KeyExists."""
+
+    async def create_all(self, items: list[tuple[str, bytes]]) -> list[KeyValue]:
+        """Create every (key, value) in one atomic write, or none: raises KeyExists naming
+        every key that exists. Returns the new KeyValues in the order given (revisions: see
+        the module docstring)."""
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> KeyValue:
         """Raises KeyNotFound, RevisionMismatch (when expected_mod_revision is given)."""

@@ -13,6 +13,7 @@ Mapping to the store contract
 - create/update/delete are single transactions: compare (create_revision == 0, version > 0,
   or mod_revision == expected), then put/delete with prev_kv; on failure the same transaction
   reads the key, which tells KeyNotFound from RevisionMismatch without a second round trip.
+  create_all is create's transaction over several keys: one revision for all of them.
 - `list(prefix)` reads in pages of LIST_PAGE keys, every page at the revision of the first,
   so a long list is one consistent snapshot; `list_at()` reads at a given older revision
   (what a `continue` token of a paginated list needs) and raises Compacted when it is gone.
@@ -221,19 +222,29 @@ class EtcdStore:
     # ---- writes ------------------------------------------------------------------------
 
     async def create(self, key: str, value: bytes) -> base.KeyValue:
-        ekey = _b64(self.codec.to_etcd(key))
+        return (await self.create_all([(key, value)]))[0]
+
+    async def create_all(self, items: list[tuple[str, bytes]]) -> list[base.KeyValue]:
+        """One transaction: compare every key's create_revision == 0, put them all (so they
+        share its revision); on failure the same transaction reads them all, naming those
+        that exist without a second round trip."""
+        keys = memory.distinct_keys(items)
+        ekeys = [_b64(self.codec.to_etcd(key)) for key in keys]
         answer, retried = await self._call_counted("/v3/kv/txn", {
-            "compare": [{"target": "CREATE", "key": ekey, "result": "EQUAL", "create_revision": 0}],
-            "success": [{"request_put": {"key": ekey, "value": base64.b64encode(value).decode()}}],
-            "failure": [{"request_range": {"key": ekey}}],
+            "compare": [{"target": "CREATE", "key": ekey, "result": "EQUAL", "create_revision": 0} for ekey in ekeys],
+            "success": [{"request_put": {"key": ekey, "value": base64.b64encode(value).decode()}}
+                        for ekey, (_, value) in zip(ekeys, items)],
+            "failure": [{"request_range": {"key": ekey}} for ekey in ekeys],
         })
         if not answer.get("succeeded"):
-            kvs = answer["responses"][0]["response_range"].get("kvs") or []
-            if retried and kvs and self._kv(kvs[0]).value == value:
-                return self._kv(kvs[0])  # our own first attempt was stored before its connection dropped
-            raise base.KeyExists(key)
+            found = [(response["response_range"].get("kvs") or [None])[0] for response in answer["responses"]]
+            stored = [self._kv(raw) for raw in found if raw is not None]
+            if retried and len(stored) == len(items) and [kv.value for kv in stored] == [v for _, v in items] \
+                    and len({kv.mod_revision for kv in stored}) == 1:
+                return stored  # our own first attempt was stored before its connection dropped
+            raise base.KeyExists(*(key for key, raw in zip(keys, found) if raw is not None))
         revision = int(answer["header"]["revision"])
-        return base.KeyValue(key, value, revision, revision)
+        return [base.KeyValue(key, value, revision, revision) for key, value in items]
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> base.KeyValue:
         ekey = _b64(self.codec.to_etcd(key))

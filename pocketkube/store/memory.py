@@ -57,6 +57,15 @@ def prefix_end(prefix: str) -> str | None:
     return stripped[:-1] + chr(following)
 
 
+def distinct_keys(items: list[tuple[str, bytes]]) -> list[str]:
+    """The keys of a create_all, refused when one is given twice (etcd: "duplicate key given
+    in txn request") or none is given."""
+    keys = [key for key, _ in items]
+    if not keys or len(set(keys)) != len(keys):
+        raise ValueError(f"create_all needs distinct keys, got {keys!r}")
+    return keys
+
+
 class WatchOverflow(base.StoreError):
     """The watch's consumer fell too far behind; the watch ended. List again, then watch."""
 
@@ -214,6 +223,16 @@ class MemoryStore:
     async def create(self, key: str, value: bytes) -> base.KeyValue:
         if key in self._current:
             raise base.KeyExists(key)
+        return self._create(key, value)
+
+    async def create_all(self, items: list[tuple[str, bytes]]) -> list[base.KeyValue]:
+        """One revision per key, in order (the log holds one event per revision)."""
+        existing = [key for key in distinct_keys(items) if key in self._current]
+        if existing:
+            raise base.KeyExists(*existing)
+        return [self._create(key, value) for key, value in items]
+
+    def _create(self, key: str, value: bytes) -> base.KeyValue:
         revision = self._revision + 1
         kv = base.KeyValue(key, value, revision, revision)
         bisect.insort(self._sorted_keys, key)

@@ -132,6 +132,17 @@ class SQLiteStore:
         self._hub.publish(base.Event("PUT", kv, None))
         return kv
 
+    async def create_all(self, items: list[tuple[str, bytes]]) -> list[base.KeyValue]:
+        """One SQLite transaction; one revision per key, in order (a log row is one revision)."""
+        existing = [key for key in memory.distinct_keys(items) if self._get(key) is not None]
+        if existing:
+            raise base.KeyExists(*existing)
+        revisions = self._append_all([(key, value, 0, 0, False) for key, value in items])
+        kvs = [base.KeyValue(key, value, revision, revision) for (key, value), revision in zip(items, revisions)]
+        for kv in kvs:
+            self._hub.publish(base.Event("PUT", kv, None))
+        return kvs
+
     async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> base.KeyValue:
         prev = self._current_for_write(key, expected_mod_revision)
         revision = self._append(key, value, prev.create_revision, prev.mod_revision, deleted=False)
@@ -183,19 +194,28 @@ class SQLiteStore:
 
     def _append(self, key: str, value: bytes, create_revision: int, prev_revision: int, deleted: bool) -> int:
         """Commit one log row (create_revision 0: this row creates the key); returns its revision."""
-        revision = self._revision + 1
-        row = (revision, key, value, create_revision or revision, prev_revision, int(deleted))
-        self._transaction(
-            ("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)", row),
-            ("DELETE FROM current WHERE key = ?", (key,))
-            if deleted
-            else (
-                "INSERT INTO current VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET revision = excluded.revision",
-                (key, revision),
-            ),
-        )
+        return self._append_all([(key, value, create_revision, prev_revision, deleted)])[0]
+
+    def _append_all(self, writes: list[tuple[str, bytes, int, int, bool]]) -> list[int]:
+        """Commit log rows (key, value, create_revision, prev_revision, deleted) in one
+        transaction, at consecutive revisions; returns them."""
+        statements: list[tuple[str, tuple]] = []
+        revision = self._revision
+        for key, value, create_revision, prev_revision, deleted in writes:
+            revision += 1
+            row = (revision, key, value, create_revision or revision, prev_revision, int(deleted))
+            statements.append(("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)", row))
+            statements.append(
+                ("DELETE FROM current WHERE key = ?", (key,))
+                if deleted
+                else (
+                    "INSERT INTO current VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET revision = excluded.revision",
+                    (key, revision),
+                )
+            )
+        self._transaction(*statements)
         self._revision = revision
-        return revision
+        return list(range(self._revision - len(writes) + 1, self._revision + 1))
 
     def _compact_step(self, low: int, high: int) -> None:
         self._transaction(

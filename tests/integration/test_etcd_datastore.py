@@ -5,6 +5,7 @@ continue token whose revision etcd compacted away is 410 Expired."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -94,6 +95,28 @@ def test_kubectl_crud_and_watch_land_in_etcd_under_the_kube_layout(cluster, tmp_
     srv.kubectl("-n", "shop", "delete", "service", "web")
     assert "/registry/services/specs/shop/web" not in etcdctl(etcd, "get", "/registry/services/specs/", "--prefix",
                                                                "--keys-only").split()
+
+
+def test_a_service_and_its_cluster_ip_claim_are_one_etcd_revision(cluster):
+    """ADR 0025: one transaction for both keys, one revision; the Service's resourceVersion is
+    it, and a watch resumed there (or just before) sees each Service event exactly once."""
+    srv, etcd = cluster
+    srv.kubectl("create", "service", "clusterip", "one", "--tcp=80:8080")
+    svc = srv.kubectl_json("get", "service", "one")
+    ip, rv = svc["spec"]["clusterIP"], int(svc["metadata"]["resourceVersion"])
+    [spec] = json.loads(etcdctl(etcd, "get", "/registry/services/specs/default/one", "-w", "json"))["kvs"]
+    [claim] = json.loads(etcdctl(etcd, "get", f"/registry/ipaddresses/{ip}", "-w", "json"))["kvs"]
+    assert spec["create_revision"] == spec["mod_revision"] == claim["create_revision"] == claim["mod_revision"] == rv
+    assert json.loads(base64.b64decode(claim["value"]))["spec"]["parentRef"]["name"] == "one"
+    srv.kubectl("label", "service", "one", "seen=yes")
+
+    def events_after(revision: int) -> list[tuple[str, str]]:
+        out = srv.kubectl("get", "--raw", "/api/v1/namespaces/default/services?watch=1&timeoutSeconds=2"
+                          f"&resourceVersion={revision}").stdout
+        return [(e["type"], e["object"]["metadata"]["name"]) for e in map(json.loads, out.splitlines())]
+
+    assert events_after(rv - 1) == [("ADDED", "one"), ("MODIFIED", "one")]
+    assert events_after(rv) == [("MODIFIED", "one")]
 
 
 def test_continue_reads_at_the_first_pages_revision_and_expires_after_compaction(cluster):

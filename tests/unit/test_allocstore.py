@@ -109,10 +109,14 @@ async def test_a_delete_through_one_server_frees_for_the_other(two):
     a, b = two
     made = await a.storage.create(INFO, "default", node_port_service("x"), WriteOptions())
     ip, port = made["spec"]["clusterIP"], made["spec"]["ports"][0]["nodePort"]
+    # Each refused on its own (with both, the port's refusal may come first: the IP's claim is
+    # written with the Service, after the port's, ADR 0025).
+    for asked, message in ((dict(clusterIP=ip), "provided IP is already allocated"),
+                           (dict(ports=[{"port": 80, "nodePort": port}]), "provided port is already allocated")):
+        with pytest.raises(APIError) as exc:
+            await b.storage.create(INFO, "default", node_port_service("y", **asked), WriteOptions())
+        assert exc.value.code == 422 and message in str(exc.value.details)
     again = node_port_service("y", clusterIP=ip, ports=[{"port": 80, "nodePort": port}])
-    with pytest.raises(APIError) as exc:
-        await b.storage.create(INFO, "default", again, WriteOptions())
-    assert exc.value.code == 422 and "provided IP is already allocated" in str(exc.value.details)
     await a.storage.delete(INFO, "default", "x", {})
     await a.allocs.shared.ips.drain()
     for _ in range(100):  # b's cache follows a's releases
@@ -164,3 +168,76 @@ async def test_an_unreadable_stored_range_fails_node_port_writes_and_nothing_els
     assert made["spec"]["clusterIP"].startswith("10.96.0.")
     await a.cache.wait_fresh()
     assert a.cache.get("/registry/core/services/default/plain") is not None
+
+
+async def unseen_claim(server: Server, ip: str) -> None:
+    """Another server's claim of `ip` that `server` has not seen yet (its cache lags)."""
+    await server.store.create(allocstore.IPADDRESS_PREFIX + ip, b'{"theirs": true}')
+    await server.cache.wait_fresh()
+    server.allocs.shared.ips.claimed.discard(ip)
+    server.allocs.ips.release(ip)
+
+
+def cluster_ip_service(name: str, **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}], "selector": {"app": name}, **spec}}
+
+
+async def test_the_claim_is_stored_with_the_service_in_one_write(two):
+    a, _ = two
+    before = a.store.revision
+    made = await a.storage.create(INFO, "default", cluster_ip_service("x"), WriteOptions())
+    ip = made["spec"]["clusterIP"]
+    claim = await a.store.get(allocstore.IPADDRESS_PREFIX + ip)
+    assert orjson.loads(claim.value)["spec"]["parentRef"] == {"group": "", "resource": "services",
+                                                              "namespace": "default", "name": "x"}
+    # One create_all: the Service first (its revision is its resourceVersion), then the claim.
+    assert int(made["metadata"]["resourceVersion"]) == before + 1 and claim.mod_revision == before + 2
+    assert a.store.revision == before + 2
+    assert ip in a.allocs.shared.ips.claimed
+
+
+async def test_a_picked_ip_another_server_claimed_unseen_is_picked_again(two, monkeypatch):
+    _, b = two
+    theirs = "10.96.0.7"
+    await unseen_claim(b, theirs)
+    picks = iter([theirs])
+    allocate_next = b.allocs.ips.allocate_next
+
+    def first_theirs() -> str:  # the random pick lands on the claimed IP first
+        ip = next(picks, None)
+        if ip is None:
+            return allocate_next()
+        b.allocs.ips.allocate(ip)
+        return ip
+
+    monkeypatch.setattr(b.allocs.ips, "allocate_next", first_theirs)
+    made = await b.storage.create(INFO, "default", cluster_ip_service("x"), WriteOptions())
+    ip = made["spec"]["clusterIP"]
+    assert ip != theirs and made["spec"]["clusterIPs"] == [ip]
+    assert (await b.store.get(allocstore.IPADDRESS_PREFIX + theirs)).value == b'{"theirs": true}'
+    assert orjson.loads((await b.store.get(allocstore.IPADDRESS_PREFIX + ip)).value)["spec"]["parentRef"]["name"] == "x"
+    assert b.allocs.ips.has(theirs) and theirs in b.allocs.shared.ips.claimed  # known now
+
+
+async def test_a_requested_ip_another_server_claimed_unseen_is_refused(two):
+    _, b = two
+    await unseen_claim(b, "10.96.0.7")
+    revision = b.store.revision
+    with pytest.raises(APIError) as exc:
+        await b.storage.create(INFO, "default", cluster_ip_service("x", clusterIP="10.96.0.7"), WriteOptions())
+    assert exc.value.code == 422 and "provided IP is already allocated" in str(exc.value.details)
+    assert b.store.revision == revision  # nothing written
+
+
+async def test_an_existing_service_is_already_exists_and_its_new_ip_is_not_kept(two):
+    a, b = two
+    await a.storage.create(INFO, "default", cluster_ip_service("x", clusterIP="10.96.0.5"), WriteOptions())
+    await b.cache.wait_fresh()
+    revision = b.store.revision
+    held = set(b.allocs.shared.ips.claimed)
+    with pytest.raises(APIError) as exc:
+        await b.storage.create(INFO, "default", cluster_ip_service("x", clusterIP="10.96.0.9"), WriteOptions())
+    assert exc.value.code == 409 and exc.value.reason == "AlreadyExists"
+    assert b.store.revision == revision and await b.store.get(allocstore.IPADDRESS_PREFIX + "10.96.0.9") is None
+    assert not b.allocs.ips.has("10.96.0.9") and b.allocs.shared.ips.claimed == held

@@ -149,6 +149,55 @@ async def test_writes_with_the_current_mod_revision_succeed(store, r0):
     assert await store.get("/k") is None
 
 
+# --- create_all: several keys in one atomic write (docs/adr/0025) ----------------------------
+
+ITEMS = [("/registry/core/services/default/s", b"svc"), ("/registry/networking.k8s.io/ipaddresses/10.96.0.7", b"ip"),
+         ("/registry/z", b"z")]
+
+
+async def test_create_all_creates_every_key_in_one_write(store, r0):
+    created = await store.create_all(ITEMS)
+    assert [(c.key, c.value) for c in created] == ITEMS
+    assert all(c.create_revision == c.mod_revision for c in created)
+    # etcd: one transaction, one revision; memory and SQLite: one revision per key, in order.
+    shared = isinstance(store, etcd.EtcdStore)
+    assert [c.mod_revision - r0 for c in created] == ([1, 1, 1] if shared else [1, 2, 3])
+    assert store.revision == created[-1].mod_revision
+    assert [await store.get(key) for key, _ in ITEMS] == created
+    after = await store.create("/registry/after", b"a")
+    assert after.mod_revision == created[-1].mod_revision + 1
+
+
+async def test_create_all_refused_names_every_existing_key_and_stores_nothing(store, r0):
+    held = await store.create(ITEMS[1][0], b"another server's")
+    with pytest.raises(base.KeyExists) as one:
+        await store.create_all(ITEMS)
+    assert one.value.keys == {ITEMS[1][0]}
+    await store.create(ITEMS[0][0], b"an older one")
+    with pytest.raises(base.KeyExists) as two:
+        await store.create_all(ITEMS)
+    assert two.value.keys == {ITEMS[0][0], ITEMS[1][0]}
+    assert store.revision == r0 + 2
+    assert await store.get(ITEMS[1][0]) == held
+    assert await store.get(ITEMS[2][0]) is None
+    with pytest.raises(ValueError, match="distinct keys"):
+        await store.create_all([ITEMS[2], ITEMS[2]])
+    with pytest.raises(ValueError, match="distinct keys"):
+        await store.create_all([])
+
+
+async def test_create_all_is_watched_in_order_and_resumable_after_it(store, r0):
+    live = store.watch("/registry/", store.revision)
+    created = await store.create_all(ITEMS)
+    later = await store.create("/registry/later", b"l")
+    expected = [base.Event("PUT", c, None) for c in created] + [base.Event("PUT", later, None)]
+    assert await take(live, 4) == expected
+    assert await take(store.watch("/registry/", r0), 4) == expected  # replayed from history
+    assert await take(store.watch("/registry/networking.k8s.io/", r0), 1) == expected[1:2]
+    # A watch resumed at the write's (last) revision sees none of it again.
+    assert await take(store.watch("/registry/", created[-1].mod_revision), 1) == expected[3:]
+
+
 # --- list ---------------------------------------------------------------------------------
 
 KEYS = [
@@ -471,7 +520,7 @@ def test_open_store_kinds(tmp_path):
 
 OPERATIONS = st.lists(
     st.tuples(
-        st.sampled_from(["create", "update", "delete", "compact"]),
+        st.sampled_from(["create", "create_all", "update", "delete", "compact"]),
         st.sampled_from(["/a/1", "/a/2", "/a/10", "/b/1"]),
         st.binary(max_size=4),
         st.one_of(st.none(), st.integers(min_value=0, max_value=12)),
@@ -486,6 +535,8 @@ async def apply(store, operations):
         try:
             if name == "create":
                 outcomes.append(await store.create(key, value))
+            elif name == "create_all":
+                outcomes.append(await store.create_all([(key + "/x", value), (key, value)]))
             elif name == "update":
                 outcomes.append(await store.update(key, value, revision))
             elif name == "delete":
