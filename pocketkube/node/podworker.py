@@ -473,26 +473,9 @@ class PodWorker:
 
     # sandbox
     async def _create_sandbox(self) -> bool:
-        """The pod's volumes, then its sandbox, as the kubelet orders them (no sandbox while a
-        volume fails: FailedMount). On the first attempt the two are made side by side: the
-        volumes mostly wait for the API server (the service-account token), the sandbox for the
-        spawner and the kernel, and a pod in a burst waits for both; a sandbox made beside a
-        volume that failed is removed again, and the next attempts go one after the other."""
-        specs = [s.spec for s in self.all_slots()]
         try:
-            if self.sandbox_error is None:
-                volumes, sandbox = await asyncio.gather(
-                    self.volumes.prepare(self.pod, self.env_resolver, specs), self.runtime.create_sandbox(self.pod),
-                    return_exceptions=True)
-                if isinstance(volumes, BaseException) and not isinstance(sandbox, BaseException):
-                    await self.runtime.destroy_sandbox(sandbox, keep_pod_files=True)
-                for outcome in (volumes, sandbox):  # a volume's error first, as if made first
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-            else:
-                await self.volumes.prepare(self.pod, self.env_resolver, specs)
-                sandbox = await self.runtime.create_sandbox(self.pod)
-            self.sandbox = sandbox
+            await self.volumes.prepare(self.pod, self.env_resolver, [s.spec for s in self.all_slots()])
+            self.sandbox = await self.runtime.create_sandbox(self.pod)
         except (SandboxError, VolumeError) as exc:
             reason = "FailedMount" if isinstance(exc, VolumeError) else "FailedCreatePodSandBox"
             self.sandbox_error = str(exc)

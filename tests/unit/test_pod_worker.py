@@ -437,32 +437,3 @@ async def test_token_volumes_are_written_again_when_their_token_is_due(tmp_path)
     assert h.env.volume_writes == 2
     token = tmp_path / "pods" / UID / "volumes" / "kube-api-access" / "token"
     assert token.read_bytes() == b"token-2"
-
-
-# ---- volumes and the sandbox -------------------------------------------------------------------
-
-async def test_a_volume_that_fails_leaves_no_sandbox_and_the_next_attempt_makes_the_volumes_first(tmp_path):
-    volume = {"name": "config", "configMap": {"name": "missing"}}
-    pod = make_pod([busybox("c", volumeMounts=[{"name": "config", "mountPath": "/etc/config"}])], volumes=[volume])
-    h = Harness(tmp_path, pod)
-    failures = ['configmap "missing" not found']
-    files = h.env.volume_files
-
-    async def volume_files(pod, volume):
-        if failures:
-            raise RuntimeError(failures.pop())
-        return await files(pod, volume)
-
-    h.env.volume_files = volume_files
-    status = await h.step()
-    # the first attempt made the sandbox beside the volume; the volume failed, so it went again
-    assert h.fake.calls == ["create sandbox", "destroy sandbox"]
-    assert h.worker.sandbox is None and "podIP" not in status
-    assert h.events[-1] == ("FailedMount", 'MountVolume.SetUp failed for volume "config" : '
-                                           'configmap "missing" not found')
-    assert summary(status) == ("Pending", "waiting: ContainerCreating", 0, False)
-    h.clock.now = h.worker.sandbox_retry_at
-    status = await h.step()
-    assert h.fake.calls[:3] == ["create sandbox", "destroy sandbox", "create sandbox"]
-    assert h.worker.sandbox is not None and status["podIP"] == "10.244.1.7"
-    assert summary(status) == ("Running", "running", 0, True)
