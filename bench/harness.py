@@ -278,6 +278,38 @@ def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
+def cpu_times(stat_line: str | None = None) -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat's first line (or the given
+    one): idle and iowait are not busy; guest time is already inside user."""
+    if stat_line is None:
+        with open("/proc/stat") as f:
+            stat_line = f.readline()
+    ticks = [int(v) for v in stat_line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+    total = sum(ticks)
+    return total - ticks[3] - ticks[4], total
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the CPUs' time that was busy between two cpu_times() readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+async def settled(window: float = 0.25, busy_below: float = 0.15, timeout: float = 15.0) -> float:
+    """Wait until the machine's CPUs were busy less than `busy_below` of a `window` (the work a
+    previous round left behind, e.g. the kernel freeing 50 network namespaces, has ended), at
+    most `timeout` seconds; returns the seconds waited."""
+    import asyncio  # only this helper is async
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        before = cpu_times()
+        await asyncio.sleep(window)
+        if busy_share(before, cpu_times()) < busy_below or loop.time() - started > timeout:
+            return loop.time() - started
+
+
 def machine() -> dict:
     """Cores, kernel, Python: what the table says the figures were taken on."""
     model = ""

@@ -2,6 +2,7 @@
 benchmark hands the runner."""
 
 import argparse
+import asyncio
 import os
 
 import pytest
@@ -168,3 +169,18 @@ def test_speed_is_the_yardstick_over_the_reference_loop():
     assert 0 < took < 10
     assert 0 < harness.speed() < 100
     assert sorted(harness.REROUND_AGREEMENT) == list(harness.REROUND_AGREEMENT)
+
+
+def test_cpu_times_count_idle_and_iowait_as_not_busy():
+    line = "cpu  100 5 50 800 40 3 2 0 7 0"  # user nice system idle iowait irq softirq steal guest guest_nice
+    busy, total = harness.cpu_times(line)
+    assert (busy, total) == (160, 1000)
+    assert harness.busy_share((160, 1000), (220, 1200)) == 0.3
+    assert harness.busy_share((160, 1000), (160, 1000)) == 0.0
+
+
+def test_settled_returns_once_the_cpus_are_quiet(monkeypatch):
+    readings = iter([(0, 100), (90, 200), (90, 200), (95, 300)])  # 90% busy, then 5%
+    monkeypatch.setattr(harness, "cpu_times", lambda: next(readings))
+    waited = asyncio.run(harness.settled(window=0.01, busy_below=0.15, timeout=5))
+    assert 0.015 <= waited < 1
