@@ -125,12 +125,12 @@ def render(state: dict) -> str:
         m = latest["machine"]
         out += [f"Machine: {m['cores']} cores ({m.get('cpu') or 'unknown CPU'}), Linux {m['kernel']}, "
                 f"Python {m['python']}.", ""]
-    out += ["| benchmark | run (UTC) | load before → after | figure | value (min–max) | goal | verdict | anchor |",
+    out += ["| benchmark | run (UTC) | load before → after (CPU speed) | figure | value (min–max) | goal | verdict | anchor |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     misses, unjudged = [], []
     for run in runs:
         when = dt.datetime.fromtimestamp(run["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-        load = f"{run['load_before'][0]:.2f} → {run['load_after'][0]:.2f}"
+        load = f"{run['load_before'][0]:.2f} → {run['load_after'][0]:.2f}" + _speed_text(run)
         rows = [harness.Row.from_dict(r) for r in run.get("rows", [])]
         if run.get("exit") not in (0, None):
             out.append(f"| {run['benchmark']} | {when} | {load} | *did not finish: exit {run['exit']}* | | | | |")
@@ -172,12 +172,21 @@ def _runs(path: str) -> dict[str, dict]:
     return {data["benchmark"]: data} if "rows" in data else data
 
 
+def _speed_text(run: dict) -> str:
+    """"; CPU 0.83x → 0.56x": the yardstick CPU speed on the benchmark's entry and exit, when recorded."""
+    if not run.get("speed_before"):
+        return ""
+    return f"; CPU {run['speed_before']:.2f}x → {run['speed_after']:.2f}x"
+
+
 def compare(old: dict[str, dict], new: dict[str, dict]) -> tuple[list[str], int, int]:
     """The rows two runs both have, side by side: a row agrees when each run's median lies within
     the other run's min–max (what the issue asks of a re-run); rows without a spread or without
     a figure in either run are shown, not counted. (lines, rows that agree, rows counted)."""
     lines, agree, counted = [], 0, 0
     for name in sorted(set(old) & set(new)):
+        if old[name].get("speed_before") and new[name].get("speed_before"):
+            lines.append(f"{name:<12} CPU speed on entry → exit: {_speed_text(old[name])[6:]} | {_speed_text(new[name])[6:]}")
         rows_new = {r["name"]: harness.Row.from_dict(r) for r in new[name].get("rows", [])}
         for data in old[name].get("rows", []):
             a, b = harness.Row.from_dict(data), rows_new.get(data["name"])

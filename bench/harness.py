@@ -446,12 +446,17 @@ class Session:
     started: float = 0.0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # the yardstick CPU speed (speed()) on entry and exit: a run far from 1.0x was taken on a host
+    # that gave this guest less CPU, which scaling corrects only roughly (ADR 0012)
+    speed_before: float = 0.0
+    speed_after: float = 0.0
 
     def __enter__(self) -> "Session":
         self.started = time.time()
         self.load_before = load_average()
+        self.speed_before = speed()
         print(f"{self.benchmark}: load average {_load_text(self.load_before)} before "
-              f"({os.cpu_count()} CPUs)", flush=True)
+              f"({os.cpu_count()} CPUs), CPU speed {self.speed_before:.2f}x the yardstick", flush=True)
         return self
 
     def add(self, *rows: Row) -> None:
@@ -464,7 +469,9 @@ class Session:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.load_after = load_average()
-        print(f"\n{self.benchmark}: load average {_load_text(self.load_after)} after", flush=True)
+        self.speed_after = speed()
+        print(f"\n{self.benchmark}: load average {_load_text(self.load_after)} after, CPU speed "
+              f"{self.speed_after:.2f}x the yardstick", flush=True)
         if exc_type is not None:
             return
         for row in self.rows:
@@ -479,6 +486,7 @@ class Session:
     def to_dict(self) -> dict:
         return {"benchmark": self.benchmark, "started": self.started, "seconds": time.time() - self.started,
                 "machine": machine(), "load_before": list(self.load_before), "load_after": list(self.load_after),
+                "speed_before": self.speed_before, "speed_after": self.speed_after,
                 "rows": [r.to_dict() for r in self.rows], "notes": list(self.notes)}
 
 

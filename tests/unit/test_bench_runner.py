@@ -59,3 +59,14 @@ def test_compare_says_which_rows_a_rerun_contradicts(tmp_path):
     single = tmp_path / "store.json"
     single.write_text(__import__("json").dumps(new))
     assert set(runner._runs(str(single))) == {"store"}
+
+
+def test_the_cpu_speed_of_each_run_is_shown_in_the_table_and_the_comparison():
+    slow = {**run("store", [Row("creates/s", 30000, "/s", low=28000, high=33000)]), "speed_before": 0.83,
+            "speed_after": 0.56}
+    fast = {**run("store", [Row("creates/s", 31000, "/s", low=29000, high=34000)]), "speed_before": 1.02,
+            "speed_after": 1.1}
+    assert "0.50 → 1.25; CPU 0.83x → 0.56x" in runner.render({"store": slow})
+    lines, _, _ = runner.compare({"store": slow}, {"store": fast})
+    assert lines[0] == "store        CPU speed on entry → exit: 0.83x → 0.56x | 1.02x → 1.10x"
+    assert runner._speed_text(run("store")) == ""  # runs from before the speed was recorded
