@@ -453,13 +453,11 @@ class Handlers:
 
     def _table_json(self, info: KindInfo, objs: list[dict], accept: codec.Accept, list_meta: dict) -> bytes:
         """A list's Table as JSON, its rows made and serialized a chunk of objects at a time (_chunks)."""
-        table = self._table(info, [], accept)
-        rows = [orjson.dumps(self._table(info, chunk, accept, with_columns=False)["rows"])[1:-1]
-                for chunk in _chunks(objs)]
+        table = self._table(info, [], accept)  # its columns, and "rows": [] last
         table["metadata"] = list_meta
-        table["rows"] = []
-        head = orjson.dumps(table)  # ends with "rows":[]}
-        return head[:-2] + b",".join(part for part in rows if part) + b"]}"
+        rows = (orjson.dumps(self._table(info, chunk, accept, with_columns=False)["rows"])[1:-1]
+                for chunk in _chunks(objs))
+        return orjson.dumps(table)[:-2] + b",".join(rows) + b"]}"
 
     def _table(self, info: KindInfo, objs: list[dict], accept: codec.Accept, with_columns: bool = True) -> dict:
         custom_table = getattr(info.strategy, "table", None)  # a custom resource's printer columns
