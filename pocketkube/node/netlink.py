@@ -17,7 +17,6 @@ when imported: nsinit.py loads it by its path (docs/adr/0024, session 9).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import struct
@@ -91,6 +90,16 @@ def name_attr(kind: int, name: str) -> bytes:
 
 def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = socket.AF_UNSPEC) -> bytes:
     return _IFINFOMSG.pack(family, 0, index, flags, change)
+
+
+def _packed(address: str) -> tuple[int, bytes]:
+    """The address family and the packed form of an IPv4 or IPv6 address (without the
+    ipaddress module: the spawner loads this module, and every process it forks copies it)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        return family, socket.inet_pton(family, address)
+    except OSError:
+        raise ValueError(f"{address!r} is not an IP address") from None
 
 
 def _socket_in(netns_path: str | None) -> socket.socket:
@@ -183,17 +192,15 @@ class Netlink:
         self.request(RTM_NEWLINK, 0, ifinfo(index=index, flags=IFF_UP, change=IFF_UP), "set link up")
 
     def add_address(self, index: int, address: str, prefix_len: int) -> None:
-        ip = ipaddress.ip_address(address)
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        family, packed = _packed(address)
         body = _IFADDRMSG.pack(family, prefix_len, 0, RT_SCOPE_UNIVERSE, index)
-        body += attr(IFA_LOCAL, ip.packed) + attr(IFA_ADDRESS, ip.packed)
+        body += attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {address}/{prefix_len}")
 
     def add_default_route(self, gateway: str, index: int) -> None:
-        ip = ipaddress.ip_address(gateway)
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        family, packed = _packed(gateway)
         body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
-        body += attr(RTA_GATEWAY, ip.packed) + attr(RTA_OIF, struct.pack("=I", index))
+        body += attr(RTA_GATEWAY, packed) + attr(RTA_OIF, struct.pack("=I", index))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")
 
     def delete_link(self, name: str) -> bool:
