@@ -43,11 +43,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
-
-import grpc
+from typing import TYPE_CHECKING, Protocol
 
 from pocketkube.store import base, etcdwire, memory
+
+if TYPE_CHECKING:
+    import grpc
+# grpcio is imported where it is used, not here: a server on SQLite or memory, which imports this
+# module for TLSFiles, does not load it (~20 MB of RSS).
 
 LIST_PAGE = 1000
 CALL_TIMEOUT = 30.0
@@ -100,6 +103,8 @@ class TLSFiles:
     keyfile: str | None = None
 
     def credentials(self) -> grpc.ChannelCredentials:
+        import grpc
+
         def read(path: str | None) -> bytes | None:
             if not path:
                 return None
@@ -132,6 +137,8 @@ def _range_end(prefix: bytes) -> bytes:
 
 def _channel(url: str, tls: TLSFiles) -> grpc.aio.Channel:
     """The channel for one endpoint URL."""
+    import grpc
+
     if url.startswith(UNIX):
         return grpc.aio.insecure_channel("unix:" + url[len(UNIX):], options=_CHANNEL_OPTIONS)
     scheme, _, address = url.partition("://")
@@ -369,6 +376,8 @@ class EtcdStore:
     async def _call_once(self, method: str, request: bytes) -> tuple[bytes, bool]:
         """One try on each endpoint until one answers: (answer, whether a try before it was
         sent and lost its connection)."""
+        import grpc
+
         if not self._channels:
             raise base.StoreError("the etcd store is not started")
         last = ""
@@ -427,6 +436,8 @@ class EtcdWatch:
         self._end()
 
     async def _read(self) -> None:
+        import grpc
+
         store = self._store
         if not store._channels:
             self._end(base.StoreError("the etcd store is not started"))
