@@ -443,9 +443,10 @@ class EtcdWatch:
             self._end(base.StoreError("the etcd store is not started"))
             return
         prefix = store.codec.to_etcd(self.prefix).encode() if self.prefix else b"\0"
-        call = store._channels[store._current].stream_stream(_WATCH)()
+        call = None
         try:
-            # The request side stays open: etcd ends the watches of a stream whose client stopped sending.
+            call = store._channels[store._current].stream_stream(_WATCH)()
+            # The request side stays open (no done_writing), as etcd's own client keeps it.
             await call.write(etcdwire.watch_create_request(
                 prefix, _range_end(prefix) if self.prefix else b"\0", self._after + 1, prev_kv=True))
             while (message := await call.read()) is not grpc.aio.EOF:
@@ -457,13 +458,14 @@ class EtcdWatch:
         except base.StoreError as error:
             self._end(error)
             return
-        except (grpc.aio.AioRpcError, etcdwire.WireError) as error:
+        except Exception as error:  # the stream failed (AioRpcError), or its call did, or a message was unreadable
             if not self._closed:
-                details = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
+                details = error.details() if isinstance(error, grpc.aio.AioRpcError) else repr(error)
                 self._end(EtcdError(f"etcd watch on {self.prefix!r} broke: {details}"))
             return
         finally:
-            call.cancel()
+            if call is not None:
+                call.cancel()
         # The stream ended without close(): etcd went away (the consumer re-lists and re-watches).
         self._end(EtcdError(f"etcd ended the watch on {self.prefix!r}"))
 
