@@ -110,6 +110,9 @@ class TLSFiles:
                 return None
             with open(path, "rb") as f:
                 return f.read()
+        if not self.certfile:  # server checked, no client certificate
+            return grpc.ssl_channel_credentials(read(self.cafile))
+        # The key in its own file, or (no keyfile) in the certificate's, as ssl's load_cert_chain reads them.
         return grpc.ssl_channel_credentials(read(self.cafile), read(self.keyfile or self.certfile),
                                             read(self.certfile))
 
