@@ -58,6 +58,10 @@ START_WAIT = 30.0  # start() waits this long for an etcd that does not answer ye
 _COMPACTED_MESSAGE = "required revision has been compacted"
 _FUTURE_MESSAGE = "required revision is a future revision"
 RETRY_FOR = 10.0  # how long a call is retried while etcd elects a leader or its members are away
+# How long a call that reached no endpoint is tried again before "not reachable": a channel whose
+# member was away fails calls at once until its next connection attempt (within ~1.2 s, below),
+# so a member that is back is used after up to that long.
+CONNECT_GRACE = 2.0
 # etcd's answers while a member's death is being dealt with: worth a retry. A timed-out
 # request may still be applied ("request timed out" is ambiguous, as a dropped connection).
 _AMBIGUOUS = "request timed out"
@@ -72,7 +76,8 @@ _WATCH = "/etcdserverpb.Watch/Watch"
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", -1),  # a page of LIST_PAGE objects of up to 1.5 MiB each
     ("grpc.max_send_message_length", -1),  # etcd's own --max-request-bytes is the limit
-    # A member that comes back is dialled again within a second (gRPC's default backoff grows to 120 s).
+    # A member that comes back is dialled again within ~1.2 s (1 s and gRPC's 20% jitter; its
+    # default backoff grows to 120 s). Until then its channel fails calls at once: CONNECT_GRACE.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
@@ -361,24 +366,28 @@ class EtcdStore:
         write then checks, as it may find its own success."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETRY_FOR
+        connect_deadline = loop.time() + CONNECT_GRACE
         retried = False
         while True:
             try:
                 answer, dropped = await self._call_once(method, request)
-                return answer, retried or dropped
             except _Unanswered as error:
                 retried = retried or error.sent
-                if not error.sent or loop.time() > deadline:
+                if loop.time() > (deadline if retried else connect_deadline):
                     raise EtcdError(f"etcd is not reachable at {', '.join(self.endpoints)}: {error}") from None
-            except EtcdError as error:
-                if not any(text in str(error) for text in _TRANSIENT) or loop.time() > deadline:
-                    raise
-                retried = retried or _AMBIGUOUS in str(error)
+            else:
+                retried = retried or dropped
+                if not isinstance(answer, EtcdError):
+                    return answer, retried
+                if not any(text in str(answer) for text in _TRANSIENT) or loop.time() > deadline:
+                    raise answer
+                retried = retried or _AMBIGUOUS in str(answer)
             await asyncio.sleep(0.1)
 
-    async def _call_once(self, method: str, request: bytes) -> tuple[bytes, bool]:
-        """One try on each endpoint until one answers: (answer, whether a try before it was
-        sent and lost its connection)."""
+    async def _call_once(self, method: str, request: bytes) -> tuple[bytes | EtcdError, bool]:
+        """One try on each endpoint until one answers: (the answer, or etcd's error answer;
+        whether a try before it was sent and lost its connection: a member killed under a write,
+        the next one answering "no leader", must still count that write as possibly applied)."""
         import grpc
 
         if not self._channels:
@@ -393,7 +402,7 @@ class EtcdStore:
                 details = error.details() or str(error.code())
                 if details.startswith(_ETCD_SAYS):  # etcd answered: no other endpoint would say otherwise
                     self._current = index
-                    raise EtcdError(f"etcd {method}: {details}") from None
+                    return EtcdError(f"etcd {method}: {details}"), sent
                 last = details
                 if not (error.code() == grpc.StatusCode.UNAVAILABLE and _NEVER_CONNECTED in details):
                     sent = True  # sent, answer lost (connection dropped, timed out): it may have been applied
