@@ -8,18 +8,18 @@ works in the namespace it was made in, whoever uses it. Each request waits for t
 kernel's acknowledgement and raises `NetlinkError` (an OSError with the errno) on failure.
 
 `wire_pod(...)` is what `ip link add ... peer name eth0 netns PID; link set ... master cni0;
-hairpin on; up` plus `addr add; link set eth0 up; route add default` did.
+hairpin on; up` plus `addr add; link set eth0 up; route add default` did. It runs in the pod's
+sandbox init (nsinit.py, in the new process that has just made the pod's network namespace,
+with a socket it opened in the node's before), so this module needs only the standard library
+when imported: nsinit.py loads it by its path (docs/adr/0024, session 9).
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import struct
-
-from pocketkube.core.netns import socket_in
 
 NETLINK_ROUTE = 0
 
@@ -41,6 +41,7 @@ IFLA_IFNAME = 3
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
 IFLA_NET_NS_PID = 19
+IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 IFLA_INFO_SLAVE_KIND = 4
@@ -91,8 +92,22 @@ def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = socket
     return _IFINFOMSG.pack(family, 0, index, flags, change)
 
 
+def _packed(address: str) -> tuple[int, bytes]:
+    """The address family and the packed form of an IPv4 or IPv6 address (without the
+    ipaddress module: the spawner loads this module, and every process it forks copies it)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        return family, socket.inet_pton(family, address)
+    except OSError:
+        raise ValueError(f"{address!r} is not an IP address") from None
+
+
 def _socket_in(netns_path: str | None) -> socket.socket:
     """A NETLINK_ROUTE socket of `netns_path`'s network namespace (None: this thread's)."""
+    if netns_path is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    from pocketkube.core.netns import socket_in  # the agent's only: nsinit.py opens its own in place
+
     return socket_in(netns_path, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
 
 
@@ -153,9 +168,13 @@ class Netlink:
                 return _IFINFOMSG.unpack_from(data, offset)[2]
         raise NetlinkError(errno.EPROTO, f"link {name}: no answer")
 
-    def add_veth(self, name: str, peer: str, peer_netns_pid: int, master: int | None = None) -> None:
-        """`ip link add NAME [master M] up type veth peer name PEER netns PID`."""
-        peer_info = ifinfo() + name_attr(IFLA_IFNAME, peer) + attr(IFLA_NET_NS_PID, struct.pack("=I", peer_netns_pid))
+    def add_veth(self, name: str, peer: str, peer_netns_pid: int | None = None, master: int | None = None,
+                 peer_netns_fd: int | None = None) -> None:
+        """`ip link add NAME [master M] up type veth peer name PEER netns PID` (or the namespace
+        of an open /proc/PID/ns/net: `peer_netns_fd`)."""
+        where = (attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) if peer_netns_fd is not None
+                 else attr(IFLA_NET_NS_PID, struct.pack("=I", peer_netns_pid)))
+        peer_info = ifinfo() + name_attr(IFLA_IFNAME, peer) + where
         linkinfo = nested(IFLA_LINKINFO, name_attr(IFLA_INFO_KIND, "veth"),
                           nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info)))
         body = ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(IFLA_IFNAME, name) + linkinfo
@@ -173,17 +192,15 @@ class Netlink:
         self.request(RTM_NEWLINK, 0, ifinfo(index=index, flags=IFF_UP, change=IFF_UP), "set link up")
 
     def add_address(self, index: int, address: str, prefix_len: int) -> None:
-        ip = ipaddress.ip_address(address)
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        family, packed = _packed(address)
         body = _IFADDRMSG.pack(family, prefix_len, 0, RT_SCOPE_UNIVERSE, index)
-        body += attr(IFA_LOCAL, ip.packed) + attr(IFA_ADDRESS, ip.packed)
+        body += attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {address}/{prefix_len}")
 
     def add_default_route(self, gateway: str, index: int) -> None:
-        ip = ipaddress.ip_address(gateway)
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        family, packed = _packed(gateway)
         body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
-        body += attr(RTA_GATEWAY, ip.packed) + attr(RTA_OIF, struct.pack("=I", index))
+        body += attr(RTA_GATEWAY, packed) + attr(RTA_OIF, struct.pack("=I", index))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")
 
     def delete_link(self, name: str) -> bool:
@@ -197,20 +214,18 @@ class Netlink:
         return True
 
 
-def wire_pod(node_netns: str | None, pod_netns: str, holder_pid: int, veth: str, bridge: str,
+def wire_pod(node: Netlink, pod: Netlink, pod_netns_fd: int, veth: str, bridge: str,
              ip: str, prefix_len: int, gateway: str) -> None:
-    """A pod's network: veth `veth` on `bridge` (hairpin, up) in the node's namespace, its peer
-    `eth0` in the pod's with `ip`/`prefix_len`, lo and eth0 up, default route via `gateway`.
-    Blocking (a few system calls): run it in a thread."""
-    with Netlink(node_netns) as node:
-        node.add_veth(veth, "eth0", holder_pid, master=node.link_index(bridge))
-        node.set_hairpin(node.link_index(veth))
-    with Netlink(pod_netns) as pod:
-        pod.set_up(pod.link_index("lo"))
-        eth0 = pod.link_index("eth0")
-        pod.add_address(eth0, ip, prefix_len)
-        pod.set_up(eth0)
-        pod.add_default_route(gateway, eth0)
+    """A pod's network: veth `veth` on `bridge` (hairpin, up) in `node`'s namespace, its peer
+    `eth0` in the pod's (`pod_netns_fd`, where `pod` was opened) with `ip`/`prefix_len`, lo and
+    eth0 up, default route via `gateway`. Blocking (a few system calls)."""
+    node.add_veth(veth, "eth0", peer_netns_fd=pod_netns_fd, master=node.link_index(bridge))
+    node.set_hairpin(node.link_index(veth))
+    pod.set_up(pod.link_index("lo"))
+    eth0 = pod.link_index("eth0")
+    pod.add_address(eth0, ip, prefix_len)
+    pod.set_up(eth0)
+    pod.add_default_route(gateway, eth0)
 
 
 def delete_link(netns: str | None, name: str) -> bool:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import importlib.util
 import json
 import os
 import platform
@@ -333,6 +334,8 @@ def sandbox_init(config: dict) -> None:
     sys_ = Syscalls()
     if config.get("join_netns"):
         sys_.setns(config["join_netns"], CLONE_NEWNET)
+    network = config.get("network")
+    node_link = _node_netlink(sys_, network) if network else None
     flags = CLONE_NEWNS | CLONE_NEWIPC
     if config.get("new_uts"):
         flags |= CLONE_NEWUTS
@@ -343,11 +346,52 @@ def sandbox_init(config: dict) -> None:
         for name, value in UNPRIVILEGED_SYSCTLS.items():
             with open("/proc/sys/" + name.replace(".", "/"), "w") as f:
                 f.write(value)
+    if node_link is not None:
+        _wire_network(node_link, network)
     sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)
     build_root(sys_, config)
     if config.get("new_uts"):
         sys_.sethostname(config["hostname"])
     sys_.pivot_root(config["root"])
+
+
+def netlink_module():
+    """netlink.py beside this file (standard library only), loaded by its path: this script
+    cannot import the package. Loaded once by the spawner, before it forks."""
+    global NETLINK
+    if NETLINK is None:
+        spec = importlib.util.spec_from_file_location(
+            "pocketkube_nsinit_netlink", os.path.join(os.path.dirname(os.path.abspath(__file__)), "netlink.py"))
+        NETLINK = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(NETLINK)
+    return NETLINK
+
+
+NETLINK = None
+
+
+def _node_netlink(sys_: Syscalls, network: dict):
+    """A netlink socket of the node's network namespace (`network["node_netns"]`, or this
+    process' own), opened before the pod's is made: the veth's node end is made through it."""
+    node_netns = network.get("node_netns")
+    if node_netns and os.stat(node_netns)[1:3] != os.stat("/proc/self/ns/net")[1:3]:
+        sys_.setns(node_netns, CLONE_NEWNET)
+    return netlink_module().Netlink()
+
+
+def _wire_network(node_link, network: dict) -> None:
+    """In the pod's new network namespace: the veth pair (its node end on the bridge, `eth0`
+    here), the address, lo and eth0 up, the default route (netlink.wire_pod)."""
+    pod_netns = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        with netlink_module().Netlink() as pod_link:
+            netlink_module().wire_pod(node_link, pod_link, pod_netns, network["veth"], network["bridge"],
+                                      network["ip"], network["prefix_len"], network["gateway"])
+    except OSError as exc:
+        raise OSError(f"failed to set up the pod network: {exc.strerror or exc}") from None
+    finally:
+        os.close(pod_netns)
+        node_link.close()
 
 
 def build_root(sys_: Syscalls, config: dict) -> None:
@@ -733,6 +777,7 @@ def spawner_main() -> int:
 
     signal.signal(signal.SIGCHLD, reap)
     sys_ = Syscalls()
+    netlink_module()  # imported once here, not in each forked child
     sys_.become_subreaper()  # holders whose parent exited (shared PID namespaces) stay ours to reap
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ)

@@ -13,7 +13,9 @@ from ipam.py.
 
 The network: a veth pair, one end `veth<8 hex>` on the node's cni0, the other `eth0` in the
 pod with an IP of the node's pod /24 (IPAM persisted in the state dir), lo up, default route
-via the cni0 gateway. hostNetwork pods stay in the node's network and UTS namespaces.
+via the cni0 gateway; the holder's init wires it as it makes the namespace, before it reports
+(nsinit.py with netlink.py: no thread or `ip` fork of the agent's per pod). hostNetwork pods
+stay in the node's network and UTS namespaces.
 """
 
 from __future__ import annotations
@@ -143,6 +145,10 @@ class SandboxManager:
             "new_pid": shared_pids,
             "sleep": host_program("sleep"),
             "sh": host_program("sh"),
+            # wired by the holder's init as it makes the namespace (nsinit.py, netlink.wire_pod)
+            "network": None if host_network else {
+                "node_netns": self.node_netns_path(), "veth": veth_name(uid), "bridge": "cni0", "ip": ip,
+                "prefix_len": self.ipam.prefix_len, "gateway": self.ipam.gateway},
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
                            veth=None if host_network else veth_name(uid), host_network=host_network,
@@ -150,8 +156,6 @@ class SandboxManager:
         try:
             info.holder_pid = await self.spawner.spawn(config)
             info.holder_start = process_start_ticks(info.holder_pid)
-            if not host_network:
-                await self._wire_network(info)
         except BaseException as exc:
             await self.destroy(info)
             if isinstance(exc, (SandboxError, asyncio.CancelledError)):
@@ -159,16 +163,6 @@ class SandboxManager:
             raise SandboxError(str(exc)) from None  # SpawnError, OSError: FailedCreatePodSandBox
         write_atomic(os.path.join(pod_dir, "sandbox.json"), json.dumps(info.to_dict()).encode())
         return info
-
-    async def _wire_network(self, info: SandboxInfo) -> None:
-        """veth on cni0 (hairpin, up), eth0 in the pod with its IP, lo up, default route via
-        the gateway: netlink requests from a thread (netlink.py), no `ip` forks."""
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, netlink.wire_pod, self.node_netns_path(), info.netns_path, info.holder_pid, info.veth,
-                "cni0", info.ip, self.ipam.prefix_len, self.ipam.gateway)
-        except OSError as exc:
-            raise SandboxError(f"failed to set up the pod network: {exc.strerror or exc}") from None
 
     async def destroy(self, info: SandboxInfo, keep_pod_files: bool = False) -> None:
         """Kill the holder (its namespaces and veth go with it once the containers are

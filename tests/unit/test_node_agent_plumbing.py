@@ -81,6 +81,15 @@ def test_a_veth_is_created_up_on_its_bridge_with_its_peer_in_the_pods_namespace(
     assert struct.unpack("=I", peer[netlink.IFLA_NET_NS_PID]) == (4242,)
 
 
+def test_a_veths_peer_can_be_placed_by_an_open_namespace_file():
+    """The holder's init names the pod's namespace by its open /proc/self/ns/net."""
+    nl = fake_netlink()
+    nl.add_veth("veth1234abcd", "eth0", peer_netns_fd=9, master=7)
+    info = parse_attrs(parse_attrs(nl.sock.sent[0][32:])[netlink.IFLA_LINKINFO])
+    peer = parse_attrs(parse_attrs(info[netlink.IFLA_INFO_DATA])[netlink.VETH_INFO_PEER][16:])
+    assert struct.unpack("=I", peer[netlink.IFLA_NET_NS_FD]) == (9,) and netlink.IFLA_NET_NS_PID not in peer
+
+
 def test_the_kernels_refusal_is_an_oserror_with_its_errno():
     with pytest.raises(netlink.NetlinkError) as info:
         fake_netlink(-errno.EEXIST).add_address(3, "10.244.1.5", 24)
