@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -663,8 +664,29 @@ RFC3339 = "2006-01-02T15:04:05Z07:00"
 RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
 
 
+# The UTC forms every client writes ("2026-12-06T23:00:01Z", with six fraction digits for
+# RFC3339Micro; Go's RFC3339 also takes a fraction after the seconds): a time that matches and
+# whose fields are in range parses, with no walk through the layout below (a pod's status
+# carries seven times, each checked on every status write).
+_UTC_TIME = {
+    False: re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.,][0-9]+)?Z"),
+    True: re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})[.,][0-9]{6}Z"),
+}
+
+
+def _plainly_valid_time(value: str, micro: bool) -> bool:
+    match = _UTC_TIME[micro].fullmatch(value)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year if 1 <= year <= 9999 else 2000, month)[1]
+            and hour <= 23 and minute <= 59 and second <= 59)
+
+
 def time_parse_error(value: str, micro: bool = False) -> str | None:
     """Go's time.Parse(RFC3339 or RFC3339Micro, value) error text, or None if it parses."""
+    if _plainly_valid_time(value, micro):
+        return None
     layout = RFC3339_MICRO if micro else RFC3339
     chunks = [("", "2006"), ("-", "01"), ("-", "02"), ("T", "15"), (":", "04"), (":", "05")]
     chunks += ([("", ".000000")] if micro else []) + [("", "Z07:00")]

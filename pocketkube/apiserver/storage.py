@@ -390,7 +390,7 @@ class Storage:
                     return await self.create(info, namespace, obj, opts_apply), True
                 raise errors.not_found(info.resource, info.group, name)
             old = served(info, _decode(kv.value, kv.mod_revision))
-            current = deep_copy(old)
+            current = served(info, _decode(kv.value, kv.mod_revision))  # the copy to patch (cheaper than deep_copy)
             if patch_type == "json":
                 new = patching.json_patch(current, body)
             elif patch_type == "merge":

@@ -1,6 +1,7 @@
-"""A watch stream's timers, over real HTTPS to an in-process API server: bookmarks arrive in
-line with the events (a bookmark's resourceVersion is never ahead of an event sent after it),
-and timeoutSeconds ends the stream after the events it had to send."""
+"""A watch stream over real HTTPS to an in-process API server: bookmarks arrive in line with
+the events (a bookmark's resourceVersion is never ahead of an event sent after it),
+timeoutSeconds ends the stream after the events it had to send, and watchers of one event each
+get the form they asked for."""
 
 from __future__ import annotations
 
@@ -94,3 +95,52 @@ def test_timeout_seconds_ends_the_stream(api):
 
     events = loop.run_until_complete(asyncio.wait_for(run(), 60))
     assert [(ev["type"], ev["object"]["metadata"]["name"]) for ev in events] == [("ADDED", "before")]
+
+
+def test_watchers_of_one_event_each_get_their_own_form(api):
+    """Watchers of one event each get it in the form they asked for: two plain v1 watchers the
+    same lines, an events.k8s.io/v1 watcher the converted Event, a field-selected watcher an
+    ADDED when the object starts matching, a Table watcher rows."""
+    loop, server = api
+    core = f"{server.url}/api/v1/namespaces/default/events?watch=true&resourceVersion=1"
+    group = f"{server.url}/apis/events.k8s.io/v1/namespaces/default/events?watch=true&resourceVersion=1"
+    selected = f"{server.url}/api/v1/namespaces/default/events?watch=true&resourceVersion=1&fieldSelector=reason%3DLater"
+    event = {"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+             "reason": "First", "message": "m", "type": "Normal"}
+
+    async def lines(s: aiohttp.ClientSession, url: str, want: int, headers=None) -> list[dict]:
+        out = []
+        async with s.get(url, headers=headers or {}) as r:
+            assert r.status == 200
+            async for line in r.content:
+                out.append(orjson.loads(line))
+                if len(out) == want:
+                    return out
+        return out
+
+    async def run():
+        async with await _session(server) as s:
+            watches = [asyncio.create_task(lines(s, core, 2)), asyncio.create_task(lines(s, core, 2)),
+                       asyncio.create_task(lines(s, group, 2)), asyncio.create_task(lines(s, selected, 1)),
+                       asyncio.create_task(lines(s, core, 2, {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}))]
+            await asyncio.sleep(0.3)
+            async with s.post(f"{server.url}/api/v1/namespaces/default/events", data=orjson.dumps(event),
+                              headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 201, await r.text()
+            async with s.patch(f"{server.url}/api/v1/namespaces/default/events/e1",
+                               data=orjson.dumps({"reason": "Later"}),
+                               headers={"Content-Type": "application/merge-patch+json"}) as r:
+                assert r.status == 200, await r.text()
+            return await asyncio.wait_for(asyncio.gather(*watches), 30)
+
+    first, second, grouped, picked, table = loop.run_until_complete(run())
+    assert first == second
+    assert [ev["type"] for ev in first] == ["ADDED", "MODIFIED"]
+    assert all(ev["object"]["apiVersion"] == "v1" and ev["object"]["kind"] == "Event" for ev in first)
+    assert [ev["object"]["reason"] for ev in first] == ["First", "Later"]
+    assert [ev["type"] for ev in grouped] == ["ADDED", "MODIFIED"]
+    assert all(ev["object"]["apiVersion"] == "events.k8s.io/v1" for ev in grouped)
+    assert grouped[1]["object"]["reason"] == "Later" and "involvedObject" not in grouped[1]["object"]
+    assert grouped[1]["object"]["regarding"]["name"] == "p"
+    assert [ev["type"] for ev in picked] == ["ADDED"] and picked[0]["object"]["reason"] == "Later"
+    assert [ev["object"]["kind"] for ev in table] == ["Table", "Table"]

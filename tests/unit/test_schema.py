@@ -329,6 +329,32 @@ def test_time_parse_errors(value, expected):
     assert schema.time_parse_error(value) == expected
 
 
+def _times_to_check() -> list[str]:
+    """Times in and around the forms the fast path takes: every field at and past its limits,
+    leap days, fractions, zones, and characters Python calls digits but Go does not."""
+    values = []
+    for year in ("2024", "2023", "0000", "1900", "2000", "9999"):
+        for month in ("00", "01", "02", "12", "13"):
+            for day in ("00", "01", "28", "29", "30", "31", "32"):
+                values.append(f"{year}-{month}-{day}T12:30:45Z")
+    for clock in ("00:00:00", "23:59:59", "24:00:00", "23:60:00", "23:59:60", "9:00:00", "09:0:00"):
+        values.append(f"2024-06-15T{clock}Z")
+    for tail in ("Z", ".5Z", ".123456Z", ",123456Z", ".1234567Z", ".Z", "z", "+01:00", ".123456+01:00", "", "ZZ"):
+        values.append(f"2024-06-15T10:11:12{tail}")
+    values += ["２０２４-06-15T10:11:12Z", "2024-06-15T10:11:1２Z", "2024-06-15t10:11:12Z", " 2024-06-15T10:11:12Z"]
+    return values
+
+
+@pytest.mark.parametrize("micro", [False, True])
+def test_time_parse_errors_fast_path_agrees_with_the_layout_walk(micro, monkeypatch):
+    values = _times_to_check()
+    assert any(schema._plainly_valid_time(v, micro) for v in values)  # the fast path is taken
+    fast = [schema.time_parse_error(v, micro) for v in values]
+    monkeypatch.setattr(schema, "_plainly_valid_time", lambda value, micro: False)
+    assert fast == [schema.time_parse_error(v, micro) for v in values]
+    assert any(result is None for result in fast) and any(result is not None for result in fast)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("1", None), ("1.5Gi", None), ("500m", None), ("1e3", None), ("-2", None), ("0", None),
     ("abc", "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"),
