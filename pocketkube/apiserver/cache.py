@@ -160,6 +160,8 @@ class WatchCache:
         self._log_revs.clear()
         self._log.clear()
         self._oldest = rev
+        # A write acknowledged while the watch was down is in this list: its readers go on.
+        self._wake_waiters()
 
     async def _follow(self) -> None:
         while True:
@@ -226,6 +228,10 @@ class WatchCache:
                 listener(ev)
             except Exception:  # a listener's bug (or a value it cannot read) must not stop the cache
                 log.exception("watch cache listener on %s failed", rprefix)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        """Release the wait_for() callers whose revision the cache has reached."""
         if self._waiters:
             still = []
             for rev, fut in self._waiters:

@@ -34,9 +34,8 @@ others when taken) that talk to each other over TLS with server/pki/etcd/peer.* 
 checks its peer's certificate against the etcd CA), and the server is given all three.
 Each member also listens on a unix socket in the data dir (etcd.sock:0, etcd-N.sock:0; etcd
 wants host:port in a unix URL and makes the socket relative to its working directory, which
-is the data dir): the API server on this machine reaches etcd there, plain HTTP whose boundary
-is the data dir's mode 0700, which saves the TLS of both its hop and etcd's own gateway's
-(docs/adr/0016). etcdctl and any other client keep the HTTPS URL.
+is the data dir): the API server on this machine reaches etcd there, without TLS, whose boundary
+is the data dir's mode 0700 (docs/adr/0016, 0026). etcdctl and any other client keep the HTTPS URL.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""The etcd store: base.Store over etcd v3, through etcd's JSON gateway (/v3/kv/*, /v3/watch).
+"""The etcd store: base.Store over etcd v3's gRPC API (KV Range/Txn/Compact, Watch).
 
-Why the gateway and not gRPC: see docs/adr/0016-etcd-datastore.md. Every call is one HTTP POST
-(aiohttp, kept-alive connections) whose body is the JSON form of the etcd v3 protobuf
-message: bytes are base64, int64 are decimal strings. An endpoint is http(s)://HOST:PORT or
-unix://PATH, a member's unix socket listener (plain HTTP, no TLS on this hop nor on etcd's
-gateway's own: what `pocketkube up` gives the server, ADR 0016's amendment).
+Why gRPC and how: see docs/adr/0026-etcd-over-grpc.md (it replaced ADR 0016's JSON gateway).
+Every call is one gRPC call on a grpcio asyncio channel per endpoint, with raw bytes: the
+requests and answers are etcd's protobuf messages, written and read by store/etcdwire.py. An
+endpoint is http(s)://HOST:PORT (TLS with the client certificate of `TLSFiles` for https) or
+unix://PATH, a member's unix socket listener (no TLS: what `pocketkube up` gives the server,
+ADR 0016's amendment).
 
 Mapping to the store contract
 - Revisions are etcd's: a key's `mod_revision`/`create_revision` are etcd's, so an object's
@@ -21,11 +22,16 @@ Mapping to the store contract
   every write this process acknowledged is at or below it (read-your-writes for the watch
   cache). `compacted_revision` is what this client compacted or learned from etcd refusing
   a watch; a new client starts from 0 and learns it on the first refused watch.
-- Each `watch()` is one etcd watch stream (start_revision = after + 1, prev_kv), read by its
+- Each `watch()` is one etcd Watch stream (start_revision = after + 1, prev_kv), read by its
   own task into a bounded queue, with the same endings as memory.HubWatch: Compacted (etcd
   cancelled the watch, or this client compacted past the next queued event), WatchOverflow
   (the consumer fell `watch_queue_limit` events behind), StopAsyncIteration after close()
   or the store's stop().
+- Failures: a call goes to the endpoint in use, then to the next ones; etcd's transient
+  answers (a member died, a leader is being elected) are retried for RETRY_FOR seconds. A call
+  that may have been applied before its answer was lost (connection dropped after sending,
+  timeout, etcd's "request timed out") makes a conditional write check whether it finds its
+  own success.
 
 Keys: the store is given the API server's keys; an optional `KeyCodec` turns them into the
 keys kept in etcd and back (the API server passes kube-apiserver's layout, see
@@ -35,16 +41,16 @@ apiserver/storage.py), so etcdctl shows upstream's paths. Lists come back in etc
 from __future__ import annotations
 
 import asyncio
-import base64
-import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
-import orjson
+from pocketkube.store import base, etcdwire, memory
 
-from pocketkube.store import base, memory
+if TYPE_CHECKING:
+    import grpc
+# grpcio is imported where it is used, not here: a server on SQLite or memory, which imports this
+# module for TLSFiles, does not load it (~20 MB of RSS).
 
 LIST_PAGE = 1000
 CALL_TIMEOUT = 30.0
@@ -52,16 +58,30 @@ START_WAIT = 30.0  # start() waits this long for an etcd that does not answer ye
 _COMPACTED_MESSAGE = "required revision has been compacted"
 _FUTURE_MESSAGE = "required revision is a future revision"
 RETRY_FOR = 10.0  # how long a call is retried while etcd elects a leader or its members are away
+# How long a call that reached no endpoint is tried again before "not reachable": a channel whose
+# member was away fails calls at once until its next connection attempt (within ~1.2 s, below),
+# so a member that is back is used after up to that long.
+CONNECT_GRACE = 2.0
 # etcd's answers while a member's death is being dealt with: worth a retry. A timed-out
 # request may still be applied ("request timed out" is ambiguous, as a dropped connection).
 _AMBIGUOUS = "request timed out"
 _TRANSIENT = ("no leader", "leader changed", "not capable", "too many requests", _AMBIGUOUS)
-# Made once: a call's body goes out as orjson's bytes (aiohttp's json= would encode it again).
-_JSON = {"Content-Type": "application/json"}
-_CALL = aiohttp.ClientTimeout(total=CALL_TIMEOUT)
-_STREAM = aiohttp.ClientTimeout(total=None, sock_connect=CALL_TIMEOUT)
-UNIX = "unix://"  # an endpoint unix://PATH: etcd's unix socket listener (plain HTTP; see docs/adr/0016)
-_HOST_OF_SOCKET = "http://localhost"
+_ETCD_SAYS = "etcdserver: "  # how every error etcd itself answers begins (else it is gRPC's, about the transport)
+_NEVER_CONNECTED = "failed to connect"  # gRPC's UNAVAILABLE before anything was sent
+UNIX = "unix://"  # an endpoint unix://PATH: etcd's unix socket listener (no TLS; see docs/adr/0016)
+_RANGE = "/etcdserverpb.KV/Range"
+_TXN = "/etcdserverpb.KV/Txn"
+_COMPACT = "/etcdserverpb.KV/Compact"
+_WATCH = "/etcdserverpb.Watch/Watch"
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),  # a page of LIST_PAGE objects of up to 1.5 MiB each
+    ("grpc.max_send_message_length", -1),  # etcd's own --max-request-bytes is the limit
+    # A member that comes back is dialled again within ~1.2 s (1 s and gRPC's 20% jitter; its
+    # default backoff grows to 120 s). Until then its channel fails calls at once: CONNECT_GRACE.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class KeyCodec(Protocol):
@@ -87,13 +107,19 @@ class TLSFiles:
     certfile: str | None = None
     keyfile: str | None = None
 
-    def context(self) -> ssl.SSLContext | None:
-        if not (self.cafile or self.certfile):
-            return None
-        context = ssl.create_default_context(cafile=self.cafile)
-        if self.certfile:
-            context.load_cert_chain(self.certfile, self.keyfile)
-        return context
+    def credentials(self) -> grpc.ChannelCredentials:
+        import grpc
+
+        def read(path: str | None) -> bytes | None:
+            if not path:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+        if not self.certfile:  # server checked, no client certificate
+            return grpc.ssl_channel_credentials(read(self.cafile))
+        # The key in its own file, or (no keyfile) in the certificate's, as ssl's load_cert_chain reads them.
+        return grpc.ssl_channel_credentials(read(self.cafile), read(self.keyfile or self.certfile),
+                                            read(self.certfile))
 
 
 class EtcdError(base.StoreError):
@@ -108,10 +134,6 @@ class _Unanswered(Exception):
         self.sent = sent
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 def _range_end(prefix: bytes) -> bytes:
     """etcd's prefix range end: the prefix with its last byte below 0xff incremented
     (b"\\0": to the end of the keyspace)."""
@@ -119,6 +141,21 @@ def _range_end(prefix: bytes) -> bytes:
     if not stripped:
         return b"\0"
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _channel(url: str, tls: TLSFiles) -> grpc.aio.Channel:
+    """The channel for one endpoint URL."""
+    import grpc
+
+    if url.startswith(UNIX):
+        return grpc.aio.insecure_channel("unix:" + url[len(UNIX):], options=_CHANNEL_OPTIONS)
+    scheme, _, address = url.partition("://")
+    if not address or scheme not in ("http", "https"):
+        raise ValueError(f"etcd endpoint {url!r}: expected http(s)://HOST:PORT or unix://PATH")
+    address = address.split("/", 1)[0]
+    if scheme == "https":
+        return grpc.aio.secure_channel(address, tls.credentials(), options=_CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
 
 
 class EtcdStore:
@@ -129,39 +166,29 @@ class EtcdStore:
         if not endpoints:
             raise ValueError("the etcd store needs at least one endpoint URL")
         self.endpoints = [url.rstrip("/") for url in endpoints]
-        # Where each endpoint's requests go: its URL, or for unix://PATH http://localhost through
-        # a session of its own bound to that socket (etcd's unix:// listener speaks plain HTTP).
-        self._bases = [_HOST_OF_SOCKET if url.startswith(UNIX) else url for url in self.endpoints]
         self.tls = tls
         self.codec = key_codec or IdentityCodec()
         self._queue_limit = watch_queue_limit
-        self._sessions: list[aiohttp.ClientSession] = []  # one per endpoint (TCP endpoints share one)
+        self._channels: list[grpc.aio.Channel] = []  # one per endpoint
         self._current = 0  # index into endpoints of the one in use
         self._revision = 0
         self._compacted = 0
         self._watches: set[EtcdWatch] = set()
 
     async def start(self) -> None:
-        tcp: aiohttp.ClientSession | None = None
-        for url in self.endpoints:
-            if url.startswith(UNIX):
-                self._sessions.append(aiohttp.ClientSession(connector=aiohttp.UnixConnector(url[len(UNIX):], limit=0)))
-            else:
-                if tcp is None:
-                    tcp = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=self.tls.context() or False))
-                self._sessions.append(tcp)
+        self._channels = [_channel(url, self.tls) for url in self.endpoints]
         try:
             deadline = asyncio.get_running_loop().time() + START_WAIT
             while True:  # etcd may be starting beside us (`pocketkube up`): wait for it, as kube-apiserver does
                 try:
-                    await self._call("/v3/kv/range", {"key": _b64("\0"), "range_end": _b64("\0"), "count_only": True})
+                    await self._call(_RANGE, etcdwire.range_request(b"\0", b"\0", count_only=True))
                     break
                 except EtcdError as error:
                     if "not reachable" not in str(error) or asyncio.get_running_loop().time() > deadline:
                         raise
                     await asyncio.sleep(0.2)
         except BaseException:
-            await self._close_sessions()
+            await self._close_channels()
             raise
 
     async def stop(self) -> None:
@@ -169,12 +196,12 @@ class EtcdStore:
         for watch in watches:
             watch.close()
         await asyncio.gather(*(watch._task for watch in watches), return_exceptions=True)
-        await self._close_sessions()
+        await self._close_channels()
 
-    async def _close_sessions(self) -> None:
-        sessions, self._sessions = self._sessions, []
-        for session in set(sessions):
-            await session.close()
+    async def _close_channels(self) -> None:
+        channels, self._channels = self._channels, []
+        for channel in channels:
+            await channel.close()
 
     @property
     def revision(self) -> int:
@@ -187,9 +214,9 @@ class EtcdStore:
     # ---- reads -------------------------------------------------------------------------
 
     async def get(self, key: str) -> base.KeyValue | None:
-        answer = await self._call("/v3/kv/range", {"key": _b64(self.codec.to_etcd(key))})
-        kvs = answer.get("kvs") or []
-        return self._kv(kvs[0]) if kvs else None
+        answer = etcdwire.range_response(
+            await self._call(_RANGE, etcdwire.range_request(self.codec.to_etcd(key).encode())))
+        return self._kv(answer.kvs[0]) if answer.kvs else None
 
     async def list(self, prefix: str) -> tuple[list[base.KeyValue], int]:
         return await self._list(prefix, 0)
@@ -200,24 +227,21 @@ class EtcdStore:
 
     async def _list(self, prefix: str, revision: int) -> tuple[list[base.KeyValue], int]:
         start = self.codec.to_etcd(prefix).encode() if prefix else b"\0"
-        end = base64.b64encode(_range_end(start) if prefix else b"\0").decode()
+        end = _range_end(start) if prefix else b"\0"
         items: list[base.KeyValue] = []
         while True:
-            request = {"key": base64.b64encode(start).decode(), "range_end": end, "limit": LIST_PAGE}
-            if revision:
-                request["revision"] = revision
             try:
-                answer = await self._call("/v3/kv/range", request)
+                answer = etcdwire.range_response(
+                    await self._call(_RANGE, etcdwire.range_request(start, end, LIST_PAGE, revision)))
             except EtcdError as error:
                 if _COMPACTED_MESSAGE in str(error):
                     raise base.Compacted(revision, max(self._compacted, revision)) from None
                 raise
-            revision = revision or int(answer["header"]["revision"])
-            kvs = answer.get("kvs") or []
-            items.extend(self._kv(kv) for kv in kvs)
-            if not answer.get("more") or not kvs:
+            revision = revision or answer.revision
+            items.extend(self._kv(kv) for kv in answer.kvs)
+            if not answer.more or not answer.kvs:
                 return items, revision
-            start = base64.b64decode(kvs[-1]["key"]) + b"\0"
+            start = answer.kvs[-1].key + b"\0"
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -229,51 +253,48 @@ class EtcdStore:
         share its revision); on failure the same transaction reads them all, naming those
         that exist without a second round trip."""
         keys = memory.distinct_keys(items)
-        ekeys = [_b64(self.codec.to_etcd(key)) for key in keys]
-        answer, retried = await self._call_counted("/v3/kv/txn", {
-            "compare": [{"target": "CREATE", "key": ekey, "result": "EQUAL", "create_revision": 0} for ekey in ekeys],
-            "success": [{"request_put": {"key": ekey, "value": base64.b64encode(value).decode()}}
-                        for ekey, (_, value) in zip(ekeys, items)],
-            "failure": [{"request_range": {"key": ekey}} for ekey in ekeys],
-        })
-        if not answer.get("succeeded"):
-            found = [(response["response_range"].get("kvs") or [None])[0] for response in answer["responses"]]
+        ekeys = [self.codec.to_etcd(key).encode() for key in keys]
+        answer, retried = await self._call_counted(_TXN, etcdwire.txn_request(
+            [etcdwire.compare(etcdwire.CREATE, etcdwire.EQUAL, ekey, 0) for ekey in ekeys],
+            [(etcdwire.PUT, etcdwire.put_request(ekey, value)) for ekey, (_, value) in zip(ekeys, items)],
+            [(etcdwire.RANGE, etcdwire.range_request(ekey)) for ekey in ekeys]))
+        txn = etcdwire.txn_response(answer)
+        if not txn.succeeded:
+            found = [kvs[0] if kvs else None for _, kvs in txn.responses]
             stored = [self._kv(raw) for raw in found if raw is not None]
             if retried and len(stored) == len(items) and [kv.value for kv in stored] == [v for _, v in items] \
                     and len({kv.mod_revision for kv in stored}) == 1:
                 return stored  # our own first attempt was stored before its connection dropped
             raise base.KeyExists(*(key for key, raw in zip(keys, found) if raw is not None))
-        revision = int(answer["header"]["revision"])
-        return [base.KeyValue(key, value, revision, revision) for key, value in items]
+        return [base.KeyValue(key, value, txn.revision, txn.revision) for key, value in items]
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> base.KeyValue:
-        ekey = _b64(self.codec.to_etcd(key))
-        put = {"request_put": {"key": ekey, "value": base64.b64encode(value).decode(), "prev_kv": True}}
-        prev, revision = await self._conditional(key, ekey, expected_mod_revision, put, "response_put", value)
+        ekey = self.codec.to_etcd(key).encode()
+        put = (etcdwire.PUT, etcdwire.put_request(ekey, value, prev_kv=True))
+        prev, revision = await self._conditional(key, ekey, expected_mod_revision, put, value)
         return base.KeyValue(key, value, prev.create_revision, revision)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> base.KeyValue:
-        ekey = _b64(self.codec.to_etcd(key))
-        remove = {"request_delete_range": {"key": ekey, "prev_kv": True}}
-        prev, revision = await self._conditional(key, ekey, expected_mod_revision, remove, "response_delete_range")
+        ekey = self.codec.to_etcd(key).encode()
+        remove = (etcdwire.DELETE_RANGE, etcdwire.delete_range_request(ekey, prev_kv=True))
+        prev, revision = await self._conditional(key, ekey, expected_mod_revision, remove)
         return base.KeyValue(key, prev.value, prev.create_revision, revision)
 
-    async def _conditional(self, key: str, ekey: str, expected: int | None, operation: dict,
-                           response_name: str, written: bytes | None = None) -> tuple[base.KeyValue, int]:
+    async def _conditional(self, key: str, ekey: bytes, expected: int | None, operation: tuple[int, bytes],
+                           written: bytes | None = None) -> tuple[base.KeyValue, int]:
         """Run `operation` if the key exists (with mod_revision `expected` when given); returns
         (the value it replaced, the write's revision). A call retried after its connection
         dropped may find its own first attempt done: an update finds the key holding exactly
         `written` at a later revision, a delete finds the key gone; both count as success."""
         if expected is None:
-            compare = {"target": "VERSION", "key": ekey, "result": "GREATER", "version": 0}
+            compare = etcdwire.compare(etcdwire.VERSION, etcdwire.GREATER, ekey, 0)
         else:
-            compare = {"target": "MOD", "key": ekey, "result": "EQUAL", "mod_revision": expected}
-        answer, retried = await self._call_counted("/v3/kv/txn", {
-            "compare": [compare], "success": [operation], "failure": [{"request_range": {"key": ekey}}],
-        })
-        response = answer["responses"][0]
-        if not answer.get("succeeded"):
-            kvs = response["response_range"].get("kvs") or []
+            compare = etcdwire.compare(etcdwire.MOD, etcdwire.EQUAL, ekey, expected)
+        answer, retried = await self._call_counted(_TXN, etcdwire.txn_request(
+            [compare], [operation], [(etcdwire.RANGE, etcdwire.range_request(ekey))]))
+        txn = etcdwire.txn_response(answer)
+        kvs = txn.responses[0][1] if txn.responses else []
+        if not txn.succeeded:
             current = self._kv(kvs[0]) if kvs else None
             if retried and expected is not None:
                 if written is not None and current is not None and current.value == written \
@@ -282,24 +303,22 @@ class EtcdStore:
                 if written is None and current is None:
                     before = await self._at(ekey, expected)
                     if before is not None:
-                        return before, int(answer["header"]["revision"])
+                        return before, txn.revision
             if current is None:
                 raise base.KeyNotFound(key)
             raise base.RevisionMismatch(current)
-        result = response[response_name]
-        prev = result.get("prev_kv") or (result.get("prev_kvs") or [None])[0]
-        if prev is None:  # deleted between compare and write: cannot happen in one transaction
+        if not kvs:  # deleted between compare and write: cannot happen in one transaction
             raise base.KeyNotFound(key)
-        return self._kv(prev), int(answer["header"]["revision"])
+        return self._kv(kvs[0]), txn.revision
 
-    async def _at(self, ekey: str, revision: int) -> base.KeyValue | None:
+    async def _at(self, ekey: bytes, revision: int) -> base.KeyValue | None:
         """The key as it was at `revision` (None when that was compacted or it did not exist)."""
         try:
-            answer = await self._call("/v3/kv/range", {"key": ekey, "revision": revision})
+            answer = etcdwire.range_response(await self._call(_RANGE, etcdwire.range_request(ekey, revision=revision)))
         except EtcdError:
             return None
-        kvs = answer.get("kvs") or []
-        return self._kv(kvs[0]) if kvs and int(kvs[0].get("mod_revision", 0)) == revision else None
+        kvs = answer.kvs
+        return self._kv(kvs[0]) if kvs and kvs[0].mod_revision == revision else None
 
     async def compact(self, revision: int) -> None:
         """etcd's compaction (physical: it returns once the old revisions are gone). A revision
@@ -307,7 +326,7 @@ class EtcdStore:
         if revision <= self._compacted:
             return
         try:
-            await self._call("/v3/kv/compaction", {"revision": revision, "physical": True})
+            await self._call(_COMPACT, etcdwire.compaction_request(revision, physical=True))
         except EtcdError as error:
             if _FUTURE_MESSAGE in str(error):
                 raise ValueError(f"cannot compact to future revision {revision} "
@@ -329,72 +348,69 @@ class EtcdStore:
 
     # ---- plumbing ----------------------------------------------------------------------
 
-    def _kv(self, raw: dict) -> base.KeyValue:
-        key = self.codec.from_etcd(base64.b64decode(raw["key"]).decode())
-        return base.KeyValue(key, base64.b64decode(raw.get("value", "")),
-                             int(raw.get("create_revision", 0)), int(raw.get("mod_revision", 0)))
+    def _kv(self, raw: etcdwire.KV) -> base.KeyValue:
+        return base.KeyValue(self.codec.from_etcd(raw.key.decode()), raw.value, raw.create_revision, raw.mod_revision)
 
-    def _saw(self, header: dict | None) -> None:
-        if header and "revision" in header:
-            self._revision = max(self._revision, int(header["revision"]))
+    def _saw(self, revision: int) -> None:
+        if revision > self._revision:
+            self._revision = revision
 
-    def _post(self, index: int, path: str, body: dict, timeout: aiohttp.ClientTimeout) -> Any:
-        """POST `body` to endpoint `index` (aiohttp's request context manager)."""
-        if not self._sessions:
-            raise base.StoreError("the etcd store is not started")
-        return self._sessions[index].post(self._bases[index] + path, data=orjson.dumps(body), headers=_JSON,
-                                          timeout=timeout)
+    async def _call(self, method: str, request: bytes) -> bytes:
+        return (await self._call_counted(method, request))[0]
 
-    async def _call(self, path: str, body: dict) -> dict:
-        return (await self._call_counted(path, body))[0]
-
-    async def _call_counted(self, path: str, body: dict) -> tuple[dict, bool]:
-        """POST to the endpoint in use; on a connection failure, to the next one; again while
-        the cluster is electing a leader (a member died), for up to RETRY_FOR seconds.
+    async def _call_counted(self, method: str, request: bytes) -> tuple[bytes, bool]:
+        """Call the endpoint in use; on a connection failure, the next one; again while the
+        cluster is electing a leader (a member died), for up to RETRY_FOR seconds.
         Returns (answer, retried): retried is True when an earlier attempt may have been
         applied (sent, then its connection dropped or etcd timed it out), which a conditional
         write then checks, as it may find its own success."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETRY_FOR
+        connect_deadline = loop.time() + CONNECT_GRACE
         retried = False
         while True:
             try:
-                answer, dropped = await self._call_once(path, body)
-                return answer, retried or dropped
+                answer, dropped = await self._call_once(method, request)
             except _Unanswered as error:
                 retried = retried or error.sent
-                if not error.sent or loop.time() > deadline:
+                if loop.time() > (deadline if retried else connect_deadline):
                     raise EtcdError(f"etcd is not reachable at {', '.join(self.endpoints)}: {error}") from None
-            except EtcdError as error:
-                if not any(text in str(error) for text in _TRANSIENT) or loop.time() > deadline:
-                    raise
-                retried = retried or _AMBIGUOUS in str(error)
+            else:
+                retried = retried or dropped
+                if not isinstance(answer, EtcdError):
+                    return answer, retried
+                if not any(text in str(answer) for text in _TRANSIENT) or loop.time() > deadline:
+                    raise answer
+                retried = retried or _AMBIGUOUS in str(answer)
             await asyncio.sleep(0.1)
 
-    async def _call_once(self, path: str, body: dict) -> tuple[dict, bool]:
-        """One try on each endpoint until one answers: (answer, whether a try before it was
-        sent and lost its connection)."""
-        last: Exception | None = None
+    async def _call_once(self, method: str, request: bytes) -> tuple[bytes | EtcdError, bool]:
+        """One try on each endpoint until one answers: (the answer, or etcd's error answer;
+        whether a try before it was sent and lost its connection: a member killed under a write,
+        the next one answering "no leader", must still count that write as possibly applied)."""
+        import grpc
+
+        if not self._channels:
+            raise base.StoreError("the etcd store is not started")
+        last = ""
         sent = False
         for attempt in range(len(self.endpoints)):
+            index = (self._current + attempt) % len(self.endpoints)
             try:
-                async with self._post((self._current + attempt) % len(self.endpoints), path, body, _CALL) as reply:
-                    answer = orjson.loads(await reply.read())
-            except aiohttp.ClientConnectorError as error:  # never connected: nothing was sent
-                last = error
+                answer = await self._channels[index].unary_unary(method)(request, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as error:
+                details = error.details() or str(error.code())
+                if details.startswith(_ETCD_SAYS):  # etcd answered: no other endpoint would say otherwise
+                    self._current = index
+                    return EtcdError(f"etcd {method}: {details}"), sent
+                last = details
+                if not (error.code() == grpc.StatusCode.UNAVAILABLE and _NEVER_CONNECTED in details):
+                    sent = True  # sent, answer lost (connection dropped, timed out): it may have been applied
                 continue
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
-                last, sent = error, True  # sent, answer lost: it may have been applied
-                continue
-            self._current = (self._current + attempt) % len(self.endpoints)
-            if "error" in answer or reply.status != 200:
-                raise EtcdError(f"etcd {path}: {answer.get('message') or answer.get('error') or reply.status}")
-            self._saw(answer.get("header"))
+            self._current = index
+            self._saw(etcdwire.response_revision(answer))
             return answer, sent
-        raise _Unanswered(str(last), sent)
-
-    def _open_stream(self, body: dict) -> Any:
-        return self._post(self._current, "/v3/watch", body, _STREAM)
+        raise _Unanswered(last, sent)
 
 
 class EtcdWatch:
@@ -432,65 +448,58 @@ class EtcdWatch:
         self._end()
 
     async def _read(self) -> None:
+        import grpc
+
         store = self._store
+        if not store._channels:
+            self._end(base.StoreError("the etcd store is not started"))
+            return
         prefix = store.codec.to_etcd(self.prefix).encode() if self.prefix else b"\0"
-        request = {"create_request": {
-            "key": base64.b64encode(prefix).decode(),
-            "range_end": base64.b64encode(_range_end(prefix) if self.prefix else b"\0").decode(),
-            "start_revision": self._after + 1, "prev_kv": True}}
+        call = None
         try:
-            async with store._open_stream(request) as reply:
-                if reply.status != 200:
-                    raise EtcdError(f"etcd watch: HTTP {reply.status}: {(await reply.read())[:200]!r}")
-                # One JSON message per line, of any length (aiohttp's own line reader stops at
-                # 128 KiB; one event can hold a 1.5 MiB object).
-                pending = bytearray()
-                async for chunk in reply.content.iter_any():
-                    searched = len(pending)
-                    pending += chunk
-                    start = 0
-                    while (end := pending.find(b"\n", searched)) >= 0:
-                        if end > start:
-                            self._take(orjson.loads(bytes(pending[start:end])))
-                        start = searched = end + 1
-                    del pending[:start]
-                    if self._closed:
-                        return
+            call = store._channels[store._current].stream_stream(_WATCH)()
+            # The request side stays open (no done_writing), as etcd's own client keeps it.
+            await call.write(etcdwire.watch_create_request(
+                prefix, _range_end(prefix) if self.prefix else b"\0", self._after + 1, prev_kv=True))
+            while (message := await call.read()) is not grpc.aio.EOF:
+                self._take(etcdwire.watch_response(message))
+                if self._closed:
+                    return
         except asyncio.CancelledError:
             raise
         except base.StoreError as error:
             self._end(error)
             return
-        except (aiohttp.ClientError, ValueError, OSError) as error:
+        except Exception as error:  # the stream failed (AioRpcError), or its call did, or a message was unreadable
             if not self._closed:
-                self._end(EtcdError(f"etcd watch on {self.prefix!r} broke: {error}"))
+                details = error.details() if isinstance(error, grpc.aio.AioRpcError) else repr(error)
+                self._end(EtcdError(f"etcd watch on {self.prefix!r} broke: {details}"))
             return
+        finally:
+            if call is not None:
+                call.cancel()
         # The stream ended without close(): etcd went away (the consumer re-lists and re-watches).
         self._end(EtcdError(f"etcd ended the watch on {self.prefix!r}"))
 
-    def _take(self, message: dict) -> None:
-        if "error" in message:
-            raise EtcdError(f"etcd watch: {message['error'].get('message', message['error'])}")
-        result = message.get("result") or {}
-        compact_revision = int(result.get("compact_revision", 0))
-        if compact_revision:
-            self._store._compacted = max(self._store._compacted, compact_revision)
-            raise base.Compacted(self._after, compact_revision)
-        if result.get("canceled"):
-            raise EtcdError(f"etcd cancelled the watch on {self.prefix!r}: {result.get('cancel_reason', '')}")
-        self._store._saw(result.get("header"))
-        for raw in result.get("events") or []:
+    def _take(self, message: etcdwire.WatchResponse) -> None:
+        if message.compact_revision:
+            self._store._compacted = max(self._store._compacted, message.compact_revision)
+            raise base.Compacted(self._after, message.compact_revision)
+        if message.canceled:
+            raise EtcdError(f"etcd cancelled the watch on {self.prefix!r}: {message.cancel_reason}")
+        self._store._saw(message.revision)
+        for raw in message.events:
             if len(self._queue) >= self._store._queue_limit:
                 raise memory.WatchOverflow(self.prefix, self._store._queue_limit)
             self._queue.append(self._event(raw))
         if self._queue:
             self._wakeup.wake()
 
-    def _event(self, raw: dict) -> base.Event:
+    def _event(self, raw: etcdwire.Event) -> base.Event:
         store = self._store
-        kv = store._kv(raw["kv"])
-        prev = store._kv(raw["prev_kv"]) if raw.get("prev_kv") else None
-        if raw.get("type") == "DELETE":
+        kv = store._kv(raw.kv)
+        prev = store._kv(raw.prev_kv) if raw.prev_kv is not None else None
+        if raw.delete:
             if prev is not None:
                 kv = base.KeyValue(kv.key, prev.value, prev.create_revision, kv.mod_revision)
             return base.Event("DELETE", kv, prev)
@@ -506,4 +515,3 @@ class EtcdWatch:
         if self._task is not asyncio.current_task():
             self._task.cancel()
         self._wakeup.wake()
-
