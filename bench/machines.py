@@ -1,13 +1,16 @@
 """Several "machines" on one box, for the e2e tests (tests/e2e/test_join.py) and the bench
 (bench/crossmachine.py) of a cluster spread over machines.
 
-A `Lan` is a bridge in the host namespace (the test's LAN, addresses in 198.18.0.0/15, the
-range RFC 2544 sets aside for benchmarks, which nothing on a host routes) and, per machine, a
-network namespace of its own (`pkt-<id>-m<N>`) with `lan0` on that bridge. Everything a machine
-runs (`pocketkube up`, `join`, kubectl, curl) runs inside its namespace: the host's namespace
-holds only the bridge and the machines' veths. `close()` runs `pocketkube down` for what each
-machine started, stops any process left in a machine's namespace, and removes the namespaces
-and the bridge, also after a failure.
+A `Lan` is a switch: a bridge in a network namespace of its own (`pkt-<id>-lan`; the test's LAN,
+addresses in 198.18.0.0/15, the range RFC 2544 sets aside for benchmarks, which nothing on a
+host routes) and, per machine, a network namespace of its own (`pkt-<id>-m<N>`) with `lan0`
+cabled to that bridge. The switch's namespace has br_netfilter off (`bridge-nf-call-iptables`
+is per namespace, 1 by default once the module is loaded): a switch runs no firewall, and the
+host's setting would otherwise pass every frame between machines through the IP hooks.
+Everything a machine runs (`pocketkube up`, `join`, kubectl, curl) runs inside its namespace:
+the host's namespace holds nothing of the LAN. `close()` runs `pocketkube down` for what each
+machine started, stops any process left in a machine's namespace, and removes the namespaces,
+also after a failure.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -64,14 +66,18 @@ class Machine:
 class Lan:
     def __init__(self, base_dir: str, machines: int = 2):
         self.id = uuid.uuid4().hex[:5]
-        self.bridge = f"pkt{self.id}-lan"
+        self.switch = f"pkt-{self.id}-lan"  # the switch's namespace
+        self.bridge = "lan"
         self.base_dir = base_dir
         subnet = self._free_subnet()
         self.subnet = subnet
         self.machines: list[Machine] = []
         try:
-            _ip("link", "add", self.bridge, "type", "bridge")
-            _ip("link", "set", self.bridge, "up")
+            _ip("netns", "add", self.switch)
+            network._run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0",
+                          "net.bridge.bridge-nf-call-arptables=0"], netns=self.switch, check=False)  # absent without br_netfilter
+            network._run(["ip", "-batch", "-"], f"link add {self.bridge} type bridge\nlink set {self.bridge} up\n",
+                         netns=self.switch)
             for i in range(1, machines + 1):
                 self.add_machine(i)
         except BaseException:
@@ -90,10 +96,9 @@ class Lan:
     def add_machine(self, index: int) -> Machine:
         netns = f"pkt-{self.id}-m{index}"
         address = str(self.subnet.network_address + 10 + index)
-        veth = f"pkt{self.id}m{index}"
         _ip("netns", "add", netns)
-        _ip("link", "add", veth, "type", "veth", "peer", "name", "lan0", "netns", netns)
-        _ip("link", "set", veth, "master", self.bridge, "up")
+        _ip("link", "add", self.cable(index), "type", "veth", "peer", "name", "lan0", "netns", netns, netns=self.switch)
+        _ip("link", "set", self.cable(index), "master", self.bridge, "up", netns=self.switch)
         network._run(["ip", "-batch", "-"], f"link set lo up\naddr add {address}/24 dev lan0\nlink set lan0 up\n",
                      netns=netns)
         home = os.path.join(self.base_dir, f"m{index}")
@@ -103,6 +108,10 @@ class Lan:
         machine = Machine(self, index, netns, address, env)
         self.machines.append(machine)
         return machine
+
+    def cable(self, index: int) -> str:
+        """Machine `index`'s link on the switch (in the switch's namespace)."""
+        return f"m{index}"
 
     def close(self) -> list[str]:
         """Take everything down (joined machines first); returns what could not be removed."""
@@ -130,15 +139,7 @@ class Lan:
                     break
                 up_cmd.stop_processes(left, set(), grace=2.0)
             _ip("netns", "del", machine.netns, check=False)
-        _ip("link", "del", self.bridge, check=False)
-        # A deleted namespace's veths go when the kernel's cleanup of it runs, later and slower on
-        # a busy machine (it once took over a minute): wait for them before calling them left over.
-        deadline = time.monotonic() + 120
-        while any(link["ifname"].startswith(f"pkt{self.id}") for link in network._links()):
-            if time.monotonic() > deadline:
-                problems.append("links of the test LAN remain")
-                break
-            time.sleep(0.5)
+        _ip("netns", "del", self.switch, check=False)  # the bridge and the machines' cables with it
         return problems
 
 

@@ -248,7 +248,7 @@ def _ready(a, node: str) -> str:
 
 
 def test_a_machine_that_leaves(machines, workloads):
-    """Last in this module: it cuts the second machine off the LAN (its link on the test's bridge
+    """Last in this module: it cuts the second machine off the LAN (its link on the test's switch
     down, as a machine unplugged), then plugs it back. Its node goes NotReady (Ready Unknown,
     after the node lifecycle controller's default 40 s grace period) and is tainted
     unreachable:NoExecute; the pod that tolerates that for 2 s is evicted (marked for deletion:
@@ -261,8 +261,8 @@ def test_a_machine_that_leaves(machines, workloads):
     a.kubectl("apply", "-f", "-", input=LEAVING.format(name="leaving", node=node))
     a.kubectl("wait", "--for=condition=Ready", "pod/leaving", "--timeout=60s", timeout=90)
     assert _ready(a, node) == "True"
-    veth = f"pkt{lan.id}m{b.index}"  # the machine's cable, on the host's side of the bridge
-    network._run(["ip", "link", "set", veth, "down"])
+    cable = lan.cable(b.index)  # the machine's cable, on the switch's side
+    network._run(["ip", "link", "set", cable, "down"], netns=lan.switch)
     try:
         until(lambda: _ready(a, node) == "Unknown", f"node {node} NotReady (Unknown) once its machine left",
               timeout=120)
@@ -285,7 +285,7 @@ def test_a_machine_that_leaves(machines, workloads):
         stayed = a.kubectl_json("get", "pod", "client-b")  # the default toleration: 300 s
         assert not stayed["metadata"].get("deletionTimestamp")
     finally:
-        network._run(["ip", "link", "set", veth, "up"])
+        network._run(["ip", "link", "set", cable, "up"], netns=lan.switch)
     until(lambda: _ready(a, node) == "True", f"node {node} Ready again once its machine is back", timeout=120)
     until(lambda: "leaving" not in a.kubectl("get", "pods", "-o", "name").stdout,
           "the evicted pod gone once its node's agent stopped it", timeout=120)
