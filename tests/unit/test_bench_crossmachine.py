@@ -47,7 +47,7 @@ def test_rows_judge_the_goal_on_the_split_ratio_by_the_clock_and_per_sending_cpu
     # across 27 / 0.5 = 54: the across sender got half its CPU
     per_cpu = by_name["across machines against one machine (receive on its own CPU; per second of the sending "
                       "iperf3's CPU)"]
-    assert per_cpu.goal == GOAL and round(per_cpu.low, 3) == round(54 / 30, 3)
+    assert per_cpu.goal is None and round(per_cpu.low, 3) == round(54 / 30, 3)
     whole = by_name["across machines against one machine (whole path on one CPU)"]
     assert whole.goal is None and whole.value == 0.8
     # per GB: same (1.0 * 4 + 0.1) / 15, across (1.2 * 4 + 0.1) / 12: same's cost over across's
