@@ -19,6 +19,7 @@ def _server(args: argparse.Namespace) -> int:
     from pocketkube.controllers.manager import ControllerManager
     from pocketkube.core.client import Client
     from pocketkube.core.lbpool import Pool, PoolError
+    from pocketkube.store.base import StoreError
 
     try:
         Pool.parse(args.lb_range)
@@ -75,7 +76,11 @@ def _server(args: argparse.Namespace) -> int:
         await _until_signalled()
         await sup.stop()
 
-    _run(run())
+    try:
+        _run(run())
+    except StoreError as exc:  # e.g. no etcd answers at --etcd-servers: say so, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

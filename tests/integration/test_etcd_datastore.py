@@ -11,11 +11,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import ROOT, start_server
 from tests.etcdproc import EtcdProcess, etcd_missing
 from tests.integration.test_api import Raw
 
@@ -172,3 +173,15 @@ def test_the_server_carries_on_after_etcd_restarts(cluster):
     assert {"configmap/before", "configmap/after"} <= set(names)
     srv.kubectl("delete", "configmap", "before")
     assert "configmap/before" not in srv.kubectl("get", "configmaps", "-o", "name").stdout.split()
+
+
+def test_a_server_whose_etcd_does_not_answer_says_so_and_exits(tmp_path):
+    """Nothing listens at --etcd-servers: after the start-up wait the server prints one error
+    line naming the endpoint (not a traceback) and exits 1."""
+    (tmp_path / "server").mkdir()
+    cp = subprocess.run([sys.executable, "-m", "pocketkube.cli.main", "server", "--data-dir", str(tmp_path / "server"),
+                         "--port", "0", "--datastore", "etcd", "--etcd-servers", "http://127.0.0.1:1"],
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert cp.returncode == 1, cp.stderr
+    assert "error: etcd is not reachable at http://127.0.0.1:1" in cp.stderr
+    assert "Traceback" not in cp.stderr
