@@ -132,6 +132,7 @@ class SandboxManager:
         except IpamError as exc:
             raise SandboxError(str(exc)) from None
         hostname, _ = pod_hostname(pod, self.cluster_domain)
+        veth = None if host_network else veth_name(uid)
         config = {
             "root": os.path.join(pod_dir, "root"),
             "overlay_dir": os.path.join(pod_dir, "overlay"),
@@ -147,11 +148,11 @@ class SandboxManager:
             "sh": host_program("sh"),
             # wired by the holder's init as it makes the namespace (nsinit.py, netlink.wire_pod)
             "network": None if host_network else {
-                "node_netns": self.node_netns_path(), "veth": veth_name(uid), "bridge": "cni0", "ip": ip,
+                "node_netns": self.node_netns_path(), "veth": veth, "bridge": "cni0", "ip": ip,
                 "prefix_len": self.ipam.prefix_len, "gateway": self.ipam.gateway},
         }
         info = SandboxInfo(uid=uid, name=meta.get("name"), namespace=meta.get("namespace"), ip=ip,
-                           veth=None if host_network else veth_name(uid), host_network=host_network,
+                           veth=veth, host_network=host_network,
                            created=rfc3339(), shared_pid_namespace=shared_pids)
         try:
             info.holder_pid = await self.spawner.spawn(config)
