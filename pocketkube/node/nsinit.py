@@ -7,10 +7,15 @@ interpreter per pod). It starts the containers' main processes too, as children 
 runs one exec session or exec probe in a container's namespaces (`exec_main`). The agent
 talks to it through spawner.py; sandbox.py says what a sandbox is.
 
+The holder is the pod's pause process: this machine's `catatonit -P` (Debian's catatonit,
+podman's pause: a small static program that waits for SIGTERM or SIGINT, reaping any child it
+is given), opened before the pivot and exec'd by its open file, in a root of its own that is
+an empty read-only tmpfs: it loads nothing and reads nothing, so nothing of the machine need
+be in its root (containerd's sandbox root holds the pause image's one program alike).
+
 PIDs: each container gets its own PID namespace, as Kubernetes does by default. With
 `shareProcessNamespace: true` the holder is PID 1 of a PID namespace for the whole pod (the
-containers join it), and then it is a small shell loop that reaps the orphans of the pod
-and exits on SIGTERM or SIGINT, as the pause process does.
+containers join it) and reaps the orphans of the pod, as the pause process does.
 
 Each container's root is built from its image, not from the machine (`RootBuilder`; the
 catalog, images/__init__.py, says what an image holds; docs/adr/0009 why), in a mount
@@ -21,9 +26,7 @@ pod's hosts, resolv.conf and hostname, nsswitch.conf), a minimal /dev with the p
 /proc for its PID namespace, a read-only /sys for the pod's network namespace, and its volumes
 at their mountPaths. Nothing else of the machine (/root, /home, /var/lib, /run, /etc/shadow,
 other pods or containers) is in it. A mountPath under a held directory gets a copy-on-write
-overlay there, so nothing is ever created outside the pod's own state directory. The holder
-gets a small root of the same kind (libraries, /etc, /dev); it runs this machine's `sleep` (or
-`sh`), opened before its pivot, so no image need hold them.
+overlay there, so nothing is ever created outside the pod's own state directory.
 
 In its root a container gets runc's masked and read-only paths of /proc and /sys, a read-only
 root if asked, and becomes the user, groups and capabilities its securityContext asks for
@@ -66,9 +69,8 @@ PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 20
 CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}
 PR_SET_CHILD_SUBREAPER = 36
 HOLDER_NAME = "pocketkube-pause"
-# the holder of a shared PID namespace: PID 1 of the pod, reaping orphans (a shell waiting
-# for any child reaps them all), leaving on SIGTERM / SIGINT as the pause process does
-REAPER_SCRIPT = 'trap "exit 0" INT TERM; while :; do {sleep} 2147483647 & wait $!; done'
+# the holder's program: catatonit's pause mode (leaves on SIGTERM / SIGINT, reaps children)
+PAUSE_ARGS = ("-P",)
 
 
 # ---- the sandbox init (runs in its own process, standard library only) -----------------------
@@ -329,9 +331,9 @@ def held_paths(holds: list[str]) -> list[str]:
 UNPRIVILEGED_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
 
 
-def sandbox_init(config: dict) -> None:
-    """Set up the namespaces and root described by `config`, then exec the holder."""
-    sys_ = Syscalls()
+def sandbox_init(sys_: Syscalls, config: dict) -> None:
+    """Set up the namespaces and the holder's root described by `config` (then the caller
+    execs the holder)."""
     if config.get("join_netns"):
         sys_.setns(config["join_netns"], CLONE_NEWNET)
     network = config.get("network")
@@ -349,7 +351,8 @@ def sandbox_init(config: dict) -> None:
     if node_link is not None:
         _wire_network(node_link, network)
     sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)
-    build_root(sys_, config)
+    # the holder's root: empty and read-only (its program is exec'd by its open file)
+    sys_.mount("tmpfs", config["root"], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=555,size=4k")
     if config.get("new_uts"):
         sys_.sethostname(config["hostname"])
     sys_.pivot_root(config["root"])
@@ -405,7 +408,7 @@ def build_root(sys_: Syscalls, config: dict) -> None:
         builder.ensure_dir(directory)
 
 
-def _become_holder(request_id: str, config: dict) -> None:
+def _become_holder(sys_: Syscalls, request_id: str, config: dict) -> None:
     """In a fresh child of the spawner: set the sandbox up, report, exec the holder. With
     `new_pid` the holder is PID 1 of a new PID namespace: the first child forked after
     unshare(CLONE_NEWPID), reported by its parent (which alone knows its pid here)."""
@@ -415,24 +418,18 @@ def _become_holder(request_id: str, config: dict) -> None:
         os.setsid()
         if config.get("new_pid"):
             report = _fork_pid_namespace_init(request_id)
-        # the holder's programs are the machine's, opened here: the pod's root need not hold them
-        sleep = fcntl.fcntl(os.open(config["sleep"], os.O_RDONLY), fcntl.F_DUPFD_CLOEXEC, 100)
-        sh = fcntl.fcntl(os.open(config["sh"], os.O_RDONLY), fcntl.F_DUPFD_CLOEXEC, 100) if config.get("new_pid") \
-            else None
-        sandbox_init(config)
-        null = os.open("/dev/null", os.O_RDWR)
+        # the holder's program is the machine's, opened here: the pod's root need not hold it
+        pause = fcntl.fcntl(os.open(config["pause"], os.O_RDONLY), fcntl.F_DUPFD_CLOEXEC, 100)
+        null = os.open("/dev/null", os.O_RDWR)  # its stdio (its root has no /dev)
+        sandbox_init(sys_, config)
         os.write(report, f"{request_id} ok {os.getpid()}\n".encode())
         for fd in (0, 1, 2, report):
             os.dup2(null, fd)
         # Nothing else of the spawner's may live on in the holder: an inherited copy of the
         # spawner's stdout kept the agent waiting for EOF at stop (`down` took 10 s longer).
-        os.dup2(sleep, 3, inheritable=sh is not None)  # the reaping shell runs it as /proc/self/fd/3
-        if sh is not None:
-            os.dup2(sh, 4, inheritable=False)
-        os.closerange(5 if sh is not None else 4, os.sysconf("SC_OPEN_MAX"))
-        if sh is not None:
-            os.execve(4, [HOLDER_NAME, "-c", REAPER_SCRIPT.format(sleep="/proc/self/fd/3")], dict(os.environ))
-        os.execve(3, [HOLDER_NAME, "infinity"], dict(os.environ))
+        os.dup2(pause, 3, inheritable=False)
+        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+        os.execve(3, [HOLDER_NAME, *PAUSE_ARGS], {})
     except BaseException as exc:  # reported to the agent, which fails the sandbox with it
         message = " ".join(str(exc).split())[:3000]
         os.write(report, f"{request_id} error {message}\n".encode())
@@ -800,7 +797,7 @@ def spawner_main() -> int:
                 if config.get("kind") == "container":
                     containers.start(sys_, request_id, config)
                 elif os.fork() == 0:
-                    _become_holder(request_id, config)
+                    _become_holder(sys_, request_id, config)
 
 
 if __name__ == "__main__":

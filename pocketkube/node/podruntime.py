@@ -126,9 +126,7 @@ class ProcessRuntime:
         return self.sandboxes.pod_dir(uid)
 
     async def create_sandbox(self, pod: dict) -> SandboxInfo:
-        # the pause container's root: the libraries its sleep loads, the base accounts
-        return await self.sandboxes.create(pod, list(images.LIBRARY_DIRS), images.passwd_file([]),
-                                           images.group_file([]))
+        return await self.sandboxes.create(pod)
 
     async def destroy_sandbox(self, sandbox: SandboxInfo, keep_pod_files: bool = False) -> None:
         await self.sandboxes.destroy(sandbox, keep_pod_files=keep_pod_files)

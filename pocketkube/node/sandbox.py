@@ -1,12 +1,12 @@
 """Pod sandboxes: the namespaces a pod's containers share (pocketkube's pause container).
 
-A sandbox is one holder process, `sleep infinity` renamed `pocketkube-pause`, that owns the
-pod's network, UTS, IPC and mount namespaces; containers join them (runtime.py). The network
+A sandbox is one holder process, `catatonit -P` (the pause process podman uses) renamed
+`pocketkube-pause`, that owns the pod's network, UTS, IPC and mount namespaces; containers join them (runtime.py). The network
 namespace is unnamed: it lives exactly as long as the processes in it, so a pod killed by
 any means leaves no namespace or veth behind (`pod_netns_path` is /proc/<holder>/ns/net).
 
 Containers get their own PID namespace, or the pod's with `shareProcessNamespace: true` (then
-the holder is PID 1 of it: a small shell loop reaping the pod's orphans). What runs inside
+the holder is PID 1 of it, reaping the pod's orphans). What runs inside
 the new processes before exec (the roots, mounts, security) is nsinit.py's; the agent starts
 them through the spawner (spawner.py); the pod's /etc files come from podfiles.py and its IP
 from ipam.py.
@@ -36,6 +36,9 @@ from pocketkube.node.podfiles import NSSWITCH_CONF, hosts_file, pod_hostname, re
 from pocketkube.node.spawner import Spawner
 
 log = logging.getLogger(__name__)
+
+# the pause process (Debian's catatonit, static: it needs nothing in the holder's root)
+PAUSE_PROGRAM = "catatonit"
 
 
 class SandboxError(Exception):
@@ -115,10 +118,10 @@ class SandboxManager:
                 "hosts": hosts_file(pod, ip, self.cluster_domain, read_text("/etc/hosts")),
                 "hostname": hostname + "\n", "passwd": passwd, "group": group, "nsswitch.conf": NSSWITCH_CONF}
 
-    async def create(self, pod: dict, holds: list[str], passwd: str, group: str) -> SandboxInfo:
-        """Start the holder with the pod's namespaces and a small root of its own (`holds`:
-        the libraries its sleep loads; `passwd`, `group`), then wire its network. Containers
-        build their own roots (`_become_container`)."""
+    async def create(self, pod: dict) -> SandboxInfo:
+        """Start the holder (the pod's pause process) with the pod's namespaces, its network
+        wired, in an empty root of its own. Containers build their own roots
+        (`_become_container`)."""
         meta = pod["metadata"]
         uid = meta["uid"]
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
@@ -135,17 +138,12 @@ class SandboxManager:
         veth = None if host_network else veth_name(uid)
         config = {
             "root": os.path.join(pod_dir, "root"),
-            "overlay_dir": os.path.join(pod_dir, "overlay"),
-            "etc": self.etc_files(pod, ip, passwd, group),
-            "holds": holds,
-            "shm": self.shm_dir(uid),
             "new_net": not host_network,
             "new_uts": not host_network,
             "join_netns": self.node_netns_path() if host_network else None,
             "hostname": hostname,
             "new_pid": shared_pids,
-            "sleep": host_program("sleep"),
-            "sh": host_program("sh"),
+            "pause": host_program(PAUSE_PROGRAM),
             # wired by the holder's init as it makes the namespace (nsinit.py, netlink.wire_pod)
             "network": None if host_network else {
                 "node_netns": self.node_netns_path(), "veth": veth, "bridge": "cni0", "ip": ip,

@@ -226,10 +226,10 @@ def test_nginx_alpine_tags_are_our_nginx(tmp_path):
     assert resolve("docker.io/library/nginx:1.14-alpine", tmp_path=tmp_path).argv[0] == nginx.NGINX
 
 
-def test_pause_image_sleeps_until_sigterm():
+def test_pause_image_is_catatonit_in_pause_mode():
     resolved = resolve("registry.k8s.io/pause:3.9")
-    assert resolved.argv[0].endswith("sh") and resolved.argv[1] == "-c"
-    assert 'trap "exit 0" TERM' in resolved.argv[2] and "sleep" in resolved.argv[2]
+    assert os.path.basename(resolved.argv[0]) == "catatonit" and resolved.argv[1:] == ["-P"]
+    assert resolved.argv[0] in resolved.holds  # static: its one file is all the image holds
 
 
 def test_unknown_image_with_a_command_runs_the_command():

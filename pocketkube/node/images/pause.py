@@ -1,4 +1,4 @@
-"""The pause image (registry.k8s.io/pause): a process that sleeps until it is stopped."""
+"""The pause image (registry.k8s.io/pause): a process that waits until it is stopped."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ HEADLINE = ("registry.k8s.io/pause",)
 
 
 def image_config(ctx: ImageContext) -> ImageConfig:
-    """The real pause exits on SIGTERM even as PID 1; a shell that traps it does the same."""
-    sh = shutil.which("sh", path="/usr/bin:/bin") or "/bin/sh"
-    sleep = shutil.which("sleep", path="/usr/bin:/bin") or "/bin/sleep"
-    return ImageConfig(entrypoint=["/pause"],
-                       programs={"/pause": [sh, "-c",
-                                            f'trap "exit 0" TERM INT; while :; do {sleep} 3600 & wait $!; done']},
-                       holds=[sh, sleep], user="65535:65535", size=file_size(sh))
+    """/pause is this machine's `catatonit -P` (static, one process): like the real pause it
+    waits, reaps what it is given, and exits 0 on SIGTERM or SIGINT even as PID 1."""
+    pause = shutil.which("catatonit", path="/usr/bin:/bin") or "/usr/bin/catatonit"
+    return ImageConfig(entrypoint=["/pause"], programs={"/pause": [pause, "-P"]}, holds=[pause],
+                       user="65535:65535", size=file_size(pause))
