@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Iterable, Iterator
 
 from pocketkube.core.errors import APIError, bad_request, go_quote
+from pocketkube.core.objects import without_nulls
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -605,14 +606,6 @@ def _remove(obj: dict, path: Path, table: dict) -> None:
     walk(obj, path, (), ())
 
 
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
 def _fill_zero(node: dict, zero: dict) -> None:
     for name, value in zero.items():
         if name not in node:
@@ -626,9 +619,9 @@ def _typed_view(obj: dict | None, kind: str, skip: frozenset = frozenset()) -> d
     Top-level fields whose paths are in `skip` are left as they are, not copied (a comparison
     that skips them never reads them: a status write does not copy the pod's spec twice)."""
     if obj and skip:
-        view = {k: v if (("f", k),) in skip else _without_nulls(v) for k, v in obj.items() if v is not None}
+        view = {k: v if (("f", k),) in skip else without_nulls(v) for k, v in obj.items() if v is not None}
     else:
-        view = _without_nulls(obj) if obj else {}
+        view = without_nulls(obj) if obj else {}
     metadata = view.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop("managedFields", None)

@@ -35,6 +35,16 @@ def deep_copy(obj: Any) -> Any:
     return orjson.loads(orjson.dumps(obj))
 
 
+def without_nulls(value: Any) -> Any:
+    """`value` with every null map entry dropped, at every depth (a Go struct's zero field and a
+    missing one are the same value: `"lastProbeTime": null` is no change)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def new_uid() -> str:
     return str(uuid.uuid4())
 

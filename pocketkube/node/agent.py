@@ -48,7 +48,7 @@ from pocketkube.core.cluster import CLUSTER_DNS
 from pocketkube.core.events import EventRecorder, Hold
 from pocketkube.core.informer import Informer, object_key
 from pocketkube.core.nodefit import PORTS_REASON, host_ports, ports_conflict
-from pocketkube.core.objects import rfc3339, rfc3339_micro
+from pocketkube.core.objects import rfc3339, rfc3339_micro, without_nulls
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.core.workqueue import WorkQueue
 from pocketkube.node.env import EnvResolver
@@ -404,18 +404,23 @@ class NodeAgent:
 
     async def _write_status(self, pod: dict) -> None:
         """Write the pod's current status if it changed since the last write and its worker
-        has reported; one write per pod at a time, so they never land out of order."""
+        has reported; one write per pod at a time, so they never land out of order. A null
+        field and a missing one are the same (the conditions the kubelet does not own are
+        copied from the stored pod, where the patch's `"lastProbeTime": null` left no key)."""
         m = pod["metadata"]
         uid = m["uid"]
         async with self._status_locks.setdefault(uid, asyncio.Lock()):
             status = self.pods.current_status(uid)
-            if status is None or not self.pods.reported(uid) or status == self._statuses.get(uid):
+            if status is None or not self.pods.reported(uid):
+                return
+            compared = without_nulls(status)
+            if compared == self._statuses.get(uid):
                 return
             self.recorder.busy()
             try:
                 await self.client.patch("v1", "pods", m["name"], {"status": status}, namespace=m["namespace"],
                                         subresource="status", field_manager="kubelet")
-                self._statuses[uid] = status
+                self._statuses[uid] = compared
             except errors.APIError as exc:
                 if exc.code != 404:
                     raise

@@ -1,8 +1,8 @@
 """The node agent's admission (the kubelet's canAdmitPod): a pod bound to the node whose host
 ports a running pod already holds is rejected (phase Failed, reason NodePorts, a Warning
-event) and never run; once the holder is gone, its replacement runs. The agent is the real
-NodeAgent against an in-process API server; only its PodManager is a stand-in that records
-which pods it was asked to run.
+event) and never run; once the holder is gone, its replacement runs. Also how often the agent
+writes a running pod's status (once). The agent is the real NodeAgent against an in-process
+API server; only its PodManager is a stand-in that records which pods it was asked to run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pocketkube.apiserver.server import APIServer
 from pocketkube.core import errors
 from pocketkube.core.client import Client
 from pocketkube.node.agent import NodeAgent
+from pocketkube.node.podstatus import ContainerView, generate_pod_status
 
 NODE = "admission-node"
 
@@ -149,6 +150,76 @@ async def test_pods_in_namespaces_named_like_the_agents_own_work_run(tmp_path):
                 return got.get("status", {}).get("phase") == "Running"
 
             await eventually(running)
+    finally:
+        await agent.stop()
+        await server.stop()
+
+
+class CountingTransport(LocalTransport):
+    """The in-process server's transport, counting the status writes that go through it."""
+
+    def __init__(self, handlers):
+        super().__init__(handlers)
+        self.status_writes: list[str] = []
+
+    async def request(self, method, path, query, body, content_type):
+        if method == "PATCH" and "/pods/" in path and path.endswith("/status"):
+            self.status_writes.append(path)
+        return await super().request(method, path, query, body, content_type)
+
+
+class StatusFromPods(RecordingPods):
+    """Each synced pod runs; its status is the kubelet's (podstatus.generate_pod_status) over
+    the latest pod the agent synced, so the conditions the kubelet does not own (PodScheduled)
+    come from the stored pod, as the real pod workers' do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = "2026-12-07T00:00:00Z"
+
+    def current_status(self, uid: str) -> dict | None:
+        pod = self.running.get(uid)
+        if pod is None:
+            return None
+        view = ContainerView(name="c", image="busybox", state="running", started_at=self.now, ready=True,
+                             started=True)
+        return generate_pod_status(pod, init_views=[], views=[view], sandbox_ready=True, pod_ip="10.244.9.2",
+                                   host_ip="127.0.0.1", start_time=self.now, terminal_phase=None,
+                                   previous_conditions=[], now=self.now)
+
+
+async def test_a_running_pod_gets_one_status_write(tmp_path):
+    """The status the kubelet computes copies PodScheduled from the stored pod: the binding stored
+    it with `lastProbeTime: null`, the status patch leaves no such key. That null and a missing
+    key are one value to the agent: a started pod costs the server one status write, not a
+    second identical one after the watch brings the first one back."""
+    server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
+    await server.start()
+    transport = CountingTransport(server.handlers)
+    client = Client(transport, field_manager="test")
+    pods = StatusFromPods()
+    agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
+                      state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
+    await agent.start()
+    try:
+        web = pod("web", 0)
+        del web["spec"]["containers"][0]["ports"]
+        del web["spec"]["nodeName"]
+        created = await client.create("v1", "pods", web, namespace="default")
+        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}}
+        await client.create("v1", "pods", binding, namespace="default", subresource="binding", name="web")
+
+        async def running():
+            got = await client.get("v1", "pods", "web", namespace="default")
+            return got if got.get("status", {}).get("phase") == "Running" else None
+
+        stored = (await eventually(running))["status"]
+        scheduled = next(c for c in stored["conditions"] if c["type"] == "PodScheduled")
+        assert scheduled["status"] == "True"
+        await asyncio.sleep(1.5)  # > one resync, and the watch event of the write is back
+        assert transport.status_writes == ["/api/v1/namespaces/default/pods/web/status"]
+        assert created["metadata"]["uid"] in pods.running
     finally:
         await agent.stop()
         await server.stop()
