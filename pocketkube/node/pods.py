@@ -36,7 +36,7 @@ from pocketkube.core.linux import process_alive, remove_tree
 from pocketkube.core.tasks import cancel_and_wait
 from pocketkube.node import checkpoint, runtime
 from pocketkube.node.podruntime import PodRuntime, ProcessRuntime
-from pocketkube.node.podworker import ContainerSlot, NodeContext, PodWorker, kill_leftovers, pod_data_dir
+from pocketkube.node.podworker import ContainerSlot, NodeContext, PodWorker, kill_leftovers, remove_pod_data
 from pocketkube.node.sandbox import SandboxInfo
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class PodManager:
                 kill_leftovers(self.runtime, sandbox, [])
                 await self.runtime.destroy_sandbox(sandbox)
             remove_tree(self.runtime.pod_dir(uid))
-            remove_tree(pod_data_dir(self.node.state_dir, uid))
+            remove_pod_data(self.node.state_dir, uid)
             return None
         if pod.get("spec"):
             worker.pod = pod
@@ -274,7 +274,7 @@ def mount_pod_state(state_dir: str) -> bool:
     /dev/shm live (as containerd keeps its state under /run and a kubelet its secret volumes
     on tmpfs). On a disk, creating and removing those ~20 files and directories per pod was
     the agent's largest cost in a burst (ext4 inode allocation: docs/adr/0021). Logs and
-    emptyDirs stay on disk (podworker.pod_data_dir). Best effort: False leaves pods/ on disk."""
+    emptyDirs stay on disk (podworker.pod_data_dir, container_log_path). Best effort: False leaves pods/ on disk."""
     path = os.path.join(state_dir, "pods")
     os.makedirs(path, exist_ok=True)
     if os.path.ismount(path):

@@ -467,10 +467,13 @@ async def test_fifty_pods_at_once(node):
     ips = {s["podIP"] for s in statuses}
     assert len(ips) == 50
     assert len([link for link in node.links() if link.startswith("veth")]) == 50
+    logs = os.path.join(node.state_dir, "pod-logs")
+    assert len(os.listdir(logs)) == 50  # one file on disk per pod: its container's log
     await asyncio.gather(*(node.manager.terminate(p, 1) for p in pods))
     assert [link for link in node.links() if link.startswith("veth")] == []
     assert node.manager.runtime.sandboxes.ipam.allocations == {}
     assert holder_pids(node.state_dir) == []
+    assert os.listdir(logs) == [] and os.listdir(os.path.join(node.state_dir, "pods")) == ["ipam.json"]
 
 
 CRASHING_AGENT = textwrap.dedent("""

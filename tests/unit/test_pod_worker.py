@@ -294,7 +294,7 @@ async def test_the_request_carries_what_the_runtime_needs(tmp_path, spec, host_p
     assert request.writable == ["/data"]
     assert {m["target"]: m["readonly"] for m in request.mounts if m["target"] in ("/data", "/etc/app")} == \
         {"/data": False, "/etc/app": True}
-    assert request.log_path.endswith(f"pod-data/{UID}/logs/c/0.log")
+    assert request.log_path.endswith(f"pod-logs/{UID}_c_0.log")
 
 
 # ---- init containers ---------------------------------------------------------------------------
