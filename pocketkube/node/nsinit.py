@@ -550,12 +550,8 @@ def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
         stdio = (stdin, log, log)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
-    for name in os.listdir("/proc/self/fd"):
-        if int(name) > 2 and int(name) != error_fd:
-            try:
-                os.close(int(name))
-            except OSError:
-                pass
+    os.closerange(3, error_fd)  # nothing else of the spawner's lives on in the container
+    os.closerange(error_fd + 1, os.sysconf("SC_OPEN_MAX"))
     os.setsid()
     if config.get("tty_fd") is not None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -6,10 +6,11 @@ request (one JSON line each, answered by "<id> ok <pid>" or "<id> error <why>").
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
+
+import orjson
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsinit.py")
 
@@ -74,7 +75,7 @@ class Spawner:
         request_id = str(self.counter)
         future = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
-        self.proc.stdin.write(f"{request_id} {json.dumps(config)}\n".encode())
+        self.proc.stdin.write(b"%s %s\n" % (request_id.encode(), orjson.dumps(config)))
         try:
             await self.proc.stdin.drain()
             answer = await asyncio.wait_for(asyncio.shield(future), 30)
