@@ -70,10 +70,6 @@ class SandboxInfo:
         return f"/proc/{self.holder_pid}/ns/net"
 
     @property
-    def root_path(self) -> str:
-        return f"/proc/{self.holder_pid}/root"
-
-    @property
     def pid_namespace_path(self) -> str | None:
         """The pod's PID namespace (shareProcessNamespace), None when each container has its own."""
         return f"/proc/{self.holder_pid}/ns/pid" if self.shared_pid_namespace else None
