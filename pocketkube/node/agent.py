@@ -170,6 +170,7 @@ class NodeAgent:
         self._ready_mismatch: dict[str, str] = {}  # uid -> resourceVersion whose Ready differed from ours
         self._status_locks: dict[str, asyncio.Lock] = {}  # uid -> held while its status is written
         self._terminating: set[str] = set()
+        self._deleted: set[str] = set()  # uids whose final DELETE was sent, until the watch says they are gone
         self._rejected: set[str] = set()  # uids refused at admission; they never run here
         self._tasks: list[asyncio.Task] = []
         self._streaming_server = None
@@ -334,6 +335,7 @@ class NodeAgent:
             self._status_locks.pop(uid, None)
             self._ready_mismatch.pop(uid, None)
             self._rejected.discard(uid)
+            self._deleted.discard(uid)
             return
         pod = self.pod_informer.get(key.key)
         if pod is None:
@@ -439,8 +441,8 @@ class NodeAgent:
     async def _finish_deletion(self, pod: dict) -> None:
         m = pod["metadata"]
         uid = m["uid"]
-        if uid in self._terminating:
-            return
+        if uid in self._terminating or uid in self._deleted:
+            return  # the final status write's own watch event brings the pod back here once more
         self._terminating.add(uid)
         try:
             grace = m.get("deletionGracePeriodSeconds")
@@ -456,6 +458,7 @@ class NodeAgent:
             except errors.APIError as exc:
                 if exc.code not in (404, 409):
                     raise
+            self._deleted.add(uid)
             self._statuses.pop(uid, None)
             self._status_locks.pop(uid, None)
         finally:

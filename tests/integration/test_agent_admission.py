@@ -161,11 +161,26 @@ class CountingTransport(LocalTransport):
     def __init__(self, handlers):
         super().__init__(handlers)
         self.status_writes: list[str] = []
+        self.deletes: list[str] = []
 
     async def request(self, method, path, query, body, content_type):
         if method == "PATCH" and "/pods/" in path and path.endswith("/status"):
             self.status_writes.append(path)
+        if method == "DELETE" and "/pods/" in path:
+            self.deletes.append(path)
         return await super().request(method, path, query, body, content_type)
+
+
+class SlowWatchTransport(CountingTransport):
+    """Watch events arrive `delay` seconds late, as over a busy node's network: a request's
+    answer can come back before the watch event of an earlier write."""
+
+    delay = 0.3
+
+    async def watch(self, path, query):
+        async for line in super().watch(path, query):
+            await asyncio.sleep(self.delay)
+            yield line
 
 
 class StatusFromPods(RecordingPods):
@@ -177,15 +192,21 @@ class StatusFromPods(RecordingPods):
         super().__init__()
         self.now = "2026-12-07T00:00:00Z"
 
-    def current_status(self, uid: str) -> dict | None:
+    def current_status(self, uid: str, terminal_phase: str | None = None) -> dict | None:
         pod = self.running.get(uid)
         if pod is None:
             return None
         view = ContainerView(name="c", image="busybox", state="running", started_at=self.now, ready=True,
                              started=True)
         return generate_pod_status(pod, init_views=[], views=[view], sandbox_ready=True, pod_ip="10.244.9.2",
-                                   host_ip="127.0.0.1", start_time=self.now, terminal_phase=None,
+                                   host_ip="127.0.0.1", start_time=self.now, terminal_phase=terminal_phase,
                                    previous_conditions=[], now=self.now)
+
+    async def terminate(self, pod: dict, grace_seconds: int) -> dict | None:
+        """Stopped at once; the final status (Succeeded) is what the agent writes before the DELETE."""
+        final = self.current_status(pod["metadata"]["uid"], terminal_phase="Succeeded")
+        await super().terminate(pod, grace_seconds)
+        return final
 
 
 async def test_a_running_pod_gets_one_status_write(tmp_path):
@@ -220,6 +241,42 @@ async def test_a_running_pod_gets_one_status_write(tmp_path):
         await asyncio.sleep(1.5)  # > one resync, and the watch event of the write is back
         assert transport.status_writes == ["/api/v1/namespaces/default/pods/web/status"]
         assert created["metadata"]["uid"] in pods.running
+    finally:
+        await agent.stop()
+        await server.stop()
+
+
+async def test_a_deleted_pod_is_deleted_once_by_the_agent(tmp_path):
+    """A pod deleted gracefully: the agent stops it, writes its final status, then deletes it
+    for good (grace 0, its uid as precondition) once; the watch event of that final status,
+    which arrives while the pod is still there, does not make it delete again."""
+    server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
+    await server.start()
+    transport = SlowWatchTransport(server.handlers)
+    client = Client(transport, field_manager="test")
+    pods = StatusFromPods()
+    agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
+                      state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
+    await agent.start()
+    admin = Client(LocalTransport(server.handlers), field_manager="test")
+    try:
+        web = pod("web", 0)
+        del web["spec"]["containers"][0]["ports"]
+        created = await admin.create("v1", "pods", web, namespace="default")
+        await eventually(lambda: created["metadata"]["uid"] in pods.running)
+        await admin.delete("v1", "pods", "web", namespace="default")
+
+        async def gone():
+            try:
+                await admin.get("v1", "pods", "web", namespace="default")
+            except errors.APIError as exc:
+                return exc.code == 404
+            return False
+
+        await eventually(gone)
+        await asyncio.sleep(2.0)  # > one resync, and the late watch events are in
+        assert transport.deletes == ["/api/v1/namespaces/default/pods/web"]
+        assert created["metadata"]["uid"] not in pods.running
     finally:
         await agent.stop()
         await server.stop()
