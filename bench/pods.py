@@ -561,9 +561,10 @@ def process_tree(root: int) -> set[int]:
     return {root} | up_cmd.descendants({root})
 
 
-def _mount_ns(pid: int) -> str | None:
+def _namespace(pid: int, kind: str) -> str | None:
+    """/proc/PID/ns/KIND's identity (`mnt:[4026531841]`), None when the process is gone."""
     try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
     except OSError:
         return None
 
@@ -591,19 +592,20 @@ def cluster_processes(cluster: BenchCluster) -> ClusterProcesses:
     """The server's processes; the agent's (the agent and its helpers); and the pods'. A pod's
     processes (its sandbox holder and containers, hostNetwork pods too) are those below the
     agent, or in a pod's network namespace, that live in a mount namespace other than the
-    agent's; they are grouped by the /etc/hostname they see (the pod's name; all hostNetwork
-    pods share the machine's)."""
+    agent's; they are grouped by their IPC namespace (one per pod: the holder's, which its
+    containers join) and named by the /etc/hostname its containers see (the pod's name; all
+    hostNetwork pods share the machine's; the holder's empty root has none)."""
     record = cluster.record()
     running = up_cmd.cluster_processes(record)
     agents = [pid for name, pid in running.items() if name != "server"]
     below_agents = set().union(*(process_tree(pid) for pid in agents))
     candidates = below_agents | network.pod_pids([n.netns for n in record.network.node_list()])
-    agent_namespaces = {_mount_ns(pid) for pid in agents}
+    agent_namespaces = {_namespace(pid, "mnt") for pid in agents}
     by_namespace: dict[str, set[int]] = {}
     for pid in candidates:
-        namespace = _mount_ns(pid)
-        if namespace is not None and namespace not in agent_namespaces:
-            by_namespace.setdefault(namespace, set()).add(pid)
+        mounts, ipc = _namespace(pid, "mnt"), _namespace(pid, "ipc")
+        if mounts is not None and ipc is not None and mounts not in agent_namespaces:
+            by_namespace.setdefault(ipc, set()).add(pid)
     pods: dict[str, set[int]] = {}
     for namespace, pids in by_namespace.items():
         hostname = next((h for pid in sorted(pids) if (h := _pod_hostname(pid))), namespace)
