@@ -381,6 +381,7 @@ def join(opts: JoinOptions, out=sys.stdout) -> int:
 
     started = time.monotonic()
     cluster_cli.require_root("join")
+    cluster_cli.require_pause_program("join")
     node_name = opts.name or socket.gethostname().split(".")[0].lower()
     names.validate_cluster_name(node_name)
     if not bootstraptoken.parse(opts.token):

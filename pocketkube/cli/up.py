@@ -67,6 +67,7 @@ from pocketkube.core import ranges as cluster_ranges
 from pocketkube.core.lbpool import ingress_ips
 from pocketkube.node import network
 from pocketkube.node import pods as node_pods
+from pocketkube.node import sandbox as node_sandbox
 from pocketkube.node.network import ClusterNetwork
 
 REGISTRY_DIR = "/run/pocketkube"
@@ -467,6 +468,16 @@ def require_root(command: str) -> None:
                       f"Run it as root (e.g. `sudo pocketkube {command}`).")
 
 
+def require_pause_program(command: str) -> None:
+    """Every pod's sandbox runs this machine's pause program (catatonit): without it no pod
+    starts, so say so before making anything."""
+    try:
+        node_sandbox.host_program(node_sandbox.PAUSE_PROGRAM)
+    except node_sandbox.SandboxError:
+        raise UpError(f"pocketkube {command} needs {node_sandbox.PAUSE_PROGRAM}, every pod's pause process "
+                      f"(apt-get install {node_sandbox.PAUSE_PROGRAM}; scripts/setup installs it)") from None
+
+
 def cluster_processes(record: ClusterRecord) -> dict[str, int]:
     """The server's and agents' PIDs that still run, by process name."""
     names = [m.process for m in record.etcd_members()] + ([] if record.joined else [s[0] for s in record.api_servers()])
@@ -497,6 +508,7 @@ def up(opts: UpOptions, out=sys.stdout) -> int:
     started = time.monotonic()
     check_datastore_options(opts)
     require_root("up")
+    require_pause_program("up")
     names.validate_cluster_name(opts.name)
     ClusterNetwork(opts.name, opts.nodes)  # the node count, checked before anything is done
     with machine_lock():
