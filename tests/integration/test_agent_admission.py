@@ -8,6 +8,7 @@ API server; only its PodManager is a stand-in that records which pods it was ask
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 
 from pocketkube.apiserver.local import LocalTransport
@@ -67,15 +68,28 @@ async def eventually(check, timeout: float = 10.0):
         await asyncio.sleep(0.05)
 
 
-async def test_a_pod_whose_host_port_is_taken_is_rejected_not_run(tmp_path):
+@contextlib.asynccontextmanager
+async def agent_beside_server(tmp_path, pods, transport_class=None):
+    """An in-process API server and the real NodeAgent of NODE on it, with `pods` as its
+    PodManager, its client's transport a `transport_class` (LocalTransport by default);
+    yields (server, transport, client); both stopped at the end."""
     server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
     await server.start()
-    client = Client(LocalTransport(server.handlers), field_manager="test")
-    pods = RecordingPods()
+    transport = (transport_class or LocalTransport)(server.handlers)
+    client = Client(transport, field_manager="test")
     agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
                       state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
     await agent.start()
     try:
+        yield server, transport, client
+    finally:
+        await agent.stop()
+        await server.stop()
+
+
+async def test_a_pod_whose_host_port_is_taken_is_rejected_not_run(tmp_path):
+    pods = RecordingPods()
+    async with agent_beside_server(tmp_path, pods) as (_, _, client):
         holder = await client.create("v1", "pods", pod("holder", 21017), namespace="default")
         await eventually(lambda: (holder["metadata"]["uid"] in pods.running))
         other_protocol = await client.create("v1", "pods", pod("udp", 21017, "UDP"), namespace="default")
@@ -110,23 +124,14 @@ async def test_a_pod_whose_host_port_is_taken_is_rejected_not_run(tmp_path):
         await client.delete("v1", "pods", "late", namespace="default")
         again = await client.create("v1", "pods", pod("late", 21017), namespace="default")
         await eventually(lambda: (again["metadata"]["uid"] in pods.running))
-    finally:
-        await agent.stop()
-        await server.stop()
 
 
 async def test_pods_in_namespaces_named_like_the_agents_own_work_run(tmp_path):
     """The agent's work queue holds three kinds of work (sync a pod, write its status, stop an
     orphan); a pod in a namespace named `status` or `orphan` is synced like any other and its
     status written (with string keys, `status/web` was taken for a status write and never run)."""
-    server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
-    await server.start()
-    client = Client(LocalTransport(server.handlers), field_manager="test")
     pods = RecordingPods()
-    agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
-                      state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
-    await agent.start()
-    try:
+    async with agent_beside_server(tmp_path, pods) as (_, _, client):
         created = []
         for namespace in ("status", "orphan"):
             await client.create("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace",
@@ -150,9 +155,6 @@ async def test_pods_in_namespaces_named_like_the_agents_own_work_run(tmp_path):
                 return got.get("status", {}).get("phase") == "Running"
 
             await eventually(running)
-    finally:
-        await agent.stop()
-        await server.stop()
 
 
 class CountingTransport(LocalTransport):
@@ -214,15 +216,8 @@ async def test_a_running_pod_gets_one_status_write(tmp_path):
     it with `lastProbeTime: null`, the status patch leaves no such key. That null and a missing
     key are one value to the agent: a started pod costs the server one status write, not a
     second identical one after the watch brings the first one back."""
-    server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
-    await server.start()
-    transport = CountingTransport(server.handlers)
-    client = Client(transport, field_manager="test")
     pods = StatusFromPods()
-    agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
-                      state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
-    await agent.start()
-    try:
+    async with agent_beside_server(tmp_path, pods, CountingTransport) as (_, transport, client):
         web = pod("web", 0)
         del web["spec"]["containers"][0]["ports"]
         del web["spec"]["nodeName"]
@@ -241,25 +236,15 @@ async def test_a_running_pod_gets_one_status_write(tmp_path):
         await asyncio.sleep(1.5)  # > one resync, and the watch event of the write is back
         assert transport.status_writes == ["/api/v1/namespaces/default/pods/web/status"]
         assert created["metadata"]["uid"] in pods.running
-    finally:
-        await agent.stop()
-        await server.stop()
 
 
 async def test_a_deleted_pod_is_deleted_once_by_the_agent(tmp_path):
     """A pod deleted gracefully: the agent stops it, writes its final status, then deletes it
     for good (grace 0, its uid as precondition) once; the watch event of that final status,
     which arrives while the pod is still there, does not make it delete again."""
-    server = APIServer(str(tmp_path / "server"), port=0, datastore="memory")
-    await server.start()
-    transport = SlowWatchTransport(server.handlers)
-    client = Client(transport, field_manager="test")
     pods = StatusFromPods()
-    agent = NodeAgent(client, node_name=NODE, node_ip="127.0.0.1", pod_cidr="10.244.9.0/24",
-                      state_dir=str(tmp_path / "agent"), pod_manager=pods, streaming=False)
-    await agent.start()
-    admin = Client(LocalTransport(server.handlers), field_manager="test")
-    try:
+    async with agent_beside_server(tmp_path, pods, SlowWatchTransport) as (server, transport, client):
+        admin = Client(LocalTransport(server.handlers), field_manager="test")
         web = pod("web", 0)
         del web["spec"]["containers"][0]["ports"]
         created = await admin.create("v1", "pods", web, namespace="default")
@@ -277,6 +262,3 @@ async def test_a_deleted_pod_is_deleted_once_by_the_agent(tmp_path):
         await asyncio.sleep(2.0)  # > one resync, and the late watch events are in
         assert transport.deletes == ["/api/v1/namespaces/default/pods/web"]
         assert created["metadata"]["uid"] not in pods.running
-    finally:
-        await agent.stop()
-        await server.stop()
