@@ -1,9 +1,10 @@
 """Pod sandboxes: the namespaces a pod's containers share (pocketkube's pause container).
 
 A sandbox is one holder process, `catatonit -P` (the pause process podman uses) renamed
-`pocketkube-pause`, that owns the pod's network, UTS, IPC and mount namespaces; containers join them (runtime.py). The network
-namespace is unnamed: it lives exactly as long as the processes in it, so a pod killed by
-any means leaves no namespace or veth behind (`pod_netns_path` is /proc/<holder>/ns/net).
+`pocketkube-pause`, that owns the pod's network, UTS, IPC and mount namespaces; containers
+join them (runtime.py). The network namespace is unnamed: it lives exactly as long as the
+processes in it, so a pod killed by any means leaves no namespace or veth behind
+(`pod_netns_path` is /proc/<holder>/ns/net).
 
 Containers get their own PID namespace, or the pod's with `shareProcessNamespace: true` (then
 the holder is PID 1 of it, reaping the pod's orphans). What runs inside
