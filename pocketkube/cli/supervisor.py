@@ -216,7 +216,9 @@ def supervise(run_dir: str) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # SIGHUP (the terminal `up` ran in closing) is caught and dropped, not ignored: an ignored
+    # signal stays ignored across exec, in the server, the agent and every pod they start
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: None)
 
     def save() -> None:
         write_file(os.path.join(run_dir, STATE_FILE), json.dumps(

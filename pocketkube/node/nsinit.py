@@ -408,11 +408,26 @@ def build_root(sys_: Syscalls, config: dict) -> None:
         builder.ensure_dir(directory)
 
 
+def default_signals() -> None:
+    """Every signal back to its default action and none blocked, as a container's process
+    starts under runc: exec keeps an ignored signal ignored, so whatever the agent or its
+    supervisor ignored (SIGHUP, say) would otherwise reach the pod's programs."""
+    for number in signal.valid_signals():
+        if number in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if signal.getsignal(number) is not signal.SIG_DFL:
+                signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):  # the C library's own realtime signals
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
 def _become_holder(sys_: Syscalls, request_id: str, config: dict) -> None:
     """In a fresh child of the spawner: set the sandbox up, report, exec the holder. With
     `new_pid` the holder is PID 1 of a new PID namespace: the first child forked after
     unshare(CLONE_NEWPID), reported by its parent (which alone knows its pid here)."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    default_signals()
     report = 1
     try:
         os.setsid()
@@ -537,8 +552,7 @@ def _become_container(sys_: Syscalls, config: dict, error_fd: int) -> None:
     where it builds and enters its root (`config["rootfs"]`, a RootBuilder config: its image,
     its volumes), runc's masked and read-only paths, its program looked up in its PATH there,
     its working dir, user and rights, and exec."""
-    for number in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):  # as Python found them
-        signal.signal(number, signal.SIG_DFL)
+    default_signals()
     agent_fd = "/proc/{}/fd/{}".format
     if config.get("tty_fd") is not None:
         terminal = os.open(agent_fd(config["agent_pid"], config["tty_fd"]), os.O_RDWR)
@@ -729,6 +743,7 @@ def exec_main(config: dict) -> int:
                 os.write(2, f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
                             f'"{argv[0]}": {why}: unknown\n'.encode())
                 os._exit(127)
+            default_signals()
             apply_security(sys_, config.get("security") or {})
             os.execve(program, argv, env)
         except BaseException as exc:

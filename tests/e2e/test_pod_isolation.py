@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import pytest
 
@@ -88,6 +89,25 @@ async def test_user_groups_capabilities_and_no_new_privs(node):
     # an exec session is the same user with the same rights
     cp = exec_in(node, pod, "c", "sh", "-c", "id; grep NoNewPrivs /proc/self/status")
     assert cp.stdout.splitlines() == ["uid=1000 gid=3000 groups=2000,3000,4000", "NoNewPrivs:\t1"], cp.stderr
+
+
+async def test_signals_start_at_their_defaults_whatever_the_agent_ignores(node):
+    """An ignored signal stays ignored across exec (and a blocked one blocked across fork):
+    what the agent's process ignored (its supervisor's SIGHUP) must not reach the pod's
+    programs or exec sessions, which start as under runc, nothing ignored or blocked."""
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        # the spawner starts with the first pod and inherits both, as would exec's process
+        pod = make_pod("signals", [busybox("c", "grep -E '^Sig(Ign|Blk):' /proc/self/status; echo END; sleep 3600")])
+        await node.running(pod)
+        out = await logs_when_done(node, pod)
+        cp = exec_in(node, pod, "c", "grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status")
+    finally:
+        signal.signal(signal.SIGHUP, ignored)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    assert status_fields(out) == {"SigBlk": "0000000000000000", "SigIgn": "0000000000000000"}, out
+    assert status_fields(cp.stdout) == {"SigBlk": "0000000000000000", "SigIgn": "0000000000000000"}, cp
 
 
 async def test_root_gets_the_runtime_default_capabilities_and_privileged_all(node):
