@@ -188,3 +188,19 @@ def test_explain_dns_from_a_pod(cluster, dns_cluster):
     missing = cluster.pocketkube("explain-dns", "my-nginx", "--from", "no-such-pod")
     assert missing.returncode == 1
     assert missing.stderr.strip() == 'Error from server (NotFound): pods "no-such-pod" not found'
+
+
+def test_names_outside_the_cluster_get_servfail_at_once(cluster, dns_cluster):
+    """Pods have no route out of the cluster, so the host's resolvers cannot be reached: the
+    forward fails on the network's ICMP error and the upstream is skipped for a while (the kernel
+    rate-limits that ICMP), so each name gets SERVFAIL within dig's 1 s, not the forward's 2 s
+    timeout; the DNS pod lives through it (uvloop's datagram transport crashed on that error).
+    busybox's nslookup sends `kubernetes.default` as it is, not through the search list, so on
+    a real cluster too it gets the upstream's error (NXDOMAIN there)."""
+    for name in ("example.test", "kubernetes.default", "www.example.test", "a.b.example", "c.example", "d.example"):
+        out = in_pod(cluster, dns_cluster, "dig", "+time=1", "+tries=1", name, check=False).stdout
+        assert "status: SERVFAIL" in out, out
+    out = nslookup(cluster, dns_cluster, "kubernetes.default")
+    assert "** server can't find kubernetes.default: SERVFAIL" in out, out
+    pods = cluster.kubectl_json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
+    assert [s["restartCount"] for p in pods for s in p["status"]["containerStatuses"]] == [0]
