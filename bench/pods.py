@@ -440,25 +440,36 @@ async def _burst_latencies(cluster: BenchCluster, args) -> list[float]:
 NAMESPACE_SAMPLES = 30
 
 
+# forks from a small interpreter of its own: a fork's price grows with the forking process
+# (the bench's own, ~100 MB, tripled it)
+NAMESPACE_PROBE = f"""
+import ctypes, os, statistics, time
+libc = ctypes.CDLL(None, use_errno=True)
+flags = {nsinit.CLONE_NEWNET | nsinit.CLONE_NEWNS | nsinit.CLONE_NEWIPC | nsinit.CLONE_NEWUTS}
+samples = []
+for _ in range({NAMESPACE_SAMPLES}):
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if libc.unshare(flags) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    if status:
+        raise SystemExit("unshare failed")
+    samples.append((time.perf_counter() - started) * 1000)
+print(statistics.median(samples))
+"""
+
+
 def namespace_cost_ms() -> float:
     """Median wall milliseconds of a child that unshares new network, mount, IPC and UTS
     namespaces and exits: the kernel's part of every pod sandbox, which harness.speed's Python
     loop does not see (on this host the two drift apart). Each burst round waits for the
     kernel's freeing of them first (harness.settled)."""
-    flags = nsinit.CLONE_NEWNET | nsinit.CLONE_NEWNS | nsinit.CLONE_NEWIPC | nsinit.CLONE_NEWUTS
-    sys_ = nsinit.Syscalls()
-    samples = []
-    for _ in range(NAMESPACE_SAMPLES):
-        started = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sys_.unshare(flags)
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+    cp = subprocess.run([sys.executable, "-I", "-S", "-c", NAMESPACE_PROBE], capture_output=True, text=True,
+                        timeout=120)
+    if cp.returncode != 0:
+        raise RuntimeError(f"the namespace probe failed: {cp.stderr.strip()}")
+    return float(cp.stdout)
 
 
 @contextlib.contextmanager
