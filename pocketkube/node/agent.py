@@ -303,6 +303,11 @@ class NodeAgent:
 
     def _on_pod(self, pod: dict) -> None:
         self.recorder.busy()
+        m = pod["metadata"]
+        if m.get("deletionTimestamp") and m.get("deletionGracePeriodSeconds") is not None:
+            # a second delete with a shorter grace period cuts a stop under way short, as the
+            # kubelet does; here, as that stop holds the pod's key in the queue until it ends
+            self.pods.shorten_grace(m["uid"], int(m["deletionGracePeriodSeconds"]))
         self.queue.add(SyncPod(object_key(pod)))
 
     def _on_pod_deleted(self, pod: dict) -> None:

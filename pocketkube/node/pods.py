@@ -68,6 +68,7 @@ class PodManager:
         self.node = NodeContext(node_ip=node_ip, cluster_domain=cluster_domain, state_dir=state_dir,
                                 cache_dir=cache_dir, on_event=on_event, changed=self.changed)
         self.workers: dict[str, PodWorker] = {}
+        self.stopping: dict[str, PodWorker] = {}  # those terminate() is stopping (no longer in workers)
         self._indexer: asyncio.Task | None = None
 
     # lifecycle
@@ -117,7 +118,17 @@ class PodManager:
             return None
         if pod.get("spec"):
             worker.pod = pod
-        return await worker.terminate(grace_seconds)
+        self.stopping[uid] = worker
+        try:
+            return await worker.terminate(grace_seconds)
+        finally:
+            self.stopping.pop(uid, None)
+
+    def shorten_grace(self, uid: str, grace_seconds: int) -> bool:
+        """A pod that is stopping gets a shorter grace period (a second delete's): whether its
+        deadline moved."""
+        worker = self.stopping.get(uid)
+        return worker is not None and worker.shorten_grace(grace_seconds)
 
     def current_status(self, uid: str) -> dict | None:
         """The status of a pod this node runs (None if it runs no such pod)."""

@@ -41,6 +41,7 @@ from pocketkube.node.podruntime import Container, ContainerRequest, PodRuntime, 
 from pocketkube.node.podstatus import (KUBELET_CONDITIONS, ContainerView, crash_backoff_message, format_pod,
                                        generate_pod_status, pod_phase, should_restart, terminated_reason)
 from pocketkube.node.probes import Prober
+from pocketkube.node.runtime import GracePeriod
 from pocketkube.node.sandbox import SandboxError
 from pocketkube.node.volumes import PodVolumes, VolumeError, status_mounts
 
@@ -54,6 +55,12 @@ RETRY_SECONDS = 2.0          # a failed volume or env resolution is retried afte
 RETRY_MAX_SECONDS = 60.0
 FIRST_STATUS_SECONDS = 1.0   # a pod's first status waits at most this long for its first sync pass
 EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _pod_grace(grace_seconds: int) -> int:
+    """A pod's grace period as its containers get it: 0 stays 0 (kill now), others at least
+    MINIMUM_GRACE_SECONDS, as the kubelet's minimum."""
+    return grace_seconds if grace_seconds <= 0 else max(grace_seconds, MINIMUM_GRACE_SECONDS)
 
 
 def pod_data_dir(state_dir: str, uid: str) -> str:
@@ -273,6 +280,7 @@ class PodWorker:
         self.reported = False  # whether the agent may write this pod's status yet (see run())
         self.task: asyncio.Task | None = None
         self.terminating = False
+        self.grace: GracePeriod | None = None  # the stop's, once terminate() began
         self.sandbox_retry_at = 0.0
         self.sandbox_delay = RETRY_SECONDS
         self.sandbox_error: str | None = None
@@ -801,11 +809,11 @@ class PodWorker:
             self.adopted = None
         final = None
         async with self.lock:
-            grace = grace_seconds if grace_seconds <= 0 else max(grace_seconds, MINIMUM_GRACE_SECONDS)
+            self.grace = GracePeriod(_pod_grace(grace_seconds))
             running = [s for s in self.all_slots() if s.running]
             for slot in running:
                 self.event("Normal", "Killing", f"Stopping container {slot.name}")
-            await asyncio.gather(*(self._stop_slot(s, grace) for s in running))
+            await asyncio.gather(*(self._stop_slot(s, self.grace) for s in running))
             if running and self.terminal_phase is None:
                 await self._collect_exits()
                 for slot in self.all_slots():
@@ -820,11 +828,16 @@ class PodWorker:
                 self.env_resolver.forget_pod(self.uid)
         return final
 
-    async def _stop_slot(self, slot: ContainerSlot, grace: float) -> None:
+    def shorten_grace(self, grace_seconds: int) -> bool:
+        """A later delete with a shorter grace period while the pod stops: the containers get
+        SIGKILL by the new deadline (a preStop hook under way keeps its own). Returns whether
+        the deadline moved."""
+        return self.grace is not None and self.grace.shorten(_pod_grace(grace_seconds))
+
+    async def _stop_slot(self, slot: ContainerSlot, grace: GracePeriod) -> None:
         process = slot.process
-        deadline = time.monotonic() + grace
-        await self._pre_stop(slot, process, grace)
-        await process.stop(max(0.0, deadline - time.monotonic()) if grace > 0 else 0)
+        await self._pre_stop(slot, process, grace.left())
+        await process.stop(grace)
 
     # status
     def refresh_status(self) -> dict:

@@ -299,6 +299,37 @@ class Fanout:
                 pass  # a stalled client misses output rather than stalling the container
 
 
+class GracePeriod:
+    """A stop's grace period, which a later, shorter one may cut (never lengthen), as the
+    kubelet's pod worker takes the shorter grace period of a second delete: the deadline
+    moves to now + the new seconds when that is earlier, and whoever waits wakes."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+        self._moved = asyncio.Event()
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def shorten(self, seconds: float) -> bool:
+        """Returns whether the deadline moved."""
+        deadline = time.monotonic() + seconds
+        if deadline >= self.deadline:
+            return False
+        self.deadline = deadline
+        self._moved.set()
+        return True
+
+    async def wait_for(self, event: asyncio.Event) -> None:
+        """Until `event` is set or the deadline (as it moves) has passed."""
+        while not event.is_set() and self.left() > 0:
+            self._moved.clear()
+            waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._moved.wait())]
+            _, pending = await asyncio.wait(waiters, timeout=self.left(), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+
+
 class ContainerProcess:
     """A running (or finished) container instance."""
 
@@ -456,14 +487,13 @@ class ContainerProcess:
                 except (ProcessLookupError, PermissionError):
                     pass
 
-    async def stop(self, grace_seconds: float) -> None:
-        """SIGTERM, then SIGKILL after the grace period; then nothing of it is left."""
-        if self.running and grace_seconds > 0:
+    async def stop(self, grace: float | GracePeriod) -> None:
+        """SIGTERM, then SIGKILL after the grace period (seconds, or a GracePeriod a later
+        delete may cut); then nothing of it is left."""
+        period = grace if isinstance(grace, GracePeriod) else GracePeriod(grace)
+        if self.running and period.left() > 0:
             self.signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.exited.wait(), grace_seconds)
-            except asyncio.TimeoutError:
-                pass
+            await period.wait_for(self.exited)
         self.kill_all()
         try:
             await asyncio.wait_for(self.exited.wait(), 10)

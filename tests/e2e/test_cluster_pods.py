@@ -433,3 +433,18 @@ def test_a_deleted_pod_reports_its_terminal_phase_before_it_goes(cluster, ns):
     terminated = final["containerStatuses"][0]["state"].get("terminated")
     assert terminated is not None, final
     assert terminated["exitCode"] in (137, 143) and terminated["reason"] == "Error"
+
+
+def test_a_second_delete_with_a_shorter_grace_period_ends_the_wait(cluster, ns):
+    """`sleep` as PID 1 ignores SIGTERM, so `kubectl delete pod` waits out the 30 s grace period;
+    a second delete with --grace-period=1 meanwhile makes the pod go at once, as the kubelet
+    takes the shorter period (kubectl's own --timeout, 20 s, is shorter than the first)."""
+    cluster.kubectl("run", "lingering", "--image=busybox", "-n", ns, "--", "sleep", "3600")
+    cluster.kubectl("wait", "--for=condition=ready", "pod/lingering", "-n", ns, "--timeout=60s", timeout=90)
+    cluster.kubectl("delete", "pod", "lingering", "-n", ns, "--wait=false")
+    eventually(lambda: cluster.kubectl_json("get", "pod", "lingering", "-n", ns)["metadata"].get("deletionTimestamp"))
+    cp = cluster.kubectl("delete", "pod", "lingering", "-n", ns, "--grace-period=1", "--timeout=20s", check=False,
+                         timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    gone = cluster.kubectl("get", "pod", "lingering", "-n", ns, check=False)
+    assert "NotFound" in gone.stderr

@@ -272,13 +272,19 @@ async def test_missing_command_is_a_start_error(node):
     assert 'exec: "no-such-program": executable file not found in $PATH' in term["message"]
 
 
-async def test_container_ignoring_sigterm_is_killed_after_grace(node):
-    pod = make_pod("stubborn", [busybox("c", "trap '' TERM; echo ready; while true; do sleep 1; done")])
+async def running_stubborn_pod(node, name: str) -> dict:
+    """A running pod whose container ignores SIGTERM (its trap set)."""
+    pod = make_pod(name, [busybox("c", "trap '' TERM; echo ready; while true; do sleep 1; done")])
     await node.running(pod)
     for _ in range(100):  # the trap is set once it says so
         if "ready" in await node.logs(pod):
-            break
+            return pod
         await asyncio.sleep(0.05)
+    raise AssertionError("the container never said it was ready")
+
+
+async def test_container_ignoring_sigterm_is_killed_after_grace(node):
+    pod = await running_stubborn_pod(node, "stubborn")
     slot = node.manager.workers[pod["metadata"]["uid"]].slot("c")
     process = slot.process
     cgroup = process.record.cgroup
@@ -288,6 +294,28 @@ async def test_container_ignoring_sigterm_is_killed_after_grace(node):
     if cgroup:
         assert not os.path.exists(cgroup)
     assert "Killing" in node.event_reasons("stubborn")
+
+
+async def test_a_shorter_grace_period_cuts_a_stop_under_way(node):
+    """`kubectl delete pod` (a long grace period), then `kubectl delete pod --grace-period=0`
+    while the first waits: the kubelet takes the shorter one, so the pod goes now, not after
+    the first grace period (here 600 s: the wait below is 30)."""
+    pod = await running_stubborn_pod(node, "slow-to-go")
+    uid = pod["metadata"]["uid"]
+    process = node.manager.workers[uid].slot("c").process
+    stopping = asyncio.create_task(node.manager.terminate(pod, 600))
+    for _ in range(100):
+        worker = node.manager.stopping.get(uid)
+        if worker is not None and worker.grace is not None:  # the grace period runs
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # the SIGTERM went, and the container ignored it
+    assert not stopping.done()
+    assert not node.manager.shorten_grace(uid, 900)  # never longer
+    assert node.manager.shorten_grace(uid, 0)
+    await asyncio.wait_for(stopping, 30)
+    assert process.exit_code == 137
+    assert not node.manager.shorten_grace(uid, 0)  # gone: nothing to cut
 
 
 async def test_children_die_with_the_container(node):

@@ -16,6 +16,7 @@ import pytest
 
 from pocketkube.node import probes, runtime
 from pocketkube.node.podworker import NodeContext, PodWorker
+from pocketkube.node.runtime import GracePeriod
 
 UID = "uid-1"
 
@@ -58,7 +59,8 @@ class FakeContainer:
         if self.on_exit is not None:
             self.on_exit(self)
 
-    async def stop(self, grace_seconds: float) -> None:
+    async def stop(self, grace: float | GracePeriod) -> None:
+        grace_seconds = grace.left() if isinstance(grace, GracePeriod) else grace
         self.stopped_with.append(grace_seconds)
         if self.running:
             self.exit(137 if self.ignores_sigterm or grace_seconds <= 0 else 0)
@@ -382,6 +384,23 @@ async def test_termination_grace(tmp_path, grace, pre_stop, stopped_with):
     assert ("Killing", "Stopping container c") in h.events
     assert h.fake.calls[-2:] == ["destroy sandbox", "remove pod"]
     assert not (tmp_path / "pods" / UID).exists()
+
+
+async def test_a_grace_period_is_cut_never_lengthened():
+    """GracePeriod: a second, shorter grace period wakes the stop that waits; a longer one is
+    refused (the kubelet keeps the shorter)."""
+    period, exited = GracePeriod(600), asyncio.Event()
+    waiting = asyncio.create_task(period.wait_for(exited))
+    await asyncio.sleep(0.01)
+    assert not period.shorten(900) and period.left() > 590
+    assert period.shorten(0) and period.left() == 0
+    await asyncio.wait_for(waiting, 5)
+    # a process that exits in time ends the wait before its deadline
+    period, exited = GracePeriod(600), asyncio.Event()
+    waiting = asyncio.create_task(period.wait_for(exited))
+    exited.set()
+    await asyncio.wait_for(waiting, 5)
+    assert period.left() > 590
 
 
 # ---- adoption after an agent restart -----------------------------------------------------------
