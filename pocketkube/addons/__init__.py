@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import string
 
-import yaml
-
 from pocketkube.core.client import APPLY_PATCH, Client
 
 ADDONS = ("kube-proxy", "coredns")
@@ -42,6 +40,8 @@ def render(name: str, **params: str) -> list[dict]:
     """The objects of one add-on, placeholders filled."""
     if name not in KNOWN:
         raise ValueError(f"unknown add-on {name!r}; known: {', '.join(KNOWN)}")
+    import yaml  # here: the CLI's parser imports this module, and most commands render nothing
+
     with open(os.path.join(_DIR, f"{name}.yaml")) as f:
         text = string.Template(f.read()).substitute(params)
     return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -16,11 +16,13 @@ import argparse
 import asyncio
 import json
 import sys
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from pocketkube.cli.explain import TopologyWatch, gather, run_with_client, trace
 from pocketkube.explain import findings, topology
+
+if TYPE_CHECKING:  # aiohttp's server is imported where the map is served: `pocketkube up`, `down`,
+    from aiohttp import web  # `explain` ... build their parser from this module and start ~0.2 s sooner
 
 LOCALHOST = "127.0.0.1"
 
@@ -41,6 +43,8 @@ class MapServer:
         return f"http://{LOCALHOST}:{self.port}/"
 
     async def start(self) -> None:
+        from aiohttp import web
+
         await self.watch.start()
         self.current = json.dumps(self.watch.topology().to_dict())
         app = web.Application()
@@ -77,12 +81,18 @@ class MapServer:
                 queue.put_nowait(latest)
 
     async def _page(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(text=topology.html_page(), content_type="text/html")
 
     async def _topology_json(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(text=self.current, content_type="application/json")
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         queue: asyncio.Queue = asyncio.Queue()
@@ -99,6 +109,8 @@ class MapServer:
         return response
 
     async def _explain(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         kind = findings.KINDS.get(request.query.get("kind", "svc").lower(), "Service")
         namespace, name = request.query.get("namespace", "default"), request.query.get("name", "")
         cluster = await gather(self.client, namespace, kind, self.cluster_name)
@@ -107,6 +119,8 @@ class MapServer:
 
 
     async def _trace(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         from pocketkube.proxy.trace import TraceError
 
         query = request.query
