@@ -1,9 +1,9 @@
 """The node's sandbox spawner and container init: the code that runs in the new processes
-of a pod, before exec. Run as a script (`python -I -S nsinit.py`, standard library only) it is
-the spawner: a small process that forks one child per sandbox request, which unshares, builds
+of a pod, before exec. Run on its own (spawner.nsinit_command: `python -I -S`, standard library
+only) it is the spawner: a small process that forks one child per sandbox request, which unshares, builds
 the root, mounts, pivots and execs the holder (a fork costs far less than starting an
 interpreter per pod). It starts the containers' main processes too, as children of the agent
-(clone(CLONE_PARENT)) in their own PID namespace (or the pod's). `nsinit.py --exec CONFIG`
+(clone(CLONE_PARENT)) in their own PID namespace (or the pod's). With `--exec CONFIG` it
 runs one exec session or exec probe in a container's namespaces (`exec_main`). The agent
 talks to it through spawner.py; sandbox.py says what a sandbox is.
 
@@ -813,7 +813,12 @@ def spawner_main() -> int:
                     _become_holder(sys_, request_id, config)
 
 
+def main(args: list[str]) -> int:
+    """`--exec CONFIG`: one exec session or exec probe (`exec_main`); no arguments: the spawner."""
+    if args[:1] == ["--exec"]:
+        return exec_main(json.loads(args[1]))
+    return spawner_main()
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--exec"]:
-        sys.exit(exec_main(json.loads(sys.argv[2])))
-    sys.exit(spawner_main())
+    sys.exit(main(sys.argv[1:]))

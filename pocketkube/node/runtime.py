@@ -47,7 +47,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +55,7 @@ from typing import AsyncIterator, Callable
 
 from pocketkube.core.linux import process_alive, process_start_ticks, setns
 from pocketkube.core.objects import rfc3339
-from pocketkube.node.spawner import SCRIPT as NSINIT_SCRIPT, Spawner
+from pocketkube.node.spawner import Spawner, nsinit_command
 
 START_ERROR_EXIT_CODE = 128
 PROBE_USER_AGENT = "kube-probe/1.32"
@@ -605,7 +604,7 @@ def exec_argv(container_pid: int, working_dir: str, env: dict[str, str], argv: l
     terminal leads a session on it (`tty`)."""
     config = {"container_pid": container_pid, "working_dir": working_dir, "env": env, "argv": list(argv),
               "cgroup": cgroup, "tty": tty, "security": security or {}}
-    return [sys.executable, "-I", "-S", NSINIT_SCRIPT, "--exec", json.dumps(config)]
+    return nsinit_command("--exec", json.dumps(config))
 
 
 # ---- logs ----------------------------------------------------------------------------------

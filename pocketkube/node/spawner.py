@@ -1,4 +1,4 @@
-"""The agent's side of the sandbox spawner (nsinit.py run as a script): one small process,
+"""The agent's side of the sandbox spawner (nsinit.py run on its own, `nsinit_command`): one small process,
 started on first use and again if it died, that forks pod holders and container processes on
 request (one JSON line each, answered by "<id> ok <pid>" or "<id> error <why>").
 """
@@ -12,7 +12,16 @@ import sys
 
 import orjson
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsinit.py")
+NSINIT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def nsinit_command(*args: str) -> list[str]:
+    """The command that runs nsinit.py with `args` (none: the spawner; `--exec CONFIG`: an exec
+    session). An interpreter that loads no site (-I -S) imports it as a module, so its compiled
+    bytecode is used: run as a script it was compiled at each start, ~15 ms of every exec session
+    and exec probe. Its directory goes last on the path: the standard library comes first."""
+    boot = f"import sys; sys.path.append({NSINIT_DIR!r}); import nsinit; sys.exit(nsinit.main(sys.argv[1:]))"
+    return [sys.executable, "-I", "-S", "-c", boot, *args]
 
 
 class SpawnError(Exception):
@@ -53,7 +62,7 @@ class Spawner:
             if self.proc is not None and self.proc.returncode is None and not self.proc.stdout.at_eof():
                 return
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-S", SCRIPT, stdin=asyncio.subprocess.PIPE,
+                *nsinit_command(), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
             self.reader = asyncio.create_task(self._read(self.proc), name="sandbox-spawner")
 
