@@ -48,6 +48,7 @@ import os
 import platform
 import selectors
 import signal
+import stat
 import sys
 import termios
 
@@ -214,10 +215,15 @@ class RootBuilder:
         dev = self.host("/dev")
         os.mkdir(dev)
         self.sys.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+        # made as runc makes them outside a user namespace (mknod, the machine's numbers and
+        # modes), not bound: a bind mount costs a container ~0.1 ms at start and at exit each
         for node in DEV_NODES:
-            if os.path.exists("/dev/" + node):
-                open(f"{dev}/{node}", "w").close()
-                self.sys.mount("/dev/" + node, f"{dev}/{node}", None, MS_BIND)
+            try:
+                machine = os.stat("/dev/" + node)
+            except FileNotFoundError:
+                continue
+            os.mknod(f"{dev}/{node}", machine.st_mode, machine.st_rdev)
+            os.chmod(f"{dev}/{node}", stat.S_IMODE(machine.st_mode))  # past the umask
         for name, target in DEV_LINKS.items():
             os.symlink(target, f"{dev}/{name}")
         # a devpts of its own: the machine's terminals (other pods', the user's) are not in it;

@@ -42,6 +42,7 @@ async def test_the_pod_sees_its_image_not_the_machine(node):
     secret_paths += [os.path.join("/home", name) for name in os.listdir("/home")]
     script = ("for p in " + " ".join(secret_paths) + "; do test -e $p && echo SEES $p; done; "
               "ls /root | wc -l; head -1 /etc/passwd; echo hi > /written && cat /written; ls /dev/pts; "
+              "stat -c '%n %F %t,%T %a' /dev/null /dev/zero /dev/urandom /dev/tty; head -c 8 /dev/urandom | wc -c; "
               "echo END; sleep 3600")
     other = make_pod("other", [busybox("c", "sleep 3600")])
     await node.running(other)
@@ -50,6 +51,11 @@ async def test_the_pod_sees_its_image_not_the_machine(node):
     out = await logs_when_done(node, pod)
     assert "SEES" not in out, out
     assert out.splitlines()[:4] == ["0", "root:x:0:0:root:/root:/bin/sh", "hi", "ptmx"]  # no terminal of the machine
+    # the usual device nodes, with the machine's numbers and modes (as runc makes them)
+    assert out.splitlines()[4:9] == ["/dev/null character special file 1,3 666",
+                                     "/dev/zero character special file 1,5 666",
+                                     "/dev/urandom character special file 1,9 666",
+                                     "/dev/tty character special file 5,0 666", "8"], out
     assert not os.path.exists("/written")
     # another pod's files are nowhere in this one
     other_dir = os.path.join(node.state_dir, "pods", other["metadata"]["uid"])
@@ -65,7 +71,8 @@ async def test_user_groups_capabilities_and_no_new_privs(node):
     script = ("id; grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status; touch /data/f; "
               "stat -c 'file group %g' /data/f; mount -t tmpfs t /mnt 2>&1 || echo mount refused; "
               "cat /var/run/secrets/kubernetes.io/serviceaccount/token; echo; "
-              "stat -c '%a %u' /var/run/secrets/kubernetes.io/serviceaccount/..data/token; echo END; sleep 3600")
+              "stat -c '%a %u' /var/run/secrets/kubernetes.io/serviceaccount/..data/token; "
+              "echo x > /dev/null && echo null writable; echo END; sleep 3600")
     node.env.files = {"kube-api-access-x": {"token": b"t0ken", "namespace": b"default"}}
     sa = "/var/run/secrets/kubernetes.io/serviceaccount"
     pod = make_pod("ids", [busybox("c", script, securityContext={
@@ -84,7 +91,7 @@ async def test_user_groups_capabilities_and_no_new_privs(node):
     assert fields["CapEff"] == fields["CapPrm"] == "0000000000000000"
     assert fields["CapBnd"] == "0000000000000400"  # NET_BIND_SERVICE only
     assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "0"
-    assert "file group 2000" in lines and "mount refused" in lines
+    assert "file group 2000" in lines and "mount refused" in lines and "null writable" in lines
     assert "t0ken" in lines and "640 1000" in lines  # the token: the pod's user reads it, others do not
     # an exec session is the same user with the same rights
     cp = exec_in(node, pod, "c", "sh", "-c", "id; grep NoNewPrivs /proc/self/status")
