@@ -28,7 +28,6 @@ import ipaddress
 import posixpath
 import random
 import re
-import ssl
 import urllib.parse
 import zlib
 
@@ -40,6 +39,7 @@ from pocketkube.apiserver.kinds import registry
 from pocketkube.apiserver.storage import Storage
 from pocketkube.apiserver.streaming import relay_body
 from pocketkube.core import errors
+from pocketkube.core.tls import insecure_client_context
 
 CONNECT_TIMEOUT = 10.0
 RESPONSE_TIMEOUT = 30.0  # no answer head within this: the backend is as good as unreachable
@@ -149,9 +149,7 @@ class ClusterProxy:
         self._pods = registry.by_resource("", "v1", "pods")
         self._services = registry.by_resource("", "v1", "services")
         self._endpoints = registry.by_resource("", "v1", "endpoints")
-        self._insecure = ssl.create_default_context()
-        self._insecure.check_hostname = False
-        self._insecure.verify_mode = ssl.CERT_NONE
+        self._insecure = insecure_client_context()
 
     # ---- where to ------------------------------------------------------------------------
 

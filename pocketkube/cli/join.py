@@ -55,6 +55,7 @@ from pocketkube.cli import supervisor, up as cluster_cli
 from pocketkube.cli.helptext import examples
 from pocketkube.core import bootstraptoken
 from pocketkube.core import cluster as names
+from pocketkube.core.tls import insecure_client_context
 from pocketkube.node import network
 
 CLUSTER_INFO = "cluster-info"
@@ -259,9 +260,7 @@ def discover(opts: JoinOptions) -> bytes:
     """The cluster CA (PEM), from cluster-info, checked against the pinned hash."""
     import yaml
 
-    insecure = ssl.create_default_context()
-    insecure.check_hostname = False
-    insecure.verify_mode = ssl.CERT_NONE
+    insecure = insecure_client_context()
     cm = _https_json(f"{opts.server}/api/v1/namespaces/kube-public/configmaps/{CLUSTER_INFO}", insecure)
     try:
         config = yaml.safe_load((cm.get("data") or {})["kubeconfig"])

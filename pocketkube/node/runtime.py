@@ -55,6 +55,7 @@ from typing import AsyncIterator, Callable
 
 from pocketkube.core.linux import process_alive, process_start_ticks, setns
 from pocketkube.core.objects import rfc3339
+from pocketkube.core.tls import insecure_client_context
 from pocketkube.node.spawner import Spawner, nsinit_command
 
 START_ERROR_EXIT_CODE = 128
@@ -869,9 +870,7 @@ async def probe_http(sockets: NetnsSockets, *, scheme: str, host: str, port: int
     try:
         tls = None
         if scheme.upper() == "HTTPS":
-            tls = ssl.create_default_context()
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
+            tls = insecure_client_context()  # the kubelet's HTTPS probes verify nothing
         remaining = max(0.01, deadline - time.monotonic())
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(sock=sock, ssl=tls, server_hostname=host if tls else None), remaining)
