@@ -96,7 +96,6 @@ class MapServer:
         report = findings.explain(kind, namespace, name, cluster)
         return web.Response(text=findings.render_json(report), content_type="application/json")
 
-
     async def _trace(self, request: web.Request) -> web.Response:
         from pocketkube.proxy.trace import TraceError
 
