@@ -14,7 +14,7 @@ the goals are absolute, the anchors what upstream publishes.
 
     .venv/bin/python -m bench.controllers [--services 1000] [--pods-per-service 10] [--samples 550]
                                           [--sample-rounds 11] [--deployments 1000] [--replicas 3]
-                                          [--only NAME] [--rounds 7] [--json FILE]
+                                          [--only NAME] [--rounds 9] [--json FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import datetime as dt
 import ipaddress
 import os
 import random
+import shutil
 import ssl
 import sys
 import tempfile
@@ -165,6 +166,7 @@ async def endpoint_propagation(args) -> tuple[list[Row], list[str]]:
             watcher.cancel()
     finally:
         srv.stop()
+        shutil.rmtree(data, ignore_errors=True)
     scale = f"{args.services:,} Services x {args.pods_per_service} pods"
     # each round at the yardstick CPU speed: the mean of the speeds measured before and after it
     rounds = [[v * (speeds[i] + speeds[min(i + 1, len(speeds) - 1)]) / 2
@@ -257,6 +259,7 @@ async def deployment_fanout_once(args) -> tuple[dict[str, float], str]:
                 raise RuntimeError(f"{pods} pods exist, expected exactly {want} (duplicates or losses)")
     finally:
         srv.stop()
+        shutil.rmtree(data, ignore_errors=True)
     return ({"created": all_created, "per_second": want / all_created, "bound": all_bound},
             f"the {args.deployments:,} Deployment creates took {posted:.1f} s; {pods:,} pods exist, "
             f"{bound_now:,} bound, no duplicates")
@@ -311,7 +314,7 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the deployments' pods")
     p.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], help="run one measurement")
-    harness.add_arguments(p, rounds=7)  # --rounds: deployment fan-outs, each on a fresh server
+    harness.add_arguments(p, rounds=9)  # --rounds: deployment fan-outs, each on a fresh server (~20 s each)
     main_with(p.parse_args())
 
 

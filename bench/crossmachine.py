@@ -24,16 +24,18 @@ decapsulates, routes and delivers. So each path runs in two modes per round (ADR
 - "whole path on one CPU" (no steering, both iperf3 on the first CPU): what the path costs in
   all, informational, with its CPU seconds per GB: both iperf3 processes (the softirq work of a
   veth runs in the context that raised it) and ksoftirqd, which others' load does not inflate.
-Within a round each path runs --runs times per mode, interleaved (same, across, same, across,
-...), and the median of its runs counts: this guest's CPU speed swings within seconds
-(a pure-Python yardstick read 0.4-0.7x around runs minutes apart, uncorrelated with them), both
-ways, so one run in a round, or the best of several, let a single fast or slow moment set it.
-Ratios are per round and by the clock (both runs minutes apart at most): scaling each run by the
+Each round runs each path once per mode (same, across), --rounds rounds (15): this guest's CPU
+speed swings within seconds (a pure-Python yardstick read 0.4-0.7x around runs minutes apart,
+uncorrelated with them), both ways, so the two paths of a round run seconds apart and many short
+rounds, not a few long ones, carry the swings into the printed min–max (5 rounds of the median
+of 3 runs printed a spread narrower than a re-run's, harness.REROUND_AGREEMENT). --runs > 1 runs
+each path that many times a round and counts the median one.
+Ratios are per round and by the clock (both runs seconds apart): scaling each run by the
 yardstick speed measured around it added that measurement's noise. Each run's figures are
 printed as it ends (Gbit/s, yardstick speed, the iperf3 processes' CPU, each CPU's busy share).
 On failure, iperf3's error comes with each namespace's route and neighbour entry for the server.
 
-    sudo .venv/bin/python -m bench.crossmachine [--rounds 5] [--seconds 4] [--runs 3] [--json FILE]
+    sudo .venv/bin/python -m bench.crossmachine [--rounds 15] [--seconds 4] [--runs 1] [--json FILE]
 """
 
 from __future__ import annotations
@@ -273,7 +275,8 @@ def rows(samples: list[dict[str, list[Sample]]], seconds: int, runs: int) -> lis
         return [statistics.median(value(s) for s in round_[key]) for round_ in samples]
     label = f"iperf3, 1 TCP stream, {seconds}s, at the yardstick CPU speed"
     split, whole = "receive on its own CPU", "whole path on one CPU"
-    label += f", median of {runs} runs a round"
+    if runs > 1:
+        label += f", median of {runs} runs a round"
     result = []
     for mode, text, goal in (("split", split, GOAL), ("one CPU", whole, None)):
         result += [
@@ -306,9 +309,9 @@ def rows(samples: list[dict[str, list[Sample]]], seconds: int, runs: int) -> lis
 def main() -> None:
     p = argparse.ArgumentParser(description="pod-to-pod throughput across machines against within one (root)")
     p.add_argument("--seconds", type=int, default=4, help="seconds of each iperf3 run")
-    p.add_argument("--runs", type=int, default=3,
+    p.add_argument("--runs", type=int, default=1,
                    help="runs of each path in each mode per round (interleaved); the median one counts")
-    harness.add_arguments(p)
+    harness.add_arguments(p, rounds=15)
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/crossmachine.py needs root: it creates network namespaces, a bridge and two clusters")

@@ -11,7 +11,7 @@ at the end, even when it fails.
   the watch event that shows it Running with Ready=True (p50, p99), for images
   registry.k8s.io/pause and nginx, one pod at a time (--samples, default 30; each pod is
   deleted, and gone, before the next) and 50 pods created at once: --rounds rounds (default
-  5) of each image, pause and nginx rounds interleaved, each round's p50 and p99 over its 50
+  9) of each image, pause and nginx rounds interleaved, each round's p50 and p99 over its 50
   pods one figure; the rows give the median of the rounds with min and max, and the verdict
   judges every round (ADR 0012); each burst starts on a machine at rest (harness.settled: the
   previous round's teardown, the kernel freeing 50 network namespaces, is over). One warm-up pod per cluster is not counted (it is shown
@@ -41,7 +41,7 @@ at the end, even when it fails.
   run: --pairs pairs of fresh clusters, this checkout's then the peer's (A B A B ...), each
   pair's ratio, then their median with min and max.
 
-    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 5] [--only NAME] [--peer main]
+    sudo .venv/bin/python -m bench.pods [--runs 3] [--samples 30] [--rounds 9] [--only NAME] [--peer main]
 
 Only one cluster runs at a time on a machine: when another holds the address ranges, the
 bench waits for it (at most --machine-timeout seconds) instead of failing.
@@ -750,7 +750,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description="pocketkube node benchmarks (root)")
     p.add_argument("--runs", type=int, default=3, help="`up` runs per node count; the median is shown")
     p.add_argument("--samples", type=int, default=30, help="pods created one at a time, per image (0: none)")
-    p.add_argument("--rounds", type=int, default=harness.MIN_ROUNDS,
+    p.add_argument("--rounds", type=int, default=9,  # cheap (~10 s): harness.REROUND_AGREEMENT
                    help=f"rounds of {BURST} pods created at once, per image (interleaved)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds pods stay idle before RSS is read")
     p.add_argument("--machine-timeout", type=float, default=600.0,
