@@ -19,6 +19,7 @@ from urllib.parse import quote
 import orjson
 
 from pocketkube.core import errors
+from pocketkube.core.tls import insecure_client_context
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -184,12 +185,10 @@ class HTTPTransport:
         self._token_file = token_file
         self._token_read = time.monotonic()
         if server.startswith("https"):
-            ctx = ssl.create_default_context(cafile=ca_file)
+            # insecure: a kubeconfig's insecure-skip-tls-verify (from_kubeconfig refuses it beside a CA)
+            ctx = insecure_client_context() if insecure else ssl.create_default_context(cafile=ca_file)
             if cert_file:  # a client certificate (a joined node's), read now
                 ctx.load_cert_chain(cert_file, key_file)
-            if insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
         else:
             ctx = False
         # Idle connections are kept a minute (aiohttp's default is 15 s; the API server keeps
@@ -237,8 +236,8 @@ def _timeout(seconds: float):
 
 
 def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
-    """A client for the current context of a kubeconfig written by pocketkube (CA, and a token
-    or a client certificate)."""
+    """A client for the current context of a kubeconfig (a CA, or insecure-skip-tls-verify; a
+    token or a client certificate)."""
     import base64
     import os
     import tempfile
@@ -251,6 +250,9 @@ def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
     ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
     cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
     user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+    insecure = bool(cluster.get("insecure-skip-tls-verify"))
+    if insecure and (cluster.get("certificate-authority") or cluster.get("certificate-authority-data")):
+        raise RuntimeError("specifying a root certificates file with the insecure flag is not allowed")  # client-go's
     # the transport reads the CA and the client certificate when it is made: files holding the
     # kubeconfig's *-data are needed only until then
     made: list[str] = []
@@ -267,7 +269,7 @@ def from_kubeconfig(path: str, field_manager: str = "pocketkube") -> Client:
     try:
         return Client(HTTPTransport(
             cluster["server"], user.get("token", ""),
-            file_of("certificate-authority", "certificate-authority-data", cluster, ".crt"),
+            file_of("certificate-authority", "certificate-authority-data", cluster, ".crt"), insecure=insecure,
             cert_file=file_of("client-certificate", "client-certificate-data", user, ".crt"),
             key_file=file_of("client-key", "client-key-data", user, ".key")), field_manager)
     finally:
