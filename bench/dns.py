@@ -15,8 +15,9 @@
      for its CPU while another task held it (schedstat). The sender's own lateness is counted:
      a run it fell behind in (a burst of owed queries would be measured as the server's
      queueing; on this guest, when the hypervisor held the sender's CPU for milliseconds) is run
-     again, up to --rate-tries times a round; when it still fell behind, the p99 rows give no
-     figure. The runs kept are those the sender kept to; how many were run again is printed.
+     again, up to --rate-tries times a round; a round it still fell behind in is left out of the
+     p99 rows (fewer than 5 rounds left: no figure). How many runs were run again, and which
+     rounds the p99 is of, is printed.
   2. dnsperf (Debian) for --seconds as fast as it can (100 queries in flight). The figure is
      queries per CPU-second of the server (queries answered / the server's CPU time from
      /proc): the client cannot cap it, unlike queries/s, which on this machine is often
@@ -425,7 +426,7 @@ class Target:
              "rate_waited_ms": (waited1 - waited0) * 1000 / args.rate_seconds,
              "rate_cpu_ms": (cpu1 - cpu0) * 1000 / args.rate_seconds, "rate_speed": speed,
              "rate_p50_at_yardstick": probe["p50"] * speed, "rate_p99_at_yardstick": probe["p99"] * speed,
-             "rate_tries": tries, **{
+             "rate_tries": tries, "rate_fell_behind": sender_fell_behind(probe), **{
                  f"rate_{k}": v for k, v in probe.items()}}
         print(f"  {self.name:<10} {r['qps']:>9.0f} q/s at {r['cpu_share'] * 100:3.0f}% CPU = {r['per_cpu']:>7.0f} "
               f"q/CPU-s ({perf['codes']}; lost {perf['lost']});  {args.rate:g} q/s: p50 {probe['p50']:.3f} ms "
@@ -441,6 +442,26 @@ class Target:
 
     def values(self, key: str) -> list[float]:
         return [r[key] for r in self.rounds]
+
+
+def on_schedule(targets: list[Target], key: str, tries: int) -> list[harness.Spread]:
+    """Each target's spread of `key` over the rounds whose fixed-rate run the sender kept its
+    schedule in: a sender behind it sends what it owes in a burst, and the queueing that causes
+    would be measured as the server's latency. A round it still fell behind in after `tries`
+    tries is left out; with fewer than MIN_ROUNDS left, the spread is refused and says why."""
+    late = [r for target in targets for r in target.rounds if r["rate_fell_behind"]]
+    spreads = []
+    for target in targets:
+        kept = harness.spread([r[key] for r in target.rounds if not r["rate_fell_behind"]])
+        if not kept.ok and late:
+            kept = harness.Spread(kept.median, kept.low, kept.high, kept.rounds, (
+                f"the fixed-rate sender fell behind its schedule in {len(late)} of "
+                f"{sum(len(t.rounds) for t in targets)} runs after {tries} tries each (more than "
+                f"{LATE_SHARE_REFUSED:.1%} of its sends >{LATE_NS // 1000} us late; worst "
+                f"{max(r['rate_late'] for r in late)} of {late[0]['rate_sent']}), leaving {kept.rounds} "
+                f"rounds of {target.name}, fewer than {harness.MIN_ROUNDS}"))
+        spreads.append(kept)
+    return spreads
 
 
 def start_dnsmasq(hosts: str, cpu: int) -> Target:
@@ -528,19 +549,12 @@ def throughput_and_latency(args, session: harness.Session) -> list[harness.Row]:
     per_cpu = harness.ratio(mine.values("per_cpu"), peer.values("per_cpu"), min_rounds=5)
     at_rate = harness.ratio(mine.values("rate_per_cpu"), peer.values("rate_per_cpu"), min_rounds=5)
     mine_abs = harness.spread(mine.values("per_cpu"))
-    p99 = harness.spread(mine.values("rate_p99_at_yardstick"))
-    peer_p99 = harness.spread(peer.values("rate_p99_at_yardstick"))
-    # a sender behind its schedule sends what it owes in a burst: the queueing it causes would be
-    # measured as the servers' latency, so such rounds give no latency figure at all
-    late_rounds = [r for target in (mine, peer) for r in target.rounds
-                   if sender_fell_behind({"late": r["rate_late"], "sent": r["rate_sent"]})]
-    if late_rounds:
-        refusal = (f"the fixed-rate sender fell behind its schedule in {len(late_rounds)} of "
-                   f"{len(mine.rounds) + len(peer.rounds)} runs (more than {LATE_SHARE_REFUSED:.1%} of its sends "
-                   f">{LATE_NS // 1000} us late; worst {max(r['rate_late'] for r in late_rounds)} of "
-                   f"{late_rounds[0]['rate_sent']})")
-        p99 = harness.Spread(p99.median, p99.low, p99.high, p99.rounds, refusal)
-        peer_p99 = harness.Spread(peer_p99.median, peer_p99.low, peer_p99.high, peer_p99.rounds, refusal)
+    p99, peer_p99 = on_schedule([mine, peer], "rate_p99_at_yardstick", args.rate_tries)
+    late_rounds = [r for target in (mine, peer) for r in target.rounds if r["rate_fell_behind"]]
+    dropped = (f"; the {p99.rounds} of {len(mine.rounds)} rounds the sender kept its schedule in"
+               if p99.ok and late_rounds else "")
+    peer_dropped = (f"; the {peer_p99.rounds} of {len(peer.rounds)} rounds the sender kept its schedule in"
+                    if peer_p99.ok and late_rounds else "")
     session.note(f"pocketkube DNS ran on {loop}; dnsperf queries/s (capped by dnsperf on its one core when a server "
                  f"is below 100% CPU): pocketkube {harness.spread(mine.values('qps')).text('.0f')} at "
                  f"{harness.spread(mine.values('cpu_share')).median * 100:.0f}% CPU, dnsmasq "
@@ -577,11 +591,11 @@ def throughput_and_latency(args, session: harness.Session) -> list[harness.Row]:
                            note=f"p50 {harness.spread(mine.values('rate_p50_at_yardstick')).median:.3f} ms; as "
                                 f"measured: p99 {harness.spread(mine.values('rate_p99')).median:.3f} ms, CPU speed "
                                 f"{harness.spread(mine.values('rate_speed')).median:.2f}x"
-                                + (f"; {lost} queries unanswered" if lost else "")),
+                                + (f"; {lost} queries unanswered" if lost else "") + dropped),
         harness.spread_row(f"DNS p99 latency at {args.rate:,.0f} q/s, dnsmasq (same rounds, same CPU), at the yardstick "
                            "CPU speed", peer_p99, "ms", higher=False,
                            note=f"p50 {harness.spread(peer.values('rate_p50_at_yardstick')).median:.3f} ms"
-                                + (f"; {peer_lost} queries unanswered" if peer_lost else "")),
+                                + (f"; {peer_lost} queries unanswered" if peer_lost else "") + peer_dropped),
     ]
 
 
